@@ -1,0 +1,178 @@
+"""One typed settings object, read once from the environment at start.
+
+Every component receives the `Settings` it needs; nothing reads `os.environ` after start-up.
+Bad values raise `SettingsError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+
+def parse_size(text: str) -> int:
+    """`5GB` → 5_000_000_000, `512MiB` → 536_870_912, `1024` → 1024 bytes."""
+    match = _SIZE_RE.match(text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size; use a number of bytes or e.g. 500MB, 5GB, 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of a single-machine install."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key the service and its workers own (records, streams, arq queue),
+    # so several deployments or test runs can share one Redis.
+    redis_prefix: str = "sparc-video"
+    grpc_host: str = "[::]"
+    grpc_port: int = 50051
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    # Base of the links the local storage backend hands out; default http://127.0.0.1:HTTP_PORT.
+    public_http_url: str = ""
+
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    cloudfront_domain: str | None = None
+    # Root of the local storage backend, used when no S3 bucket is configured.
+    local_storage_dir: Path = Path("./var/storage")
+    # HMAC key for local-storage download links; default: a key file kept in the storage root.
+    local_signing_key: str | None = field(default=None, repr=False)
+
+    worker_concurrency: int = 2
+    temp_dir: Path = Path("/tmp/sparc-video")
+    max_upload_size: int = 5 * 1000**3
+    processing_timeout_ms: int = 30 * 60 * 1000
+    job_max_tries: int = 3
+    download_url_ttl_s: int = 15 * 60
+    # How long terminal exports' progress streams are kept for late watchers.
+    event_retention_s: int = 24 * 3600
+
+    @property
+    def storage_backend(self) -> str:
+        return "s3" if self.s3_bucket else "local"
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.redis_prefix}:queue"
+
+    @property
+    def http_base_url(self) -> str:
+        return self.public_http_url.rstrip("/") or f"http://127.0.0.1:{self.http_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise SettingsError listing all problems."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        values: dict[str, object] = {}
+
+        def text(name: str, attr: str) -> None:
+            raw = env.get(name)
+            if raw is not None and raw.strip():
+                values[attr] = raw.strip()
+
+        def integer(name: str, attr: str, low: int, high: int) -> None:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return
+            try:
+                number = int(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not an integer")
+                return
+            if not low <= number <= high:
+                problems.append(f"{name}={number} must be between {low} and {high}")
+                return
+            values[attr] = number
+
+        def size(name: str, attr: str) -> None:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return
+            try:
+                values[attr] = parse_size(raw)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+
+        text("REDIS_URL", "redis_url")
+        text("REDIS_PREFIX", "redis_prefix")
+        text("GRPC_HOST", "grpc_host")
+        integer("GRPC_PORT", "grpc_port", 0, 65535)
+        text("HTTP_HOST", "http_host")
+        integer("HTTP_PORT", "http_port", 0, 65535)
+        text("PUBLIC_HTTP_URL", "public_http_url")
+        text("AWS_REGION", "aws_region")
+        text("AWS_ACCESS_KEY_ID", "aws_access_key_id")
+        text("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key")
+        text("S3_BUCKET", "s3_bucket")
+        text("S3_ENDPOINT_URL", "s3_endpoint_url")
+        text("CLOUDFRONT_DOMAIN", "cloudfront_domain")
+        text("LOCAL_STORAGE_SIGNING_KEY", "local_signing_key")
+        integer("VIDEO_WORKER_CONCURRENCY", "worker_concurrency", 1, 256)
+        size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
+        integer("VIDEO_PROCESSING_TIMEOUT", "processing_timeout_ms", 1000, 7 * 24 * 3600 * 1000)
+        integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
+        integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
+        integer("EVENT_RETENTION", "event_retention_s", 60, 365 * 24 * 3600)
+        for name, attr in (("VIDEO_TEMP_DIR", "temp_dir"), ("LOCAL_STORAGE_DIR", "local_storage_dir")):
+            raw = env.get(name)
+            if raw is not None and raw.strip():
+                values[attr] = Path(raw.strip())
+
+        redis_url = str(values.get("redis_url", cls.redis_url))
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+        endpoint = values.get("s3_endpoint_url")
+        if isinstance(endpoint, str) and not endpoint.startswith(("http://", "https://")):
+            problems.append(f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// URL")
+        if problems:
+            raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# Documented in `sparc-video --help` and the README; kept next to the parser so they agree.
+ENVIRONMENT_HELP = """\
+environment:
+  REDIS_URL                 redis://host:port/db (default redis://127.0.0.1:6379/0)
+  REDIS_PREFIX              prefix of every Redis key (default sparc-video)
+  GRPC_PORT, HTTP_PORT      ports of the gRPC API and of /metrics, /health, downloads (50051, 8080)
+  PUBLIC_HTTP_URL           base of local-storage download links (default http://127.0.0.1:HTTP_PORT)
+  S3_BUCKET                 use S3 storage in this bucket (default: local storage)
+  S3_ENDPOINT_URL           S3 API endpoint, e.g. MinIO (default: AWS)
+  AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   S3 credentials (default: boto3's chain)
+  CLOUDFRONT_DOMAIN         hand out download URLs on this CloudFront domain
+  LOCAL_STORAGE_DIR         root of local storage (default ./var/storage)
+  VIDEO_WORKER_CONCURRENCY  jobs one worker runs at once (default 2)
+  VIDEO_TEMP_DIR            worker scratch space (default /tmp/sparc-video)
+  VIDEO_PROCESSING_TIMEOUT  per-job limit in milliseconds (default 1800000)
+  MAX_VIDEO_UPLOAD_SIZE     largest source accepted, e.g. 5GB (default 5GB)
+  DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
+"""

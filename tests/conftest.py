@@ -1,0 +1,6 @@
+"""Shared fixtures: each lives in tests/fixtures/ beside the resource it starts."""
+
+pytest_plugins = [
+    "tests.fixtures.redis",
+    "tests.fixtures.s3",
+]
