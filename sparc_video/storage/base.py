@@ -1,0 +1,127 @@
+"""What every storage backend offers, and the key rules they share.
+
+Keys are validated the same way for S3 and the local directory, so an export that works on a
+laptop works against a bucket, and a key can never name a path outside the storage root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from sparc_video.errors import FieldViolation, InvalidArgument
+
+# S3's own limit; the local backend keeps it too so keys are portable between backends.
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size_bytes: int
+
+
+class Storage(Protocol):
+    """Objects addressed by key, in an S3 bucket or a local directory."""
+
+    # Label of the backend in metrics and logs: "s3" or "local".
+    backend_name: str
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Size of the object; ObjectNotFound(key) when it does not exist."""
+        ...
+
+    async def download_file(self, key: str, path: Path) -> int:
+        """Stream the object to `path` (replaced only once complete); return its size."""
+        ...
+
+    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+        """Store the file at `path` under `key`, streaming it (multipart on S3)."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        """Store a small object held in memory."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with `prefix`; return how many were deleted."""
+        ...
+
+    async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
+        """A GET URL valid for `ttl_s` seconds; with `filename`, browsers save under that name."""
+        ...
+
+    async def check(self) -> None:
+        """Raise Unavailable(message) when the bucket or directory cannot be used."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the storage is unusable afterwards."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a valid object key, else raise ValueError(description).
+
+    The description is written for a person and is used as a FieldViolation description.
+    """
+    if not key:
+        raise ValueError("must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text") from None
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"must be at most {MAX_KEY_BYTES} bytes of UTF-8 (is {size})")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in key):
+        raise ValueError("must not contain control characters")
+    if "\\" in key:
+        raise ValueError("must not contain backslashes; separate folders with '/'")
+    if "://" in key:
+        raise ValueError("must be an object key inside the bucket, not a URL")
+    if key.startswith("/"):
+        raise ValueError("must be relative: no leading '/'")
+    segments = key.split("/")
+    if ".." in segments:
+        raise ValueError("must not contain '..' path segments")
+    # "a//b", "a/./b" and "a/" would name the same file as another key in the local backend.
+    if "." in segments or "" in segments:
+        raise ValueError("must not contain empty or '.' path segments, nor end with '/'")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A prefix to delete under: a valid key, optionally ending in '/'.
+
+    An empty prefix is refused because it would delete the whole bucket or directory.
+    """
+    if not prefix:
+        raise ValueError("must not be empty: that would delete every object")
+    validate_key(prefix.removesuffix("/"))
+    return prefix
+
+
+def checked_key(key: str, field: str = "key") -> str:
+    """validate_key, raising InvalidArgument for the storage methods' callers."""
+    try:
+        return validate_key(key)
+    except ValueError as exc:
+        raise InvalidArgument([FieldViolation(field, str(exc))]) from None
+
+
+def checked_prefix(prefix: str) -> str:
+    try:
+        return validate_prefix(prefix)
+    except ValueError as exc:
+        raise InvalidArgument([FieldViolation("prefix", str(exc))]) from None
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` header value that survives any filename (RFC 6266 with an ASCII fallback)."""
+    fallback = "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '"\\/' else "_" for c in filename
+    )
+    encoded = quote(filename, safe="")
+    return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{encoded}"

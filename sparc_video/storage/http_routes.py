@@ -1,0 +1,50 @@
+"""`GET /files/{key}`: serves local-storage objects to holders of a signed download link."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
+from multidict import CIMultiDict
+
+from sparc_video.errors import InvalidArgument, ObjectNotFound
+from sparc_video.storage.base import content_disposition
+from sparc_video.storage.local import LocalStorage
+
+
+class _ExactFileResponse(web.FileResponse):
+    """A FileResponse that always sends the file itself.
+
+    Given `Accept-Encoding: gzip`, aiohttp would send a sibling `NAME.gz` instead when one
+    exists; in object storage that sibling is an unrelated object, not a compressed copy.
+    """
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        headers = CIMultiDict(request.headers)
+        headers.popall(hdrs.ACCEPT_ENCODING, None)
+        return await super().prepare(request.clone(headers=headers))
+
+
+def local_download_routes(storage: LocalStorage) -> list[web.RouteDef]:
+    async def download(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        query = request.query
+        filename = query.get("filename")
+        if not storage.verify_link(key, query.get("expires", ""), query.get("sig", ""), filename):
+            return web.Response(status=403, text="download link is invalid or has expired\n")
+        try:
+            path = await storage.local_path(key)
+        except (ObjectNotFound, InvalidArgument):
+            return web.Response(status=404, text="no such object\n")
+        content_type, encoding = mimetypes.guess_type(key, strict=False)
+        if encoding or not content_type:
+            # "x.tar.gz" guesses as tar; sent without Content-Encoding, clients get opaque bytes.
+            content_type = "application/octet-stream"
+        headers = {hdrs.CONTENT_TYPE: content_type, hdrs.CACHE_CONTROL: "private, no-transform"}
+        if filename:
+            headers[hdrs.CONTENT_DISPOSITION] = content_disposition(filename)
+        return _ExactFileResponse(path, headers=headers)
+
+    return [web.get("/files/{key:.+}", download)]

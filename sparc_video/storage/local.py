@@ -1,0 +1,298 @@
+"""Objects as files under one directory, with HMAC-signed download links.
+
+Key `a/b.mp4` is the file ROOT/a/b.mp4. Path segments starting with "." are reserved for the
+backend's own files (the signing key, files being written) and are refused as keys, so no link
+can ever serve them. Every write goes to a hidden temporary file that is renamed into place, so
+readers, including other replicas sharing the directory, never see a partial object.
+
+Filesystem calls run in worker threads to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, urlencode
+
+from sparc_video.errors import FieldViolation, InvalidArgument, ObjectNotFound, Unavailable
+from sparc_video.settings import Settings
+from sparc_video.storage.base import ObjectInfo, checked_key, checked_prefix
+
+SIGNING_KEY_FILE = ".signing-key"
+COPY_BUFFER = 1024 * 1024
+
+
+class LocalStorage:
+    """Objects under `root`; download links point at `base_url`/files/KEY (see http_routes).
+
+    Content types are not stored: the download route derives them from the key's extension.
+    """
+
+    backend_name = "local"
+
+    def __init__(self, root: Path, signing_key: str | None, base_url: str) -> None:
+        """`signing_key` None: use ROOT/.signing-key, created (mode 0600) if missing.
+
+        Replicas that share the directory thereby sign and verify links with the same key.
+        """
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self.base_url = base_url.rstrip("/")
+        self._signing_key = (
+            signing_key.encode("utf-8")
+            if signing_key
+            else _load_or_create_key(self.root / SIGNING_KEY_FILE)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalStorage:
+        return cls(settings.local_storage_dir, settings.local_signing_key, settings.http_base_url)
+
+    async def aclose(self) -> None:
+        """Nothing to release: files are opened per call."""
+
+    async def stat(self, key: str) -> ObjectInfo:
+        _check_local_key(key)
+        _, size = await asyncio.to_thread(self._find, key)
+        return ObjectInfo(key, size)
+
+    async def local_path(self, key: str) -> Path:
+        """The file holding `key`; ObjectNotFound unless it is an existing regular file."""
+        _check_local_key(key)
+        path, _ = await asyncio.to_thread(self._find, key)
+        return path
+
+    async def download_file(self, key: str, path: Path) -> int:
+        _check_local_key(key)
+
+        def copy() -> int:
+            source = self._resolve(key)
+            try:
+                src = source.open("rb")
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise ObjectNotFound(key) from None
+            with src:
+                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                    raise ObjectNotFound(key)
+                # A scratch copy for the worker: no fsync, a crash loses it anyway.
+                return _write_atomic(path, lambda out: _copy(src, out), durable=False)
+
+        return await asyncio.to_thread(copy)
+
+    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+        _check_local_key(key)
+
+        def copy() -> int:
+            with path.open("rb") as src:
+                return self._store(key, lambda out: _copy(src, out))
+
+        return ObjectInfo(key, await asyncio.to_thread(copy))
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        _check_local_key(key)
+
+        def write(out: BinaryIO) -> int:
+            out.write(data)
+            return len(data)
+
+        return ObjectInfo(key, await asyncio.to_thread(self._store, key, write))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        checked_prefix(prefix)
+        if any(part.startswith(".") for part in prefix.split("/")[:-1]):
+            return 0
+
+        def delete() -> int:
+            # Walk only the folder the prefix points into: "exports/abc/" and "exports/ab" both
+            # start at ROOT/exports or deeper, never at the whole tree.
+            folder = prefix.rpartition("/")[0]
+            top = self._resolve(folder) if folder else self.root
+            if not top.is_dir():
+                return 0
+            deleted = 0
+            folders: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(top):
+                relative = Path(dirpath).relative_to(self.root).as_posix()
+                base = "" if relative == "." else relative + "/"
+                dirnames[:] = [
+                    name
+                    for name in dirnames
+                    if not name.startswith(".") and (base + name + "/").startswith(prefix)
+                ]
+                if base.startswith(prefix):
+                    folders.append(dirpath)
+                for name in filenames:
+                    if not name.startswith(".") and (base + name).startswith(prefix):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(dirpath, name))
+                            deleted += 1
+            for dirpath in reversed(folders):
+                # Fails harmlessly when the folder still holds other files, e.g. a write in
+                # progress.
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+            return deleted
+
+        return await asyncio.to_thread(delete)
+
+    async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
+        _check_local_key(key)
+        expires = int(time.time()) + ttl_s
+        query = {"expires": str(expires), "sig": self._sign(key, expires, filename)}
+        if filename is not None:
+            query["filename"] = filename
+        return f"{self.base_url}/files/{quote(key, safe='/')}?{urlencode(query)}"
+
+    def verify_link(
+        self, key: str, expires: int | str, sig: str, filename: str | None = None
+    ) -> bool:
+        """True when `sig` was made by download_url for these values and has not expired."""
+        try:
+            expires_at = int(expires)
+        except (TypeError, ValueError):
+            return False
+        if expires_at < time.time():
+            return False
+        expected = self._sign(key, expires_at, filename)
+        return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace"))
+
+    async def check(self) -> None:
+        def probe() -> None:
+            if not self.root.is_dir():
+                raise Unavailable(f"local storage directory {self.root} does not exist")
+            probe = self.root / f".probe-{uuid.uuid4().hex}"
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise Unavailable(
+                    f"local storage directory {self.root} is not writable: {exc.strerror or exc}"
+                ) from exc
+
+        await asyncio.to_thread(probe)
+
+    def _sign(self, key: str, expires: int, filename: str | None) -> str:
+        # Keys hold no control characters, so "\n" separates the fields unambiguously;
+        # the filename, which may hold anything, comes last.
+        message = f"{key}\n{expires}"
+        if filename is not None:
+            message += f"\n{filename}"
+        return hmac.new(self._signing_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _resolve(self, key: str) -> Path:
+        path = self.root.joinpath(*key.split("/")).resolve()
+        # A symlink inside the root could otherwise lead anywhere on the machine.
+        if not path.is_relative_to(self.root):
+            raise InvalidArgument(
+                [FieldViolation("key", f"{key!r} resolves outside the storage directory")]
+            )
+        return path
+
+    def _find(self, key: str) -> tuple[Path, int]:
+        path = self._resolve(key)
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ObjectNotFound(key)
+        return path, info.st_size
+
+    def _store(self, key: str, write: Callable[[BinaryIO], int]) -> int:
+        try:
+            return _write_atomic(self._resolve(key), write, durable=True)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            # S3 can hold both "a" and "a/b"; a directory tree cannot.
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "key",
+                        f"{key!r} collides with an existing object or folder in local storage",
+                    )
+                ]
+            ) from exc
+
+
+def _check_local_key(key: str) -> str:
+    if any(part.startswith(".") for part in checked_key(key).split("/")):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "key",
+                    "path segments starting with '.' are reserved in local storage",
+                )
+            ]
+        )
+    return key
+
+
+def _copy(src: BinaryIO, out: BinaryIO) -> int:
+    copied = 0
+    while chunk := src.read(COPY_BUFFER):
+        out.write(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], int], *, durable: bool) -> int:
+    """Write through a hidden temporary file in the same folder and rename it into place."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    for attempt in range(2):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out = temp.open("xb")
+            break
+        except FileNotFoundError:
+            # delete_prefix removed the emptied folder between mkdir and open: once more.
+            if attempt:
+                raise
+    try:
+        with out:
+            size = write(out)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return size
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        # link() publishes the complete file or fails if a replica got there first, so no one
+        # ever reads a half-written key and all replicas end up with the same one.
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+    finally:
+        temp.unlink()
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if not key:
+        raise RuntimeError(f"the local storage signing key file {path} is empty; delete it")
+    return key

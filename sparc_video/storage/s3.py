@@ -1,0 +1,308 @@
+"""S3 (or an S3-compatible store such as MinIO) through one long-lived aioboto3 client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sparc_video.errors import ObjectNotFound, SparcVideoError, Unavailable
+from sparc_video.settings import Settings
+from sparc_video.storage.base import (
+    ObjectInfo,
+    checked_key,
+    checked_prefix,
+    content_disposition,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+
+MIB = 1024 * 1024
+# S3 refuses multipart parts below 5 MiB (except the last one).
+MIN_PART_SIZE = 5 * MIB
+DEFAULT_PART_SIZE = 8 * MIB
+DEFAULT_CONCURRENCY = 4
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+# aioboto3 hands aiohttp each part (up to multipart_threshold bytes) as a bytes buffer, which
+# aiohttp warns about above 1 MiB; writing a buffer already in memory costs a copy, not a block.
+warnings.filterwarnings(
+    "ignore",
+    message="Sending a large body directly with raw bytes",
+    category=ResourceWarning,
+    module="aiohttp.payload",
+)
+
+
+class S3Storage:
+    """Objects in one bucket.
+
+    Uploads and downloads go through aioboto3's managed transfers: files above
+    `multipart_threshold` move in parts of that size, `max_concurrency` at a time, so memory use
+    stays at about `multipart_threshold * max_concurrency` whatever the file size.
+    """
+
+    backend_name = "s3"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        multipart_threshold: int = DEFAULT_PART_SIZE,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        max_attempts: int = 3,
+    ) -> None:
+        if not settings.s3_bucket:
+            raise ValueError("S3Storage needs settings.s3_bucket")
+        if multipart_threshold < MIN_PART_SIZE:
+            raise ValueError(f"multipart_threshold must be at least {MIN_PART_SIZE} bytes")
+        self.bucket = settings.s3_bucket
+        self._settings = settings
+        self._endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.aws_region})"
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_threshold,
+            max_concurrency=max_concurrency,
+            max_io_queue=max_concurrency * 2,
+        )
+        self._config = AioConfig(
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            max_pool_connections=max(10, max_concurrency * 2),
+            signature_version="s3v4",
+            # Self-hosted endpoints (MinIO, moto, Ceph) rarely have wildcard DNS for
+            # virtual-hosted bucket names; AWS itself keeps the default.
+            s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+        )
+        self._stack = AsyncExitStack()
+        self._client: S3Client | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        multipart_threshold: int = DEFAULT_PART_SIZE,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        max_attempts: int = 3,
+    ) -> S3Storage:
+        """Construct and start; the caller must `aclose()` it."""
+        storage = cls(
+            settings,
+            multipart_threshold=multipart_threshold,
+            max_concurrency=max_concurrency,
+            max_attempts=max_attempts,
+        )
+        await storage.start()
+        return storage
+
+    async def start(self) -> None:
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "s3",
+                endpoint_url=self._settings.s3_endpoint_url,
+                region_name=self._settings.aws_region,
+                aws_access_key_id=self._settings.aws_access_key_id,
+                aws_secret_access_key=self._settings.aws_secret_access_key,
+                config=self._config,
+            )
+        )
+
+    async def aclose(self) -> None:
+        self._client = None
+        await self._stack.aclose()
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            raise RuntimeError("S3Storage is not started (or already closed)")
+        return self._client
+
+    async def stat(self, key: str) -> ObjectInfo:
+        head = await self._head(checked_key(key))
+        return ObjectInfo(key, int(head["ContentLength"]))
+
+    async def download_file(self, key: str, path: Path) -> int:
+        checked_key(key)
+        head = await self._head(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            try:
+                # The parts are ranged GETs: pinning the ETag makes a concurrent overwrite fail
+                # the download instead of mixing two versions in one file.
+                await self.client.download_file(
+                    self.bucket,
+                    key,
+                    str(partial),
+                    ExtraArgs={"IfMatch": head["ETag"]},
+                    Config=self._transfer,
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise self._translate(exc, key, "download") from exc
+            except Exception as exc:
+                cause = _unwrap(exc)
+                if cause is exc:
+                    raise
+                raise self._translate(cause, key, "download") from exc
+            size = partial.stat().st_size
+            if size != head["ContentLength"]:
+                raise Unavailable(
+                    f"downloading {key!r} from S3 gave {size} of {head['ContentLength']} bytes"
+                )
+            os.replace(partial, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return size
+
+    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+        checked_key(key)
+        sent = 0
+
+        def count(n: int) -> None:
+            nonlocal sent
+            sent += n
+
+        try:
+            await self.client.upload_file(
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Callback=count,
+                Config=self._transfer,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "upload") from exc
+        return ObjectInfo(key, sent)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        checked_key(key)
+        try:
+            await self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "upload") from exc
+        return ObjectInfo(key, len(data))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        checked_prefix(prefix)
+        deleted = 0
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            # Deleting page by page keeps memory flat for any number of objects; S3 continuation
+            # tokens stay valid while earlier keys disappear.
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                batch: list[ObjectIdentifierTypeDef] = [
+                    {"Key": item["Key"]} for item in page.get("Contents", [])
+                ]
+                if not batch:
+                    continue
+                result = await self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                errors = result.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise Unavailable(
+                        f"S3 refused to delete {len(errors)} object(s) under {prefix!r}, e.g. "
+                        f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+                    )
+                deleted += len(batch)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, prefix, "delete under") from exc
+        return deleted
+
+    async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
+        """A presigned GET URL, or with CLOUDFRONT_DOMAIN a plain URL on that distribution.
+
+        The CloudFront URL carries no signature and no expiry (CloudFront URL signing is not
+        implemented), and `ttl_s` and `filename` do not apply to it: the distribution itself must
+        enforce access, e.g. by origin access control with signed cookies or a private network.
+        """
+        checked_key(key)
+        if self._settings.cloudfront_domain:
+            domain = self._settings.cloudfront_domain.removeprefix("https://").rstrip("/")
+            return f"https://{domain}/{quote(key, safe='/')}"
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        try:
+            return await self.client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=ttl_s
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "sign a URL for") from exc
+
+    async def check(self) -> None:
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _NOT_FOUND_CODES or code == "NoSuchBucket":
+                raise Unavailable(
+                    f"S3 bucket {self.bucket!r} does not exist at {self._endpoint}"
+                ) from exc
+            # HEAD responses have no body: the status code is all S3 says (403: no access).
+            raise Unavailable(
+                f"S3 bucket {self.bucket!r} at {self._endpoint} is not usable: {code}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, self.bucket, "check bucket") from exc
+
+    async def _head(self, key: str) -> Mapping[str, Any]:
+        try:
+            return await self.client.head_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "read") from exc
+
+    def _translate(self, exc: BaseException, key: str, action: str) -> BaseException:
+        """The domain error for an S3 failure; other exceptions are returned unchanged."""
+        if isinstance(exc, SparcVideoError):
+            return exc
+        if isinstance(exc, ClientError):
+            code = _error_code(exc)
+            if code in _NOT_FOUND_CODES:
+                return ObjectNotFound(key)
+            if code == "NoSuchBucket":
+                return Unavailable(f"S3 bucket {self.bucket!r} does not exist at {self._endpoint}")
+            if code in {"412", "PreconditionFailed"}:
+                return Unavailable(f"{key!r} changed in S3 while it was read; try again")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            message = exc.response.get("Error", {}).get("Message", "")
+            return Unavailable(
+                f"S3 could not {action} {key!r} in bucket {self.bucket!r}: "
+                f"{code or status} {message}".rstrip()
+            )
+        if isinstance(exc, BotoCoreError):
+            return Unavailable(f"cannot reach S3 at {self._endpoint} to {action} {key!r}: {exc}")
+        return exc
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """aioboto3 reports a failed ranged GET as a bare Exception whose cause is the real error."""
+    if type(exc) is Exception and isinstance(exc.__cause__, (BotoCoreError, ClientError)):
+        return exc.__cause__
+    return exc
