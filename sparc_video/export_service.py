@@ -1,0 +1,143 @@
+"""gRPC handlers of sparc.video.v1.ExportService: convert, call the domain, convert back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
+
+from sparc_video import proto_mapping, validation
+from sparc_video.errors import FieldViolation, InvalidArgument
+from sparc_video.exports import SNAPSHOT, Exports
+from sparc_video.models import ExportState
+from sparc_video.records import EventKind, parse_event_id
+from sparc_video.rpc_status import translate_errors
+
+Context = grpc.aio.ServicerContext[Any, Any]
+WatchResponse = export_service_pb2.WatchExportResponse
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_FILTER_RE = re.compile(r'^\s*state\s*=\s*"?(?:STATE_)?([A-Za-z]+)"?\s*$')
+_EVENT_KINDS = {
+    SNAPSHOT: WatchResponse.EVENT_KIND_SNAPSHOT,
+    EventKind.STATE_CHANGED: WatchResponse.EVENT_KIND_STATE_CHANGED,
+    EventKind.PROGRESS: WatchResponse.EVENT_KIND_PROGRESS,
+}
+
+
+class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
+    def __init__(self, exports: Exports) -> None:
+        self._exports = exports
+
+    @translate_errors
+    async def CreateExport(  # noqa: N802 (gRPC method names)
+        self, request: export_service_pb2.CreateExportRequest, context: Context
+    ) -> export_pb2.Export:
+        violations: list[FieldViolation] = []
+        source_key = validation.validate_source_key(
+            request.export.source.object_key, "export.source.object_key", violations
+        )
+        operations = validation.validate_operations(
+            list(request.export.operations), "export.operations", violations
+        )
+        request_id = validation.validate_request_id(request.request_id, violations)
+        validation.raise_if_any(violations)
+        record = await self._exports.create(source_key, operations, request_id)
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def GetExport(  # noqa: N802
+        self, request: export_service_pb2.GetExportRequest, context: Context
+    ) -> export_pb2.Export:
+        record = await self._exports.get(validation.parse_export_name(request.name))
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def ListExports(  # noqa: N802
+        self, request: export_service_pb2.ListExportsRequest, context: Context
+    ) -> export_service_pb2.ListExportsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        records, next_token = await self._exports.list(
+            page_size, request.page_token, _parse_filter(request.filter)
+        )
+        return export_service_pb2.ListExportsResponse(
+            exports=[proto_mapping.export_to_proto(r) for r in records],
+            next_page_token=next_token,
+        )
+
+    @translate_errors
+    async def CancelExport(  # noqa: N802
+        self, request: export_service_pb2.CancelExportRequest, context: Context
+    ) -> export_pb2.Export:
+        record = await self._exports.cancel(validation.parse_export_name(request.name))
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def WatchExport(  # noqa: N802
+        self, request: export_service_pb2.WatchExportRequest, context: Context
+    ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
+        export_id = validation.parse_export_name(request.name)
+        after = parse_event_id(request.after_event_id) if request.after_event_id else ""
+        async for message in self._exports.watch(export_id, after):
+            yield WatchResponse(
+                export=proto_mapping.export_to_proto(message.record),
+                event_id=message.event_id,
+                kind=_EVENT_KINDS[message.kind],
+                event_time=proto_mapping.timestamp(message.time),
+            )
+
+    @translate_errors
+    async def GetExportDownloadUrl(  # noqa: N802
+        self, request: export_service_pb2.GetExportDownloadUrlRequest, context: Context
+    ) -> export_service_pb2.GetExportDownloadUrlResponse:
+        export_id = validation.parse_export_name(request.name)
+        ttl_s = request.ttl.seconds if request.HasField("ttl") else 0
+        if request.HasField("ttl") and ttl_s <= 0:
+            raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
+        links = await self._exports.download_links(export_id, ttl_s)
+        return export_service_pb2.GetExportDownloadUrlResponse(
+            urls=[
+                export_service_pb2.DownloadUrl(
+                    output_index=link.output_index,
+                    storage_key=link.storage_key,
+                    url=link.url,
+                    expire_time=proto_mapping.timestamp(link.expire_time),
+                )
+                for link in links
+            ]
+        )
+
+    @translate_errors
+    async def GetQueueStats(  # noqa: N802
+        self, request: export_service_pb2.GetQueueStatsRequest, context: Context
+    ) -> export_service_pb2.QueueStats:
+        stats = await self._exports.queue_stats()
+        return export_service_pb2.QueueStats(
+            queued=stats.counts[ExportState.QUEUED],
+            running=stats.counts[ExportState.RUNNING],
+            retrying=stats.counts[ExportState.RETRYING],
+            succeeded=stats.counts[ExportState.SUCCEEDED],
+            failed=stats.counts[ExportState.FAILED],
+            cancelled=stats.counts[ExportState.CANCELLED],
+            workers=stats.workers,
+            oldest_queued_age=proto_mapping.duration(stats.oldest_queued_age_s),
+        )
+
+
+def _parse_filter(text: str) -> ExportState | None:
+    if not text.strip():
+        return None
+    match = _FILTER_RE.match(text)
+    state = match.group(1).upper() if match else ""
+    if state not in ExportState.__members__:
+        names = ", ".join(ExportState.__members__)
+        raise InvalidArgument(
+            [FieldViolation("filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}")]
+        )
+    return ExportState(state)

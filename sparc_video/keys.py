@@ -1,0 +1,49 @@
+"""Names of the Redis keys the service and its workers share, all under one prefix.
+
+Kept in one place so the server, the worker and the tests agree, and an operator can find an
+export's keys with `redis-cli --scan --pattern 'PREFIX:export:ID*'`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The arq function a worker registers and the server enqueues by name: the server never imports
+# the worker's code.
+RUN_EXPORT_JOB = "run_export"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def export(self, export_id: str) -> str:
+        """The export record (JSON)."""
+        return f"{self.prefix}:export:{export_id}"
+
+    def events(self, export_id: str) -> str:
+        """The export's progress/state event stream."""
+        return f"{self.prefix}:export:{export_id}:events"
+
+    @property
+    def all_exports(self) -> str:
+        """Sorted set of every export id (score 0: ids sort by creation time)."""
+        return f"{self.prefix}:exports"
+
+    def by_state(self, state: str) -> str:
+        """Sorted set of the ids of exports in one state."""
+        return f"{self.prefix}:exports:state:{state}"
+
+    def request(self, request_id: str) -> str:
+        """request_id → export id, for idempotent CreateExport."""
+        return f"{self.prefix}:request:{request_id}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set worker id → last heartbeat (unix seconds)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def queue(self) -> str:
+        """The arq queue."""
+        return f"{self.prefix}:queue"

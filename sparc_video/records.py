@@ -1,0 +1,282 @@
+"""Export records and their event streams in Redis.
+
+Our records are the truth about an export (state, attempt, progress, outputs, error); arq's job
+keys are only plumbing. Every change is written together with an event on the export's stream in
+one MULTI/EXEC, guarded by WATCH on the record, so a watcher replaying the stream and a reader of
+the record never disagree, and two writers never lose each other's update.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from sparc_video.errors import ExportNotFound, FailedPrecondition, FieldViolation, InvalidArgument
+from sparc_video.keys import Keys
+from sparc_video.models import ExportRecord, ExportState
+
+# Events kept per export: enough for any watcher that reconnects within the progress of a job
+# (progress is published about twice a second) while bounding memory.
+EVENT_STREAM_MAXLEN = 2000
+
+REQUEST_ID_TTL_S = 7 * 24 * 3600
+
+
+class EventKind:
+    STATE_CHANGED = "state"
+    PROGRESS = "progress"
+
+
+@dataclass(frozen=True)
+class ExportEvent:
+    """One entry of an export's event stream: the whole record as of the event."""
+
+    event_id: str
+    kind: str
+    time: float
+    record: ExportRecord
+
+
+class StaleWrite(FailedPrecondition):
+    """The record changed under a writer in a way its guard refuses (e.g. cancelled, newer attempt)."""
+
+    reason = "STALE_WRITE"
+
+
+def new_export_id() -> str:
+    """12 hex digits of milliseconds then 8 random: unique, and sorting by id sorts by age."""
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
+
+
+def encode_record(record: ExportRecord) -> str:
+    return json.dumps(record.to_json_dict(), separators=(",", ":"))
+
+
+def decode_record(raw: bytes | str) -> ExportRecord:
+    return ExportRecord.from_json_dict(json.loads(raw))
+
+
+def decode_event(event_id: bytes | str, fields: dict[bytes, bytes]) -> ExportEvent:
+    return ExportEvent(
+        event_id=event_id.decode() if isinstance(event_id, bytes) else event_id,
+        kind=fields[b"kind"].decode(),
+        time=float(fields[b"time"]),
+        record=decode_record(fields[b"record"]),
+    )
+
+
+class ExportStore:
+    """Reads and writes export records; every write appends an event to the export's stream."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, event_retention_s: int) -> None:
+        self._redis = redis
+        self.keys = keys
+        self._event_retention_s = event_retention_s
+
+    async def create(self, record: ExportRecord) -> tuple[ExportRecord, bool]:
+        """Store a new QUEUED export. With a request_id seen before, return that export instead.
+
+        Returns (record, created).
+        """
+        now = time.time()
+        record.create_time = record.update_time = now
+        request_key = self.keys.request(record.request_id) if record.request_id else None
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if request_key:
+                        await pipe.watch(request_key)
+                        existing = await pipe.get(request_key)
+                        if existing is not None:
+                            await pipe.reset()
+                            return await self.get(existing.decode()), False
+                    pipe.multi()
+                    if request_key:
+                        pipe.set(request_key, record.id, ex=REQUEST_ID_TTL_S)
+                    self._queue_write(pipe, record, EventKind.STATE_CHANGED, None, now)
+                    await pipe.execute()
+                    return record, True
+                except WatchError:
+                    continue
+
+    async def request_owner(self, request_id: str) -> str | None:
+        """The id of the export a request_id created, if any."""
+        owner = await self._redis.get(self.keys.request(request_id))
+        return owner.decode() if owner is not None else None
+
+    async def get(self, export_id: str) -> ExportRecord:
+        raw = await self._redis.get(self.keys.export(export_id))
+        if raw is None:
+            raise ExportNotFound(f"export {export_id!r} does not exist")
+        return decode_record(raw)
+
+    async def get_with_last_event(self, export_id: str) -> tuple[ExportRecord, str]:
+        """The record and the id of the newest event at the same instant."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys.export(export_id))
+            pipe.xrevrange(self.keys.events(export_id), count=1)
+            raw, last = await pipe.execute()
+        if raw is None:
+            raise ExportNotFound(f"export {export_id!r} does not exist")
+        last_id = last[0][0].decode() if last else "0-0"
+        return decode_record(raw), last_id
+
+    async def events_after(self, export_id: str, after_id: str) -> list[ExportEvent] | None:
+        """Events newer than after_id, or None when after_id is older than what is retained."""
+        key = self.keys.events(export_id)
+        first = await self._redis.xrange(key, count=1)
+        if not first:
+            return None
+        # Only when the oldest retained event is not newer than after_id is nothing missing.
+        if event_id_key(first[0][0].decode()) > event_id_key(after_id):
+            return None
+        entries = await self._redis.xrange(key, min=f"({after_id}")
+        return [decode_event(eid, fields) for eid, fields in entries]
+
+    async def update(
+        self,
+        export_id: str,
+        change: Callable[[ExportRecord], str | None],
+    ) -> ExportRecord:
+        """Apply `change` to the current record and write it with an event, atomically.
+
+        `change` mutates the record in place and returns the event kind, or None to write nothing.
+        It may raise (e.g. StaleWrite) to refuse; it is re-run if the record changed meanwhile.
+        """
+        key = self.keys.export(export_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise ExportNotFound(f"export {export_id!r} does not exist")
+                    record = decode_record(raw)
+                    old_state = record.state
+                    kind = change(record)
+                    if kind is None:
+                        await pipe.reset()
+                        return record
+                    now = time.time()
+                    record.update_time = now
+                    pipe.multi()
+                    self._queue_write(pipe, record, kind, old_state, now)
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
+
+    def _queue_write(
+        self,
+        pipe: Any,
+        record: ExportRecord,
+        kind: str,
+        old_state: ExportState | None,
+        now: float,
+    ) -> None:
+        encoded = encode_record(record)
+        pipe.set(self.keys.export(record.id), encoded)
+        if old_state is None:
+            pipe.zadd(self.keys.all_exports, {record.id: 0})
+        if old_state != record.state:
+            if old_state is not None:
+                pipe.zrem(self.keys.by_state(old_state), record.id)
+            pipe.zadd(self.keys.by_state(record.state), {record.id: 0})
+        events = self.keys.events(record.id)
+        pipe.xadd(
+            events,
+            {"kind": kind, "time": repr(now), "record": encoded},
+            maxlen=EVENT_STREAM_MAXLEN,
+            approximate=True,
+        )
+        if record.state.terminal:
+            pipe.expire(events, self._event_retention_s)
+
+    async def list(
+        self, *, page_size: int, page_token: str, state: ExportState | None
+    ) -> tuple[list[ExportRecord], str]:
+        """A page of exports, newest first, and the token of the next page ("" when last)."""
+        index = self.keys.by_state(state) if state else self.keys.all_exports
+        after = _decode_page_token(page_token, index) if page_token else None
+        upper = f"({after}" if after else "+"
+        ids = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=page_size + 1)
+        page_ids = [i.decode() for i in ids[:page_size]]
+        raws = await self._redis.mget([self.keys.export(i) for i in page_ids]) if page_ids else []
+        records = [decode_record(raw) for raw in raws if raw is not None]
+        next_token = _encode_page_token(page_ids[-1], index) if len(ids) > page_size else ""
+        return records, next_token
+
+    async def count_by_state(self) -> dict[ExportState, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for state in ExportState:
+                pipe.zcard(self.keys.by_state(state))
+            counts = await pipe.execute()
+        return dict(zip(ExportState, counts, strict=True))
+
+    async def oldest_in_state(self, state: ExportState) -> ExportRecord | None:
+        ids = await self._redis.zrangebylex(self.keys.by_state(state), "-", "+", start=0, num=1)
+        if not ids:
+            return None
+        try:
+            return await self.get(ids[0].decode())
+        except ExportNotFound:
+            return None
+
+    async def record_worker_heartbeat(self, worker_id: str) -> None:
+        await self._redis.zadd(self.keys.workers, {worker_id: time.time()})
+
+    async def live_workers(self, within_s: float = 30.0) -> int:
+        now = time.time()
+        await self._redis.zremrangebyscore(self.keys.workers, "-inf", now - 24 * 3600)
+        return int(await self._redis.zcount(self.keys.workers, now - within_s, "+inf"))
+
+    async def ids(self, states: Iterable[ExportState]) -> list[str]:
+        found: list[str] = []
+        for state in states:
+            found += [i.decode() for i in await self._redis.zrange(self.keys.by_state(state), 0, -1)]
+        return found
+
+
+def event_id_key(event_id: str) -> tuple[int, int]:
+    """Stream ids compare as (milliseconds, sequence)."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def parse_event_id(text: str) -> str:
+    """Validate a client-supplied event id (`<ms>-<seq>`)."""
+    try:
+        ms, seq = event_id_key(text)
+    except ValueError:
+        ms = seq = -1
+    if ms < 0 or seq < 0 or "-" not in text:
+        raise InvalidArgument(
+            [FieldViolation("after_event_id", f"{text!r} is not an event id such as 1700000000000-0")]
+        )
+    return f"{ms}-{seq}"
+
+
+# Page tokens are opaque to clients (AIP-158) but bound to the index they page through, so a
+# token from a filtered listing cannot be replayed against another filter.
+def _encode_page_token(last_id: str, index: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([last_id, index]).encode()).decode()
+
+
+def _decode_page_token(token: str, index: str) -> str:
+    try:
+        last_id, token_index = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if token_index != index or not isinstance(last_id, str):
+            raise ValueError
+        return last_id
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "not a token from a previous call with the same filter")]
+        ) from None

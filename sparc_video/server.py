@@ -1,0 +1,89 @@
+"""Build, start and gracefully stop the gRPC server and its HTTP side port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
+
+from sparc_video.app import App, open_app
+from sparc_video.export_service import ExportServicer
+from sparc_video.health import HealthMonitor
+from sparc_video.http_app import build_http_app
+from sparc_video.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXPORT_SERVICE = export_service_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+SHUTDOWN_GRACE_S = 10.0
+
+
+class Server:
+    """The gRPC API plus the HTTP port, sharing one App (clients)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self._health_servicer = HealthServicer()
+        self.health = HealthMonitor(app, self._health_servicer, [EXPORT_SERVICE])
+        export_service_pb2_grpc.add_ExportServiceServicer_to_server(
+            ExportServicer(app.exports), self._grpc
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
+        reflection.enable_server_reflection(
+            [EXPORT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self._grpc,
+        )
+        self._http_runner: web.AppRunner | None = None
+        self.grpc_port = 0
+
+    async def start(self) -> None:
+        settings = self.app.settings
+        self.grpc_port = self._grpc.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on gRPC port {settings.grpc_port} (in use?)")
+        await self.health.start()
+        await self._grpc.start()
+        self._http_runner = web.AppRunner(build_http_app(self.health, self.app.storage))
+        await self._http_runner.setup()
+        await web.TCPSite(self._http_runner, settings.http_host, settings.http_port).start()
+        log.info(
+            "serving gRPC on port %d and HTTP on port %d (storage: %s)",
+            self.grpc_port, settings.http_port, settings.storage_backend,
+        )
+
+    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        # NOT_SERVING first so load balancers stop routing here while calls drain.
+        await self.health.shutdown()
+        await self._grpc.stop(grace_s)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_app(settings) as app:
+        server = Server(app)
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+        await server.stop()

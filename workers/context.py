@@ -1,0 +1,76 @@
+"""The worker's typed context: every client a job needs, opened once per worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from sparc_video.keys import Keys
+from sparc_video.records import ExportStore
+from sparc_video.settings import Settings
+from sparc_video.storage import Storage, open_storage
+
+HEARTBEAT_INTERVAL_S = 5.0
+_CTX_KEY = "sparc_video"
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: ArqRedis
+    storage: Storage
+    store: ExportStore
+    keys: Keys
+    worker_id: str
+    _stack: AsyncExitStack = field(repr=False)
+
+    @classmethod
+    def of(cls, ctx: dict[str, Any]) -> WorkerContext:
+        """The typed context stored in arq's ctx dict at startup (the only key we use)."""
+        context = ctx[_CTX_KEY]
+        assert isinstance(context, cls)
+        return context
+
+    @classmethod
+    async def open(cls, settings: Settings, ctx: dict[str, Any]) -> WorkerContext:
+        stack = AsyncExitStack()
+        redis: ArqRedis = ctx["redis"]
+        keys = Keys(settings.redis_prefix)
+        storage = await stack.enter_async_context(open_storage(settings))
+        context = cls(
+            settings=settings,
+            redis=redis,
+            storage=storage,
+            store=ExportStore(redis, keys, event_retention_s=settings.event_retention_s),
+            keys=keys,
+            worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            _stack=stack,
+        )
+        heartbeat = asyncio.create_task(context._heartbeat(), name="worker-heartbeat")
+
+        async def stop_heartbeat() -> None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+        stack.push_async_callback(stop_heartbeat)
+        settings.temp_dir.mkdir(parents=True, exist_ok=True)
+        ctx[_CTX_KEY] = context
+        return context
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.store.record_worker_heartbeat(self.worker_id)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
