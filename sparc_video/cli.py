@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import mimetypes
@@ -33,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         ("worker", "run an arq worker that processes exports"),
     ):
         commands.add_parser(
-            name, help=text, description=text, epilog=ENVIRONMENT_HELP,
+            name,
+            help=text,
+            description=text,
+            epilog=ENVIRONMENT_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     dev = commands.add_parser(
@@ -42,14 +46,22 @@ def main(argv: list[str] | None = None) -> int:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    dev.add_argument("--data-dir", type=Path, default=Path("var"),
-                     help="where local storage and an embedded Redis keep data (default ./var)")
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var"),
+        help="where local storage and an embedded Redis keep data (default ./var)",
+    )
     sample = commands.add_parser("sample", help="synthesise a test clip and put it into storage")
     sample.add_argument("key", help="storage key, e.g. samples/clip.mp4")
     sample.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     sample.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
-    sample.add_argument("--data-dir", type=Path, default=Path("var"),
-                        help="local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set")
+    sample.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var"),
+        help="local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set",
+    )
     upload = commands.add_parser("upload", help="put a local file into storage")
     upload.add_argument("file", type=Path)
     upload.add_argument("key")
@@ -75,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from workers.settings import worker_options
 
-            run_worker(worker_options(settings))  # type: ignore[arg-type]
+            run_worker(worker_options(settings))
         elif args.command == "dev":
             return _dev(settings, args.data_dir)
         elif args.command == "sample":
@@ -132,10 +144,8 @@ async def _run_dev(settings: Settings) -> None:
         await serve(settings, stop)
     finally:
         worker_task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await worker_task
-        except asyncio.CancelledError:
-            pass
         await worker.close()
 
 
@@ -157,7 +167,8 @@ async def _upload(settings: Settings, path: Path, key: str) -> None:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     async with open_storage(settings) as storage:
         info = await storage.upload_file(path, key, content_type)
-    print(f"stored {info.key} ({info.size_bytes} bytes) in {settings.s3_bucket or settings.local_storage_dir}")
+    where = settings.s3_bucket or settings.local_storage_dir
+    print(f"stored {info.key} ({info.size_bytes} bytes) in {where}")
 
 
 if __name__ == "__main__":

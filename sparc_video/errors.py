@@ -16,7 +16,7 @@ The tree:
     ├── Unavailable ................... a dependency (Redis, storage) cannot be reached; retry later
     └── ProcessingError ............... raised while a worker runs an export
         ├── PermanentProcessingError .. retrying cannot help: the export FAILS at once
-        │   ├── MediaError ............ the source is not a usable video, or an option does not fit it
+        │   ├── MediaError ............ the source is not a usable video, or an option does not fit
         │   └── ProcessingTimeout ..... the job ran past VIDEO_PROCESSING_TIMEOUT
         ├── TransientProcessingError .. may work on another attempt (storage 5xx, Redis blip)
         └── JobCancelled .............. the export was cancelled while running

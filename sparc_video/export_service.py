@@ -34,7 +34,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self._exports = exports
 
     @translate_errors
-    async def CreateExport(  # noqa: N802 (gRPC method names)
+    async def CreateExport(
         self, request: export_service_pb2.CreateExportRequest, context: Context
     ) -> export_pb2.Export:
         violations: list[FieldViolation] = []
@@ -50,20 +50,20 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
-    async def GetExport(  # noqa: N802
+    async def GetExport(
         self, request: export_service_pb2.GetExportRequest, context: Context
     ) -> export_pb2.Export:
         record = await self._exports.get(validation.parse_export_name(request.name))
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
-    async def ListExports(  # noqa: N802
+    async def ListExports(
         self, request: export_service_pb2.ListExportsRequest, context: Context
     ) -> export_service_pb2.ListExportsResponse:
         if request.page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        records, next_token = await self._exports.list(
+        records, next_token = await self._exports.page(
             page_size, request.page_token, _parse_filter(request.filter)
         )
         return export_service_pb2.ListExportsResponse(
@@ -72,14 +72,14 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
 
     @translate_errors
-    async def CancelExport(  # noqa: N802
+    async def CancelExport(
         self, request: export_service_pb2.CancelExportRequest, context: Context
     ) -> export_pb2.Export:
         record = await self._exports.cancel(validation.parse_export_name(request.name))
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
-    async def WatchExport(  # noqa: N802
+    async def WatchExport(
         self, request: export_service_pb2.WatchExportRequest, context: Context
     ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
         export_id = validation.parse_export_name(request.name)
@@ -93,7 +93,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             )
 
     @translate_errors
-    async def GetExportDownloadUrl(  # noqa: N802
+    async def GetExportDownloadUrl(
         self, request: export_service_pb2.GetExportDownloadUrlRequest, context: Context
     ) -> export_service_pb2.GetExportDownloadUrlResponse:
         export_id = validation.parse_export_name(request.name)
@@ -114,7 +114,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
 
     @translate_errors
-    async def GetQueueStats(  # noqa: N802
+    async def GetQueueStats(
         self, request: export_service_pb2.GetQueueStatsRequest, context: Context
     ) -> export_service_pb2.QueueStats:
         stats = await self._exports.queue_stats()
@@ -138,6 +138,10 @@ def _parse_filter(text: str) -> ExportState | None:
     if state not in ExportState.__members__:
         names = ", ".join(ExportState.__members__)
         raise InvalidArgument(
-            [FieldViolation("filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}")]
+            [
+                FieldViolation(
+                    "filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}"
+                )
+            ]
         )
     return ExportState(state)

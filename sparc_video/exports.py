@@ -100,10 +100,10 @@ class Exports:
     async def get(self, export_id: str) -> ExportRecord:
         return await self._store.get(export_id)
 
-    async def list(
+    async def page(
         self, page_size: int, page_token: str, state: ExportState | None
     ) -> tuple[list[ExportRecord], str]:
-        return await self._store.list(page_size=page_size, page_token=page_token, state=state)
+        return await self._store.page(page_size=page_size, page_token=page_token, state=state)
 
     async def cancel(self, export_id: str) -> ExportRecord:
         def to_cancelled(record: ExportRecord) -> str:

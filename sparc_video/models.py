@@ -144,9 +144,7 @@ class ExportRecord:
             state=ExportState(data["state"]),
             attempt=data["attempt"],
             progress=Progress(**data["progress"]),
-            outputs=[
-                Output(**{**out, "kind": OutputKind(out["kind"])}) for out in data["outputs"]
-            ],
+            outputs=[Output(**{**out, "kind": OutputKind(out["kind"])}) for out in data["outputs"]],
             error=ExportError(**data["error"]) if data.get("error") else None,
             create_time=data["create_time"],
             start_time=data.get("start_time"),

@@ -128,9 +128,7 @@ def output_to_proto(output: Output) -> export_pb2.Output:
     return message
 
 
-def error_status(
-    error: ExportError, metadata: dict[str, str] | None = None
-) -> status_pb2.Status:
+def error_status(error: ExportError, metadata: dict[str, str] | None = None) -> status_pb2.Status:
     """google.rpc.Status with an ErrorInfo detail carrying the stable reason."""
     info = any_pb2.Any()
     info.Pack(

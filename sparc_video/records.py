@@ -46,7 +46,7 @@ class ExportEvent:
 
 
 class StaleWrite(FailedPrecondition):
-    """The record changed under a writer in a way its guard refuses (e.g. cancelled, newer attempt)."""
+    """The record moved on under a writer (a newer attempt, another state): the write is refused."""
 
     reason = "STALE_WRITE"
 
@@ -96,9 +96,9 @@ class ExportStore:
                         await pipe.watch(request_key)
                         existing = await pipe.get(request_key)
                         if existing is not None:
-                            await pipe.reset()
+                            await pipe.reset()  # type: ignore[no-untyped-call]
                             return await self.get(existing.decode()), False
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     if request_key:
                         pipe.set(request_key, record.id, ex=REQUEST_ID_TTL_S)
                     self._queue_write(pipe, record, EventKind.STATE_CHANGED, None, now)
@@ -163,11 +163,11 @@ class ExportStore:
                     old_state = record.state
                     kind = change(record)
                     if kind is None:
-                        await pipe.reset()
+                        await pipe.reset()  # type: ignore[no-untyped-call]
                         return record
                     now = time.time()
                     record.update_time = now
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     self._queue_write(pipe, record, kind, old_state, now)
                     await pipe.execute()
                     return record
@@ -200,7 +200,7 @@ class ExportStore:
         if record.state.terminal:
             pipe.expire(events, self._event_retention_s)
 
-    async def list(
+    async def page(
         self, *, page_size: int, page_token: str, state: ExportState | None
     ) -> tuple[list[ExportRecord], str]:
         """A page of exports, newest first, and the token of the next page ("" when last)."""
@@ -241,7 +241,9 @@ class ExportStore:
     async def ids(self, states: Iterable[ExportState]) -> list[str]:
         found: list[str] = []
         for state in states:
-            found += [i.decode() for i in await self._redis.zrange(self.keys.by_state(state), 0, -1)]
+            found += [
+                i.decode() for i in await self._redis.zrange(self.keys.by_state(state), 0, -1)
+            ]
         return found
 
 
@@ -259,7 +261,11 @@ def parse_event_id(text: str) -> str:
         ms = seq = -1
     if ms < 0 or seq < 0 or "-" not in text:
         raise InvalidArgument(
-            [FieldViolation("after_event_id", f"{text!r} is not an event id such as 1700000000000-0")]
+            [
+                FieldViolation(
+                    "after_event_id", f"{text!r} is not an event id such as 1700000000000-0"
+                )
+            ]
         )
     return f"{ms}-{seq}"
 

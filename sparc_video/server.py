@@ -45,8 +45,11 @@ class Server:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
         reflection.enable_server_reflection(
-            [EXPORT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                EXPORT_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self._grpc,
         )
         self._http_runner: web.AppRunner | None = None
@@ -64,7 +67,9 @@ class Server:
         await web.TCPSite(self._http_runner, settings.http_host, settings.http_port).start()
         log.info(
             "serving gRPC on port %d and HTTP on port %d (storage: %s)",
-            self.grpc_port, settings.http_port, settings.storage_backend,
+            self.grpc_port,
+            settings.http_port,
+            settings.storage_backend,
         )
 
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:

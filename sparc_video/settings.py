@@ -138,14 +138,19 @@ class Settings:
         integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
         integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
         integer("EVENT_RETENTION", "event_retention_s", 60, 365 * 24 * 3600)
-        for name, attr in (("VIDEO_TEMP_DIR", "temp_dir"), ("LOCAL_STORAGE_DIR", "local_storage_dir")):
+        for name, attr in (
+            ("VIDEO_TEMP_DIR", "temp_dir"),
+            ("LOCAL_STORAGE_DIR", "local_storage_dir"),
+        ):
             raw = env.get(name)
             if raw is not None and raw.strip():
                 values[attr] = Path(raw.strip())
 
         redis_url = str(values.get("redis_url", cls.redis_url))
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+            problems.append(
+                f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://"
+            )
         endpoint = values.get("s3_endpoint_url")
         if isinstance(endpoint, str) and not endpoint.startswith(("http://", "https://")):
             problems.append(f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// URL")

@@ -134,7 +134,9 @@ def _transcode(
     preset = options.preset.strip().lower() or "medium"
     if preset not in PRESETS:
         violations.append(
-            FieldViolation(f"{field}.preset", f"{options.preset!r} is not one of {', '.join(PRESETS)}")
+            FieldViolation(
+                f"{field}.preset", f"{options.preset!r} is not one of {', '.join(PRESETS)}"
+            )
         )
     if len(violations) > before:
         return None
@@ -197,6 +199,10 @@ def parse_export_name(name: str, field: str = "name") -> str:
     prefix, _, export_id = name.partition("/")
     if prefix != "exports" or not re.fullmatch(r"[0-9a-f]{20}", export_id):
         raise InvalidArgument(
-            [FieldViolation(field, f"{name!r} is not an export name such as exports/0123456789abcdef0123")]
+            [
+                FieldViolation(
+                    field, f"{name!r} is not an export name such as exports/0123456789abcdef0123"
+                )
+            ]
         )
     return export_id

@@ -16,8 +16,11 @@ from tests.fixtures.service import start_service
 async def grpcurl(*args: str) -> tuple[int, str]:
     binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
     process = await asyncio.create_subprocess_exec(
-        binary, "-plaintext", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        binary,
+        "-plaintext",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode or 0, out.decode()
@@ -61,8 +64,10 @@ async def test_grpcurl_list_describe_health_and_create(
         assert created["operations"][0]["transcode"]["resolution"] == "1280x720"
 
         code, out = await grpcurl(
-            "-d", json.dumps({"export": {"source": {"objectKey": "samples/clip.mp4"}}}),
-            target, "sparc.video.v1.ExportService/CreateExport",
+            "-d",
+            json.dumps({"export": {"source": {"objectKey": "samples/clip.mp4"}}}),
+            target,
+            "sparc.video.v1.ExportService/CreateExport",
         )
         assert code != 0
         assert "InvalidArgument" in out and "at least one operation" in out

@@ -33,7 +33,9 @@ def test_checked_in_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
         if p.is_file() and "__pycache__" not in p.parts
     )
     assert checked_files == fresh_files, "run `.venv/bin/python .ci/gen_protos.py`"
-    stale = [str(p) for p in fresh_files if not filecmp.cmp(fresh / p, checked_in / p, shallow=False)]
+    stale = [
+        str(p) for p in fresh_files if not filecmp.cmp(fresh / p, checked_in / p, shallow=False)
+    ]
     assert not stale, f"stubs differ from protos: {stale}; run `.venv/bin/python .ci/gen_protos.py`"
 
 

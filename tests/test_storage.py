@@ -288,8 +288,10 @@ async def test_check_and_calls_report_an_unreachable_endpoint() -> None:
     # Nothing listens on a port just handed out and released.
     endpoint = f"http://127.0.0.1:{free_port()}"
     settings = Settings(
-        s3_bucket="videos", s3_endpoint_url=endpoint,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        s3_bucket="videos",
+        s3_endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     storage = await S3Storage.open(settings, max_attempts=1)
     try:

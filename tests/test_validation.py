@@ -14,7 +14,12 @@ from sparc_video.validation import (
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1280x720", (1280, 720)), ("1280x0", (1280, 0)), ("1280x-1", (1280, 0)), ("-1X480", (0, 480))],
+    [
+        ("1280x720", (1280, 720)),
+        ("1280x0", (1280, 0)),
+        ("1280x-1", (1280, 0)),
+        ("-1X480", (0, 480)),
+    ],
 )
 def test_resolution(text: str, expected: tuple[int, int]) -> None:
     assert parse_resolution(text) == expected
@@ -27,7 +32,8 @@ def test_bad_resolution(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "bps"), [("1000k", 1_000_000), ("2.5M", 2_500_000), ("800000", 800_000), ("64kbps", 64_000)]
+    ("text", "bps"),
+    [("1000k", 1_000_000), ("2.5M", 2_500_000), ("800000", 800_000), ("64kbps", 64_000)],
 )
 def test_bitrate(text: str, bps: int) -> None:
     assert parse_bitrate(text) == bps
@@ -62,6 +68,11 @@ def test_bad_timestamp(text: str) -> None:
 
 def test_export_name() -> None:
     assert parse_export_name("exports/0123456789abcdef0123") == "0123456789abcdef0123"
-    for bad in ("0123456789abcdef0123", "exports/", "exports/../../etc", "cameras/0123456789abcdef0123"):
+    for bad in (
+        "0123456789abcdef0123",
+        "exports/",
+        "exports/../../etc",
+        "cameras/0123456789abcdef0123",
+    ):
         with pytest.raises(InvalidArgument):
             parse_export_name(bad)

@@ -55,9 +55,11 @@ class ChildFailure:
     message: str
 
 
-Message = tuple[Literal["progress"], ChildProgress] | tuple[Literal["done"], list[ProducedFile]] | tuple[
-    Literal["error"], ChildFailure
-]
+Message = (
+    tuple[Literal["progress"], ChildProgress]
+    | tuple[Literal["done"], list[ProducedFile]]
+    | tuple[Literal["error"], ChildFailure]
+)
 
 
 def _weight(op: Operation, duration_s: float) -> float:
@@ -69,8 +71,9 @@ def _weight(op: Operation, duration_s: float) -> float:
 class _PlanProgress:
     """Turns one operation's PassProgress into progress of the whole export."""
 
-    def __init__(self, operations: list[Operation], duration_s: float, send: Connection,
-                 cancel: Event) -> None:
+    def __init__(
+        self, operations: list[Operation], duration_s: float, send: Connection, cancel: Event
+    ) -> None:
         self._weights = [_weight(op, duration_s) for op in operations]
         self._total = sum(self._weights)
         self._operations = operations
@@ -135,9 +138,15 @@ def _run(
             result = transcode(current, dst, op, progress)
             current = dst
             current_video = ProducedFile(
-                kind="video", path=dst, operation_index=index, width=result.width,
-                height=result.height, content_type="video/mp4", duration_s=result.duration_s,
-                video_codec=result.video_codec, audio_codec=result.audio_codec,
+                kind="video",
+                path=dst,
+                operation_index=index,
+                width=result.width,
+                height=result.height,
+                content_type="video/mp4",
+                duration_s=result.duration_s,
+                video_codec=result.video_codec,
+                audio_codec=result.audio_codec,
             )
         else:
             out_dir = workdir / f"op{index}"
@@ -145,8 +154,12 @@ def _run(
             for thumb in thumbnails(current, out_dir, op, progress):
                 produced.append(
                     ProducedFile(
-                        kind="thumbnail", path=thumb.path, operation_index=index,
-                        width=thumb.width, height=thumb.height, content_type="image/jpeg",
+                        kind="thumbnail",
+                        path=thumb.path,
+                        operation_index=index,
+                        width=thumb.width,
+                        height=thumb.height,
+                        content_type="image/jpeg",
                         timestamp_s=thumb.timestamp_s,
                     )
                 )

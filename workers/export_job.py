@@ -10,6 +10,7 @@ are deleted and the temp directory removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -65,7 +66,10 @@ class ExportJob:
         record = await self._start()
         if record is None:
             return "skipped"
-        workdir = self.worker.settings.temp_dir / f"{self.export_id}.{self.attempt}.{uuid.uuid4().hex[:6]}"
+        workdir = (
+            self.worker.settings.temp_dir
+            / f"{self.export_id}.{self.attempt}.{uuid.uuid4().hex[:6]}"
+        )
         try:
             workdir.mkdir(parents=True)
             outputs = await self._process(record, workdir)
@@ -209,10 +213,8 @@ class ExportJob:
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
 
-        try:
+        with contextlib.suppress(JobCancelled, StaleWrite):
             await self.worker.store.update(self.export_id, to_failed)
-        except (JobCancelled, StaleWrite):
-            pass
         await self._discard_outputs()
 
     async def _retry_or_fail(self, exc: Exception) -> str:
@@ -240,8 +242,13 @@ class ExportJob:
             await self.worker.store.update(self.export_id, to_retrying)
         except (JobCancelled, StaleWrite):
             return ExportState.CANCELLED
-        log.warning("export %s: attempt %d failed (%s); retry in %.0f s",
-                    self.export_id, self.attempt, error.message, delay)
+        log.warning(
+            "export %s: attempt %d failed (%s); retry in %.0f s",
+            self.export_id,
+            self.attempt,
+            error.message,
+            delay,
+        )
         raise Retry(defer=delay)
 
     async def _discard_outputs(self) -> None:

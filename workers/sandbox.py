@@ -78,7 +78,7 @@ async def run_in_child(
                     raise _as_error(body)
     except TimeoutError:
         raise ProcessingTimeout(
-            f"processing took longer than VIDEO_PROCESSING_TIMEOUT ({timeout_s:g} s) and was stopped"
+            f"processing ran past VIDEO_PROCESSING_TIMEOUT ({timeout_s:g} s) and was stopped"
         ) from None
     finally:
         loop.remove_reader(receive.fileno())
@@ -108,9 +108,8 @@ def _drain(receive: Connection, messages: asyncio.Queue[Any]) -> None:
 
 async def _stop(process: multiprocessing.process.BaseProcess, grace_s: float) -> None:
     """Wait up to grace_s for the child to exit by itself, then kill it; always reap it."""
-    deadline = asyncio.get_running_loop().time() + grace_s
-    while process.is_alive() and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
+    if grace_s > 0:
+        await asyncio.to_thread(process.join, grace_s)
     if process.is_alive():
         process.kill()
     with contextlib.suppress(Exception):
