@@ -8,7 +8,7 @@ back and the RPC layer converts them to protos (`proto_mapping.py`).
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -127,6 +127,13 @@ class ExportRecord:
     end_time: float | None = None
     update_time: float = 0.0
     request_id: str = ""
+    # Attempts that ended in a transient failure: the retry budget. Attempts interrupted by a
+    # worker shutdown or a lost worker are not counted here.
+    failed_attempts: int = 0
+    # While RETRYING: when the next attempt may start (unix seconds).
+    next_attempt_time: float | None = None
+    # The worker running the current attempt.
+    worker_id: str = ""
 
     @property
     def name(self) -> str:
@@ -137,21 +144,17 @@ class ExportRecord:
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> ExportRecord:
-        return cls(
-            id=data["id"],
-            source_key=data["source_key"],
-            operations=[_operation_from_dict(op) for op in data["operations"]],
-            state=ExportState(data["state"]),
-            attempt=data["attempt"],
-            progress=Progress(**data["progress"]),
-            outputs=[Output(**{**out, "kind": OutputKind(out["kind"])}) for out in data["outputs"]],
-            error=ExportError(**data["error"]) if data.get("error") else None,
-            create_time=data["create_time"],
-            start_time=data.get("start_time"),
-            end_time=data.get("end_time"),
-            update_time=data.get("update_time", data["create_time"]),
-            request_id=data.get("request_id", ""),
-        )
+        # Fields added later are optional in stored JSON, so older records keep loading.
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["operations"] = [_operation_from_dict(op) for op in data["operations"]]
+        values["state"] = ExportState(data["state"])
+        values["progress"] = Progress(**data["progress"])
+        values["outputs"] = [
+            Output(**{**out, "kind": OutputKind(out["kind"])}) for out in data["outputs"]
+        ]
+        values["error"] = ExportError(**data["error"]) if data.get("error") else None
+        return cls(**values)
 
 
 def _operation_from_dict(data: dict[str, Any]) -> Operation:

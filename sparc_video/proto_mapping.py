@@ -70,6 +70,8 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         message.end_time.CopyFrom(timestamp(record.end_time))
     if record.error is not None:
         message.error.CopyFrom(error_status(record.error))
+    if record.next_attempt_time is not None and record.state == ExportState.RETRYING:
+        message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
     return message
 
 

@@ -164,7 +164,6 @@ async def test_export_through_local_storage(
         )
 
 
-@pytest.mark.slow
 async def test_1080p_export_through_s3(
     service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:

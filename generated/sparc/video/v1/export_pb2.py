@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/export.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x93\x05\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x1c.sparc.video.v1.ExportSource\x12-\n\noperations\x18\x03 \x03(\x0b\x32\x19.sparc.video.v1.Operation\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.sparc.video.v1.Export.State\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.sparc.video.v1.Progress\x12\'\n\x07outputs\x18\x07 \x03(\x0b\x32\x16.sparc.video.v1.Output\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\r \x01(\t\"\x93\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x12\n\x0eSTATE_RETRYING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\".\n\x0c\x45xportSource\x12\x14\n\nobject_key\x18\x01 \x01(\tH\x00\x42\x08\n\x06source\"\x86\x01\n\tOperation\x12\x35\n\ttranscode\x18\x01 \x01(\x0b\x32 .sparc.video.v1.TranscodeOptionsH\x00\x12\x35\n\tthumbnail\x18\x02 \x01(\x0b\x32 .sparc.video.v1.ThumbnailOptionsH\x00\x42\x0b\n\toperation\"V\n\x10TranscodeOptions\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07\x62itrate\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0e\n\x06preset\x18\x04 \x01(\t\"\xa0\x01\n\x10ThumbnailOptions\x12\x12\n\ntimestamps\x18\x01 \x03(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\'.sparc.video.v1.ThumbnailOptions.Format\"1\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\"\xd9\x01\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x19\n\x11\x63urrent_operation\x18\x02 \x01(\t\x12\x17\n\x0foperation_index\x18\x03 \x01(\x05\x12\x17\n\x0foperation_count\x18\x04 \x01(\x05\x12+\n\x08timemark\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\r\n\x05speed\x18\x07 \x01(\x01\x12&\n\x03\x65ta\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x03\n\x06Output\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.sparc.video.v1.Output.Kind\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0foperation_index\x18\t \x01(\x05\x12,\n\ttimestamp\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bvideo_codec\x18\x0b \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x0c \x01(\t\"@\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_VIDEO\x10\x01\x12\x12\n\x0eKIND_THUMBNAIL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/export.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xca\x05\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x1c.sparc.video.v1.ExportSource\x12-\n\noperations\x18\x03 \x03(\x0b\x32\x19.sparc.video.v1.Operation\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.sparc.video.v1.Export.State\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.sparc.video.v1.Progress\x12\'\n\x07outputs\x18\x07 \x03(\x0b\x32\x16.sparc.video.v1.Output\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x35\n\x11next_attempt_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x12\n\x0eSTATE_RETRYING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\".\n\x0c\x45xportSource\x12\x14\n\nobject_key\x18\x01 \x01(\tH\x00\x42\x08\n\x06source\"\x86\x01\n\tOperation\x12\x35\n\ttranscode\x18\x01 \x01(\x0b\x32 .sparc.video.v1.TranscodeOptionsH\x00\x12\x35\n\tthumbnail\x18\x02 \x01(\x0b\x32 .sparc.video.v1.ThumbnailOptionsH\x00\x42\x0b\n\toperation\"V\n\x10TranscodeOptions\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07\x62itrate\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0e\n\x06preset\x18\x04 \x01(\t\"\xa0\x01\n\x10ThumbnailOptions\x12\x12\n\ntimestamps\x18\x01 \x03(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\'.sparc.video.v1.ThumbnailOptions.Format\"1\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\"\xd9\x01\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x19\n\x11\x63urrent_operation\x18\x02 \x01(\t\x12\x17\n\x0foperation_index\x18\x03 \x01(\x05\x12\x17\n\x0foperation_count\x18\x04 \x01(\x05\x12+\n\x08timemark\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\r\n\x05speed\x18\x07 \x01(\x01\x12&\n\x03\x65ta\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x03\n\x06Output\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.sparc.video.v1.Output.Kind\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0foperation_index\x18\t \x01(\x05\x12,\n\ttimestamp\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bvideo_codec\x18\x0b \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x0c \x01(\t\"@\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_VIDEO\x10\x01\x12\x12\n\x0eKIND_THUMBNAIL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparc.video.v1.export_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPORT']._serialized_start=138
-  _globals['_EXPORT']._serialized_end=797
-  _globals['_EXPORT_STATE']._serialized_start=650
-  _globals['_EXPORT_STATE']._serialized_end=797
-  _globals['_EXPORTSOURCE']._serialized_start=799
-  _globals['_EXPORTSOURCE']._serialized_end=845
-  _globals['_OPERATION']._serialized_start=848
-  _globals['_OPERATION']._serialized_end=982
-  _globals['_TRANSCODEOPTIONS']._serialized_start=984
-  _globals['_TRANSCODEOPTIONS']._serialized_end=1070
-  _globals['_THUMBNAILOPTIONS']._serialized_start=1073
-  _globals['_THUMBNAILOPTIONS']._serialized_end=1233
-  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_start=1184
-  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_end=1233
-  _globals['_PROGRESS']._serialized_start=1236
-  _globals['_PROGRESS']._serialized_end=1453
-  _globals['_OUTPUT']._serialized_start=1456
-  _globals['_OUTPUT']._serialized_end=1841
-  _globals['_OUTPUT_KIND']._serialized_start=1777
-  _globals['_OUTPUT_KIND']._serialized_end=1841
+  _globals['_EXPORT']._serialized_end=852
+  _globals['_EXPORT_STATE']._serialized_start=705
+  _globals['_EXPORT_STATE']._serialized_end=852
+  _globals['_EXPORTSOURCE']._serialized_start=854
+  _globals['_EXPORTSOURCE']._serialized_end=900
+  _globals['_OPERATION']._serialized_start=903
+  _globals['_OPERATION']._serialized_end=1037
+  _globals['_TRANSCODEOPTIONS']._serialized_start=1039
+  _globals['_TRANSCODEOPTIONS']._serialized_end=1125
+  _globals['_THUMBNAILOPTIONS']._serialized_start=1128
+  _globals['_THUMBNAILOPTIONS']._serialized_end=1288
+  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_start=1239
+  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_end=1288
+  _globals['_PROGRESS']._serialized_start=1291
+  _globals['_PROGRESS']._serialized_end=1508
+  _globals['_OUTPUT']._serialized_start=1511
+  _globals['_OUTPUT']._serialized_end=1896
+  _globals['_OUTPUT_KIND']._serialized_start=1832
+  _globals['_OUTPUT_KIND']._serialized_end=1896
 # @@protoc_insertion_point(module_scope)
