@@ -1,0 +1,23 @@
+"""The media pipeline of the worker: PyAV code that probes, transcodes and thumbnails videos.
+
+Everything here is synchronous and CPU-bound; the worker runs it in a child process, off the
+event loop. Operations take a `ProgressFn`, which is called often and is also where a
+cancellation (`JobCancelled`, raised from it) stops them. Problems with the source or with an
+option that does not fit it are raised as `sparc_video.errors.MediaError`.
+"""
+
+from workers.pipeline.media import MediaInfo, open_input, probe
+from workers.pipeline.progress import PassProgress, ProgressFn
+from workers.pipeline.thumbnail import Thumbnail, thumbnails
+from workers.pipeline.transcode import transcode
+
+__all__ = [
+    "MediaInfo",
+    "PassProgress",
+    "ProgressFn",
+    "Thumbnail",
+    "open_input",
+    "probe",
+    "thumbnails",
+    "transcode",
+]
