@@ -25,6 +25,15 @@ class Keys:
         """The export's progress/state event stream."""
         return f"{self.prefix}:export:{export_id}:events"
 
+    def lease(self, export_id: str) -> str:
+        """Token of the attempt running the export; expires unless the worker renews it."""
+        return f"{self.prefix}:export:{export_id}:lease"
+
+    @property
+    def reconciler_lock(self) -> str:
+        """Held by the one worker reconciling at a time."""
+        return f"{self.prefix}:reconciler"
+
     @property
     def all_exports(self) -> str:
         """Sorted set of every export id (score 0: ids sort by creation time)."""

@@ -6,8 +6,10 @@ so a second enqueue of the same export is refused by arq instead of running it t
 
 from __future__ import annotations
 
+import time
+
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from sparc_video.keys import RUN_EXPORT_JOB, Keys
 
@@ -39,6 +41,27 @@ class ExportQueue:
             pipe.delete(job_key_prefix + export_id)
             removed, _ = await pipe.execute()
         return bool(removed)
+
+    async def is_queued(self, export_id: str) -> bool:
+        return await self._pool.zscore(self._keys.queue, export_id) is not None
+
+    async def requeue(self, export_id: str, *, not_before: float | None = None) -> None:
+        """Make sure a worker will pick the export up, whatever state arq's keys are in.
+
+        Used by the reconciler for exports whose worker was lost (arq would only retry them when
+        its in-progress key expires, i.e. after the longest job timeout) or whose job vanished
+        (e.g. a Redis failover lost the queue).
+        """
+        await self._pool.delete(in_progress_key_prefix + export_id)
+        if await self.is_queued(export_id):
+            return
+        score_ms = int((not_before or time.time()) * 1000)
+        if await self._pool.exists(job_key_prefix + export_id):
+            # The job's data is still there: put it back on the queue as it is.
+            await self._pool.zadd(self._keys.queue, {export_id: score_ms})
+            return
+        defer = max(0.0, (not_before or 0) - time.time())
+        await self.enqueue(export_id, defer_s=defer or None)
 
     async def depth(self) -> int:
         return int(await self._pool.zcard(self._keys.queue))

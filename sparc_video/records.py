@@ -45,6 +45,40 @@ class ExportEvent:
     record: ExportRecord
 
 
+@dataclass(frozen=True)
+class Lease:
+    """An attempt's claim on an export: `token` names the attempt, renewed every few seconds."""
+
+    token: str
+    ttl_s: float
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl_s * 1000))
+
+
+class LeaseHeld(FailedPrecondition):
+    """Another live attempt holds the export's lease."""
+
+    reason = "LEASE_HELD"
+
+
+# Renew the lease only if it is still ours, and report the export's state in the same round
+# trip: the running job's heartbeat, cancellation check and fencing in one call.
+_RENEW_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return false end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local record = redis.call('GET', KEYS[2])
+if not record then return false end
+return cjson.decode(record)['state']
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class StaleWrite(FailedPrecondition):
     """The record moved on under a writer (a newer attempt, another state): the write is refused."""
 
@@ -80,6 +114,10 @@ class ExportStore:
         self._redis = redis
         self.keys = keys
         self._event_retention_s = event_retention_s
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
 
     async def create(self, record: ExportRecord) -> tuple[ExportRecord, bool]:
         """Store a new QUEUED export. With a request_id seen before, return that export instead.
@@ -145,34 +183,69 @@ class ExportStore:
         self,
         export_id: str,
         change: Callable[[ExportRecord], str | None],
+        *,
+        acquire: Lease | None = None,
+        release: Lease | None = None,
     ) -> ExportRecord:
         """Apply `change` to the current record and write it with an event, atomically.
 
         `change` mutates the record in place and returns the event kind, or None to write nothing.
         It may raise (e.g. StaleWrite) to refuse; it is re-run if the record changed meanwhile.
+        With `acquire`, the write also takes the export's lease and fails with LeaseHeld while
+        another token holds it; with `release`, it drops the lease if that token still holds it.
         """
         key = self.keys.export(export_id)
+        lease_key = self.keys.lease(export_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(key)
+                    await pipe.watch(key, lease_key)
                     raw = await pipe.get(key)
                     if raw is None:
                         raise ExportNotFound(f"export {export_id!r} does not exist")
+                    holder = await pipe.get(lease_key)
                     record = decode_record(raw)
                     old_state = record.state
                     kind = change(record)
                     if kind is None:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return record
+                    if acquire and holder is not None and holder.decode() != acquire.token:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        raise LeaseHeld(f"export {export_id} is being run by {holder.decode()}")
                     now = time.time()
                     record.update_time = now
                     pipe.multi()  # type: ignore[no-untyped-call]
                     self._queue_write(pipe, record, kind, old_state, now)
+                    if acquire:
+                        pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
+                    if release and holder is not None and holder.decode() == release.token:
+                        pipe.delete(lease_key)
                     await pipe.execute()
                     return record
                 except WatchError:
                     continue
+
+    async def renew_lease(self, export_id: str, lease: Lease) -> ExportState | None:
+        """Extend our lease; the export's state, or None when the lease is no longer ours."""
+        state = await self._redis.eval(  # type: ignore[misc]
+            _RENEW_LEASE,
+            2,
+            self.keys.lease(export_id),
+            self.keys.export(export_id),
+            lease.token,
+            str(lease.ttl_ms),
+        )
+        return ExportState(state.decode() if isinstance(state, bytes) else state) if state else None
+
+    async def release_lease(self, export_id: str, lease: Lease) -> None:
+        await self._redis.eval(  # type: ignore[misc]
+            _RELEASE_LEASE, 1, self.keys.lease(export_id), lease.token
+        )
+
+    async def lease_holder(self, export_id: str) -> str | None:
+        holder = await self._redis.get(self.keys.lease(export_id))
+        return holder.decode() if holder is not None else None
 
     def _queue_write(
         self,
@@ -229,6 +302,23 @@ class ExportStore:
             return await self.get(ids[0].decode())
         except ExportNotFound:
             return None
+
+    async def delete(self, record: ExportRecord) -> None:
+        """Forget an export: record, events, lease, index entries and its request_id."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(
+                self.keys.export(record.id), self.keys.events(record.id), self.keys.lease(record.id)
+            )
+            pipe.zrem(self.keys.all_exports, record.id)
+            pipe.zrem(self.keys.by_state(record.state), record.id)
+            if record.request_id:
+                pipe.delete(self.keys.request(record.request_id))
+            await pipe.execute()
+
+    async def oldest(self, state: ExportState, count: int) -> list[str]:
+        """Up to `count` ids in `state`, oldest first."""
+        ids = await self._redis.zrangebylex(self.keys.by_state(state), "-", "+", start=0, num=count)
+        return [i.decode() for i in ids]
 
     async def record_worker_heartbeat(self, worker_id: str) -> None:
         await self._redis.zadd(self.keys.workers, {worker_id: time.time()})

@@ -71,6 +71,22 @@ class Settings:
     max_upload_size: int = 5 * 1000**3
     processing_timeout_ms: int = 30 * 60 * 1000
     job_max_tries: int = 3
+    retry_initial_delay_s: float = 5.0
+    retry_multiplier: float = 2.0
+    # A running attempt renews its lease; a worker silent for this long is taken as lost and
+    # its export handed to another worker.
+    lease_ttl_s: float = 15.0
+    reconcile_interval_s: float = 10.0
+    # How long a worker told to stop (SIGTERM) lets running jobs finish before handing them
+    # back; match the Kubernetes terminationGracePeriodSeconds minus a margin.
+    worker_shutdown_grace_s: int = 25
+    # Address-space cap of the media child process; 0 disables.
+    processing_memory_limit: int = 4 * 1024**3
+    # Largest file the media child may write (caps temp-disk use per output); 0 disables.
+    processing_file_size_limit: int = 20 * 1000**3
+    failed_exports_kept: int = 500
+    # Finished exports (records, events and outputs) are deleted after this; 0 keeps them.
+    export_retention_s: int = 30 * 24 * 3600
     download_url_ttl_s: int = 15 * 60
     # How long terminal exports' progress streams are kept for late watchers.
     event_retention_s: int = 24 * 3600
@@ -109,6 +125,20 @@ class Settings:
                 return
             values[attr] = number
 
+        def number(name: str, attr: str, low: float, high: float) -> None:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a number")
+                return
+            if not low <= value <= high:
+                problems.append(f"{name}={value:g} must be between {low:g} and {high:g}")
+                return
+            values[attr] = value
+
         def size(name: str, attr: str) -> None:
             raw = env.get(name)
             if raw is None or not raw.strip():
@@ -136,6 +166,15 @@ class Settings:
         size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
         integer("VIDEO_PROCESSING_TIMEOUT", "processing_timeout_ms", 1000, 7 * 24 * 3600 * 1000)
         integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
+        number("VIDEO_RETRY_INITIAL_DELAY", "retry_initial_delay_s", 0.0, 3600.0)
+        number("VIDEO_RETRY_MULTIPLIER", "retry_multiplier", 1.0, 10.0)
+        number("VIDEO_LEASE_TTL", "lease_ttl_s", 1.0, 3600.0)
+        number("VIDEO_RECONCILE_INTERVAL", "reconcile_interval_s", 0.1, 3600.0)
+        integer("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace_s", 0, 3600)
+        size("VIDEO_PROCESSING_MEMORY_LIMIT", "processing_memory_limit")
+        size("VIDEO_PROCESSING_FILE_SIZE_LIMIT", "processing_file_size_limit")
+        integer("FAILED_EXPORTS_KEPT", "failed_exports_kept", 0, 10_000_000)
+        integer("EXPORT_RETENTION", "export_retention_s", 0, 10 * 365 * 24 * 3600)
         integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
         integer("EVENT_RETENTION", "event_retention_s", 60, 365 * 24 * 3600)
         for name, attr in (
@@ -176,4 +215,13 @@ environment:
   VIDEO_PROCESSING_TIMEOUT  per-job limit in milliseconds (default 1800000)
   MAX_VIDEO_UPLOAD_SIZE     largest source accepted, e.g. 5GB (default 5GB)
   DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
+  VIDEO_JOB_MAX_TRIES       attempts for transient failures (default 3)
+  VIDEO_RETRY_INITIAL_DELAY, VIDEO_RETRY_MULTIPLIER   retry backoff (default 5 s, x2)
+  VIDEO_LEASE_TTL           seconds before a silent worker's export moves on (default 15)
+  VIDEO_RECONCILE_INTERVAL  seconds between checks for lost jobs (default 10)
+  WORKER_SHUTDOWN_GRACE     seconds a stopping worker lets jobs finish (default 25)
+  VIDEO_PROCESSING_MEMORY_LIMIT      address-space cap of the media process (default 4GiB)
+  VIDEO_PROCESSING_FILE_SIZE_LIMIT   largest file the media process may write (default 20GB)
+  FAILED_EXPORTS_KEPT       failed exports kept for inspection (default 500)
+  EXPORT_RETENTION          seconds finished exports are kept, 0 = forever (default 2592000)
 """

@@ -6,6 +6,7 @@ error) and watches a cancel event from its progress callback, which is the cance
 
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from dataclasses import dataclass
@@ -116,9 +117,17 @@ def run_operations(
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
         send.send(("error", ChildFailure("permanent", exc.reason, exc.message)))
+    except MemoryError:
+        message = "processing needed more memory than VIDEO_PROCESSING_MEMORY_LIMIT allows"
+        send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
     except Exception as exc:  # reported to the worker, which fails the export with it
-        traceback.print_exc()
-        send.send(("error", ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")))
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            message = "an output grew past VIDEO_PROCESSING_FILE_SIZE_LIMIT"
+            send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
+        else:
+            traceback.print_exc()
+            failure = ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")
+            send.send(("error", failure))
     finally:
         send.close()
 

@@ -14,9 +14,11 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from sparc_video.keys import Keys
+from sparc_video.queue import ExportQueue
 from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
 from sparc_video.storage import Storage, open_storage
+from workers.reconciler import Reconciler
 
 HEARTBEAT_INTERVAL_S = 5.0
 _CTX_KEY = "sparc_video"
@@ -28,6 +30,7 @@ class WorkerContext:
     redis: ArqRedis
     storage: Storage
     store: ExportStore
+    queue: ExportQueue
     keys: Keys
     worker_id: str
     _stack: AsyncExitStack = field(repr=False)
@@ -50,18 +53,17 @@ class WorkerContext:
             redis=redis,
             storage=storage,
             store=ExportStore(redis, keys, event_retention_s=settings.event_retention_s),
+            queue=ExportQueue(redis, keys),
             keys=keys,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             _stack=stack,
         )
-        heartbeat = asyncio.create_task(context._heartbeat(), name="worker-heartbeat")
-
-        async def stop_heartbeat() -> None:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-
-        stack.push_async_callback(stop_heartbeat)
+        reconciler = Reconciler(settings, context.store, context.queue, storage)
+        for task in (
+            asyncio.create_task(context._heartbeat(), name="worker-heartbeat"),
+            asyncio.create_task(reconciler.run_forever(), name="reconciler"),
+        ):
+            stack.push_async_callback(_cancel, task)
         settings.temp_dir.mkdir(parents=True, exist_ok=True)
         ctx[_CTX_KEY] = context
         return context
@@ -70,7 +72,14 @@ class WorkerContext:
         await self._stack.aclose()
 
     async def _heartbeat(self) -> None:
+        """Announce this worker (GetQueueStats counts workers seen in the last 30 s)."""
         while True:
             with contextlib.suppress(Exception):
                 await self.store.record_worker_heartbeat(self.worker_id)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,10 +1,19 @@
 """The arq job: run one export from its record to uploaded outputs, publishing progress.
 
-The job's only argument is the export id. Each run is one attempt: it moves the record to
-RUNNING with the next attempt number, and every later write is guarded by that attempt and the
-RUNNING state, so a cancelled export or a newer attempt is never overwritten. A progress write
-that finds the export CANCELLED is the cancellation point: the child is stopped, partial outputs
-are deleted and the temp directory removed.
+The job's only argument is the export id. Each run is one attempt:
+
+- It starts by moving the record to RUNNING with the next attempt number and taking the export's
+  lease (a Redis key with a TTL) in the same transaction. If another live attempt holds the lease
+  (arq can start a job twice), this run leaves without touching anything.
+- While it runs, a keeper task renews the lease twice a second and reads the export's state in
+  the same call. CANCELLED (CancelExport) or a lost lease (this worker was presumed dead and the
+  export moved on) stops the attempt: the media child is stopped, partial outputs are deleted.
+- Every write is guarded by state RUNNING and the same attempt, so a stale attempt can never
+  overwrite a newer one. Outputs go under `exports/{id}/{attempt}/`, a deterministic prefix per
+  attempt; the succeeding attempt deletes every other attempt's leftovers.
+- Transient failures are retried with exponential backoff (RETRYING shows the next attempt time);
+  permanent ones fail the export with a reason. A worker shutdown hands the export back (QUEUED)
+  without spending the retry budget.
 """
 
 from __future__ import annotations
@@ -31,27 +40,40 @@ from sparc_video.errors import (
     Unavailable,
 )
 from sparc_video.models import ExportRecord, ExportState, Output, OutputKind, Progress
-from sparc_video.records import EventKind, StaleWrite
+from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
-from workers.sandbox import run_in_child
+from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.5
-RETRY_BASE_DELAY_S = 5.0
-RETRY_MULTIPLIER = 2.0
+KEEPER_INTERVAL_S = 0.5
+# A crash of the media process may be a fluke of the machine; twice is the file.
+CRASH_REASON = "PROCESSOR_CRASHED"
 
 
 def output_prefix(export_id: str) -> str:
-    """Every object an export writes lives under this prefix, with deterministic names."""
+    """Every object an export writes lives under this prefix."""
     return f"exports/{export_id}/"
 
 
+def attempt_prefix(export_id: str, attempt: int) -> str:
+    return f"{output_prefix(export_id)}{attempt}/"
+
+
 async def run_export(ctx: dict[str, Any], export_id: str) -> str:
-    """arq entry point; returns the state the export ended the attempt in."""
+    """arq entry point; returns how the attempt ended."""
     return await ExportJob(WorkerContext.of(ctx), export_id).run()
+
+
+class _Stop(Exception):
+    """Why the keeper stopped the attempt."""
+
+    def __init__(self, error: JobCancelled | StaleWrite) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class ExportJob:
@@ -59,54 +81,95 @@ class ExportJob:
         self.worker = worker
         self.export_id = export_id
         self.attempt = 0
+        self.lease = Lease(
+            token=f"{worker.worker_id}:{uuid.uuid4().hex[:8]}", ttl_s=worker.settings.lease_ttl_s
+        )
+        self.workdir = worker.settings.temp_dir / f"{export_id}.new"
+        self._stop: JobCancelled | StaleWrite | None = None
         self._last_publish = 0.0
         self._last_operation = -1
 
     async def run(self) -> str:
-        record = await self._start()
+        try:
+            record = await self._start()
+        except LeaseHeld as exc:
+            log.info("export %s: %s; leaving it to that attempt", self.export_id, exc.message)
+            return "duplicate"
         if record is None:
             return "skipped"
-        workdir = (
-            self.worker.settings.temp_dir
-            / f"{self.export_id}.{self.attempt}.{uuid.uuid4().hex[:6]}"
-        )
+        self.workdir = self.worker.settings.temp_dir / f"{self.export_id}.{self.attempt}"
+        work = asyncio.current_task()
+        assert work is not None
+        keeper = asyncio.create_task(self._keep(work), name=f"lease-{self.export_id}")
         try:
-            workdir.mkdir(parents=True)
-            outputs = await self._process(record, workdir)
+            outputs = await self._process(record, self.workdir)
             await self._finish(outputs)
-            return ExportState.SUCCEEDED
-        except (JobCancelled, StaleWrite):
-            await self._discard_outputs()
-            return ExportState.CANCELLED
+            return ExportState.SUCCEEDED.value
+        except asyncio.CancelledError:
+            if self._stop is None:
+                # arq cancelled us: the worker is shutting down. Hand the export back.
+                await asyncio.shield(self._hand_back())
+                raise
+            work.uncancel()
+            return await self._stopped(self._stop)
+        except (JobCancelled, StaleWrite) as exc:
+            return await self._stopped(exc)
         except (TransientProcessingError, Unavailable, OSError) as exc:
             return await self._retry_or_fail(exc)
         except ProcessingError as exc:
-            await self._fail(exc)
-            return ExportState.FAILED
+            return await self._fail(exc)
         finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await asyncio.shield(_remove(self.workdir))
+            with contextlib.suppress(Exception):
+                await self.worker.store.release_lease(self.export_id, self.lease)
 
     async def _start(self) -> ExportRecord | None:
+        worker_id = self.worker.worker_id
+
         def to_running(record: ExportRecord) -> str | None:
             if record.state.terminal:
                 return None
             record.state = ExportState.RUNNING
             record.attempt += 1
+            record.worker_id = worker_id
             record.start_time = record.start_time or time.time()
+            record.next_attempt_time = None
             record.progress = Progress(
                 current_operation=record.operations[0].name,
                 operation_count=len(record.operations),
             )
-            record.error = None
             return EventKind.STATE_CHANGED
 
-        record = await self.worker.store.update(self.export_id, to_running)
+        record = await self.worker.store.update(self.export_id, to_running, acquire=self.lease)
         if record.state != ExportState.RUNNING:
             log.info("export %s is %s; nothing to do", self.export_id, record.state)
             return None
         self.attempt = record.attempt
-        log.info("export %s: attempt %d started", self.export_id, self.attempt)
+        log.info("export %s: attempt %d started on %s", self.export_id, self.attempt, worker_id)
         return record
+
+    async def _keep(self, work: asyncio.Task[Any]) -> None:
+        """Renew the lease; stop the work when the export is cancelled or the lease is lost."""
+        while True:
+            await asyncio.sleep(KEEPER_INTERVAL_S)
+            try:
+                state = await self.worker.store.renew_lease(self.export_id, self.lease)
+            except Exception as exc:  # Redis blip: the lease TTL covers a few missed renewals
+                log.warning("export %s: lease renewal failed: %s", self.export_id, exc)
+                continue
+            if state == ExportState.RUNNING:
+                continue
+            if state == ExportState.CANCELLED:
+                self._stop = JobCancelled()
+            else:
+                self._stop = StaleWrite(
+                    f"export {self.export_id} moved on without this attempt (state {state})"
+                )
+            work.cancel()
+            return
 
     def _guard(self, record: ExportRecord) -> None:
         if record.state == ExportState.CANCELLED:
@@ -118,6 +181,7 @@ class ExportJob:
 
     async def _process(self, record: ExportRecord, workdir: Path) -> list[Output]:
         settings = self.worker.settings
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
         try:
             await self.worker.storage.download_file(record.source_key, source)
@@ -126,13 +190,22 @@ class ExportJob:
                 f"the source video {record.source_key!r} no longer exists in storage",
                 reason="SOURCE_NOT_FOUND",
             ) from exc
-        produced = await run_in_child(
-            source,
-            workdir,
-            record.operations,
-            self._publish_progress,
-            timeout_s=settings.processing_timeout_ms / 1000,
-        )
+        try:
+            produced = await run_in_child(
+                source,
+                workdir,
+                record.operations,
+                self._publish_progress,
+                timeout_s=settings.processing_timeout_ms / 1000,
+                limits=ProcessLimits(
+                    address_space=settings.processing_memory_limit,
+                    file_size=settings.processing_file_size_limit,
+                ),
+            )
+        except PermanentProcessingError as exc:
+            if exc.reason == CRASH_REASON and not _crashed_before(record):
+                raise TransientProcessingError(exc.message, reason=CRASH_REASON) from exc
+            raise
         return await self._upload(produced)
 
     async def _publish_progress(self, progress: ChildProgress) -> None:
@@ -160,15 +233,16 @@ class ExportJob:
         await self.worker.store.update(self.export_id, apply)
 
     async def _upload(self, produced: list[ProducedFile]) -> list[Output]:
-        prefix = output_prefix(self.export_id)
+        prefix = attempt_prefix(self.export_id, self.attempt)
         outputs: list[Output] = []
         thumbnail_number = 0
         for item in produced:
             if item.kind == "video":
-                key = f"{prefix}video.mp4"
+                key = f"{prefix}video{item.path.suffix or '.mp4'}"
             else:
                 thumbnail_number += 1
-                key = f"{prefix}thumbnail-{item.operation_index}-{thumbnail_number:03d}.jpg"
+                suffix = item.path.suffix or ".jpg"
+                key = f"{prefix}thumbnail-{item.operation_index}-{thumbnail_number:03d}{suffix}"
             sha256 = await asyncio.to_thread(_sha256, item.path)
             info = await self.worker.storage.upload_file(item.path, key, item.content_type)
             outputs.append(
@@ -190,20 +264,37 @@ class ExportJob:
         return outputs
 
     async def _finish(self, outputs: list[Output]) -> None:
+        # Temp files go before the terminal state is visible: a watcher seeing SUCCEEDED (or
+        # FAILED) may rely on the worker having cleaned up.
+        await _remove(self.workdir)
+
         def to_succeeded(record: ExportRecord) -> str:
             self._guard(record)
             record.state = ExportState.SUCCEEDED
             record.outputs = outputs
+            record.error = None
             record.end_time = time.time()
             record.progress.percent = 100.0
             record.progress.eta_s = 0.0
             return EventKind.STATE_CHANGED
 
-        await self.worker.store.update(self.export_id, to_succeeded)
+        await self.worker.store.update(self.export_id, to_succeeded, release=self.lease)
+        await self._discard_other_attempts()
         log.info("export %s succeeded with %d outputs", self.export_id, len(outputs))
 
-    async def _fail(self, error: SparcVideoError) -> None:
+    async def _stopped(self, reason: JobCancelled | StaleWrite) -> str:
+        """Cancelled or superseded: remove what this attempt wrote, leave the record alone."""
+        await _remove(self.workdir)
+        await self._discard(attempt_prefix(self.export_id, self.attempt))
+        if isinstance(reason, JobCancelled):
+            log.info("export %s: cancelled during attempt %d", self.export_id, self.attempt)
+            return ExportState.CANCELLED.value
+        log.warning("export %s: attempt %d superseded: %s", self.export_id, self.attempt, reason)
+        return "superseded"
+
+    async def _fail(self, error: SparcVideoError) -> str:
         log.warning("export %s failed: %s (%s)", self.export_id, error.message, error.reason)
+        await _remove(self.workdir)
 
         def to_failed(record: ExportRecord) -> str:
             self._guard(record)
@@ -213,9 +304,12 @@ class ExportJob:
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
 
-        with contextlib.suppress(JobCancelled, StaleWrite):
-            await self.worker.store.update(self.export_id, to_failed)
-        await self._discard_outputs()
+        try:
+            await self.worker.store.update(self.export_id, to_failed, release=self.lease)
+        except (JobCancelled, StaleWrite) as exc:
+            return await self._stopped(exc)
+        await self._discard(output_prefix(self.export_id))
+        return ExportState.FAILED.value
 
     async def _retry_or_fail(self, exc: Exception) -> str:
         error = (
@@ -223,27 +317,36 @@ class ExportJob:
             if isinstance(exc, SparcVideoError)
             else TransientProcessingError(f"temporary failure: {exc}", reason="TRANSIENT")
         )
-        if self.attempt >= self.worker.settings.job_max_tries:
-            await self._fail(
+        settings = self.worker.settings
+        await _remove(self.workdir)
+        record = await self.worker.store.get(self.export_id)
+        failures = record.failed_attempts + 1
+        if failures >= settings.job_max_tries:
+            return await self._fail(
                 PermanentProcessingError(
-                    f"gave up after {self.attempt} attempts: {error.message}", reason=error.reason
+                    f"gave up after {failures} failed attempts: {error.message}",
+                    reason=error.reason,
                 )
             )
-            return ExportState.FAILED
-        delay = RETRY_BASE_DELAY_S * RETRY_MULTIPLIER ** (self.attempt - 1)
+        delay = settings.retry_initial_delay_s * settings.retry_multiplier ** (failures - 1)
+        next_attempt = time.time() + delay
 
         def to_retrying(record: ExportRecord) -> str:
             self._guard(record)
             record.state = ExportState.RETRYING
+            record.failed_attempts = failures
             record.error = export_error(error)
+            record.next_attempt_time = next_attempt
+            record.worker_id = ""
             return EventKind.STATE_CHANGED
 
         try:
-            await self.worker.store.update(self.export_id, to_retrying)
-        except (JobCancelled, StaleWrite):
-            return ExportState.CANCELLED
+            await self.worker.store.update(self.export_id, to_retrying, release=self.lease)
+        except (JobCancelled, StaleWrite) as stop:
+            return await self._stopped(stop)
+        await self._discard(attempt_prefix(self.export_id, self.attempt))
         log.warning(
-            "export %s: attempt %d failed (%s); retry in %.0f s",
+            "export %s: attempt %d failed (%s); retry in %.1f s",
             self.export_id,
             self.attempt,
             error.message,
@@ -251,11 +354,38 @@ class ExportJob:
         )
         raise Retry(defer=delay)
 
-    async def _discard_outputs(self) -> None:
+    async def _hand_back(self) -> None:
+        """The worker is stopping: put the export back in the queue, keeping its retry budget."""
+
+        def to_queued(record: ExportRecord) -> str:
+            self._guard(record)
+            record.state = ExportState.QUEUED
+            record.worker_id = ""
+            return EventKind.STATE_CHANGED
+
+        with contextlib.suppress(Exception):
+            await self.worker.store.update(self.export_id, to_queued, release=self.lease)
+            log.info("export %s: handed back on shutdown", self.export_id)
+        with contextlib.suppress(Exception):
+            await self._discard(attempt_prefix(self.export_id, self.attempt))
+
+    async def _discard_other_attempts(self) -> None:
+        for attempt in range(1, self.attempt):
+            await self._discard(attempt_prefix(self.export_id, attempt))
+
+    async def _discard(self, prefix: str) -> None:
         try:
-            await self.worker.storage.delete_prefix(output_prefix(self.export_id))
+            await self.worker.storage.delete_prefix(prefix)
         except SparcVideoError as exc:
-            log.warning("export %s: could not delete partial outputs: %s", self.export_id, exc)
+            log.warning("export %s: could not delete %s: %s", self.export_id, prefix, exc)
+
+
+def _crashed_before(record: ExportRecord) -> bool:
+    return record.error is not None and record.error.reason == CRASH_REASON
+
+
+async def _remove(path: Path) -> None:
+    await asyncio.to_thread(shutil.rmtree, path, True)
 
 
 def _sha256(path: Path) -> str:

@@ -1,8 +1,9 @@
 """Run an export's media work in a child process the worker can stop.
 
 arq's job timeout and abort only cancel the asyncio task; they cannot interrupt PyAV inside a C
-call. A child process can be signalled, and a crash inside FFmpeg kills only the child. The
-event loop of the worker stays free for heartbeats, progress writes and other jobs.
+call. A child process can be killed, a crash inside FFmpeg kills only the child, and resource
+limits (address space, file size) apply to it alone. The worker's event loop stays free for
+heartbeats, progress writes and other jobs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import resource
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,28 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["workers.child"])
 
 CANCEL_GRACE_S = 0.5
+_MEDIA_REASONS = {"INVALID_MEDIA", "NOT_A_VIDEO", "NO_VIDEO_STREAM", "UNDECODABLE"}
 
 OnProgress = Callable[[ChildProgress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """Limits applied inside the child; 0 means unlimited."""
+
+    address_space: int = 0
+    file_size: int = 0
+
+
+def _limited(limits: ProcessLimits, target: Callable[..., None], *args: Any) -> None:
+    """Child entry point: apply the limits, then run the target."""
+    if limits.address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+    if limits.file_size:
+        # Writing past the limit must fail the write, not kill the child with SIGXFSZ.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+    target(*args)
 
 
 async def run_in_child(
@@ -41,13 +64,38 @@ async def run_in_child(
     operations: list[Operation],
     on_progress: OnProgress,
     timeout_s: float,
+    limits: ProcessLimits | None = None,
 ) -> list[ProducedFile]:
-    """Run the operations; `on_progress` may raise (e.g. JobCancelled) to stop the child."""
+    """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them."""
+    result = await run_target_in_child(
+        run_operations,
+        (source, workdir, operations),
+        on_progress,
+        timeout_s=timeout_s,
+        limits=limits or ProcessLimits(),
+    )
+    return list(result)
+
+
+async def run_target_in_child(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    on_progress: OnProgress,
+    *,
+    timeout_s: float,
+    limits: ProcessLimits,
+) -> Any:
+    """Run `target(*args, send, cancel)` in a child; return the body of its ("done", …) message.
+
+    The target reports over `send` with ("progress", ChildProgress), then ("done", result) or
+    ("error", ChildFailure), and should stop soon after `cancel` is set. Cancelling the calling
+    task, a timeout or an exception from on_progress kills the child; it is always reaped.
+    """
     receive, send = _CONTEXT.Pipe(duplex=False)
     cancel = _CONTEXT.Event()
     process = _CONTEXT.Process(
-        target=run_operations,
-        args=(source, workdir, operations, send, cancel),
+        target=_limited,
+        args=(limits, target, *args, send, cancel),
         name="sparc-video-media",
         daemon=True,
     )
@@ -73,7 +121,7 @@ async def run_in_child(
                         raise
                 elif tag == "done":
                     exit_grace_s = 5.0
-                    return list(body)
+                    return body
                 else:
                     raise _as_error(body)
     except TimeoutError:
@@ -120,9 +168,11 @@ def _as_error(failure: ChildFailure) -> Exception:
     if failure.error_type == "cancelled":
         return JobCancelled(failure.message)
     if failure.error_type == "permanent":
-        if failure.reason in {"INVALID_MEDIA", "NOT_A_VIDEO", "NO_VIDEO_STREAM", "UNDECODABLE"}:
+        if failure.reason in _MEDIA_REASONS:
             return MediaError(failure.message, reason=failure.reason)
         return PermanentProcessingError(failure.message, reason=failure.reason)
+    if failure.error_type == "resources":
+        return PermanentProcessingError(failure.message, reason="RESOURCE_LIMIT")
     return PermanentProcessingError(
         f"processing failed unexpectedly: {failure.message}", reason=failure.reason
     )

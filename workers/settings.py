@@ -18,8 +18,9 @@ from workers.export_job import run_export
 
 # Download and upload happen outside the child's processing timeout.
 TRANSFER_ALLOWANCE_S = 600
-# Our records count attempts and decide on retries; arq's own limit only backs that up.
-ARQ_EXTRA_TRIES = 2
+# Our records count failed attempts and decide on retries. arq counts every start, including
+# ones interrupted by a worker shutdown (arq #267), so its limit must never be what ends a job.
+ARQ_MAX_TRIES = 1000
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 run_export,
                 name=RUN_EXPORT_JOB,
                 timeout=job_timeout_s,
-                max_tries=settings.job_max_tries + ARQ_EXTRA_TRIES,
+                max_tries=ARQ_MAX_TRIES,
             )
         ],
         "queue_name": Keys(settings.redis_prefix).queue,
@@ -52,6 +53,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "keep_result": 0,
         "poll_delay": 0.1,
         "handle_signals": True,
+        # SIGTERM: stop taking jobs, let running ones finish for this long, then hand them back.
+        "job_completion_wait": settings.worker_shutdown_grace_s,
     }
 
 
