@@ -86,6 +86,7 @@ class EventHub:
         self._wakeup = asyncio.Event()
         self._reader_client_id: int | None = None
         self._blocked = False
+        self._closing: BaseException | None = None
 
     @property
     def watched_streams(self) -> int:
@@ -93,6 +94,13 @@ class EventHub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-hub-reader")
+
+    def end_watches(self, error: BaseException) -> None:
+        """Fail every current and future subscription with `error` (server shutting down)."""
+        self._closing = error
+        for stream in self._streams.values():
+            for mailbox in stream.mailboxes:
+                mailbox.fail(error)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -105,6 +113,8 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self, export_id: str, after_id: str) -> AsyncIterator[Mailbox]:
         """Receive the export's events newer than after_id while the context is open."""
+        if self._closing is not None:
+            raise self._closing
         key = self._keys.events(export_id)
         mailbox = Mailbox(after_id)
         stream = self._streams.get(key)

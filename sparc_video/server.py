@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
 
 from sparc_video.app import App, open_app
+from sparc_video.errors import Unavailable
 from sparc_video.export_service import ExportServicer
 from sparc_video.health import HealthMonitor
 from sparc_video.http_app import build_http_app
@@ -73,8 +74,13 @@ class Server:
         )
 
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        # NOT_SERVING first so load balancers stop routing here while calls drain.
+        # NOT_SERVING first so load balancers stop routing here while calls drain. Watch streams
+        # would otherwise hold the grace period open: end them with UNAVAILABLE, which clients
+        # treat as "reconnect (elsewhere) and resume after the last event id".
         await self.health.shutdown()
+        self.app.hub.end_watches(
+            Unavailable("the server is shutting down; reconnect and resume with after_event_id")
+        )
         await self._grpc.stop(grace_s)
         if self._http_runner is not None:
             await self._http_runner.cleanup()

@@ -117,19 +117,19 @@ def run_operations(
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
         send.send(("error", ChildFailure("permanent", exc.reason, exc.message)))
-    except MemoryError:
-        message = "processing needed more memory than VIDEO_PROCESSING_MEMORY_LIMIT allows"
-        send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
-    except Exception as exc:  # reported to the worker, which fails the export with it
-        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-            message = "an output grew past VIDEO_PROCESSING_FILE_SIZE_LIMIT"
-            send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
+    except (MemoryError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno != errno.EFBIG:
+            _report_internal(exc, send)
         else:
-            traceback.print_exc()
-            failure = ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")
-            send.send(("error", failure))
-    finally:
-        send.close()
+            raise  # the sandbox reports running out of memory or file size
+    except Exception as exc:
+        _report_internal(exc, send)
+
+
+def _report_internal(exc: Exception, send: Connection) -> None:
+    """Anything unexpected is reported to the worker, which fails the export with it."""
+    traceback.print_exc()
+    send.send(("error", ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")))
 
 
 def _run(

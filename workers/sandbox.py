@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import multiprocessing
 import resource
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +49,32 @@ class ProcessLimits:
     file_size: int = 0
 
 
-def _limited(limits: ProcessLimits, target: Callable[..., None], *args: Any) -> None:
-    """Child entry point: apply the limits, then run the target."""
+def _limited(
+    limits: ProcessLimits,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    send: Connection,
+    cancel: Event,
+) -> None:
+    """Child entry point: apply the limits, run the target, report running out of them."""
     if limits.address_space:
         resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
     if limits.file_size:
         # Writing past the limit must fail the write, not kill the child with SIGXFSZ.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
-    target(*args)
+    try:
+        target(*args, send, cancel)
+    except MemoryError:
+        message = "processing needed more memory than VIDEO_PROCESSING_MEMORY_LIMIT allows"
+        send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
+    except OSError as exc:
+        if exc.errno != errno.EFBIG:
+            raise
+        message = "an output grew past VIDEO_PROCESSING_FILE_SIZE_LIMIT"
+        send.send(("error", ChildFailure("resources", "RESOURCE_LIMIT", message)))
+    finally:
+        send.close()
 
 
 async def run_in_child(
@@ -95,7 +114,7 @@ async def run_target_in_child(
     cancel = _CONTEXT.Event()
     process = _CONTEXT.Process(
         target=_limited,
-        args=(limits, target, *args, send, cancel),
+        args=(limits, target, args, send, cancel),
         name="sparc-video-media",
         daemon=True,
     )

@@ -120,8 +120,6 @@ def checked_prefix(prefix: str) -> str:
 
 def content_disposition(filename: str) -> str:
     """`attachment` header value that survives any filename (RFC 6266 with an ASCII fallback)."""
-    fallback = "".join(
-        c if 0x20 <= ord(c) < 0x7F and c not in '"\\/' else "_" for c in filename
-    )
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\/' else "_" for c in filename)
     encoded = quote(filename, safe="")
     return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{encoded}"

@@ -67,8 +67,15 @@ def make_sample_clip(
 
 def _colour_bars(width: int, height: int) -> np.ndarray:
     colours = np.array(
-        [[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0],
-         [192, 0, 192], [192, 0, 0], [0, 0, 192]],
+        [
+            [192, 192, 192],
+            [192, 192, 0],
+            [0, 192, 192],
+            [0, 192, 0],
+            [192, 0, 192],
+            [192, 0, 0],
+            [0, 0, 192],
+        ],
         dtype=np.uint8,
     )
     columns = (np.arange(width) * len(colours) // width).astype(np.intp)

@@ -1,0 +1,459 @@
+"""Faults provoked for real: processes killed, Redis stopped, arq keys deleted, children crashing.
+
+Each test drives the real service (gRPC server, Redis, storage, arq workers in-process or as OS
+processes) and asserts what users see: states, attempts, errors, outputs and leftovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from arq.constants import job_key_prefix
+from sparc.video.v1 import export_pb2, export_service_pb2
+
+from sparc_video.errors import PermanentProcessingError, ProcessingTimeout
+from sparc_video.models import ExportState
+from sparc_video.settings import Settings
+from tests import sandbox_targets
+from tests.fixtures.redis import RedisProcess, free_port
+from tests.fixtures.service import RunningService, WorkerProcess, start_service
+from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
+from workers.child import ChildProgress
+from workers.pipeline.synth import make_sample_clip
+from workers.sandbox import ProcessLimits, run_target_in_child
+
+State = export_pb2.Export
+
+# Settings that make faults show quickly: short leases, frequent reconciling, quick retries.
+FAST_RECOVERY = {
+    "lease_ttl_s": 2.0,
+    "reconcile_interval_s": 0.3,
+    "retry_initial_delay_s": 0.2,
+    "retry_multiplier": 2.0,
+}
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clip whose `slow`-preset transcode takes several seconds on 2 cores."""
+    path = tmp_path_factory.mktemp("clips") / "long.mp4"
+    make_sample_clip(path, width=640, height=360, duration_s=20.0, audio=False)
+    return path
+
+
+def elsewhere(settings: Settings) -> Settings:
+    """The same service settings on another HTTP port, to run a second instance beside one."""
+    return dataclasses.replace(settings, http_port=free_port())
+
+
+def slow_transcode() -> export_pb2.Operation:
+    return transcode(codec="h264", preset="slow", resolution="640x360", bitrate="2M")
+
+
+async def wait_for(
+    service: RunningService,
+    name: str,
+    predicate: Callable[[export_pb2.Export], bool],
+    timeout_s: float = 60,
+) -> export_pb2.Export:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        export = await service.exports.GetExport(export_service_pb2.GetExportRequest(name=name))
+        if predicate(export):
+            return export
+        assert time.monotonic() < deadline, f"timed out; last state {export}"
+        await asyncio.sleep(0.05)
+
+
+def media_children() -> set[int]:
+    """Pids of live media child processes of this test process (children of its forkserver)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    forkservers = {pid for pid, ppid in parents.items() if ppid == os.getpid()}
+    return {pid for pid, ppid in parents.items() if ppid in forkservers}
+
+
+async def test_cancel_running_export_stops_work_within_a_second(
+    service_settings: Callable[..., Settings], long_clip: Path
+) -> None:
+    async with start_service(service_settings()) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        before = media_children()
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode(), thumbnail("50%"))
+        )
+        await wait_for(
+            service,
+            created.name,
+            lambda e: e.state == State.STATE_RUNNING and e.progress.percent > 0,
+        )
+        assert media_children() - before, "the media child should be running"
+        cancelled_at = time.monotonic()
+        cancelled = await service.exports.CancelExport(
+            export_service_pb2.CancelExportRequest(name=created.name)
+        )
+        assert cancelled.state == State.STATE_CANCELLED
+        while media_children() - before:
+            assert time.monotonic() - cancelled_at < 1.0, "media child still running after 1 s"
+            await asyncio.sleep(0.02)
+        # Temp files and partial outputs go right after.
+        while list(service.settings.temp_dir.iterdir()):
+            assert time.monotonic() - cancelled_at < 3.0
+            await asyncio.sleep(0.05)
+        assert not list((service.settings.local_storage_dir / "exports").glob("**/*.*"))
+        final = await watch_to_end(service, created.name)
+        assert final[-1].export.state == State.STATE_CANCELLED
+
+
+async def test_processing_timeout_kills_the_child(
+    service_settings: Callable[..., Settings], long_clip: Path
+) -> None:
+    settings = service_settings(processing_timeout_ms=1000)
+    async with start_service(settings) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        started = time.monotonic()
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode())
+        )
+        final = (await watch_to_end(service, created.name))[-1].export
+        assert time.monotonic() - started < 1.0 + 5.0
+        assert final.state == State.STATE_FAILED
+        assert final.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        assert "VIDEO_PROCESSING_TIMEOUT" in final.error.message
+        assert not list(service.settings.temp_dir.iterdir())
+
+
+async def test_transient_storage_failure_is_retried_with_backoff_then_fails(
+    service_settings: Callable[..., Settings],
+    s3_endpoint: str,
+    s3_bucket: str,
+) -> None:
+    good = service_settings(
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        job_max_tries=3,
+        **FAST_RECOVERY,
+    )
+    # The worker's S3 endpoint refuses connections: every download is a transient failure.
+    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    async with start_service(good, worker=False) as service:
+        await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
+        async with start_service(elsewhere(unreachable)) as failing:
+            messages = await watch_to_end(failing, created.name)
+    states = [m.export.state for m in messages]
+    retrying = [m.export for m in messages if m.export.state == State.STATE_RETRYING]
+    assert len(retrying) == 2, states
+    assert [e.attempt for e in retrying] == [1, 2]
+    for export in retrying:
+        assert export.next_attempt_time.ToNanoseconds() > 0
+        assert export.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    first_delay = (
+        retrying[0].next_attempt_time.ToNanoseconds() - retrying[0].update_time.ToNanoseconds()
+    )
+    second_delay = (
+        retrying[1].next_attempt_time.ToNanoseconds() - retrying[1].update_time.ToNanoseconds()
+    )
+    assert second_delay == pytest.approx(2 * first_delay, rel=0.25)
+    final = messages[-1].export
+    assert final.state == State.STATE_FAILED and final.attempt == 3
+    assert "gave up after 3 failed attempts" in final.error.message
+
+
+async def test_transient_failure_then_success_on_a_healthy_worker(
+    service_settings: Callable[..., Settings],
+    s3_endpoint: str,
+    s3_bucket: str,
+    tmp_path: Path,
+) -> None:
+    good = service_settings(
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        **FAST_RECOVERY,
+    )
+    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, width=320, height=180, duration_s=1.0)
+    async with start_service(good, worker=False) as service:
+        await service.app.storage.upload_file(clip, "in/a.mp4", "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("50%")))
+        async with start_service(elsewhere(unreachable)):
+            await wait_for(service, created.name, lambda e: e.state == State.STATE_RETRYING)
+        async with start_service(elsewhere(good)):
+            final = await wait_for(
+                service, created.name, lambda e: e.state == State.STATE_SUCCEEDED
+            )
+    assert final.attempt == 2
+    assert len(final.outputs) == 1
+
+
+async def test_worker_killed_mid_job_another_worker_finishes_it(
+    service_settings: Callable[..., Settings],
+    worker_processes: Callable[[Settings], WorkerProcess],
+    long_clip: Path,
+) -> None:
+    settings = service_settings(worker_concurrency=1, **FAST_RECOVERY)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        workers = [worker_processes(settings), worker_processes(settings)]
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode(), thumbnail("25%", "75%"))
+        )
+        watch = asyncio.create_task(watch_to_end(service, created.name))
+        running = await wait_for(
+            service,
+            created.name,
+            lambda e: e.state == State.STATE_RUNNING and e.progress.percent > 5,
+        )
+        record = await service.app.store.get(created.name.split("/")[1])
+        victim = next(w for w in workers if f":{w.pid}:" in record.worker_id)
+        os.kill(victim.pid, signal.SIGKILL)
+        messages = await asyncio.wait_for(watch, 120)
+
+    final = messages[-1].export
+    assert final.state == State.STATE_SUCCEEDED, final.error
+    assert running.attempt == 1 and final.attempt == 2
+    states = [m.export.state for m in messages]
+    # The whole story: running, lost (back to queued), running again, done.
+    first_queued_after_running = states.index(State.STATE_QUEUED, states.index(State.STATE_RUNNING))
+    assert State.STATE_RUNNING in states[first_queued_after_running:]
+    # Exactly one set of outputs, nothing else under the export's prefix.
+    stored = sorted(
+        str(p.relative_to(settings.local_storage_dir))
+        for p in (settings.local_storage_dir / "exports").rglob("*")
+        if p.is_file()
+    )
+    assert stored == sorted(o.storage_key for o in final.outputs)
+    assert len(final.outputs) == 3
+
+
+async def test_reconciler_requeues_exports_whose_job_vanished(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = service_settings(**FAST_RECOVERY)
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, width=320, height=180, duration_s=1.0)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.upload_file(clip, "in/a.mp4", "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
+        export_id = created.name.split("/")[1]
+        # As after a Redis failover that lost arq's data: no queue entry, no job key.
+        await service.app.redis.zrem(service.app.store.keys.queue, export_id)
+        await service.app.redis.delete(job_key_prefix + export_id)
+        assert not await service.app.queue.is_queued(export_id)
+        async with start_service(elsewhere(settings)):
+            final = await wait_for(
+                service, created.name, lambda e: e.state == State.STATE_SUCCEEDED, 30
+            )
+    assert final.attempt == 1
+
+
+async def test_worker_sigterm_hands_the_export_back_without_spending_retries(
+    service_settings: Callable[..., Settings],
+    worker_processes: Callable[[Settings], WorkerProcess],
+    long_clip: Path,
+) -> None:
+    settings = service_settings(worker_concurrency=1, worker_shutdown_grace_s=0, **FAST_RECOVERY)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode())
+        )
+        export_id = created.name.split("/")[1]
+        for _ in range(2):  # a rolling deploy interrupting the same export twice
+            worker = worker_processes(settings)
+            await wait_for(
+                service,
+                created.name,
+                lambda e: e.state == State.STATE_RUNNING and e.progress.percent > 0,
+            )
+            os.kill(worker.pid, signal.SIGTERM)
+            handed_back = await wait_for(
+                service, created.name, lambda e: e.state == State.STATE_QUEUED
+            )
+            assert worker.proc is not None
+            await asyncio.to_thread(worker.proc.wait, 30)
+            record = await service.app.store.get(export_id)
+            assert record.failed_attempts == 0
+            assert await service.app.queue.is_queued(export_id)
+        assert handed_back.attempt == 2
+        async with start_service(elsewhere(settings)):
+            final = await wait_for(
+                service, created.name, lambda e: e.state == State.STATE_SUCCEEDED, 120
+            )
+    assert final.attempt == 3
+
+
+async def noop_progress(_: ChildProgress) -> None:
+    return None
+
+
+async def test_child_crash_is_contained_and_classified() -> None:
+    with pytest.raises(PermanentProcessingError) as info:
+        await run_target_in_child(
+            sandbox_targets.segfault, (), noop_progress, timeout_s=30, limits=ProcessLimits()
+        )
+    assert info.value.reason == "PROCESSOR_CRASHED"
+    assert "SIGSEGV" in info.value.message
+    # The worker process is unharmed and runs the next child normally.
+    assert (
+        await run_target_in_child(
+            sandbox_targets.answer, (42,), noop_progress, timeout_s=30, limits=ProcessLimits()
+        )
+        == 42
+    )
+
+
+async def test_child_memory_cap_fails_the_job_with_a_clear_reason() -> None:
+    with pytest.raises(PermanentProcessingError) as info:
+        await run_target_in_child(
+            sandbox_targets.allocate,
+            (2048,),
+            noop_progress,
+            timeout_s=30,
+            limits=ProcessLimits(address_space=1024 * 1024 * 1024),
+        )
+    assert info.value.reason == "RESOURCE_LIMIT"
+    assert "VIDEO_PROCESSING_MEMORY_LIMIT" in info.value.message
+
+
+async def test_hung_child_is_killed_at_the_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(ProcessingTimeout):
+        await run_target_in_child(
+            sandbox_targets.sleep_forever, (), noop_progress, timeout_s=0.5, limits=ProcessLimits()
+        )
+    assert time.monotonic() - started < 5.5
+
+
+async def test_redis_outage_fails_fast_and_recovers(
+    service_settings: Callable[..., Settings], redis_process: RedisProcess
+) -> None:
+    settings = service_settings(redis_url=redis_process.url)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+        request = create_request("in/a.mp4", thumbnail("1"))
+        created = await service.exports.CreateExport(request)
+        redis_process.stop()
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await service.exports.GetExport(
+                export_service_pb2.GetExportRequest(name=created.name), timeout=10
+            )
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 3
+        redis_process.start()
+        # The same server recovers by itself; the non-persistent Redis lost its data.
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await service.exports.GetExport(export_service_pb2.GetExportRequest(name=created.name))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        again = await service.exports.CreateExport(request)
+        assert again.state == State.STATE_QUEUED
+
+
+async def test_records_survive_a_restart_of_a_persistent_redis(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    server = RedisProcess(tmp_path / "persistent-redis")
+    server.start(persist=True)
+    try:
+        settings = service_settings(redis_url=server.url)
+        async with start_service(settings, worker=False) as service:
+            await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+            created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
+            server.stop()
+            server.start(persist=True)
+            got = await service.exports.GetExport(
+                export_service_pb2.GetExportRequest(name=created.name)
+            )
+            assert got.state == State.STATE_QUEUED
+            assert await service.app.queue.is_queued(created.name.split("/")[1])
+    finally:
+        server.stop()
+
+
+async def test_server_shutdown_ends_watches_with_unavailable_and_they_resume(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = service_settings()
+    async with start_service(settings, worker=False) as first:
+        await first.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+        created = await first.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
+        stream = first.exports.WatchExport(export_service_pb2.WatchExportRequest(name=created.name))
+        snapshot = await stream.read()
+        assert snapshot.export.state == State.STATE_QUEUED
+        stopping = asyncio.create_task(first.server.stop(grace_s=5))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stream.read()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "resume" in (info.value.details() or "")
+        await stopping
+        # While the first server is down, the export changes; a second server resumes the watch.
+        async with start_service(elsewhere(settings), worker=False) as second:
+            await second.exports.CancelExport(
+                export_service_pb2.CancelExportRequest(name=created.name)
+            )
+            resumed = await watch_to_end(second, created.name, after=snapshot.event_id)
+    assert [m.export.state for m in resumed] == [State.STATE_CANCELLED]
+    assert resumed[0].event_id > snapshot.event_id
+
+
+async def test_dropped_watches_free_their_resources(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with start_service(service_settings(), worker=False) as service:
+        await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+        names = [
+            (await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))).name
+            for _ in range(20)
+        ]
+        baseline_tasks = len(asyncio.all_tasks())
+        clients_before = len(await service.app.redis.client_list())
+        calls = []
+        for i in range(200):
+            call = service.exports.WatchExport(
+                export_service_pb2.WatchExportRequest(name=names[i % len(names)])
+            )
+            await call.read()
+            calls.append(call)
+        assert service.app.hub.watched_streams == len(names)
+        for call in calls:
+            call.cancel()
+        deadline = time.monotonic() + 5
+        while service.app.hub.watched_streams or len(asyncio.all_tasks()) > baseline_tasks:
+            assert time.monotonic() < deadline, (
+                service.app.hub.watched_streams,
+                len(asyncio.all_tasks()),
+                baseline_tasks,
+            )
+            await asyncio.sleep(0.05)
+        assert len(await service.app.redis.client_list()) <= clients_before + 1
+
+
+def test_export_state_terminal_flags() -> None:
+    assert {s for s in ExportState if s.terminal} == {
+        ExportState.SUCCEEDED,
+        ExportState.FAILED,
+        ExportState.CANCELLED,
+    }
