@@ -457,3 +457,43 @@ def test_export_state_terminal_flags() -> None:
         ExportState.FAILED,
         ExportState.CANCELLED,
     }
+
+
+async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
+    service_settings: Callable[..., Settings],
+) -> None:
+    from workers.reconciler import Reconciler
+
+    # The worker's own reconciler runs once at start, then not again during the test.
+    settings = service_settings(
+        failed_exports_kept=2, export_retention_s=3600, reconcile_interval_s=3600
+    )
+    async with start_service(settings) as service:
+        await service.app.storage.put_bytes("in/bad.mp4", b"\x00" * 100, "video/mp4")
+        names = []
+        for _ in range(5):
+            created = await service.exports.CreateExport(
+                create_request("in/bad.mp4", thumbnail("1"))
+            )
+            names.append(created.name)
+        for name in names:
+            await wait_for(service, name, lambda e: e.state == State.STATE_FAILED)
+        app = service.app
+        reconciler = Reconciler(settings, app.store, app.queue, app.storage)
+        await app.redis.delete(app.store.keys.reconciler_lock)
+        report = await reconciler.run_once()
+        assert report.pruned == 3
+        remaining, _ = await app.store.page(page_size=10, page_token="", state=None)
+        assert [r.name for r in remaining] == names[:2:-1]  # the two newest
+
+        await app.redis.delete(app.store.keys.reconciler_lock)
+        expiring = Reconciler(
+            dataclasses.replace(settings, export_retention_s=1), app.store, app.queue, app.storage
+        )
+        await asyncio.sleep(1.1)
+        assert (await expiring.run_once()).pruned == 2
+        assert (await app.store.page(page_size=10, page_token="", state=None))[0] == []
+        for name in names:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await service.exports.GetExport(export_service_pb2.GetExportRequest(name=name))
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -330,3 +330,29 @@ async def test_cloudfront_domain_replaces_presigned_urls(s3_settings: Settings) 
     async with open_storage(settings) as storage:
         url = await storage.download_url("exports/x/clip 1.mp4", 60, filename="clip 1.mp4")
     assert url == "https://d111.cloudfront.net/exports/x/clip%201.mp4"
+
+
+async def test_delete_prefix_aborts_unfinished_multipart_uploads(s3_settings: Settings) -> None:
+    """A worker killed mid-upload leaves parts behind; deleting the prefix removes them too."""
+    assert s3_settings.s3_endpoint_url and s3_settings.s3_bucket
+    client = s3_client(s3_settings.s3_endpoint_url)
+    bucket = s3_settings.s3_bucket
+    upload = client.create_multipart_upload(Bucket=bucket, Key="exports/x/1/video.mp4")
+    client.upload_part(
+        Bucket=bucket,
+        Key="exports/x/1/video.mp4",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=b"p" * (5 * MIB),
+    )
+    other = client.create_multipart_upload(Bucket=bucket, Key="exports/y/1/video.mp4")
+    store = await S3Storage.open(s3_settings)
+    try:
+        await store.delete_prefix("exports/x/")
+    finally:
+        await store.aclose()
+    left = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in left] == [other["UploadId"]]
+    client.abort_multipart_upload(
+        Bucket=bucket, Key="exports/y/1/video.mp4", UploadId=other["UploadId"]
+    )

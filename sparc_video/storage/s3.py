@@ -227,6 +227,14 @@ class S3Storage:
                         f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
                     )
                 deleted += len(batch)
+            # An upload cut short (worker killed, cancelled) leaves parts that are billed and
+            # invisible to listings: abort them too, so nothing of the prefix survives.
+            uploads = self.client.get_paginator("list_multipart_uploads")
+            async for listing in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in listing.get("Uploads", []):
+                    await self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, prefix, "delete under") from exc
         return deleted

@@ -1,0 +1,180 @@
+"""A corpus of hostile and broken media files, generated at test time (nothing checked in)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from workers.pipeline.synth import make_sample_clip
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[Path], Path]
+    # Reasons a FAILED export may carry; SUCCEEDED is allowed only when `may_succeed`.
+    reasons: frozenset[str]
+    may_succeed: bool = False
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _clip(path: Path, *, faststart: bool = True, container: str = "mp4") -> Path:
+    source = path.with_suffix(f".src.{container}")
+    make_sample_clip(source, width=320, height=180, duration_s=2.0)
+    if faststart or container != "mp4":
+        return source
+    # Rewrite without faststart so the index (moov) sits at the end of the file.
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="mp4") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return path
+
+
+def zero_bytes(path: Path) -> Path:
+    return _write(path, b"")
+
+
+def random_bytes(path: Path) -> Path:
+    return _write(path, os.urandom(200_000))
+
+
+def text_file(path: Path) -> Path:
+    return _write(path, b"This is not a video, just a note someone named .mp4\n" * 100)
+
+
+def png_named_mp4(path: Path) -> Path:
+    frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = 64, 64, "rgb24"
+    codec.time_base = Fraction(1, 25)
+    return _write(path, b"".join(bytes(p) for p in codec.encode(frame)))
+
+
+def moov_missing(path: Path) -> Path:
+    data = _clip(path.with_name("moov-at-end.mp4"), faststart=False).read_bytes()
+    return _write(path, data[: data.rfind(b"moov") - 4])
+
+
+def mdat_cut(path: Path) -> Path:
+    data = _clip(path.with_name("full.mp4")).read_bytes()
+    return _write(path, data[: int(len(data) * 0.6)])
+
+
+def audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=48000)
+        stream.layout = "stereo"
+        for i in range(50):
+            chunk = av.AudioFrame.from_ndarray(
+                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
+            )
+            chunk.sample_rate, chunk.pts = 48000, i * 1024
+            for packet in stream.encode(chunk):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def no_streams(path: Path) -> Path:
+    ftyp = struct.pack(">I4s4sI8s", 24, b"ftyp", b"isom", 0x200, b"isomiso2")
+    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    mvhd_body = (
+        struct.pack(">IIIIIIH", 0, 0, 0, 1000, 0, 0x10000, 0x100)
+        + bytes(10)
+        + matrix
+        + bytes(24)
+        + struct.pack(">I", 1)
+    )
+    mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    return _write(path, ftyp + moov)
+
+
+def huge_dimensions(path: Path) -> Path:
+    """MJPEG in AVI whose frames declare 30000x30000 pixels."""
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuvj420p"
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((240, 320, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\xff\xc0")
+    while at >= 0:  # every JPEG start-of-frame: height, width
+        struct.pack_into(">HH", data, at + 5, 30000, 30000)
+        at = data.find(b"\xff\xc0", at + 2)
+    return _write(path, bytes(data))
+
+
+def absurd_duration(path: Path) -> Path:
+    data = bytearray(_clip(path.with_name("normal.mp4")).read_bytes())
+    at = data.find(b"mvhd")
+    # version 0 mvhd: flags(4) created(4) modified(4) timescale(4) duration(4)
+    struct.pack_into(">I", data, at + 4 + 16, 0xFFFFFFF0)
+    return _write(path, bytes(data))
+
+
+def damaged_matroska(path: Path) -> Path:
+    data = bytearray(_clip(path.with_name("clean.mkv"), container="mkv").read_bytes())
+    cluster = data.find(b"\x1f\x43\xb6\x75")  # first Cluster element
+    middle = cluster + (len(data) - cluster) // 2
+    data[middle : middle + 4096] = os.urandom(4096)
+    return _write(path, bytes(data))
+
+
+def playlist_cases(canary_url: str, fifo: Path) -> list[Case]:
+    """Playlists that would make FFmpeg read local files or open network connections."""
+
+    def hls(path: Path) -> Path:
+        body = (
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+            f"#EXTINF:10.0,\nfile:///etc/passwd\n#EXTINF:10.0,\nfile://{fifo}\n"
+            f"#EXTINF:10.0,\n{canary_url}/segment.ts\n#EXT-X-ENDLIST\n"
+        )
+        return _write(path, body.encode())
+
+    def ffconcat(path: Path) -> Path:
+        body = (
+            f"ffconcat version 1.0\nfile '/etc/passwd'\nfile '{fifo}'\nfile '{canary_url}/x.mp4'\n"
+        )
+        return _write(path, body.encode())
+
+    refused = frozenset({"NOT_A_VIDEO"})
+    return [Case("hls_playlist", hls, refused), Case("ffconcat", ffconcat, refused)]
+
+
+NOT_A_VIDEO = frozenset({"NOT_A_VIDEO"})
+BROKEN = frozenset({"NOT_A_VIDEO", "UNDECODABLE", "NO_VIDEO_STREAM", "TIMESTAMP_OUT_OF_RANGE"})
+
+FILE_CASES = [
+    Case("zero_bytes", zero_bytes, NOT_A_VIDEO),
+    Case("random_bytes", random_bytes, NOT_A_VIDEO),
+    Case("text_file", text_file, NOT_A_VIDEO),
+    Case("png_named_mp4", png_named_mp4, NOT_A_VIDEO),
+    Case("moov_missing", moov_missing, BROKEN),
+    Case("mdat_cut", mdat_cut, BROKEN, may_succeed=True),
+    Case("audio_only", audio_only, frozenset({"NO_VIDEO_STREAM"})),
+    Case("no_streams", no_streams, frozenset({"NO_VIDEO_STREAM", "NOT_A_VIDEO", "UNDECODABLE"})),
+    Case("huge_dimensions", huge_dimensions, frozenset({"UNDECODABLE"})),
+    Case("absurd_duration", absurd_duration, BROKEN, may_succeed=True),
+    Case("damaged_matroska", damaged_matroska, BROKEN, may_succeed=True),
+]
