@@ -83,11 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(serve(settings))
         elif args.command == "worker":
-            from arq.worker import run_worker
+            from workers.runner import run as run_worker
 
-            from workers.settings import worker_options
-
-            run_worker(worker_options(settings))
+            run_worker(settings)
         elif args.command == "dev":
             return _dev(settings, args.data_dir)
         elif args.command == "sample":
@@ -126,12 +124,10 @@ def _dev(settings: Settings, data_dir: Path) -> int:
 
 
 async def _run_dev(settings: Settings) -> None:
-    from arq.worker import Worker
-
     from sparc_video.server import serve
-    from workers.settings import worker_options
+    from workers.runner import build_worker
 
-    worker = Worker(**{**worker_options(settings), "handle_signals": False})
+    worker = build_worker(settings, handle_signals=False)
     stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")
     print(

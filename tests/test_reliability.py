@@ -497,3 +497,19 @@ async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await service.exports.GetExport(export_service_pb2.GetExportRequest(name=name))
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_worker_keeps_polling_through_a_redis_outage(
+    service_settings: Callable[..., Settings], redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    settings = service_settings(redis_url=redis_process.url)
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, width=320, height=180, duration_s=1.0)
+    async with start_service(settings) as service:
+        redis_process.stop()
+        await asyncio.sleep(1.5)  # the worker polls into the outage several times
+        redis_process.start()
+        await service.app.storage.upload_file(clip, "in/a.mp4", "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("50%")))
+        final = await wait_for(service, created.name, lambda e: e.state == State.STATE_SUCCEEDED)
+    assert len(final.outputs) == 1
