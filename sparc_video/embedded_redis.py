@@ -45,7 +45,8 @@ def _binary() -> str | None:
 
 class EmbeddedRedis:
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
+        # redis-server changes into --dir before opening its log file: paths must be absolute.
+        self.data_dir = data_dir.resolve()
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 

@@ -1,0 +1,94 @@
+"""The README's service command for real: `sparc-video dev` as a process, driven like a user would.
+
+It starts its own redis-server when REDIS_URL does not answer, takes a sample clip from
+`sparc-video sample`, runs an export over gRPC and serves the result over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
+
+from tests.fixtures.redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
+    grpc_port, http_port, dead_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "GRPC_PORT": str(grpc_port),
+        "HTTP_PORT": str(http_port),
+        # Nothing listens here: dev must start its own Redis.
+        "REDIS_URL": f"redis://127.0.0.1:{dead_port}/0",
+        "VIDEO_TEMP_DIR": str(tmp_path / "work"),
+    }
+    cli = [sys.executable, "-m", "sparc_video.cli"]
+    sample = subprocess.run(
+        [*cli, "sample", "samples/clip.mp4", "--duration", "2", "--size", "320x180"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sample.returncode == 0, sample.stderr
+    assert (tmp_path / "var" / "storage" / "samples" / "clip.mp4").exists()
+
+    log = (tmp_path / "dev.log").open("w")
+    dev = subprocess.Popen([*cli, "dev"], cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = export_service_pb2_grpc.ExportServiceStub(channel)
+        created = stub.CreateExport(
+            export_service_pb2.CreateExportRequest(
+                export=export_pb2.Export(
+                    source=export_pb2.ExportSource(object_key="samples/clip.mp4"),
+                    operations=[
+                        export_pb2.Operation(
+                            transcode=export_pb2.TranscodeOptions(
+                                resolution="160x90", preset="ultrafast"
+                            )
+                        )
+                    ],
+                )
+            ),
+            timeout=30,
+        )
+        states = [
+            m.export.state
+            for m in stub.WatchExport(
+                export_service_pb2.WatchExportRequest(name=created.name), timeout=120
+            )
+        ]
+        assert states[-1] == export_pb2.Export.STATE_SUCCEEDED
+        urls = stub.GetExportDownloadUrl(
+            export_service_pb2.GetExportDownloadUrlRequest(name=created.name), timeout=30
+        )
+        with urllib.request.urlopen(urls.urls[0].url, timeout=30) as response:
+            body = response.read()
+        assert body[4:8] == b"ftyp"
+        channel.close()
+    finally:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "dev.log").read_text()
+    # The embedded Redis it started is gone with it.
+    deadline = time.monotonic() + 5
+    while True:
+        ps = subprocess.run(["pgrep", "-f", f"--port {dead_port}"], capture_output=True)
+        if ps.returncode != 0:
+            break
+        assert time.monotonic() < deadline, "embedded redis-server still running"
+        time.sleep(0.1)
