@@ -513,3 +513,36 @@ async def test_worker_keeps_polling_through_a_redis_outage(
         created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("50%")))
         final = await wait_for(service, created.name, lambda e: e.state == State.STATE_SUCCEEDED)
     assert len(final.outputs) == 1
+
+
+async def test_media_crash_is_retried_once_then_permanent(
+    service_settings: Callable[..., Settings], long_clip: Path
+) -> None:
+    settings = service_settings(**FAST_RECOVERY)
+    async with start_service(settings) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        before = media_children()
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode())
+        )
+        for attempt in (1, 2):
+            await wait_for(
+                service,
+                created.name,
+                lambda e, n=attempt: e.state == State.STATE_RUNNING and e.attempt == n,
+            )
+            while not media_children() - before:
+                await asyncio.sleep(0.02)
+            for pid in media_children() - before:
+                os.kill(pid, signal.SIGSEGV)  # as if FFmpeg crashed on this source
+            if attempt == 1:
+                retrying = await wait_for(
+                    service, created.name, lambda e: e.state == State.STATE_RETRYING
+                )
+                assert "SIGSEGV" in retrying.error.message
+        final = await wait_for(service, created.name, lambda e: e.state == State.STATE_FAILED)
+        assert final.attempt == 2
+        assert "crashed (SIGSEGV)" in final.error.message
+        # The worker survived both crashes and serves the next export.
+        ok = await service.exports.CreateExport(create_request("in/long.mp4", thumbnail("1")))
+        await wait_for(service, ok.name, lambda e: e.state == State.STATE_SUCCEEDED)
