@@ -61,6 +61,9 @@ class Settings:
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     cloudfront_domain: str | None = None
+    cloudfront_key_pair_id: str | None = None
+    # PEM of the RSA key CloudFront trusts; with the key pair id, CloudFront URLs are signed.
+    cloudfront_private_key: str | None = field(default=None, repr=False)
     # Root of the local storage backend, used when no S3 bucket is configured.
     local_storage_dir: Path = Path("./var/storage")
     # HMAC key for local-storage download links; default: a key file kept in the storage root.
@@ -161,6 +164,14 @@ class Settings:
         text("S3_BUCKET", "s3_bucket")
         text("S3_ENDPOINT_URL", "s3_endpoint_url")
         text("CLOUDFRONT_DOMAIN", "cloudfront_domain")
+        text("CLOUDFRONT_KEY_PAIR_ID", "cloudfront_key_pair_id")
+        text("CLOUDFRONT_PRIVATE_KEY", "cloudfront_private_key")
+        key_file = env.get("CLOUDFRONT_PRIVATE_KEY_FILE", "").strip()
+        if key_file:
+            try:
+                values["cloudfront_private_key"] = Path(key_file).read_text()
+            except OSError as exc:
+                problems.append(f"CLOUDFRONT_PRIVATE_KEY_FILE: cannot read {key_file!r}: {exc}")
         text("LOCAL_STORAGE_SIGNING_KEY", "local_signing_key")
         integer("VIDEO_WORKER_CONCURRENCY", "worker_concurrency", 1, 256)
         size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
@@ -209,6 +220,7 @@ environment:
   S3_ENDPOINT_URL           S3 API endpoint, e.g. MinIO (default: AWS)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   S3 credentials (default: boto3's chain)
   CLOUDFRONT_DOMAIN         hand out download URLs on this CloudFront domain
+  CLOUDFRONT_KEY_PAIR_ID, CLOUDFRONT_PRIVATE_KEY(_FILE)   sign them (they expire like S3's)
   LOCAL_STORAGE_DIR         root of local storage (default ./var/storage)
   VIDEO_WORKER_CONCURRENCY  jobs one worker runs at once (default 2)
   VIDEO_TEMP_DIR            worker scratch space (default /tmp/sparc-video)

@@ -356,3 +356,57 @@ async def test_delete_prefix_aborts_unfinished_multipart_uploads(s3_settings: Se
     client.abort_multipart_upload(
         Bucket=bucket, Key="exports/y/1/video.mp4", UploadId=other["UploadId"]
     )
+
+
+async def test_cloudfront_urls_are_signed_and_expire_with_a_key_pair(
+    s3_settings: Settings,
+) -> None:
+    import base64
+    import json
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    settings = dataclasses.replace(
+        s3_settings,
+        cloudfront_domain="d111.cloudfront.net",
+        cloudfront_key_pair_id="K2JCJMDEHXQW5F",
+        cloudfront_private_key=pem,
+    )
+    store = await S3Storage.open(settings)
+    try:
+        url = await store.download_url("exports/x/clip 1.mp4", 600)
+    finally:
+        await store.aclose()
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == (
+        "https",
+        "d111.cloudfront.net",
+        "/exports/x/clip%201.mp4",
+    )
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert query["Key-Pair-Id"] == "K2JCJMDEHXQW5F"
+    expires = int(query["Expires"])
+    assert abs(expires - (time.time() + 600)) < 5
+    # The signature verifies against CloudFront's canned policy with the public key.
+    resource = url.split("?")[0]
+    policy = json.dumps(
+        {
+            "Statement": [
+                {"Resource": resource, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}
+            ]
+        },
+        separators=(",", ":"),
+    ).encode()
+    signature = base64.b64decode(
+        query["Signature"].replace("-", "+").replace("_", "=").replace("~", "/")
+    )
+    key.public_key().verify(signature, policy, padding.PKCS1v15(), hashes.SHA1())

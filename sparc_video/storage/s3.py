@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -25,6 +24,7 @@ from sparc_video.storage.base import (
     checked_prefix,
     content_disposition,
 )
+from sparc_video.storage.cloudfront import CloudFrontLinks
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -72,6 +72,15 @@ class S3Storage:
             raise ValueError(f"multipart_threshold must be at least {MIN_PART_SIZE} bytes")
         self.bucket = settings.s3_bucket
         self._settings = settings
+        self._cloudfront = (
+            CloudFrontLinks(
+                settings.cloudfront_domain,
+                settings.cloudfront_key_pair_id,
+                settings.cloudfront_private_key,
+            )
+            if settings.cloudfront_domain
+            else None
+        )
         self._endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.aws_region})"
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
@@ -240,16 +249,14 @@ class S3Storage:
         return deleted
 
     async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
-        """A presigned GET URL, or with CLOUDFRONT_DOMAIN a plain URL on that distribution.
+        """A presigned GET URL, or with CLOUDFRONT_DOMAIN a URL on that distribution.
 
-        The CloudFront URL carries no signature and no expiry (CloudFront URL signing is not
-        implemented), and `ttl_s` and `filename` do not apply to it: the distribution itself must
-        enforce access, e.g. by origin access control with signed cookies or a private network.
+        CloudFront URLs are signed (and expire after ttl_s) when a key pair is configured; see
+        `cloudfront.py`. `filename` does not apply to them.
         """
         checked_key(key)
-        if self._settings.cloudfront_domain:
-            domain = self._settings.cloudfront_domain.removeprefix("https://").rstrip("/")
-            return f"https://{domain}/{quote(key, safe='/')}"
+        if self._cloudfront is not None:
+            return self._cloudfront.url(key, ttl_s)
         params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
