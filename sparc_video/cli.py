@@ -1,4 +1,5 @@
-"""`sparc-video`: run the server, a worker, or both on embedded defaults; put videos in storage."""
+"""`sparc-video`: run the server, a worker, or both on embedded defaults; put videos in storage;
+talk to a server as a client (`export ...`, `queue ...`, in `cli_client`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import mimetypes
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sparc_video.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers
+from sparc_video.cli_client import add_client_commands, run_client_command
 from sparc_video.settings import ENVIRONMENT_HELP, Settings, SettingsError
-from sparc_video.storage import open_storage
-from sparc_video.storage.base import validate_key
+
+if TYPE_CHECKING:
+    from sparc_video.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("sparc_video")
 
@@ -66,12 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("file", type=Path)
     upload.add_argument("key")
     upload.add_argument("--data-dir", type=Path, default=Path("var"))
+    add_client_commands(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command in ("export", "queue"):
+        # A client needs none of the server's settings (nor must a bad one stop it).
+        return run_client_command(args)
+    # Server-side modules are imported only here: client commands start faster without them.
+    from sparc_video.embedded_redis import EmbeddedRedisError
+
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -109,6 +119,8 @@ def _with_data_dir(settings: Settings, data_dir: Path) -> Settings:
 
 
 def _dev(settings: Settings, data_dir: Path) -> int:
+    from sparc_video.embedded_redis import EmbeddedRedis, answers
+
     settings = _with_data_dir(settings, data_dir)
     embedded: EmbeddedRedis | None = None
     if not answers(settings.redis_url):
@@ -146,6 +158,7 @@ async def _run_dev(settings: Settings) -> None:
 
 
 async def _sample(settings: Settings, key: str, duration_s: float, size: str) -> None:
+    from sparc_video.storage.base import validate_key
     from workers.pipeline.synth import make_sample_clip
 
     validate_key(key)
@@ -159,6 +172,10 @@ async def _sample(settings: Settings, key: str, duration_s: float, size: str) ->
 
 
 async def _upload(settings: Settings, path: Path, key: str) -> None:
+    # Imported here: aioboto3 takes longer to import than a client command takes to run.
+    from sparc_video.storage import open_storage
+    from sparc_video.storage.base import validate_key
+
     validate_key(key)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     async with open_storage(settings) as storage:
