@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparc_video")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparc-video",
         description="SPARC video export service.",
@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("key")
     upload.add_argument("--data-dir", type=Path, default=Path("var"))
     add_client_commands(commands)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from sparc_video import cli
-from sparc_video.cli_client import parse_operation
+from sparc_video.cli_client import parse_operation, parse_operations
 from sparc_video.client import AsyncExportClient, thumbnail
 from sparc_video.settings import Settings
 from tests.fixtures.redis import free_port
@@ -29,6 +30,7 @@ from tests.fixtures.service import start_service
 from tests.test_client import put_clip
 
 SPARC_VIDEO = Path(sys.executable).parent / "sparc-video"
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 TRANSCODE = "codec=h264,resolution=160x90,preset=ultrafast"
 THUMBNAIL = "at=50%,size=80x45"
 
@@ -313,3 +315,20 @@ def test_operation_flags_follow_the_proto() -> None:
     thumb = parse_operation("thumbnail", "at=10%,at=00:00:02.5,size=320x240")
     assert list(thumb.thumbnail.timestamps) == ["10%", "00:00:02.5"]
     assert parse_operation("thumbnail", "").HasField("thumbnail")
+
+
+def test_readme_cli_examples_parse() -> None:
+    section = re.search(r"^## Command-line client\n(.*?)(?=^## )", README, re.M | re.S)
+    assert section
+    (block,) = re.findall(r"```sh\n(.*?)```", section[1], re.S)
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.split(" # ")[0].strip()
+        match = re.search(r"(?:^|\$\()sparc-video (.*?)\)?$", line)
+        if match:
+            commands.append(shlex.split(match[1]))
+    assert len(commands) >= 8
+    for argv in commands:
+        args = cli.build_parser().parse_args(argv)
+        if argv[:2] == ["export", "create"]:
+            assert parse_operations(args.operations)

@@ -3,11 +3,13 @@ the service config, TLS with a bearer token, and a watch that resumes across a s
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import collections
 import contextlib
 import dataclasses
 import hashlib
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,6 +20,7 @@ import grpc
 import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
+from sparc_video import client as client_module
 from sparc_video.app import App, open_app
 from sparc_video.client import (
     AsyncExportClient,
@@ -395,3 +398,26 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
     state_changes = [e.event_id for e in stream if e.kind == EventKind.STATE_CHANGED]
     assert len(state_changes) >= 2 and set(state_changes) <= set(ids), (state_changes, ids)
     assert set(ids[1:]) <= {e.event_id for e in stream}
+
+
+def test_readme_example_uses_this_api() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = re.search(r"^## Python client\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert section
+    (example,) = re.findall(r"```python\n(.*?)```", section[1], re.S)
+    tree = ast.parse(example)
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "sparc_video.client"
+        for alias in node.names
+    }
+    assert imported and all(hasattr(client_module, name) for name in imported)
+    methods = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "client"
+    }
+    assert methods and all(hasattr(AsyncExportClient, m) for m in methods), methods
