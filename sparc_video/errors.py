@@ -12,6 +12,7 @@ The tree:
     ├── NotFound ...................... something named does not exist
     │   ├── ExportNotFound
     │   └── ObjectNotFound ............ a storage object (source, image) is missing
+    ├── AlreadyExists ................. a create names something that exists (camera id, object)
     ├── FailedPrecondition ............ valid, but not in the current state (e.g. already finished)
     ├── Unavailable ................... a dependency (Redis, storage) cannot be reached; retry later
     └── ProcessingError ............... raised while a worker runs an export
@@ -70,6 +71,10 @@ class ObjectNotFound(NotFound):
     def __init__(self, key: str, *, what: str = "object") -> None:
         self.key = key
         super().__init__(f"{what} {key!r} does not exist in storage")
+
+
+class AlreadyExists(SparcVideoError):
+    reason = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(SparcVideoError):

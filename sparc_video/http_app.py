@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from sparc_video.health import HealthMonitor
 from sparc_video.storage import Storage
-from sparc_video.storage.http_routes import local_download_routes
+from sparc_video.storage.http_routes import local_download_routes, local_upload_routes
 from sparc_video.storage.local import LocalStorage
 
 
@@ -33,4 +33,5 @@ def build_http_app(health: HealthMonitor, storage: Storage) -> web.Application:
     )
     if isinstance(storage, LocalStorage):
         app.add_routes(local_download_routes(storage))
+        app.add_routes(local_upload_routes(storage))
     return app

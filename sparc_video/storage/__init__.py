@@ -6,17 +6,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sparc_video.settings import Settings
-from sparc_video.storage.base import ObjectInfo, Storage, validate_key
+from sparc_video.storage.base import (
+    ManagedStorage,
+    ObjectInfo,
+    Storage,
+    UploadTarget,
+    validate_key,
+)
 from sparc_video.storage.local import LocalStorage
 from sparc_video.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "S3Storage", "Storage", "open_storage", "validate_key"]
+__all__ = [
+    "LocalStorage",
+    "ManagedStorage",
+    "ObjectInfo",
+    "S3Storage",
+    "Storage",
+    "UploadTarget",
+    "open_storage",
+    "validate_key",
+]
 
 
 @asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+async def open_storage(settings: Settings) -> AsyncIterator[S3Storage | LocalStorage]:
     """S3Storage when S3_BUCKET is set, else LocalStorage; closed when the context exits."""
-    storage: Storage
+    storage: S3Storage | LocalStorage
     if settings.s3_bucket:
         storage = await S3Storage.open(settings)
     else:

@@ -62,6 +62,34 @@ class Storage(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how a client uploads one object: an HTTP PUT of exactly the declared size."""
+
+    url: str
+    # Headers the PUT must send as they are (they are part of the signature).
+    headers: dict[str, str]
+    expire_time: float
+
+
+class ManagedStorage(Storage, Protocol):
+    """What the server's own backends add: uploads by clients and deleting single objects.
+
+    Kept out of `Storage` so wrappers of the worker's storage need not implement them.
+    """
+
+    async def delete(self, key: str) -> None:
+        """Delete exactly this object; deleting one that does not exist is not an error."""
+        ...
+
+    async def upload_url(
+        self, key: str, ttl_s: int, size_bytes: int, content_type: str
+    ) -> UploadTarget:
+        """A URL that accepts one PUT of `size_bytes` bytes creating `key` (never replacing
+        an existing object) until `ttl_s` seconds from now."""
+        ...
+
+
 def validate_key(key: str) -> str:
     """Return `key` if it is a valid object key, else raise ValueError(description).
 

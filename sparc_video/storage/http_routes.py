@@ -1,4 +1,5 @@
-"""`GET /files/{key}`: serves local-storage objects to holders of a signed download link."""
+"""Local storage on the HTTP port: `GET /files/{key}` serves objects to holders of a signed
+download link, `PUT /uploads/{key}` creates one for holders of a signed upload link."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from sparc_video.errors import InvalidArgument, ObjectNotFound
+from sparc_video.errors import AlreadyExists, InvalidArgument, ObjectNotFound
 from sparc_video.storage.base import content_disposition
-from sparc_video.storage.local import LocalStorage
+from sparc_video.storage.local import COPY_BUFFER, LocalStorage, UploadSizeMismatch
 
 
 class _ExactFileResponse(web.FileResponse):
@@ -48,3 +49,41 @@ def local_download_routes(storage: LocalStorage) -> list[web.RouteDef]:
         return _ExactFileResponse(path, headers=headers)
 
     return [web.get("/files/{key:.+}", download)]
+
+
+def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
+    """Answers as S3 does to a presigned PUT: 403 for a bad or expired link, 411/413/400 for a
+    missing or wrong Content-Length, 412 when the object exists (it is never replaced)."""
+
+    async def upload(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        query = request.query
+        allowed = storage.verify_upload(
+            key, query.get("expires", ""), query.get("size", ""), query.get("sig", "")
+        )
+        if allowed is None:
+            return web.Response(status=403, text="upload link is invalid or has expired\n")
+        length = request.content_length
+        if length is None:
+            return web.Response(status=411, text="Content-Length is required\n")
+        if length > allowed:
+            return web.Response(
+                status=413, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
+            )
+        if length != allowed:
+            return web.Response(
+                status=400, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
+            )
+        try:
+            await storage.create_from_stream(
+                key, request.content.iter_chunked(COPY_BUFFER), allowed
+            )
+        except AlreadyExists:
+            return web.Response(status=412, text="the object exists already\n")
+        except UploadSizeMismatch as exc:
+            return web.Response(status=400, text=exc.message + "\n")
+        except InvalidArgument as exc:
+            return web.Response(status=400, text=exc.message + "\n")
+        return web.Response(status=200)
+
+    return [web.put("/uploads/{key:.+}", upload)]

@@ -19,14 +19,20 @@ import secrets
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from sparc_video.errors import FieldViolation, InvalidArgument, ObjectNotFound, Unavailable
+from sparc_video.errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    ObjectNotFound,
+    Unavailable,
+)
 from sparc_video.settings import Settings
-from sparc_video.storage.base import ObjectInfo, checked_key, checked_prefix
+from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_key, checked_prefix
 
 SIGNING_KEY_FILE = ".signing-key"
 COPY_BUFFER = 1024 * 1024
@@ -166,6 +172,95 @@ class LocalStorage:
         expected = self._sign(key, expires_at, filename)
         return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace"))
 
+    async def delete(self, key: str) -> None:
+        _check_local_key(key)
+
+        def delete() -> None:
+            path = self._resolve(key)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                if path.is_file():
+                    path.unlink()
+            # Drop the folders it leaves empty, as delete_prefix does; a folder still in use
+            # (another object, a write in progress) stays.
+            for folder in path.parents:
+                if folder == self.root or not folder.is_relative_to(self.root):
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+        await asyncio.to_thread(delete)
+
+    async def upload_url(
+        self, key: str, ttl_s: int, size_bytes: int, content_type: str
+    ) -> UploadTarget:
+        """A signed `PUT /uploads/KEY` link on the HTTP port (see http_routes)."""
+        _check_local_key(key)
+        expires = int(time.time()) + ttl_s
+        query = {
+            "expires": str(expires),
+            "size": str(size_bytes),
+            "sig": self._sign_upload(key, expires, size_bytes),
+        }
+        url = f"{self.base_url}/uploads/{quote(key, safe='/')}?{urlencode(query)}"
+        return UploadTarget(url, {"Content-Type": content_type}, float(expires))
+
+    def verify_upload(self, key: str, expires: str, size: str, sig: str) -> int | None:
+        """The size an upload link allows, or None when the link is forged or expired."""
+        try:
+            expires_at, size_bytes = int(expires), int(size)
+        except ValueError:
+            return None
+        if expires_at < time.time() or size_bytes < 0:
+            return None
+        expected = self._sign_upload(key, expires_at, size_bytes)
+        if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
+            return None
+        return size_bytes
+
+    async def create_from_stream(
+        self, key: str, chunks: AsyncIterator[bytes], size_bytes: int
+    ) -> ObjectInfo:
+        """Store exactly `size_bytes` bytes from `chunks` as a new object.
+
+        AlreadyExists when `key` exists (it is never replaced); UploadSizeMismatch when the
+        stream is longer or shorter, in which case nothing is stored.
+        """
+        _check_local_key(key)
+        path = await asyncio.to_thread(self._resolve, key)
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+        def open_temp() -> BinaryIO:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return temp.open("xb")
+
+        try:
+            out = await asyncio.to_thread(open_temp)
+        except (NotADirectoryError, FileExistsError) as exc:
+            raise _collision(key) from exc
+        try:
+            with out:
+                written = 0
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if written > size_bytes:
+                        raise UploadSizeMismatch(f"more than the {size_bytes} bytes announced")
+                    await asyncio.to_thread(out.write, chunk)
+                if written != size_bytes:
+                    raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
+                await asyncio.to_thread(_flush, out)
+            # link() fails when the key exists: a replayed upload link cannot replace the object.
+            await asyncio.to_thread(os.link, temp, path)
+        except FileExistsError:
+            raise AlreadyExists(f"object {key!r} exists already") from None
+        except IsADirectoryError as exc:
+            raise _collision(key) from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(temp.unlink)
+        return ObjectInfo(key, size_bytes)
+
     async def check(self) -> None:
         def probe() -> None:
             if not self.root.is_dir():
@@ -188,6 +283,13 @@ class LocalStorage:
         if filename is not None:
             message += f"\n{filename}"
         return hmac.new(self._signing_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _sign_upload(self, key: str, expires: int, size_bytes: int) -> str:
+        # A key of its own, derived from the signing key: a download signature can never pass
+        # as an upload signature or the other way round.
+        upload_key = hmac.new(self._signing_key, b"upload-links", hashlib.sha256).digest()
+        message = f"PUT\n{key}\n{expires}\n{size_bytes}"
+        return hmac.new(upload_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _resolve(self, key: str) -> Path:
         path = self.root.joinpath(*key.split("/")).resolve()
@@ -221,6 +323,28 @@ class LocalStorage:
                     )
                 ]
             ) from exc
+
+
+class UploadSizeMismatch(InvalidArgument):
+    """An upload's body is not the size its link was issued for."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__([FieldViolation("body", f"the upload sent {description}")])
+
+
+def _collision(key: str) -> InvalidArgument:
+    return InvalidArgument(
+        [
+            FieldViolation(
+                "key", f"{key!r} collides with an existing object or folder in local storage"
+            )
+        ]
+    )
+
+
+def _flush(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
 
 
 def _check_local_key(key: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from sparc_video.errors import ObjectNotFound, SparcVideoError, Unavailable
 from sparc_video.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
+    UploadTarget,
     checked_key,
     checked_prefix,
     content_disposition,
@@ -247,6 +249,36 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, prefix, "delete under") from exc
         return deleted
+
+    async def delete(self, key: str) -> None:
+        checked_key(key)
+        try:
+            await self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "delete") from exc
+
+    async def upload_url(
+        self, key: str, ttl_s: int, size_bytes: int, content_type: str
+    ) -> UploadTarget:
+        """A presigned PUT. Content-Length, Content-Type and `If-None-Match: *` are signed
+        headers: S3 refuses any other size, and refuses to replace an existing object, so a
+        recording hashed at registration cannot be swapped by replaying the URL."""
+        checked_key(key)
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": size_bytes,
+            "IfNoneMatch": "*",
+        }
+        expire = time.time() + ttl_s
+        try:
+            url = await self.client.generate_presigned_url(
+                "put_object", Params=params, ExpiresIn=ttl_s
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key, "sign an upload URL for") from exc
+        return UploadTarget(url, {"Content-Type": content_type, "If-None-Match": "*"}, expire)
 
     async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
         """A presigned GET URL, or with CLOUDFRONT_DOMAIN a URL on that distribution.
