@@ -6,6 +6,8 @@ Bad values raise `SettingsError` naming the variable and what it accepts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +42,25 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def parse_fernet_keys(text: str) -> list[bytes]:
+    """Comma-separated Fernet keys (32 bytes in URL-safe base64 each); ValueError otherwise."""
+    keys = [part.strip().encode("ascii", "replace") for part in text.split(",") if part.strip()]
+    if not keys:
+        raise ValueError("holds no key")
+    for index, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                f"key {index} is not 32 bytes in URL-safe base64; make one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`"
+            )
+    return keys
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults of a single-machine install."""
@@ -68,6 +89,9 @@ class Settings:
     local_storage_dir: Path = Path("./var/storage")
     # HMAC key for local-storage download links; default: a key file kept in the storage root.
     local_signing_key: str | None = field(default=None, repr=False)
+    # Fernet key(s), comma-separated, encrypting camera credentials at rest (the first one
+    # encrypts); default: a key file kept in the local storage root.
+    camera_credentials_key: str | None = field(default=None, repr=False)
 
     worker_concurrency: int = 2
     temp_dir: Path = Path("/tmp/sparc-video")
@@ -173,6 +197,20 @@ class Settings:
             except OSError as exc:
                 problems.append(f"CLOUDFRONT_PRIVATE_KEY_FILE: cannot read {key_file!r}: {exc}")
         text("LOCAL_STORAGE_SIGNING_KEY", "local_signing_key")
+        text("CAMERA_CREDENTIALS_KEY", "camera_credentials_key")
+        credentials_file = env.get("CAMERA_CREDENTIALS_KEY_FILE", "").strip()
+        if credentials_file:
+            try:
+                values["camera_credentials_key"] = Path(credentials_file).read_text().strip()
+            except OSError as exc:
+                problems.append(
+                    f"CAMERA_CREDENTIALS_KEY_FILE: cannot read {credentials_file!r}: {exc}"
+                )
+        if isinstance(values.get("camera_credentials_key"), str):
+            try:
+                parse_fernet_keys(str(values["camera_credentials_key"]))
+            except ValueError as exc:
+                problems.append(f"CAMERA_CREDENTIALS_KEY: {exc}")
         integer("VIDEO_WORKER_CONCURRENCY", "worker_concurrency", 1, 256)
         size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
         integer("VIDEO_PROCESSING_TIMEOUT", "processing_timeout_ms", 1000, 7 * 24 * 3600 * 1000)
@@ -222,6 +260,8 @@ environment:
   CLOUDFRONT_DOMAIN         hand out download URLs on this CloudFront domain
   CLOUDFRONT_KEY_PAIR_ID, CLOUDFRONT_PRIVATE_KEY(_FILE)   sign them (they expire like S3's)
   LOCAL_STORAGE_DIR         root of local storage (default ./var/storage)
+  CAMERA_CREDENTIALS_KEY(_FILE)   Fernet key(s) encrypting camera credentials, comma-separated,
+                            first encrypts (default: a key file in LOCAL_STORAGE_DIR)
   VIDEO_WORKER_CONCURRENCY  jobs one worker runs at once (default 2)
   VIDEO_TEMP_DIR            worker scratch space (default /tmp/sparc-video)
   VIDEO_PROCESSING_TIMEOUT  per-job limit in milliseconds (default 1800000)
