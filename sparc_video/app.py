@@ -8,10 +8,15 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
+from sparc_video.camera_records import CameraStore
+from sparc_video.cameras import Cameras
+from sparc_video.credentials import CredentialCipher
 from sparc_video.events import EventHub
 from sparc_video.exports import Exports
 from sparc_video.keys import Keys
+from sparc_video.media_probe import MediaProber
 from sparc_video.queue import ExportQueue
+from sparc_video.recordings import Recordings
 from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
 from sparc_video.storage import Storage, open_storage
@@ -26,6 +31,8 @@ class App:
     queue: ExportQueue
     hub: EventHub
     exports: Exports
+    cameras: Cameras
+    recordings: Recordings
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -49,6 +56,10 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         stack.push_async_callback(hub.aclose)
         store = ExportStore(redis, keys, event_retention_s=settings.event_retention_s)
         queue = ExportQueue(redis, keys)
+        camera_store = CameraStore(redis, keys)
+        # Apart, so a few long recording reads never hold up quick stream probes.
+        stream_prober = MediaProber(settings.processing_memory_limit, concurrency=8)
+        file_prober = MediaProber(settings.processing_memory_limit, concurrency=2)
         yield App(
             settings=settings,
             redis=redis,
@@ -57,4 +68,12 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             queue=queue,
             hub=hub,
             exports=Exports(settings, store, queue, storage, hub),
+            cameras=Cameras(
+                settings,
+                camera_store,
+                storage,
+                CredentialCipher.from_settings(settings),
+                stream_prober,
+            ),
+            recordings=Recordings(settings, camera_store, storage, file_prober),
         )

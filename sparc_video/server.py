@@ -11,9 +11,15 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
+from sparc.video.v1 import (
+    camera_service_pb2,
+    camera_service_pb2_grpc,
+    export_service_pb2,
+    export_service_pb2_grpc,
+)
 
 from sparc_video.app import App, open_app
+from sparc_video.camera_service import CameraServicer
 from sparc_video.errors import Unavailable
 from sparc_video.export_service import ExportServicer
 from sparc_video.health import HealthMonitor
@@ -23,6 +29,7 @@ from sparc_video.settings import Settings
 log = logging.getLogger(__name__)
 
 EXPORT_SERVICE = export_service_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
+CAMERA_SERVICE = camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 SHUTDOWN_GRACE_S = 10.0
 
@@ -40,14 +47,18 @@ class Server:
             ]
         )
         self._health_servicer = HealthServicer()
-        self.health = HealthMonitor(app, self._health_servicer, [EXPORT_SERVICE])
+        self.health = HealthMonitor(app, self._health_servicer, [EXPORT_SERVICE, CAMERA_SERVICE])
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports), self._grpc
+        )
+        camera_service_pb2_grpc.add_CameraServiceServicer_to_server(
+            CameraServicer(app.cameras, app.recordings), self._grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
         reflection.enable_server_reflection(
             [
                 EXPORT_SERVICE,
+                CAMERA_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],

@@ -105,6 +105,8 @@ class Camera(_message.Message):
     out and stored as `credentials`; so are the values of query parameters that carry secrets
     (`password`, `pwd`, `token`, `user`...). Returned with both replaced by `***`, e.g.
     `rtsp://***@host/...`; a URL sent back with those `***` keeps the stored secrets.
+    Secrets belong to the URL's scheme, host and port: a URL naming another one drops them
+    unless new ones come with it.
     """
     has_credentials: _builtins.bool
     """Whether credentials are stored. Output only."""

@@ -255,7 +255,8 @@ class ProbeCameraResponse(_message.Message):
     def error(self) -> _status_pb2.Status:
         """Why the stream could not be read, with a google.rpc.ErrorInfo `reason`: `TIMEOUT`,
         `CONNECTION_REFUSED`, `HOST_NOT_FOUND`, `HOST_UNREACHABLE`, `UNAUTHORIZED`, `FORBIDDEN`,
-        `STREAM_NOT_FOUND`, `NOT_A_STREAM`, `NO_VIDEO_STREAM` or `STREAM_ERROR`.
+        `STREAM_NOT_FOUND`, `NOT_A_STREAM`, `NO_VIDEO_STREAM`, `UNDECODABLE`, `STREAM_ERROR`, or
+        `PROBE_FAILED` (the reading process failed).
         """
 
     @_builtins.property

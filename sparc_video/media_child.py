@@ -1,0 +1,323 @@
+"""The server's media child: reads a camera stream or a stored video with PyAV, in a process of
+its own that `media_probe.MediaProber` starts per request and kills at the deadline.
+
+Run as `python -m sparc_video.media_child`: it reads one JSON request from stdin and writes one
+JSON reply to stdout. A stream URL with its credentials arrives on stdin, never in the command
+line (which any local user can read in /proc). The server itself never imports PyAV.
+
+What FFmpeg may do is limited as in the worker: an allow-list of protocols (network protocols
+for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on picture
+size.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import av
+import av.error
+from av.container import InputContainer
+from av.stream import Disposition
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType, VideoFrame
+from av.video.stream import VideoStream
+
+STREAM_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto"
+# Demuxers cameras and recorders speak; no playlist formats that can name local files (the
+# protocol list would refuse those anyway).
+STREAM_FORMATS = (
+    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "hls", "matroska,webm", "h264", "hevc",
+    "mov,mp4,m4a,3gp,3g2,mj2",
+)  # fmt: skip
+FILE_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "mpeg")
+VIDEO_DECODERS = (
+    "h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "libvpx", "libvpx-vp9", "mpeg4",
+    "mpeg1video", "mpeg2video", "h263", "mjpeg", "prores", "dnxhd", "vc1", "wmv3", "theora",
+    "ffv1",
+)  # fmt: skip
+AUDIO_DECODERS = (
+    "aac", "aac_fixed", "mp3", "mp3float", "mp2", "mp2float", "ac3", "ac3_fixed", "eac3",
+    "opus", "libopus", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s16be", "pcm_mulaw",
+    "pcm_alaw", "adpcm_g726", "adpcm_g726le", "g723_1", "g729",
+)  # fmt: skip
+DECODER_WHITELIST = ",".join(VIDEO_DECODERS + AUDIO_DECODERS)
+MAX_PIXELS = 8192 * 8192
+# mjpeg quantiser scale, 2 (best) to 31, as the worker's thumbnails.
+JPEG_QUALITY = 3
+_FF_QP2LAMBDA = 118
+_HASH_CHUNK = 1024 * 1024
+
+
+class Failure(Exception):
+    """Why the request failed: a stable reason and a message without URLs."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def read_stream(request: dict[str, Any]) -> dict[str, Any]:
+    """Open a live stream, decode one video frame; with `snapshot`, return it as a JPEG."""
+    url = str(request["url"])
+    timeout_s = float(request["timeout_s"])
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    _resolve(url)
+    micros = str(int(timeout_s * 1_000_000))
+    options = {
+        "protocol_whitelist": STREAM_PROTOCOLS,
+        "format_whitelist": ",".join(STREAM_FORMATS),
+        "codec_whitelist": DECODER_WHITELIST,
+        # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
+        "timeout": micros,
+        "rw_timeout": micros,
+        # Interleaved RTP over the RTSP connection first: through firewalls and NAT it is the
+        # transport that works, and it needs no UDP port range.
+        "rtsp_flags": "prefer_tcp",
+        # Enough to find the streams of a camera feed without waiting seconds for more.
+        "analyzeduration": "2000000",
+        "probesize": str(5 * 1024 * 1024),
+    }
+    try:
+        # PyAV's own (open, read) timeouts interrupt any blocking FFmpeg call.
+        container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
+    except av.error.FFmpegError as exc:
+        raise _stream_failure(exc, elapsed() >= timeout_s * 0.95) from None
+    connect_s = elapsed()
+    with container:
+        vs = _video_stream(container, "the stream")
+        frame: VideoFrame | None = None
+        try:
+            for packet in container.demux(vs):
+                for decoded in _decode(vs, packet):
+                    frame = decoded
+                    break
+                if frame is not None:
+                    break
+                if elapsed() > timeout_s:
+                    raise Failure("TIMEOUT", f"no picture within {timeout_s:g} s")
+        except av.error.FFmpegError as exc:
+            raise _stream_failure(exc, elapsed() >= timeout_s * 0.95) from None
+        if frame is None:
+            raise Failure("NOT_A_STREAM", "the stream ended before a picture was decoded")
+        first_frame_s = elapsed()
+        reply: dict[str, Any] = {
+            "ok": True,
+            "connect_s": connect_s,
+            "first_frame_s": first_frame_s,
+            "info": _stream_info(container, vs, frame),
+        }
+        if request.get("snapshot"):
+            reply["jpeg"] = base64.b64encode(_jpeg(frame)).decode("ascii")
+        return reply
+
+
+def read_file(request: dict[str, Any]) -> dict[str, Any]:
+    """Describe a stored video exactly: every video packet is read (not decoded) to measure the
+    duration and count frames, the first picture is decoded, and the file is hashed."""
+    path = Path(str(request["path"]))
+    options = {
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(FILE_FORMATS),
+        "codec_whitelist": DECODER_WHITELIST,
+        "enable_drefs": "0",
+        "use_absolute_path": "0",
+    }
+    try:
+        container = av.open(str(path.resolve()), "r", options=options)
+    except av.error.FFmpegError as exc:
+        raise Failure(
+            "NOT_A_VIDEO", f"the object is not a video FFmpeg can read ({_message(exc)})"
+        ) from None
+    with container:
+        vs = _video_stream(container, "the object")
+        first: VideoFrame | None = None
+        frames = 0
+        start: int | None = None
+        end: int | None = None
+        try:
+            for packet in container.demux(vs):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if first is None:
+                    first = next(iter(_decode(vs, packet)), None)
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None:
+                    continue
+                frames += 1
+                start = pts if start is None else min(start, pts)
+                packet_end = pts + (packet.duration or 0)
+                end = packet_end if end is None else max(end, packet_end)
+            if first is None:
+                first = next(iter(_decode(vs, None)), None)
+        except av.error.FFmpegError as exc:
+            raise Failure("UNDECODABLE", f"the video cannot be read ({_message(exc)})") from None
+        if first is None or start is None or end is None or vs.time_base is None:
+            raise Failure("UNDECODABLE", "the video stream holds no picture FFmpeg can decode")
+        duration = float((end - start) * vs.time_base)
+        if duration <= 0 and container.duration:
+            duration = container.duration / av.time_base
+        info = _stream_info(container, vs, first)
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as source:
+        while chunk := source.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return {
+        "ok": True,
+        "info": info,
+        "duration_s": duration,
+        "frame_count": frames,
+        "size_bytes": size,
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _resolve(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise Failure("HOST_NOT_FOUND", f"the host name does not resolve ({exc})") from None
+
+
+def _video_stream(container: InputContainer, what: str) -> VideoStream:
+    # Cover art shows up as a one-picture video stream.
+    candidates = [
+        s for s in container.streams.video if not s.disposition & Disposition.attached_pic
+    ]
+    if not candidates:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
+        raise Failure("NO_VIDEO_STREAM", f"{what} has no video (it holds {kinds})")
+    vs = candidates[0]
+    ctx = vs.codec_context
+    name = ctx.codec.name if ctx is not None else "unknown"
+    if ctx is None or name not in VIDEO_DECODERS:
+        raise Failure("UNDECODABLE", f"{what} has video in {name}, which is not supported")
+    if ctx.width * ctx.height > MAX_PIXELS:
+        raise Failure("UNDECODABLE", f"{what} is {ctx.width}x{ctx.height}: too large a picture")
+    ctx.options = {**ctx.options, "codec_whitelist": DECODER_WHITELIST}
+    ctx.thread_type = "AUTO"
+    return vs
+
+
+def _decode(vs: VideoStream, packet: Any) -> list[VideoFrame]:
+    try:
+        return vs.codec_context.decode(packet)
+    except av.error.InvalidDataError:
+        # A damaged packet, or a live stream joined between keyframes: keep going.
+        return []
+
+
+def _stream_info(container: InputContainer, vs: VideoStream, frame: VideoFrame) -> dict[str, Any]:
+    audio = next(iter(container.streams.audio), None)
+    audio_codec = ""
+    if audio is not None and audio.codec_context is not None:
+        audio_codec = audio.codec_context.codec.name
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    return {
+        "format": container.format.name,
+        "video_codec": vs.codec_context.codec.name,
+        "width": frame.width,
+        "height": frame.height,
+        "fps": float(rate) if rate else 0.0,
+        "audio_codec": audio_codec,
+    }
+
+
+def _jpeg(frame: VideoFrame) -> bytes:
+    picture = frame.reformat(format="yuvj420p")
+    ctx = av.CodecContext.create("mjpeg", "w")
+    assert isinstance(ctx, VideoCodecContext)
+    ctx.width, ctx.height, ctx.pix_fmt = picture.width, picture.height, "yuvj420p"
+    ctx.time_base = Fraction(1, 25)
+    # A square pixel aspect makes the encoder write a JFIF header, which some viewers want.
+    ctx.sample_aspect_ratio = Fraction(1, 1)
+    ctx.qscale = True
+    ctx.global_quality = JPEG_QUALITY * _FF_QP2LAMBDA
+    picture.pts = 0
+    picture.time_base = ctx.time_base
+    picture.pict_type = PictureType.NONE
+    return b"".join(bytes(p) for p in ctx.encode(picture) + ctx.encode(None))
+
+
+def _stream_failure(exc: av.error.FFmpegError, timed_out: bool) -> Failure:
+    message = _message(exc)
+    if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
+        return Failure("TIMEOUT", "no answer in time")
+    checks: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
+        (ConnectionRefusedError, "CONNECTION_REFUSED"),
+        (av.error.HTTPUnauthorizedError, "UNAUTHORIZED"),
+        (av.error.HTTPForbiddenError, "FORBIDDEN"),
+        (av.error.HTTPNotFoundError, "STREAM_NOT_FOUND"),
+        (av.error.InvalidDataError, "NOT_A_STREAM"),
+    ]
+    for kind, reason in checks:
+        if isinstance(exc, kind):
+            return Failure(reason, message)
+    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
+        return Failure("HOST_UNREACHABLE", message)
+    return Failure("STREAM_ERROR", message)
+
+
+_UNREACHABLE_ERRNOS = frozenset({101, 113})  # ENETUNREACH, EHOSTUNREACH
+
+
+def _message(exc: av.error.FFmpegError) -> str:
+    """FFmpeg's reason without the URL or path it names (the caller adds a redacted one)."""
+    message = exc.strerror or type(exc).__name__
+    if exc.log and exc.log[1] is not None:
+        message = f"{message}: {exc.log[1][2].strip()}"
+    return message
+
+
+_HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "stream": read_stream,
+    "file": read_file,
+}
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.buffer.read())
+    memory_limit = int(request.get("memory_limit", 0))
+    if memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    try:
+        reply = _HANDLERS[request["op"]](request)
+    except Failure as failure:
+        reply = {"ok": False, "reason": failure.reason, "message": failure.message}
+    except MemoryError:
+        reply = {
+            "ok": False,
+            "reason": "RESOURCE_LIMIT",
+            "message": "reading the video needed more memory than VIDEO_PROCESSING_MEMORY_LIMIT",
+        }
+    except Exception as exc:
+        # Only the type: the message of an unexpected error may quote the URL or a local path.
+        reply = {
+            "ok": False,
+            "reason": "PROBE_FAILED",
+            "message": f"unexpected {type(exc).__name__} while reading",
+        }
+    sys.stdout.write(json.dumps(reply))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
