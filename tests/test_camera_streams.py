@@ -132,7 +132,8 @@ async def test_unreachable_cameras_are_reported_within_the_timeout(
                 elapsed = time.monotonic() - started
                 assert reason_of(hung.error) == "TIMEOUT", hung.error
                 assert "no picture within 1 s" in hung.error.message
-                assert elapsed < 4, elapsed
+                # Well before the server's hard kill (timeout + 3 s): FFmpeg's own timeouts fired.
+                assert elapsed < 3, elapsed
 
             camera = await stub.CreateCamera(
                 svc.CreateCameraRequest(camera=Camera(stream_url=f"http://127.0.0.1:{port}/x"))
