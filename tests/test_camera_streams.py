@@ -3,7 +3,9 @@ H.264 MPEG-TS made with PyAV, a closed port, and a server that accepts and never
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +13,13 @@ from pathlib import Path
 import aiohttp
 import av
 import grpc
+import pytest
 from google.protobuf import duration_pb2
 from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
+from sparc_video import media_probe
+from sparc_video.errors import ProcessingTimeout
 from sparc_video.settings import Settings
 from tests.camera_helpers import (
     camera_service,
@@ -149,3 +154,52 @@ async def test_unreachable_cameras_are_reported_within_the_timeout(
             assert reason_of(status_of(error)) == "TIMEOUT"
             after = await stub.GetCamera(svc.GetCameraRequest(name=camera.name))
             assert after.status == Camera.STATUS_OFFLINE
+
+
+def children() -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return found
+
+
+async def test_media_children_die_at_the_deadline_and_with_their_call(
+    service_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = children()
+    # No allowance for starting Python: the hard deadline passes before the child can answer.
+    monkeypatch.setattr(media_probe, "STARTUP_ALLOWANCE_S", 0.0)
+    prober = media_probe.MediaProber()
+    read = await prober.read_stream("http://127.0.0.1:9/x.ts", 0.05)
+    assert (read.ok, read.reason) == (False, "TIMEOUT")
+    with pytest.raises(ProcessingTimeout):
+        await prober.read_file(await in_thread(make_ts_clip, tmp_path / "clip.ts"), 0.05)
+    assert children() == before
+    monkeypatch.undo()
+
+    # A client giving up cancels the RPC, which takes its media child with it.
+    async with camera_service(service_settings()) as cams:
+        with silent_server() as port:
+            camera = await cams.stub.CreateCamera(
+                svc.CreateCameraRequest(camera=Camera(stream_url=f"rtsp://127.0.0.1:{port}/"))
+            )
+            before = children()
+            call = asyncio.ensure_future(
+                expect_error(
+                    cams.stub.ProbeCamera(
+                        svc.ProbeCameraRequest(
+                            name=camera.name, timeout=duration_pb2.Duration(seconds=30)
+                        ),
+                        timeout=1.0,
+                    ),
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+            )
+            while not children() - before and not call.done():
+                await asyncio.sleep(0.02)
+            assert children() - before, "the probe started no media child"
+            await call
+            deadline = time.monotonic() + 5
+            while children() - before and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not children() - before
