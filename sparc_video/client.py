@@ -30,7 +30,6 @@ async with AsyncExportClient("localhost:50051") as client:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
 import json
@@ -695,6 +694,7 @@ class ExportClient:
         """Takes the same arguments as AsyncExportClient."""
         self._runner = asyncio.Runner()
         self._client = self._runner.run(_open_async(target, options))
+        self._closed = False
 
     def __enter__(self) -> Self:
         return self
@@ -708,9 +708,14 @@ class ExportClient:
         self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(RuntimeError):
+        """Close the channel and the loop; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
             self._runner.run(self._client.close())
-        self._runner.close()
+        finally:
+            self._runner.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, _Result]) -> _Result:
         return self._runner.run(coroutine)

@@ -182,6 +182,7 @@ async def test_sync_client_wraps_the_async_one(
                 assert [e.name for e in client.iter_exports()] == [created.name]
                 with pytest.raises(FailedPreconditionError):
                     client.cancel_export(created.name)
+                client.close()  # and again on leaving the block: a no-op
                 return events, [f.path for f in files]
 
         # The sync client runs its own event loop, so it needs a thread of its own here.
