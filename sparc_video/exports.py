@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, ObjectNotFound
 from sparc_video.events import EventHub
-from sparc_video.models import ExportRecord, ExportState, Operation
+from sparc_video.models import ExportRecord, ExportState, Operation, WatermarkOp
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
 from sparc_video.settings import Settings
@@ -86,6 +86,12 @@ class Exports:
                     )
                 ]
             )
+        for op in operations:
+            if isinstance(op, WatermarkOp) and op.image_key:
+                try:
+                    await self._storage.stat(op.image_key)
+                except ObjectNotFound as exc:
+                    raise ObjectNotFound(op.image_key, what="watermark image") from exc
         record = ExportRecord(
             id=new_export_id(),
             source_key=source_key,

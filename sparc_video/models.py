@@ -44,28 +44,116 @@ class Timestamp:
 
 @dataclass(frozen=True)
 class TranscodeOp:
-    """Re-encode the video. `width`/`height` 0 means "keep" (aspect-preserving when one is 0)."""
+    """Re-encode the video. `width`/`height` 0 means "keep" (aspect-preserving when one is 0).
 
-    codec: str = "h264"
+    Empty strings and None mean "not asked for": the planner fills in defaults (h264, medium,
+    yuv420p, AAC) and lets a later operation or a convert decide what an earlier one did not.
+    """
+
+    codec: str = ""
     bitrate_bps: int | None = None
     width: int = 0
     height: int = 0
-    preset: str = "medium"
+    preset: str = ""
+    # Frame rate as a fraction, "30" or "30000/1001"; "" keeps the source's.
+    fps: str = ""
+    pixel_format: str = ""
+    audio_codec: str = ""
+    audio_bitrate_bps: int | None = None
+    remove_audio: bool = False
+    hardware: Literal["", "none", "auto", "nvenc"] = ""
     name: Literal["transcode"] = "transcode"
 
 
 @dataclass(frozen=True)
 class ThumbnailOp:
-    """Grab still images at the given times; `width`/`height` 0 as for TranscodeOp."""
+    """Grab still images at the given times; `width`/`height` 0 as for TranscodeOp.
+
+    With `sprite`, the frames become one sprite sheet of `sprite_columns` tiles per row (0: a
+    square-ish grid); without timestamps it holds `sprite_frame_count` evenly spaced frames.
+    """
 
     timestamps: tuple[Timestamp, ...] = (Timestamp("percent", 50.0),)
     width: int = 0
     height: int = 0
-    format: Literal["jpeg"] = "jpeg"
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    sprite: bool = False
+    sprite_frame_count: int = 0
+    sprite_columns: int = 0
     name: Literal["thumbnail"] = "thumbnail"
 
 
-Operation = TranscodeOp | ThumbnailOp
+@dataclass(frozen=True)
+class ConvertOp:
+    """Change the container (see `sparc_video.codecs.CONTAINERS`); "" codecs keep what fits."""
+
+    container: str = "mp4"
+    video_codec: str = ""
+    audio_codec: str = ""
+    name: Literal["convert"] = "convert"
+
+
+@dataclass(frozen=True)
+class CompressOp:
+    """Rate control: a quality preset ("" when not given), CRF, caps or a target size."""
+
+    quality: Literal["", "low", "medium", "high"] = ""
+    crf: int | None = None
+    max_bitrate_bps: int | None = None
+    buffer_size_bits: int | None = None
+    target_size_bytes: int | None = None
+    name: Literal["compress"] = "compress"
+
+
+WatermarkPosition = Literal["top_left", "top_right", "bottom_left", "bottom_right", "center"]
+
+
+@dataclass(frozen=True)
+class WatermarkOp:
+    """An image (storage key) or a line of literal text drawn over every frame.
+
+    `margin` None: 2% of the frame width. `scale` 0: images keep their size (shrunk to fit),
+    text is 4% of the frame height tall; otherwise the watermark's width as a fraction of the
+    frame's.
+    """
+
+    image_key: str = ""
+    text: str = ""
+    position: WatermarkPosition = "bottom_right"
+    margin: int | None = None
+    offset_x: int = 0
+    offset_y: int = 0
+    opacity: float = 1.0
+    scale: float = 0.0
+    text_color: str = "#ffffff"
+    name: Literal["watermark"] = "watermark"
+
+
+@dataclass(frozen=True)
+class TrimOp:
+    """Keep [start, end) of the video it applies to; `end_s` and `duration_s` are exclusive
+    alternatives (neither: to the end)."""
+
+    start_s: float = 0.0
+    end_s: float | None = None
+    duration_s: float | None = None
+    mode: Literal["exact", "fast"] = "exact"
+    name: Literal["trim"] = "trim"
+
+    def end_within(self, length_s: float | None) -> float | None:
+        """The end, relative to the video it applies to, when that is known."""
+        if self.end_s is not None:
+            end: float | None = self.end_s
+        elif self.duration_s is not None:
+            end = self.start_s + self.duration_s
+        else:
+            end = None
+        if length_s is None:
+            return end
+        return length_s if end is None else min(end, length_s)
+
+
+Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp
 
 
 @dataclass
@@ -83,6 +171,7 @@ class Progress:
 class OutputKind(enum.StrEnum):
     VIDEO = "VIDEO"
     THUMBNAIL = "THUMBNAIL"
+    SPRITE_SHEET = "SPRITE_SHEET"
 
 
 @dataclass(frozen=True)
@@ -99,6 +188,16 @@ class Output:
     timestamp_s: float | None = None
     video_codec: str = ""
     audio_codec: str = ""
+    # Fast trim: source time of the keyframe the copied stream starts from.
+    first_keyframe_s: float | None = None
+    # FFmpeg encoder of a re-encoded video ("" when copied).
+    video_encoder: str = ""
+    # Sprite sheets: the grid, and each tile's media time, row by row.
+    sprite_columns: int = 0
+    sprite_rows: int = 0
+    tile_width: int = 0
+    tile_height: int = 0
+    tile_times_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,17 +249,38 @@ class ExportRecord:
         values["operations"] = [_operation_from_dict(op) for op in data["operations"]]
         values["state"] = ExportState(data["state"])
         values["progress"] = Progress(**data["progress"])
-        values["outputs"] = [
-            Output(**{**out, "kind": OutputKind(out["kind"])}) for out in data["outputs"]
-        ]
+        values["outputs"] = [_output_from_dict(out) for out in data["outputs"]]
         values["error"] = ExportError(**data["error"]) if data.get("error") else None
         return cls(**values)
 
 
 def _operation_from_dict(data: dict[str, Any]) -> Operation:
-    if data["name"] == "transcode":
-        return TranscodeOp(**data)
-    if data["name"] == "thumbnail":
+    name = data["name"]
+    if name == "thumbnail":
         stamps = tuple(Timestamp(kind=t["kind"], value=t["value"]) for t in data["timestamps"])
-        return ThumbnailOp(**{**data, "timestamps": stamps})
-    raise ValueError(f"unknown operation {data['name']!r}")
+        return ThumbnailOp(**{**_known(ThumbnailOp, data), "timestamps": stamps})
+    kind = _OPERATION_TYPES.get(name)
+    if kind is None:
+        raise ValueError(f"unknown operation {name!r}")
+    return kind(**_known(kind, data))
+
+
+_OPERATION_TYPES: dict[str, type[TranscodeOp | ConvertOp | CompressOp | WatermarkOp | TrimOp]] = {
+    "transcode": TranscodeOp,
+    "convert": ConvertOp,
+    "compress": CompressOp,
+    "watermark": WatermarkOp,
+    "trim": TrimOp,
+}
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _output_from_dict(data: dict[str, Any]) -> Output:
+    values = _known(Output, data)
+    values["kind"] = OutputKind(data["kind"])
+    values["tile_times_s"] = tuple(data.get("tile_times_s", ()))
+    return Output(**values)

@@ -7,6 +7,8 @@ from google.rpc import error_details_pb2, status_pb2
 from sparc.video.v1 import export_pb2
 
 from sparc_video.models import (
+    CompressOp,
+    ConvertOp,
     ExportError,
     ExportRecord,
     ExportState,
@@ -15,7 +17,10 @@ from sparc_video.models import (
     OutputKind,
     Progress,
     ThumbnailOp,
+    Timestamp,
     TranscodeOp,
+    TrimOp,
+    WatermarkOp,
 )
 
 ERROR_DOMAIN = "video.sparc"
@@ -32,6 +37,7 @@ STATE_FROM_PROTO = {v: k for k, v in _STATES.items()}
 _KINDS = {
     OutputKind.VIDEO: export_pb2.Output.KIND_VIDEO,
     OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
+    OutputKind.SPRITE_SHEET: export_pb2.Output.KIND_SPRITE_SHEET,
 }
 
 
@@ -77,22 +83,136 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
 
 def operation_to_proto(op: Operation) -> export_pb2.Operation:
     if isinstance(op, TranscodeOp):
+        return export_pb2.Operation(transcode=_transcode_to_proto(op))
+    if isinstance(op, ThumbnailOp):
+        return export_pb2.Operation(thumbnail=_thumbnail_to_proto(op))
+    if isinstance(op, ConvertOp):
         return export_pb2.Operation(
-            transcode=export_pb2.TranscodeOptions(
-                codec=op.codec,
-                bitrate=str(op.bitrate_bps) if op.bitrate_bps else "",
-                resolution=f"{op.width}x{op.height}" if op.width or op.height else "",
-                preset=op.preset,
+            convert=export_pb2.ConvertOptions(
+                container=_CONTAINERS[op.container],
+                video_codec=op.video_codec,
+                audio_codec=op.audio_codec,
             )
         )
-    assert isinstance(op, ThumbnailOp)
+    if isinstance(op, CompressOp):
+        compress = export_pb2.CompressOptions(
+            quality=_QUALITIES[op.quality],
+            max_bitrate=_bits(op.max_bitrate_bps),
+            buffer_size=_bits(op.buffer_size_bits),
+            target_size=str(op.target_size_bytes) if op.target_size_bytes else "",
+        )
+        if op.crf is not None:
+            compress.crf = op.crf
+        return export_pb2.Operation(compress=compress)
+    if isinstance(op, WatermarkOp):
+        watermark = export_pb2.WatermarkOptions(
+            position=_POSITIONS[op.position],
+            offset_x=op.offset_x,
+            offset_y=op.offset_y,
+            opacity=op.opacity,
+            scale=op.scale,
+            text_color=op.text_color,
+        )
+        if op.image_key:
+            watermark.image_object_key = op.image_key
+        else:
+            watermark.text = op.text
+        if op.margin is not None:
+            watermark.margin = op.margin
+        return export_pb2.Operation(watermark=watermark)
+    assert isinstance(op, TrimOp)
     return export_pb2.Operation(
-        thumbnail=export_pb2.ThumbnailOptions(
-            timestamps=[str(t) for t in op.timestamps],
-            size=f"{op.width}x{op.height}" if op.width or op.height else "",
-            format=export_pb2.ThumbnailOptions.FORMAT_JPEG,
+        trim=export_pb2.TrimOptions(
+            start=_seconds(op.start_s) if op.start_s else "",
+            end=_seconds(op.end_s),
+            duration=_seconds(op.duration_s),
+            mode=_MODES[op.mode],
         )
     )
+
+
+def _transcode_to_proto(op: TranscodeOp) -> export_pb2.TranscodeOptions:
+    return export_pb2.TranscodeOptions(
+        codec=op.codec,
+        bitrate=_bits(op.bitrate_bps),
+        resolution=_size(op.width, op.height),
+        preset=op.preset,
+        fps=op.fps,
+        pixel_format=op.pixel_format,
+        audio_codec=op.audio_codec,
+        audio_bitrate=_bits(op.audio_bitrate_bps),
+        remove_audio=op.remove_audio,
+        hardware=_HARDWARE[op.hardware],
+    )
+
+
+def _thumbnail_to_proto(op: ThumbnailOp) -> export_pb2.ThumbnailOptions:
+    message = export_pb2.ThumbnailOptions(
+        timestamps=[] if op.sprite_frame_count else [_stamp(t) for t in op.timestamps],
+        size=_size(op.width, op.height),
+        format=_FORMATS[op.format],
+    )
+    if op.sprite:
+        message.sprite_sheet.CopyFrom(
+            export_pb2.SpriteSheetOptions(
+                frame_count=op.sprite_frame_count, columns=op.sprite_columns
+            )
+        )
+    return message
+
+
+def _stamp(stamp: Timestamp) -> str:
+    """As clients write it: `50%` or seconds."""
+    return f"{stamp.value:g}%" if stamp.kind == "percent" else f"{stamp.value:g}"
+
+
+def _bits(value: int | None) -> str:
+    return str(value) if value else ""
+
+
+def _size(width: int, height: int) -> str:
+    return f"{width}x{height}" if width or height else ""
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+_HARDWARE = {
+    "": export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED,
+    "auto": export_pb2.TranscodeOptions.HARDWARE_AUTO,
+    "none": export_pb2.TranscodeOptions.HARDWARE_NONE,
+    "nvenc": export_pb2.TranscodeOptions.HARDWARE_NVENC,
+}
+_FORMATS = {
+    "jpeg": export_pb2.ThumbnailOptions.FORMAT_JPEG,
+    "png": export_pb2.ThumbnailOptions.FORMAT_PNG,
+    "webp": export_pb2.ThumbnailOptions.FORMAT_WEBP,
+}
+_CONTAINERS = {
+    "mp4": export_pb2.ConvertOptions.CONTAINER_MP4,
+    "mov": export_pb2.ConvertOptions.CONTAINER_MOV,
+    "avi": export_pb2.ConvertOptions.CONTAINER_AVI,
+    "mkv": export_pb2.ConvertOptions.CONTAINER_MKV,
+    "webm": export_pb2.ConvertOptions.CONTAINER_WEBM,
+}
+_QUALITIES = {
+    "": export_pb2.CompressOptions.QUALITY_UNSPECIFIED,
+    "low": export_pb2.CompressOptions.QUALITY_LOW,
+    "medium": export_pb2.CompressOptions.QUALITY_MEDIUM,
+    "high": export_pb2.CompressOptions.QUALITY_HIGH,
+}
+_POSITIONS = {
+    "top_left": export_pb2.WatermarkOptions.POSITION_TOP_LEFT,
+    "top_right": export_pb2.WatermarkOptions.POSITION_TOP_RIGHT,
+    "bottom_left": export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT,
+    "bottom_right": export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT,
+    "center": export_pb2.WatermarkOptions.POSITION_CENTER,
+}
+_MODES = {
+    "exact": export_pb2.TrimOptions.MODE_EXACT,
+    "fast": export_pb2.TrimOptions.MODE_FAST,
+}
 
 
 def progress_to_proto(progress: Progress) -> export_pb2.Progress:
@@ -127,6 +247,19 @@ def output_to_proto(output: Output) -> export_pb2.Output:
         message.duration.CopyFrom(duration(output.duration_s))
     if output.timestamp_s is not None:
         message.timestamp.CopyFrom(duration(output.timestamp_s))
+    if output.first_keyframe_s is not None:
+        message.first_keyframe_time.CopyFrom(duration(output.first_keyframe_s))
+    message.video_encoder = output.video_encoder
+    if output.kind == OutputKind.SPRITE_SHEET:
+        message.sprite_sheet.CopyFrom(
+            export_pb2.SpriteSheet(
+                columns=output.sprite_columns,
+                rows=output.sprite_rows,
+                tile_width=output.tile_width,
+                tile_height=output.tile_height,
+                tile_times=[duration(t) for t in output.tile_times_s],
+            )
+        )
     return message
 
 

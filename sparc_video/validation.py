@@ -6,25 +6,60 @@ Every problem is collected as a FieldViolation naming the field (AIP-193 style p
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from typing import Literal, TypeVar
 
 from sparc.video.v1 import export_pb2
 
+from sparc_video import codecs
+from sparc_video.codecs import PRESETS
 from sparc_video.errors import FieldViolation, InvalidArgument
-from sparc_video.models import Operation, ThumbnailOp, Timestamp, TranscodeOp
+from sparc_video.models import (
+    CompressOp,
+    ConvertOp,
+    Operation,
+    ThumbnailOp,
+    Timestamp,
+    TranscodeOp,
+    TrimOp,
+    WatermarkOp,
+    WatermarkPosition,
+)
+from sparc_video.plan import check_plan
 from sparc_video.storage.base import validate_key
 
-# Codec names clients use → the encoder the worker opens.
-VIDEO_ENCODERS = {"h264": "libx264"}
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+_T = TypeVar("_T")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
 MAX_OPERATIONS = 16
 MAX_THUMBNAILS = 100
 MAX_DIMENSION = 8192
 MAX_REQUEST_ID_LEN = 128
+MAX_WATERMARK_TEXT = 200
+MIN_FPS, MAX_FPS = 1, 240
+MIN_AUDIO_BITRATE, MAX_AUDIO_BITRATE = 16_000, 512_000
+MIN_TARGET_SIZE, MAX_TARGET_SIZE = 10_000, 100_000_000_000
+DEFAULT_SPRITE_FRAMES = 16
+DEFAULT_TILE_WIDTH = 160
 
 _RESOLUTION_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|b)?\s*$")
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG](?:i?[bB])?|[bB])?\s*$")
+_SIZE_UNITS = {
+    "": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3,
+}  # fmt: skip
+_COLOR_RE = re.compile(r"^#?[0-9a-f]{6}$")
+_NTSC_RATES = {
+    "23.976": Fraction(24000, 1001),
+    "29.97": Fraction(30000, 1001),
+    "59.94": Fraction(60000, 1001),
+}
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -84,63 +119,243 @@ def parse_timestamp(text: str) -> Timestamp:
     return Timestamp("seconds", seconds_value)
 
 
+def parse_fps(text: str) -> Fraction:
+    """`30`, `29.97` or `30000/1001` → a frame rate (NTSC decimals become their exact rates)."""
+    stripped = text.strip()
+    exact = _NTSC_RATES.get(stripped)
+    try:
+        rate = exact if exact is not None else Fraction(stripped)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(
+            f"{text!r} is not a frame rate; use e.g. 30, 29.97 or 30000/1001"
+        ) from None
+    if not MIN_FPS <= rate <= MAX_FPS:
+        raise ValueError(f"{text!r} is out of range; use {MIN_FPS} to {MAX_FPS} frames per second")
+    return rate
+
+
+def parse_size_bytes(text: str) -> int:
+    """`25MB`, `500k`, `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; use e.g. 25MB, 500k, 10MiB or 1000000")
+    number, unit = match.groups()
+    unit = unit.lower().rstrip("b") if unit else ""
+    value = float(number) * _SIZE_UNITS[unit]
+    if not MIN_TARGET_SIZE <= value <= MAX_TARGET_SIZE:
+        raise ValueError(f"{text!r} is out of range; use 10k to 100G")
+    return int(value)
+
+
+def parse_media_time(text: str) -> float:
+    """A time in a video: seconds (`12.5`) or `HH:MM:SS(.ms)`; no percentages."""
+    if text.strip().endswith("%"):
+        raise ValueError(f"{text!r}: use seconds such as 12.5 or HH:MM:SS.mmm, not a percentage")
+    stamp = parse_timestamp(text)
+    return stamp.value
+
+
 def validate_operations(
     operations: list[export_pb2.Operation], prefix: str, violations: list[FieldViolation]
 ) -> list[Operation]:
+    """Each operation's options, then (when they are all valid) the list as a whole: the
+    composition rules of `sparc_video.plan` refuse contradictory lists."""
     result: list[Operation] = []
+    before = len(violations)
     if not operations:
         violations.append(
-            FieldViolation(prefix, "at least one operation is required (transcode or thumbnail)")
+            FieldViolation(prefix, f"at least one operation is required ({', '.join(_KINDS)})")
         )
     if len(operations) > MAX_OPERATIONS:
         violations.append(FieldViolation(prefix, f"at most {MAX_OPERATIONS} operations"))
     for index, op in enumerate(operations):
         field = f"{prefix}[{index}]"
         which = op.WhichOneof("operation")
+        parsed: Operation | None
         if which == "transcode":
-            parsed: Operation | None = _transcode(op.transcode, f"{field}.transcode", violations)
+            parsed = _transcode(op.transcode, f"{field}.transcode", violations)
         elif which == "thumbnail":
             parsed = _thumbnail(op.thumbnail, f"{field}.thumbnail", violations)
+        elif which == "convert":
+            parsed = _convert(op.convert, f"{field}.convert", violations)
+        elif which == "compress":
+            parsed = _compress(op.compress, f"{field}.compress", violations)
+        elif which == "watermark":
+            parsed = _watermark(op.watermark, f"{field}.watermark", violations)
+        elif which == "trim":
+            parsed = _trim(op.trim, f"{field}.trim", violations)
         else:
-            violations.append(FieldViolation(field, "set one of: transcode, thumbnail"))
+            violations.append(FieldViolation(field, f"set one of: {', '.join(_KINDS)}"))
             parsed = None
         if parsed is not None:
             result.append(parsed)
+    if len(violations) == before:
+        check_plan(result, prefix, violations)
     return result
+
+
+_KINDS = ("transcode", "convert", "compress", "watermark", "trim", "thumbnail")
+
+
+def _enum_value(
+    value: _K, names: Mapping[_K, _V], field: str, violations: list[FieldViolation]
+) -> _V | None:
+    name = names.get(value)
+    if name is None:
+        violations.append(
+            FieldViolation(
+                field, f"unknown value {value}; use one of {', '.join(map(str, names.values()))}"
+            )
+        )
+    return name
+
+
+def _video_codec_name(text: str, field: str, violations: list[FieldViolation]) -> str:
+    codec = codecs.video_codec(text)
+    if codec is None:
+        violations.append(
+            FieldViolation(
+                field,
+                f"{text!r} is not available; the video encoders of this build are: "
+                + ", ".join(
+                    f"{c.name} (hevc)" if c.name == "h265" else c.name
+                    for c in codecs.VIDEO_CODECS.values()
+                ),
+            )
+        )
+        return ""
+    return codec.name
+
+
+def _audio_codec_name(text: str, field: str, violations: list[FieldViolation]) -> str:
+    name = text.strip().lower()
+    if name not in codecs.AUDIO_CODECS:
+        violations.append(
+            FieldViolation(
+                field,
+                f"{text!r} is not available; the audio encoders of this build are: "
+                + ", ".join(codecs.AUDIO_CODECS),
+            )
+        )
+        return ""
+    return name
+
+
+def _parse(
+    parser: Callable[[str], _T], text: str, field: str, violations: list[FieldViolation]
+) -> _T | None:
+    if not text.strip():
+        return None
+    try:
+        return parser(text)
+    except ValueError as exc:
+        violations.append(FieldViolation(field, str(exc)))
+        return None
 
 
 def _transcode(
     options: export_pb2.TranscodeOptions, field: str, violations: list[FieldViolation]
 ) -> TranscodeOp | None:
     before = len(violations)
-    codec = options.codec.strip().lower() or "h264"
-    if codec not in VIDEO_ENCODERS:
-        available = ", ".join(sorted(VIDEO_ENCODERS))
-        violations.append(
-            FieldViolation(f"{field}.codec", f"{options.codec!r} is not available; use {available}")
-        )
-    bitrate = None
-    if options.bitrate.strip():
-        try:
-            bitrate = parse_bitrate(options.bitrate)
-        except ValueError as exc:
-            violations.append(FieldViolation(f"{field}.bitrate", str(exc)))
-    width = height = 0
-    if options.resolution.strip():
-        try:
-            width, height = parse_resolution(options.resolution)
-        except ValueError as exc:
-            violations.append(FieldViolation(f"{field}.resolution", str(exc)))
-    preset = options.preset.strip().lower() or "medium"
-    if preset not in PRESETS:
+    codec = ""
+    if options.codec.strip():
+        codec = _video_codec_name(options.codec, f"{field}.codec", violations)
+    bitrate = _parse(parse_bitrate, options.bitrate, f"{field}.bitrate", violations)
+    size = _parse(parse_resolution, options.resolution, f"{field}.resolution", violations)
+    preset = options.preset.strip().lower()
+    if preset and preset not in PRESETS:
         violations.append(
             FieldViolation(
                 f"{field}.preset", f"{options.preset!r} is not one of {', '.join(PRESETS)}"
             )
         )
+    fps = _parse(parse_fps, options.fps, f"{field}.fps", violations)
+    pixel_format = options.pixel_format.strip().lower()
+    if pixel_format and pixel_format not in codecs.PIXEL_FORMATS:
+        violations.append(
+            FieldViolation(
+                f"{field}.pixel_format",
+                f"{options.pixel_format!r} is not one of {', '.join(codecs.PIXEL_FORMATS)}",
+            )
+        )
+    audio_codec = ""
+    if options.audio_codec.strip():
+        audio_codec = _audio_codec_name(options.audio_codec, f"{field}.audio_codec", violations)
+    audio_bitrate = _parse(
+        parse_bitrate, options.audio_bitrate, f"{field}.audio_bitrate", violations
+    )
+    if audio_bitrate is not None and not MIN_AUDIO_BITRATE <= audio_bitrate <= MAX_AUDIO_BITRATE:
+        violations.append(
+            FieldViolation(f"{field}.audio_bitrate", f"{options.audio_bitrate!r}: use 16k to 512k")
+        )
+    if options.remove_audio and (options.audio_codec.strip() or options.audio_bitrate.strip()):
+        violations.append(
+            FieldViolation(
+                f"{field}.remove_audio",
+                "remove_audio leaves no audio to encode: drop audio_codec/audio_bitrate or it",
+            )
+        )
+    hardware = _enum_value(options.hardware, _HARDWARE, f"{field}.hardware", violations)
     if len(violations) > before:
         return None
-    return TranscodeOp(codec=codec, bitrate_bps=bitrate, width=width, height=height, preset=preset)
+    width, height = size or (0, 0)
+    return TranscodeOp(
+        codec=codec,
+        bitrate_bps=bitrate,
+        width=width,
+        height=height,
+        preset=preset,
+        fps=str(fps) if fps is not None else "",
+        pixel_format=pixel_format,
+        audio_codec=audio_codec,
+        audio_bitrate_bps=audio_bitrate,
+        remove_audio=options.remove_audio,
+        hardware=hardware or "",
+    )
+
+
+_HARDWARE: dict[
+    export_pb2.TranscodeOptions.Hardware.ValueType, Literal["", "none", "auto", "nvenc"]
+] = {
+    export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED: "",
+    export_pb2.TranscodeOptions.HARDWARE_AUTO: "auto",
+    export_pb2.TranscodeOptions.HARDWARE_NONE: "none",
+    export_pb2.TranscodeOptions.HARDWARE_NVENC: "nvenc",
+}
+_FORMATS: dict[export_pb2.ThumbnailOptions.Format.ValueType, Literal["jpeg", "png", "webp"]] = {
+    export_pb2.ThumbnailOptions.FORMAT_UNSPECIFIED: "jpeg",
+    export_pb2.ThumbnailOptions.FORMAT_JPEG: "jpeg",
+    export_pb2.ThumbnailOptions.FORMAT_PNG: "png",
+    export_pb2.ThumbnailOptions.FORMAT_WEBP: "webp",
+}
+_CONTAINERS = {
+    export_pb2.ConvertOptions.CONTAINER_MP4: "mp4",
+    export_pb2.ConvertOptions.CONTAINER_MOV: "mov",
+    export_pb2.ConvertOptions.CONTAINER_AVI: "avi",
+    export_pb2.ConvertOptions.CONTAINER_MKV: "mkv",
+    export_pb2.ConvertOptions.CONTAINER_WEBM: "webm",
+}
+_QUALITIES: dict[
+    export_pb2.CompressOptions.Quality.ValueType, Literal["", "low", "medium", "high"]
+] = {
+    export_pb2.CompressOptions.QUALITY_UNSPECIFIED: "",
+    export_pb2.CompressOptions.QUALITY_LOW: "low",
+    export_pb2.CompressOptions.QUALITY_MEDIUM: "medium",
+    export_pb2.CompressOptions.QUALITY_HIGH: "high",
+}
+_POSITIONS: dict[export_pb2.WatermarkOptions.Position.ValueType, WatermarkPosition] = {
+    export_pb2.WatermarkOptions.POSITION_UNSPECIFIED: "bottom_right",
+    export_pb2.WatermarkOptions.POSITION_TOP_LEFT: "top_left",
+    export_pb2.WatermarkOptions.POSITION_TOP_RIGHT: "top_right",
+    export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT: "bottom_left",
+    export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT: "bottom_right",
+    export_pb2.WatermarkOptions.POSITION_CENTER: "center",
+}
+_MODES: dict[export_pb2.TrimOptions.Mode.ValueType, Literal["exact", "fast"]] = {
+    export_pb2.TrimOptions.MODE_UNSPECIFIED: "exact",
+    export_pb2.TrimOptions.MODE_EXACT: "exact",
+    export_pb2.TrimOptions.MODE_FAST: "fast",
+}
 
 
 def _thumbnail(
@@ -157,17 +372,237 @@ def _thumbnail(
             stamps.append(parse_timestamp(text))
         except ValueError as exc:
             violations.append(FieldViolation(f"{field}.timestamps[{index}]", str(exc)))
-    width = height = 0
-    if options.size.strip():
-        try:
-            width, height = parse_resolution(options.size)
-        except ValueError as exc:
-            violations.append(FieldViolation(f"{field}.size", str(exc)))
+    size = _parse(parse_resolution, options.size, f"{field}.size", violations)
+    image_format = _enum_value(options.format, _FORMATS, f"{field}.format", violations)
+    sprite = options.HasField("sprite_sheet")
+    count = columns = 0
+    if sprite:
+        sheet = options.sprite_sheet
+        count, columns = sheet.frame_count, sheet.columns
+        if stamps and count:
+            violations.append(
+                FieldViolation(
+                    f"{field}.sprite_sheet.frame_count",
+                    "frame_count spaces frames evenly; with timestamps leave it 0",
+                )
+            )
+        elif not 0 <= count <= MAX_THUMBNAILS:
+            violations.append(
+                FieldViolation(
+                    f"{field}.sprite_sheet.frame_count", f"use 1 to {MAX_THUMBNAILS} (0: 16)"
+                )
+            )
+        if not 0 <= columns <= MAX_THUMBNAILS:
+            violations.append(
+                FieldViolation(
+                    f"{field}.sprite_sheet.columns", f"use 1 to {MAX_THUMBNAILS} (0: automatic)"
+                )
+            )
+        if not stamps and not count:
+            count = DEFAULT_SPRITE_FRAMES
+    width, height = size or (0, 0)
+    if sprite and len(violations) == before:
+        frames = len(stamps) or count
+        cols = columns or sprite_columns(frames)
+        rows = -(-frames // cols)
+        tile_w = width or (DEFAULT_TILE_WIDTH if not height else 0)
+        if tile_w * min(cols, frames) > MAX_DIMENSION or height * rows > MAX_DIMENSION:
+            violations.append(
+                FieldViolation(
+                    f"{field}.size",
+                    f"a {min(cols, frames)}x{rows} grid of {options.size or tile_w} tiles "
+                    f"is larger than {MAX_DIMENSION} pixels; use smaller tiles or fewer frames",
+                )
+            )
     if len(violations) > before:
         return None
-    if not stamps:
-        return ThumbnailOp(width=width, height=height)
-    return ThumbnailOp(timestamps=tuple(stamps), width=width, height=height)
+    return ThumbnailOp(
+        timestamps=tuple(stamps) if stamps else ThumbnailOp.timestamps,
+        width=width,
+        height=height,
+        format=image_format or "jpeg",
+        sprite=sprite,
+        sprite_frame_count=count if sprite and not stamps else 0,
+        sprite_columns=columns,
+    )
+
+
+def sprite_columns(frames: int) -> int:
+    """Tiles per row of a square-ish sprite sheet."""
+    return max(1, math.ceil(math.sqrt(frames)))
+
+
+def _convert(
+    options: export_pb2.ConvertOptions, field: str, violations: list[FieldViolation]
+) -> ConvertOp | None:
+    before = len(violations)
+    container = _CONTAINERS.get(options.container)
+    if container is None:
+        violations.append(
+            FieldViolation(
+                f"{field}.container",
+                "required: one of "
+                + ", ".join(f"CONTAINER_{c.upper()}" for c in codecs.CONTAINERS),
+            )
+        )
+    video_codec = audio_codec = ""
+    if options.video_codec.strip():
+        video_codec = _video_codec_name(options.video_codec, f"{field}.video_codec", violations)
+    if options.audio_codec.strip():
+        audio_codec = _audio_codec_name(options.audio_codec, f"{field}.audio_codec", violations)
+    if container is not None:
+        box = codecs.CONTAINERS[container]
+        if video_codec and codecs.VIDEO_CODECS[video_codec].canonical not in box.video_codecs:
+            violations.append(
+                FieldViolation(
+                    f"{field}.video_codec",
+                    f"{container} cannot hold {video_codec}; it holds "
+                    + ", ".join(codecs.video_codecs_in(box)),
+                )
+            )
+        if audio_codec and codecs.AUDIO_CODECS[audio_codec].canonical not in box.audio_codecs:
+            violations.append(
+                FieldViolation(
+                    f"{field}.audio_codec",
+                    f"{container} cannot hold {audio_codec}; it holds "
+                    + ", ".join(codecs.audio_codecs_in(box)),
+                )
+            )
+    if len(violations) > before or container is None:
+        return None
+    return ConvertOp(container=container, video_codec=video_codec, audio_codec=audio_codec)
+
+
+def _compress(
+    options: export_pb2.CompressOptions, field: str, violations: list[FieldViolation]
+) -> CompressOp | None:
+    before = len(violations)
+    quality = _enum_value(options.quality, _QUALITIES, f"{field}.quality", violations)
+    crf = options.crf if options.HasField("crf") else None
+    if crf is not None and not 0 <= crf <= codecs.CRF_MAX:
+        violations.append(
+            FieldViolation(f"{field}.crf", f"{crf} is out of range; use 0 to {codecs.CRF_MAX}")
+        )
+    max_bitrate = _parse(parse_bitrate, options.max_bitrate, f"{field}.max_bitrate", violations)
+    buffer_size = _parse(parse_bitrate, options.buffer_size, f"{field}.buffer_size", violations)
+    if buffer_size is not None and max_bitrate is None and options.max_bitrate.strip() == "":
+        violations.append(
+            FieldViolation(f"{field}.buffer_size", "buffer_size goes with max_bitrate; set both")
+        )
+    target = _parse(parse_size_bytes, options.target_size, f"{field}.target_size", violations)
+    if options.target_size.strip() and (crf is not None or quality):
+        violations.append(
+            FieldViolation(
+                f"{field}.target_size",
+                "target_size sets an average bitrate; it cannot be combined with crf or quality",
+            )
+        )
+    if len(violations) > before:
+        return None
+    return CompressOp(
+        quality=quality or "",
+        crf=crf,
+        max_bitrate_bps=max_bitrate,
+        buffer_size_bits=buffer_size,
+        target_size_bytes=target,
+    )
+
+
+def _watermark(
+    options: export_pb2.WatermarkOptions, field: str, violations: list[FieldViolation]
+) -> WatermarkOp | None:
+    before = len(violations)
+    which = options.WhichOneof("content")
+    image_key = text = ""
+    if which == "image_object_key":
+        image_key = validate_key_field(
+            options.image_object_key, f"{field}.image_object_key", violations
+        )
+    elif which == "text":
+        text = options.text
+        if not text.strip():
+            violations.append(FieldViolation(f"{field}.text", "required: the text to draw"))
+        elif len(text) > MAX_WATERMARK_TEXT:
+            violations.append(
+                FieldViolation(f"{field}.text", f"at most {MAX_WATERMARK_TEXT} characters")
+            )
+        elif any(unicodedata.category(c)[0] == "C" for c in text):
+            violations.append(
+                FieldViolation(f"{field}.text", "one line of printable characters, please")
+            )
+    else:
+        violations.append(FieldViolation(field, "set one of: image_object_key, text"))
+    position = _enum_value(options.position, _POSITIONS, f"{field}.position", violations)
+    margin = options.margin if options.HasField("margin") else None
+    if margin is not None and not 0 <= margin <= MAX_DIMENSION:
+        violations.append(FieldViolation(f"{field}.margin", f"use 0 to {MAX_DIMENSION} pixels"))
+    for name in ("offset_x", "offset_y"):
+        if abs(getattr(options, name)) > MAX_DIMENSION:
+            violations.append(
+                FieldViolation(f"{field}.{name}", f"use -{MAX_DIMENSION} to {MAX_DIMENSION}")
+            )
+    opacity = options.opacity if options.HasField("opacity") else 1.0
+    if not 0.0 <= opacity <= 1.0:  # also refuses NaN
+        violations.append(FieldViolation(f"{field}.opacity", f"{opacity} is not within 0 to 1"))
+    if not (options.scale == 0.0 or 0.0 < options.scale <= 1.0):
+        violations.append(
+            FieldViolation(f"{field}.scale", f"{options.scale} is not within 0 (exclusive) to 1")
+        )
+    color = options.text_color.strip().lower() or "#ffffff"
+    if not _COLOR_RE.match(color):
+        violations.append(
+            FieldViolation(f"{field}.text_color", f"{options.text_color!r} is not #RRGGBB")
+        )
+    if len(violations) > before:
+        return None
+    return WatermarkOp(
+        image_key=image_key,
+        text=text,
+        position=position or "bottom_right",
+        margin=margin,
+        offset_x=options.offset_x,
+        offset_y=options.offset_y,
+        opacity=opacity,
+        scale=options.scale,
+        text_color=color if color.startswith("#") else f"#{color}",
+    )
+
+
+def _trim(
+    options: export_pb2.TrimOptions, field: str, violations: list[FieldViolation]
+) -> TrimOp | None:
+    before = len(violations)
+    start = _parse(parse_media_time, options.start, f"{field}.start", violations)
+    end = _parse(parse_media_time, options.end, f"{field}.end", violations)
+    duration = _parse(parse_media_time, options.duration, f"{field}.duration", violations)
+    mode = _enum_value(options.mode, _MODES, f"{field}.mode", violations)
+    if len(violations) == before:
+        if end is not None and duration is not None:
+            violations.append(FieldViolation(f"{field}.duration", "set end or duration, not both"))
+        elif start is None and end is None and duration is None:
+            violations.append(FieldViolation(field, "set start, end or duration"))
+        elif end is not None and end <= (start or 0.0):
+            violations.append(
+                FieldViolation(f"{field}.end", f"{options.end!r} is not after the start")
+            )
+        elif duration is not None and duration <= 0:
+            violations.append(FieldViolation(f"{field}.duration", "must be more than 0"))
+    if len(violations) > before:
+        return None
+    return TrimOp(
+        start_s=start or 0.0,
+        end_s=end,
+        duration_s=duration,
+        mode=mode or "exact",
+    )
+
+
+def validate_key_field(key: str, field: str, violations: list[FieldViolation]) -> str:
+    try:
+        return validate_key(key)
+    except ValueError as exc:
+        violations.append(FieldViolation(field, str(exc)))
+        return ""
 
 
 def validate_source_key(key: str, field: str, violations: list[FieldViolation]) -> str:

@@ -9,23 +9,37 @@ from __future__ import annotations
 import errno
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Literal
 
-from sparc_video.errors import JobCancelled, ProcessingError
-from sparc_video.models import Operation, ThumbnailOp, TranscodeOp
-from workers.pipeline import PassProgress, probe, thumbnails, transcode
-
-# Seconds of source media a thumbnail "costs" for the overall percent: seeking makes each one
-# cheap and independent of the video's length.
-THUMBNAIL_WEIGHT_S = 0.5
+from sparc_video.errors import (
+    InvalidArgument,
+    JobCancelled,
+    PermanentProcessingError,
+    ProcessingError,
+)
+from sparc_video.models import Operation
+from sparc_video.plan import compile_plan
+from workers.pipeline import PassProgress, probe
+from workers.pipeline.assets import asset_paths
+from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
+from workers.pipeline.render import VideoPass, run_video_pass
+from workers.pipeline.thumbnail import (
+    CONTENT_TYPES,
+    SpriteSheet,
+    Thumbnail,
+    run_thumbnail_pass,
+)
 
 
 @dataclass(frozen=True)
 class ChildProgress:
+    # The first operation of the pass running now, and the names of its operations joined
+    # with "+" (e.g. "trim+watermark+transcode").
     operation_index: int
     operation: str
     percent: float
@@ -37,7 +51,7 @@ class ChildProgress:
 
 @dataclass(frozen=True)
 class ProducedFile:
-    kind: Literal["video", "thumbnail"]
+    kind: Literal["video", "thumbnail", "sprite_sheet"]
     path: Path
     operation_index: int
     width: int
@@ -47,6 +61,13 @@ class ProducedFile:
     timestamp_s: float | None = None
     video_codec: str = ""
     audio_codec: str = ""
+    first_keyframe_s: float | None = None
+    video_encoder: str = ""
+    sprite_columns: int = 0
+    sprite_rows: int = 0
+    tile_width: int = 0
+    tile_height: int = 0
+    tile_times_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,46 +84,39 @@ Message = (
 )
 
 
-def _weight(op: Operation, duration_s: float) -> float:
-    if isinstance(op, ThumbnailOp):
-        return THUMBNAIL_WEIGHT_S * len(op.timestamps)
-    return max(duration_s, 0.001)
-
-
 class _PlanProgress:
-    """Turns one operation's PassProgress into progress of the whole export."""
+    """Turns one pass's PassProgress into progress of the whole export: one percent over the
+    plan, each pass weighted by the media it processes (see planner.py's weights)."""
 
     def __init__(
-        self, operations: list[Operation], duration_s: float, send: Connection, cancel: Event
+        self, passes: list[Pass], report: Callable[[ChildProgress], None], cancel: Event | None
     ) -> None:
-        self._weights = [_weight(op, duration_s) for op in operations]
-        self._total = sum(self._weights)
-        self._operations = operations
-        self._send = send
+        self._weights = [p.weight for p in passes]
+        self._total = sum(self._weights) or 1.0
+        self._passes = passes
+        self._report = report
         self._cancel = cancel
         self._started = time.monotonic()
         self.index = 0
 
     def __call__(self, p: PassProgress) -> None:
-        if self._cancel.is_set():
+        if self._cancel is not None and self._cancel.is_set():
             raise JobCancelled()
         fraction = min(1.0, p.media_time_s / p.media_duration_s) if p.media_duration_s else 1.0
         done = sum(self._weights[: self.index]) + self._weights[self.index] * fraction
         percent = 100.0 * done / self._total
         elapsed = time.monotonic() - self._started
         eta = elapsed * (100.0 - percent) / percent if percent > 0.5 else None
-        self._send.send(
-            (
-                "progress",
-                ChildProgress(
-                    operation_index=self.index,
-                    operation=self._operations[self.index].name,
-                    percent=percent,
-                    timemark_s=p.media_time_s,
-                    fps=p.frames / p.elapsed_s if p.elapsed_s > 0 else 0.0,
-                    speed=p.media_time_s / p.elapsed_s if p.elapsed_s > 0 else 0.0,
-                    eta_s=eta,
-                ),
+        current = self._passes[self.index]
+        self._report(
+            ChildProgress(
+                operation_index=current.operations[0],
+                operation=current.label,
+                percent=percent,
+                timemark_s=p.media_time_s,
+                fps=p.frames / p.elapsed_s if p.elapsed_s > 0 else 0.0,
+                speed=p.media_time_s / p.elapsed_s if p.elapsed_s > 0 else 0.0,
+                eta_s=eta,
             )
         )
 
@@ -135,44 +149,81 @@ def _report_internal(exc: Exception, send: Connection) -> None:
 def _run(
     source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
 ) -> list[ProducedFile]:
+    return run_plan(source, workdir, operations, lambda p: send.send(("progress", p)), cancel)
+
+
+def run_plan(
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    report: Callable[[ChildProgress], None],
+    cancel: Event | None = None,
+) -> list[ProducedFile]:
+    """Compile `operations` into passes over `source` and run them, writing into `workdir`
+    (where the watermark images already are, see `workers.pipeline.assets`)."""
     info = probe(source)
-    progress = _PlanProgress(operations, info.duration_s, send, cancel)
-    current = source
-    current_video: ProducedFile | None = None
+    try:
+        plan = compile_plan(operations)
+    except InvalidArgument as exc:  # validated at CreateExport: only a record from elsewhere
+        raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
+    passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations))
+    progress = _PlanProgress(passes, report, cancel)
+    video: ProducedFile | None = None
     produced: list[ProducedFile] = []
-    for index, op in enumerate(operations):
+    for index, current in enumerate(passes):
         progress.index = index
-        if isinstance(op, TranscodeOp):
-            dst = workdir / f"op{index}.mp4"
-            result = transcode(current, dst, op, progress)
-            current = dst
-            current_video = ProducedFile(
+        if isinstance(current, VideoPass):
+            result = run_video_pass(current, progress, info)
+            out = result.info
+            video = ProducedFile(
                 kind="video",
-                path=dst,
+                path=current.dst,
+                operation_index=current.operations[-1],
+                width=out.width,
+                height=out.height,
+                content_type=current.container.content_type,
+                duration_s=out.duration_s,
+                video_codec=out.video_codec,
+                audio_codec=out.audio_codec,
+                first_keyframe_s=result.first_keyframe_s,
+                video_encoder=result.encoder,
+            )
+        else:
+            produced.extend(_images(current, run_thumbnail_pass(current, progress)))
+    # One video per export, first.
+    if video is not None:
+        produced.insert(0, video)
+    return produced
+
+
+def _images(p: ThumbnailPass, result: list[Thumbnail] | SpriteSheet) -> list[ProducedFile]:
+    content_type = CONTENT_TYPES[p.op.format]
+    index = p.operations[0]
+    if isinstance(result, SpriteSheet):
+        return [
+            ProducedFile(
+                kind="sprite_sheet",
+                path=result.path,
                 operation_index=index,
                 width=result.width,
                 height=result.height,
-                content_type="video/mp4",
-                duration_s=result.duration_s,
-                video_codec=result.video_codec,
-                audio_codec=result.audio_codec,
+                content_type=content_type,
+                sprite_columns=result.columns,
+                sprite_rows=result.rows,
+                tile_width=result.tile_width,
+                tile_height=result.tile_height,
+                tile_times_s=result.tile_times_s,
             )
-        else:
-            out_dir = workdir / f"op{index}"
-            out_dir.mkdir()
-            for thumb in thumbnails(current, out_dir, op, progress):
-                produced.append(
-                    ProducedFile(
-                        kind="thumbnail",
-                        path=thumb.path,
-                        operation_index=index,
-                        width=thumb.width,
-                        height=thumb.height,
-                        content_type="image/jpeg",
-                        timestamp_s=thumb.timestamp_s,
-                    )
-                )
-    # One video per export: the result of the last operation that produced video.
-    if current_video is not None:
-        produced.insert(0, current_video)
-    return produced
+        ]
+    return [
+        ProducedFile(
+            kind="thumbnail",
+            path=thumb.path,
+            operation_index=index,
+            width=thumb.width,
+            height=thumb.height,
+            content_type=content_type,
+            timestamp_s=thumb.timestamp_s,
+        )
+        for thumb in result
+    ]

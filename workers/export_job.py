@@ -44,6 +44,7 @@ from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
+from workers.pipeline.assets import download_assets
 from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,8 @@ class ExportJob:
                 f"the source video {record.source_key!r} no longer exists in storage",
                 reason="SOURCE_NOT_FOUND",
             ) from exc
+        # Watermark images: the child finds them at asset_path(workdir, key).
+        await download_assets(self.worker.storage, workdir, record.operations)
         try:
             produced = await run_in_child(
                 source,
@@ -239,6 +242,8 @@ class ExportJob:
         for item in produced:
             if item.kind == "video":
                 key = f"{prefix}video{item.path.suffix or '.mp4'}"
+            elif item.kind == "sprite_sheet":
+                key = f"{prefix}sprite-{item.operation_index}{item.path.suffix}"
             else:
                 thumbnail_number += 1
                 suffix = item.path.suffix or ".jpg"
@@ -247,7 +252,7 @@ class ExportJob:
             info = await self.worker.storage.upload_file(item.path, key, item.content_type)
             outputs.append(
                 Output(
-                    kind=OutputKind.VIDEO if item.kind == "video" else OutputKind.THUMBNAIL,
+                    kind=OutputKind(item.kind.upper()),
                     storage_key=key,
                     size_bytes=info.size_bytes,
                     sha256=sha256,
@@ -259,6 +264,13 @@ class ExportJob:
                     timestamp_s=item.timestamp_s,
                     video_codec=item.video_codec,
                     audio_codec=item.audio_codec,
+                    first_keyframe_s=item.first_keyframe_s,
+                    video_encoder=item.video_encoder,
+                    sprite_columns=item.sprite_columns,
+                    sprite_rows=item.sprite_rows,
+                    tile_width=item.tile_width,
+                    tile_height=item.tile_height,
+                    tile_times_s=item.tile_times_s,
                 )
             )
         return outputs

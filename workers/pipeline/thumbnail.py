@@ -1,25 +1,33 @@
-"""Grab still images (JPEG) at given times, each by a seek: cost follows the thumbnail count,
-not the video's length."""
+"""Grab still images (JPEG, PNG, WebP) or a sprite sheet at given times, each by a seek: cost
+follows the number of frames, not the video's length.
+
+The frames go through the filters of the operations before the thumbnail (scale, watermark)
+on their way to the image, so a thumbnail shows the video as those operations make it.
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.error
+import numpy as np
 from av.container import InputContainer
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
+from PIL import Image
 
 from sparc_video.errors import MediaError
-from sparc_video.models import ThumbnailOp, Timestamp
+from sparc_video.models import ThumbnailOp
+from sparc_video.plan import compile_plan
+from workers.pipeline.filters import FilterChain, Resize
 from workers.pipeline.media import (
-    FrameConverter,
     decode_video,
-    fit_size,
     frame_time_s,
     open_input,
     probe,
@@ -27,14 +35,19 @@ from workers.pipeline.media import (
     undecodable,
     video_stream,
 )
+from workers.pipeline.planner import ThumbnailPass, build_passes, sprite_grid
 from workers.pipeline.progress import ProgressFn, ProgressReporter
 
 # mjpeg quantiser scale, 2 (best) to 31: 3 is visually lossless at a fraction of 2's size.
 JPEG_QUALITY = 3
+# Pillow's JPEG and WebP quality (0-100) for sprite sheets and WebP images.
+PILLOW_QUALITY = 85
 _FF_QP2LAMBDA = 118
 # How far before the target to seek when the plain seek lands too late; the last one (the
 # whole way back) always succeeds.
 _SEEK_BACK_OFF_S = (0.0, 2.0, 10.0, 60.0, float("inf"))
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -45,44 +58,102 @@ class Thumbnail:
     timestamp_s: float  # media time of the frame actually used
 
 
+@dataclass(frozen=True)
+class SpriteSheet:
+    path: Path
+    width: int
+    height: int
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+    tile_times_s: tuple[float, ...]
+
+
 def thumbnails(src: Path, out_dir: Path, op: ThumbnailOp, progress: ProgressFn) -> list[Thumbnail]:
-    """Write `out_dir/thumb_NNN.jpg` for each of `op.timestamps`, in order.
+    """Write `out_dir/thumb_NNN.<ext>` for each of `op.timestamps`, in order (one sprite sheet
+    `out_dir/sprite.<ext>` with `op.sprite`, reported as one Thumbnail).
 
     A time past the end (by more than half a frame) is MediaError(TIMESTAMP_OUT_OF_RANGE); a
     time at the very end gives the last frame. All times are checked before any work is done.
     """
     info = probe(src)
+    (thumb_pass,) = build_passes(compile_plan([op]), src, info, out_dir, {})
+    assert isinstance(thumb_pass, ThumbnailPass)
+    result = run_thumbnail_pass(thumb_pass, progress, out_dir=out_dir)
+    if isinstance(result, SpriteSheet):
+        return [Thumbnail(result.path, result.width, result.height, result.tile_times_s[0])]
+    return result
+
+
+def run_thumbnail_pass(
+    p: ThumbnailPass, progress: ProgressFn, *, out_dir: Path | None = None
+) -> list[Thumbnail] | SpriteSheet:
+    """The images of `p` (media times are those of the video the operation applies to)."""
+    out_dir = out_dir or p.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = probe(p.src)
     frame_s = 1 / info.fps if info.fps > 0 else 1 / 25
-    targets = [_resolve(ts, info.duration_s, frame_s) for ts in op.timestamps]
-    width, height = fit_size(info.width, info.height, op.width, op.height, even=False)
-    convert = FrameConverter(width, height, "yuv420p", jpeg=True)
-    reporter = ProgressReporter(progress, info.duration_s)
+    fmt = p.op.format
+    jpeg_frames = fmt == "jpeg" and not p.op.sprite
+    convert = FilterChain(
+        p.size,
+        (*p.steps, Resize(*p.image_size)),
+        "yuv420p" if jpeg_frames else "rgb24",
+        full_range=True,
+    )
+    count = len(p.times_s)
+    length = max(1e-3, count * frame_s)
+    reporter = ProgressReporter(progress, length)
     reporter.start()
-    step_s = info.duration_s / max(1, len(targets))
+    step_s = length / max(1, count)
+    tiles: list[np.ndarray] = []
+    times: list[float] = []
     result: list[Thumbnail] = []
-    with open_input(src) as container:
+    with open_input(p.src) as container:
         vs = video_stream(container)
         grabber = _Grabber(container, vs, frame_s, reporter)
-        for index, target_s in enumerate(targets):
+        sar = vs.codec_context.sample_aspect_ratio
+        for index, target_s in enumerate(p.times_s):
             frame, time_s = grabber.frame_at(target_s, done_s=index * step_s, step_s=step_s)
-            path = out_dir / f"thumb_{index:03d}.jpg"
-            picture = convert(frame, vs.codec_context.sample_aspect_ratio)
-            path.write_bytes(_jpeg(picture))
-            result.append(Thumbnail(path, picture.width, picture.height, time_s))
+            picture = convert(frame, sar)
+            media_s = max(0.0, time_s - p.segment_start_s)
+            if p.op.sprite:
+                tiles.append(picture.to_ndarray())
+                times.append(media_s)
+            else:
+                path = out_dir / f"thumb_{index:03d}{_EXTENSIONS[fmt]}"
+                data = _jpeg(picture) if jpeg_frames else _pillow(picture.to_ndarray(), fmt)
+                path.write_bytes(data)
+                result.append(Thumbnail(path, picture.width, picture.height, media_s))
             reporter.tick((index + 1) * step_s)
+    if p.op.sprite:
+        columns, rows = sprite_grid(len(tiles), p.op.sprite_columns)
+        tile_w, tile_h = p.image_size
+        sheet = np.zeros((rows * tile_h, columns * tile_w, 3), dtype=np.uint8)
+        for index, tile in enumerate(tiles):
+            row, col = divmod(index, columns)
+            sheet[row * tile_h : (row + 1) * tile_h, col * tile_w : (col + 1) * tile_w] = tile
+        path = out_dir / f"sprite{_EXTENSIONS[fmt]}"
+        path.write_bytes(_pillow(sheet, fmt))
+        reporter.finish()
+        return SpriteSheet(
+            path, sheet.shape[1], sheet.shape[0], columns, rows, tile_w, tile_h, tuple(times)
+        )
     reporter.finish()
     return result
 
 
-def _resolve(ts: Timestamp, duration_s: float, frame_s: float) -> float:
-    target = ts.resolve(duration_s)
-    if target < 0 or target > duration_s + frame_s / 2:
-        raise MediaError(
-            f"thumbnail timestamp {ts} ({target:.3f} s) is outside the video, which is "
-            f"{duration_s:.3f} s long",
-            reason="TIMESTAMP_OUT_OF_RANGE",
-        )
-    return min(target, duration_s)
+def _pillow(rgb: np.ndarray, fmt: str) -> bytes:
+    image = Image.fromarray(rgb, "RGB")
+    buffer = io.BytesIO()
+    save: dict[str, Callable[[], None]] = {
+        "jpeg": lambda: image.save(buffer, "JPEG", quality=PILLOW_QUALITY),
+        "png": lambda: image.save(buffer, "PNG", optimize=False, compress_level=6),
+        "webp": lambda: image.save(buffer, "WEBP", quality=PILLOW_QUALITY, method=4),
+    }
+    save[fmt]()
+    return buffer.getvalue()
 
 
 class _Grabber:

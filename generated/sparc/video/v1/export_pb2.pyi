@@ -190,31 +190,58 @@ Global___ExportSource: _TypeAlias = ExportSource  # noqa: Y015
 
 @_typing.final
 class Operation(_message.Message):
-    """One step of an export."""
+    """One step of an export. Each operation applies to the video produced by the operations
+    before it; the worker compiles the list into as few decode/encode passes as it can (see
+    the README's "Composition" section). Contradictory lists are refused with INVALID_ARGUMENT.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSCODE_FIELD_NUMBER: _builtins.int
     THUMBNAIL_FIELD_NUMBER: _builtins.int
+    CONVERT_FIELD_NUMBER: _builtins.int
+    COMPRESS_FIELD_NUMBER: _builtins.int
+    WATERMARK_FIELD_NUMBER: _builtins.int
+    TRIM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def transcode(self) -> Global___TranscodeOptions:
-        """Re-encode the video."""
+        """Re-encode the video (and its audio)."""
 
     @_builtins.property
     def thumbnail(self) -> Global___ThumbnailOptions:
-        """Grab still images."""
+        """Grab still images, or a sprite sheet of them."""
+
+    @_builtins.property
+    def convert(self) -> Global___ConvertOptions:
+        """Change the container, re-encoding only what does not fit it."""
+
+    @_builtins.property
+    def compress(self) -> Global___CompressOptions:
+        """Make the video smaller: constant quality, bitrate caps or a target size."""
+
+    @_builtins.property
+    def watermark(self) -> Global___WatermarkOptions:
+        """Draw an image or a line of text over the video."""
+
+    @_builtins.property
+    def trim(self) -> Global___TrimOptions:
+        """Keep only part of the video."""
 
     def __init__(
         self,
         *,
         transcode: Global___TranscodeOptions | None = ...,
         thumbnail: Global___ThumbnailOptions | None = ...,
+        convert: Global___ConvertOptions | None = ...,
+        compress: Global___CompressOptions | None = ...,
+        watermark: Global___WatermarkOptions | None = ...,
+        trim: Global___TrimOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail"]  # noqa: Y015
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail", "convert", "compress", "watermark", "trim"]  # noqa: Y015
     _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
 
@@ -222,26 +249,81 @@ Global___Operation: _TypeAlias = Operation  # noqa: Y015
 
 @_typing.final
 class TranscodeOptions(_message.Message):
-    """Re-encode the video stream (audio is re-encoded to AAC when present)."""
+    """Re-encode the video stream; audio is re-encoded too (AAC unless `audio_codec` says
+    otherwise) or removed.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Hardware:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _HardwareEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TranscodeOptions._Hardware.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        HARDWARE_UNSPECIFIED: TranscodeOptions._Hardware.ValueType  # 0
+        """Software encoding (as HARDWARE_NONE)."""
+        HARDWARE_AUTO: TranscodeOptions._Hardware.ValueType  # 1
+        """NVENC when the worker has a usable NVIDIA GPU and the codec has an NVENC encoder,
+        software otherwise.
+        """
+        HARDWARE_NONE: TranscodeOptions._Hardware.ValueType  # 2
+        """Software encoding."""
+        HARDWARE_NVENC: TranscodeOptions._Hardware.ValueType  # 3
+        """NVENC (h264, h265, av1); the export fails with HARDWARE_UNAVAILABLE on a worker without it."""
+
+    class Hardware(_Hardware, metaclass=_HardwareEnumTypeWrapper):
+        """Where the video is encoded."""
+
+    HARDWARE_UNSPECIFIED: TranscodeOptions.Hardware.ValueType  # 0
+    """Software encoding (as HARDWARE_NONE)."""
+    HARDWARE_AUTO: TranscodeOptions.Hardware.ValueType  # 1
+    """NVENC when the worker has a usable NVIDIA GPU and the codec has an NVENC encoder,
+    software otherwise.
+    """
+    HARDWARE_NONE: TranscodeOptions.Hardware.ValueType  # 2
+    """Software encoding."""
+    HARDWARE_NVENC: TranscodeOptions.Hardware.ValueType  # 3
+    """NVENC (h264, h265, av1); the export fails with HARDWARE_UNAVAILABLE on a worker without it."""
 
     CODEC_FIELD_NUMBER: _builtins.int
     BITRATE_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
     PRESET_FIELD_NUMBER: _builtins.int
+    FPS_FIELD_NUMBER: _builtins.int
+    PIXEL_FORMAT_FIELD_NUMBER: _builtins.int
+    AUDIO_CODEC_FIELD_NUMBER: _builtins.int
+    AUDIO_BITRATE_FIELD_NUMBER: _builtins.int
+    REMOVE_AUDIO_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
     codec: _builtins.str
-    """Video codec: `h264` (default). Other names are refused with the list of available ones."""
+    """Video codec: `h264` (default), `h265` (or `hevc`), `vp9`, `av1` or `mpeg4`. Other names are
+    refused with the list of the encoders this build has.
+    """
     bitrate: _builtins.str
-    """Target video bitrate, e.g. `1000k`, `2.5M` or `800000`. Empty: encoder default quality."""
+    """Target video bitrate, e.g. `1000k`, `2.5M` or `800000`. Empty: constant quality (CRF)."""
     resolution: _builtins.str
     """Output size `WIDTHxHEIGHT`, e.g. `1280x720`; `1280x0` or `1280x-1` keeps the aspect ratio.
-    Empty: the source size.
+    Empty: the size of the video this operation applies to.
     """
     preset: _builtins.str
     """Encoder speed/quality trade-off: `ultrafast`, `superfast`, `veryfast`, `faster`, `fast`,
-    `medium` (default), `slow`.
+    `medium` (default), `slow`; mapped to each encoder's own scale.
     """
+    fps: _builtins.str
+    """Frame rate, e.g. `30`, `29.97` or `30000/1001`. Empty: the source's (variable rates kept)."""
+    pixel_format: _builtins.str
+    """Pixel format: `yuv420p` (default), `yuv422p`, `yuv444p` or `yuv420p10le`, where the
+    codec supports it.
+    """
+    audio_codec: _builtins.str
+    """Audio codec: `aac` (default), `opus` or `mp3`."""
+    audio_bitrate: _builtins.str
+    """Audio bitrate, e.g. `128k`. Empty: the codec's default (AAC and MP3 128k, Opus 96k)."""
+    remove_audio: _builtins.bool
+    """Leave the audio out of the result."""
+    hardware: Global___TranscodeOptions.Hardware.ValueType
+    """Hardware encoding; software by default."""
     def __init__(
         self,
         *,
@@ -249,10 +331,16 @@ class TranscodeOptions(_message.Message):
         bitrate: _builtins.str = ...,
         resolution: _builtins.str = ...,
         preset: _builtins.str = ...,
+        fps: _builtins.str = ...,
+        pixel_format: _builtins.str = ...,
+        audio_codec: _builtins.str = ...,
+        audio_bitrate: _builtins.str = ...,
+        remove_audio: _builtins.bool = ...,
+        hardware: Global___TranscodeOptions.Hardware.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bitrate", b"bitrate", "codec", b"codec", "preset", b"preset", "resolution", b"resolution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_bitrate", b"audio_bitrate", "audio_codec", b"audio_codec", "bitrate", b"bitrate", "codec", b"codec", "fps", b"fps", "hardware", b"hardware", "pixel_format", b"pixel_format", "preset", b"preset", "remove_audio", b"remove_audio", "resolution", b"resolution"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -274,6 +362,10 @@ class ThumbnailOptions(_message.Message):
         """JPEG."""
         FORMAT_JPEG: ThumbnailOptions._Format.ValueType  # 1
         """JPEG."""
+        FORMAT_PNG: ThumbnailOptions._Format.ValueType  # 2
+        """PNG (lossless)."""
+        FORMAT_WEBP: ThumbnailOptions._Format.ValueType  # 3
+        """WebP."""
 
     class Format(_Format, metaclass=_FormatEnumTypeWrapper):
         """Encoding of the images."""
@@ -282,18 +374,31 @@ class ThumbnailOptions(_message.Message):
     """JPEG."""
     FORMAT_JPEG: ThumbnailOptions.Format.ValueType  # 1
     """JPEG."""
+    FORMAT_PNG: ThumbnailOptions.Format.ValueType  # 2
+    """PNG (lossless)."""
+    FORMAT_WEBP: ThumbnailOptions.Format.ValueType  # 3
+    """WebP."""
 
     TIMESTAMPS_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    SPRITE_SHEET_FIELD_NUMBER: _builtins.int
     size: _builtins.str
-    """Image size `WIDTHxHEIGHT`; one side 0 or -1 keeps the aspect ratio. Empty: the video size."""
+    """Image size `WIDTHxHEIGHT`; one side 0 or -1 keeps the aspect ratio. Empty: the video size
+    (sprite sheet tiles: 160 pixels wide).
+    """
     format: Global___ThumbnailOptions.Format.ValueType
     """Image encoding; JPEG by default."""
     @_builtins.property
     def timestamps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Times to grab: `50%` (of the duration), seconds (`12.5`) or `HH:MM:SS(.ms)`.
-        Empty: one image at `50%`.
+        Empty: one image at `50%`, or with `sprite_sheet` its `frame_count` evenly spaced frames.
+        """
+
+    @_builtins.property
+    def sprite_sheet(self) -> Global___SpriteSheetOptions:
+        """When set, the frames are laid out as one sprite sheet (a grid, row by row) instead of
+        one image each: a scrubbing preview.
         """
 
     def __init__(
@@ -302,19 +407,362 @@ class ThumbnailOptions(_message.Message):
         timestamps: _abc.Iterable[_builtins.str] | None = ...,
         size: _builtins.str = ...,
         format: Global___ThumbnailOptions.Format.ValueType = ...,
+        sprite_sheet: Global___SpriteSheetOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sprite_sheet", b"sprite_sheet"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "size", b"size", "timestamps", b"timestamps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "size", b"size", "sprite_sheet", b"sprite_sheet", "timestamps", b"timestamps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ThumbnailOptions: _TypeAlias = ThumbnailOptions  # noqa: Y015
 
 @_typing.final
+class SpriteSheetOptions(_message.Message):
+    """The grid of a sprite sheet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_COUNT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    frame_count: _builtins.int
+    """Frames in the sheet, evenly spaced (at the middle of equal slices of the video) when
+    `timestamps` is empty; 1 to 100, 16 by default.
+    """
+    columns: _builtins.int
+    """Tiles per row; 0: a square-ish grid."""
+    def __init__(
+        self,
+        *,
+        frame_count: _builtins.int = ...,
+        columns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "frame_count", b"frame_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpriteSheetOptions: _TypeAlias = SpriteSheetOptions  # noqa: Y015
+
+@_typing.final
+class ConvertOptions(_message.Message):
+    """Put the video into another container. Streams whose codec the container can hold are
+    copied (a remux, no re-encoding); the others are re-encoded to the codec asked for or the
+    container's default.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Container:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ContainerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ConvertOptions._Container.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CONTAINER_UNSPECIFIED: ConvertOptions._Container.ValueType  # 0
+        """Never used: the container is required."""
+        CONTAINER_MP4: ConvertOptions._Container.ValueType  # 1
+        """MP4: h264, h265, vp9, av1, mpeg4 video; aac, mp3, opus audio. Default h264 + aac."""
+        CONTAINER_MOV: ConvertOptions._Container.ValueType  # 2
+        """QuickTime: h264, h265, mpeg4 video; aac, mp3 audio. Default h264 + aac."""
+        CONTAINER_AVI: ConvertOptions._Container.ValueType  # 3
+        """AVI: h264, mpeg4 video; mp3 audio. Default h264 + mp3."""
+        CONTAINER_MKV: ConvertOptions._Container.ValueType  # 4
+        """Matroska: h264, h265, vp9, av1, mpeg4 video; aac, opus, mp3 audio. Default h264 + aac."""
+        CONTAINER_WEBM: ConvertOptions._Container.ValueType  # 5
+        """WebM: vp9, av1 video; opus audio. Default vp9 + opus."""
+
+    class Container(_Container, metaclass=_ContainerEnumTypeWrapper):
+        """The container formats."""
+
+    CONTAINER_UNSPECIFIED: ConvertOptions.Container.ValueType  # 0
+    """Never used: the container is required."""
+    CONTAINER_MP4: ConvertOptions.Container.ValueType  # 1
+    """MP4: h264, h265, vp9, av1, mpeg4 video; aac, mp3, opus audio. Default h264 + aac."""
+    CONTAINER_MOV: ConvertOptions.Container.ValueType  # 2
+    """QuickTime: h264, h265, mpeg4 video; aac, mp3 audio. Default h264 + aac."""
+    CONTAINER_AVI: ConvertOptions.Container.ValueType  # 3
+    """AVI: h264, mpeg4 video; mp3 audio. Default h264 + mp3."""
+    CONTAINER_MKV: ConvertOptions.Container.ValueType  # 4
+    """Matroska: h264, h265, vp9, av1, mpeg4 video; aac, opus, mp3 audio. Default h264 + aac."""
+    CONTAINER_WEBM: ConvertOptions.Container.ValueType  # 5
+    """WebM: vp9, av1 video; opus audio. Default vp9 + opus."""
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    VIDEO_CODEC_FIELD_NUMBER: _builtins.int
+    AUDIO_CODEC_FIELD_NUMBER: _builtins.int
+    container: Global___ConvertOptions.Container.ValueType
+    """The container of the result. Required."""
+    video_codec: _builtins.str
+    """Video codec to convert to (as TranscodeOptions.codec); empty keeps the current one when
+    the container can hold it.
+    """
+    audio_codec: _builtins.str
+    """Audio codec to convert to (as TranscodeOptions.audio_codec); empty keeps the current one
+    when the container can hold it.
+    """
+    def __init__(
+        self,
+        *,
+        container: Global___ConvertOptions.Container.ValueType = ...,
+        video_codec: _builtins.str = ...,
+        audio_codec: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_codec", b"audio_codec", "container", b"container", "video_codec", b"video_codec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConvertOptions: _TypeAlias = ConvertOptions  # noqa: Y015
+
+@_typing.final
+class CompressOptions(_message.Message):
+    """Make the video smaller. Re-encodes the video (h264 unless a transcode or convert chose
+    another codec).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Quality:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _QualityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CompressOptions._Quality.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        QUALITY_UNSPECIFIED: CompressOptions._Quality.ValueType  # 0
+        """MEDIUM, unless `crf` or `target_size` is set."""
+        QUALITY_LOW: CompressOptions._Quality.ValueType  # 1
+        """Smallest files: CRF 32, preset fast."""
+        QUALITY_MEDIUM: CompressOptions._Quality.ValueType  # 2
+        """CRF 27, preset medium."""
+        QUALITY_HIGH: CompressOptions._Quality.ValueType  # 3
+        """CRF 22, preset slow."""
+
+    class Quality(_Quality, metaclass=_QualityEnumTypeWrapper):
+        """Quality presets: a CRF and an encoder preset."""
+
+    QUALITY_UNSPECIFIED: CompressOptions.Quality.ValueType  # 0
+    """MEDIUM, unless `crf` or `target_size` is set."""
+    QUALITY_LOW: CompressOptions.Quality.ValueType  # 1
+    """Smallest files: CRF 32, preset fast."""
+    QUALITY_MEDIUM: CompressOptions.Quality.ValueType  # 2
+    """CRF 27, preset medium."""
+    QUALITY_HIGH: CompressOptions.Quality.ValueType  # 3
+    """CRF 22, preset slow."""
+
+    QUALITY_FIELD_NUMBER: _builtins.int
+    CRF_FIELD_NUMBER: _builtins.int
+    MAX_BITRATE_FIELD_NUMBER: _builtins.int
+    BUFFER_SIZE_FIELD_NUMBER: _builtins.int
+    TARGET_SIZE_FIELD_NUMBER: _builtins.int
+    quality: Global___CompressOptions.Quality.ValueType
+    """A quality preset; `crf` overrides its CRF."""
+    crf: _builtins.int
+    """Constant rate factor on x264's scale, 0 (lossless) to 51 (worst); mapped to the scale of
+    the encoder used. Not with `target_size`.
+    """
+    max_bitrate: _builtins.str
+    """Cap on the bitrate, e.g. `2M`; needs `buffer_size` or takes twice the cap."""
+    buffer_size: _builtins.str
+    """Rate-control buffer, e.g. `4M` (bits)."""
+    target_size: _builtins.str
+    """Aim for a file of about this size, e.g. `25MB` or `500k` (bytes; k/M/G are powers of 1000,
+    KiB/MiB/GiB of 1024): sets an average bitrate from the duration.
+    """
+    def __init__(
+        self,
+        *,
+        quality: Global___CompressOptions.Quality.ValueType = ...,
+        crf: _builtins.int | None = ...,
+        max_bitrate: _builtins.str = ...,
+        buffer_size: _builtins.str = ...,
+        target_size: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_crf", b"_crf", "crf", b"crf"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_crf", b"_crf", "buffer_size", b"buffer_size", "crf", b"crf", "max_bitrate", b"max_bitrate", "quality", b"quality", "target_size", b"target_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__crf: _TypeAlias = _typing.Literal["crf"]  # noqa: Y015
+    _WhichOneofArgType__crf: _TypeAlias = _typing.Literal["_crf", b"_crf"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__crf) -> _WhichOneofReturnType__crf | None: ...
+
+Global___CompressOptions: _TypeAlias = CompressOptions  # noqa: Y015
+
+@_typing.final
+class WatermarkOptions(_message.Message):
+    """Draw an image or a line of text over every frame. Text is rendered as given: no part of it
+    is interpreted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Position:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PositionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[WatermarkOptions._Position.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        POSITION_UNSPECIFIED: WatermarkOptions._Position.ValueType  # 0
+        """BOTTOM_RIGHT."""
+        POSITION_TOP_LEFT: WatermarkOptions._Position.ValueType  # 1
+        """Top left corner."""
+        POSITION_TOP_RIGHT: WatermarkOptions._Position.ValueType  # 2
+        """Top right corner."""
+        POSITION_BOTTOM_LEFT: WatermarkOptions._Position.ValueType  # 3
+        """Bottom left corner."""
+        POSITION_BOTTOM_RIGHT: WatermarkOptions._Position.ValueType  # 4
+        """Bottom right corner."""
+        POSITION_CENTER: WatermarkOptions._Position.ValueType  # 5
+        """Centred."""
+
+    class Position(_Position, metaclass=_PositionEnumTypeWrapper):
+        """Where the watermark sits."""
+
+    POSITION_UNSPECIFIED: WatermarkOptions.Position.ValueType  # 0
+    """BOTTOM_RIGHT."""
+    POSITION_TOP_LEFT: WatermarkOptions.Position.ValueType  # 1
+    """Top left corner."""
+    POSITION_TOP_RIGHT: WatermarkOptions.Position.ValueType  # 2
+    """Top right corner."""
+    POSITION_BOTTOM_LEFT: WatermarkOptions.Position.ValueType  # 3
+    """Bottom left corner."""
+    POSITION_BOTTOM_RIGHT: WatermarkOptions.Position.ValueType  # 4
+    """Bottom right corner."""
+    POSITION_CENTER: WatermarkOptions.Position.ValueType  # 5
+    """Centred."""
+
+    IMAGE_OBJECT_KEY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    OFFSET_X_FIELD_NUMBER: _builtins.int
+    OFFSET_Y_FIELD_NUMBER: _builtins.int
+    OPACITY_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    TEXT_COLOR_FIELD_NUMBER: _builtins.int
+    image_object_key: _builtins.str
+    """Storage key of a PNG (alpha honoured), JPEG or WebP image."""
+    text: _builtins.str
+    """A line of text, e.g. `Cam 7 · 2024-05-01 14:03:12`; at most 200 characters."""
+    position: Global___WatermarkOptions.Position.ValueType
+    """Anchor of the watermark; bottom right by default."""
+    margin: _builtins.int
+    """Pixels from the anchored edges; default 2% of the frame width. Ignored by CENTER."""
+    offset_x: _builtins.int
+    """Pixels added to the anchored position, rightwards."""
+    offset_y: _builtins.int
+    """Pixels added to the anchored position, downwards."""
+    opacity: _builtins.float
+    """0 (invisible) to 1 (opaque, the default); multiplies the image's own alpha."""
+    scale: _builtins.float
+    """Width of the watermark as a fraction of the frame width, above 0 up to 1. Default: images
+    keep their size (shrunk to fit); text is 4% of the frame height tall.
+    """
+    text_color: _builtins.str
+    """Text colour `#RRGGBB` (white by default); text gets a dark outline."""
+    def __init__(
+        self,
+        *,
+        image_object_key: _builtins.str = ...,
+        text: _builtins.str = ...,
+        position: Global___WatermarkOptions.Position.ValueType = ...,
+        margin: _builtins.int | None = ...,
+        offset_x: _builtins.int = ...,
+        offset_y: _builtins.int = ...,
+        opacity: _builtins.float | None = ...,
+        scale: _builtins.float = ...,
+        text_color: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "opacity", b"opacity", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "offset_x", b"offset_x", "offset_y", b"offset_y", "opacity", b"opacity", "position", b"position", "scale", b"scale", "text", b"text", "text_color", b"text_color"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__margin: _TypeAlias = _typing.Literal["margin"]  # noqa: Y015
+    _WhichOneofArgType__margin: _TypeAlias = _typing.Literal["_margin", b"_margin"]  # noqa: Y015
+    _WhichOneofReturnType__opacity: _TypeAlias = _typing.Literal["opacity"]  # noqa: Y015
+    _WhichOneofArgType__opacity: _TypeAlias = _typing.Literal["_opacity", b"_opacity"]  # noqa: Y015
+    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["image_object_key", "text"]  # noqa: Y015
+    _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__margin) -> _WhichOneofReturnType__margin | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__opacity) -> _WhichOneofReturnType__opacity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_content) -> _WhichOneofReturnType_content | None: ...
+
+Global___WatermarkOptions: _TypeAlias = WatermarkOptions  # noqa: Y015
+
+@_typing.final
+class TrimOptions(_message.Message):
+    """Keep a part of the video. Times are relative to the video this operation applies to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TrimOptions._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: TrimOptions._Mode.ValueType  # 0
+        """EXACT."""
+        MODE_EXACT: TrimOptions._Mode.ValueType  # 1
+        """Re-encode: the result starts and ends on the frames asked for."""
+        MODE_FAST: TrimOptions._Mode.ValueType  # 2
+        """Stream copy from the keyframe at or before the start, without re-encoding; MP4/MOV get
+        an edit list so players start at the requested time (other containers start at the
+        keyframe). The end is cut on packet boundaries. In a plan that re-encodes anyway the cut
+        is exact. Output.first_keyframe_time reports the keyframe used.
+        """
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """How precisely to cut."""
+
+    MODE_UNSPECIFIED: TrimOptions.Mode.ValueType  # 0
+    """EXACT."""
+    MODE_EXACT: TrimOptions.Mode.ValueType  # 1
+    """Re-encode: the result starts and ends on the frames asked for."""
+    MODE_FAST: TrimOptions.Mode.ValueType  # 2
+    """Stream copy from the keyframe at or before the start, without re-encoding; MP4/MOV get
+    an edit list so players start at the requested time (other containers start at the
+    keyframe). The end is cut on packet boundaries. In a plan that re-encodes anyway the cut
+    is exact. Output.first_keyframe_time reports the keyframe used.
+    """
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """Start: seconds (`12.5`) or `HH:MM:SS(.ms)`. Empty: the beginning."""
+    end: _builtins.str
+    """End (exclusive), as `start`. Empty: the end, or `start + duration`."""
+    duration: _builtins.str
+    """Length, as `start`; instead of `end`."""
+    mode: Global___TrimOptions.Mode.ValueType
+    """Exact by default."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        duration: _builtins.str = ...,
+        mode: Global___TrimOptions.Mode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end", b"end", "mode", b"mode", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrimOptions: _TypeAlias = TrimOptions  # noqa: Y015
+
+@_typing.final
 class Progress(_message.Message):
-    """Progress of the running attempt. Percent covers the whole export, weighted by the media
-    duration each operation processes.
+    """Progress of the running attempt. Percent covers the whole export: the operations run as a
+    plan of passes (see Operation), each weighted by the media duration it processes.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -330,9 +778,11 @@ class Progress(_message.Message):
     percent: _builtins.float
     """0 to 100."""
     current_operation: _builtins.str
-    """Name of the operation running now, e.g. `transcode`."""
+    """Name of the operation running now, e.g. `transcode`; the operations a pass runs together
+    are joined with `+`, e.g. `trim+watermark+transcode`.
+    """
     operation_index: _builtins.int
-    """0-based index into Export.operations of the operation running now."""
+    """0-based index into Export.operations of the (first) operation running now."""
     operation_count: _builtins.int
     """Number of operations."""
     fps: _builtins.float
@@ -385,6 +835,8 @@ class Output(_message.Message):
         """A video file."""
         KIND_THUMBNAIL: Output._Kind.ValueType  # 2
         """A still image."""
+        KIND_SPRITE_SHEET: Output._Kind.ValueType  # 3
+        """Several frames in one image, a grid row by row (see `sprite_sheet`)."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """What the file holds."""
@@ -395,6 +847,8 @@ class Output(_message.Message):
     """A video file."""
     KIND_THUMBNAIL: Output.Kind.ValueType  # 2
     """A still image."""
+    KIND_SPRITE_SHEET: Output.Kind.ValueType  # 3
+    """Several frames in one image, a grid row by row (see `sprite_sheet`)."""
 
     KIND_FIELD_NUMBER: _builtins.int
     STORAGE_KEY_FIELD_NUMBER: _builtins.int
@@ -408,6 +862,9 @@ class Output(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     VIDEO_CODEC_FIELD_NUMBER: _builtins.int
     AUDIO_CODEC_FIELD_NUMBER: _builtins.int
+    FIRST_KEYFRAME_TIME_FIELD_NUMBER: _builtins.int
+    SPRITE_SHEET_FIELD_NUMBER: _builtins.int
+    VIDEO_ENCODER_FIELD_NUMBER: _builtins.int
     kind: Global___Output.Kind.ValueType
     """What the file holds."""
     storage_key: _builtins.str
@@ -428,6 +885,10 @@ class Output(_message.Message):
     """Video codec of a video output, e.g. `h264`."""
     audio_codec: _builtins.str
     """Audio codec of a video output, empty when it has no audio."""
+    video_encoder: _builtins.str
+    """FFmpeg encoder of a re-encoded video, e.g. `libx264` or `h264_nvenc`; empty when the
+    video stream was copied.
+    """
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
         """Duration of a video output."""
@@ -435,6 +896,16 @@ class Output(_message.Message):
     @_builtins.property
     def timestamp(self) -> _duration_pb2.Duration:
         """Media time of a thumbnail's frame."""
+
+    @_builtins.property
+    def first_keyframe_time(self) -> _duration_pb2.Duration:
+        """Fast trim: the source time of the keyframe the stream copy starts from, at or before the
+        requested start (MP4/MOV edit lists hide the frames before the start).
+        """
+
+    @_builtins.property
+    def sprite_sheet(self) -> Global___SpriteSheet:
+        """The grid of a sprite sheet."""
 
     def __init__(
         self,
@@ -451,11 +922,54 @@ class Output(_message.Message):
         timestamp: _duration_pb2.Duration | None = ...,
         video_codec: _builtins.str = ...,
         audio_codec: _builtins.str = ...,
+        first_keyframe_time: _duration_pb2.Duration | None = ...,
+        sprite_sheet: Global___SpriteSheet | None = ...,
+        video_encoder: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "first_keyframe_time", b"first_keyframe_time", "sprite_sheet", b"sprite_sheet", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_codec", b"audio_codec", "content_type", b"content_type", "duration", b"duration", "height", b"height", "kind", b"kind", "operation_index", b"operation_index", "sha256", b"sha256", "size_bytes", b"size_bytes", "storage_key", b"storage_key", "timestamp", b"timestamp", "video_codec", b"video_codec", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_codec", b"audio_codec", "content_type", b"content_type", "duration", b"duration", "first_keyframe_time", b"first_keyframe_time", "height", b"height", "kind", b"kind", "operation_index", b"operation_index", "sha256", b"sha256", "size_bytes", b"size_bytes", "sprite_sheet", b"sprite_sheet", "storage_key", b"storage_key", "timestamp", b"timestamp", "video_codec", b"video_codec", "video_encoder", b"video_encoder", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Output: _TypeAlias = Output  # noqa: Y015
+
+@_typing.final
+class SpriteSheet(_message.Message):
+    """Layout of a sprite sheet output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TILE_WIDTH_FIELD_NUMBER: _builtins.int
+    TILE_HEIGHT_FIELD_NUMBER: _builtins.int
+    TILE_TIMES_FIELD_NUMBER: _builtins.int
+    columns: _builtins.int
+    """Tiles per row."""
+    rows: _builtins.int
+    """Rows of tiles."""
+    tile_width: _builtins.int
+    """Size of one tile in pixels."""
+    tile_height: _builtins.int
+    """Size of one tile in pixels."""
+    @_builtins.property
+    def tile_times(self) -> _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]:
+        """Media time of each tile's frame, row by row."""
+
+    def __init__(
+        self,
+        *,
+        columns: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        tile_width: _builtins.int = ...,
+        tile_height: _builtins.int = ...,
+        tile_times: _abc.Iterable[_duration_pb2.Duration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "rows", b"rows", "tile_height", b"tile_height", "tile_times", b"tile_times", "tile_width", b"tile_width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpriteSheet: _TypeAlias = SpriteSheet  # noqa: Y015
