@@ -45,8 +45,11 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             list(request.export.operations), "export.operations", violations
         )
         request_id = validation.validate_request_id(request.request_id, violations)
+        priority = validation.validate_priority(
+            request.export.priority, "export.priority", violations
+        )
         validation.raise_if_any(violations)
-        record = await self._exports.create(source_key, operations, request_id)
+        record = await self._exports.create(source_key, operations, request_id, priority)
         return proto_mapping.export_to_proto(record)
 
     @translate_errors

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, ObjectNotFound
 from sparc_video.events import EventHub
-from sparc_video.models import ExportRecord, ExportState, Operation, WatermarkOp
+from sparc_video.models import ExportRecord, ExportState, Operation, Priority, WatermarkOp
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
 from sparc_video.settings import Settings
@@ -65,7 +65,11 @@ class Exports:
         self._hub = hub
 
     async def create(
-        self, source_key: str, operations: list[Operation], request_id: str
+        self,
+        source_key: str,
+        operations: list[Operation],
+        request_id: str,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> ExportRecord:
         if request_id:
             # A retried request must not fail on a source deleted since the first call.
@@ -97,10 +101,11 @@ class Exports:
             source_key=source_key,
             operations=operations,
             request_id=request_id,
+            priority=priority,
         )
         record, created = await self._store.create(record)
         if created:
-            await self._queue.enqueue(record.id)
+            await self._queue.enqueue(record.id, priority=priority)
         return record
 
     async def get(self, export_id: str) -> ExportRecord:

@@ -83,3 +83,8 @@ class Keys:
     def queue(self) -> str:
         """The arq queue."""
         return f"{self.prefix}:queue"
+
+    @property
+    def queue_wakeup(self) -> str:
+        """Pub/sub channel told of every enqueue, so idle workers start the job without polling."""
+        return f"{self.prefix}:queue:wakeup"

@@ -28,6 +28,13 @@ class ExportState(enum.StrEnum):
 _TERMINAL = frozenset({ExportState.SUCCEEDED, ExportState.FAILED, ExportState.CANCELLED})
 
 
+class Priority(enum.StrEnum):
+    """Interactive exports (someone is waiting) start before batch work queued around them."""
+
+    INTERACTIVE = "INTERACTIVE"
+    BATCH = "BATCH"
+
+
 @dataclass(frozen=True)
 class Timestamp:
     """A point in a video: a fraction of its duration, or seconds from its start."""
@@ -233,6 +240,7 @@ class ExportRecord:
     next_attempt_time: float | None = None
     # The worker running the current attempt.
     worker_id: str = ""
+    priority: Priority = Priority.INTERACTIVE
 
     @property
     def name(self) -> str:
@@ -248,6 +256,7 @@ class ExportRecord:
         values = {k: v for k, v in data.items() if k in known}
         values["operations"] = [_operation_from_dict(op) for op in data["operations"]]
         values["state"] = ExportState(data["state"])
+        values["priority"] = Priority(data.get("priority", Priority.INTERACTIVE))
         values["progress"] = Progress(**data["progress"])
         values["outputs"] = [_output_from_dict(out) for out in data["outputs"]]
         values["error"] = ExportError(**data["error"]) if data.get("error") else None

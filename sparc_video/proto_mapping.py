@@ -15,6 +15,7 @@ from sparc_video.models import (
     Operation,
     Output,
     OutputKind,
+    Priority,
     Progress,
     ThumbnailOp,
     Timestamp,
@@ -34,6 +35,10 @@ _STATES = {
     ExportState.CANCELLED: export_pb2.Export.STATE_CANCELLED,
 }
 STATE_FROM_PROTO = {v: k for k, v in _STATES.items()}
+_PRIORITIES = {
+    Priority.INTERACTIVE: export_pb2.Export.PRIORITY_INTERACTIVE,
+    Priority.BATCH: export_pb2.Export.PRIORITY_BATCH,
+}
 _KINDS = {
     OutputKind.VIDEO: export_pb2.Output.KIND_VIDEO,
     OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
@@ -69,6 +74,7 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         request_id=record.request_id,
+        priority=_PRIORITIES[record.priority],
     )
     if record.start_time is not None:
         message.start_time.CopyFrom(timestamp(record.start_time))

@@ -22,6 +22,7 @@ from sparc_video.models import (
     CompressOp,
     ConvertOp,
     Operation,
+    Priority,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,
@@ -622,6 +623,24 @@ def validate_request_id(request_id: str, violations: list[FieldViolation]) -> st
             FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LEN} printable characters")
         )
     return request_id
+
+
+_PRIORITIES = {
+    export_pb2.Export.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
+    export_pb2.Export.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
+    export_pb2.Export.PRIORITY_BATCH: Priority.BATCH,
+}
+
+
+def validate_priority(
+    value: export_pb2.Export.Priority.ValueType, field: str, violations: list[FieldViolation]
+) -> Priority:
+    if value not in _PRIORITIES:
+        violations.append(
+            FieldViolation(field, f"{value} is not a priority; use INTERACTIVE or BATCH")
+        )
+        return Priority.INTERACTIVE
+    return _PRIORITIES[value]
 
 
 def raise_if_any(violations: list[FieldViolation]) -> None:

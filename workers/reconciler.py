@@ -91,7 +91,7 @@ class Reconciler:
         if await self._store.lease_holder(export_id) is not None:
             return 0
         log.warning("export %s lost its worker during attempt %d", export_id, record.attempt)
-        await self._queue.requeue(export_id)
+        await self._queue.requeue(export_id, priority=record.priority)
         return 1
 
     async def _ensure_queued(self, export_id: str) -> int:
@@ -104,7 +104,9 @@ class Reconciler:
         if record.state.terminal or await self._store.lease_holder(export_id) is not None:
             return 0
         log.warning("export %s is %s with no job queued; queueing it", export_id, record.state)
-        await self._queue.requeue(export_id, not_before=record.next_attempt_time)
+        await self._queue.requeue(
+            export_id, not_before=record.next_attempt_time, priority=record.priority
+        )
         return 1
 
     async def _prune(self) -> int:

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/export.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xca\x05\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x1c.sparc.video.v1.ExportSource\x12-\n\noperations\x18\x03 \x03(\x0b\x32\x19.sparc.video.v1.Operation\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.sparc.video.v1.Export.State\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.sparc.video.v1.Progress\x12\'\n\x07outputs\x18\x07 \x03(\x0b\x32\x16.sparc.video.v1.Output\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x35\n\x11next_attempt_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x12\n\x0eSTATE_RETRYING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\".\n\x0c\x45xportSource\x12\x14\n\nobject_key\x18\x01 \x01(\tH\x00\x42\x08\n\x06source\"\xd2\x02\n\tOperation\x12\x35\n\ttranscode\x18\x01 \x01(\x0b\x32 .sparc.video.v1.TranscodeOptionsH\x00\x12\x35\n\tthumbnail\x18\x02 \x01(\x0b\x32 .sparc.video.v1.ThumbnailOptionsH\x00\x12\x31\n\x07\x63onvert\x18\x03 \x01(\x0b\x32\x1e.sparc.video.v1.ConvertOptionsH\x00\x12\x33\n\x08\x63ompress\x18\x04 \x01(\x0b\x32\x1f.sparc.video.v1.CompressOptionsH\x00\x12\x35\n\twatermark\x18\x05 \x01(\x0b\x32 .sparc.video.v1.WatermarkOptionsH\x00\x12+\n\x04trim\x18\x06 \x01(\x0b\x32\x1b.sparc.video.v1.TrimOptionsH\x00\x42\x0b\n\toperation\"\xd8\x02\n\x10TranscodeOptions\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07\x62itrate\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0e\n\x06preset\x18\x04 \x01(\t\x12\x0b\n\x03\x66ps\x18\x05 \x01(\t\x12\x14\n\x0cpixel_format\x18\x06 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x07 \x01(\t\x12\x15\n\raudio_bitrate\x18\x08 \x01(\t\x12\x14\n\x0cremove_audio\x18\t \x01(\x08\x12;\n\x08hardware\x18\n \x01(\x0e\x32).sparc.video.v1.TranscodeOptions.Hardware\"^\n\x08Hardware\x12\x18\n\x14HARDWARE_UNSPECIFIED\x10\x00\x12\x11\n\rHARDWARE_AUTO\x10\x01\x12\x11\n\rHARDWARE_NONE\x10\x02\x12\x12\n\x0eHARDWARE_NVENC\x10\x03\"\xfb\x01\n\x10ThumbnailOptions\x12\x12\n\ntimestamps\x18\x01 \x03(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\'.sparc.video.v1.ThumbnailOptions.Format\x12\x38\n\x0csprite_sheet\x18\x04 \x01(\x0b\x32\".sparc.video.v1.SpriteSheetOptions\"R\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\x12\x0e\n\nFORMAT_PNG\x10\x02\x12\x0f\n\x0b\x46ORMAT_WEBP\x10\x03\":\n\x12SpriteSheetOptions\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\x05\"\x80\x02\n\x0e\x43onvertOptions\x12;\n\tcontainer\x18\x01 \x01(\x0e\x32(.sparc.video.v1.ConvertOptions.Container\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x03 \x01(\t\"\x86\x01\n\tContainer\x12\x19\n\x15\x43ONTAINER_UNSPECIFIED\x10\x00\x12\x11\n\rCONTAINER_MP4\x10\x01\x12\x11\n\rCONTAINER_MOV\x10\x02\x12\x11\n\rCONTAINER_AVI\x10\x03\x12\x11\n\rCONTAINER_MKV\x10\x04\x12\x12\n\x0e\x43ONTAINER_WEBM\x10\x05\"\xff\x01\n\x0f\x43ompressOptions\x12\x38\n\x07quality\x18\x01 \x01(\x0e\x32\'.sparc.video.v1.CompressOptions.Quality\x12\x10\n\x03\x63rf\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bmax_bitrate\x18\x03 \x01(\t\x12\x13\n\x0b\x62uffer_size\x18\x04 \x01(\t\x12\x13\n\x0btarget_size\x18\x05 \x01(\t\"Y\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bQUALITY_LOW\x10\x01\x12\x12\n\x0eQUALITY_MEDIUM\x10\x02\x12\x10\n\x0cQUALITY_HIGH\x10\x03\x42\x06\n\x04_crf\"\xaf\x03\n\x10WatermarkOptions\x12\x1a\n\x10image_object_key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12;\n\x08position\x18\x03 \x01(\x0e\x32).sparc.video.v1.WatermarkOptions.Position\x12\x13\n\x06margin\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08offset_x\x18\x05 \x01(\x05\x12\x10\n\x08offset_y\x18\x06 \x01(\x05\x12\x14\n\x07opacity\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05scale\x18\x08 \x01(\x01\x12\x12\n\ntext_color\x18\t \x01(\t\"\x9d\x01\n\x08Position\x12\x18\n\x14POSITION_UNSPECIFIED\x10\x00\x12\x15\n\x11POSITION_TOP_LEFT\x10\x01\x12\x16\n\x12POSITION_TOP_RIGHT\x10\x02\x12\x18\n\x14POSITION_BOTTOM_LEFT\x10\x03\x12\x19\n\x15POSITION_BOTTOM_RIGHT\x10\x04\x12\x13\n\x0fPOSITION_CENTER\x10\x05\x42\t\n\x07\x63ontentB\t\n\x07_marginB\n\n\x08_opacity\"\xa8\x01\n\x0bTrimOptions\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\t\x12.\n\x04mode\x18\x04 \x01(\x0e\x32 .sparc.video.v1.TrimOptions.Mode\";\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_EXACT\x10\x01\x12\r\n\tMODE_FAST\x10\x02\"\xd9\x01\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x19\n\x11\x63urrent_operation\x18\x02 \x01(\t\x12\x17\n\x0foperation_index\x18\x03 \x01(\x05\x12\x17\n\x0foperation_count\x18\x04 \x01(\x05\x12+\n\x08timemark\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\r\n\x05speed\x18\x07 \x01(\x01\x12&\n\x03\x65ta\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x04\n\x06Output\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.sparc.video.v1.Output.Kind\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0foperation_index\x18\t \x01(\x05\x12,\n\ttimestamp\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bvideo_codec\x18\x0b \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x0c \x01(\t\x12\x36\n\x13\x66irst_keyframe_time\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0csprite_sheet\x18\x0e \x01(\x0b\x32\x1b.sparc.video.v1.SpriteSheet\x12\x15\n\rvideo_encoder\x18\x0f \x01(\t\"W\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_VIDEO\x10\x01\x12\x12\n\x0eKIND_THUMBNAIL\x10\x02\x12\x15\n\x11KIND_SPRITE_SHEET\x10\x03\"\x84\x01\n\x0bSpriteSheet\x12\x0f\n\x07\x63olumns\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\x12\x12\n\ntile_width\x18\x03 \x01(\x05\x12\x13\n\x0btile_height\x18\x04 \x01(\x05\x12-\n\ntile_times\x18\x05 \x03(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/export.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xd1\x06\n\x06\x45xport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x1c.sparc.video.v1.ExportSource\x12-\n\noperations\x18\x03 \x03(\x0b\x32\x19.sparc.video.v1.Operation\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.sparc.video.v1.Export.State\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.sparc.video.v1.Progress\x12\'\n\x07outputs\x18\x07 \x03(\x0b\x32\x16.sparc.video.v1.Output\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x35\n\x11next_attempt_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x08priority\x18\x0f \x01(\x0e\x32\x1f.sparc.video.v1.Export.Priority\"\x93\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x12\n\x0eSTATE_RETRYING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\"R\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x12\n\x0ePRIORITY_BATCH\x10\x02\".\n\x0c\x45xportSource\x12\x14\n\nobject_key\x18\x01 \x01(\tH\x00\x42\x08\n\x06source\"\xd2\x02\n\tOperation\x12\x35\n\ttranscode\x18\x01 \x01(\x0b\x32 .sparc.video.v1.TranscodeOptionsH\x00\x12\x35\n\tthumbnail\x18\x02 \x01(\x0b\x32 .sparc.video.v1.ThumbnailOptionsH\x00\x12\x31\n\x07\x63onvert\x18\x03 \x01(\x0b\x32\x1e.sparc.video.v1.ConvertOptionsH\x00\x12\x33\n\x08\x63ompress\x18\x04 \x01(\x0b\x32\x1f.sparc.video.v1.CompressOptionsH\x00\x12\x35\n\twatermark\x18\x05 \x01(\x0b\x32 .sparc.video.v1.WatermarkOptionsH\x00\x12+\n\x04trim\x18\x06 \x01(\x0b\x32\x1b.sparc.video.v1.TrimOptionsH\x00\x42\x0b\n\toperation\"\xd8\x02\n\x10TranscodeOptions\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07\x62itrate\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0e\n\x06preset\x18\x04 \x01(\t\x12\x0b\n\x03\x66ps\x18\x05 \x01(\t\x12\x14\n\x0cpixel_format\x18\x06 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x07 \x01(\t\x12\x15\n\raudio_bitrate\x18\x08 \x01(\t\x12\x14\n\x0cremove_audio\x18\t \x01(\x08\x12;\n\x08hardware\x18\n \x01(\x0e\x32).sparc.video.v1.TranscodeOptions.Hardware\"^\n\x08Hardware\x12\x18\n\x14HARDWARE_UNSPECIFIED\x10\x00\x12\x11\n\rHARDWARE_AUTO\x10\x01\x12\x11\n\rHARDWARE_NONE\x10\x02\x12\x12\n\x0eHARDWARE_NVENC\x10\x03\"\xfb\x01\n\x10ThumbnailOptions\x12\x12\n\ntimestamps\x18\x01 \x03(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\'.sparc.video.v1.ThumbnailOptions.Format\x12\x38\n\x0csprite_sheet\x18\x04 \x01(\x0b\x32\".sparc.video.v1.SpriteSheetOptions\"R\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46ORMAT_JPEG\x10\x01\x12\x0e\n\nFORMAT_PNG\x10\x02\x12\x0f\n\x0b\x46ORMAT_WEBP\x10\x03\":\n\x12SpriteSheetOptions\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x0f\n\x07\x63olumns\x18\x02 \x01(\x05\"\x80\x02\n\x0e\x43onvertOptions\x12;\n\tcontainer\x18\x01 \x01(\x0e\x32(.sparc.video.v1.ConvertOptions.Container\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x03 \x01(\t\"\x86\x01\n\tContainer\x12\x19\n\x15\x43ONTAINER_UNSPECIFIED\x10\x00\x12\x11\n\rCONTAINER_MP4\x10\x01\x12\x11\n\rCONTAINER_MOV\x10\x02\x12\x11\n\rCONTAINER_AVI\x10\x03\x12\x11\n\rCONTAINER_MKV\x10\x04\x12\x12\n\x0e\x43ONTAINER_WEBM\x10\x05\"\xff\x01\n\x0f\x43ompressOptions\x12\x38\n\x07quality\x18\x01 \x01(\x0e\x32\'.sparc.video.v1.CompressOptions.Quality\x12\x10\n\x03\x63rf\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bmax_bitrate\x18\x03 \x01(\t\x12\x13\n\x0b\x62uffer_size\x18\x04 \x01(\t\x12\x13\n\x0btarget_size\x18\x05 \x01(\t\"Y\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bQUALITY_LOW\x10\x01\x12\x12\n\x0eQUALITY_MEDIUM\x10\x02\x12\x10\n\x0cQUALITY_HIGH\x10\x03\x42\x06\n\x04_crf\"\xaf\x03\n\x10WatermarkOptions\x12\x1a\n\x10image_object_key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12;\n\x08position\x18\x03 \x01(\x0e\x32).sparc.video.v1.WatermarkOptions.Position\x12\x13\n\x06margin\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08offset_x\x18\x05 \x01(\x05\x12\x10\n\x08offset_y\x18\x06 \x01(\x05\x12\x14\n\x07opacity\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05scale\x18\x08 \x01(\x01\x12\x12\n\ntext_color\x18\t \x01(\t\"\x9d\x01\n\x08Position\x12\x18\n\x14POSITION_UNSPECIFIED\x10\x00\x12\x15\n\x11POSITION_TOP_LEFT\x10\x01\x12\x16\n\x12POSITION_TOP_RIGHT\x10\x02\x12\x18\n\x14POSITION_BOTTOM_LEFT\x10\x03\x12\x19\n\x15POSITION_BOTTOM_RIGHT\x10\x04\x12\x13\n\x0fPOSITION_CENTER\x10\x05\x42\t\n\x07\x63ontentB\t\n\x07_marginB\n\n\x08_opacity\"\xa8\x01\n\x0bTrimOptions\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\t\x12.\n\x04mode\x18\x04 \x01(\x0e\x32 .sparc.video.v1.TrimOptions.Mode\";\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_EXACT\x10\x01\x12\r\n\tMODE_FAST\x10\x02\"\xd9\x01\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x19\n\x11\x63urrent_operation\x18\x02 \x01(\t\x12\x17\n\x0foperation_index\x18\x03 \x01(\x05\x12\x17\n\x0foperation_count\x18\x04 \x01(\x05\x12+\n\x08timemark\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\r\n\x05speed\x18\x07 \x01(\x01\x12&\n\x03\x65ta\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x04\n\x06Output\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.sparc.video.v1.Output.Kind\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0foperation_index\x18\t \x01(\x05\x12,\n\ttimestamp\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bvideo_codec\x18\x0b \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x0c \x01(\t\x12\x36\n\x13\x66irst_keyframe_time\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0csprite_sheet\x18\x0e \x01(\x0b\x32\x1b.sparc.video.v1.SpriteSheet\x12\x15\n\rvideo_encoder\x18\x0f \x01(\t\"W\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_VIDEO\x10\x01\x12\x12\n\x0eKIND_THUMBNAIL\x10\x02\x12\x15\n\x11KIND_SPRITE_SHEET\x10\x03\"\x84\x01\n\x0bSpriteSheet\x12\x0f\n\x07\x63olumns\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\x12\x12\n\ntile_width\x18\x03 \x01(\x05\x12\x13\n\x0btile_height\x18\x04 \x01(\x05\x12-\n\ntile_times\x18\x05 \x03(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,45 +35,47 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparc.video.v1.export_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPORT']._serialized_start=138
-  _globals['_EXPORT']._serialized_end=852
-  _globals['_EXPORT_STATE']._serialized_start=705
-  _globals['_EXPORT_STATE']._serialized_end=852
-  _globals['_EXPORTSOURCE']._serialized_start=854
-  _globals['_EXPORTSOURCE']._serialized_end=900
-  _globals['_OPERATION']._serialized_start=903
-  _globals['_OPERATION']._serialized_end=1241
-  _globals['_TRANSCODEOPTIONS']._serialized_start=1244
-  _globals['_TRANSCODEOPTIONS']._serialized_end=1588
-  _globals['_TRANSCODEOPTIONS_HARDWARE']._serialized_start=1494
-  _globals['_TRANSCODEOPTIONS_HARDWARE']._serialized_end=1588
-  _globals['_THUMBNAILOPTIONS']._serialized_start=1591
-  _globals['_THUMBNAILOPTIONS']._serialized_end=1842
-  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_start=1760
-  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_end=1842
-  _globals['_SPRITESHEETOPTIONS']._serialized_start=1844
-  _globals['_SPRITESHEETOPTIONS']._serialized_end=1902
-  _globals['_CONVERTOPTIONS']._serialized_start=1905
-  _globals['_CONVERTOPTIONS']._serialized_end=2161
-  _globals['_CONVERTOPTIONS_CONTAINER']._serialized_start=2027
-  _globals['_CONVERTOPTIONS_CONTAINER']._serialized_end=2161
-  _globals['_COMPRESSOPTIONS']._serialized_start=2164
-  _globals['_COMPRESSOPTIONS']._serialized_end=2419
-  _globals['_COMPRESSOPTIONS_QUALITY']._serialized_start=2322
-  _globals['_COMPRESSOPTIONS_QUALITY']._serialized_end=2411
-  _globals['_WATERMARKOPTIONS']._serialized_start=2422
-  _globals['_WATERMARKOPTIONS']._serialized_end=2853
-  _globals['_WATERMARKOPTIONS_POSITION']._serialized_start=2662
-  _globals['_WATERMARKOPTIONS_POSITION']._serialized_end=2819
-  _globals['_TRIMOPTIONS']._serialized_start=2856
-  _globals['_TRIMOPTIONS']._serialized_end=3024
-  _globals['_TRIMOPTIONS_MODE']._serialized_start=2965
-  _globals['_TRIMOPTIONS_MODE']._serialized_end=3024
-  _globals['_PROGRESS']._serialized_start=3027
-  _globals['_PROGRESS']._serialized_end=3244
-  _globals['_OUTPUT']._serialized_start=3247
-  _globals['_OUTPUT']._serialized_end=3785
-  _globals['_OUTPUT_KIND']._serialized_start=3698
-  _globals['_OUTPUT_KIND']._serialized_end=3785
-  _globals['_SPRITESHEET']._serialized_start=3788
-  _globals['_SPRITESHEET']._serialized_end=3920
+  _globals['_EXPORT']._serialized_end=987
+  _globals['_EXPORT_STATE']._serialized_start=756
+  _globals['_EXPORT_STATE']._serialized_end=903
+  _globals['_EXPORT_PRIORITY']._serialized_start=905
+  _globals['_EXPORT_PRIORITY']._serialized_end=987
+  _globals['_EXPORTSOURCE']._serialized_start=989
+  _globals['_EXPORTSOURCE']._serialized_end=1035
+  _globals['_OPERATION']._serialized_start=1038
+  _globals['_OPERATION']._serialized_end=1376
+  _globals['_TRANSCODEOPTIONS']._serialized_start=1379
+  _globals['_TRANSCODEOPTIONS']._serialized_end=1723
+  _globals['_TRANSCODEOPTIONS_HARDWARE']._serialized_start=1629
+  _globals['_TRANSCODEOPTIONS_HARDWARE']._serialized_end=1723
+  _globals['_THUMBNAILOPTIONS']._serialized_start=1726
+  _globals['_THUMBNAILOPTIONS']._serialized_end=1977
+  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_start=1895
+  _globals['_THUMBNAILOPTIONS_FORMAT']._serialized_end=1977
+  _globals['_SPRITESHEETOPTIONS']._serialized_start=1979
+  _globals['_SPRITESHEETOPTIONS']._serialized_end=2037
+  _globals['_CONVERTOPTIONS']._serialized_start=2040
+  _globals['_CONVERTOPTIONS']._serialized_end=2296
+  _globals['_CONVERTOPTIONS_CONTAINER']._serialized_start=2162
+  _globals['_CONVERTOPTIONS_CONTAINER']._serialized_end=2296
+  _globals['_COMPRESSOPTIONS']._serialized_start=2299
+  _globals['_COMPRESSOPTIONS']._serialized_end=2554
+  _globals['_COMPRESSOPTIONS_QUALITY']._serialized_start=2457
+  _globals['_COMPRESSOPTIONS_QUALITY']._serialized_end=2546
+  _globals['_WATERMARKOPTIONS']._serialized_start=2557
+  _globals['_WATERMARKOPTIONS']._serialized_end=2988
+  _globals['_WATERMARKOPTIONS_POSITION']._serialized_start=2797
+  _globals['_WATERMARKOPTIONS_POSITION']._serialized_end=2954
+  _globals['_TRIMOPTIONS']._serialized_start=2991
+  _globals['_TRIMOPTIONS']._serialized_end=3159
+  _globals['_TRIMOPTIONS_MODE']._serialized_start=3100
+  _globals['_TRIMOPTIONS_MODE']._serialized_end=3159
+  _globals['_PROGRESS']._serialized_start=3162
+  _globals['_PROGRESS']._serialized_end=3379
+  _globals['_OUTPUT']._serialized_start=3382
+  _globals['_OUTPUT']._serialized_end=3920
+  _globals['_OUTPUT_KIND']._serialized_start=3833
+  _globals['_OUTPUT_KIND']._serialized_end=3920
+  _globals['_SPRITESHEET']._serialized_start=3923
+  _globals['_SPRITESHEET']._serialized_end=4055
 # @@protoc_insertion_point(module_scope)

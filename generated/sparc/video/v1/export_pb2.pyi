@@ -69,6 +69,33 @@ class Export(_message.Message):
     STATE_CANCELLED: Export.State.ValueType  # 6
     """Cancelled by CancelExport. Terminal."""
 
+    class _Priority:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Export._Priority.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PRIORITY_UNSPECIFIED: Export._Priority.ValueType  # 0
+        """As PRIORITY_INTERACTIVE."""
+        PRIORITY_INTERACTIVE: Export._Priority.ValueType  # 1
+        """Someone is waiting for it: it starts ahead of batch exports queued in the hour before it."""
+        PRIORITY_BATCH: Export._Priority.ValueType  # 2
+        """Bulk work: runs after interactive exports, but never waits more than an hour behind an
+        interactive export queued after it.
+        """
+
+    class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+        """How soon the export should start relative to other queued exports."""
+
+    PRIORITY_UNSPECIFIED: Export.Priority.ValueType  # 0
+    """As PRIORITY_INTERACTIVE."""
+    PRIORITY_INTERACTIVE: Export.Priority.ValueType  # 1
+    """Someone is waiting for it: it starts ahead of batch exports queued in the hour before it."""
+    PRIORITY_BATCH: Export.Priority.ValueType  # 2
+    """Bulk work: runs after interactive exports, but never waits more than an hour behind an
+    interactive export queued after it.
+    """
+
     NAME_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     OPERATIONS_FIELD_NUMBER: _builtins.int
@@ -83,6 +110,7 @@ class Export(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `exports/{export}`. Output only."""
     state: Global___Export.State.ValueType
@@ -94,6 +122,8 @@ class Export(_message.Message):
     """
     request_id: _builtins.str
     """The request_id the export was created with, if any. Output only."""
+    priority: Global___Export.Priority.ValueType
+    """Set by CreateExport; unspecified means interactive. Returned as the priority used."""
     @_builtins.property
     def source(self) -> Global___ExportSource:
         """Where the video comes from."""
@@ -155,10 +185,11 @@ class Export(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: Global___Export.Priority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "progress", b"progress", "request_id", b"request_id", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
