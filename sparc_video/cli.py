@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparc_video.cli_client import add_client_commands, run_client_command
+from sparc_video.event_loop import install_uvloop
 from sparc_video.settings import ENVIRONMENT_HELP, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"sparc-video: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker", "dev"):
+        install_uvloop()
     try:
         if args.command == "serve":
             from sparc_video.server import serve

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # A new subscription interrupts the read; the block only bounds a lost CLIENT UNBLOCK race.
 _BLOCK_MS = 1000
 _READ_COUNT = 500
+_CONTROL_CONNECTIONS = 2
 
 
 class Mailbox:
@@ -78,8 +79,21 @@ class EventHub:
     """Owns one Redis connection for blocking reads; start() before use, aclose() at shutdown."""
 
     def __init__(self, redis_url: str, keys: Keys) -> None:
-        self._reader = aioredis.Redis.from_url(redis_url, single_connection_client=True)
-        self._control = aioredis.Redis.from_url(redis_url)
+        # Named, so `CLIENT LIST` shows what the hub holds: one blocked reader, and a small
+        # bounded pool for CLIENT UNBLOCK and new subscribers' catch-up reads, which wait for a
+        # free connection rather than open one per subscriber when thousands arrive at once.
+        self.client_name = f"{keys.prefix}:event-hub"
+        self._reader = aioredis.Redis.from_url(
+            redis_url, single_connection_client=True, client_name=self.client_name
+        )
+        self._control = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=_CONTROL_CONNECTIONS,
+                timeout=None,
+                client_name=self.client_name,
+            )
+        )
         self._keys = keys
         self._streams: dict[str, _Stream] = {}
         self._task: asyncio.Task[None] | None = None
@@ -109,6 +123,8 @@ class EventHub:
                 await self._task
         await self._reader.aclose()
         await self._control.aclose()
+        # A pool handed to a client is not the client's to close.
+        await self._control.connection_pool.disconnect()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, export_id: str, after_id: str) -> AsyncIterator[Mailbox]:

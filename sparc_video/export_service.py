@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video import proto_mapping, validation
 from sparc_video.errors import FieldViolation, InvalidArgument
-from sparc_video.exports import SNAPSHOT, Exports
+from sparc_video.exports import SNAPSHOT, Exports, WatchMessage
 from sparc_video.models import ExportState
 from sparc_video.records import EventKind, parse_event_id
 from sparc_video.rpc_status import translate_errors
@@ -22,6 +23,8 @@ WatchResponse = export_service_pb2.WatchExportResponse
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _FILTER_RE = re.compile(r'^\s*state\s*=\s*"?(?:STATE_)?([A-Za-z]+)"?\s*$')
+# Recent events' responses; a few per export being watched is plenty (see _watch_response).
+_WATCH_RESPONSES_KEPT = 4096
 _EVENT_KINDS = {
     SNAPSHOT: WatchResponse.EVENT_KIND_SNAPSHOT,
     EventKind.STATE_CHANGED: WatchResponse.EVENT_KIND_STATE_CHANGED,
@@ -32,6 +35,7 @@ _EVENT_KINDS = {
 class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     def __init__(self, exports: Exports) -> None:
         self._exports = exports
+        self._responses: OrderedDict[tuple[str, str, str], WatchResponse] = OrderedDict()
 
     @translate_errors
     async def CreateExport(
@@ -88,12 +92,28 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         export_id = validation.parse_export_name(request.name)
         after = parse_event_id(request.after_event_id) if request.after_event_id else ""
         async for message in self._exports.watch(export_id, after):
-            yield WatchResponse(
+            yield self._watch_response(export_id, message)
+
+    def _watch_response(self, export_id: str, message: WatchMessage) -> WatchResponse:
+        """The response for one event, built once however many clients watch the export.
+
+        An event id names one version of the record, and a snapshot is the record as of the
+        event id it carries, so equal keys always mean equal responses. Converting the record
+        cost more than the rest of fanning an event out to a hundred watchers together.
+        """
+        key = (export_id, message.event_id, message.kind)
+        response = self._responses.get(key)
+        if response is None:
+            response = WatchResponse(
                 export=proto_mapping.export_to_proto(message.record),
                 event_id=message.event_id,
                 kind=_EVENT_KINDS[message.kind],
                 event_time=proto_mapping.timestamp(message.time),
             )
+            self._responses[key] = response
+            if len(self._responses) > _WATCH_RESPONSES_KEPT:
+                self._responses.popitem(last=False)
+        return response
 
     @translate_errors
     async def GetExportDownloadUrl(

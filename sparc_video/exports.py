@@ -16,6 +16,7 @@ from sparc_video.models import ExportRecord, ExportState, Operation, Priority, W
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
 from sparc_video.settings import Settings
+from sparc_video.stat_cache import StatCache
 from sparc_video.storage import Storage
 
 MAX_DOWNLOAD_TTL_S = 7 * 24 * 3600
@@ -62,6 +63,7 @@ class Exports:
         self._store = store
         self._queue = queue
         self._storage = storage
+        self._sources = StatCache(storage)
         self._hub = hub
 
     async def create(
@@ -77,7 +79,7 @@ class Exports:
             if existing_id is not None:
                 return await self._store.get(existing_id)
         try:
-            info = await self._storage.stat(source_key)
+            info = await self._sources.stat(source_key)
         except ObjectNotFound as exc:
             raise ObjectNotFound(source_key, what="source video") from exc
         if info.size_bytes > self._settings.max_upload_size:

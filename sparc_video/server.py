@@ -44,6 +44,11 @@ class Server:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # Calls the event loop has not taken up yet. gRPC's defaults (1,000, hard 3,000)
+                # cancel calls of a burst such as thousands of watchers reconnecting after a
+                # deploy; each waiting call costs a few hundred bytes.
+                ("grpc.server.max_pending_requests", 20_000),
+                ("grpc.server.max_pending_requests_hard_limit", 40_000),
             ]
         )
         self._health_servicer = HealthServicer()
