@@ -100,6 +100,8 @@ class Settings:
     job_max_tries: int = 3
     retry_initial_delay_s: float = 5.0
     retry_multiplier: float = 2.0
+    # Whether an attempt stopped by VIDEO_PROCESSING_TIMEOUT is retried like a transient error.
+    retry_timeouts: bool = False
     # A running attempt renews its lease; a worker silent for this long is taken as lost and
     # its export handed to another worker.
     lease_ttl_s: float = 15.0
@@ -217,6 +219,12 @@ class Settings:
         integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
         number("VIDEO_RETRY_INITIAL_DELAY", "retry_initial_delay_s", 0.0, 3600.0)
         number("VIDEO_RETRY_MULTIPLIER", "retry_multiplier", 1.0, 10.0)
+        flag = env.get("VIDEO_RETRY_TIMEOUTS", "").strip().lower()
+        if flag:
+            if flag not in {"1", "true", "yes", "0", "false", "no"}:
+                problems.append(f"VIDEO_RETRY_TIMEOUTS={flag!r} must be true or false")
+            else:
+                values["retry_timeouts"] = flag in {"1", "true", "yes"}
         number("VIDEO_LEASE_TTL", "lease_ttl_s", 1.0, 3600.0)
         number("VIDEO_RECONCILE_INTERVAL", "reconcile_interval_s", 0.1, 3600.0)
         integer("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace_s", 0, 3600)
@@ -269,6 +277,7 @@ environment:
   DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
   VIDEO_JOB_MAX_TRIES       attempts for transient failures (default 3)
   VIDEO_RETRY_INITIAL_DELAY, VIDEO_RETRY_MULTIPLIER   retry backoff (default 5 s, x2)
+  VIDEO_RETRY_TIMEOUTS      retry attempts stopped by the processing timeout (default false)
   VIDEO_LEASE_TTL           seconds before a silent worker's export moves on (default 15)
   VIDEO_RECONCILE_INTERVAL  seconds between checks for lost jobs (default 10)
   WORKER_SHUTDOWN_GRACE     seconds a stopping worker lets jobs finish (default 25)

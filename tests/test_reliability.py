@@ -546,3 +546,71 @@ async def test_media_crash_is_retried_once_then_permanent(
         # The worker survived both crashes and serves the next export.
         ok = await service.exports.CreateExport(create_request("in/long.mp4", thumbnail("1")))
         await wait_for(service, ok.name, lambda e: e.state == State.STATE_SUCCEEDED)
+
+
+async def test_timeouts_are_retried_only_when_configured(
+    service_settings: Callable[..., Settings], long_clip: Path
+) -> None:
+    settings = service_settings(processing_timeout_ms=1000, retry_timeouts=True, **FAST_RECOVERY)
+    async with start_service(settings) as service:
+        await service.app.storage.upload_file(long_clip, "in/long.mp4", "video/mp4")
+        created = await service.exports.CreateExport(
+            create_request("in/long.mp4", slow_transcode())
+        )
+        messages = await watch_to_end(service, created.name)
+    states = [m.export.state for m in messages]
+    assert states.count(State.STATE_RETRYING) == settings.job_max_tries - 1
+    final = messages[-1].export
+    assert final.state == State.STATE_FAILED and final.attempt == settings.job_max_tries
+    assert "VIDEO_PROCESSING_TIMEOUT" in final.error.message
+
+
+async def test_cancel_of_a_retrying_export_takes_its_job_off_the_queue(
+    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str
+) -> None:
+    good = service_settings(
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        **{**FAST_RECOVERY, "retry_initial_delay_s": 30.0},
+    )
+    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    async with start_service(good, worker=False) as service:
+        await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
+        async with start_service(elsewhere(unreachable)):
+            await wait_for(service, created.name, lambda e: e.state == State.STATE_RETRYING)
+            cancelled = await service.exports.CancelExport(
+                export_service_pb2.CancelExportRequest(name=created.name)
+            )
+        assert cancelled.state == State.STATE_CANCELLED
+        assert not await service.app.queue.is_queued(created.name.split("/")[1])
+
+
+async def test_worker_sigterm_lets_a_running_job_finish_within_the_grace_period(
+    service_settings: Callable[..., Settings],
+    worker_processes: Callable[[Settings], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    settings = service_settings(worker_concurrency=1, worker_shutdown_grace_s=60)
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, width=640, height=360, duration_s=6.0, audio=False)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.upload_file(clip, "in/a.mp4", "video/mp4")
+        worker = worker_processes(settings)
+        created = await service.exports.CreateExport(
+            create_request("in/a.mp4", transcode(preset="medium", resolution="640x360"))
+        )
+        await wait_for(
+            service, created.name, lambda e: e.state == State.STATE_RUNNING, timeout_s=60
+        )
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.proc is not None
+        code = await asyncio.to_thread(worker.proc.wait, 90)
+        final = await service.exports.GetExport(
+            export_service_pb2.GetExportRequest(name=created.name)
+        )
+    assert final.state == State.STATE_SUCCEEDED, final
+    assert final.attempt == 1
+    assert code == 0

@@ -35,6 +35,7 @@ from sparc_video.errors import (
     ObjectNotFound,
     PermanentProcessingError,
     ProcessingError,
+    ProcessingTimeout,
     SparcVideoError,
     TransientProcessingError,
     Unavailable,
@@ -117,6 +118,11 @@ class ExportJob:
             return await self._stopped(exc)
         except (TransientProcessingError, Unavailable, OSError) as exc:
             return await self._retry_or_fail(exc)
+        except ProcessingTimeout as exc:
+            # A video that took too long will usually take too long again: retry only on request.
+            if self.worker.settings.retry_timeouts:
+                return await self._retry_or_fail(exc)
+            return await self._fail(exc)
         except ProcessingError as exc:
             return await self._fail(exc)
         finally:
