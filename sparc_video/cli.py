@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sparc_video.cli_client import add_client_commands, run_client_command
+from sparc_video.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
 from sparc_video.event_loop import install_uvloop
 from sparc_video.settings import ENVIRONMENT_HELP, Settings, SettingsError
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command in ("export", "queue"):
+    if args.command in CLIENT_COMMANDS:
         # A client needs none of the server's settings (nor must a bad one stop it).
         return run_client_command(args)
     # Server-side modules are imported only here: client commands start faster without them.

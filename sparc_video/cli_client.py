@@ -1,4 +1,5 @@
-"""Client commands of `sparc-video`: `export create|get|list|cancel|watch|download`, `queue stats`.
+"""Client commands of `sparc-video`: `export create|get|list|cancel|watch|download`, `queue stats`
+(and `camera ...`, `recording ...` from `cli_cameras`).
 
 They talk to a running server over gRPC through `sparc_video.client` and need none of the
 server's settings. Results go to stdout (text, or JSON with `--output json`); progress and
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, json_format
@@ -26,6 +27,7 @@ from sparc_video.client import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT_S,
     AsyncExportClient,
+    ChannelClient,
     DownloadedFile,
     DownloadError,
     ServiceError,
@@ -90,6 +92,9 @@ OPERATION_KINDS = tuple(OPERATION_FIELDS)
 # Shorter names people expect for some fields: `--thumbnail at=50%`.
 KEY_ALIASES = {"thumbnail": {"at": "timestamps"}}
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The top-level commands that are clients of a server (main() runs them without settings).
+CLIENT_COMMANDS = ("export", "queue", "camera", "recording")
+_Client = TypeVar("_Client", bound=ChannelClient)
 
 
 class UsageError(Exception):
@@ -189,9 +194,34 @@ def _watch_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def client_leaf(
+    group: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+    name: str,
+    text: str,
+    handler: Callable[[argparse.Namespace, _Client], Coroutine[Any, Any, int]],
+    client_type: type[_Client],
+) -> argparse.ArgumentParser:
+    """A client command: connection options, `--output`, and the handler `_run` calls with a
+    connected `client_type`."""
+    parser: argparse.ArgumentParser = group.add_parser(
+        name,
+        help=text,
+        description=text,
+        parents=[common],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler, parser=parser, client_type=client_type)
+    return parser
+
+
 def add_client_commands(
     commands: argparse._SubParsersAction,  # type: ignore[type-arg]
 ) -> None:
+    # Imported here: cli_cameras builds on this module.
+    from sparc_video.cli_cameras import add_camera_commands
+
     common = _connection_options()
     formatter = argparse.RawDescriptionHelpFormatter
 
@@ -201,16 +231,7 @@ def add_client_commands(
         text: str,
         handler: Callable[[argparse.Namespace, AsyncExportClient], Coroutine[Any, Any, int]],
     ) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = group.add_parser(
-            name,
-            help=text,
-            description=text,
-            parents=[common],
-            epilog=EPILOG,
-            formatter_class=formatter,
-        )
-        parser.set_defaults(handler=handler, parser=parser)
-        return parser
+        return client_leaf(group, common, name, text, handler, AsyncExportClient)
 
     export = commands.add_parser(
         "export",
@@ -305,6 +326,7 @@ def add_client_commands(
     )
     queue_commands = queue.add_subparsers(dest="queue_command", required=True)
     leaf(queue_commands, "stats", "exports by state, live workers, oldest queued age", _stats)
+    add_camera_commands(commands, common)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +363,7 @@ async def _run(args: argparse.Namespace) -> int:
             return EXIT_DOWNLOAD
 
 
-def _open_client(args: argparse.Namespace) -> AsyncExportClient:
+def _open_client(args: argparse.Namespace) -> ChannelClient:
     token = os.environ.get("SPARC_VIDEO_TOKEN") or None
     if args.token_file is not None:
         token = args.token_file.read_text().strip()
@@ -349,7 +371,8 @@ def _open_client(args: argparse.Namespace) -> AsyncExportClient:
     def pem(path: Path | None) -> bytes | None:
         return path.read_bytes() if path is not None else None
 
-    return AsyncExportClient(
+    client_type: type[ChannelClient] = args.client_type
+    return client_type(
         args.target,
         tls=args.tls,
         ca_cert=pem(args.ca_cert),

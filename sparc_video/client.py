@@ -81,10 +81,18 @@ RETRIED_METHODS = (
     "GetExportDownloadUrl",
     "CreateExport",
 )
+CAMERA_SERVICE_NAME = "sparc.video.v1.CameraService"
+# Reads only: a retried CreateCamera would answer ALREADY_EXISTS for a camera the first attempt
+# made, a retried delete NOT_FOUND for one it deleted.
+CAMERA_RETRIED_METHODS = ("GetCamera", "ListCameras", "GetRecording", "ListRecordings")
 SERVICE_CONFIG: dict[str, Any] = {
     "methodConfig": [
         {
-            "name": [{"service": SERVICE_NAME, "method": method} for method in RETRIED_METHODS],
+            "name": [{"service": SERVICE_NAME, "method": method} for method in RETRIED_METHODS]
+            + [
+                {"service": CAMERA_SERVICE_NAME, "method": method}
+                for method in CAMERA_RETRIED_METHODS
+            ],
             "retryPolicy": _RETRY_POLICY,
         }
     ],
@@ -370,8 +378,9 @@ def open_channel(
     return grpc.aio.secure_channel(target, credentials, options=channel_options)
 
 
-class AsyncExportClient:
-    """Typed async client of ExportService. Use as `async with`, or call `close()`."""
+class ChannelClient:
+    """What every client of this service shares: the channel (TLS, token, service config),
+    the default deadline, and `async with`. Subclasses add their stubs on `self._channel`."""
 
     def __init__(
         self,
@@ -403,7 +412,10 @@ class AsyncExportClient:
             server_name=server_name,
             options=channel_options,
         )
-        self._stub = export_service_pb2_grpc.ExportServiceStub(self._channel)
+        self._open_stubs(self._channel)
+
+    def _open_stubs(self, channel: grpc.aio.Channel) -> None:
+        """Where a subclass makes the stubs of its services on the shared channel."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -421,6 +433,13 @@ class AsyncExportClient:
 
     def _deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
+
+
+class AsyncExportClient(ChannelClient):
+    """Typed async client of ExportService. Use as `async with`, or call `close()`."""
+
+    def _open_stubs(self, channel: grpc.aio.Channel) -> None:
+        self._stub = export_service_pb2_grpc.ExportServiceStub(channel)
 
     async def create_export(
         self,

@@ -322,14 +322,15 @@ def test_operation_flags_follow_the_proto() -> None:
 def test_readme_cli_examples_parse() -> None:
     section = re.search(r"^## Command-line client\n(.*?)(?=^## )", README, re.M | re.S)
     assert section
-    (block,) = re.findall(r"```sh\n(.*?)```", section[1], re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", section[1], re.S)
     commands = []
-    for line in block.replace("\\\n", " ").splitlines():
+    for line in "".join(blocks).replace("\\\n", " ").splitlines():
         line = line.split(" # ")[0].strip()
         match = re.search(r"(?:^|\$\()sparc-video (.*?)\)?$", line)
         if match:
             commands.append(shlex.split(match[1]))
     assert len(commands) >= 8
+    assert {tuple(argv[:2]) for argv in commands} >= {("camera", "create"), ("recording", "list")}
     for argv in commands:
         args = cli.build_parser().parse_args(argv)
         if argv[:2] == ["export", "create"]:

@@ -1,0 +1,239 @@
+"""Python client of `sparc.video.v1.CameraService`: cameras and their recordings.
+
+```python
+async with AsyncCameraClient("localhost:50051") as client:
+    camera = await client.create_camera(
+        Camera(display_name="Gate 7", stream_url="rtsp://gate7/stream"), camera_id="gate-7"
+    )
+    recording = await client.create_recording(camera.name, "nvr/gate-7/0001.mp4", start_time)
+```
+
+It shares `ChannelClient`'s channel (TLS, bearer token, service config retries of the reads),
+default deadline and `ServiceError` mapping with `AsyncExportClient`. Camera credentials are
+write-only: the server never returns them (`has_credentials` says whether some are stored).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
+
+from sparc_video.client import ChannelClient, _call, _duration
+
+Camera = camera_pb2.Camera
+CameraCredentials = camera_pb2.CameraCredentials
+Recording = camera_pb2.Recording
+
+
+def camera_name(name_or_id: str) -> str:
+    """`cameras/{id}` from either that name or the bare id."""
+    return name_or_id if "/" in name_or_id else f"cameras/{name_or_id}"
+
+
+def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
+    if value.tzinfo is None:
+        raise ValueError("a time needs a timezone (e.g. 2026-11-24T08:00:00Z)")
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+class AsyncCameraClient(ChannelClient):
+    """Typed async client of CameraService. Use as `async with`, or call `close()`.
+
+    Every call takes `timeout` (seconds; the client's default when None)."""
+
+    def _open_stubs(self, channel: grpc.aio.Channel) -> None:
+        self._stub = camera_service_pb2_grpc.CameraServiceStub(channel)
+
+    # -- cameras ------------------------------------------------------------------------------
+
+    async def create_camera(
+        self, camera: Camera, *, camera_id: str = "", timeout: float | None = None
+    ) -> Camera:
+        """Register a camera; `camera_id` names it `cameras/{camera_id}` (server's choice when
+        empty)."""
+        request = camera_service_pb2.CreateCameraRequest(camera=camera, camera_id=camera_id)
+        return await _call(self._stub.CreateCamera(request, timeout=self._deadline(timeout)))
+
+    async def get_camera(self, name: str, *, timeout: float | None = None) -> Camera:
+        request = camera_service_pb2.GetCameraRequest(name=camera_name(name))
+        return await _call(self._stub.GetCamera(request, timeout=self._deadline(timeout)))
+
+    async def list_cameras(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        filter: str = "",
+        timeout: float | None = None,
+    ) -> camera_service_pb2.ListCamerasResponse:
+        """One page; `filter` e.g. `site = "hq" AND labels.zone = "north"`."""
+        request = camera_service_pb2.ListCamerasRequest(
+            page_size=page_size, page_token=page_token, filter=filter
+        )
+        return await _call(self._stub.ListCameras(request, timeout=self._deadline(timeout)))
+
+    async def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
+        """Every camera (matching the filter), following page tokens."""
+        token = ""
+        while True:
+            page = await self.list_cameras(page_size=page_size, page_token=token, filter=filter)
+            for camera in page.cameras:
+                yield camera
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def update_camera(
+        self, camera: Camera, update_mask: Sequence[str], *, timeout: float | None = None
+    ) -> Camera:
+        """Change the fields named in `update_mask` (`display_name`, `labels`, `credentials`,
+        ...) to their values in `camera`; a named field left unset is cleared."""
+        request = camera_service_pb2.UpdateCameraRequest(
+            camera=camera, update_mask=field_mask_pb2.FieldMask(paths=list(update_mask))
+        )
+        return await _call(self._stub.UpdateCamera(request, timeout=self._deadline(timeout)))
+
+    async def delete_camera(
+        self, name: str, *, force: bool = False, timeout: float | None = None
+    ) -> None:
+        """FailedPreconditionError while it has recordings, unless `force` (deletes them)."""
+        request = camera_service_pb2.DeleteCameraRequest(name=camera_name(name), force=force)
+        await _call(self._stub.DeleteCamera(request, timeout=self._deadline(timeout)))
+
+    async def probe_camera(
+        self,
+        name: str,
+        *,
+        probe_timeout: float | datetime.timedelta | None = None,
+        timeout: float | None = None,
+    ) -> camera_service_pb2.ProbeCameraResponse:
+        """Connect to the stream now. An unreachable camera is an answer (`reachable` false,
+        `error` set), not an exception. `probe_timeout` bounds the probe on the server."""
+        request = camera_service_pb2.ProbeCameraRequest(name=camera_name(name))
+        if probe_timeout is not None:
+            request.timeout.CopyFrom(_duration(probe_timeout))
+        return await _call(self._stub.ProbeCamera(request, timeout=self._deadline(timeout)))
+
+    async def capture_snapshot(
+        self,
+        name: str,
+        *,
+        capture_timeout: float | datetime.timedelta | None = None,
+        url_ttl: float | datetime.timedelta | None = None,
+        timeout: float | None = None,
+    ) -> camera_service_pb2.CaptureSnapshotResponse:
+        """Grab one frame from the stream into storage; an expiring URL to fetch it."""
+        request = camera_service_pb2.CaptureSnapshotRequest(name=camera_name(name))
+        if capture_timeout is not None:
+            request.timeout.CopyFrom(_duration(capture_timeout))
+        if url_ttl is not None:
+            request.url_ttl.CopyFrom(_duration(url_ttl))
+        return await _call(self._stub.CaptureSnapshot(request, timeout=self._deadline(timeout)))
+
+    # -- recordings ---------------------------------------------------------------------------
+
+    async def create_recording(
+        self,
+        camera: str,
+        object_key: str,
+        start_time: datetime.datetime,
+        *,
+        timeout: float | None = None,
+    ) -> Recording:
+        """Register the stored video `object_key`, whose first frame was captured at
+        `start_time` (timezone-aware), as a recording of `camera`; the server reads its
+        duration, codecs, size and SHA-256."""
+        request = camera_service_pb2.CreateRecordingRequest(
+            parent=camera_name(camera),
+            recording=Recording(object_key=object_key, start_time=_timestamp(start_time)),
+        )
+        return await _call(self._stub.CreateRecording(request, timeout=self._deadline(timeout)))
+
+    async def get_recording(self, name: str, *, timeout: float | None = None) -> Recording:
+        request = camera_service_pb2.GetRecordingRequest(name=name)
+        return await _call(self._stub.GetRecording(request, timeout=self._deadline(timeout)))
+
+    async def list_recordings(
+        self,
+        camera: str,
+        *,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> camera_service_pb2.ListRecordingsResponse:
+        """One page of `camera`'s recordings, optionally only those within the time range."""
+        request = camera_service_pb2.ListRecordingsRequest(
+            parent=camera_name(camera),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if start_time is not None:
+            request.start_time.CopyFrom(_timestamp(start_time))
+        if end_time is not None:
+            request.end_time.CopyFrom(_timestamp(end_time))
+        return await _call(self._stub.ListRecordings(request, timeout=self._deadline(timeout)))
+
+    async def iter_recordings(
+        self,
+        camera: str,
+        *,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[Recording]:
+        token = ""
+        while True:
+            page = await self.list_recordings(
+                camera,
+                start_time=start_time,
+                end_time=end_time,
+                page_size=page_size,
+                page_token=token,
+            )
+            for recording in page.recordings:
+                yield recording
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def delete_recording(self, name: str, *, timeout: float | None = None) -> None:
+        """Delete the recording and its stored object."""
+        request = camera_service_pb2.DeleteRecordingRequest(name=name)
+        await _call(self._stub.DeleteRecording(request, timeout=self._deadline(timeout)))
+
+    async def create_recording_upload_url(
+        self,
+        camera: str,
+        size_bytes: int,
+        *,
+        content_type: str = "",
+        ttl: float | datetime.timedelta | None = None,
+        timeout: float | None = None,
+    ) -> camera_service_pb2.CreateRecordingUploadUrlResponse:
+        """An expiring URL to PUT a recording of `size_bytes` to (with the returned headers);
+        register it afterwards with `create_recording(camera, response.object_key, ...)`."""
+        request = camera_service_pb2.CreateRecordingUploadUrlRequest(
+            parent=camera_name(camera), size_bytes=size_bytes, content_type=content_type
+        )
+        if ttl is not None:
+            request.ttl.CopyFrom(_duration(ttl))
+        return await _call(
+            self._stub.CreateRecordingUploadUrl(request, timeout=self._deadline(timeout))
+        )
+
+
+__all__ = [
+    "AsyncCameraClient",
+    "Camera",
+    "CameraCredentials",
+    "Recording",
+    "camera_name",
+]
