@@ -29,6 +29,7 @@ Every operation applies to the video produced by the operations before it. The r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -43,6 +44,15 @@ from sparc_video.models import (
     TrimOp,
     WatermarkOp,
 )
+
+# Sprite sheet tiles are this wide when no size is given.
+DEFAULT_TILE_WIDTH = 160
+
+
+def sprite_grid(frames: int, columns: int = 0) -> tuple[int, int]:
+    """(columns, rows) of a sprite sheet of `frames` tiles; columns 0: a square-ish grid."""
+    cols = min(frames, columns or max(1, math.ceil(math.sqrt(frames))))
+    return cols, -(-frames // cols)
 
 
 @dataclass(frozen=True)

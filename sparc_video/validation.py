@@ -6,7 +6,6 @@ Every problem is collected as a FieldViolation naming the field (AIP-193 style p
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from sparc_video.models import (
     WatermarkOp,
     WatermarkPosition,
 )
-from sparc_video.plan import check_plan
+from sparc_video.plan import DEFAULT_TILE_WIDTH, check_plan, sprite_grid
 from sparc_video.storage.base import validate_key
 
 _T = TypeVar("_T")
@@ -46,7 +45,6 @@ MIN_FPS, MAX_FPS = 1, 240
 MIN_AUDIO_BITRATE, MAX_AUDIO_BITRATE = 16_000, 512_000
 MIN_TARGET_SIZE, MAX_TARGET_SIZE = 10_000, 100_000_000_000
 DEFAULT_SPRITE_FRAMES = 16
-DEFAULT_TILE_WIDTH = 160
 
 _RESOLUTION_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|b)?\s*$")
@@ -403,15 +401,13 @@ def _thumbnail(
             count = DEFAULT_SPRITE_FRAMES
     width, height = size or (0, 0)
     if sprite and len(violations) == before:
-        frames = len(stamps) or count
-        cols = columns or sprite_columns(frames)
-        rows = -(-frames // cols)
+        cols, rows = sprite_grid(len(stamps) or count, columns)
         tile_w = width or (DEFAULT_TILE_WIDTH if not height else 0)
-        if tile_w * min(cols, frames) > MAX_DIMENSION or height * rows > MAX_DIMENSION:
+        if tile_w * cols > MAX_DIMENSION or height * rows > MAX_DIMENSION:
             violations.append(
                 FieldViolation(
                     f"{field}.size",
-                    f"a {min(cols, frames)}x{rows} grid of {options.size or tile_w} tiles "
+                    f"a {cols}x{rows} grid of {options.size or tile_w} tiles "
                     f"is larger than {MAX_DIMENSION} pixels; use smaller tiles or fewer frames",
                 )
             )
@@ -426,11 +422,6 @@ def _thumbnail(
         sprite_frame_count=count if sprite and not stamps else 0,
         sprite_columns=columns,
     )
-
-
-def sprite_columns(frames: int) -> int:
-    """Tiles per row of a square-ish sprite sheet."""
-    return max(1, math.ceil(math.sqrt(frames)))
 
 
 def _convert(

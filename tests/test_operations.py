@@ -511,6 +511,30 @@ def test_fast_trim_in_a_reencoding_plan_is_exact(clip: Path, tmp_path: Path) -> 
     assert indexes(result.video.path) == list(range(45, 75))
 
 
+@pytest.fixture(scope="module", params=["clip.ts", "clip.mkv"])
+def other_container(media: Path, request: pytest.FixtureRequest) -> Path:
+    """MPEG-TS (Annex B H.264, ADTS AAC, timestamp seeking, audio first) and Matroska."""
+    return make_clip(media / str(request.param), duration_s=2.0, gop=15)
+
+
+@pytest.mark.parametrize("container", ["mp4", "avi", "mkv"])
+def test_fast_trim_and_remux_from_other_containers(
+    other_container: Path, tmp_path: Path, container: str
+) -> None:
+    result = run(
+        other_container,
+        tmp_path,
+        TrimOp(start_s=0.6, end_s=1.5, mode="fast"),
+        ConvertOp(container=container),
+    )
+    video = result.video
+    assert video.video_encoder == ""
+    # The latest keyframe at or before the start (keyframes every 0.5 s), whatever the seek did.
+    assert video.first_keyframe_s == pytest.approx(0.5, abs=0.03)
+    first = 18 if container == "mp4" else 15  # edit list, or from the keyframe
+    assert indexes(video.path) == list(range(first, 45))
+
+
 def test_trims_compose(clip: Path, tmp_path: Path) -> None:
     video = run(clip, tmp_path, TrimOp(start_s=0.5), TrimOp(start_s=1.0, duration_s=0.5)).video
     assert indexes(video.path) == list(range(45, 60))

@@ -10,10 +10,15 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from sparc_video.errors import ObjectNotFound, PermanentProcessingError
 from sparc_video.models import Operation, WatermarkOp
-from sparc_video.storage import Storage
+
+if TYPE_CHECKING:
+    # Not at run time: the media child imports this module, and the storage backends bring
+    # boto and friends (tens of MB) that it never uses.
+    from sparc_video.storage import Storage
 
 
 def asset_keys(operations: Sequence[Operation]) -> list[str]:

@@ -15,8 +15,15 @@ from pathlib import Path
 from sparc_video import codecs
 from sparc_video.errors import MediaError
 from sparc_video.models import Operation, ThumbnailOp, Timestamp
-from sparc_video.plan import Plan, Scale, Segment, Step, ThumbnailPlan, VideoPlan
-from sparc_video.validation import DEFAULT_TILE_WIDTH, sprite_columns
+from sparc_video.plan import (
+    DEFAULT_TILE_WIDTH,
+    Plan,
+    Scale,
+    Segment,
+    Step,
+    ThumbnailPlan,
+    VideoPlan,
+)
 from workers.pipeline.encoders import (
     AudioEncoder,
     RateControl,
@@ -50,6 +57,8 @@ class ThumbnailPass:
     # Size of each image (or sprite sheet tile).
     image_size: tuple[int, int]
     segment_start_s: float
+    # The source's nominal frame duration.
+    frame_s: float
     operations: tuple[int, ...]
     label: str
     weight: float
@@ -218,6 +227,7 @@ def _thumbnail_pass(
         steps=tuple(steps),
         image_size=image_size,
         segment_start_s=segment.start_s,
+        frame_s=frame_s,
         operations=(thumbs.op_index,),
         label="thumbnail",
         weight=THUMBNAIL_WEIGHT_S * len(times),
@@ -243,9 +253,3 @@ def _label(operations: list[Operation], indexes: list[int]) -> str:
         if name not in names:
             names.append(name)
     return "+".join(names)
-
-
-def sprite_grid(frames: int, columns: int) -> tuple[int, int]:
-    """(columns, rows) of a sprite sheet."""
-    cols = min(frames, columns or sprite_columns(frames))
-    return cols, -(-frames // cols)

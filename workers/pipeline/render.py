@@ -158,6 +158,7 @@ class _Encode:
         self._frames = 0
         self._video_done = False
         self._oas: AudioStream | None = None
+        self._audio_mux = _AudioMuxer(out, p.container)
         self._audio_done = True
         self._audio_next_s = 0.0
         if self._audio is not None and isinstance(p.audio, AudioEncoder):
@@ -200,7 +201,7 @@ class _Encode:
             )
         self._out.mux(self._ovs.encode(None))
         if self._oas is not None:
-            self._out.mux(self._oas.encode(None))
+            self._audio_mux(self._oas.encode(None))
 
     def _video_frame(self, frame: VideoFrame) -> None:
         start_s = frame_time_s(frame, self._origin_s)
@@ -255,7 +256,7 @@ class _Encode:
         self._audio_next_s = at_s + frame.samples / rate
         frame.time_base = Fraction(1, rate)
         frame.pts = round(at_s * rate)
-        self._out.mux(self._oas.encode(frame))
+        self._audio_mux(self._oas.encode(frame))
 
 
 class _Copy:
@@ -280,13 +281,25 @@ class _Copy:
         self._frame_s = 1 / float(rate) if rate else 1 / 25
         self._ovs = out.add_stream_from_template(self._vs, opaque=True)
         self._bsf: BitStreamFilterContext | None = None
+        self._frame_clock = p.container.format == "avi"
+        self._last_dts = -(2**62)
+        self._video_done = False
+        self._audio_done = False
+        self._frames = 0
+        self._zero_s = self._audio_from_s = 0.0
         if p.container.format == "avi":
             # AVI has no timestamps of its own, only a frame rate, and wants H.264 in Annex B.
             if rate:
                 self._ovs.time_base = 1 / rate
             if self._vs.codec_context.name == "h264":
                 self._bsf = BitStreamFilterContext("h264_mp4toannexb", self._vs, self._ovs)
+            # The source's codec tag (copied again by the bitstream filter) may mean nothing
+            # in AVI (MPEG-TS's stream type, say): let the muxer choose its own.
+            ctx = self._ovs.codec_context
+            if ctx is not None:
+                ctx.codec_tag = "\0\0\0\0"
         self._oas: AudioStream | None = None
+        self._audio_mux = _AudioMuxer(out, p.container)
         self._audio_copy = False
         self._audio_encode: AudioEncoder | None = None
         if self._audio is not None:
@@ -298,71 +311,104 @@ class _Copy:
                 src = self._audio.codec_context
                 self._oas = add_audio_stream(out, p.audio, src.sample_rate, src.layout.nb_channels)
                 self._audio_encode = p.audio
+        self._audio_done = self._oas is None
         self._audio_next_s = 0.0
 
     def run(self) -> float:
         """Copy; returns the source time of the first keyframe copied."""
         start_s = self._p.start_s
-        first_key_s = 0.0
         if start_s > 0:
-            first_key_s = _seek_keyframe(self._inp, self._vs, start_s, self._origin_s)
-        # Output time 0 is this source time.
-        zero_s = start_s if self._p.container.edit_lists else first_key_s
-        audio_from_s = start_s if self._p.container.edit_lists else first_key_s
+            _seek_keyframe(self._inp, self._vs, start_s, self._origin_s)
         streams: list[VideoStream | AudioStream] = [self._vs]
         if self._audio is not None and self._oas is not None:
             streams.append(self._audio)
-        started = False
-        video_done = False
-        audio_done = self._oas is None
-        frames = 0
+        # Until the start, packets are held from the latest keyframe at or before it, wherever
+        # the seek landed (MPEG-TS seeks by timestamp, and the back-off lands early).
+        held: list[AnyPacket] = []
+        first_key_s: float | None = None if start_s > 0 else 0.0
+        flowing = start_s <= 0
+        if flowing:
+            self._begin(0.0)
         for packet in self._inp.demux(streams):
             if packet.dts is None or packet.time_base is None:
                 continue  # flush packets
-            at_s = float(packet.dts * packet.time_base) - self._origin_s
-            if packet.stream is self._vs:
-                if video_done:
+            if not flowing:
+                video = packet.stream is self._vs
+                ts = packet.pts if packet.pts is not None else packet.dts
+                at_s = float(ts * packet.time_base) - self._origin_s
+                dts_s = float(packet.dts * packet.time_base) - self._origin_s
+                if video and packet.is_keyframe and at_s <= start_s + 1e-6:
+                    held, first_key_s = [packet], at_s
                     continue
-                if not started:
+                reached = video and (dts_s >= start_s or (packet.is_keyframe and at_s > start_s))
+                if not reached:
+                    if first_key_s is not None:
+                        held.append(packet)
+                    continue
+                if first_key_s is None:  # no keyframe before the start: begin at this one
                     if not packet.is_keyframe:
                         continue
-                    started = True
-                # Cut in decode order: every frame shown before the end keeps what it needs.
-                if self._end_s is not None and at_s >= self._end_s:
-                    video_done = True
-                    if audio_done:
-                        break
-                    continue
-                self._shift(packet, zero_s)
-                self._mux_video(packet)
-                frames += 1
-                self._reporter.tick(at_s - start_s, frames=1)
-            elif not audio_done:
-                end_at_s = at_s + float((packet.duration or 0) * packet.time_base)
-                if self._end_s is not None and at_s >= self._end_s:
-                    audio_done = True
-                    if video_done:
-                        break
-                    continue
-                if end_at_s <= audio_from_s:
-                    continue
-                if self._audio_copy and self._oas is not None:
-                    self._shift(packet, zero_s)
-                    packet.stream = self._oas
-                    self._out.mux(packet)
-                else:
-                    self._encode_audio(packet, zero_s, audio_from_s)
-        if frames == 0:
+                    first_key_s = at_s
+                flowing = True
+                self._begin(first_key_s)
+                for earlier in held:
+                    self._copy(earlier)
+                held = []
+            if self._copy(packet):
+                break
+        if not flowing and first_key_s is not None:  # the end came first
+            self._begin(first_key_s)
+            for earlier in held:
+                self._copy(earlier)
+        if self._frames == 0:
             raise MediaError(
                 "the source video has no keyframe to start a copy from", reason="UNDECODABLE"
             )
         if self._bsf is not None:
             for extra in self._bsf.filter(None):
-                extra.stream = self._ovs
-                self._out.mux(extra)
+                self._mux_filtered(extra)
         if self._audio_encode is not None and self._oas is not None:
-            self._out.mux(self._oas.encode(None))
-        return first_key_s
+            self._audio_mux(self._oas.encode(None))
+        return first_key_s or 0.0
+
+    def _begin(self, first_key_s: float) -> None:
+        """Output time 0 is the requested start (MP4/MOV: an edit list hides what is before it)
+        or the first keyframe."""
+        edit_lists = self._p.container.edit_lists
+        self._zero_s = self._p.start_s if edit_lists else first_key_s
+        self._audio_from_s = self._p.start_s if edit_lists else first_key_s
+
+    def _copy(self, packet: AnyPacket) -> bool:
+        """Copy (or for audio maybe re-encode) one packet; True once both streams are done."""
+        assert packet.dts is not None and packet.time_base is not None
+        at_s = float(packet.dts * packet.time_base) - self._origin_s
+        if packet.stream is self._vs:
+            if self._video_done:
+                return self._audio_done
+            # Cut in decode order: every frame shown before the end keeps what it needs.
+            if self._end_s is not None and at_s >= self._end_s:
+                self._video_done = True
+                return self._audio_done
+            self._shift(packet, self._zero_s)
+            self._mux_video(packet)
+            self._frames += 1
+            self._reporter.tick(at_s - self._p.start_s, frames=1)
+            return False
+        if self._audio_done:
+            return self._video_done
+        if self._end_s is not None and at_s >= self._end_s:
+            self._audio_done = True
+            return self._video_done
+        end_at_s = at_s + float((packet.duration or 0) * packet.time_base)
+        if end_at_s <= self._audio_from_s:
+            return False
+        if self._audio_copy and self._oas is not None:
+            self._shift(packet, self._zero_s)
+            packet.stream = self._oas
+            self._out.mux(packet)
+        else:
+            self._encode_audio(packet, self._zero_s, self._audio_from_s)
+        return False
 
     def _shift(self, packet: AnyPacket, zero_s: float) -> None:
         assert packet.time_base is not None
@@ -374,12 +420,25 @@ class _Copy:
 
     def _mux_video(self, packet: AnyPacket) -> None:
         if self._bsf is None:
-            packet.stream = self._ovs
-            self._out.mux(packet)
+            self._mux_filtered(packet)
             return
         for filtered in self._bsf.filter(packet):
-            filtered.stream = self._ovs
-            self._out.mux(filtered)
+            self._mux_filtered(filtered)
+
+    def _mux_filtered(self, packet: AnyPacket) -> None:
+        packet.stream = self._ovs
+        if self._frame_clock and packet.dts is not None and packet.time_base is not None:
+            # AVI counts frames: times on its frame grid, strictly increasing.
+            out_base = self._ovs.time_base
+            assert out_base is not None
+            factor = packet.time_base / out_base
+            delay = max(0, round((packet.pts - packet.dts) * factor)) if packet.pts else 0
+            dts = max(self._last_dts + 1, round(packet.dts * factor))
+            duration = max(1, round(packet.duration * factor)) if packet.duration else 0
+            packet.time_base = out_base
+            packet.dts, packet.pts, packet.duration = dts, dts + delay, duration
+            self._last_dts = dts
+        self._out.mux(packet)
 
     def _encode_audio(self, packet: AnyPacket, zero_s: float, from_s: float) -> None:
         assert self._audio is not None and self._oas is not None
@@ -398,7 +457,27 @@ class _Copy:
             self._audio_next_s = at_s + frame.samples / rate
             frame.time_base = Fraction(1, rate)
             frame.pts = round((at_s + from_s - zero_s) * rate)
-            self._out.mux(self._oas.encode(frame))
+            self._audio_mux(self._oas.encode(frame))
+
+
+class _AudioMuxer:
+    """Muxes encoded audio. AVI keeps no audio timestamps, only order, and refuses the negative
+    ones of an encoder's priming samples: there the audio is shifted to start at 0."""
+
+    def __init__(self, out: OutputContainer, container: Container) -> None:
+        self._out = out
+        self._shift: int | None = None if container.format == "avi" else 0
+
+    def __call__(self, packets: list[AnyPacket]) -> None:
+        for packet in packets:
+            if self._shift is None:
+                self._shift = max(0, -(packet.dts or 0))
+            if self._shift:
+                if packet.dts is not None:
+                    packet.dts += self._shift
+                if packet.pts is not None:
+                    packet.pts += self._shift
+            self._out.mux(packet)
 
 
 def _seek(inp: InputContainer, vs: VideoStream, target_s: float, frame_s: float) -> None:

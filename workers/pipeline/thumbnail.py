@@ -24,7 +24,7 @@ from PIL import Image
 
 from sparc_video.errors import MediaError
 from sparc_video.models import ThumbnailOp
-from sparc_video.plan import compile_plan
+from sparc_video.plan import compile_plan, sprite_grid
 from workers.pipeline.filters import FilterChain, Resize
 from workers.pipeline.media import (
     decode_video,
@@ -35,7 +35,7 @@ from workers.pipeline.media import (
     undecodable,
     video_stream,
 )
-from workers.pipeline.planner import ThumbnailPass, build_passes, sprite_grid
+from workers.pipeline.planner import ThumbnailPass, build_passes
 from workers.pipeline.progress import ProgressFn, ProgressReporter
 
 # mjpeg quantiser scale, 2 (best) to 31: 3 is visually lossless at a fraction of 2's size.
@@ -92,8 +92,7 @@ def run_thumbnail_pass(
     """The images of `p` (media times are those of the video the operation applies to)."""
     out_dir = out_dir or p.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = probe(p.src)
-    frame_s = 1 / info.fps if info.fps > 0 else 1 / 25
+    frame_s = p.frame_s
     fmt = p.op.format
     jpeg_frames = fmt == "jpeg" and not p.op.sprite
     convert = FilterChain(
@@ -202,8 +201,18 @@ class _Grabber:
     ) -> tuple[VideoFrame, float] | None:
         last: tuple[VideoFrame, float] | None = None
         threshold = target_s - self._frame_s / 2
+        # Frames shown well before the target that no other frame refers to (most B-frames)
+        # need not be decoded at all: with B-frames, that is about half the work of a seek.
+        skip_before = threshold - 2 * self._frame_s
+        ctx = self._vs.codec_context
         try:
             for packet in self._container.demux(self._vs):
+                early = (
+                    packet.pts is not None
+                    and packet.time_base is not None
+                    and float(packet.pts * packet.time_base) - self._origin_s < skip_before
+                )
+                ctx.skip_frame = "NONREF" if early else "DEFAULT"
                 for frame in decode_video(self._vs, packet):
                     time_s = frame_time_s(frame, self._origin_s)
                     # Concealed garbage, from a seek that landed between keyframes.
@@ -217,6 +226,8 @@ class _Grabber:
         except av.error.InvalidDataError as exc:
             if last is None:
                 raise undecodable(exc) from exc
+        finally:
+            ctx.skip_frame = "DEFAULT"
         return last
 
 
