@@ -8,10 +8,13 @@ on their way to the image, so a thumbnail shows the video as those operations ma
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -25,6 +28,7 @@ from PIL import Image
 from sparc_video.errors import MediaError
 from sparc_video.models import ThumbnailOp
 from sparc_video.plan import compile_plan, sprite_grid
+from workers.pipeline import progress as progress_module
 from workers.pipeline.filters import FilterChain, Resize
 from workers.pipeline.media import (
     decode_video,
@@ -89,58 +93,129 @@ def thumbnails(src: Path, out_dir: Path, op: ThumbnailOp, progress: ProgressFn) 
 def run_thumbnail_pass(
     p: ThumbnailPass, progress: ProgressFn, *, out_dir: Path | None = None
 ) -> list[Thumbnail] | SpriteSheet:
-    """The images of `p` (media times are those of the video the operation applies to)."""
+    """The images of `p` (media times are those of the video the operation applies to).
+
+    Each frame is an independent seek, so DECODERS decoders grab them side by side, in threads
+    (PyAV lets go of the GIL while decoding): one frame-threaded decoder stalls on every seek
+    while its threads refill. Progress and cancellation stay on the calling thread, and files
+    are written only once every frame is there.
+    """
     out_dir = out_dir or p.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame_s = p.frame_s
     fmt = p.op.format
-    jpeg_frames = fmt == "jpeg" and not p.op.sprite
+    count = len(p.times_s)
+    length = max(1e-3, count * p.frame_s)
+    reporter = ProgressReporter(progress, length)
+    reporter.start()
+    shared = _Shared()
+    groups = [list(range(first, count, DECODERS)) for first in range(min(DECODERS, count))]
+    grabbed: dict[int, _Grabbed] = {}
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="thumbnails") as pool:
+        futures = [pool.submit(_grab_group, p, group, shared) for group in groups]
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=max(0.01, progress_module.REPORT_INTERVAL_S))
+                reporter.tick(shared.done * length / count, frames=shared.take_frames())
+            for future in futures:
+                grabbed.update(future.result())
+        except BaseException:
+            shared.stop.set()  # the other decoders stop at their next frame
+            raise
+    reporter.tick(length, frames=shared.take_frames())
+    ordered = [grabbed[index] for index in range(count)]
+    if p.op.sprite:
+        columns, rows = sprite_grid(count, p.op.sprite_columns)
+        tile_w, tile_h = p.image_size
+        sheet = np.zeros((rows * tile_h, columns * tile_w, 3), dtype=np.uint8)
+        for index, item in enumerate(ordered):
+            row, col = divmod(index, columns)
+            sheet[row * tile_h : (row + 1) * tile_h, col * tile_w : (col + 1) * tile_w] = item.tile
+        path = out_dir / f"sprite{_EXTENSIONS[fmt]}"
+        path.write_bytes(_pillow(sheet, fmt))
+        reporter.finish()
+        times = tuple(item.media_s for item in ordered)
+        return SpriteSheet(
+            path, sheet.shape[1], sheet.shape[0], columns, rows, tile_w, tile_h, times
+        )
+    result: list[Thumbnail] = []
+    for index, item in enumerate(ordered):
+        path = out_dir / f"thumb_{index:03d}{_EXTENSIONS[fmt]}"
+        path.write_bytes(item.data)
+        result.append(Thumbnail(path, item.width, item.height, item.media_s))
+    reporter.finish()
+    return result
+
+
+# Decoders grabbing a pass's frames side by side (see run_thumbnail_pass).
+DECODERS = 2
+
+
+class _Stopped(Exception):
+    """Another decoder failed, or the pass was cancelled."""
+
+
+class _Shared:
+    """What the decoder threads tell the calling thread (ints: safe under the GIL)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.done = 0
+        self._frames = 0
+        self._taken = 0
+
+    def frame(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped()
+        self._frames += 1
+
+    def take_frames(self) -> int:
+        frames = self._frames
+        delta, self._taken = frames - self._taken, frames
+        return delta
+
+
+@dataclass(frozen=True)
+class _Grabbed:
+    media_s: float
+    width: int
+    height: int
+    data: bytes = b""
+    tile: Any = None  # an RGB array
+
+
+def _grab_group(p: ThumbnailPass, indexes: list[int], shared: _Shared) -> dict[int, _Grabbed]:
+    """One decoder's share of the frames: encoded images (or sprite tiles) by index."""
+    jpeg_frames = p.op.format == "jpeg" and not p.op.sprite
     convert = FilterChain(
         p.size,
         (*p.steps, Resize(*p.image_size)),
         "yuv420p" if jpeg_frames else "rgb24",
         full_range=True,
     )
-    count = len(p.times_s)
-    length = max(1e-3, count * frame_s)
-    reporter = ProgressReporter(progress, length)
-    reporter.start()
-    step_s = length / max(1, count)
-    tiles: list[np.ndarray] = []
-    times: list[float] = []
-    result: list[Thumbnail] = []
-    with open_input(p.src) as container:
-        vs = video_stream(container)
-        grabber = _Grabber(container, vs, frame_s, reporter)
-        sar = vs.codec_context.sample_aspect_ratio
-        for index, target_s in enumerate(p.times_s):
-            frame, time_s = grabber.frame_at(target_s, done_s=index * step_s, step_s=step_s)
-            picture = convert(frame, sar)
-            media_s = max(0.0, time_s - p.segment_start_s)
-            if p.op.sprite:
-                tiles.append(picture.to_ndarray())
-                times.append(media_s)
-            else:
-                path = out_dir / f"thumb_{index:03d}{_EXTENSIONS[fmt]}"
-                data = _jpeg(picture) if jpeg_frames else _pillow(picture.to_ndarray(), fmt)
-                path.write_bytes(data)
-                result.append(Thumbnail(path, picture.width, picture.height, media_s))
-            reporter.tick((index + 1) * step_s)
-    if p.op.sprite:
-        columns, rows = sprite_grid(len(tiles), p.op.sprite_columns)
-        tile_w, tile_h = p.image_size
-        sheet = np.zeros((rows * tile_h, columns * tile_w, 3), dtype=np.uint8)
-        for index, tile in enumerate(tiles):
-            row, col = divmod(index, columns)
-            sheet[row * tile_h : (row + 1) * tile_h, col * tile_w : (col + 1) * tile_w] = tile
-        path = out_dir / f"sprite{_EXTENSIONS[fmt]}"
-        path.write_bytes(_pillow(sheet, fmt))
-        reporter.finish()
-        return SpriteSheet(
-            path, sheet.shape[1], sheet.shape[0], columns, rows, tile_w, tile_h, tuple(times)
-        )
-    reporter.finish()
-    return result
+    grabbed: dict[int, _Grabbed] = {}
+    try:
+        with open_input(p.src) as container:
+            vs = video_stream(container)
+            grabber = _Grabber(container, vs, p.frame_s, shared.frame)
+            sar = vs.codec_context.sample_aspect_ratio
+            for index in indexes:
+                frame, time_s = grabber.frame_at(p.times_s[index])
+                picture = convert(frame, sar)
+                media_s = max(0.0, time_s - p.segment_start_s)
+                size = (picture.width, picture.height)
+                if p.op.sprite:
+                    grabbed[index] = _Grabbed(media_s, *size, tile=picture.to_ndarray())
+                elif jpeg_frames:
+                    grabbed[index] = _Grabbed(media_s, *size, data=_jpeg(picture))
+                else:
+                    data = _pillow(picture.to_ndarray(), p.op.format)
+                    grabbed[index] = _Grabbed(media_s, *size, data=data)
+                shared.done += 1
+    except BaseException:
+        shared.stop.set()
+        raise
+    return grabbed
 
 
 def _pillow(rgb: np.ndarray, fmt: str) -> bytes:
@@ -157,23 +232,25 @@ def _pillow(rgb: np.ndarray, fmt: str) -> bytes:
 
 class _Grabber:
     def __init__(
-        self, container: InputContainer, vs: VideoStream, frame_s: float, reporter: ProgressReporter
+        self,
+        container: InputContainer,
+        vs: VideoStream,
+        frame_s: float,
+        on_frame: Callable[[], None],
     ) -> None:
         self._container = container
         self._vs = vs
         self._frame_s = frame_s
-        self._reporter = reporter
+        self._on_frame = on_frame
         self._origin_s = start_time_s(container)
         self._time_base = vs.time_base or Fraction(1, av.time_base)
 
-    def frame_at(
-        self, target_s: float, *, done_s: float, step_s: float
-    ) -> tuple[VideoFrame, float]:
+    def frame_at(self, target_s: float) -> tuple[VideoFrame, float]:
         """The first frame shown at or after `target_s` (within half a frame), or the last one."""
         for back_s in _SEEK_BACK_OFF_S:
             seek_s = max(0.0, target_s - back_s)
             self._seek(seek_s)
-            found = self._decode_until(target_s, done_s, step_s)
+            found = self._decode_until(target_s)
             if seek_s == 0.0 or (found is not None and found[1] <= target_s + self._frame_s / 2):
                 break
             # The seek overshot: a sparse index, or a container such as MPEG-TS that seeks by
@@ -196,9 +273,7 @@ class _Grabber:
             except av.error.FFmpegError as exc:
                 raise undecodable(exc) from exc
 
-    def _decode_until(
-        self, target_s: float, done_s: float, step_s: float
-    ) -> tuple[VideoFrame, float] | None:
+    def _decode_until(self, target_s: float) -> tuple[VideoFrame, float] | None:
         last: tuple[VideoFrame, float] | None = None
         threshold = target_s - self._frame_s / 2
         # Frames shown well before the target that no other frame refers to (most B-frames)
@@ -219,8 +294,7 @@ class _Grabber:
                     if time_s is None or frame.is_corrupt:
                         continue
                     last = (frame, time_s)
-                    reached = min(1.0, max(0.0, time_s / target_s)) if target_s > 0 else 0.0
-                    self._reporter.tick(done_s + step_s * reached, frames=1)
+                    self._on_frame()
                     if time_s >= threshold:
                         return last
         except av.error.InvalidDataError as exc:
