@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sparc-video: {exc}", file=sys.stderr)
         return 2
     if args.command in ("serve", "worker", "dev"):
+        _observe(settings, args.command, args.log_level)
+    if args.command in ("serve", "worker", "dev"):
         install_uvloop()
     try:
         if args.command == "serve":
@@ -116,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sparc-video: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _observe(settings: Settings, command: str, log_level: str) -> None:
+    """Structured logs (LOG_FORMAT) and tracing (OTEL_*) for the long-running commands."""
+    from sparc_video.logging_setup import configure_logging
+    from sparc_video.telemetry import setup_tracing
+
+    configure_logging(settings, log_level, exclusive=True)
+    setup_tracing("sparc-video-worker" if command == "worker" else "sparc-video")
 
 
 def _with_data_dir(settings: Settings, data_dir: Path) -> Settings:

@@ -18,6 +18,7 @@ from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_
 from sparc_video.settings import Settings
 from sparc_video.stat_cache import StatCache
 from sparc_video.storage import Storage
+from sparc_video.telemetry import enqueue_span
 
 MAX_DOWNLOAD_TTL_S = 7 * 24 * 3600
 
@@ -105,9 +106,11 @@ class Exports:
             request_id=request_id,
             priority=priority,
         )
-        record, created = await self._store.create(record)
-        if created:
-            await self._queue.enqueue(record.id, priority=priority)
+        with enqueue_span(record.id) as traceparent:
+            record.trace_context = traceparent
+            record, created = await self._store.create(record)
+            if created:
+                await self._queue.enqueue(record.id, priority=priority)
         return record
 
     async def get(self, export_id: str) -> ExportRecord:

@@ -233,6 +233,9 @@ class ExportRecord:
     end_time: float | None = None
     update_time: float = 0.0
     request_id: str = ""
+    # W3C traceparent of the span that queued the export: every attempt's worker span joins
+    # that trace. Empty when tracing is off (and in records written before it existed).
+    trace_context: str = ""
     # Attempts that ended in a transient failure: the retry budget. Attempts interrupted by a
     # worker shutdown or a lost worker are not counted here.
     failed_attempts: int = 0

@@ -119,6 +119,14 @@ class Settings:
     download_url_ttl_s: int = 15 * 60
     # How long terminal exports' progress streams are kept for late watchers.
     event_retention_s: int = 24 * 3600
+    # Seconds between background health checks (Redis, storage, media, workers, temp space).
+    health_check_interval_s: float = 5.0
+    # Below this much free space in temp_dir the health report flags the temp-space check.
+    temp_min_free_bytes: int = 1024**3
+    # Port of each worker process's /metrics; 0 runs no metrics port.
+    worker_metrics_port: int = 9091
+    # "text" (human) or "json" (one object per line, for log collectors).
+    log_format: str = "text"
 
     @property
     def storage_backend(self) -> str:
@@ -234,6 +242,10 @@ class Settings:
         integer("EXPORT_RETENTION", "export_retention_s", 0, 10 * 365 * 24 * 3600)
         integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
         integer("EVENT_RETENTION", "event_retention_s", 60, 365 * 24 * 3600)
+        number("HEALTH_CHECK_INTERVAL", "health_check_interval_s", 0.05, 3600.0)
+        size("VIDEO_TEMP_MIN_FREE", "temp_min_free_bytes")
+        integer("WORKER_METRICS_PORT", "worker_metrics_port", 0, 65535)
+        text("LOG_FORMAT", "log_format")
         for name, attr in (
             ("VIDEO_TEMP_DIR", "temp_dir"),
             ("LOCAL_STORAGE_DIR", "local_storage_dir"),
@@ -247,6 +259,10 @@ class Settings:
             problems.append(
                 f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://"
             )
+        log_format = str(values.get("log_format", cls.log_format)).lower()
+        if log_format not in ("text", "json"):
+            problems.append(f"LOG_FORMAT={log_format!r} must be text or json")
+        values["log_format"] = log_format
         endpoint = values.get("s3_endpoint_url")
         if isinstance(endpoint, str) and not endpoint.startswith(("http://", "https://")):
             problems.append(f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// URL")
@@ -285,4 +301,10 @@ environment:
   VIDEO_PROCESSING_FILE_SIZE_LIMIT   largest file the media process may write (default 20GB)
   FAILED_EXPORTS_KEPT       failed exports kept for inspection (default 500)
   EXPORT_RETENTION          seconds finished exports are kept, 0 = forever (default 2592000)
+  HEALTH_CHECK_INTERVAL     seconds between background dependency checks (default 5)
+  VIDEO_TEMP_MIN_FREE       free space VIDEO_TEMP_DIR should keep, e.g. 5GB (default 1GiB)
+  WORKER_METRICS_PORT       each worker's /metrics port, 0 = none (default 9091)
+  LOG_FORMAT                text or json (default text)
+  OTEL_*                    OpenTelemetry: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER,
+                            OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER... (default: no export)
 """
