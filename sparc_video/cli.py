@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ("serve", "worker", "dev"):
         _observe(settings, args.command, args.log_level)
-    if args.command in ("serve", "worker", "dev"):
         install_uvloop()
     try:
         if args.command == "serve":
