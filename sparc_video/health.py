@@ -2,6 +2,16 @@
 
 Probes read the last results and never wait on Redis or storage themselves, so a slow dependency
 cannot make Kubernetes probes time out.
+
+Only critical checks gate SERVING: Redis and storage, without which no RPC can succeed. The
+others are reported (/health, `video_health_check_ok`) but leave the API SERVING:
+
+- workers: with none alive, exports are still accepted and wait in the queue, and Get, List and
+  Watch keep working. NOT_SERVING would take every API replica out of its load balancer because
+  workers were scaled to zero or redeploying: an outage of the whole API for a backlog.
+- media: the server does not decode video; the check says whether the image the workers share
+  has PyAV and the encoders, which the operator fixes with a deploy, not with traffic.
+- temp_space: the scratch space is the workers'; on a server it only warns of a full disk.
 """
 
 from __future__ import annotations
@@ -11,14 +21,23 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from sparc_video import dependency_checks
 from sparc_video.app import App
 
-CHECK_INTERVAL_S = 5.0
 CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Check:
+    run: Callable[[], Awaitable[object]]
+    # Critical checks decide SERVING; the others are only reported.
+    critical: bool
+    timeout_s: float = CHECK_TIMEOUT_S
 
 
 @dataclass
@@ -27,23 +46,42 @@ class CheckResult:
     latency_ms: float = 0.0
     error: str = ""
     checked_at: float = 0.0
+    critical: bool = True
+    # What a passing check found (versions, free bytes, worker count), when it says.
+    detail: str = ""
 
 
 class HealthMonitor:
     def __init__(self, app: App, servicer: HealthServicer, service_names: list[str]) -> None:
         self._servicer = servicer
         self._service_names = ["", *service_names]
-        self._checks: dict[str, Callable[[], Awaitable[object]]] = {
-            "redis": app.redis.ping,
-            "storage": app.storage.check,
+        settings = app.settings
+        self.interval_s = settings.health_check_interval_s
+        self._checks: dict[str, Check] = {
+            "redis": Check(app.redis.ping, critical=True),
+            "storage": Check(app.storage.check, critical=True),
+            "workers": Check(partial(dependency_checks.workers_alive, app.store), critical=False),
+            "media": Check(
+                dependency_checks.media_check,
+                critical=False,
+                timeout_s=dependency_checks.MEDIA_TIMEOUT_S,
+            ),
+            "temp_space": Check(
+                partial(
+                    dependency_checks.temp_space, settings.temp_dir, settings.temp_min_free_bytes
+                ),
+                critical=False,
+            ),
         }
-        self.results = {name: CheckResult() for name in self._checks}
+        self.results = {
+            name: CheckResult(critical=check.critical) for name, check in self._checks.items()
+        }
         self._task: asyncio.Task[None] | None = None
         self._shutting_down = False
 
     @property
     def healthy(self) -> bool:
-        return not self._shutting_down and all(r.ok for r in self.results.values())
+        return not self._shutting_down and all(r.ok for r in self.results.values() if r.critical)
 
     async def start(self) -> None:
         await self.run_checks()
@@ -59,7 +97,7 @@ class HealthMonitor:
         await self._servicer.enter_graceful_shutdown()
 
     async def run_checks(self) -> None:
-        await asyncio.gather(*(self._check(name, fn) for name, fn in self._checks.items()))
+        await asyncio.gather(*(self._check(name, check) for name, check in self._checks.items()))
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if self.healthy
@@ -68,12 +106,13 @@ class HealthMonitor:
         for name in self._service_names:
             await self._servicer.set(name, status)
 
-    async def _check(self, name: str, fn: Callable[[], Awaitable[object]]) -> None:
+    async def _check(self, name: str, check: Check) -> None:
         started = time.perf_counter()
         result = self.results[name]
         try:
-            await asyncio.wait_for(fn(), CHECK_TIMEOUT_S)
+            found = await asyncio.wait_for(check.run(), check.timeout_s)
             result.ok, result.error = True, ""
+            result.detail = found if isinstance(found, str) else ""
         except Exception as exc:  # any failure of a dependency is a failed check
             result.ok, result.error = False, f"{type(exc).__name__}: {exc}"[:500]
         result.latency_ms = (time.perf_counter() - started) * 1000
@@ -81,17 +120,20 @@ class HealthMonitor:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(CHECK_INTERVAL_S)
+            await asyncio.sleep(self.interval_s)
             await self.run_checks()
 
     def report(self) -> dict[str, object]:
         return {
             "status": "SERVING" if self.healthy else "NOT_SERVING",
+            "interval_s": self.interval_s,
             "checks": {
                 name: {
                     "ok": r.ok,
+                    "critical": r.critical,
                     "latency_ms": round(r.latency_ms, 2),
                     "error": r.error,
+                    "detail": r.detail,
                     "checked_at": r.checked_at,
                 }
                 for name, r in self.results.items()
