@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from sparc_video.health import HealthMonitor
+from sparc_video.metrics import ServiceCollector
 from sparc_video.storage import Storage
 from sparc_video.storage.http_routes import local_download_routes, local_upload_routes
 from sparc_video.storage.local import LocalStorage
 
 
-def build_http_app(health: HealthMonitor, storage: Storage) -> web.Application:
+def build_http_app(
+    health: HealthMonitor, storage: Storage, service_metrics: ServiceCollector | None = None
+) -> web.Application:
+    # This server's own series (process-wide registry) plus the shared ones read from Redis,
+    # which live in a registry of their own so several servers in one process never collide.
+    shared = CollectorRegistry()
+    if service_metrics is not None:
+        shared.register(service_metrics)
+
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY)
+        if service_metrics is not None:
+            await service_metrics.refresh()
+        body = generate_latest(REGISTRY) + generate_latest(shared)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def readiness(_: web.Request) -> web.Response:

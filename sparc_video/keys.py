@@ -85,6 +85,21 @@ class Keys:
         return f"{self.prefix}:queue"
 
     @property
+    def stored_objects(self) -> str:
+        """Sorted set (score 0) of the object keys the workers wrote, for prefix lookups."""
+        return f"{self.prefix}:storage:objects"
+
+    @property
+    def stored_sizes(self) -> str:
+        """Hash object key → size in bytes of what the workers wrote."""
+        return f"{self.prefix}:storage:sizes"
+
+    @property
+    def stored_bytes(self) -> str:
+        """Sum of stored_sizes, kept in step by the same scripts (video_storage_used_bytes)."""
+        return f"{self.prefix}:storage:bytes"
+
+    @property
     def queue_wakeup(self) -> str:
         """Pub/sub channel told of every enqueue, so idle workers start the job without polling."""
         return f"{self.prefix}:queue:wakeup"

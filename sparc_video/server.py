@@ -22,8 +22,10 @@ from sparc_video.app import App, open_app
 from sparc_video.camera_service import CameraServicer
 from sparc_video.errors import Unavailable
 from sparc_video.export_service import ExportServicer
+from sparc_video.grpc_interceptors import ObservabilityInterceptor
 from sparc_video.health import HealthMonitor
 from sparc_video.http_app import build_http_app
+from sparc_video.metrics import ServiceCollector, StorageUsage
 from sparc_video.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Server:
     def __init__(self, app: App) -> None:
         self.app = app
         self._grpc = grpc.aio.server(
+            interceptors=[ObservabilityInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -49,10 +52,16 @@ class Server:
                 # deploy; each waiting call costs a few hundred bytes.
                 ("grpc.server.max_pending_requests", 20_000),
                 ("grpc.server.max_pending_requests_hard_limit", 40_000),
-            ]
+            ],
         )
         self._health_servicer = HealthServicer()
         self.health = HealthMonitor(app, self._health_servicer, [EXPORT_SERVICE, CAMERA_SERVICE])
+        self.metrics = ServiceCollector(
+            app.store,
+            StorageUsage(app.redis, app.store.keys),
+            app.settings.storage_backend,
+            self.health.results,
+        )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports), self._grpc
         )
@@ -79,7 +88,9 @@ class Server:
             raise OSError(f"cannot listen on gRPC port {settings.grpc_port} (in use?)")
         await self.health.start()
         await self._grpc.start()
-        self._http_runner = web.AppRunner(build_http_app(self.health, self.app.storage))
+        self._http_runner = web.AppRunner(
+            build_http_app(self.health, self.app.storage, self.metrics)
+        )
         await self._http_runner.setup()
         await web.TCPSite(self._http_runner, settings.http_host, settings.http_port).start()
         log.info(

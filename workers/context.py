@@ -14,11 +14,13 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from sparc_video.keys import Keys
+from sparc_video.metrics import StorageUsage
 from sparc_video.queue import ExportQueue
 from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
 from sparc_video.storage import Storage, open_storage
 from workers.reconciler import Reconciler
+from workers.worker_telemetry import InstrumentedStorage, serve_worker_metrics
 
 HEARTBEAT_INTERVAL_S = 5.0
 _CTX_KEY = "sparc_video"
@@ -47,7 +49,10 @@ class WorkerContext:
         stack = AsyncExitStack()
         redis: ArqRedis = ctx["redis"]
         keys = Keys(settings.redis_prefix)
-        storage = await stack.enter_async_context(open_storage(settings))
+        storage: Storage = InstrumentedStorage(
+            await stack.enter_async_context(open_storage(settings)), StorageUsage(redis, keys)
+        )
+        await stack.enter_async_context(serve_worker_metrics(settings))
         context = cls(
             settings=settings,
             redis=redis,

@@ -43,6 +43,7 @@ from sparc_video.errors import (
 from sparc_video.models import ExportRecord, ExportState, Output, OutputKind, Progress
 from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
+from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
@@ -155,6 +156,7 @@ class ExportJob:
             log.info("export %s is %s; nothing to do", self.export_id, record.state)
             return None
         self.attempt = record.attempt
+        job_observer.note_attempt(self.attempt)
         log.info("export %s: attempt %d started on %s", self.export_id, self.attempt, worker_id)
         return record
 
@@ -218,6 +220,7 @@ class ExportJob:
         return await self._upload(produced)
 
     async def _publish_progress(self, progress: ChildProgress) -> None:
+        job_observer.observe_progress(progress)
         now = time.monotonic()
         changed_operation = progress.operation_index != self._last_operation
         if not changed_operation and now - self._last_publish < PROGRESS_INTERVAL_S:

@@ -13,8 +13,10 @@ from arq.worker import func
 from sparc_video.app import redis_settings
 from sparc_video.keys import RUN_EXPORT_JOB, Keys
 from sparc_video.settings import Settings
+from sparc_video.telemetry import setup_tracing
 from workers.context import WorkerContext
 from workers.export_job import run_export
+from workers.job_telemetry import observed
 
 # Download and upload happen outside the child's processing timeout.
 TRANSFER_ALLOWANCE_S = 600
@@ -28,6 +30,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     job_timeout_s = settings.processing_timeout_ms / 1000 + TRANSFER_ALLOWANCE_S
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        # `arq workers.WorkerSettings` has no other start-up hook; a no-op when already set up.
+        setup_tracing("sparc-video-worker")
         await WorkerContext.open(settings, ctx)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -37,7 +41,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [
             func(
-                run_export,
+                observed(run_export),
                 name=RUN_EXPORT_JOB,
                 timeout=job_timeout_s,
                 max_tries=ARQ_MAX_TRIES,
