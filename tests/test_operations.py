@@ -623,6 +623,30 @@ def test_thumbnails_see_the_video_the_operations_before_them_make(
         assert near(blue_box(rgb), (0, 200, 40, 240))
 
 
+def test_thumbnail_of_a_watermark_scaled_with_the_picture(
+    short: Path, tmp_path: Path, logo: Path
+) -> None:
+    mark = WatermarkOp(image_key="logo.png", position="top_left", margin=0, offset_y=40)
+    stamps = (Timestamp("seconds", 0.0),)
+    result = run(
+        short,
+        tmp_path,
+        mark,
+        TranscodeOp(width=160),
+        ThumbnailOp(timestamps=stamps, format="png"),
+        ThumbnailOp(timestamps=stamps, format="png", width=320),
+        assets={"logo.png": logo},
+    )
+    # The video, its thumbnail and a thumbnail scaled back up all show it as the video does.
+    assert near(blue_box(pictures(result.video.path)[0]), (0, 20, 20, 40))
+    small, large = result.images
+    with Image.open(small.path) as picture:
+        assert picture.size == (160, 120)
+        assert near(blue_box(np.asarray(picture.convert("RGB"))), (0, 20, 20, 40))
+    with Image.open(large.path) as picture:
+        assert near(blue_box(np.asarray(picture.convert("RGB"))), (0, 40, 40, 80))
+
+
 # --- plans ----------------------------------------------------------------------------------
 
 

@@ -161,6 +161,7 @@ def run_plan(
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
     (where the watermark images already are, see `workers.pipeline.assets`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     info = probe(source)
     try:
         plan = compile_plan(operations)

@@ -51,8 +51,8 @@ class ThumbnailPass:
     op: ThumbnailOp
     # Source seconds of each frame asked for.
     times_s: tuple[float, ...]
-    # Frame size after the operations before it, and their filters.
-    size: tuple[int, int]
+    # The source's displayed size, and the filters of the operations before it.
+    source_size: tuple[int, int]
     steps: tuple[FilterStep, ...]
     # Size of each image (or sprite sheet tile).
     image_size: tuple[int, int]
@@ -223,7 +223,7 @@ def _thumbnail_pass(
         out_dir=out_dir,
         op=op,
         times_s=times,
-        size=size,
+        source_size=(info.width, info.height),
         steps=tuple(steps),
         image_size=image_size,
         segment_start_s=segment.start_s,

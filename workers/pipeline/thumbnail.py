@@ -188,7 +188,7 @@ def _grab_group(p: ThumbnailPass, indexes: list[int], shared: _Shared) -> dict[i
     """One decoder's share of the frames: encoded images (or sprite tiles) by index."""
     jpeg_frames = p.op.format == "jpeg" and not p.op.sprite
     convert = FilterChain(
-        p.size,
+        p.source_size,
         (*p.steps, Resize(*p.image_size)),
         "yuv420p" if jpeg_frames else "rgb24",
         full_range=True,
