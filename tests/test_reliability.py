@@ -420,9 +420,11 @@ async def test_server_shutdown_ends_watches_with_unavailable_and_they_resume(
 
 
 async def test_dropped_watches_free_their_resources(
-    service_settings: Callable[..., Settings],
+    service_settings: Callable[..., Settings], redis_process: RedisProcess
 ) -> None:
-    async with start_service(service_settings(), worker=False) as service:
+    # A private Redis: its client list holds only this service's connections.
+    settings = service_settings(redis_url=redis_process.url)
+    async with start_service(settings, worker=False) as service:
         await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
         names = [
             (await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))).name

@@ -69,6 +69,14 @@ class ResilientWorker(Worker):
 
     async def close(self) -> None:
         await self._stop_listener()
+        # arq's close() cancels running jobs and then gathers them without return_exceptions:
+        # one cancelled job raises CancelledError out of close() and skips on_shutdown and the
+        # pool's close. Let the jobs end here first, so close() only sees finished tasks.
+        if not self._handle_signals:
+            for task in self.tasks.values():
+                task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
         await super().close()
 
     async def _poll_iteration(self) -> None:
