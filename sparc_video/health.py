@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
+import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from sparc_video import dependency_checks
 from sparc_video.app import App
+from sparc_video.records import ExportStore
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -57,10 +59,22 @@ class HealthMonitor:
         self._service_names = ["", *service_names]
         settings = app.settings
         self.interval_s = settings.health_check_interval_s
+        # The Redis checks have a connection of their own: a round never takes one from the
+        # requests being served (nor grows the app's pool), and a pool saturated by requests
+        # does not make the probe fail.
+        self._redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            single_connection_client=True,
+            socket_connect_timeout=CHECK_TIMEOUT_S,
+            socket_timeout=CHECK_TIMEOUT_S,
+        )
+        store = ExportStore(
+            self._redis, app.store.keys, event_retention_s=settings.event_retention_s
+        )
         self._checks: dict[str, Check] = {
-            "redis": Check(app.redis.ping, critical=True),
+            "redis": Check(self._redis.ping, critical=True),
             "storage": Check(app.storage.check, critical=True),
-            "workers": Check(partial(dependency_checks.workers_alive, app.store), critical=False),
+            "workers": Check(partial(dependency_checks.workers_alive, store), critical=False),
             "media": Check(
                 dependency_checks.media_check,
                 critical=False,
@@ -95,6 +109,7 @@ class HealthMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._servicer.enter_graceful_shutdown()
+        await self._redis.aclose()
 
     async def run_checks(self) -> None:
         await asyncio.gather(*(self._check(name, check) for name, check in self._checks.items()))
