@@ -8,6 +8,7 @@ status from the context, which is where `abort()` leaves it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Gauge, Histogram
 
 from sparc_video import logging_setup
 from sparc_video.metrics import GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STREAMS_ACTIVE
@@ -23,6 +25,23 @@ from sparc_video.telemetry import context_from_metadata, record_error, tracer
 Context = grpc.aio.ServicerContext[Any, Any]
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
+
+
+# Series looked up once per method (and code): labels() costs a few microseconds a call. The
+# methods are the registered ones (unknown ones never reach a wrapper), so the caches stay small.
+@functools.cache
+def _handled(service: str, method: str, rpc_type: str, code: str) -> Counter:
+    return GRPC_HANDLED.labels(service, method, rpc_type, code)
+
+
+@functools.cache
+def _latency(service: str, method: str, rpc_type: str) -> Histogram:
+    return GRPC_HANDLING_SECONDS.labels(service, method, rpc_type)
+
+
+@functools.cache
+def _streams(service: str, method: str) -> Gauge:
+    return GRPC_STREAMS_ACTIVE.labels(service, method)
 
 
 def _split(full_method: str) -> tuple[str, str]:
@@ -94,8 +113,8 @@ class _Observation:
                 record_error(span, error, reason=code.name)
             else:
                 span.set_status(Status(StatusCode.ERROR, code.name))
-        GRPC_HANDLED.labels(self.service, self.method, self.rpc_type, code.name).inc()
-        GRPC_HANDLING_SECONDS.labels(self.service, self.method, self.rpc_type).observe(
+        _handled(self.service, self.method, self.rpc_type, code.name).inc()
+        _latency(self.service, self.method, self.rpc_type).observe(
             time.perf_counter() - self.started
         )
 
@@ -167,7 +186,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
             async def observed_gen(request: Any, context: Context) -> AsyncIterator[Any]:
                 obs = _Observation(details, rpc_type)
-                gauge = GRPC_STREAMS_ACTIVE.labels(obs.service, obs.method)
+                gauge = _streams(obs.service, obs.method)
                 fields = {"rpc": obs.method}
                 if (export_id := _export_id(request)) is not None:
                     fields["export_id"] = export_id
@@ -188,7 +207,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
         async def observed_coro(request: Any, context: Context) -> Any:
             obs = _Observation(details, rpc_type)
-            gauge = GRPC_STREAMS_ACTIVE.labels(obs.service, obs.method)
+            gauge = _streams(obs.service, obs.method)
             with logging_setup.bind(rpc=obs.method), obs.span() as span:
                 gauge.inc()
                 error: BaseException | None = None

@@ -37,9 +37,14 @@ TRACER_NAME = "sparc_video"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+# Made once: the SDK builds a new Tracer on every get_tracer() (about 30 us). Obtained before
+# setup_tracing, this is the API's proxy, which switches to the SDK's tracer once it is set.
+_TRACER = trace.get_tracer(TRACER_NAME)
+
+
 def tracer() -> trace.Tracer:
     """The service's tracer; a no-op one until `setup_tracing` installs the SDK."""
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def exporters_from_env(env: Mapping[str, str]) -> list[SpanExporter]:
