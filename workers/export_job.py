@@ -89,6 +89,9 @@ class ExportJob:
         )
         self.workdir = worker.settings.temp_dir / f"{export_id}.new"
         self._stop: JobCancelled | StaleWrite | None = None
+        # Set once the attempt writes its outcome, which releases the lease: from then on a
+        # lease the keeper finds gone is our own doing, not a sign the export moved on.
+        self._concluded = False
         self._last_publish = 0.0
         self._last_operation = -1
 
@@ -171,6 +174,8 @@ class ExportJob:
                 continue
             if state == ExportState.RUNNING:
                 continue
+            if self._concluded:
+                return
             if state == ExportState.CANCELLED:
                 self._stop = JobCancelled()
             else:
@@ -299,6 +304,7 @@ class ExportJob:
             record.progress.eta_s = 0.0
             return EventKind.STATE_CHANGED
 
+        self._concluded = True
         await self.worker.store.update(self.export_id, to_succeeded, release=self.lease)
         await self._discard_other_attempts()
         log.info("export %s succeeded with %d outputs", self.export_id, len(outputs))
@@ -325,6 +331,7 @@ class ExportJob:
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
 
+        self._concluded = True
         try:
             await self.worker.store.update(self.export_id, to_failed, release=self.lease)
         except (JobCancelled, StaleWrite) as exc:
@@ -361,6 +368,7 @@ class ExportJob:
             record.worker_id = ""
             return EventKind.STATE_CHANGED
 
+        self._concluded = True
         try:
             await self.worker.store.update(self.export_id, to_retrying, release=self.lease)
         except (JobCancelled, StaleWrite) as stop:
