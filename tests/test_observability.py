@@ -208,8 +208,9 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         service_settings, s3_endpoint, s3_bucket, worker_metrics_port=worker_port
     )
     # A worker whose S3 endpoint denies access (as S3 does to revoked credentials): its
-    # download fails, transiently. The retry delay outlasts that worker's stop, so the second
-    # attempt runs on the good worker.
+    # download fails, transiently. The retry delay should outlast that worker's stop, so the
+    # next attempt runs on the good worker; on a slow machine it may fail once more first, so
+    # the counts below follow the record's failed_attempts.
     misconfigured = dataclasses.replace(
         good, http_port=free_port(), worker_metrics_port=0, retry_initial_delay_s=1.0
     )
@@ -277,6 +278,9 @@ async def test_metrics_of_real_exports_on_server_and_worker(
             await wait_for_state(service, bad_export.name, State.STATE_FAILED)
             permanent = await error_reason(service, bad_export.name)
             await arq_finished(service, good_export.name, bad_export.name)
+            retried = (
+                await service.app.store.get(good_export.name.removeprefix("exports/"))
+            ).failed_attempts
             worker = await scrape(f"http://127.0.0.1:{worker_port}/metrics")
         server = await scrape(metrics_url)
 
@@ -333,7 +337,8 @@ async def test_metrics_of_real_exports_on_server_and_worker(
     assert server.get("video_health_check_ok", check="storage", critical="true") == 1
 
     # Worker: attempts by outcome, durations per operation, errors by reason and phase.
-    assert delta("video_processing_jobs_total", status="retrying") == 1
+    assert retried >= 1
+    assert delta("video_processing_jobs_total", status="retrying") == retried
     assert delta("video_processing_jobs_total", status="succeeded") == 1
     assert delta("video_processing_jobs_total", status="failed") == 1
     for operation in ("export", "transcode", "thumbnail"):
@@ -347,14 +352,14 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         ), operation
     assert (
         delta("video_processing_job_duration_seconds_count", operation="export", status="retrying")
-        == 1
+        == retried
     )
     assert (
         delta("video_processing_job_duration_seconds_count", operation="export", status="failed")
         == 1
     )
-    assert delta("video_processing_errors_total", reason=transient, operation="download") == 1
-    assert delta("video_processing_retries_total", reason=transient) == 1
+    assert delta("video_processing_errors_total", reason=transient, operation="download") == retried
+    assert delta("video_processing_retries_total", reason=transient) == retried
     assert delta("video_processing_errors_total", reason=permanent, operation="process") == 1
     assert delta("video_processing_speed_ratio_count", operation="transcode") == 1
     assert delta("video_processing_speed_ratio_sum", operation="transcode") > 0
@@ -373,7 +378,7 @@ async def test_metrics_of_real_exports_on_server_and_worker(
     assert delta("video_storage_transfer_seconds_count", **s3, direction="upload") == len(
         done.outputs
     )
-    assert delta("video_storage_transfer_errors_total", **s3, direction="download") == 1
+    assert delta("video_storage_transfer_errors_total", **s3, direction="download") == retried
 
 
 async def test_storage_used_bytes_follows_overwrites_and_deletes(
