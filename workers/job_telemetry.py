@@ -83,8 +83,8 @@ def observed(run: JobFunction) -> WorkerCoroutine:
 
 
 async def _outcome_written(worker: WorkerContext, observer: JobObserver) -> str:
-    """A cancelled attempt may have written its outcome first (its lease keeper stops the task
-    once the record moved on): count what the record says this attempt ended in."""
+    """A cancelled attempt may have written its outcome first (a worker stopping while the
+    attempt cleans up after it): count what the record says this attempt ended in."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(REDIS_READ_TIMEOUT_S):
             record = await worker.store.get(observer.export_id)
