@@ -38,7 +38,14 @@ from sparc.video.v1 import export_service_pb2_grpc as export_grpc
 
 from sparc_video.app import open_app
 from sparc_video.auth import AuthNotConfigured
-from sparc_video.client import AsyncExportClient, NotFoundError, UnauthenticatedError, thumbnail
+from sparc_video.client import (
+    AsyncExportClient,
+    NotFoundError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    error_from_rpc,
+    thumbnail,
+)
 from sparc_video.logging_setup import Redactor, settings_secrets
 from sparc_video.roles import METHOD_ROLES, Role
 from sparc_video.server import Server
@@ -494,6 +501,10 @@ async def test_request_rate_quota_is_shared_by_replicas(
             "principal:op-a"
         )
         assert detail(error, error_details_pb2.ErrorInfo).reason == "RATE_LIMITED"
+        # The Python client's error hands the delay over.
+        decoded = error_from_rpc(error)
+        assert isinstance(decoded, ResourceExhaustedError)
+        assert decoded.retry_after_s == delay.total_seconds()
         # Others are not held back, and health needs no quota.
         await two.exports.ListExports(request, metadata=as_static("op-b"))
         health = health_pb2_grpc.HealthStub(two.channel)
