@@ -158,7 +158,12 @@ class ExportStore:
                         if existing is not None:
                             await pipe.reset()  # type: ignore[no-untyped-call]
                             return await self.get(existing.decode()), False
-                    if max_unfinished and await pipe.scard(unfinished_key) >= max_unfinished:  # type: ignore[misc]
+                    unfinished = (
+                        await pipe.scard(unfinished_key)  # type: ignore[misc]
+                        if max_unfinished
+                        else 0
+                    )
+                    if max_unfinished and unfinished >= max_unfinished:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         raise ResourceExhausted(
                             f"{record.requester!r} already has {max_unfinished} unfinished "
@@ -355,16 +360,13 @@ class ExportStore:
             raws = await self._redis.mget([self.keys.export(i) for i in page_ids])
             for export_id, raw in zip(page_ids, raws, strict=True):
                 scanned += 1
-                if (
-                    raw is not None
-                    and (record := decode_record(raw))
-                    and (state is None or record.state == state)
-                ):
+                record = decode_record(raw) if raw is not None else None
+                if record is not None and (state is None or record.state == state):
                     if len(records) == page_size:
                         # One more match exists: the page is full and there is a next one.
                         return records, _encode_page_token(records[-1].id, bound)
                     records.append(record)
-                if scanned >= _OWNER_SCAN_LIMIT and len(records) < page_size:
+                if scanned >= _OWNER_SCAN_LIMIT:
                     return records, _encode_page_token(export_id, bound)
             if len(ids) < batch:
                 return records, ""
