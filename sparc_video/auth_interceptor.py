@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 import grpc
 import redis.exceptions
+from opentelemetry import trace
 
-from sparc_video import auth, rpc_status
+from sparc_video import auth, logging_setup, rpc_status
 from sparc_video.errors import PermissionDenied, SparcVideoError
 from sparc_video.quota import RateLimiter
 from sparc_video.roles import METHOD_ROLES, PUBLIC_METHODS, REFLECTION_METHODS, Role
@@ -104,6 +105,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except (SparcVideoError, redis.exceptions.RedisError) as exc:
                 await rpc_status.abort(context, exc)
                 raise  # abort() raised already; this keeps type checkers informed.
+            # Who did it, on the RPC's log lines and span (the observability interceptor's).
+            logging_setup.update(principal=principal.id)
+            span = trace.get_current_span()
+            span.set_attribute("enduser.id", principal.id)
+            span.set_attribute("enduser.role", str(principal.role or ""))
             return principal
 
         return admit

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from sparc_video.settings import Settings
 from sparc_video.telemetry import trace_ids
 
-CONTEXT_FIELDS = ("export_id", "job_id", "attempt", "worker_id", "rpc")
+CONTEXT_FIELDS = ("export_id", "job_id", "attempt", "worker_id", "rpc", "principal")
 # Immutable mappings: bind/update replace the value, so a task never changes its parent's fields.
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "sparc_video_log_context", default=MappingProxyType({})

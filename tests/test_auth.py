@@ -786,6 +786,13 @@ async def test_tokens_and_jwt_secrets_are_never_returned_logged_stored_or_traced
         for span in auth_spans.get_finished_spans()
     )
     assert "UNAUTHENTICATED" in traced
+    # The caller is on its RPC's span and log lines.
+    users = {
+        (span.name, (span.attributes or {}).get("enduser.id"))
+        for span in auth_spans.get_finished_spans()
+    }
+    assert ("sparc.video.v1.ExportService/CreateExport", "op-a") in users
+    assert ("sparc.video.v1.ExportService/ListExports", "jwt-op") in users
     for secret in secrets:
         assert secret not in logged
         assert secret not in traced
