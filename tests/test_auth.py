@@ -37,7 +37,8 @@ from sparc.video.v1 import camera_service_pb2, export_pb2, export_service_pb2
 from sparc.video.v1 import export_service_pb2_grpc as export_grpc
 
 from sparc_video.app import open_app
-from sparc_video.auth import AuthNotConfigured
+from sparc_video.auth import Authenticator, AuthNotConfigured
+from sparc_video.auth_interceptor import AuthInterceptor
 from sparc_video.client import (
     AsyncExportClient,
     NotFoundError,
@@ -257,6 +258,35 @@ async def test_every_rpc_without_credentials_with_bad_ones_and_as_each_role(
                     assert code in ADMITTED, (path, label, code)
                 else:
                     assert code == grpc.StatusCode.PERMISSION_DENIED, (path, label, code)
+
+
+async def test_a_method_missing_from_the_table_is_refused_even_to_admins(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async def call(request: bytes, context: Any) -> bytes:
+        return b"served"
+
+    interceptor = AuthInterceptor(Authenticator(auth_settings(service_settings)), None)
+    server = grpc.aio.server(interceptors=[interceptor])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Unlisted", {"Call": grpc.unary_unary_rpc_method_handler(call)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            rpc = channel.unary_unary("/test.Unlisted/Call")
+            await expect(rpc(b"", metadata=()), grpc.StatusCode.UNAUTHENTICATED)
+            error = await expect(
+                rpc(b"", metadata=as_static("admin-1")), grpc.StatusCode.PERMISSION_DENIED
+            )
+            assert "not in the authorization table" in (error.details() or "")
+    finally:
+        await server.stop(0)
 
 
 async def test_permission_denied_says_which_role_is_needed(
