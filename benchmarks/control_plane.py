@@ -246,7 +246,8 @@ class Env:
                 os.environ.get("BENCH_SERVER_LOG", "WARNING"),
                 "serve",
             ],
-            self.service_env(),
+            # Measures the control plane alone: no authentication or per-principal quotas.
+            self.service_env(AUTH_DISABLED="true"),
         )
         wait_until(self._serving, "the gRPC server")
 

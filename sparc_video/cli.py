@@ -155,13 +155,24 @@ async def _run_dev(settings: Settings) -> None:
     from sparc_video.server import serve
     from workers.runner import build_worker
 
+    # A development server on this machine: unless authentication is configured, every
+    # caller is the local admin (the README's grpcurl walk-through needs no credentials).
+    if not settings.auth_configured:
+        settings = dataclasses.replace(settings, auth_disabled=True)
+
     worker = build_worker(settings, handle_signals=False)
     stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")
     print(
         f"sparc-video dev: gRPC on 127.0.0.1:{settings.grpc_port}, HTTP on "
         f"{settings.http_base_url}, Redis {settings.redis_url}, storage "
-        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}. Ctrl-C stops.",
+        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}. "
+        + (
+            "Authentication is disabled: every caller is an admin. "
+            if settings.auth_disabled
+            else ""
+        )
+        + "Ctrl-C stops.",
         flush=True,
     )
     try:

@@ -175,6 +175,19 @@ class PermissionDeniedError(ServiceError):
     pass
 
 
+class ResourceExhaustedError(ServiceError):
+    """A quota of the caller (its request rate, its unfinished exports) is used up."""
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """How long the server asks to wait before trying again (google.rpc.RetryInfo)."""
+        for detail in self.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return float(info.retry_delay.ToTimedelta().total_seconds())
+        return None
+
+
 class InternalError(ServiceError):
     pass
 
@@ -187,6 +200,7 @@ _ERROR_TYPES: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.INTERNAL: InternalError,
 }
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}

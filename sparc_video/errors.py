@@ -14,6 +14,9 @@ The tree:
     │   └── ObjectNotFound ............ a storage object (source, image) is missing
     ├── AlreadyExists ................. a create names something that exists (camera id, object)
     ├── FailedPrecondition ............ valid, but not in the current state (e.g. already finished)
+    ├── Unauthenticated ............... no credentials, or ones that do not check out
+    ├── PermissionDenied .............. a known principal whose role does not allow the call
+    ├── ResourceExhausted ............. a per-principal quota is used up; retry after a delay
     ├── Unavailable ................... a dependency (Redis, storage) cannot be reached; retry later
     └── ProcessingError ............... raised while a worker runs an export
         ├── PermanentProcessingError .. retrying cannot help: the export FAILS at once
@@ -79,6 +82,29 @@ class AlreadyExists(SparcVideoError):
 
 class FailedPrecondition(SparcVideoError):
     reason = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(SparcVideoError):
+    """The caller is not known. The message never repeats what the caller sent."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(SparcVideoError):
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(SparcVideoError):
+    """A quota is used up: `subject` (e.g. `principal:alice`) may retry after `retry_after_s`."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, subject: str, retry_after_s: float, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.subject = subject
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(SparcVideoError):

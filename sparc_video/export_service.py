@@ -11,6 +11,7 @@ import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
 from sparc_video import proto_mapping, validation
+from sparc_video.auth import current_principal
 from sparc_video.errors import FieldViolation, InvalidArgument
 from sparc_video.exports import SNAPSHOT, Exports, WatchMessage
 from sparc_video.models import ExportState
@@ -53,14 +54,18 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             request.export.priority, "export.priority", violations
         )
         validation.raise_if_any(violations)
-        record = await self._exports.create(source_key, operations, request_id, priority)
+        record = await self._exports.create(
+            current_principal(), source_key, operations, request_id, priority
+        )
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
     async def GetExport(
         self, request: export_service_pb2.GetExportRequest, context: Context
     ) -> export_pb2.Export:
-        record = await self._exports.get(validation.parse_export_name(request.name))
+        record = await self._exports.get(
+            current_principal(), validation.parse_export_name(request.name)
+        )
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
@@ -71,7 +76,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         records, next_token = await self._exports.page(
-            page_size, request.page_token, _parse_filter(request.filter)
+            current_principal(), page_size, request.page_token, _parse_filter(request.filter)
         )
         return export_service_pb2.ListExportsResponse(
             exports=[proto_mapping.export_to_proto(r) for r in records],
@@ -82,7 +87,9 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     async def CancelExport(
         self, request: export_service_pb2.CancelExportRequest, context: Context
     ) -> export_pb2.Export:
-        record = await self._exports.cancel(validation.parse_export_name(request.name))
+        record = await self._exports.cancel(
+            current_principal(), validation.parse_export_name(request.name)
+        )
         return proto_mapping.export_to_proto(record)
 
     @translate_errors
@@ -91,7 +98,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
         export_id = validation.parse_export_name(request.name)
         after = parse_event_id(request.after_event_id) if request.after_event_id else ""
-        async for message in self._exports.watch(export_id, after):
+        async for message in self._exports.watch(current_principal(), export_id, after):
             yield self._watch_response(export_id, message)
 
     def _watch_response(self, export_id: str, message: WatchMessage) -> WatchResponse:
@@ -123,7 +130,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         ttl_s = request.ttl.seconds if request.HasField("ttl") else 0
         if request.HasField("ttl") and ttl_s <= 0:
             raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
-        links = await self._exports.download_links(export_id, ttl_s)
+        links = await self._exports.download_links(current_principal(), export_id, ttl_s)
         return export_service_pb2.GetExportDownloadUrlResponse(
             urls=[
                 export_service_pb2.DownloadUrl(

@@ -10,7 +10,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, ObjectNotFound
+from sparc_video.auth import Principal
+from sparc_video.errors import (
+    ExportNotFound,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ObjectNotFound,
+)
 from sparc_video.events import EventHub
 from sparc_video.models import ExportRecord, ExportState, Operation, Priority, WatermarkOp
 from sparc_video.queue import ExportQueue
@@ -51,6 +58,14 @@ class QueueStats:
 SNAPSHOT = "snapshot"
 
 
+def _visible(record: ExportRecord, caller: Principal) -> ExportRecord:
+    """The record, if the caller may see it. Another principal's export is reported exactly
+    as a missing one would be, so callers cannot learn which export ids exist."""
+    if not caller.owns(record.requester):
+        raise ExportNotFound(f"export {record.id!r} does not exist")
+    return record
+
+
 class Exports:
     def __init__(
         self,
@@ -66,17 +81,22 @@ class Exports:
         self._storage = storage
         self._sources = StatCache(storage)
         self._hub = hub
+        # The quota on unfinished exports per principal; none for the local admin of a server
+        # running without authentication.
+        self._max_unfinished = 0 if settings.auth_disabled else settings.quota_max_queued_exports
 
     async def create(
         self,
+        caller: Principal,
         source_key: str,
         operations: list[Operation],
         request_id: str,
         priority: Priority = Priority.INTERACTIVE,
     ) -> ExportRecord:
         if request_id:
-            # A retried request must not fail on a source deleted since the first call.
-            existing_id = await self._store.request_owner(request_id)
+            # A retried request must not fail on a source deleted since the first call. Request
+            # ids are per principal: another's id is simply a new request.
+            existing_id = await self._store.request_owner(caller.id, request_id)
             if existing_id is not None:
                 return await self._store.get(existing_id)
         try:
@@ -105,24 +125,32 @@ class Exports:
             operations=operations,
             request_id=request_id,
             priority=priority,
+            requester=caller.id,
         )
         with enqueue_span(record.id) as traceparent:
             record.trace_context = traceparent
-            record, created = await self._store.create(record)
+            record, created = await self._store.create(record, max_unfinished=self._max_unfinished)
             if created:
                 await self._queue.enqueue(record.id, priority=priority)
         return record
 
-    async def get(self, export_id: str) -> ExportRecord:
-        return await self._store.get(export_id)
+    async def get(self, caller: Principal, export_id: str) -> ExportRecord:
+        return _visible(await self._store.get(export_id), caller)
 
     async def page(
-        self, page_size: int, page_token: str, state: ExportState | None
+        self, caller: Principal, page_size: int, page_token: str, state: ExportState | None
     ) -> tuple[list[ExportRecord], str]:
-        return await self._store.page(page_size=page_size, page_token=page_token, state=state)
+        """Admins page through every export; anyone else through the exports it created."""
+        return await self._store.page(
+            page_size=page_size,
+            page_token=page_token,
+            state=state,
+            requester=None if caller.owns("") else caller.id,
+        )
 
-    async def cancel(self, export_id: str) -> ExportRecord:
+    async def cancel(self, caller: Principal, export_id: str) -> ExportRecord:
         def to_cancelled(record: ExportRecord) -> str:
+            _visible(record, caller)
             if record.state.terminal:
                 raise FailedPrecondition(
                     f"export {export_id} already ended in state {record.state}; "
@@ -139,9 +167,12 @@ class Exports:
         await self._queue.remove(export_id)
         return record
 
-    async def watch(self, export_id: str, after_event_id: str) -> AsyncIterator[WatchMessage]:
+    async def watch(
+        self, caller: Principal, export_id: str, after_event_id: str
+    ) -> AsyncIterator[WatchMessage]:
         """The current state, then every change, ending after a terminal state."""
         record, last_id = await self._store.get_with_last_event(export_id)
+        _visible(record, caller)
         replay: list[ExportEvent] | None = None
         if after_event_id:
             replay = await self._store.events_after(export_id, after_event_id)
@@ -161,13 +192,15 @@ class Exports:
                     if event.record.state.terminal:
                         return
 
-    async def download_links(self, export_id: str, ttl_s: int) -> list[DownloadLink]:
+    async def download_links(
+        self, caller: Principal, export_id: str, ttl_s: int
+    ) -> list[DownloadLink]:
         if not 0 <= ttl_s <= MAX_DOWNLOAD_TTL_S:
             raise InvalidArgument(
                 [FieldViolation("ttl", f"must be between 1 second and {MAX_DOWNLOAD_TTL_S} s")]
             )
         ttl_s = ttl_s or self._settings.download_url_ttl_s
-        record = await self._store.get(export_id)
+        record = _visible(await self._store.get(export_id), caller)
         if record.state != ExportState.SUCCEEDED:
             raise FailedPrecondition(
                 f"export {export_id} is {record.state}; download URLs exist once it SUCCEEDED",

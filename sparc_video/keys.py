@@ -7,6 +7,7 @@ export's keys with `redis-cli --scan --pattern 'PREFIX:export:ID*'`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 # The arq function a worker registers and the server enqueues by name: the server never imports
 # the worker's code.
@@ -70,9 +71,22 @@ class Keys:
         """Sorted set of the ids of exports in one state."""
         return f"{self.prefix}:exports:state:{state}"
 
-    def request(self, request_id: str) -> str:
-        """request_id → export id, for idempotent CreateExport."""
-        return f"{self.prefix}:request:{request_id}"
+    def request(self, requester: str, request_id: str) -> str:
+        """(principal, request_id) → export id, for idempotent CreateExport: request ids are
+        per principal, so one principal's id never finds another's export."""
+        return f"{self.prefix}:request:{_segment(requester)}:{request_id}"
+
+    def principal_exports(self, principal: str) -> str:
+        """Sorted set (score 0, by id: by age) of the exports a principal created."""
+        return f"{self.prefix}:principal:{_segment(principal)}:exports"
+
+    def principal_unfinished(self, principal: str) -> str:
+        """Set of a principal's exports not yet in a terminal state (its queued-export quota)."""
+        return f"{self.prefix}:principal:{_segment(principal)}:unfinished"
+
+    def principal_rate(self, principal: str, window: int) -> str:
+        """Count of the RPCs a principal started in one rate-limit window (expires)."""
+        return f"{self.prefix}:principal:{_segment(principal)}:rate:{window}"
 
     @property
     def workers(self) -> str:
@@ -103,3 +117,9 @@ class Keys:
     def queue_wakeup(self) -> str:
         """Pub/sub channel told of every enqueue, so idle workers start the job without polling."""
         return f"{self.prefix}:queue:wakeup"
+
+
+def _segment(principal: str) -> str:
+    """A principal id as one key segment: identities such as `spiffe://a/b` hold `:` and `/`,
+    which would otherwise make two different (principal, suffix) pairs the same key."""
+    return quote(principal, safe="")

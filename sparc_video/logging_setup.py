@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from sparc_video.settings import Settings
 from sparc_video.telemetry import trace_ids
 
-CONTEXT_FIELDS = ("export_id", "job_id", "attempt", "worker_id", "rpc")
+CONTEXT_FIELDS = ("export_id", "job_id", "attempt", "worker_id", "rpc", "principal")
 # Immutable mappings: bind/update replace the value, so a task never changes its parent's fields.
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "sparc_video_log_context", default=MappingProxyType({})
@@ -40,6 +40,8 @@ _URL_SECRETS = re.compile(
 )
 # SigV4 Authorization headers, should a library print one.
 _AUTH_HEADER = re.compile(r"(?i)((?:Credential|Signature)=)[A-Za-z0-9/+=_\-]+")
+# Bearer tokens (static service tokens, JWTs), should an authorization header be printed.
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]+")
 # Passwords in URLs (redis://:password@host, https://user:password@host).
 _URL_PASSWORD = re.compile(r"(://[^\s:/@]*:)[^\s@/]+@")
 
@@ -57,6 +59,7 @@ class Redactor:
         text = _URL_SECRETS.sub(rf"\1{REDACTED}", text)
         text = _AUTH_HEADER.sub(rf"\1{REDACTED}", text)
         text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+        text = _BEARER.sub(rf"\1{REDACTED}", text)
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
@@ -68,12 +71,14 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.aws_secret_access_key,
         settings.aws_access_key_id,
         settings.local_signing_key,
+        settings.auth_jwt_secret,
     ]
     secrets = [v for v in values if v]
     secrets += [k.strip() for k in (settings.camera_credentials_key or "").split(",") if k.strip()]
+    secrets += [entry.token for entry in settings.auth_static_tokens]
     # A PEM key is logged, if ever, line by line or with escaped newlines: redact each line.
-    pem = settings.cloudfront_private_key or ""
-    secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
+    for pem in (settings.cloudfront_private_key or "", settings.tls_key.decode("ascii", "replace")):
+        secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
     return secrets
 
 

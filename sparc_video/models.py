@@ -244,6 +244,9 @@ class ExportRecord:
     # The worker running the current attempt.
     worker_id: str = ""
     priority: Priority = Priority.INTERACTIVE
+    # The principal that created the export: its owner (see `sparc_video.auth`). Empty in
+    # records written before authentication existed; only admins see those.
+    requester: str = ""
 
     @property
     def name(self) -> str:

@@ -75,6 +75,7 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         update_time=timestamp(record.update_time),
         request_id=record.request_id,
         priority=_PRIORITIES[record.priority],
+        requester=record.requester,
     )
     if record.start_time is not None:
         message.start_time.CopyFrom(timestamp(record.start_time))

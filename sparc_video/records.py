@@ -19,7 +19,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from sparc_video.errors import ExportNotFound, FailedPrecondition, FieldViolation, InvalidArgument
+from sparc_video.errors import (
+    ExportNotFound,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from sparc_video.keys import Keys
 from sparc_video.models import ExportRecord, ExportState
 
@@ -28,6 +34,10 @@ from sparc_video.models import ExportRecord, ExportState
 EVENT_STREAM_MAXLEN = 2000
 
 REQUEST_ID_TTL_S = 7 * 24 * 3600
+# What RetryInfo suggests to a principal at its queued-export limit: exports take a while.
+QUEUED_QUOTA_RETRY_S = 30.0
+# Records one ListExports call reads at most while filtering a principal's exports by state.
+_OWNER_SCAN_LIMIT = 5000
 
 
 class EventKind:
@@ -119,23 +129,50 @@ class ExportStore:
     def redis(self) -> aioredis.Redis:
         return self._redis
 
-    async def create(self, record: ExportRecord) -> tuple[ExportRecord, bool]:
-        """Store a new QUEUED export. With a request_id seen before, return that export instead.
+    async def create(
+        self, record: ExportRecord, *, max_unfinished: int = 0
+    ) -> tuple[ExportRecord, bool]:
+        """Store a new QUEUED export. With a request_id its requester used before, return that
+        export instead. With `max_unfinished`, refuse (ResourceExhausted) when the requester
+        already has that many unfinished exports; the check and the write are one transaction,
+        so replicas creating at once cannot overshoot.
 
         Returns (record, created).
         """
         now = time.time()
         record.create_time = record.update_time = now
-        request_key = self.keys.request(record.request_id) if record.request_id else None
+        request_key = (
+            self.keys.request(record.requester, record.request_id) if record.request_id else None
+        )
+        unfinished_key = self.keys.principal_unfinished(record.requester)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
+                    watched = [k for k in (request_key,) if k]
+                    if max_unfinished:
+                        watched.append(unfinished_key)
+                    if watched:
+                        await pipe.watch(*watched)
                     if request_key:
-                        await pipe.watch(request_key)
                         existing = await pipe.get(request_key)
                         if existing is not None:
                             await pipe.reset()  # type: ignore[no-untyped-call]
                             return await self.get(existing.decode()), False
+                    unfinished = (
+                        await pipe.scard(unfinished_key)  # type: ignore[misc]
+                        if max_unfinished
+                        else 0
+                    )
+                    if max_unfinished and unfinished >= max_unfinished:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        raise ResourceExhausted(
+                            f"{record.requester!r} already has {max_unfinished} unfinished "
+                            "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
+                            "cancel one",
+                            subject=f"principal:{record.requester}",
+                            retry_after_s=QUEUED_QUOTA_RETRY_S,
+                            reason="QUEUED_EXPORTS_QUOTA",
+                        )
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if request_key:
                         pipe.set(request_key, record.id, ex=REQUEST_ID_TTL_S)
@@ -145,9 +182,9 @@ class ExportStore:
                 except WatchError:
                     continue
 
-    async def request_owner(self, request_id: str) -> str | None:
-        """The id of the export a request_id created, if any."""
-        owner = await self._redis.get(self.keys.request(request_id))
+    async def request_owner(self, requester: str, request_id: str) -> str | None:
+        """The id of the export a principal's request_id created, if any."""
+        owner = await self._redis.get(self.keys.request(requester, request_id))
         return owner.decode() if owner is not None else None
 
     async def get(self, export_id: str) -> ExportRecord:
@@ -259,6 +296,12 @@ class ExportStore:
         pipe.set(self.keys.export(record.id), encoded)
         if old_state is None:
             pipe.zadd(self.keys.all_exports, {record.id: 0})
+            if record.requester:
+                pipe.zadd(self.keys.principal_exports(record.requester), {record.id: 0})
+                if not record.state.terminal:
+                    pipe.sadd(self.keys.principal_unfinished(record.requester), record.id)
+        elif record.requester and record.state.terminal and not old_state.terminal:
+            pipe.srem(self.keys.principal_unfinished(record.requester), record.id)
         if old_state != record.state:
             if old_state is not None:
                 pipe.zrem(self.keys.by_state(old_state), record.id)
@@ -274,9 +317,19 @@ class ExportStore:
             pipe.expire(events, self._event_retention_s)
 
     async def page(
-        self, *, page_size: int, page_token: str, state: ExportState | None
+        self,
+        *,
+        page_size: int,
+        page_token: str,
+        state: ExportState | None,
+        requester: str | None = None,
     ) -> tuple[list[ExportRecord], str]:
-        """A page of exports, newest first, and the token of the next page ("" when last)."""
+        """A page of exports, newest first, and the token of the next page ("" when last).
+
+        With `requester`, only the exports that principal created.
+        """
+        if requester is not None:
+            return await self._owner_page(page_size, page_token, state, requester)
         index = self.keys.by_state(state) if state else self.keys.all_exports
         after = _decode_page_token(page_token, index) if page_token else None
         upper = f"({after}" if after else "+"
@@ -286,6 +339,38 @@ class ExportStore:
         records = [decode_record(raw) for raw in raws if raw is not None]
         next_token = _encode_page_token(page_ids[-1], index) if len(ids) > page_size else ""
         return records, next_token
+
+    async def _owner_page(
+        self, page_size: int, page_token: str, state: ExportState | None, requester: str
+    ) -> tuple[list[ExportRecord], str]:
+        # The principal's index holds every state: filter while reading. A page stops early
+        # (with a token to go on) after _OWNER_SCAN_LIMIT records, so one call stays bounded.
+        index = self.keys.principal_exports(requester)
+        bound = f"{index}|{state or ''}"
+        after = _decode_page_token(page_token, bound) if page_token else None
+        upper = f"({after}" if after else "+"
+        records: list[ExportRecord] = []
+        scanned = 0
+        batch = page_size + 1 if state is None else max(page_size + 1, 100)
+        while True:
+            ids = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=batch)
+            if not ids:
+                return records, ""
+            page_ids = [i.decode() for i in ids]
+            raws = await self._redis.mget([self.keys.export(i) for i in page_ids])
+            for export_id, raw in zip(page_ids, raws, strict=True):
+                scanned += 1
+                record = decode_record(raw) if raw is not None else None
+                if record is not None and (state is None or record.state == state):
+                    if len(records) == page_size:
+                        # One more match exists: the page is full and there is a next one.
+                        return records, _encode_page_token(records[-1].id, bound)
+                    records.append(record)
+                if scanned >= _OWNER_SCAN_LIMIT:
+                    return records, _encode_page_token(export_id, bound)
+            if len(ids) < batch:
+                return records, ""
+            upper = f"({page_ids[-1]}"
 
     async def count_by_state(self) -> dict[ExportState, int]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -312,7 +397,10 @@ class ExportStore:
             pipe.zrem(self.keys.all_exports, record.id)
             pipe.zrem(self.keys.by_state(record.state), record.id)
             if record.request_id:
-                pipe.delete(self.keys.request(record.request_id))
+                pipe.delete(self.keys.request(record.requester, record.request_id))
+            if record.requester:
+                pipe.zrem(self.keys.principal_exports(record.requester), record.id)
+                pipe.srem(self.keys.principal_unfinished(record.requester), record.id)
             await pipe.execute()
 
     async def oldest(self, state: ExportState, count: int) -> list[str]:

@@ -30,6 +30,9 @@ _CODES: list[tuple[type[errors.SparcVideoError], grpc.StatusCode]] = [
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.JobCancelled, grpc.StatusCode.CANCELLED),
     (errors.ProcessingTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
@@ -66,6 +69,22 @@ def status_for(error: BaseException) -> status_pb2.Status:
             detail = any_pb2.Any()
             detail.Pack(bad_request)
             status.details.append(detail)
+        if isinstance(error, errors.ResourceExhausted):
+            # RetryInfo tells well-behaved clients when to come back; QuotaFailure says which
+            # quota ran out and for whom.
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromMilliseconds(max(1, int(error.retry_after_s * 1000)))
+            quota = error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=error.subject, description=error.message
+                    )
+                ]
+            )
+            for message in (retry, quota):
+                detail = any_pb2.Any()
+                detail.Pack(message)
+                status.details.append(detail)
         return status
     if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return error_status(

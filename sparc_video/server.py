@@ -19,6 +19,8 @@ from sparc.video.v1 import (
 )
 
 from sparc_video.app import App, open_app
+from sparc_video.auth import Authenticator
+from sparc_video.auth_interceptor import AuthInterceptor
 from sparc_video.camera_service import CameraServicer
 from sparc_video.errors import Unavailable
 from sparc_video.export_service import ExportServicer
@@ -26,6 +28,7 @@ from sparc_video.grpc_interceptors import ObservabilityInterceptor
 from sparc_video.health import HealthMonitor
 from sparc_video.http_app import build_http_app
 from sparc_video.metrics import ServiceCollector, StorageUsage
+from sparc_video.quota import RateLimiter
 from sparc_video.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,20 @@ class Server:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        settings = app.settings
+        # Refuses (AuthNotConfigured) a server that would serve anyone without saying so.
+        authenticator = Authenticator(settings)
+        limiter = (
+            RateLimiter(app.redis, app.store.keys, settings.quota_requests_per_minute)
+            if settings.quota_requests_per_minute
+            else None
+        )
         self._grpc = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor()],
+            # Observability first: calls refused by authentication are counted and traced.
+            interceptors=[
+                ObservabilityInterceptor(),
+                AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -69,21 +84,32 @@ class Server:
             CameraServicer(app.cameras, app.recordings), self._grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
-        reflection.enable_server_reflection(
-            [
-                EXPORT_SERVICE,
-                CAMERA_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self._grpc,
-        )
+        if settings.grpc_reflection != "off":
+            reflection.enable_server_reflection(
+                [
+                    EXPORT_SERVICE,
+                    CAMERA_SERVICE,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                self._grpc,
+            )
         self._http_runner: web.AppRunner | None = None
         self.grpc_port = 0
 
     async def start(self) -> None:
         settings = self.app.settings
-        self.grpc_port = self._grpc.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        if settings.tls_cert:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key, settings.tls_cert)],
+                root_certificates=settings.tls_client_ca or None,
+                require_client_auth=bool(settings.tls_client_ca)
+                and settings.tls_require_client_cert,
+            )
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on gRPC port {settings.grpc_port} (in use?)")
         await self.health.start()
@@ -94,11 +120,17 @@ class Server:
         await self._http_runner.setup()
         await web.TCPSite(self._http_runner, settings.http_host, settings.http_port).start()
         log.info(
-            "serving gRPC on port %d and HTTP on port %d (storage: %s)",
+            "serving gRPC%s on port %d and HTTP on port %d (storage: %s)",
+            " over TLS" if settings.tls_cert else "",
             self.grpc_port,
             settings.http_port,
             settings.storage_backend,
         )
+        if settings.auth_disabled:
+            log.warning(
+                "AUTH_DISABLED=true: no authentication, every caller is the local admin "
+                "principal; never expose this port"
+            )
 
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         # NOT_SERVING first so load balancers stop routing here while calls drain. Watch streams
@@ -115,6 +147,7 @@ class Server:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    Authenticator(settings)  # no auth configured: refuse before connecting to anything
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparc_video.roles import Role
+
 _SIZE_UNITS = {
     "": 1,
     "B": 1,
@@ -59,6 +61,62 @@ def parse_fernet_keys(text: str) -> list[bytes]:
                 "print(Fernet.generate_key().decode())'`"
             )
     return keys
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    """A service token from AUTH_TOKENS: whoever presents `token` is `principal` with `role`."""
+
+    principal: str
+    role: Role
+    token: str = field(repr=False)
+
+
+MIN_TOKEN_LENGTH = 16
+REFLECTION_MODES = ("public", "authenticated", "off")
+
+
+def parse_static_tokens(text: str) -> tuple[StaticToken, ...]:
+    """`PRINCIPAL:ROLE:TOKEN` entries, one a line or comma-separated; `#` starts a comment line.
+
+    Errors name the entry by number, never by content: an entry holds a secret.
+    """
+    entries: list[StaticToken] = []
+    seen: set[str] = set()
+    lines = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
+    parts = [part.strip() for line in lines for part in line.split(",") if part.strip()]
+    for index, part in enumerate(parts, start=1):
+        principal, _, rest = part.partition(":")
+        role_name, _, token = rest.partition(":")
+        if not principal or not token:
+            raise ValueError(f"entry {index} is not PRINCIPAL:ROLE:TOKEN")
+        try:
+            role = Role.parse(role_name)
+        except ValueError as exc:
+            raise ValueError(f"entry {index}: {exc}") from None
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"entry {index}: the token is shorter than {MIN_TOKEN_LENGTH} characters; make "
+                "one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if token in seen:
+            raise ValueError(f"entry {index}: the same token is given twice")
+        seen.add(token)
+        entries.append(StaticToken(principal, role, token))
+    return tuple(entries)
+
+
+def parse_identity_roles(text: str) -> tuple[tuple[str, Role], ...]:
+    """`IDENTITY=ROLE` pairs, comma-separated (client-certificate identity → role)."""
+    pairs: list[tuple[str, Role]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        identity, sep, role_name = part.rpartition("=")
+        if not sep or not identity.strip():
+            raise ValueError(f"{part!r} is not IDENTITY=ROLE")
+        pairs.append((identity.strip(), Role.parse(role_name)))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -128,6 +186,47 @@ class Settings:
     # "text" (human) or "json" (one object per line, for log collectors).
     log_format: str = "text"
 
+    # Authentication (`sparc_video/auth.py`, README "Security"). Without any of static tokens, a
+    # JWT key or a client CA, `serve` refuses to start unless auth_disabled is set explicitly.
+    # Every caller is then a local admin: for development only (`sparc-video dev`).
+    auth_disabled: bool = False
+    auth_static_tokens: tuple[StaticToken, ...] = field(default=(), repr=False)
+    # HS256 shared secret, or a PEM public key (RS256, ES256 or EdDSA by its type).
+    auth_jwt_secret: str | None = field(default=None, repr=False)
+    auth_jwt_public_key: str | None = None
+    auth_jwt_issuer: str = ""
+    auth_jwt_audience: str = ""
+    # The claim holding the role (a string, or a list whose highest known role counts).
+    auth_jwt_role_claim: str = "role"
+    # Clock skew tolerated on exp/nbf/iat, seconds.
+    auth_jwt_leeway_s: int = 30
+    # Client-certificate identity (SAN, else CN) → role; others get the default role, if any.
+    auth_mtls_roles: tuple[tuple[str, Role], ...] = ()
+    auth_mtls_default_role: Role | None = None
+    # "public", "authenticated" (any valid principal) or "off".
+    grpc_reflection: str = "public"
+    # PEM server certificate chain and key: the gRPC port serves TLS when set.
+    tls_cert: bytes = b""
+    tls_key: bytes = field(default=b"", repr=False)
+    # PEM CA bundle that client certificates must chain to (mutual TLS).
+    tls_client_ca: bytes = b""
+    # With a client CA: refuse TLS handshakes without a client certificate. False lets
+    # certificate-less clients in to present a bearer token instead.
+    tls_require_client_cert: bool = True
+    # Per principal, shared by every replica (Redis); 0 disables. Off while auth_disabled.
+    quota_max_queued_exports: int = 100
+    quota_requests_per_minute: int = 600
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether any way for a caller to prove who it is is configured."""
+        return bool(
+            self.auth_static_tokens
+            or self.auth_jwt_secret
+            or self.auth_jwt_public_key
+            or self.tls_client_ca
+        )
+
     @property
     def storage_backend(self) -> str:
         return "s3" if self.s3_bucket else "local"
@@ -175,6 +274,38 @@ class Settings:
                 problems.append(f"{name}={value:g} must be between {low:g} and {high:g}")
                 return
             values[attr] = value
+
+        def flag(name: str, attr: str) -> None:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return
+            if raw not in {"1", "true", "yes", "0", "false", "no"}:
+                problems.append(f"{name}={raw!r} must be true or false")
+            else:
+                values[attr] = raw in {"1", "true", "yes"}
+
+        def secret_or_file(name: str) -> str | None:
+            """NAME's value, or the content of the file NAME_FILE names (stripped)."""
+            raw = env.get(name, "").strip()
+            path = env.get(f"{name}_FILE", "").strip()
+            if raw and path:
+                problems.append(f"{name} and {name}_FILE are both set; set one")
+            if path:
+                try:
+                    return Path(path).read_text().strip()
+                except OSError as exc:
+                    problems.append(f"{name}_FILE: cannot read {path!r}: {exc.strerror}")
+                    return None
+            return raw or None
+
+        def pem_file(name: str, attr: str) -> None:
+            path = env.get(name, "").strip()
+            if not path:
+                return
+            try:
+                values[attr] = Path(path).read_bytes()
+            except OSError as exc:
+                problems.append(f"{name}: cannot read {path!r}: {exc.strerror}")
 
         def size(name: str, attr: str) -> None:
             raw = env.get(name)
@@ -227,12 +358,7 @@ class Settings:
         integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
         number("VIDEO_RETRY_INITIAL_DELAY", "retry_initial_delay_s", 0.0, 3600.0)
         number("VIDEO_RETRY_MULTIPLIER", "retry_multiplier", 1.0, 10.0)
-        flag = env.get("VIDEO_RETRY_TIMEOUTS", "").strip().lower()
-        if flag:
-            if flag not in {"1", "true", "yes", "0", "false", "no"}:
-                problems.append(f"VIDEO_RETRY_TIMEOUTS={flag!r} must be true or false")
-            else:
-                values["retry_timeouts"] = flag in {"1", "true", "yes"}
+        flag("VIDEO_RETRY_TIMEOUTS", "retry_timeouts")
         number("VIDEO_LEASE_TTL", "lease_ttl_s", 1.0, 3600.0)
         number("VIDEO_RECONCILE_INTERVAL", "reconcile_interval_s", 0.1, 3600.0)
         integer("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace_s", 0, 3600)
@@ -246,6 +372,63 @@ class Settings:
         size("VIDEO_TEMP_MIN_FREE", "temp_min_free_bytes")
         integer("WORKER_METRICS_PORT", "worker_metrics_port", 0, 65535)
         text("LOG_FORMAT", "log_format")
+        flag("AUTH_DISABLED", "auth_disabled")
+        tokens = secret_or_file("AUTH_TOKENS")
+        if tokens:
+            try:
+                values["auth_static_tokens"] = parse_static_tokens(tokens)
+            except ValueError as exc:
+                problems.append(f"AUTH_TOKENS: {exc}")
+        values["auth_jwt_secret"] = secret_or_file("AUTH_JWT_SECRET")
+        values["auth_jwt_public_key"] = secret_or_file("AUTH_JWT_PUBLIC_KEY")
+        text("AUTH_JWT_ISSUER", "auth_jwt_issuer")
+        text("AUTH_JWT_AUDIENCE", "auth_jwt_audience")
+        text("AUTH_JWT_ROLE_CLAIM", "auth_jwt_role_claim")
+        integer("AUTH_JWT_LEEWAY", "auth_jwt_leeway_s", 0, 3600)
+        if values["auth_jwt_secret"] and values["auth_jwt_public_key"]:
+            problems.append("AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY are both set; set one")
+        if values["auth_jwt_secret"] or values["auth_jwt_public_key"]:
+            for name, attr in (
+                ("AUTH_JWT_ISSUER", "auth_jwt_issuer"),
+                ("AUTH_JWT_AUDIENCE", "auth_jwt_audience"),
+            ):
+                if attr not in values:
+                    problems.append(
+                        f"{name} must be set with a JWT key: tokens are checked against it"
+                    )
+        secret = values["auth_jwt_secret"]
+        if isinstance(secret, str) and len(secret) < 32:
+            problems.append("AUTH_JWT_SECRET must be at least 32 characters (HS256 key)")
+        try:
+            values["auth_mtls_roles"] = parse_identity_roles(env.get("AUTH_MTLS_ROLES", ""))
+        except ValueError as exc:
+            problems.append(f"AUTH_MTLS_ROLES: {exc}")
+        default_role = env.get("AUTH_MTLS_DEFAULT_ROLE", "").strip()
+        if default_role:
+            try:
+                values["auth_mtls_default_role"] = Role.parse(default_role)
+            except ValueError as exc:
+                problems.append(f"AUTH_MTLS_DEFAULT_ROLE: {exc}")
+        reflection_mode = env.get("GRPC_REFLECTION", "").strip().lower()
+        if reflection_mode:
+            if reflection_mode not in REFLECTION_MODES:
+                problems.append(
+                    f"GRPC_REFLECTION={reflection_mode!r} must be one of "
+                    + ", ".join(REFLECTION_MODES)
+                )
+            values["grpc_reflection"] = reflection_mode
+        pem_file("GRPC_TLS_CERT_FILE", "tls_cert")
+        pem_file("GRPC_TLS_KEY_FILE", "tls_key")
+        pem_file("GRPC_TLS_CLIENT_CA_FILE", "tls_client_ca")
+        flag("GRPC_TLS_REQUIRE_CLIENT_CERT", "tls_require_client_cert")
+        if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+            problems.append("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE must be set together")
+        if values.get("tls_client_ca") and not values.get("tls_cert"):
+            problems.append(
+                "GRPC_TLS_CLIENT_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE"
+            )
+        integer("QUOTA_MAX_QUEUED_EXPORTS", "quota_max_queued_exports", 0, 10_000_000)
+        integer("QUOTA_REQUESTS_PER_MINUTE", "quota_requests_per_minute", 0, 10_000_000)
         for name, attr in (
             ("VIDEO_TEMP_DIR", "temp_dir"),
             ("LOCAL_STORAGE_DIR", "local_storage_dir"),
@@ -266,6 +449,7 @@ class Settings:
         endpoint = values.get("s3_endpoint_url")
         if isinstance(endpoint, str) and not endpoint.startswith(("http://", "https://")):
             problems.append(f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// URL")
+        values = {k: v for k, v in values.items() if v is not None}
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)  # type: ignore[arg-type]
@@ -305,6 +489,20 @@ environment:
   VIDEO_TEMP_MIN_FREE       free space VIDEO_TEMP_DIR should keep, e.g. 5GB (default 1GiB)
   WORKER_METRICS_PORT       each worker's /metrics port, 0 = none (default 9091)
   LOG_FORMAT                text or json (default text)
+  AUTH_TOKENS(_FILE)        static service tokens PRINCIPAL:ROLE:TOKEN, comma- or line-separated
+  AUTH_JWT_SECRET(_FILE)    HS256 key of bearer JWTs (or AUTH_JWT_PUBLIC_KEY(_FILE): PEM, RS256/
+                            ES256/EdDSA); with AUTH_JWT_ISSUER, AUTH_JWT_AUDIENCE (required),
+                            AUTH_JWT_ROLE_CLAIM (default role), AUTH_JWT_LEEWAY (default 30 s)
+  GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE   serve gRPC over TLS with this PEM chain and key
+  GRPC_TLS_CLIENT_CA_FILE   mutual TLS: client certificates must chain to these CAs;
+                            GRPC_TLS_REQUIRE_CLIENT_CERT (default true) refuses clients without
+  AUTH_MTLS_ROLES           client identity (SAN, else CN) to role: id=role,id2=role
+  AUTH_MTLS_DEFAULT_ROLE    role of other client certificates (default: none, refused)
+  AUTH_DISABLED             true: no authentication, every caller is an admin (development only;
+                            `serve` refuses to start with no auth configured otherwise)
+  GRPC_REFLECTION           public, authenticated or off (default public)
+  QUOTA_MAX_QUEUED_EXPORTS  unfinished exports one principal may have (default 100, 0 = no limit)
+  QUOTA_REQUESTS_PER_MINUTE RPCs one principal may start a minute (default 600, 0 = no limit)
   OTEL_*                    OpenTelemetry: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER,
                             OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER... (default: no export)
 """

@@ -123,6 +123,7 @@ def stub(
         http_port=free_port(),
         local_storage_dir=Path(root / "storage"),
         temp_dir=Path(root / "work"),
+        auth_disabled=True,
     )
     with BackgroundService(app_settings) as service, grpc.insecure_channel(service.target) as ch:
         yield export_service_pb2_grpc.ExportServiceStub(ch)

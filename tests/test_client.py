@@ -22,6 +22,8 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video import client as client_module
 from sparc_video.app import App, open_app
+from sparc_video.auth import Authenticator
+from sparc_video.auth_interceptor import AuthInterceptor
 from sparc_video.client import (
     AsyncExportClient,
     ExportClient,
@@ -234,8 +236,13 @@ async def export_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> AsyncIterator[int]:
-    """ExportService (the real servicer) on its own port, with extra interceptors or TLS."""
-    server = grpc.aio.server(interceptors=list(interceptors))
+    """ExportService (the real servicer) on its own port, with extra interceptors or TLS.
+
+    The servicer needs the authenticated caller: the auth interceptor (here with the
+    fixtures' AUTH_DISABLED settings) comes last, as in the real server.
+    """
+    auth = AuthInterceptor(Authenticator(app.settings), None)
+    server = grpc.aio.server(interceptors=[*interceptors, auth])
     export_service_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(app.exports), server)
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")
@@ -373,7 +380,7 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
         worker = build_worker(settings, handle_signals=False)
         worker_task = asyncio.create_task(worker.main())
         async with asyncio.timeout(60):
-            while not (await app.exports.get(created.name.split("/")[1])).state.terminal:
+            while not (await app.store.get(created.name.split("/")[1])).state.terminal:
                 await asyncio.sleep(0.05)
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -83,7 +83,11 @@ def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(30)
         log.close()
-    assert code == 0, (tmp_path / "dev.log").read_text()
+    dev_log = (tmp_path / "dev.log").read_text()
+    assert code == 0, dev_log
+    # No credentials were needed, and dev said why.
+    assert "Authentication is disabled: every caller is an admin" in dev_log
+    assert "AUTH_DISABLED=true: no authentication" in dev_log
     # The embedded Redis it started is gone with it.
     deadline = time.monotonic() + 5
     while True:

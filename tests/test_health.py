@@ -172,7 +172,7 @@ def test_server_and_its_health_checks_never_import_pyav(
                 redis_url={redis_url!r}, redis_prefix={redis_prefix!r},
                 grpc_host="127.0.0.1", grpc_port=0, http_host="127.0.0.1",
                 http_port={free_port()}, local_storage_dir=Path({str(tmp_path / "s")!r}),
-                temp_dir=Path({str(tmp_path / "t")!r}),
+                temp_dir=Path({str(tmp_path / "t")!r}), auth_disabled=True,
             )
             async with open_app(settings) as app:
                 server = Server(app)

@@ -39,7 +39,8 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 from sparc_video import logging_setup
 from sparc_video.metrics import WORKER_REGISTRY
 from sparc_video.models import ExportRecord
-from sparc_video.settings import Settings
+from sparc_video.roles import Role
+from sparc_video.settings import Settings, StaticToken
 from sparc_video.telemetry import exporters_from_env, setup_tracing
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
@@ -635,15 +636,24 @@ def await_record_trace(text: str, export_id: str) -> str:
 
 
 def test_text_logs_redact_signed_links_and_url_passwords() -> None:
-    settings = Settings(local_signing_key="local-signing-key-123456")
+    static_token = "static-service-token-0123456789"
+    jwt_secret = "jwt-hs256-secret-" + "s" * 32
+    settings = Settings(
+        local_signing_key="local-signing-key-123456",
+        auth_static_tokens=(StaticToken("ci", Role.OPERATOR, static_token),),
+        auth_jwt_secret=jwt_secret,
+    )
     with captured_logs(settings, "INFO") as stream, logging_setup.bind(export_id="abc", attempt=2):
         logging.getLogger("sparc_video.test").info(
             "link http://h/files/x.mp4?expires=1&sig=deadbeef redis://:hunter22@redis:6379/0 "
-            "key local-signing-key-123456"
+            f"key local-signing-key-123456 token {static_token} secret {jwt_secret} "
+            "authorization: Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
         )
     line = stream.getvalue()
     assert "deadbeef" not in line and "hunter22" not in line and "local-signing-key" not in line
+    assert static_token not in line and jwt_secret not in line and "eyJzdWIiOi" not in line
     assert "sig=REDACTED" in line and "redis://:REDACTED@redis" in line
+    assert "Bearer REDACTED" in line
     assert line.rstrip().endswith("[export_id=abc attempt=2]")
 
 

@@ -111,6 +111,7 @@ class Export(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `exports/{export}`. Output only."""
     state: Global___Export.State.ValueType
@@ -124,6 +125,11 @@ class Export(_message.Message):
     """The request_id the export was created with, if any. Output only."""
     priority: Global___Export.Priority.ValueType
     """Set by CreateExport; unspecified means interactive. Returned as the priority used."""
+    requester: _builtins.str
+    """The principal that created the export (a token's principal id, a JWT's `sub`, or a client
+    certificate's identity). Only it (and admins) can read, watch, cancel or download the
+    export. Output only.
+    """
     @_builtins.property
     def source(self) -> Global___ExportSource:
         """Where the video comes from."""
@@ -186,10 +192,11 @@ class Export(_message.Message):
         request_id: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         priority: Global___Export.Priority.ValueType = ...,
+        requester: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "requester", b"requester", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,79 @@
+"""Who may call what: the roles and the one table mapping every RPC to the least role it needs.
+
+Roles are hierarchical (viewer < operator < admin): a role may do everything the roles below it
+may. The table below is the whole authorization policy of the gRPC API; `auth_interceptor.py`
+enforces it before any handler runs, and a method missing from it is refused (fail closed), so a
+new RPC cannot go live unguarded. Ownership of exports (a caller sees only its own, admins see
+all) is enforced by the domain (`exports.py`), not here.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.IntEnum):
+    """A principal's role; a larger value may do everything a smaller one may."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        """`viewer`, `operator` or `admin` (any case); ValueError otherwise."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"{text!r} is not a role; use viewer, operator or admin") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_EXPORTS = "/sparc.video.v1.ExportService/"
+_CAMERAS = "/sparc.video.v1.CameraService/"
+
+# The least role each RPC needs, by full gRPC method name.
+METHOD_ROLES: dict[str, Role] = {
+    # Reads. Exports are read only by their requester (or an admin), so a viewer, which cannot
+    # create exports, mostly reads cameras and recordings.
+    _EXPORTS + "GetExport": Role.VIEWER,
+    _EXPORTS + "ListExports": Role.VIEWER,
+    _EXPORTS + "WatchExport": Role.VIEWER,
+    _EXPORTS + "GetExportDownloadUrl": Role.VIEWER,
+    _CAMERAS + "GetCamera": Role.VIEWER,
+    _CAMERAS + "ListCameras": Role.VIEWER,
+    _CAMERAS + "GetRecording": Role.VIEWER,
+    _CAMERAS + "ListRecordings": Role.VIEWER,
+    # Work that costs compute, touches cameras or adds data.
+    _EXPORTS + "CreateExport": Role.OPERATOR,
+    _EXPORTS + "CancelExport": Role.OPERATOR,
+    _CAMERAS + "CreateCamera": Role.OPERATOR,
+    _CAMERAS + "UpdateCamera": Role.OPERATOR,
+    _CAMERAS + "ProbeCamera": Role.OPERATOR,
+    _CAMERAS + "CaptureSnapshot": Role.OPERATOR,
+    _CAMERAS + "CreateRecording": Role.OPERATOR,
+    _CAMERAS + "CreateRecordingUploadUrl": Role.OPERATOR,
+    # Destroying evidence and seeing everyone's workload.
+    _CAMERAS + "DeleteCamera": Role.ADMIN,
+    _CAMERAS + "DeleteRecording": Role.ADMIN,
+    _EXPORTS + "GetQueueStats": Role.ADMIN,
+}
+
+# Callable without credentials: load balancers and orchestrators probe health anonymously.
+PUBLIC_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+    }
+)
+
+# Server reflection: public by default (`GRPC_REFLECTION=public`) so grpcurl can discover the
+# API; `authenticated` makes it need any valid principal (viewer), `off` does not serve it.
+REFLECTION_METHODS = frozenset(
+    {
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
