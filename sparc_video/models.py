@@ -216,6 +216,32 @@ class ExportError:
     message: str
 
 
+@dataclass(frozen=True)
+class DownloadGrant:
+    """One GetExportDownloadUrl call: who got URLs for which objects, until when. Never the
+    URLs: their signatures are bearer credentials."""
+
+    grant_time: float
+    requester: str
+    storage_keys: tuple[str, ...]
+    expire_time: float
+
+
+# Grants kept per export (the newest): a bound on the record's size for exports downloaded
+# over and over.
+MAX_DOWNLOAD_GRANTS = 500
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    """Where an export's signed manifest is stored (see `sparc_video.manifest`)."""
+
+    storage_key: str
+    sha256: str
+    signature_storage_key: str
+    key_id: str
+
+
 @dataclass
 class ExportRecord:
     """The truth about one export, stored in Redis and updated by the worker running it."""
@@ -244,6 +270,14 @@ class ExportRecord:
     # The worker running the current attempt.
     worker_id: str = ""
     priority: Priority = Priority.INTERACTIVE
+    # Who asked for the export (the authenticated caller; "" without authentication).
+    requester: str = ""
+    # Given at CreateExport, recorded in the signed manifest.
+    case_id: str = ""
+    purpose: str = ""
+    # Every download URL handed out, newest MAX_DOWNLOAD_GRANTS kept.
+    download_grants: list[DownloadGrant] = field(default_factory=list)
+    manifest: ManifestRef | None = None
 
     @property
     def name(self) -> str:
@@ -263,6 +297,11 @@ class ExportRecord:
         values["progress"] = Progress(**data["progress"])
         values["outputs"] = [_output_from_dict(out) for out in data["outputs"]]
         values["error"] = ExportError(**data["error"]) if data.get("error") else None
+        values["download_grants"] = [
+            DownloadGrant(**{**grant, "storage_keys": tuple(grant["storage_keys"])})
+            for grant in data.get("download_grants", ())
+        ]
+        values["manifest"] = ManifestRef(**data["manifest"]) if data.get("manifest") else None
         return cls(**values)
 
 

@@ -33,6 +33,8 @@ REQUEST_ID_TTL_S = 7 * 24 * 3600
 class EventKind:
     STATE_CHANGED = "state"
     PROGRESS = "progress"
+    # An audit entry (a download grant) was added; nothing else changed.
+    AUDIT = "audit"
 
 
 @dataclass(frozen=True)
