@@ -80,6 +80,7 @@ RETRIED_METHODS = (
     "GetQueueStats",
     "GetExportDownloadUrl",
     "CreateExport",
+    "GetManifestSigningKey",
 )
 CAMERA_SERVICE_NAME = "sparc.video.v1.CameraService"
 # Reads only: a retried CreateCamera would answer ALREADY_EXISTS for a camera the first attempt
