@@ -281,6 +281,10 @@ async def test_metrics_of_real_exports_on_server_and_worker(
             retried = (
                 await service.app.store.get(good_export.name.removeprefix("exports/"))
             ).failed_attempts
+            # The signed manifest and its signature are stored with the outputs.
+            manifest_bytes = 0
+            for key in (done.manifest.storage_key, done.manifest.signature_storage_key):
+                manifest_bytes += (await service.app.storage.stat(key)).size_bytes
             worker = await scrape(f"http://127.0.0.1:{worker_port}/metrics")
         server = await scrape(metrics_url)
 
@@ -329,8 +333,9 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         "cancelled": 0,
     }
     output_bytes = sum(o.size_bytes for o in done.outputs)
-    assert output_bytes > 0
-    assert server.get("video_storage_used_bytes", backend="s3") == output_bytes
+    assert output_bytes > 0 and manifest_bytes > 0
+    stored_bytes = output_bytes + manifest_bytes
+    assert server.get("video_storage_used_bytes", backend="s3") == stored_bytes
     assert server.get("video_workers_live") >= 1
     assert server.get("video_service_redis_scrape_ok") == 1
     assert server.get("video_health_check_ok", check="redis", critical="true") == 1
@@ -367,16 +372,16 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         1.0, abs=0.1
     )
     assert delta("video_export_size_bytes_count") == 1
-    assert delta("video_export_size_bytes_sum") == output_bytes
+    assert delta("video_export_size_bytes_sum") == stored_bytes
     assert worker.get("video_worker_busy_slots") == 0
     assert worker.get("video_worker_slots") >= good.worker_concurrency
     s3 = {"backend": "s3"}
     assert delta("video_storage_transfer_bytes_total", **s3, direction="download") == (
         clip.stat().st_size + len(junk)
     )
-    assert delta("video_storage_transfer_bytes_total", **s3, direction="upload") == output_bytes
-    assert delta("video_storage_transfer_seconds_count", **s3, direction="upload") == len(
-        done.outputs
+    assert delta("video_storage_transfer_bytes_total", **s3, direction="upload") == stored_bytes
+    assert delta("video_storage_transfer_seconds_count", **s3, direction="upload") == (
+        len(done.outputs) + 2
     )
     assert delta("video_storage_transfer_errors_total", **s3, direction="download") == retried
 
