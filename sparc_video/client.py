@@ -657,11 +657,13 @@ class AsyncExportClient(ChannelClient):
             if urls.HasField("manifest_url") and urls.HasField("manifest_signature_url"):
                 for link, sha256 in (
                     (urls.manifest_url, export.manifest.sha256),
-                    (urls.manifest_signature_url, None),
+                    (urls.manifest_signature_url, export.manifest.signature_sha256),
                 ):
                     path = _local_path(directory, export.name, link.storage_key)
-                    expected = _Expected(link.storage_key, sha256, None)
-                    result = await _fetch(session, link.url, path, expected, None, chunk_size)
+                    expected = _Expected(link.storage_key, sha256 or None, None)
+                    result = await asyncio.to_thread(_already_present, path, expected)
+                    if result is None:
+                        result = await _fetch(session, link.url, path, expected, None, chunk_size)
                     results.append(result)
         return results
 
@@ -676,7 +678,9 @@ class _Expected:
 
 
 def _already_present(path: Path, expected: _Expected) -> DownloadedFile | None:
-    if not path.is_file() or path.stat().st_size != expected.size_bytes:
+    if not path.is_file() or expected.sha256 is None:
+        return None
+    if expected.size_bytes is not None and path.stat().st_size != expected.size_bytes:
         return None
     if _sha256_of(path) != expected.sha256:
         return None

@@ -240,6 +240,7 @@ class ManifestRef:
     sha256: str
     signature_storage_key: str
     key_id: str
+    signature_sha256: str = ""
 
 
 @dataclass

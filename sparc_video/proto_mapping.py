@@ -103,6 +103,7 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
                 sha256=record.manifest.sha256,
                 signature_storage_key=record.manifest.signature_storage_key,
                 key_id=record.manifest.key_id,
+                signature_sha256=record.manifest.signature_sha256,
             )
         )
     return message

@@ -129,7 +129,11 @@ async def test_create_watch_get_list_download_and_stats(
         on_disk = sorted(str(p) for p in out.rglob("*") if p.is_file())
         assert on_disk == sorted(str(Path(f["path"])) for f in files)
         again = await sparc_video("export", "download", name, "-o", str(out), *target)
+        again_json = await sparc_video(
+            "export", "download", name, "-o", str(out), "-O", "json", *target
+        )
         assert again.rc == 0 and again.stderr.count("already present") == len(outputs)
+        assert all(f["alreadyPresent"] for f in again_json.json["files"])
         no_redraws(again)
 
         stats = await sparc_video("queue", "stats", "--output", "json", *target)

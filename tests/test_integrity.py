@@ -232,6 +232,7 @@ async def test_manifest_is_signed_and_matches_the_stored_objects(
         data = await stored_bytes(service, export.manifest.storage_key, tmp_path)
         envelope = await stored_bytes(service, export.manifest.signature_storage_key, tmp_path)
         assert sha256(data) == export.manifest.sha256
+        assert sha256(envelope) == export.manifest.signature_sha256
         signing.verify(data, signing.Signature.from_bytes(envelope), public_key)
         manifest: dict[str, Any] = json.loads(data)
         # Canonical: the bytes are the sorted, compact serialisation of what they hold.

@@ -330,7 +330,9 @@ class ExportJob:
         signature = await storage.put_bytes(
             prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
         )
-        return ManifestRef(stored.key, stored.sha256, signature.key, signer.key_id)
+        return ManifestRef(
+            stored.key, stored.sha256, signature.key, signer.key_id, signature.sha256
+        )
 
     async def _finish(self, started: ExportRecord, outputs: list[Output]) -> None:
         # Temp files go before the terminal state is visible: a watcher seeing SUCCEEDED (or

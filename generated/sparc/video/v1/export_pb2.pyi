@@ -279,6 +279,7 @@ class ExportManifest(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     SIGNATURE_STORAGE_KEY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_SHA256_FIELD_NUMBER: _builtins.int
     storage_key: _builtins.str
     """Storage key of the manifest, `exports/{export}/{attempt}/manifest.json`: canonical JSON."""
     sha256: _builtins.str
@@ -289,6 +290,8 @@ class ExportManifest(_message.Message):
     """
     key_id: _builtins.str
     """Fingerprint of the public key that verifies the signature (see GetManifestSigningKey)."""
+    signature_sha256: _builtins.str
+    """Hex SHA-256 of the signature file's bytes."""
     def __init__(
         self,
         *,
@@ -296,10 +299,11 @@ class ExportManifest(_message.Message):
         sha256: _builtins.str = ...,
         signature_storage_key: _builtins.str = ...,
         key_id: _builtins.str = ...,
+        signature_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "sha256", b"sha256", "signature_storage_key", b"signature_storage_key", "storage_key", b"storage_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "sha256", b"sha256", "signature_sha256", b"signature_sha256", "signature_storage_key", b"signature_storage_key", "storage_key", b"storage_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
