@@ -227,9 +227,10 @@ class DownloadGrant:
     expire_time: float
 
 
-# Grants kept per export (the newest): a bound on the record's size for exports downloaded
-# over and over.
-MAX_DOWNLOAD_GRANTS = 500
+# Grants kept per export (the newest). Every event on the export's stream carries the whole
+# record, so each grant also costs an event of the record's size: 100 keeps a record under
+# about 30 KB and the stream of an export downloaded over and over to a few MB.
+MAX_DOWNLOAD_GRANTS = 100
 
 
 @dataclass(frozen=True)

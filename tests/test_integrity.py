@@ -23,6 +23,8 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 from sparc_video import key_files, signing
 from sparc_video.client import AsyncExportClient, ServiceError, thumbnail, transcode
 from sparc_video.errors import ObjectNotFound, Unavailable
+from sparc_video.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
+from sparc_video.records import EventKind
 from sparc_video.settings import Settings, SettingsError
 from sparc_video.storage import LocalStorage, S3Storage, Storage
 from tests.fixtures.s3 import s3_client
@@ -416,3 +418,28 @@ async def test_every_download_url_issued_is_logged_without_its_signature(
             assert query and query.encode() not in recorded
             for part in query.split("&"):
                 assert part.encode() not in recorded
+
+
+async def test_download_grants_keep_the_newest(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with (
+        start_service(service_settings()) as service,
+        AsyncExportClient(service.target) as client,
+    ):
+        export = await finished_export(service, client, tmp_path)
+        export_id = export.name.removeprefix("exports/")
+
+        def fill(record: ExportRecord) -> str:
+            record.download_grants = [
+                DownloadGrant(float(n), f"old-{n}", ("k",), float(n + 1))
+                for n in range(MAX_DOWNLOAD_GRANTS)
+            ]
+            return EventKind.AUDIT
+
+        await service.app.store.update(export_id, fill)
+        await client.get_export_download_url(export.name)
+        grants = (await client.get_export(export.name)).download_grants
+    assert len(grants) == MAX_DOWNLOAD_GRANTS
+    assert grants[0].requester == "old-1"
+    assert grants[-1].storage_keys[0] == export.outputs[0].storage_key

@@ -188,7 +188,7 @@ class Export(_message.Message):
     @_builtins.property
     def download_grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___DownloadGrant]:
         """Every GetExportDownloadUrl call for this export, oldest first: who was handed URLs, for
-        which objects, until when. The newest 500 are kept. Output only.
+        which objects, until when. The newest 100 are kept. Output only.
         """
 
     @_builtins.property
