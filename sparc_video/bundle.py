@@ -94,15 +94,21 @@ def verify_bundle(directory: Path, public_key: Ed25519PublicKey) -> VerifiedBund
         raise UnknownKey(f"{signature_path}: {exc}") from None
     except signing.SignatureError as exc:
         raise BadSignature(f"{signature_path}: {exc}") from None
-    # Signed by the service: from here on the manifest is trusted to be well formed, but a
-    # key leaked to someone else must still not lead a verifier outside the folder.
-    manifest: dict[str, Any] = json.loads(data)
-    prefix = str(manifest.get("storage_prefix", ""))
+    # Signed by the service, so well formed unless the key signed something else; and even then
+    # a manifest must never lead the verifier outside its folder.
+    try:
+        manifest: dict[str, Any] = json.loads(data)
+        prefix = str(manifest["storage_prefix"])
+        entries = [
+            (str(e["storage_key"]), int(e["size_bytes"]), str(e["sha256"]))
+            for e in manifest["outputs"]
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{manifest_path} is signed but not a manifest: {exc!r}") from None
     files = []
-    for entry in manifest.get("outputs", []):
-        key = str(entry["storage_key"])
+    for key, size_bytes, sha256 in entries:
         path = manifest_path.parent.joinpath(*_relative_parts(key, prefix))
-        files.append(_check_output(path, key, int(entry["size_bytes"]), str(entry["sha256"])))
+        files.append(_check_output(path, key, size_bytes, sha256))
     return VerifiedBundle(manifest_path, manifest, signing.key_id(public_key), files)
 
 

@@ -72,8 +72,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     secrets = [v for v in values if v]
     secrets += [k.strip() for k in (settings.camera_credentials_key or "").split(",") if k.strip()]
     # A PEM key is logged, if ever, line by line or with escaped newlines: redact each line.
-    pem = settings.cloudfront_private_key or ""
-    secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
+    for pem in (settings.cloudfront_private_key or "", settings.manifest_signing_key or ""):
+        secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
     return secrets
 
 

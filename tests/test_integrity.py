@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import duration_pb2, json_format
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video import key_files, signing
+from sparc_video import bundle, key_files, signing
 from sparc_video.client import AsyncExportClient, ServiceError, thumbnail, transcode
 from sparc_video.errors import ObjectNotFound, Unavailable
+from sparc_video.logging_setup import Redactor, settings_secrets
 from sparc_video.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
 from sparc_video.records import EventKind
 from sparc_video.settings import Settings, SettingsError
@@ -443,3 +444,39 @@ async def test_download_grants_keep_the_newest(
     assert len(grants) == MAX_DOWNLOAD_GRANTS
     assert grants[0].requester == "old-1"
     assert grants[-1].storage_keys[0] == export.outputs[0].storage_key
+
+
+def test_a_signed_manifest_cannot_lead_the_verifier_outside_its_folder(tmp_path: Path) -> None:
+    signer = signing.ManifestSigner(Ed25519PrivateKey.generate())
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of any bundle")
+    folder = tmp_path / "bundle" / "1"
+    folder.mkdir(parents=True)
+    prefix = "exports/0123456789abcdef0123/1/"
+    for key in (prefix + "../../../secret.txt", "elsewhere/secret.txt"):
+        data = signing.canonical_json(
+            {
+                "storage_prefix": prefix,
+                "outputs": [{"storage_key": key, "size_bytes": 22, "sha256": "0" * 64}],
+            }
+        )
+        (folder / "manifest.json").write_bytes(data)
+        (folder / "manifest.json.sig").write_bytes(signer.sign(data).to_bytes())
+        with pytest.raises(bundle.BundleError, match="not inside the manifest's folder") as caught:
+            bundle.verify_bundle(tmp_path / "bundle", signer.public_key)
+        assert type(caught.value) is bundle.BundleError
+
+
+def test_the_signing_key_is_kept_out_of_logs() -> None:
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    body = pem.splitlines()[1]
+    redact = Redactor(settings_secrets(Settings(manifest_signing_key=pem)))
+    assert body not in redact(f"loaded key {pem!r}")
