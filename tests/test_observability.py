@@ -523,10 +523,21 @@ async def test_one_trace_from_create_export_through_a_worker_process(
     (process,) = children(job, "process")
     (encode,) = children(process, "transcode")
     (thumbs,) = children(process, "thumbnail")
+
+    def attribute(span: Any, key: str) -> Any:
+        return next(a.value for a in span.attributes if a.key == key)
+
+    # The outputs, then the signed manifest and its signature.
     uploads = children(job, "upload")
-    assert len(uploads) == len(final.outputs) == 3
+    manifest_keys = [final.manifest.storage_key, final.manifest.signature_storage_key]
+    assert len(uploads) == len(final.outputs) + 2 and len(final.outputs) == 3
+    assert sorted(attribute(u, "storage.key").string_value for u in uploads) == sorted(
+        [o.storage_key for o in final.outputs] + manifest_keys
+    )
     uploaded = sorted(
-        next(a.value.int_value for a in u.attributes if a.key == "storage.bytes") for u in uploads
+        attribute(u, "storage.bytes").int_value
+        for u in uploads
+        if attribute(u, "storage.key").string_value not in manifest_keys
     )
     assert uploaded == sorted(o.size_bytes for o in final.outputs)
     # Phases in order: download, then the operations inside process, then the uploads.
