@@ -22,7 +22,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video import bundle, key_files, signing
 from sparc_video.client import AsyncExportClient, ServiceError, thumbnail, transcode
-from sparc_video.errors import ObjectNotFound, Unavailable
+from sparc_video.errors import AlreadyExists, ObjectNotFound, Unavailable
 from sparc_video.logging_setup import Redactor, settings_secrets
 from sparc_video.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
 from sparc_video.records import EventKind
@@ -108,6 +108,21 @@ async def test_local_upload_refuses_a_file_that_is_not_what_was_hashed(
         await storage.stat("out/clip.mp4")
     leftovers = [p for p in (local_settings.local_storage_dir / "out").rglob("*")]
     assert leftovers == []
+
+
+async def test_a_refused_upload_leaves_the_existing_hash(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    storage = LocalStorage.from_settings(local_settings)
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    first = await storage.create_from_stream("up/a.mp4", chunks(b"first"), 5)
+    assert first.sha256 == sha256(b"first")
+    with pytest.raises(AlreadyExists):
+        await storage.create_from_stream("up/a.mp4", chunks(b"other"), 5)
+    assert (await storage.stat("up/a.mp4")).sha256 == sha256(b"first")
 
 
 # --- keys -------------------------------------------------------------------------------------

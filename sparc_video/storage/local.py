@@ -273,10 +273,10 @@ class LocalStorage:
                 if written != size_bytes:
                     raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
                 await asyncio.to_thread(_flush, out)
-            # Before the object appears: whoever sees it also finds its hash.
-            await asyncio.to_thread(_write_sidecar, path, digest.hexdigest())
             # link() fails when the key exists: a replayed upload link cannot replace the object.
             await asyncio.to_thread(os.link, temp, path)
+            # Only now: a refused upload must not overwrite the existing object's hash.
+            await asyncio.to_thread(_write_sidecar, path, digest.hexdigest())
         except FileExistsError:
             raise AlreadyExists(f"object {key!r} exists already") from None
         except IsADirectoryError as exc:
