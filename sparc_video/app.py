@@ -19,6 +19,7 @@ from sparc_video.queue import ExportQueue
 from sparc_video.recordings import Recordings
 from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
+from sparc_video.signing import ManifestSigner
 from sparc_video.storage import Storage, open_storage
 
 
@@ -67,7 +68,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             store=store,
             queue=queue,
             hub=hub,
-            exports=Exports(settings, store, queue, storage, hub),
+            exports=Exports(
+                settings, store, queue, storage, hub, ManifestSigner.from_settings(settings)
+            ),
             cameras=Cameras(
                 settings,
                 camera_store,

@@ -153,6 +153,7 @@ def _dev(settings: Settings, data_dir: Path) -> int:
 
 async def _run_dev(settings: Settings) -> None:
     from sparc_video.server import serve
+    from sparc_video.signing import ManifestSigner
     from workers.runner import build_worker
 
     # A development server on this machine: unless authentication is configured, every
@@ -163,10 +164,13 @@ async def _run_dev(settings: Settings) -> None:
     worker = build_worker(settings, handle_signals=False)
     stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")
+    # Creates the key in the data directory on the first run, as the server would.
+    signer = ManifestSigner.from_settings(settings)
     print(
         f"sparc-video dev: gRPC on 127.0.0.1:{settings.grpc_port}, HTTP on "
         f"{settings.http_base_url}, Redis {settings.redis_url}, storage "
-        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}. "
+        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}, manifests signed by "
+        f"{signer.key_id}. "
         + (
             "Authentication is disabled: every caller is an admin. "
             if settings.auth_disabled

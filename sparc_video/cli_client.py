@@ -1,5 +1,5 @@
-"""Client commands of `sparc-video`: `export create|get|list|cancel|watch|download`, `queue stats`
-(and `camera ...`, `recording ...` from `cli_cameras`).
+"""Client commands of `sparc-video`: `export create|get|list|cancel|watch|download`, `queue stats`,
+`verify` (and `camera ...`, `recording ...` from `cli_cameras`).
 
 They talk to a running server over gRPC through `sparc_video.client` and need none of the
 server's settings. Results go to stdout (text, or JSON with `--output json`); progress and
@@ -23,6 +23,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from sparc.video.v1 import export_pb2, export_service_pb2
 
+from sparc_video.bundle import (
+    BundleError,
+    HashMismatch,
+    MissingFile,
+    UnknownKey,
+    verify_bundle,
+)
 from sparc_video.client import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT_S,
@@ -45,6 +52,7 @@ from sparc_video.progress import (
     state_name,
     utc,
 )
+from sparc_video.signing import parse_public_key, read_public_key_file
 
 Export = export_pb2.Export
 
@@ -55,6 +63,11 @@ EXIT_CANCELLED = 3
 EXIT_UNREACHABLE = 4
 EXIT_REFUSED = 5
 EXIT_DOWNLOAD = 6
+# `verify`: the first check that failed.
+EXIT_BAD_SIGNATURE = 7
+EXIT_UNKNOWN_KEY = 8
+EXIT_MISSING_FILE = 9
+EXIT_HASH_MISMATCH = 10
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = f"""\
@@ -68,6 +81,11 @@ exit codes:
   {EXIT_REFUSED}    the server refused the request (NOT_FOUND, INVALID_ARGUMENT,
        FAILED_PRECONDITION, UNAUTHENTICATED, PERMISSION_DENIED, ...)
   {EXIT_DOWNLOAD}    a download failed, or its bytes did not match the export's sha256
+  {EXIT_BAD_SIGNATURE}    verify: the manifest's signature does not verify (manifest or signature
+       altered), or the bundle is malformed
+  {EXIT_UNKNOWN_KEY}    verify: the manifest was signed with another key than the one given
+  {EXIT_MISSING_FILE}    verify: the manifest, its signature or an output is missing
+  {EXIT_HASH_MISMATCH}   verify: an output's size or sha256 differs from the manifest's
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
@@ -93,7 +111,7 @@ OPERATION_KINDS = tuple(OPERATION_FIELDS)
 KEY_ALIASES = {"thumbnail": {"at": "timestamps"}}
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # The top-level commands that are clients of a server (main() runs them without settings).
-CLIENT_COMMANDS = ("export", "queue", "camera", "recording")
+CLIENT_COMMANDS = ("export", "queue", "camera", "recording", "verify")
 _Client = TypeVar("_Client", bound=ChannelClient)
 
 
@@ -266,6 +284,12 @@ def add_client_commands(
         "(default: a fresh UUID)",
     )
     create.add_argument(
+        "--case-id", default="", help="case the export is for (recorded in its signed manifest)"
+    )
+    create.add_argument(
+        "--purpose", default="", help="why it is made (recorded in its signed manifest)"
+    )
+    create.add_argument(
         "--watch", action="store_true", help="then watch it to the end (exit code by outcome)"
     )
     _watch_options(create)
@@ -304,7 +328,7 @@ def add_client_commands(
     download = leaf(
         export_commands,
         "download",
-        "fetch a finished export's outputs and verify their sha256",
+        "fetch a finished export's outputs, its manifest and signature; verify their sha256",
         _download,
     )
     download.add_argument("name", help="exports/ID or ID")
@@ -326,6 +350,23 @@ def add_client_commands(
     )
     queue_commands = queue.add_subparsers(dest="queue_command", required=True)
     leaf(queue_commands, "stats", "exports by state, live workers, oldest queued age", _stats)
+
+    verify = leaf(
+        commands,
+        "verify",
+        "check a downloaded export bundle against its signed manifest (offline with "
+        "--public-key; otherwise the key is fetched from the server at --target)",
+        _verify,
+    )
+    verify.add_argument(
+        "directory", type=Path, help="the folder `export download` wrote (or one attempt in it)"
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the service's public key, PEM (from GetManifestSigningKey) or base64",
+    )
     add_camera_commands(commands, common)
 
 
@@ -577,7 +618,13 @@ def parse_operations(operations: Sequence[tuple[str, str]]) -> list[export_pb2.O
 
 async def _create(args: argparse.Namespace, client: AsyncExportClient) -> int:
     operations = parse_operations(args.operations or [])
-    export = await client.create_export(args.source, operations, request_id=args.request_id)
+    export = await client.create_export(
+        args.source,
+        operations,
+        request_id=args.request_id,
+        case_id=args.case_id,
+        purpose=args.purpose,
+    )
     if not args.watch:
         if args.output == "json":
             _print_json(export)
@@ -679,6 +726,50 @@ async def _download(args: argparse.Namespace, client: AsyncExportClient) -> int:
     return EXIT_OK
 
 
+_BUNDLE_EXIT_CODES: tuple[tuple[type[BundleError], int], ...] = (
+    (UnknownKey, EXIT_UNKNOWN_KEY),
+    (MissingFile, EXIT_MISSING_FILE),
+    (HashMismatch, EXIT_HASH_MISMATCH),
+    (BundleError, EXIT_BAD_SIGNATURE),
+)
+
+
+async def _verify(args: argparse.Namespace, client: AsyncExportClient) -> int:
+    if args.public_key is not None:
+        try:
+            public_key = read_public_key_file(args.public_key)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--public-key: {exc}") from None
+    else:
+        published = await client.get_manifest_signing_key()
+        public_key = parse_public_key(published.public_key_pem)
+    try:
+        bundle = await asyncio.to_thread(verify_bundle, args.directory, public_key)
+    except BundleError as exc:
+        code = next(code for kind, code in _BUNDLE_EXIT_CODES if isinstance(exc, kind))
+        _report(args, {"valid": False, "error": {"kind": type(exc).__name__, "message": str(exc)}})
+        print(f"sparc-video: verify: INVALID: {exc}", file=sys.stderr)
+        return code
+    if args.output == "json":
+        report = {
+            "valid": True,
+            "manifest": str(bundle.manifest_path),
+            "export": bundle.manifest.get("export", ""),
+            "keyId": bundle.key_id,
+            "files": [
+                {"path": str(f.path), "storageKey": f.storage_key, "sha256": f.sha256}
+                for f in bundle.files
+            ],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"valid: {bundle.manifest.get('export', '')}: signature by {bundle.key_id} ok, "
+            f"{len(bundle.files)} output(s) match {bundle.manifest_path}"
+        )
+    return EXIT_OK
+
+
 def _file_json(file: DownloadedFile) -> dict[str, Any]:
     return {
         "path": str(file.path),
@@ -763,6 +854,12 @@ def describe_export(export: Export) -> str:
         field("attempt", str(export.attempt))
     if export.request_id:
         field("request id", export.request_id)
+    if export.requester:
+        field("requester", export.requester)
+    if export.case_id:
+        field("case", export.case_id)
+    if export.purpose:
+        field("purpose", export.purpose.replace("\n", " "))
     field("created", utc(export.create_time))
     if export.HasField("start_time"):
         field("started", utc(export.start_time))
@@ -789,6 +886,15 @@ def describe_export(export: Export) -> str:
             detail.append(f"at {media_time(seconds(output.timestamp))}")
         detail += [size(output.size_bytes), f"sha256 {output.sha256[:16]}…"]
         field("outputs" if index == 0 else "", "  ".join(detail))
+    if export.HasField("manifest"):
+        field("manifest", f"{export.manifest.storage_key}  signed by {export.manifest.key_id}")
+    if export.download_grants:
+        last = export.download_grants[-1]
+        field(
+            "downloads",
+            f"{len(export.download_grants)} grant(s), last {utc(last.grant_time)}"
+            + (f" to {last.requester}" if last.requester else ""),
+        )
     error = export_error_text(export)
     if error:
         field("error", error)

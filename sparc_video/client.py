@@ -80,6 +80,7 @@ RETRIED_METHODS = (
     "GetQueueStats",
     "GetExportDownloadUrl",
     "CreateExport",
+    "GetManifestSigningKey",
 )
 CAMERA_SERVICE_NAME = "sparc.video.v1.CameraService"
 # Reads only: a retried CreateCamera would answer ALREADY_EXISTS for a camera the first attempt
@@ -461,17 +462,23 @@ class AsyncExportClient(ChannelClient):
         operations: Sequence[export_pb2.Operation],
         *,
         request_id: str | None = None,
+        case_id: str = "",
+        purpose: str = "",
         timeout: float | None = None,
     ) -> Export:
         """Queue an export of the stored object `source_key`. Returns it QUEUED.
 
         With a `request_id` used before, returns the export that request created. Without
-        one, a UUID4 is sent so that gRPC's retries cannot queue the export twice."""
+        one, a UUID4 is sent so that gRPC's retries cannot queue the export twice.
+        `case_id` and `purpose` are recorded on the export and in its signed manifest."""
         if request_id == "":
             raise ValueError("request_id must not be empty; pass None for a generated one")
         request = export_service_pb2.CreateExportRequest(
             export=Export(
-                source=export_pb2.ExportSource(object_key=source_key), operations=operations
+                source=export_pb2.ExportSource(object_key=source_key),
+                operations=operations,
+                case_id=case_id,
+                purpose=purpose,
             ),
             request_id=request_id or str(uuid.uuid4()),
         )
@@ -539,6 +546,15 @@ class AsyncExportClient(ChannelClient):
     ) -> export_service_pb2.QueueStats:
         request = export_service_pb2.GetQueueStatsRequest()
         return await _call(self._stub.GetQueueStats(request, timeout=self._deadline(timeout)))
+
+    async def get_manifest_signing_key(
+        self, *, timeout: float | None = None
+    ) -> export_service_pb2.ManifestSigningKey:
+        """The public key that verifies export manifests (PEM, key id, algorithm)."""
+        request = export_service_pb2.GetManifestSigningKeyRequest()
+        return await _call(
+            self._stub.GetManifestSigningKey(request, timeout=self._deadline(timeout))
+        )
 
     async def watch_export(
         self,
@@ -622,7 +638,9 @@ class AsyncExportClient(ChannelClient):
         chunk_size: int = 256 * 1024,
     ) -> list[DownloadedFile]:
         """Fetch every output of a SUCCEEDED export into `directory`, verifying size and
-        SHA-256 against the export's record.
+        SHA-256 against the export's record, then its signed manifest and the manifest's
+        signature (`manifest.json`, `manifest.json.sig` next to the outputs), so the directory
+        is a bundle `sparc-video verify` can check.
 
         Each output goes to its storage key below `exports/{id}/` (so outputs of different
         operations cannot collide). Files are written as `NAME.part` and renamed only once
@@ -643,28 +661,51 @@ class AsyncExportClient(ChannelClient):
                 path = _local_path(directory, export.name, link.storage_key)
                 if progress is not None:
                     progress.started(output, path)
-                result = await asyncio.to_thread(_already_present, path, output)
+                expected = _Expected(output.storage_key, output.sha256, output.size_bytes)
+                result = await asyncio.to_thread(_already_present, path, expected)
                 if result is None:
-                    result = await _fetch(session, link.url, path, output, progress, chunk_size)
+                    result = await _fetch(session, link.url, path, expected, progress, chunk_size)
                 if progress is not None:
                     progress.finished(result)
                 results.append(result)
+            if urls.HasField("manifest_url") and urls.HasField("manifest_signature_url"):
+                for link, sha256 in (
+                    (urls.manifest_url, export.manifest.sha256),
+                    (urls.manifest_signature_url, export.manifest.signature_sha256),
+                ):
+                    path = _local_path(directory, export.name, link.storage_key)
+                    expected = _Expected(link.storage_key, sha256 or None, None)
+                    result = await asyncio.to_thread(_already_present, path, expected)
+                    if result is None:
+                        result = await _fetch(session, link.url, path, expected, None, chunk_size)
+                    results.append(result)
         return results
 
 
-def _already_present(path: Path, output: export_pb2.Output) -> DownloadedFile | None:
-    if not path.is_file() or path.stat().st_size != output.size_bytes:
+@dataclass(frozen=True)
+class _Expected:
+    """What a download must turn out to be; None: not known in advance."""
+
+    storage_key: str
+    sha256: str | None
+    size_bytes: int | None
+
+
+def _already_present(path: Path, expected: _Expected) -> DownloadedFile | None:
+    if not path.is_file() or expected.sha256 is None:
         return None
-    if _sha256_of(path) != output.sha256:
+    if expected.size_bytes is not None and path.stat().st_size != expected.size_bytes:
         return None
-    return DownloadedFile(path, output.storage_key, output.size_bytes, output.sha256, True)
+    if _sha256_of(path) != expected.sha256:
+        return None
+    return DownloadedFile(path, expected.storage_key, path.stat().st_size, expected.sha256, True)
 
 
 async def _fetch(
     session: aiohttp.ClientSession,
     url: str,
     path: Path,
-    output: export_pb2.Output,
+    output: _Expected,
     progress: DownloadProgress | None,
     chunk_size: int,
 ) -> DownloadedFile:
@@ -698,9 +739,10 @@ async def _fetch(
         partial.unlink(missing_ok=True)
         raise
     actual = digest.hexdigest()
-    if actual != output.sha256 or done != output.size_bytes:
+    wrong_hash = output.sha256 is not None and actual != output.sha256
+    if wrong_hash or (output.size_bytes is not None and done != output.size_bytes):
         partial.unlink(missing_ok=True)
-        raise ChecksumMismatchError(output.storage_key, output.sha256, actual, done)
+        raise ChecksumMismatchError(output.storage_key, output.sha256 or "", actual, done)
     await asyncio.to_thread(partial.replace, path)
     return DownloadedFile(path, output.storage_key, done, actual)
 
@@ -763,11 +805,18 @@ class ExportClient:
         operations: Sequence[export_pb2.Operation],
         *,
         request_id: str | None = None,
+        case_id: str = "",
+        purpose: str = "",
         timeout: float | None = None,
     ) -> Export:
         return self._run(
             self._client.create_export(
-                source_key, operations, request_id=request_id, timeout=timeout
+                source_key,
+                operations,
+                request_id=request_id,
+                case_id=case_id,
+                purpose=purpose,
+                timeout=timeout,
             )
         )
 
@@ -814,6 +863,11 @@ class ExportClient:
 
     def get_queue_stats(self, *, timeout: float | None = None) -> export_service_pb2.QueueStats:
         return self._run(self._client.get_queue_stats(timeout=timeout))
+
+    def get_manifest_signing_key(
+        self, *, timeout: float | None = None
+    ) -> export_service_pb2.ManifestSigningKey:
+        return self._run(self._client.get_manifest_signing_key(timeout=timeout))
 
     def watch_export(
         self,

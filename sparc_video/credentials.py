@@ -11,15 +11,13 @@ copying a token between records in Redis does not hand one camera's log-in to an
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from sparc_video import key_files
 from sparc_video.errors import FailedPrecondition
 from sparc_video.settings import Settings, parse_fernet_keys
 from sparc_video.stream_urls import StreamSecrets
@@ -84,22 +82,7 @@ class CredentialCipher:
 
 
 def _load_or_create_key(path: Path) -> bytes:
-    with contextlib.suppress(FileNotFoundError):
-        return _read_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(Fernet.generate_key() + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        # link() publishes the whole file or fails when another process got there first, so
-        # every process sharing the directory ends up with the same key.
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, path)
-    finally:
-        temp.unlink()
+    key_files.load_or_create(path, lambda: Fernet.generate_key() + b"\n")
     return _read_key(path)
 
 

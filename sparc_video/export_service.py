@@ -13,10 +13,11 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 from sparc_video import proto_mapping, validation
 from sparc_video.auth import current_principal
 from sparc_video.errors import FieldViolation, InvalidArgument
-from sparc_video.exports import SNAPSHOT, Exports, WatchMessage
+from sparc_video.exports import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
 from sparc_video.models import ExportState
 from sparc_video.records import EventKind, parse_event_id
 from sparc_video.rpc_status import translate_errors
+from sparc_video.signing import ALGORITHM
 
 Context = grpc.aio.ServicerContext[Any, Any]
 WatchResponse = export_service_pb2.WatchExportResponse
@@ -30,6 +31,7 @@ _EVENT_KINDS = {
     SNAPSHOT: WatchResponse.EVENT_KIND_SNAPSHOT,
     EventKind.STATE_CHANGED: WatchResponse.EVENT_KIND_STATE_CHANGED,
     EventKind.PROGRESS: WatchResponse.EVENT_KIND_PROGRESS,
+    EventKind.AUDIT: WatchResponse.EVENT_KIND_AUDIT,
 }
 
 
@@ -53,9 +55,16 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         priority = validation.validate_priority(
             request.export.priority, "export.priority", violations
         )
+        case_id = validation.validate_case_id(request.export.case_id, violations)
+        purpose = validation.validate_purpose(request.export.purpose, violations)
         validation.raise_if_any(violations)
         record = await self._exports.create(
-            current_principal(), source_key, operations, request_id, priority
+            current_principal(),
+            source_key,
+            operations,
+            request_id,
+            priority,
+            audit=AuditFields(case_id=case_id, purpose=purpose),
         )
         return proto_mapping.export_to_proto(record)
 
@@ -131,16 +140,21 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         if request.HasField("ttl") and ttl_s <= 0:
             raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
         links = await self._exports.download_links(current_principal(), export_id, ttl_s)
-        return export_service_pb2.GetExportDownloadUrlResponse(
-            urls=[
-                export_service_pb2.DownloadUrl(
-                    output_index=link.output_index,
-                    storage_key=link.storage_key,
-                    url=link.url,
-                    expire_time=proto_mapping.timestamp(link.expire_time),
-                )
-                for link in links
-            ]
+        response = export_service_pb2.GetExportDownloadUrlResponse(
+            urls=[_download_url(link) for link in links.outputs]
+        )
+        if links.manifest is not None and links.signature is not None:
+            response.manifest_url.CopyFrom(_download_url(links.manifest))
+            response.manifest_signature_url.CopyFrom(_download_url(links.signature))
+        return response
+
+    @translate_errors
+    async def GetManifestSigningKey(
+        self, request: export_service_pb2.GetManifestSigningKeyRequest, context: Context
+    ) -> export_service_pb2.ManifestSigningKey:
+        signer = self._exports.signer
+        return export_service_pb2.ManifestSigningKey(
+            public_key_pem=signer.public_key_pem, key_id=signer.key_id, algorithm=ALGORITHM
         )
 
     @translate_errors
@@ -158,6 +172,15 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             workers=stats.workers,
             oldest_queued_age=proto_mapping.duration(stats.oldest_queued_age_s),
         )
+
+
+def _download_url(link: DownloadLink) -> export_service_pb2.DownloadUrl:
+    return export_service_pb2.DownloadUrl(
+        output_index=link.output_index,
+        storage_key=link.storage_key,
+        url=link.url,
+        expire_time=proto_mapping.timestamp(link.expire_time),
+    )
 
 
 def _parse_filter(text: str) -> ExportState | None:

@@ -19,10 +19,19 @@ from sparc_video.errors import (
     ObjectNotFound,
 )
 from sparc_video.events import EventHub
-from sparc_video.models import ExportRecord, ExportState, Operation, Priority, WatermarkOp
+from sparc_video.models import (
+    MAX_DOWNLOAD_GRANTS,
+    DownloadGrant,
+    ExportRecord,
+    ExportState,
+    Operation,
+    Priority,
+    WatermarkOp,
+)
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
 from sparc_video.settings import Settings
+from sparc_video.signing import ManifestSigner
 from sparc_video.stat_cache import StatCache
 from sparc_video.storage import Storage
 from sparc_video.telemetry import enqueue_span
@@ -46,6 +55,22 @@ class DownloadLink:
     storage_key: str
     url: str
     expire_time: float
+
+
+@dataclass(frozen=True)
+class DownloadLinks:
+    outputs: list[DownloadLink]
+    # None for exports that finished before manifests were written.
+    manifest: DownloadLink | None
+    signature: DownloadLink | None
+
+
+@dataclass(frozen=True)
+class AuditFields:
+    """Why an export is made; recorded on it and in its manifest (with its requester)."""
+
+    case_id: str = ""
+    purpose: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,8 +99,11 @@ class Exports:
         queue: ExportQueue,
         storage: Storage,
         hub: EventHub,
+        signer: ManifestSigner,
     ) -> None:
         self._settings = settings
+        # Workers sign manifests; the server only publishes the public half.
+        self.signer = signer
         self._store = store
         self._queue = queue
         self._storage = storage
@@ -92,7 +120,10 @@ class Exports:
         operations: list[Operation],
         request_id: str,
         priority: Priority = Priority.INTERACTIVE,
+        *,
+        audit: AuditFields | None = None,
     ) -> ExportRecord:
+        audit = audit or AuditFields()
         if request_id:
             # A retried request must not fail on a source deleted since the first call. Request
             # ids are per principal: another's id is simply a new request.
@@ -126,6 +157,8 @@ class Exports:
             request_id=request_id,
             priority=priority,
             requester=caller.id,
+            case_id=audit.case_id,
+            purpose=audit.purpose,
         )
         with enqueue_span(record.id) as traceparent:
             record.trace_context = traceparent
@@ -192,9 +225,9 @@ class Exports:
                     if event.record.state.terminal:
                         return
 
-    async def download_links(
-        self, caller: Principal, export_id: str, ttl_s: int
-    ) -> list[DownloadLink]:
+    async def download_links(self, caller: Principal, export_id: str, ttl_s: int) -> DownloadLinks:
+        """URLs for every output and the manifest; the grant is logged on the export first,
+        so no URL is ever handed out unrecorded."""
         if not 0 <= ttl_s <= MAX_DOWNLOAD_TTL_S:
             raise InvalidArgument(
                 [FieldViolation("ttl", f"must be between 1 second and {MAX_DOWNLOAD_TTL_S} s")]
@@ -206,13 +239,32 @@ class Exports:
                 f"export {export_id} is {record.state}; download URLs exist once it SUCCEEDED",
                 reason="EXPORT_NOT_SUCCEEDED",
             )
-        expire = time.time() + ttl_s
-        links = []
-        for index, output in enumerate(record.outputs):
-            filename = output.storage_key.rsplit("/", 1)[-1]
-            url = await self._storage.download_url(output.storage_key, ttl_s, filename=filename)
-            links.append(DownloadLink(index, output.storage_key, url, expire))
-        return links
+        now = time.time()
+        expire = now + ttl_s
+        keys = [output.storage_key for output in record.outputs]
+        if record.manifest is not None:
+            keys += [record.manifest.storage_key, record.manifest.signature_storage_key]
+        grant = DownloadGrant(now, caller.id, tuple(keys), expire)
+
+        def log_grant(current: ExportRecord) -> str:
+            current.download_grants = [*current.download_grants, grant][-MAX_DOWNLOAD_GRANTS:]
+            return EventKind.AUDIT
+
+        await self._store.update(export_id, log_grant)
+
+        async def link(index: int, key: str) -> DownloadLink:
+            filename = key.rsplit("/", 1)[-1]
+            url = await self._storage.download_url(key, ttl_s, filename=filename)
+            return DownloadLink(index, key, url, expire)
+
+        outputs = [await link(i, out.storage_key) for i, out in enumerate(record.outputs)]
+        if record.manifest is None:
+            return DownloadLinks(outputs, None, None)
+        return DownloadLinks(
+            outputs,
+            await link(-1, record.manifest.storage_key),
+            await link(-1, record.manifest.signature_storage_key),
+        )
 
     async def queue_stats(self) -> QueueStats:
         counts = await self._store.count_by_state()

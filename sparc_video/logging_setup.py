@@ -77,7 +77,11 @@ def settings_secrets(settings: Settings) -> list[str]:
     secrets += [k.strip() for k in (settings.camera_credentials_key or "").split(",") if k.strip()]
     secrets += [entry.token for entry in settings.auth_static_tokens]
     # A PEM key is logged, if ever, line by line or with escaped newlines: redact each line.
-    for pem in (settings.cloudfront_private_key or "", settings.tls_key.decode("ascii", "replace")):
+    for pem in (
+        settings.cloudfront_private_key or "",
+        settings.tls_key.decode("ascii", "replace"),
+        settings.manifest_signing_key or "",
+    ):
         secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
     return secrets
 

@@ -216,6 +216,34 @@ class ExportError:
     message: str
 
 
+@dataclass(frozen=True)
+class DownloadGrant:
+    """One GetExportDownloadUrl call: who got URLs for which objects, until when. Never the
+    URLs: their signatures are bearer credentials."""
+
+    grant_time: float
+    requester: str
+    storage_keys: tuple[str, ...]
+    expire_time: float
+
+
+# Grants kept per export (the newest). Every event on the export's stream carries the whole
+# record, so each grant also costs an event of the record's size: 100 keeps a record under
+# about 30 KB and the stream of an export downloaded over and over to a few MB.
+MAX_DOWNLOAD_GRANTS = 100
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    """Where an export's signed manifest is stored (see `sparc_video.manifest`)."""
+
+    storage_key: str
+    sha256: str
+    signature_storage_key: str
+    key_id: str
+    signature_sha256: str = ""
+
+
 @dataclass
 class ExportRecord:
     """The truth about one export, stored in Redis and updated by the worker running it."""
@@ -244,9 +272,14 @@ class ExportRecord:
     # The worker running the current attempt.
     worker_id: str = ""
     priority: Priority = Priority.INTERACTIVE
-    # The principal that created the export: its owner (see `sparc_video.auth`). Empty in
-    # records written before authentication existed; only admins see those.
+    # Who asked for the export (the authenticated caller; "" without authentication).
     requester: str = ""
+    # Given at CreateExport, recorded in the signed manifest.
+    case_id: str = ""
+    purpose: str = ""
+    # Every download URL handed out, newest MAX_DOWNLOAD_GRANTS kept.
+    download_grants: list[DownloadGrant] = field(default_factory=list)
+    manifest: ManifestRef | None = None
 
     @property
     def name(self) -> str:
@@ -266,6 +299,11 @@ class ExportRecord:
         values["progress"] = Progress(**data["progress"])
         values["outputs"] = [_output_from_dict(out) for out in data["outputs"]]
         values["error"] = ExportError(**data["error"]) if data.get("error") else None
+        values["download_grants"] = [
+            DownloadGrant(**{**grant, "storage_keys": tuple(grant["storage_keys"])})
+            for grant in data.get("download_grants", ())
+        ]
+        values["manifest"] = ManifestRef(**data["manifest"]) if data.get("manifest") else None
         return cls(**values)
 
 

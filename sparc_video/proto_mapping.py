@@ -76,6 +76,17 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         request_id=record.request_id,
         priority=_PRIORITIES[record.priority],
         requester=record.requester,
+        case_id=record.case_id,
+        purpose=record.purpose,
+        download_grants=[
+            export_pb2.DownloadGrant(
+                grant_time=timestamp(grant.grant_time),
+                requester=grant.requester,
+                storage_keys=grant.storage_keys,
+                expire_time=timestamp(grant.expire_time),
+            )
+            for grant in record.download_grants
+        ],
     )
     if record.start_time is not None:
         message.start_time.CopyFrom(timestamp(record.start_time))
@@ -85,6 +96,16 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         message.error.CopyFrom(error_status(record.error))
     if record.next_attempt_time is not None and record.state == ExportState.RETRYING:
         message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
+    if record.manifest is not None:
+        message.manifest.CopyFrom(
+            export_pb2.ExportManifest(
+                storage_key=record.manifest.storage_key,
+                sha256=record.manifest.sha256,
+                signature_storage_key=record.manifest.signature_storage_key,
+                key_id=record.manifest.key_id,
+                signature_sha256=record.manifest.signature_sha256,
+            )
+        )
     return message
 
 

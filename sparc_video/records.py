@@ -43,6 +43,8 @@ _OWNER_SCAN_LIMIT = 5000
 class EventKind:
     STATE_CHANGED = "state"
     PROGRESS = "progress"
+    # An audit entry (a download grant) was added; nothing else changed.
+    AUDIT = "audit"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ METHOD_ROLES: dict[str, Role] = {
     _EXPORTS + "ListExports": Role.VIEWER,
     _EXPORTS + "WatchExport": Role.VIEWER,
     _EXPORTS + "GetExportDownloadUrl": Role.VIEWER,
+    # The public key that verifies export manifests: any principal (an investigator's viewer
+    # token) may fetch it; `sparc-video verify --public-key` needs no server at all.
+    _EXPORTS + "GetManifestSigningKey": Role.VIEWER,
     _CAMERAS + "GetCamera": Role.VIEWER,
     _CAMERAS + "ListCameras": Role.VIEWER,
     _CAMERAS + "GetRecording": Role.VIEWER,

@@ -150,6 +150,9 @@ class Settings:
     # Fernet key(s), comma-separated, encrypting camera credentials at rest (the first one
     # encrypts); default: a key file kept in the local storage root.
     camera_credentials_key: str | None = field(default=None, repr=False)
+    # Ed25519 private key signing export manifests: PEM, or its 32-byte seed in base64;
+    # default: a key file kept in the local storage root.
+    manifest_signing_key: str | None = field(default=None, repr=False)
 
     worker_concurrency: int = 2
     temp_dir: Path = Path("/tmp/sparc-video")
@@ -352,6 +355,21 @@ class Settings:
                 parse_fernet_keys(str(values["camera_credentials_key"]))
             except ValueError as exc:
                 problems.append(f"CAMERA_CREDENTIALS_KEY: {exc}")
+        text("MANIFEST_SIGNING_KEY", "manifest_signing_key")
+        signing_file = env.get("MANIFEST_SIGNING_KEY_FILE", "").strip()
+        if signing_file:
+            try:
+                values["manifest_signing_key"] = Path(signing_file).read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"MANIFEST_SIGNING_KEY_FILE: cannot read {signing_file!r}: {exc}")
+        if isinstance(values.get("manifest_signing_key"), str):
+            # Imported here: only a configured key needs the cryptography library at start.
+            from sparc_video.signing import parse_private_key
+
+            try:
+                parse_private_key(str(values["manifest_signing_key"]))
+            except ValueError as exc:
+                problems.append(f"MANIFEST_SIGNING_KEY: {exc}")
         integer("VIDEO_WORKER_CONCURRENCY", "worker_concurrency", 1, 256)
         size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
         integer("VIDEO_PROCESSING_TIMEOUT", "processing_timeout_ms", 1000, 7 * 24 * 3600 * 1000)
@@ -470,6 +488,8 @@ environment:
   LOCAL_STORAGE_DIR         root of local storage (default ./var/storage)
   CAMERA_CREDENTIALS_KEY(_FILE)   Fernet key(s) encrypting camera credentials, comma-separated,
                             first encrypts (default: a key file in LOCAL_STORAGE_DIR)
+  MANIFEST_SIGNING_KEY(_FILE)   Ed25519 private key signing export manifests: PEM or the
+                            base64 32-byte seed (default: a key file in LOCAL_STORAGE_DIR)
   VIDEO_WORKER_CONCURRENCY  jobs one worker runs at once (default 2)
   VIDEO_TEMP_DIR            worker scratch space (default /tmp/sparc-video)
   VIDEO_PROCESSING_TIMEOUT  per-job limit in milliseconds (default 1800000)

@@ -608,6 +608,42 @@ def validate_source_key(key: str, field: str, violations: list[FieldViolation]) 
         return ""
 
 
+MAX_CASE_ID_LEN = 128
+MAX_PURPOSE_LEN = 1000
+
+
+def validate_case_id(case_id: str, violations: list[FieldViolation]) -> str:
+    if len(case_id) > MAX_CASE_ID_LEN:
+        violations.append(
+            FieldViolation(
+                "export.case_id", f"at most {MAX_CASE_ID_LEN} characters (is {len(case_id)})"
+            )
+        )
+    elif not case_id.isprintable():
+        violations.append(
+            FieldViolation(
+                "export.case_id", "must be printable text: no control characters or line breaks"
+            )
+        )
+    return case_id
+
+
+def validate_purpose(purpose: str, violations: list[FieldViolation]) -> str:
+    if len(purpose) > MAX_PURPOSE_LEN:
+        violations.append(
+            FieldViolation(
+                "export.purpose", f"at most {MAX_PURPOSE_LEN} characters (is {len(purpose)})"
+            )
+        )
+    elif not purpose.replace("\n", " ").isprintable():
+        violations.append(
+            FieldViolation(
+                "export.purpose", "must be printable text: no control characters but line breaks"
+            )
+        )
+    return purpose
+
+
 def validate_request_id(request_id: str, violations: list[FieldViolation]) -> str:
     if len(request_id) > MAX_REQUEST_ID_LEN or any(ord(c) < 32 for c in request_id):
         violations.append(

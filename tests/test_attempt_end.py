@@ -108,4 +108,9 @@ async def test_a_succeeded_retry_keeps_its_outputs_when_cleanup_is_slow(
     for output in done.outputs:
         head = client.head_object(Bucket=s3_bucket, Key=output.storage_key)
         assert head["ContentLength"] == output.size_bytes
-    assert int(stored) == sum(o.size_bytes for o in done.outputs)
+    # The outputs, and the signed manifest and its signature stored with them.
+    manifest_keys = (done.manifest.storage_key, done.manifest.signature_storage_key)
+    manifest_bytes = sum(
+        client.head_object(Bucket=s3_bucket, Key=key)["ContentLength"] for key in manifest_keys
+    )
+    assert int(stored) == sum(o.size_bytes for o in done.outputs) + manifest_bytes

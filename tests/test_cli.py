@@ -118,13 +118,22 @@ async def test_create_watch_get_list_download_and_stats(
         )
         assert fetched.rc == 0, fetched.stderr
         files = fetched.json["files"]
-        assert [f["sha256"] for f in files] == [o["sha256"] for o in outputs]
+        # The outputs, then the signed manifest and its signature.
+        assert [f["sha256"] for f in files[: len(outputs)]] == [o["sha256"] for o in outputs]
+        assert [Path(f["path"]).name for f in files[len(outputs) :]] == [
+            "manifest.json",
+            "manifest.json.sig",
+        ]
         for file in files:
             assert hashlib.sha256(Path(file["path"]).read_bytes()).hexdigest() == file["sha256"]
         on_disk = sorted(str(p) for p in out.rglob("*") if p.is_file())
         assert on_disk == sorted(str(Path(f["path"])) for f in files)
         again = await sparc_video("export", "download", name, "-o", str(out), *target)
-        assert again.rc == 0 and again.stderr.count("already present") == len(files)
+        again_json = await sparc_video(
+            "export", "download", name, "-o", str(out), "-O", "json", *target
+        )
+        assert again.rc == 0 and again.stderr.count("already present") == len(outputs)
+        assert all(f["alreadyPresent"] for f in again_json.json["files"])
         no_redraws(again)
 
         stats = await sparc_video("queue", "stats", "--output", "json", *target)

@@ -100,7 +100,12 @@ async def test_typed_calls_cover_every_rpc(
         assert stats.succeeded >= 1 and stats.workers == 1
 
         files = await client.download_outputs(created.name, tmp_path / "out")
-        for file, output in zip(files, final.outputs, strict=True):
+        # The outputs, then the signed manifest and its signature.
+        assert [f.storage_key for f in files[len(final.outputs) :]] == [
+            final.manifest.storage_key,
+            final.manifest.signature_storage_key,
+        ]
+        for file, output in zip(files, final.outputs, strict=False):
             assert hashlib.sha256(file.path.read_bytes()).hexdigest() == output.sha256
             assert not file.already_present
         assert all(
@@ -191,7 +196,8 @@ async def test_sync_client_wraps_the_async_one(
         events, paths = await asyncio.to_thread(use_sync_client)
     assert events[-1].export.state == Export.STATE_SUCCEEDED
     outputs = events[-1].export.outputs
-    assert [p.name for p in paths] == [o.storage_key.rsplit("/", 1)[1] for o in outputs]
+    names = [o.storage_key.rsplit("/", 1)[1] for o in outputs]
+    assert [p.name for p in paths] == [*names, "manifest.json", "manifest.json.sig"]
 
 
 # ---------------------------------------------------------------------------------------------

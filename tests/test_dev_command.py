@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
+from sparc_video import signing
 from tests.fixtures.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +80,17 @@ def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
         with urllib.request.urlopen(urls.urls[0].url, timeout=30) as response:
             body = response.read()
         assert body[4:8] == b"ftyp"
+        # The manifest signing key dev made and keeps in its data directory is the one the
+        # server publishes and the worker signed with.
+        key_file = tmp_path / "var" / "storage" / signing.KEY_FILE
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        kept = signing.parse_private_key(key_file.read_bytes())
+        published = stub.GetManifestSigningKey(
+            export_service_pb2.GetManifestSigningKeyRequest(), timeout=30
+        )
+        assert published.key_id == signing.key_id(kept.public_key())
+        finished = stub.GetExport(export_service_pb2.GetExportRequest(name=created.name))
+        assert finished.manifest.key_id == published.key_id
         channel.close()
     finally:
         dev.send_signal(signal.SIGINT)

@@ -282,6 +282,10 @@ async def test_metrics_of_real_exports_on_server_and_worker(
             retried = (
                 await service.app.store.get(good_export.name.removeprefix("exports/"))
             ).failed_attempts
+            # The signed manifest and its signature are stored with the outputs.
+            manifest_bytes = 0
+            for key in (done.manifest.storage_key, done.manifest.signature_storage_key):
+                manifest_bytes += (await service.app.storage.stat(key)).size_bytes
             worker = await scrape(f"http://127.0.0.1:{worker_port}/metrics")
         server = await scrape(metrics_url)
 
@@ -330,8 +334,9 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         "cancelled": 0,
     }
     output_bytes = sum(o.size_bytes for o in done.outputs)
-    assert output_bytes > 0
-    assert server.get("video_storage_used_bytes", backend="s3") == output_bytes
+    assert output_bytes > 0 and manifest_bytes > 0
+    stored_bytes = output_bytes + manifest_bytes
+    assert server.get("video_storage_used_bytes", backend="s3") == stored_bytes
     assert server.get("video_workers_live") >= 1
     assert server.get("video_service_redis_scrape_ok") == 1
     assert server.get("video_health_check_ok", check="redis", critical="true") == 1
@@ -368,16 +373,16 @@ async def test_metrics_of_real_exports_on_server_and_worker(
         1.0, abs=0.1
     )
     assert delta("video_export_size_bytes_count") == 1
-    assert delta("video_export_size_bytes_sum") == output_bytes
+    assert delta("video_export_size_bytes_sum") == stored_bytes
     assert worker.get("video_worker_busy_slots") == 0
     assert worker.get("video_worker_slots") >= good.worker_concurrency
     s3 = {"backend": "s3"}
     assert delta("video_storage_transfer_bytes_total", **s3, direction="download") == (
         clip.stat().st_size + len(junk)
     )
-    assert delta("video_storage_transfer_bytes_total", **s3, direction="upload") == output_bytes
-    assert delta("video_storage_transfer_seconds_count", **s3, direction="upload") == len(
-        done.outputs
+    assert delta("video_storage_transfer_bytes_total", **s3, direction="upload") == stored_bytes
+    assert delta("video_storage_transfer_seconds_count", **s3, direction="upload") == (
+        len(done.outputs) + 2
     )
     assert delta("video_storage_transfer_errors_total", **s3, direction="download") == retried
 
@@ -519,10 +524,21 @@ async def test_one_trace_from_create_export_through_a_worker_process(
     (process,) = children(job, "process")
     (encode,) = children(process, "transcode")
     (thumbs,) = children(process, "thumbnail")
+
+    def attribute(span: Any, key: str) -> Any:
+        return next(a.value for a in span.attributes if a.key == key)
+
+    # The outputs, then the signed manifest and its signature.
     uploads = children(job, "upload")
-    assert len(uploads) == len(final.outputs) == 3
+    manifest_keys = [final.manifest.storage_key, final.manifest.signature_storage_key]
+    assert len(uploads) == len(final.outputs) + 2 and len(final.outputs) == 3
+    assert sorted(attribute(u, "storage.key").string_value for u in uploads) == sorted(
+        [o.storage_key for o in final.outputs] + manifest_keys
+    )
     uploaded = sorted(
-        next(a.value.int_value for a in u.attributes if a.key == "storage.bytes") for u in uploads
+        attribute(u, "storage.bytes").int_value
+        for u in uploads
+        if attribute(u, "storage.key").string_value not in manifest_keys
     )
     assert uploaded == sorted(o.size_bytes for o in final.outputs)
     # Phases in order: download, then the operations inside process, then the uploads.

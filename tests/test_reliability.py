@@ -240,13 +240,18 @@ async def test_worker_killed_mid_job_another_worker_finishes_it(
     # The whole story: running, lost (back to queued), running again, done.
     first_queued_after_running = states.index(State.STATE_QUEUED, states.index(State.STATE_RUNNING))
     assert State.STATE_RUNNING in states[first_queued_after_running:]
-    # Exactly one set of outputs, nothing else under the export's prefix.
+    # Exactly one set of outputs and manifest, nothing else under the export's prefix (the
+    # hidden files are the objects' sha256 sidecars).
     stored = sorted(
         str(p.relative_to(settings.local_storage_dir))
         for p in (settings.local_storage_dir / "exports").rglob("*")
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(".")
     )
-    assert stored == sorted(o.storage_key for o in final.outputs)
+    keys = [o.storage_key for o in final.outputs]
+    keys += [final.manifest.storage_key, final.manifest.signature_storage_key]
+    assert stored == sorted(keys)
+    sidecars = [p for p in (settings.local_storage_dir / "exports").rglob(".*") if p.is_file()]
+    assert len(sidecars) == len(keys)
     assert len(final.outputs) == 3
 
 

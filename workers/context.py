@@ -18,6 +18,7 @@ from sparc_video.metrics import StorageUsage
 from sparc_video.queue import ExportQueue
 from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
+from sparc_video.signing import ManifestSigner
 from sparc_video.storage import Storage, open_storage
 from workers.reconciler import Reconciler
 from workers.worker_telemetry import InstrumentedStorage, serve_worker_metrics
@@ -35,6 +36,7 @@ class WorkerContext:
     queue: ExportQueue
     keys: Keys
     worker_id: str
+    signer: ManifestSigner
     _stack: AsyncExitStack = field(repr=False)
 
     @classmethod
@@ -61,6 +63,7 @@ class WorkerContext:
             queue=ExportQueue(redis, keys),
             keys=keys,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            signer=ManifestSigner.from_settings(settings),
             _stack=stack,
         )
         reconciler = Reconciler(settings, context.store, context.queue, storage)

@@ -11,6 +11,8 @@ The job's only argument is the export id. Each run is one attempt:
 - Every write is guarded by state RUNNING and the same attempt, so a stale attempt can never
   overwrite a newer one. Outputs go under `exports/{id}/{attempt}/`, a deterministic prefix per
   attempt; the succeeding attempt deletes every other attempt's leftovers.
+- A succeeding attempt writes the export's signed manifest (`sparc_video.manifest`) next to its
+  outputs before it marks the export SUCCEEDED, so a SUCCEEDED export always has one.
 - Transient failures are retried with exponential backoff (RETRYING shows the next attempt time);
   permanent ones fail the export with a reason. A worker shutdown hands the export back (QUEUED)
   without spending the retry budget.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import shutil
 import time
@@ -30,6 +31,7 @@ from typing import Any
 
 from arq import Retry
 
+from sparc_video import manifest
 from sparc_video.errors import (
     JobCancelled,
     ObjectNotFound,
@@ -40,9 +42,17 @@ from sparc_video.errors import (
     TransientProcessingError,
     Unavailable,
 )
-from sparc_video.models import ExportRecord, ExportState, Output, OutputKind, Progress
+from sparc_video.models import (
+    ExportRecord,
+    ExportState,
+    ManifestRef,
+    Output,
+    OutputKind,
+    Progress,
+)
 from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
+from sparc_video.storage.base import file_sha256
 from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
@@ -94,6 +104,8 @@ class ExportJob:
         self._concluded = False
         self._last_publish = 0.0
         self._last_operation = -1
+        # What the attempt read, as hashed from the downloaded bytes: the manifest's sources.
+        self._sources: list[manifest.SourceEntry] = []
 
     async def run(self) -> str:
         try:
@@ -109,7 +121,7 @@ class ExportJob:
         keeper = asyncio.create_task(self._keep(work), name=f"lease-{self.export_id}")
         try:
             outputs = await self._process(record, self.workdir)
-            await self._finish(outputs)
+            await self._finish(record, outputs)
             return ExportState.SUCCEEDED.value
         except asyncio.CancelledError:
             if self._stop is None:
@@ -198,12 +210,17 @@ class ExportJob:
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
         try:
-            await self.worker.storage.download_file(record.source_key, source)
+            size = await self.worker.storage.download_file(record.source_key, source)
         except ObjectNotFound as exc:
             raise PermanentProcessingError(
                 f"the source video {record.source_key!r} no longer exists in storage",
                 reason="SOURCE_NOT_FOUND",
             ) from exc
+        self._sources = [
+            manifest.SourceEntry(
+                record.source_key, size, await asyncio.to_thread(file_sha256, source)
+            )
+        ]
         # Watermark images: the child finds them at asset_path(workdir, key).
         await download_assets(self.worker.storage, workdir, record.operations)
         try:
@@ -262,14 +279,14 @@ class ExportJob:
                 thumbnail_number += 1
                 suffix = item.path.suffix or ".jpg"
                 key = f"{prefix}thumbnail-{item.operation_index}-{thumbnail_number:03d}{suffix}"
-            sha256 = await asyncio.to_thread(_sha256, item.path)
+            # The storage hashes the file as it stores it, and records the hash on the object.
             info = await self.worker.storage.upload_file(item.path, key, item.content_type)
             outputs.append(
                 Output(
                     kind=OutputKind(item.kind.upper()),
                     storage_key=key,
                     size_bytes=info.size_bytes,
-                    sha256=sha256,
+                    sha256=info.sha256,
                     content_type=item.content_type,
                     operation_index=item.operation_index,
                     width=item.width,
@@ -289,17 +306,50 @@ class ExportJob:
             )
         return outputs
 
-    async def _finish(self, outputs: list[Output]) -> None:
+    async def _write_manifest(
+        self, record: ExportRecord, outputs: list[Output], end_time: float
+    ) -> ManifestRef:
+        prefix = attempt_prefix(self.export_id, self.attempt)
+        signer = self.worker.signer
+        data = manifest.render(
+            manifest.build(
+                record,
+                manifest.ManifestContext(
+                    sources=self._sources,
+                    gaps=(),
+                    outputs=outputs,
+                    storage_prefix=prefix,
+                    end_time=end_time,
+                    worker_id=self.worker.worker_id,
+                    key_id=signer.key_id,
+                ),
+            )
+        )
+        storage = self.worker.storage
+        stored = await storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json")
+        signature = await storage.put_bytes(
+            prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
+        )
+        return ManifestRef(
+            stored.key, stored.sha256, signature.key, signer.key_id, signature.sha256
+        )
+
+    async def _finish(self, started: ExportRecord, outputs: list[Output]) -> None:
         # Temp files go before the terminal state is visible: a watcher seeing SUCCEEDED (or
         # FAILED) may rely on the worker having cleaned up.
         await _remove(self.workdir)
+        end_time = time.time()
+        # The record as this attempt started it holds everything the manifest needs that a
+        # later write cannot change (requester, case, operations, times).
+        written = await self._write_manifest(started, outputs, end_time)
 
         def to_succeeded(record: ExportRecord) -> str:
             self._guard(record)
             record.state = ExportState.SUCCEEDED
             record.outputs = outputs
+            record.manifest = written
             record.error = None
-            record.end_time = time.time()
+            record.end_time = end_time
             record.progress.percent = 100.0
             record.progress.eta_s = 0.0
             return EventKind.STATE_CHANGED
@@ -415,11 +465,3 @@ def _crashed_before(record: ExportRecord) -> bool:
 
 async def _remove(path: Path) -> None:
     await asyncio.to_thread(shutil.rmtree, path, True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -90,12 +90,14 @@ class InstrumentedStorage:
             observer.downloaded()
         return transfer.bytes
 
-    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+    async def upload_file(
+        self, path: Path, key: str, content_type: str, sha256: str | None = None
+    ) -> ObjectInfo:
         observer = job_observer.current()
         if observer is not None:
             observer.uploading()
         with self._transfer("upload", key) as transfer:
-            info = await self._inner.upload_file(path, key, content_type)
+            info = await self._inner.upload_file(path, key, content_type, sha256)
             transfer.bytes = info.size_bytes
         await self._written(info)
         return info

@@ -6,6 +6,7 @@ laptop works against a bucket, and a key can never name a path outside the stora
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,10 @@ MAX_KEY_BYTES = 1024
 class ObjectInfo:
     key: str
     size_bytes: int
+    # Hex SHA-256 recorded on the object when it was written (S3 user metadata `sha256`, a
+    # sidecar file in local storage); "" for objects written without one (e.g. uploaded
+    # straight to the bucket by others).
+    sha256: str = ""
 
 
 class Storage(Protocol):
@@ -30,19 +35,28 @@ class Storage(Protocol):
     backend_name: str
 
     async def stat(self, key: str) -> ObjectInfo:
-        """Size of the object; ObjectNotFound(key) when it does not exist."""
+        """Size (and recorded SHA-256) of the object; ObjectNotFound(key) when it does not
+        exist."""
         ...
 
     async def download_file(self, key: str, path: Path) -> int:
         """Stream the object to `path` (replaced only once complete); return its size."""
         ...
 
-    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
-        """Store the file at `path` under `key`, streaming it (multipart on S3)."""
+    async def upload_file(
+        self, path: Path, key: str, content_type: str, sha256: str | None = None
+    ) -> ObjectInfo:
+        """Store the file at `path` under `key`, streaming it (multipart on S3), with its
+        SHA-256 recorded on the object and returned in the ObjectInfo.
+
+        `sha256`: the hash the caller already knows; the backend then records it (and the
+        local backend, which hashes while copying, refuses a file that does not match).
+        None: the backend computes it.
+        """
         ...
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
-        """Store a small object held in memory."""
+        """Store a small object held in memory, with its SHA-256 recorded on the object."""
         ...
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -144,6 +158,15 @@ def checked_prefix(prefix: str) -> str:
         return validate_prefix(prefix)
     except ValueError as exc:
         raise InvalidArgument([FieldViolation("prefix", str(exc))]) from None
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def content_disposition(filename: str) -> str:

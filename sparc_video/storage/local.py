@@ -5,6 +5,10 @@ backend's own files (the signing key, files being written) and are refused as ke
 can ever serve them. Every write goes to a hidden temporary file that is renamed into place, so
 readers, including other replicas sharing the directory, never see a partial object.
 
+Each object's SHA-256, computed while the object is written, is kept in a hidden sidecar file
+next to it, `.NAME.sha256` (hex and a newline): portable to any filesystem, unlike extended
+attributes, and out of reach of keys and links like the backend's other own files.
+
 Filesystem calls run in worker threads to keep the event loop free.
 """
 
@@ -21,9 +25,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
+from sparc_video import key_files
 from sparc_video.errors import (
     AlreadyExists,
     FieldViolation,
@@ -69,8 +74,12 @@ class LocalStorage:
 
     async def stat(self, key: str) -> ObjectInfo:
         _check_local_key(key)
-        _, size = await asyncio.to_thread(self._find, key)
-        return ObjectInfo(key, size)
+
+        def find() -> ObjectInfo:
+            path, size = self._find(key)
+            return ObjectInfo(key, size, _read_sidecar(path))
+
+        return await asyncio.to_thread(find)
 
     async def local_path(self, key: str) -> Path:
         """The file holding `key`; ObjectNotFound unless it is an existing regular file."""
@@ -95,23 +104,32 @@ class LocalStorage:
 
         return await asyncio.to_thread(copy)
 
-    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+    async def upload_file(
+        self, path: Path, key: str, content_type: str, sha256: str | None = None
+    ) -> ObjectInfo:
+        """Hashes the bytes as it copies them; with `sha256` given, a file that does not
+        match it (changed since it was hashed) is refused and nothing is stored."""
         _check_local_key(key)
 
-        def copy() -> int:
+        def copy() -> ObjectInfo:
             with path.open("rb") as src:
-                return self._store(key, lambda out: _copy(src, out))
+                size, digest = self._store(key, lambda out: _copy(src, out), sha256)
+            return ObjectInfo(key, size, digest)
 
-        return ObjectInfo(key, await asyncio.to_thread(copy))
+        return await asyncio.to_thread(copy)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         _check_local_key(key)
 
-        def write(out: BinaryIO) -> int:
+        def write(out: _Writer) -> int:
             out.write(data)
             return len(data)
 
-        return ObjectInfo(key, await asyncio.to_thread(self._store, key, write))
+        def store() -> ObjectInfo:
+            size, digest = self._store(key, write)
+            return ObjectInfo(key, size, digest)
+
+        return await asyncio.to_thread(store)
 
     async def delete_prefix(self, prefix: str) -> int:
         checked_prefix(prefix)
@@ -142,6 +160,8 @@ class LocalStorage:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(dirpath, name))
                             deleted += 1
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(dirpath, _sidecar_name(name)))
             for dirpath in reversed(folders):
                 # Fails harmlessly when the folder still holds other files, e.g. a write in
                 # progress.
@@ -180,6 +200,7 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 if path.is_file():
                     path.unlink()
+                    _sidecar(path).unlink(missing_ok=True)
             # Drop the folders it leaves empty, as delete_prefix does; a folder still in use
             # (another object, a write in progress) stays.
             for folder in path.parents:
@@ -240,6 +261,7 @@ class LocalStorage:
         except (NotADirectoryError, FileExistsError) as exc:
             raise _collision(key) from exc
         try:
+            digest = hashlib.sha256()
             with out:
                 written = 0
                 async for chunk in chunks:
@@ -247,11 +269,14 @@ class LocalStorage:
                     if written > size_bytes:
                         raise UploadSizeMismatch(f"more than the {size_bytes} bytes announced")
                     await asyncio.to_thread(out.write, chunk)
+                    digest.update(chunk)
                 if written != size_bytes:
                     raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
                 await asyncio.to_thread(_flush, out)
             # link() fails when the key exists: a replayed upload link cannot replace the object.
             await asyncio.to_thread(os.link, temp, path)
+            # Only now: a refused upload must not overwrite the existing object's hash.
+            await asyncio.to_thread(_write_sidecar, path, digest.hexdigest())
         except FileExistsError:
             raise AlreadyExists(f"object {key!r} exists already") from None
         except IsADirectoryError as exc:
@@ -259,7 +284,7 @@ class LocalStorage:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(temp.unlink)
-        return ObjectInfo(key, size_bytes)
+        return ObjectInfo(key, size_bytes, digest.hexdigest())
 
     async def check(self) -> None:
         def probe() -> None:
@@ -310,9 +335,28 @@ class LocalStorage:
             raise ObjectNotFound(key)
         return path, info.st_size
 
-    def _store(self, key: str, write: Callable[[BinaryIO], int]) -> int:
+    def _store(
+        self, key: str, write: Callable[[_Writer], int], expected: str | None = None
+    ) -> tuple[int, str]:
+        """Write the object and its sidecar; (size, hex SHA-256 of the bytes written)."""
+        path = self._resolve(key)
+        digest = hashlib.sha256()
+
+        def hashed(out: _Writer) -> int:
+            return write(_Hashing(out, digest))
+
+        def publish_hash() -> None:
+            if expected is not None and digest.hexdigest() != expected:
+                raise Unavailable(
+                    f"{key!r}: the file changed while it was stored (sha256 "
+                    f"{digest.hexdigest()}, expected {expected}); nothing was stored"
+                )
+            # Before the object appears: whoever sees it also finds its hash.
+            _write_sidecar(path, digest.hexdigest())
+
         try:
-            return _write_atomic(self._resolve(key), write, durable=True)
+            size = _write_atomic(path, hashed, durable=True, before_publish=publish_hash)
+            return size, digest.hexdigest()
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 can hold both "a" and "a/b"; a directory tree cannot.
             raise InvalidArgument(
@@ -360,7 +404,48 @@ def _check_local_key(key: str) -> str:
     return key
 
 
-def _copy(src: BinaryIO, out: BinaryIO) -> int:
+class _Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _Hashing:
+    """Passes writes through, hashing them on the way."""
+
+    def __init__(self, out: _Writer, digest: hashlib._Hash) -> None:
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: bytes, /) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
+
+
+def _sidecar_name(name: str) -> str:
+    return f".{name}.sha256"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(_sidecar_name(path.name))
+
+
+def _write_sidecar(path: Path, sha256: str) -> None:
+    sidecar = _sidecar(path)
+    temp = sidecar.with_name(f"{sidecar.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temp.write_text(sha256 + "\n", "ascii")
+        os.replace(temp, sidecar)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _read_sidecar(path: Path) -> str:
+    try:
+        return _sidecar(path).read_text("ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def _copy(src: BinaryIO, out: _Writer) -> int:
     copied = 0
     while chunk := src.read(COPY_BUFFER):
         out.write(chunk)
@@ -368,8 +453,17 @@ def _copy(src: BinaryIO, out: BinaryIO) -> int:
     return copied
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], int], *, durable: bool) -> int:
-    """Write through a hidden temporary file in the same folder and rename it into place."""
+def _write_atomic(
+    path: Path,
+    write: Callable[[BinaryIO], int],
+    *,
+    durable: bool,
+    before_publish: Callable[[], None] | None = None,
+) -> int:
+    """Write through a hidden temporary file in the same folder and rename it into place.
+
+    `before_publish` runs once the bytes are written, before the rename; raising refuses them.
+    """
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     for attempt in range(2):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,6 +480,8 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], int], *, durable: bool
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
+        if before_publish is not None:
+            before_publish()
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -395,23 +491,7 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], int], *, durable: bool
 
 
 def _load_or_create_key(path: Path) -> bytes:
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        # link() publishes the complete file or fails if a replica got there first, so no one
-        # ever reads a half-written key and all replicas end up with the same one.
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, path)
-    finally:
-        temp.unlink()
+    key_files.load_or_create(path, lambda: (secrets.token_hex(32) + "\n").encode("ascii"))
     return _read_key(path)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import time
 import uuid
@@ -30,6 +32,7 @@ from sparc_video.storage.base import (
     checked_key,
     checked_prefix,
     content_disposition,
+    file_sha256,
 )
 from sparc_video.storage.cloudfront import CloudFrontLinks
 
@@ -42,6 +45,9 @@ MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB
 DEFAULT_PART_SIZE = 8 * MIB
 DEFAULT_CONCURRENCY = 4
+
+# User metadata key (`x-amz-meta-sha256`) holding an object's hex SHA-256.
+SHA256_METADATA = "sha256"
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
@@ -161,7 +167,8 @@ class S3Storage:
 
     async def stat(self, key: str) -> ObjectInfo:
         head = await self._head(checked_key(key))
-        return ObjectInfo(key, int(head["ContentLength"]))
+        sha256 = str(head.get("Metadata", {}).get(SHA256_METADATA, ""))
+        return ObjectInfo(key, int(head["ContentLength"]), sha256)
 
     async def download_file(self, key: str, path: Path) -> int:
         checked_key(key)
@@ -197,8 +204,16 @@ class S3Storage:
                 partial.unlink()
         return size
 
-    async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:
+    async def upload_file(
+        self, path: Path, key: str, content_type: str, sha256: str | None = None
+    ) -> ObjectInfo:
+        """The SHA-256 goes into the object's user metadata (`x-amz-meta-sha256`), which S3
+        takes when the upload starts, so it is computed from the file before sending. Each
+        part is also sent with its own SHA-256 (ChecksumAlgorithm), which S3 checks on
+        arrival: the bytes stored are the bytes hashed, or the upload fails."""
         checked_key(key)
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(file_sha256, path)
         sent = 0
 
         def count(n: int) -> None:
@@ -213,7 +228,11 @@ class S3Storage:
             str(path),
             self.bucket,
             key,
-            extra_args={"ContentType": content_type},
+            extra_args={
+                "ContentType": content_type,
+                "Metadata": {SHA256_METADATA: sha256},
+                "ChecksumAlgorithm": "SHA256",
+            },
             subscribers=[_Progress(count)],
         )
         try:
@@ -227,7 +246,7 @@ class S3Storage:
             raise
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, key, "upload") from exc
-        return ObjectInfo(key, sent)
+        return ObjectInfo(key, sent, sha256)
 
     def _uploads(self) -> TransferManager:
         if self._upload_manager is None:
@@ -246,14 +265,22 @@ class S3Storage:
         return TransferManager(client, self._transfer)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        """One PUT carrying the whole object's SHA-256 (ChecksumSHA256), which S3 checks
+        before storing it, and the same hash in hex in the user metadata."""
         checked_key(key)
+        digest = hashlib.sha256(data)
         try:
             await self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata={SHA256_METADATA: digest.hexdigest()},
+                ChecksumSHA256=base64.b64encode(digest.digest()).decode("ascii"),
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, key, "upload") from exc
-        return ObjectInfo(key, len(data))
+        return ObjectInfo(key, len(data), digest.hexdigest())
 
     async def delete_prefix(self, prefix: str) -> int:
         checked_prefix(prefix)

@@ -111,6 +111,10 @@ class Export(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_GRANTS_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
     REQUESTER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `exports/{export}`. Output only."""
@@ -125,6 +129,14 @@ class Export(_message.Message):
     """The request_id the export was created with, if any. Output only."""
     priority: Global___Export.Priority.ValueType
     """Set by CreateExport; unspecified means interactive. Returned as the priority used."""
+    case_id: _builtins.str
+    """The case (investigation, incident) the export is for, given at CreateExport: at most 128
+    printable characters. Recorded in the export's signed manifest.
+    """
+    purpose: _builtins.str
+    """Why the export was made, given at CreateExport: at most 1000 printable characters (line
+    breaks allowed). Recorded in the export's signed manifest.
+    """
     requester: _builtins.str
     """The principal that created the export (a token's principal id, a JWT's `sub`, or a client
     certificate's identity). Only it (and admins) can read, watch, cancel or download the
@@ -174,6 +186,16 @@ class Export(_message.Message):
     def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
         """While RETRYING: when the next attempt may start. Output only."""
 
+    @_builtins.property
+    def download_grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___DownloadGrant]:
+        """Every GetExportDownloadUrl call for this export, oldest first: who was handed URLs, for
+        which objects, until when. The newest 100 are kept. Output only.
+        """
+
+    @_builtins.property
+    def manifest(self) -> Global___ExportManifest:
+        """The signed manifest of a SUCCEEDED export. Output only."""
+
     def __init__(
         self,
         *,
@@ -192,15 +214,101 @@ class Export(_message.Message):
         request_id: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         priority: Global___Export.Priority.ValueType = ...,
+        case_id: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        download_grants: _abc.Iterable[Global___DownloadGrant] | None = ...,
+        manifest: Global___ExportManifest | None = ...,
         requester: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "request_id", b"request_id", "requester", b"requester", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "case_id", b"case_id", "create_time", b"create_time", "download_grants", b"download_grants", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "purpose", b"purpose", "request_id", b"request_id", "requester", b"requester", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Export: _TypeAlias = Export  # noqa: Y015
+
+@_typing.final
+class DownloadGrant(_message.Message):
+    """One GetExportDownloadUrl call: an audit entry. Never holds the URLs themselves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_TIME_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    STORAGE_KEYS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    """The authenticated caller they were issued to; empty without authentication."""
+    @_builtins.property
+    def grant_time(self) -> _timestamp_pb2.Timestamp:
+        """When the URLs were issued."""
+
+    @_builtins.property
+    def storage_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Storage keys the URLs were issued for (outputs, then the manifest and its signature)."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the URLs stop working."""
+
+    def __init__(
+        self,
+        *,
+        grant_time: _timestamp_pb2.Timestamp | None = ...,
+        requester: _builtins.str = ...,
+        storage_keys: _abc.Iterable[_builtins.str] | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grant_time", b"grant_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grant_time", b"grant_time", "requester", b"requester", "storage_keys", b"storage_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadGrant: _TypeAlias = DownloadGrant  # noqa: Y015
+
+@_typing.final
+class ExportManifest(_message.Message):
+    """The signed record of what an export read, did and produced (see the README's "Evidence
+    integrity" section). Stored next to the outputs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORAGE_KEY_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIGNATURE_STORAGE_KEY_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_SHA256_FIELD_NUMBER: _builtins.int
+    storage_key: _builtins.str
+    """Storage key of the manifest, `exports/{export}/{attempt}/manifest.json`: canonical JSON."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the manifest's bytes."""
+    signature_storage_key: _builtins.str
+    """Storage key of the detached signature (JSON: algorithm, key id, base64 signature),
+    `manifest.json.sig` next to the manifest.
+    """
+    key_id: _builtins.str
+    """Fingerprint of the public key that verifies the signature (see GetManifestSigningKey)."""
+    signature_sha256: _builtins.str
+    """Hex SHA-256 of the signature file's bytes."""
+    def __init__(
+        self,
+        *,
+        storage_key: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        signature_storage_key: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "sha256", b"sha256", "signature_sha256", b"signature_sha256", "signature_storage_key", b"signature_storage_key", "storage_key", b"storage_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportManifest: _TypeAlias = ExportManifest  # noqa: Y015
 
 @_typing.final
 class ExportSource(_message.Message):

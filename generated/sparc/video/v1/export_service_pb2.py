@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sparc.video.v1 import export_pb2 as sparc_dot_video_dot_v1_dot_export__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sparc/video/v1/export_service.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsparc/video/v1/export.proto\"Q\n\x13\x43reateExportRequest\x12&\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x16.sparc.video.v1.Export\x12\x12\n\nrequest_id\x18\x02 \x01(\t\" \n\x10GetExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListExportsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"W\n\x13ListExportsResponse\x12\'\n\x07\x65xports\x18\x01 \x03(\x0b\x32\x16.sparc.video.v1.Export\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x43\x61ncelExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x12WatchExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"\xb5\x02\n\x13WatchExportResponse\x12&\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x16.sparc.video.v1.Export\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12;\n\x04kind\x18\x03 \x01(\x0e\x32-.sparc.video.v1.WatchExportResponse.EventKind\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_SNAPSHOT\x10\x01\x12\x1c\n\x18\x45VENT_KIND_STATE_CHANGED\x10\x02\x12\x17\n\x13\x45VENT_KIND_PROGRESS\x10\x03\"S\n\x1bGetExportDownloadUrlRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"I\n\x1cGetExportDownloadUrlResponse\x12)\n\x04urls\x18\x01 \x03(\x0b\x32\x1b.sparc.video.v1.DownloadUrl\"v\n\x0b\x44ownloadUrl\x12\x14\n\x0coutput_index\x18\x01 \x01(\x05\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14GetQueueStatsRequest\"\xbc\x01\n\nQueueStats\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x10\n\x08retrying\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\x12\x0f\n\x07workers\x18\x07 \x01(\x05\x12\x34\n\x11oldest_queued_age\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration2\xe8\x04\n\rExportService\x12K\n\x0c\x43reateExport\x12#.sparc.video.v1.CreateExportRequest\x1a\x16.sparc.video.v1.Export\x12\x45\n\tGetExport\x12 .sparc.video.v1.GetExportRequest\x1a\x16.sparc.video.v1.Export\x12V\n\x0bListExports\x12\".sparc.video.v1.ListExportsRequest\x1a#.sparc.video.v1.ListExportsResponse\x12K\n\x0c\x43\x61ncelExport\x12#.sparc.video.v1.CancelExportRequest\x1a\x16.sparc.video.v1.Export\x12X\n\x0bWatchExport\x12\".sparc.video.v1.WatchExportRequest\x1a#.sparc.video.v1.WatchExportResponse0\x01\x12q\n\x14GetExportDownloadUrl\x12+.sparc.video.v1.GetExportDownloadUrlRequest\x1a,.sparc.video.v1.GetExportDownloadUrlResponse\x12Q\n\rGetQueueStats\x12$.sparc.video.v1.GetQueueStatsRequest\x1a\x1a.sparc.video.v1.QueueStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sparc/video/v1/export_service.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsparc/video/v1/export.proto\"Q\n\x13\x43reateExportRequest\x12&\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x16.sparc.video.v1.Export\x12\x12\n\nrequest_id\x18\x02 \x01(\t\" \n\x10GetExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListExportsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"W\n\x13ListExportsResponse\x12\'\n\x07\x65xports\x18\x01 \x03(\x0b\x32\x16.sparc.video.v1.Export\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x43\x61ncelExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x12WatchExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"\xcc\x02\n\x13WatchExportResponse\x12&\n\x06\x65xport\x18\x01 \x01(\x0b\x32\x16.sparc.video.v1.Export\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12;\n\x04kind\x18\x03 \x01(\x0e\x32-.sparc.video.v1.WatchExportResponse.EventKind\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_SNAPSHOT\x10\x01\x12\x1c\n\x18\x45VENT_KIND_STATE_CHANGED\x10\x02\x12\x17\n\x13\x45VENT_KIND_PROGRESS\x10\x03\x12\x14\n\x10\x45VENT_KIND_AUDIT\x10\x04\"S\n\x1bGetExportDownloadUrlRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb9\x01\n\x1cGetExportDownloadUrlResponse\x12)\n\x04urls\x18\x01 \x03(\x0b\x32\x1b.sparc.video.v1.DownloadUrl\x12\x31\n\x0cmanifest_url\x18\x02 \x01(\x0b\x32\x1b.sparc.video.v1.DownloadUrl\x12;\n\x16manifest_signature_url\x18\x03 \x01(\x0b\x32\x1b.sparc.video.v1.DownloadUrl\"v\n\x0b\x44ownloadUrl\x12\x14\n\x0coutput_index\x18\x01 \x01(\x05\x12\x13\n\x0bstorage_key\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14GetQueueStatsRequest\"\xbc\x01\n\nQueueStats\x12\x0e\n\x06queued\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x10\n\x08retrying\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\x12\x0f\n\x07workers\x18\x07 \x01(\x05\x12\x34\n\x11oldest_queued_age\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x1cGetManifestSigningKeyRequest\"O\n\x12ManifestSigningKey\x12\x16\n\x0epublic_key_pem\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t2\xd3\x05\n\rExportService\x12K\n\x0c\x43reateExport\x12#.sparc.video.v1.CreateExportRequest\x1a\x16.sparc.video.v1.Export\x12\x45\n\tGetExport\x12 .sparc.video.v1.GetExportRequest\x1a\x16.sparc.video.v1.Export\x12V\n\x0bListExports\x12\".sparc.video.v1.ListExportsRequest\x1a#.sparc.video.v1.ListExportsResponse\x12K\n\x0c\x43\x61ncelExport\x12#.sparc.video.v1.CancelExportRequest\x1a\x16.sparc.video.v1.Export\x12X\n\x0bWatchExport\x12\".sparc.video.v1.WatchExportRequest\x1a#.sparc.video.v1.WatchExportResponse0\x01\x12q\n\x14GetExportDownloadUrl\x12+.sparc.video.v1.GetExportDownloadUrlRequest\x1a,.sparc.video.v1.GetExportDownloadUrlResponse\x12Q\n\rGetQueueStats\x12$.sparc.video.v1.GetQueueStatsRequest\x1a\x1a.sparc.video.v1.QueueStats\x12i\n\x15GetManifestSigningKey\x12,.sparc.video.v1.GetManifestSigningKeyRequest\x1a\".sparc.video.v1.ManifestSigningKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,19 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHEXPORTREQUEST']._serialized_start=469
   _globals['_WATCHEXPORTREQUEST']._serialized_end=527
   _globals['_WATCHEXPORTRESPONSE']._serialized_start=530
-  _globals['_WATCHEXPORTRESPONSE']._serialized_end=839
-  _globals['_WATCHEXPORTRESPONSE_EVENTKIND']._serialized_start=720
-  _globals['_WATCHEXPORTRESPONSE_EVENTKIND']._serialized_end=839
-  _globals['_GETEXPORTDOWNLOADURLREQUEST']._serialized_start=841
-  _globals['_GETEXPORTDOWNLOADURLREQUEST']._serialized_end=924
-  _globals['_GETEXPORTDOWNLOADURLRESPONSE']._serialized_start=926
-  _globals['_GETEXPORTDOWNLOADURLRESPONSE']._serialized_end=999
-  _globals['_DOWNLOADURL']._serialized_start=1001
-  _globals['_DOWNLOADURL']._serialized_end=1119
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=1121
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=1143
-  _globals['_QUEUESTATS']._serialized_start=1146
-  _globals['_QUEUESTATS']._serialized_end=1334
-  _globals['_EXPORTSERVICE']._serialized_start=1337
-  _globals['_EXPORTSERVICE']._serialized_end=1953
+  _globals['_WATCHEXPORTRESPONSE']._serialized_end=862
+  _globals['_WATCHEXPORTRESPONSE_EVENTKIND']._serialized_start=721
+  _globals['_WATCHEXPORTRESPONSE_EVENTKIND']._serialized_end=862
+  _globals['_GETEXPORTDOWNLOADURLREQUEST']._serialized_start=864
+  _globals['_GETEXPORTDOWNLOADURLREQUEST']._serialized_end=947
+  _globals['_GETEXPORTDOWNLOADURLRESPONSE']._serialized_start=950
+  _globals['_GETEXPORTDOWNLOADURLRESPONSE']._serialized_end=1135
+  _globals['_DOWNLOADURL']._serialized_start=1137
+  _globals['_DOWNLOADURL']._serialized_end=1255
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=1257
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=1279
+  _globals['_QUEUESTATS']._serialized_start=1282
+  _globals['_QUEUESTATS']._serialized_end=1470
+  _globals['_GETMANIFESTSIGNINGKEYREQUEST']._serialized_start=1472
+  _globals['_GETMANIFESTSIGNINGKEYREQUEST']._serialized_end=1502
+  _globals['_MANIFESTSIGNINGKEY']._serialized_start=1504
+  _globals['_MANIFESTSIGNINGKEY']._serialized_end=1583
+  _globals['_EXPORTSERVICE']._serialized_start=1586
+  _globals['_EXPORTSERVICE']._serialized_end=2309
 # @@protoc_insertion_point(module_scope)

@@ -36,7 +36,9 @@ class CreateExportRequest(_message.Message):
     """
     @_builtins.property
     def export(self) -> _export_pb2.Export:
-        """The export to create: `source` and `operations` are read, output-only fields ignored."""
+        """The export to create: `source`, `operations`, `priority`, `case_id` and `purpose` are
+        read, output-only fields ignored.
+        """
 
     def __init__(
         self,
@@ -202,6 +204,8 @@ class WatchExportResponse(_message.Message):
         """The export changed state (queued, running, retrying, a terminal state)."""
         EVENT_KIND_PROGRESS: WatchExportResponse._EventKind.ValueType  # 3
         """Progress within the running attempt."""
+        EVENT_KIND_AUDIT: WatchExportResponse._EventKind.ValueType  # 4
+        """An audit entry was added (a download grant); the state did not change."""
 
     class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper):
         """Why the message was sent."""
@@ -214,6 +218,8 @@ class WatchExportResponse(_message.Message):
     """The export changed state (queued, running, retrying, a terminal state)."""
     EVENT_KIND_PROGRESS: WatchExportResponse.EventKind.ValueType  # 3
     """Progress within the running attempt."""
+    EVENT_KIND_AUDIT: WatchExportResponse.EventKind.ValueType  # 4
+    """An audit entry was added (a download grant); the state did not change."""
 
     EXPORT_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
@@ -282,18 +288,32 @@ class GetExportDownloadUrlResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     URLS_FIELD_NUMBER: _builtins.int
+    MANIFEST_URL_FIELD_NUMBER: _builtins.int
+    MANIFEST_SIGNATURE_URL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def urls(self) -> _containers.RepeatedCompositeFieldContainer[Global___DownloadUrl]:
         """One URL per output, in the order of Export.outputs."""
+
+    @_builtins.property
+    def manifest_url(self) -> Global___DownloadUrl:
+        """The export's signed manifest (`output_index` unused); unset for exports finished before
+        manifests existed.
+        """
+
+    @_builtins.property
+    def manifest_signature_url(self) -> Global___DownloadUrl:
+        """The manifest's detached signature (`output_index` unused)."""
 
     def __init__(
         self,
         *,
         urls: _abc.Iterable[Global___DownloadUrl] | None = ...,
+        manifest_url: Global___DownloadUrl | None = ...,
+        manifest_signature_url: Global___DownloadUrl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manifest_signature_url", b"manifest_signature_url", "manifest_url", b"manifest_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["urls", b"urls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest_signature_url", b"manifest_signature_url", "manifest_url", b"manifest_url", "urls", b"urls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,3 +423,52 @@ class QueueStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueueStats: _TypeAlias = QueueStats  # noqa: Y015
+
+@_typing.final
+class GetManifestSigningKeyRequest(_message.Message):
+    """Request for GetManifestSigningKey."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetManifestSigningKeyRequest: _TypeAlias = GetManifestSigningKeyRequest  # noqa: Y015
+
+@_typing.final
+class ManifestSigningKey(_message.Message):
+    """The key export manifests are signed with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    public_key_pem: _builtins.str
+    """The public key, PEM (SubjectPublicKeyInfo)."""
+    key_id: _builtins.str
+    """Fingerprint of the public key: `sha256:` and the hex SHA-256 of its raw 32 bytes. Each
+    signature names the key id it was made with.
+    """
+    algorithm: _builtins.str
+    """Signature algorithm: `Ed25519`."""
+    def __init__(
+        self,
+        *,
+        public_key_pem: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "key_id", b"key_id", "public_key_pem", b"public_key_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestSigningKey: _TypeAlias = ManifestSigningKey  # noqa: Y015

@@ -71,6 +71,11 @@ class ExportServiceStub:
                 request_serializer=sparc_dot_video_dot_v1_dot_export__service__pb2.GetQueueStatsRequest.SerializeToString,
                 response_deserializer=sparc_dot_video_dot_v1_dot_export__service__pb2.QueueStats.FromString,
                 _registered_method=True)
+        self.GetManifestSigningKey = channel.unary_unary(
+                '/sparc.video.v1.ExportService/GetManifestSigningKey',
+                request_serializer=sparc_dot_video_dot_v1_dot_export__service__pb2.GetManifestSigningKeyRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_export__service__pb2.ManifestSigningKey.FromString,
+                _registered_method=True)
 
 
 class ExportServiceServicer:
@@ -128,6 +133,13 @@ class ExportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetManifestSigningKey(self, request, context):
+        """The public key that verifies export manifests, for checking a downloaded bundle offline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +177,11 @@ def add_ExportServiceServicer_to_server(servicer, server):
                     servicer.GetQueueStats,
                     request_deserializer=sparc_dot_video_dot_v1_dot_export__service__pb2.GetQueueStatsRequest.FromString,
                     response_serializer=sparc_dot_video_dot_v1_dot_export__service__pb2.QueueStats.SerializeToString,
+            ),
+            'GetManifestSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetManifestSigningKey,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_export__service__pb2.GetManifestSigningKeyRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_export__service__pb2.ManifestSigningKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +374,33 @@ class ExportService:
             '/sparc.video.v1.ExportService/GetQueueStats',
             sparc_dot_video_dot_v1_dot_export__service__pb2.GetQueueStatsRequest.SerializeToString,
             sparc_dot_video_dot_v1_dot_export__service__pb2.QueueStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetManifestSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparc.video.v1.ExportService/GetManifestSigningKey',
+            sparc_dot_video_dot_v1_dot_export__service__pb2.GetManifestSigningKeyRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_export__service__pb2.ManifestSigningKey.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class ExportServiceStub:
     """Issues expiring download URLs for a finished export's outputs."""
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_export_service_pb2.GetQueueStatsRequest, _export_service_pb2.QueueStats]
     """Counts exports by state and the workers seen."""
+    GetManifestSigningKey: _grpc.UnaryUnaryMultiCallable[_export_service_pb2.GetManifestSigningKeyRequest, _export_service_pb2.ManifestSigningKey]
+    """The public key that verifies export manifests, for checking a downloaded bundle offline."""
 
 @_typing.type_check_only
 class ExportServiceAsyncStub(ExportServiceStub):
@@ -76,6 +78,8 @@ class ExportServiceAsyncStub(ExportServiceStub):
     """Issues expiring download URLs for a finished export's outputs."""
     GetQueueStats: _aio.UnaryUnaryMultiCallable[_export_service_pb2.GetQueueStatsRequest, _export_service_pb2.QueueStats]  # type: ignore[assignment]
     """Counts exports by state and the workers seen."""
+    GetManifestSigningKey: _aio.UnaryUnaryMultiCallable[_export_service_pb2.GetManifestSigningKeyRequest, _export_service_pb2.ManifestSigningKey]  # type: ignore[assignment]
+    """The public key that verifies export manifests, for checking a downloaded bundle offline."""
 
 class ExportServiceServicer(metaclass=_abc_1.ABCMeta):
     """Turns stored videos into processed, downloadable outputs with streamed progress."""
@@ -139,5 +143,13 @@ class ExportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_export_service_pb2.QueueStats, _abc.Awaitable[_export_service_pb2.QueueStats]]:
         """Counts exports by state and the workers seen."""
+
+    @_abc_1.abstractmethod
+    def GetManifestSigningKey(
+        self,
+        request: _export_service_pb2.GetManifestSigningKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_export_service_pb2.ManifestSigningKey, _abc.Awaitable[_export_service_pb2.ManifestSigningKey]]:
+        """The public key that verifies export manifests, for checking a downloaded bundle offline."""
 
 def add_ExportServiceServicer_to_server(servicer: ExportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
