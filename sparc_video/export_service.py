@@ -42,9 +42,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self, request: export_service_pb2.CreateExportRequest, context: Context
     ) -> export_pb2.Export:
         violations: list[FieldViolation] = []
-        source_key = validation.validate_source_key(
-            request.export.source.object_key, "export.source.object_key", violations
-        )
+        source = validation.validate_source(request.export.source, "export.source", violations)
         operations = validation.validate_operations(
             list(request.export.operations), "export.operations", violations
         )
@@ -53,7 +51,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             request.export.priority, "export.priority", violations
         )
         validation.raise_if_any(violations)
-        record = await self._exports.create(source_key, operations, request_id, priority)
+        record = await self._exports.create(source, operations, request_id, priority)
         return proto_mapping.export_to_proto(record)
 
     @translate_errors

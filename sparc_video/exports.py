@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, ObjectNotFound
 from sparc_video.events import EventHub
+from sparc_video.export_sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec
 from sparc_video.models import ExportRecord, ExportState, Operation, Priority, WatermarkOp
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
@@ -59,8 +60,10 @@ class Exports:
         queue: ExportQueue,
         storage: Storage,
         hub: EventHub,
+        sources: ExportSources,
     ) -> None:
         self._settings = settings
+        self._source_resolver = sources
         self._store = store
         self._queue = queue
         self._storage = storage
@@ -69,7 +72,7 @@ class Exports:
 
     async def create(
         self,
-        source_key: str,
+        source: SourceSpec,
         operations: list[Operation],
         request_id: str,
         priority: Priority = Priority.INTERACTIVE,
@@ -79,20 +82,14 @@ class Exports:
             existing_id = await self._store.request_owner(request_id)
             if existing_id is not None:
                 return await self._store.get(existing_id)
-        try:
-            info = await self._sources.stat(source_key)
-        except ObjectNotFound as exc:
-            raise ObjectNotFound(source_key, what="source video") from exc
-        if info.size_bytes > self._settings.max_upload_size:
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "export.source.object_key",
-                        f"the source is {info.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
-                        f"({self._settings.max_upload_size} bytes)",
-                    )
-                ]
-            )
+        if isinstance(source, str):
+            resolved = ResolvedSource(source_key=source)
+        elif isinstance(source, RecordingSource):
+            resolved = await self._source_resolver.recording(source)
+        else:
+            resolved = await self._source_resolver.camera_range(source)
+        if resolved.source_key:
+            await self._check_object(resolved.source_key, bool(resolved.recording))
         for op in operations:
             if isinstance(op, WatermarkOp) and op.image_key:
                 try:
@@ -101,10 +98,14 @@ class Exports:
                     raise ObjectNotFound(op.image_key, what="watermark image") from exc
         record = ExportRecord(
             id=new_export_id(),
-            source_key=source_key,
+            source_key=resolved.source_key,
             operations=operations,
             request_id=request_id,
             priority=priority,
+            recording=resolved.recording,
+            camera_range=resolved.camera_range,
+            coverage=resolved.coverage,
+            capture_start_ns=resolved.capture_start_ns,
         )
         with enqueue_span(record.id) as traceparent:
             record.trace_context = traceparent
@@ -112,6 +113,24 @@ class Exports:
             if created:
                 await self._queue.enqueue(record.id, priority=priority)
         return record
+
+    async def _check_object(self, source_key: str, recording: bool) -> None:
+        try:
+            info = await self._sources.stat(source_key)
+        except ObjectNotFound as exc:
+            what = "object of the recording" if recording else "source video"
+            raise ObjectNotFound(source_key, what=what) from exc
+        field = "export.source.recording" if recording else "export.source.object_key"
+        if info.size_bytes > self._settings.max_upload_size:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        field,
+                        f"the source is {info.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
+                        f"({self._settings.max_upload_size} bytes)",
+                    )
+                ]
+            )
 
     async def get(self, export_id: str) -> ExportRecord:
         return await self._store.get(export_id)

@@ -40,13 +40,14 @@ from sparc_video.errors import (
     TransientProcessingError,
     Unavailable,
 )
-from sparc_video.models import ExportRecord, ExportState, Output, OutputKind, Progress
+from sparc_video.models import Coverage, ExportRecord, ExportState, Output, OutputKind, Progress
 from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
 from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
+from workers.pipeline.join import JoinSegment, JoinSpec
 from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
@@ -196,14 +197,15 @@ class ExportJob:
     async def _process(self, record: ExportRecord, workdir: Path) -> list[Output]:
         settings = self.worker.settings
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
-        try:
-            await self.worker.storage.download_file(record.source_key, source)
-        except ObjectNotFound as exc:
-            raise PermanentProcessingError(
-                f"the source video {record.source_key!r} no longer exists in storage",
-                reason="SOURCE_NOT_FOUND",
-            ) from exc
+        join: JoinSpec | None = None
+        if record.camera_range is not None and record.coverage is not None:
+            # The child joins the downloaded spans into this file first.
+            source = workdir / "joined.mkv"
+            slates = record.camera_range.gap_mode == "slate"
+            join = await self._download_spans(record.coverage, slates, workdir)
+        else:
+            source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
+            await self._download(record.source_key, source)
         # Watermark images: the child finds them at asset_path(workdir, key).
         await download_assets(self.worker.storage, workdir, record.operations)
         try:
@@ -217,12 +219,49 @@ class ExportJob:
                     address_space=settings.processing_memory_limit,
                     file_size=settings.processing_file_size_limit,
                 ),
+                join=join,
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):
                 raise TransientProcessingError(exc.message, reason=CRASH_REASON) from exc
             raise
         return await self._upload(produced)
+
+    async def _download(self, key: str, path: Path) -> None:
+        try:
+            await self.worker.storage.download_file(key, path)
+        except ObjectNotFound as exc:
+            raise PermanentProcessingError(
+                f"the source video {key!r} no longer exists in storage",
+                reason="SOURCE_NOT_FOUND",
+            ) from exc
+
+    async def _download_spans(self, coverage: Coverage, slates: bool, workdir: Path) -> JoinSpec:
+        """Fetch each recording once; the spans (and with `slates` the gaps) in output order."""
+        paths: dict[str, Path] = {}
+        for span in coverage.spans:
+            if span.object_key not in paths:
+                path = workdir / f"recording-{len(paths)}{Path(span.object_key).suffix[:8]}"
+                await self._download(span.object_key, path)
+                paths[span.object_key] = path
+        pieces: list[tuple[int, JoinSegment]] = [
+            (
+                span.output_offset_ns,
+                JoinSegment(
+                    path=paths[span.object_key],
+                    start_ns=span.start_ns,
+                    duration_s=span.duration_ns / 1e9,
+                    source_offset_s=span.source_offset_ns / 1e9,
+                ),
+            )
+            for span in coverage.spans
+        ]
+        if slates:
+            pieces += [
+                (gap.output_offset_ns, JoinSegment(None, gap.start_ns, gap.duration_ns / 1e9))
+                for gap in coverage.gaps
+            ]
+        return JoinSpec(tuple(segment for _, segment in sorted(pieces, key=lambda p: p[0])))
 
     async def _publish_progress(self, progress: ChildProgress) -> None:
         job_observer.observe_progress(progress)
