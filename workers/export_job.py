@@ -200,7 +200,7 @@ class ExportJob:
         join: JoinSpec | None = None
         if record.camera_range is not None and record.coverage is not None:
             # The child joins the downloaded spans into this file first.
-            source = workdir / "joined.mkv"
+            source = workdir / "joined.mp4"
             slates = record.camera_range.gap_mode == "slate"
             join = await self._download_spans(record.coverage, slates, workdir)
         else:

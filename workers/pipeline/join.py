@@ -4,7 +4,7 @@ order, with each gap either left out or shown as a "NO RECORDING" slate of its l
 This first version re-encodes the whole range (H.264 at near-transparent quality, AAC), which
 makes every cut frame-accurate and lets segments of different sizes, rates or codecs meet in
 one stream; stream-copying the segments between the cuts is left for later. The result is a
-Matroska file the export's operations then apply to, as if it were the uploaded source.
+MP4 file the export's operations then apply to, as if it were the uploaded source.
 
 Timing: a span's frames keep their spacing; the frame captured at recording offset t lands at
 `span.output_offset + (t - span.source_offset)` in the joined video, so a frame's position
@@ -89,7 +89,7 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
     with_audio = any(i.has_audio for i in infos)
     total = spec.duration_s
     offsets: list[float] = []
-    with av.open(str(dst), "w", format="matroska") as out:
+    with av.open(str(dst), "w", format="mp4") as out:
         writer = _Writer(out, width, height, fps, with_audio)
         position = 0.0
         for segment in spec.segments:
@@ -122,6 +122,8 @@ class _Writer:
         video.codec_context.thread_count = 0
         # An intermediate the operations re-encode or copy: close to lossless, quick to write.
         video.codec_context.options = {"preset": "veryfast", "crf": "16"}
+        # Keyframes every 2 s: later fast trims and thumbnails seek in the joined video.
+        video.codec_context.gop_size = max(1, round(2 * fps))
         self.video = video
         self.convert = FrameConverter(width, height, "yuv420p")
         self.audio = None

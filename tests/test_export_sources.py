@@ -1,0 +1,309 @@
+"""Exports from recordings and camera time ranges, end to end: a real server, Redis, worker and
+PyAV. Three 2 s recordings of a clip whose frames carry their index (0-2 s, 2-4 s, then a gap,
+10-12 s) are cut and joined; the outputs are decoded and their frames read back.
+
+Also: the coverage report, the retention hold on the recordings an unfinished export reads,
+and CreateExport's validation of the new sources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import grpc
+import numpy as np
+from google.protobuf import duration_pb2, timestamp_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2
+from sparc.video.v1 import camera_service_pb2 as svc
+from sparc.video.v1 import export_service_pb2 as esvc
+
+from sparc_video.settings import Settings
+from tests.camera_helpers import expect_error, reason_of, status_of, violations_of
+from tests.fixtures.service import RunningService, start_service
+from workers.pipeline.join import SLATE_GREY
+from workers.pipeline.synth import make_sample_clip, read_frame_index
+
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+FPS = 25
+Range = export_pb2.CameraTimeRange
+State = export_pb2.Export
+
+
+def at(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round((T0 + seconds) * 1e9))
+    return stamp
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    return float(value.ToNanoseconds() / 1e9)
+
+
+def convert_to_mp4() -> export_pb2.Operation:
+    # A remux: the output's frames are the joined video's, untouched.
+    return export_pb2.Operation(
+        convert=export_pb2.ConvertOptions(container=export_pb2.ConvertOptions.CONTAINER_MP4)
+    )
+
+
+@dataclass
+class Footage:
+    service: RunningService
+    cameras: camera_service_pb2_grpc.CameraServiceStub
+    camera: str
+    recordings: list[camera_pb2.Recording]
+
+
+@contextlib.asynccontextmanager
+async def footage(settings: Settings, tmp_path: Path, *, worker: bool) -> AsyncIterator[Footage]:
+    async with start_service(settings, worker=worker) as service:
+        cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
+        camera = await cameras.CreateCamera(
+            svc.CreateCameraRequest(
+                camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate/")
+            )
+        )
+        clip = await asyncio.to_thread(
+            make_sample_clip,
+            tmp_path / "segment.mp4",
+            width=320,
+            height=240,
+            duration_s=2.0,
+            fps=FPS,
+            audio=True,
+        )
+        recordings = []
+        for index, start in enumerate((0, 2, 10)):
+            key = f"nvr/gate/{index}.mp4"
+            await service.app.storage.upload_file(clip, key, "video/mp4")
+            recordings.append(
+                await cameras.CreateRecording(
+                    svc.CreateRecordingRequest(
+                        parent=camera.name,
+                        recording=camera_pb2.Recording(object_key=key, start_time=at(start)),
+                    )
+                )
+            )
+        yield Footage(service, cameras, camera.name, recordings)
+
+
+def range_source(
+    camera: str, start_s: float, end_s: float, gap_mode: int = Range.GAP_MODE_CLOSE
+) -> export_pb2.ExportSource:
+    return export_pb2.ExportSource(
+        camera_range=Range(
+            camera=camera,
+            start_time=at(start_s),
+            end_time=at(end_s),
+            gap_mode=gap_mode,  # type: ignore[arg-type]
+        )
+    )
+
+
+async def create(
+    service: RunningService, source: export_pb2.ExportSource, *ops: export_pb2.Operation
+) -> export_pb2.Export:
+    return await service.exports.CreateExport(
+        esvc.CreateExportRequest(
+            export=export_pb2.Export(source=source, operations=list(ops or [convert_to_mp4()]))
+        )
+    )
+
+
+async def finish(service: RunningService, name: str) -> export_pb2.Export:
+    async with asyncio.timeout(120):
+        async for message in service.exports.WatchExport(esvc.WatchExportRequest(name=name)):
+            last = message.export
+    assert last.state == State.STATE_SUCCEEDED, last.error
+    return last
+
+
+async def frames_of(service: RunningService, export: export_pb2.Export, tmp_path: Path) -> list:  # type: ignore[type-arg]
+    video = export.outputs[0]
+    path = tmp_path / f"out-{export.name.rsplit('/', 1)[1]}.mp4"
+    await service.app.storage.download_file(video.storage_key, path)
+
+    def decode() -> list[tuple[float, np.ndarray]]:  # type: ignore[type-arg]
+        with av.open(str(path)) as container:
+            return [
+                (float(frame.time), frame.to_ndarray(format="rgb24"))
+                for frame in container.decode(video=0)
+            ]
+
+    return await asyncio.to_thread(decode)
+
+
+def is_slate(rgb: np.ndarray) -> bool:  # type: ignore[type-arg]
+    # The slate is flat grey outside its text; the clip's bottom band is colour bars.
+    band = rgb[-rgb.shape[0] // 8 :].reshape(-1, 3).astype(np.float32)
+    flat = bool(band.std(axis=0).max() < 8)
+    return flat and bool(np.all(np.abs(band.mean(axis=0) - np.array(SLATE_GREY)) < 12))
+
+
+async def test_time_range_across_three_recordings_with_a_gap(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with footage(service_settings(), tmp_path, worker=True) as f:
+        second = f.recordings[1]
+        # 1 s into the first recording to 1 s into the third: 4 s of footage, a 6 s gap.
+        created = await create(f.service, range_source(f.camera, 1, 11))
+        coverage = created.coverage
+        assert [s.recording for s in coverage.spans] == [r.name for r in f.recordings]
+        assert [(s.start_time, s.end_time) for s in coverage.spans] == [
+            (at(1), at(2)),
+            (at(2), at(4)),
+            (at(10), at(11)),
+        ]
+        assert [seconds(s.source_offset) for s in coverage.spans] == [1, 0, 0]
+        assert [seconds(s.output_offset) for s in coverage.spans] == [0, 1, 3]
+        assert [(g.start_time, g.end_time) for g in coverage.gaps] == [(at(4), at(10))]
+        assert seconds(coverage.gaps[0].output_offset) == 3
+        assert (seconds(coverage.covered_duration), seconds(coverage.gap_duration)) == (4, 6)
+        assert created.capture_start_time == at(1)
+        assert created.source.camera_range.gap_mode == Range.GAP_MODE_CLOSE
+
+        done = await finish(f.service, created.name)
+        assert done.coverage == coverage
+        assert abs(seconds(done.outputs[0].duration) - 4.0) <= 1 / FPS
+        frames = await frames_of(f.service, done, tmp_path)
+        assert abs(len(frames) - 4 * FPS) <= 1
+        indexes = [read_frame_index(rgb) for _, rgb in frames]
+        # Cut exactly: frame 25 (1 s) of the first recording starts it, frame 24 of the third
+        # (just before 1 s) ends it; the second recording follows the first directly and the
+        # third follows the second where the gap was closed.
+        assert indexes[0] == FPS and indexes[-1] == FPS - 1
+        assert indexes[FPS - 1 : FPS + 1] == [2 * FPS - 1, 0]
+        assert indexes[3 * FPS - 1 : 3 * FPS + 1] == [2 * FPS - 1, 0]
+
+        # Finished: the hold is gone with it.
+        await f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=second.name))
+
+
+async def test_time_range_with_slates_keeps_wall_clock_time(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with footage(service_settings(), tmp_path, worker=True) as f:
+        created = await create(f.service, range_source(f.camera, 1, 11, Range.GAP_MODE_SLATE))
+        assert seconds(created.coverage.gaps[0].output_offset) == 3
+        assert [seconds(s.output_offset) for s in created.coverage.spans] == [0, 1, 9]
+        done = await finish(f.service, created.name)
+        assert abs(seconds(done.outputs[0].duration) - 10.0) <= 1 / FPS
+        frames = await frames_of(f.service, done, tmp_path)
+        assert abs(len(frames) - 10 * FPS) <= 1
+        slates = [t for t, rgb in frames if is_slate(rgb)]
+        # The slate fills 3 s to 9 s of the video: the gap's 6 s.
+        assert abs(len(slates) - 6 * FPS) <= 1
+        assert abs(slates[0] - 3.0) <= 1 / FPS and abs(slates[-1] - (9.0 - 1 / FPS)) <= 1 / FPS
+        assert read_frame_index(frames[0][1]) == FPS
+        assert read_frame_index(frames[-1][1]) == FPS - 1
+        with av.open(str(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")) as container:
+            assert len(container.streams.audio) == 1  # silence under the slate, not a hole
+
+
+async def test_recording_source(service_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    async with footage(service_settings(), tmp_path, worker=True) as f:
+        third = f.recordings[2]
+        created = await create(f.service, export_pb2.ExportSource(recording=third.name))
+        assert created.source.recording == third.name
+        assert created.capture_start_time == at(10)
+        assert [s.recording for s in created.coverage.spans] == [third.name]
+        assert not created.coverage.gaps
+        done = await finish(f.service, created.name)
+        frames = await frames_of(f.service, done, tmp_path)
+        assert len(frames) == 2 * FPS
+        assert read_frame_index(frames[0][1]) == 0
+        assert read_frame_index(frames[-1][1]) == 2 * FPS - 1
+
+
+async def test_recordings_are_held_until_the_export_ends(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # No worker: the exports stay QUEUED until cancelled.
+    async with footage(service_settings(), tmp_path, worker=False) as f:
+        first, second, third = f.recordings
+        ranged = await create(f.service, range_source(f.camera, 3, 11))
+        single = await create(f.service, export_pb2.ExportSource(recording=first.name))
+
+        for held, export in ((second, ranged), (third, ranged), (first, single)):
+            error = await expect_error(
+                f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=held.name)),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert reason_of(status_of(error)) == "RECORDING_IN_USE"
+            assert export.name in (error.details() or "")
+        error = await expect_error(
+            f.cameras.DeleteCamera(svc.DeleteCameraRequest(name=f.camera, force=True)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert reason_of(status_of(error)) == "RECORDING_IN_USE"
+        # Nothing was deleted by the refused calls.
+        for recording in f.recordings:
+            await f.cameras.GetRecording(svc.GetRecordingRequest(name=recording.name))
+            await f.service.app.storage.stat(recording.object_key)
+
+        await f.service.exports.CancelExport(esvc.CancelExportRequest(name=ranged.name))
+        await f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=second.name))
+        await expect_error(
+            f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=first.name)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        # A deleted recording is no longer footage: the range now has less of it.
+        again = await create(f.service, range_source(f.camera, 3, 11))
+        assert [s.recording for s in again.coverage.spans] == [third.name]
+        await f.service.exports.CancelExport(esvc.CancelExportRequest(name=again.name))
+        await f.service.exports.CancelExport(esvc.CancelExportRequest(name=single.name))
+        await f.cameras.DeleteCamera(svc.DeleteCameraRequest(name=f.camera, force=True))
+
+
+async def test_source_validation(service_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = service_settings(max_export_range_s=60)
+    async with footage(settings, tmp_path, worker=False) as f:
+        refused = await expect_error(
+            create(f.service, range_source(f.camera, 5, 9)), grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert reason_of(status_of(refused)) == "NO_FOOTAGE"
+        assert "no footage" in (refused.details() or "")
+        # Before all footage, and after it: nothing either.
+        await expect_error(
+            create(f.service, range_source(f.camera, -30, -1)), grpc.StatusCode.FAILED_PRECONDITION
+        )
+
+        field = "export.source.camera_range"
+        for source, bad in (
+            (range_source(f.camera, 4, 4), f"{field}.end_time"),
+            (range_source(f.camera, 4, 1), f"{field}.end_time"),
+            (range_source(f.camera, 0, 61), f"{field}.end_time"),  # over MAX_EXPORT_RANGE
+            (range_source("gate", 0, 4), f"{field}.camera"),
+            (
+                export_pb2.ExportSource(camera_range=Range(camera=f.camera, end_time=at(1))),
+                f"{field}.start_time",
+            ),
+            (export_pb2.ExportSource(recording="gate/0"), "export.source.recording"),
+        ):
+            error = await expect_error(create(f.service, source), grpc.StatusCode.INVALID_ARGUMENT)
+            assert bad in violations_of(error), (bad, violations_of(error))
+
+        await expect_error(
+            create(f.service, range_source("cameras/nowhere", 0, 4)), grpc.StatusCode.NOT_FOUND
+        )
+        missing = f.recordings[0].name.rsplit("/", 1)[0] + "/" + "0" * 20
+        await expect_error(
+            create(f.service, export_pb2.ExportSource(recording=missing)),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        await expect_error(
+            create(
+                f.service,
+                export_pb2.ExportSource(
+                    recording=f.recordings[0].name.replace("cameras/gate", "cameras/yard")
+                ),
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        # Nothing was queued by the refused calls.
+        listed = await f.service.exports.ListExports(esvc.ListExportsRequest())
+        assert not listed.exports
