@@ -24,6 +24,7 @@ from sparc.video.v1 import export_service_pb2 as esvc
 from sparc_video.settings import Settings
 from tests.camera_helpers import expect_error, reason_of, status_of, violations_of
 from tests.fixtures.service import RunningService, start_service
+from tests.test_cli import sparc_video
 from workers.pipeline.join import SLATE_GREY
 from workers.pipeline.synth import make_sample_clip, read_frame_index
 
@@ -307,3 +308,50 @@ async def test_source_validation(service_settings: Callable[..., Settings], tmp_
         # Nothing was queued by the refused calls.
         listed = await f.service.exports.ListExports(esvc.ListExportsRequest())
         assert not listed.exports
+
+
+async def test_cli_creates_recording_and_range_exports(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with footage(service_settings(), tmp_path, worker=False) as f:
+        target = ["--target", f.service.target]
+        ranged = await sparc_video(
+            "export", "create", "--camera", "gate", "--from", "2023-11-14T22:13:21Z",
+            "--to", "2023-11-14T22:13:31Z", "--gaps", "slate", "--convert", "container=mp4",
+            "-O", "json", *target,
+        )  # fmt: skip
+        assert ranged.rc == 0, ranged.stderr
+        body = ranged.json
+        assert body["source"]["cameraRange"]["gapMode"] == "GAP_MODE_SLATE"
+        assert body["captureStartTime"] == "2023-11-14T22:13:21Z"
+        assert [g["startTime"] for g in body["coverage"]["gaps"]] == ["2023-11-14T22:13:24Z"]
+
+        shown = await sparc_video("export", "get", body["name"], *target)
+        assert shown.rc == 0, shown.stderr
+        assert "cameras/gate 2023-11-14 22:13:21Z - 2023-11-14 22:13:31Z (gaps: slate)" in (
+            shown.stdout
+        )
+        assert "22:13:24Z - 2023-11-14 22:13:30Z  NO RECORDING" in shown.stdout
+
+        single = await sparc_video(
+            "export", "create", "--recording", f.recordings[0].name, "--convert",
+            "container=mp4", *target,
+        )  # fmt: skip
+        assert single.rc == 0, single.stderr
+        got = await f.service.exports.GetExport(esvc.GetExportRequest(name=single.stdout.strip()))
+        assert got.source.recording == f.recordings[0].name
+
+        for argv in (
+            ["clip.mp4", "--recording", f.recordings[0].name],
+            ["--camera", "gate", "--from", "2023-11-14T22:13:21Z"],
+            ["--recording", f.recordings[0].name, "--gaps", "slate"],
+            [],
+        ):
+            refused = await sparc_video("export", "create", *argv, "--convert", "container=mp4")
+            assert refused.rc == 2, (argv, refused.stderr)
+        # Refused by the server: no footage then.
+        empty = await sparc_video(
+            "export", "create", "--camera", "gate", "--from", "2023-11-14T22:13:25Z",
+            "--to", "2023-11-14T22:13:29Z", "--convert", "container=mp4", *target,
+        )  # fmt: skip
+        assert empty.rc == 5 and "no footage" in empty.stdout + empty.stderr
