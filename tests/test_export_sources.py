@@ -21,12 +21,17 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 from sparc.video.v1 import export_service_pb2 as esvc
 
+from sparc_video.camera_records import RecordingRecord
+from sparc_video.export_sources import plan_coverage
+from sparc_video.media_probe import StreamInfo
+from sparc_video.models import CameraRange
 from sparc_video.settings import Settings
 from tests.camera_helpers import expect_error, reason_of, status_of, violations_of
 from tests.fixtures.service import RunningService, start_service
 from tests.test_cli import sparc_video
 from workers.pipeline.join import SLATE_GREY
 from workers.pipeline.synth import make_sample_clip, read_frame_index
+from workers.pipeline.wall_clock import ClockPart, WallClock, cues, output_parts
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 FPS = 25
@@ -93,7 +98,11 @@ async def footage(settings: Settings, tmp_path: Path, *, worker: bool) -> AsyncI
 
 
 def range_source(
-    camera: str, start_s: float, end_s: float, gap_mode: int = Range.GAP_MODE_CLOSE
+    camera: str,
+    start_s: float,
+    end_s: float,
+    gap_mode: int = Range.GAP_MODE_CLOSE,
+    subtitles: bool = False,
 ) -> export_pb2.ExportSource:
     return export_pb2.ExportSource(
         camera_range=Range(
@@ -101,8 +110,26 @@ def range_source(
             start_time=at(start_s),
             end_time=at(end_s),
             gap_mode=gap_mode,  # type: ignore[arg-type]
+            wall_clock_subtitles=subtitles,
         )
     )
+
+
+def chapters_and_cues(path: Path) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+    with av.open(str(path)) as container:
+        chapters = [
+            (float(c["start"] * c["time_base"]), c["metadata"]["title"])
+            for c in container.chapters()
+            if c["time_base"] is not None
+        ]
+        texts = [s for s in container.streams if s.type == "subtitle"]
+        cues = []
+        if texts:
+            for packet in container.demux(texts[0]):
+                body = bytes(packet)
+                if len(body) > 2 and packet.pts is not None and packet.time_base is not None:
+                    cues.append((float(packet.pts * packet.time_base), body[2:].decode()))
+    return chapters, cues
 
 
 async def create(
@@ -179,6 +206,14 @@ async def test_time_range_across_three_recordings_with_a_gap(
         assert indexes[0] == FPS and indexes[-1] == FPS - 1
         assert indexes[FPS - 1 : FPS + 1] == [2 * FPS - 1, 0]
         assert indexes[3 * FPS - 1 : 3 * FPS + 1] == [2 * FPS - 1, 0]
+        # A chapter per recording span, titled with when it was captured.
+        chapters, cues = chapters_and_cues(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")
+        assert chapters == [
+            (0.0, "2023-11-14 22:13:21 UTC"),
+            (1.0, "2023-11-14 22:13:22 UTC"),
+            (3.0, "2023-11-14 22:13:30 UTC"),
+        ]
+        assert cues == []
 
         # Finished: the hold is gone with it.
         await f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=second.name))
@@ -188,7 +223,9 @@ async def test_time_range_with_slates_keeps_wall_clock_time(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     async with footage(service_settings(), tmp_path, worker=True) as f:
-        created = await create(f.service, range_source(f.camera, 1, 11, Range.GAP_MODE_SLATE))
+        created = await create(
+            f.service, range_source(f.camera, 1, 11, Range.GAP_MODE_SLATE, subtitles=True)
+        )
         assert seconds(created.coverage.gaps[0].output_offset) == 3
         assert [seconds(s.output_offset) for s in created.coverage.spans] == [0, 1, 9]
         done = await finish(f.service, created.name)
@@ -203,6 +240,12 @@ async def test_time_range_with_slates_keeps_wall_clock_time(
         assert read_frame_index(frames[-1][1]) == FPS - 1
         with av.open(str(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")) as container:
             assert len(container.streams.audio) == 1  # silence under the slate, not a hole
+        chapters, cues = chapters_and_cues(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")
+        assert [t for t, _ in chapters] == [0.0, 1.0, 3.0, 9.0]
+        assert chapters[2][1] == "2023-11-14 22:13:24 UTC (no recording)"
+        # The capture time, a cue per second: the video's time runs with the wall clock.
+        assert [t for t, _ in cues] == [float(n) for n in range(10)]
+        assert cues[0][1] == "2023-11-14 22:13:21 UTC" and cues[-1][1] == "2023-11-14 22:13:30 UTC"
 
 
 async def test_recording_source(service_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -355,3 +398,45 @@ async def test_cli_creates_recording_and_range_exports(
             "--to", "2023-11-14T22:13:29Z", "--convert", "container=mp4", *target,
         )  # fmt: skip
         assert empty.rc == 5 and "no footage" in empty.stdout + empty.stderr
+
+
+def _recording(rid: str, start_s: float, end_s: float) -> RecordingRecord:
+    return RecordingRecord(
+        id=rid,
+        camera_id="gate",
+        object_key=f"nvr/{rid}.mp4",
+        start_ns=round((T0 + start_s) * 1e9),
+        duration_ns=round((end_s - start_s) * 1e9),
+        stream=StreamInfo("mp4", "h264", 320, 240, 25.0, ""),
+        frame_count=0,
+        size_bytes=1,
+        sha256="",
+    )
+
+
+def test_coverage_of_overlapping_recordings_and_edge_gaps() -> None:
+    def ns(s: float) -> int:
+        return round((T0 + s) * 1e9)
+
+    recordings = [_recording("b", 3, 8), _recording("a", 2, 5), _recording("c", 6, 7)]
+    for mode, offsets in (("close", [0, 3]), ("slate", [1, 4])):
+        coverage = plan_coverage(recordings, CameraRange("gate", ns(1), ns(10), mode))  # type: ignore[arg-type]
+        # The earlier recording serves until it ends; the one inside another adds nothing.
+        assert [(s.recording_id, s.start_ns, s.end_ns) for s in coverage.spans] == [
+            ("a", ns(2), ns(5)),
+            ("b", ns(5), ns(8)),
+        ]
+        assert [s.source_offset_ns for s in coverage.spans] == [0, 2 * 10**9]
+        assert [s.output_offset_ns / 1e9 for s in coverage.spans] == offsets
+        assert [(g.start_ns, g.end_ns) for g in coverage.gaps] == [(ns(1), ns(2)), (ns(8), ns(10))]
+        assert coverage.covered_ns + coverage.gap_ns == 9 * 10**9
+
+
+def test_wall_clock_follows_a_trim() -> None:
+    clock = WallClock(
+        (ClockPart(0.0, 2.0, 10**18), ClockPart(2.0, 3.0, 10**18 + 60 * 10**9, gap=True))
+    )
+    parts = output_parts(clock, 1.5, 4.0)
+    assert [(p.start_s, p.end_s, p.gap) for p in parts] == [(0.0, 0.5, False), (0.5, 2.5, True)]
+    assert parts[0].start_ns == 10**18 + 1_500_000_000
+    assert [c[0] for c in cues(parts, 2.5)] == [0.0, 0.5, 1.5]

@@ -23,7 +23,7 @@ from sparc_video.errors import (
     ProcessingError,
 )
 from sparc_video.models import Operation
-from sparc_video.plan import compile_plan
+from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
 from workers.pipeline.join import JoinSpec, join_segments
@@ -35,6 +35,7 @@ from workers.pipeline.thumbnail import (
     Thumbnail,
     run_thumbnail_pass,
 )
+from workers.pipeline.wall_clock import WallClock, mark_wall_clock, output_parts
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,14 @@ def run_operations(
     workdir: Path,
     operations: list[Operation],
     join: JoinSpec | None,
+    wall_clock: WallClock | None,
     send: Connection,
     cancel: Event,
 ) -> None:
     """Child-process entry point."""
     try:
-        send.send(("done", _run(source, workdir, operations, join, send, cancel)))
+        produced = _run(source, workdir, operations, join, wall_clock, send, cancel)
+        send.send(("done", produced))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
@@ -159,11 +162,12 @@ def _run(
     workdir: Path,
     operations: list[Operation],
     join: JoinSpec | None,
+    wall_clock: WallClock | None,
     send: Connection,
     cancel: Event,
 ) -> list[ProducedFile]:
     report = lambda p: send.send(("progress", p))  # noqa: E731
-    return run_plan(source, workdir, operations, report, cancel, join=join)
+    return run_plan(source, workdir, operations, report, cancel, join=join, wall_clock=wall_clock)
 
 
 # Share of the progress percent a camera range's join takes before the plan runs.
@@ -203,12 +207,14 @@ def run_plan(
     cancel: Event | None = None,
     *,
     join: JoinSpec | None = None,
+    wall_clock: WallClock | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
     (where the watermark images already are, see `workers.pipeline.assets`).
 
     With `join` (a camera time range), the recordings' spans are first joined into `source`,
-    which the plan then reads like any uploaded video."""
+    which the plan then reads like any uploaded video. With `wall_clock` (a recording or a
+    camera range), the video gets chapters (and subtitles) with the capture time."""
     workdir.mkdir(parents=True, exist_ok=True)
     if join is not None:
         _join(join, source, report, cancel)
@@ -245,8 +251,17 @@ def run_plan(
             produced.extend(_images(current, run_thumbnail_pass(current, progress)))
     # One video per export, first.
     if video is not None:
+        if wall_clock is not None and plan.video is not None:
+            _mark(video, wall_clock, plan.video)
         produced.insert(0, video)
     return produced
+
+
+def _mark(video: ProducedFile, clock: WallClock, plan: VideoPlan) -> None:
+    if not plan.encode and plan.trimmed:
+        return  # a fast trim's edit list would not survive a second mux (see wall_clock.py)
+    parts = output_parts(clock, plan.segment.start_s, plan.segment.end_s)
+    mark_wall_clock(video.path, parts, video.duration_s or 0.0, clock.subtitles)
 
 
 def _images(p: ThumbnailPass, result: list[Thumbnail] | SpriteSheet) -> list[ProducedFile]:

@@ -48,6 +48,7 @@ from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
 from workers.pipeline.join import JoinSegment, JoinSpec
+from workers.pipeline.wall_clock import wall_clock_of
 from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ class ExportJob:
                     file_size=settings.processing_file_size_limit,
                 ),
                 join=join,
+                wall_clock=wall_clock_of(record),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):
