@@ -239,7 +239,12 @@ async def test_time_range_with_slates_keeps_wall_clock_time(
         assert read_frame_index(frames[0][1]) == FPS
         assert read_frame_index(frames[-1][1]) == FPS - 1
         with av.open(str(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")) as container:
-            assert len(container.streams.audio) == 1  # silence under the slate, not a hole
+            # Silence under the slate, not a hole: the clip's tone elsewhere.
+            audio = np.concatenate([a.to_ndarray()[0] for a in container.decode(audio=0)])
+        loudness = [
+            float(np.sqrt((audio[n * 48000 : (n + 1) * 48000] ** 2).mean())) for n in range(10)
+        ]
+        assert [level > 0.05 for level in loudness] == [True] * 3 + [False] * 6 + [True]
         chapters, cues = chapters_and_cues(tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4")
         assert [t for t, _ in chapters] == [0.0, 1.0, 3.0, 9.0]
         assert chapters[2][1] == "2023-11-14 22:13:24 UTC (no recording)"
@@ -440,3 +445,6 @@ def test_wall_clock_follows_a_trim() -> None:
     assert [(p.start_s, p.end_s, p.gap) for p in parts] == [(0.0, 0.5, False), (0.5, 2.5, True)]
     assert parts[0].start_ns == 10**18 + 1_500_000_000
     assert [c[0] for c in cues(parts, 2.5)] == [0.0, 0.5, 1.5]
+    start = clock.capture_time(1.5)
+    assert start is not None and start.timestamp() == 10**9 + 1.5
+    assert clock.capture_time(5.0) is None

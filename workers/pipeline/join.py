@@ -45,6 +45,8 @@ DEFAULT_FPS = Fraction(25)
 # Frames within this much of a cut count as inside it (timestamps are rounded by containers).
 EPSILON_S = 1e-4
 SLATE_GREY = (96, 96, 96)
+# Audio this close (samples) to where the written audio ends continues it without a gap.
+AUDIO_SNAP = AUDIO_RATE // 50
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,6 @@ class _Writer:
     def span(self, seg: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
         assert seg.path is not None
         begin, end = seg.source_offset_s, seg.source_offset_s + seg.duration_s
-        audio_floor = round(at_s * AUDIO_RATE)
         with open_input(seg.path) as container:
             vs = video_stream(container)
             origin = _origin(container)
@@ -194,46 +195,50 @@ class _Writer:
             audio = audio_stream(container) if self.audio is not None else None
             resampler = AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
             streams = [vs] + ([audio] if audio is not None else [])
-            done = False
+            video_done = False
+            audio_done = audio is None
             count = 0
             for packet in container.demux(*streams):
                 if packet.stream is vs:
+                    if video_done:
+                        continue
                     for frame in decode_video(vs, packet):
                         t = _time(frame, origin)
                         if t is None or t < begin - EPSILON_S:
                             continue
                         if t >= end - EPSILON_S:
-                            done = True
+                            video_done = True
                             break
                         self._video(frame, at_s + t - begin)
                         count += 1
                         if count % 25 == 0:
                             report(at_s + t - begin, total)
-                elif audio is not None:
+                elif audio is not None and not audio_done:
                     for aframe in decode_audio(audio, packet):
-                        t = _time(aframe, origin)
-                        if t is None:
-                            continue
                         for resampled in resampler.resample(aframe):
+                            t = _time(resampled, origin)
+                            if t is None:
+                                continue
+                            if t >= end:
+                                audio_done = True
+                                break
                             data = resampled.to_ndarray().astype(np.float32)
-                            self._place_audio(
-                                data, at_s + t - begin, at_s, audio_floor, end - begin
-                            )
-                if done:
+                            self._place_audio(data, at_s + t - begin, at_s, end - begin)
+                # Audio packets near the cut may come after the last picture's.
+                if video_done and audio_done:
                     break
 
     def _place_audio(
-        self,
-        data: npt.NDArray[np.float32],
-        at_s: float,
-        segment_at_s: float,
-        floor: int,
-        length_s: float,
+        self, data: npt.NDArray[np.float32], at_s: float, segment_at_s: float, length_s: float
     ) -> None:
         """Write the samples that fall inside the segment and after what is written."""
         first = round(at_s * AUDIO_RATE)
+        # Within a few milliseconds of where the last samples ended: contiguous audio whose
+        # timestamps merely jitter (resampling, AAC priming). Keep it gapless.
+        if abs(first - self.samples) <= AUDIO_SNAP:
+            first = self.samples
         last = min(first + data.shape[1], round((segment_at_s + length_s) * AUDIO_RATE))
-        start = max(first, floor, self.samples)
+        start = max(first, round(segment_at_s * AUDIO_RATE), self.samples)
         if last <= start:
             return
         if start > self.samples:

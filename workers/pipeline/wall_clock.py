@@ -62,6 +62,17 @@ class WallClock:
     parts: tuple[ClockPart, ...]
     subtitles: bool = False
 
+    def capture_time(self, source_s: float) -> datetime | None:
+        """When the frame at `source_s` of the source video (the joined video of a range,
+        before the operations) was captured; None outside every part. With a trim from `a`,
+        output time t is `capture_time(a + t)`: what a running clock overlay should show."""
+        for part in self.parts:
+            if part.offset_s <= source_s < part.offset_s + part.duration_s:
+                ns = part.start_ns + round((source_s - part.offset_s) * 1e9)
+                seconds, rest = divmod(ns, 10**9)
+                return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
+        return None
+
 
 @dataclass(frozen=True)
 class OutputPart:
