@@ -142,10 +142,14 @@ async def create(
     )
 
 
-async def finish(service: RunningService, name: str) -> export_pb2.Export:
+async def finish(
+    service: RunningService, name: str, operations: list[str] | None = None
+) -> export_pb2.Export:
     async with asyncio.timeout(120):
         async for message in service.exports.WatchExport(esvc.WatchExportRequest(name=name)):
             last = message.export
+            if operations is not None and last.progress.current_operation:
+                operations.append(last.progress.current_operation)
     assert last.state == State.STATE_SUCCEEDED, last.error
     return last
 
@@ -194,7 +198,13 @@ async def test_time_range_across_three_recordings_with_a_gap(
         assert created.capture_start_time == at(1)
         assert created.source.camera_range.gap_mode == Range.GAP_MODE_CLOSE
 
-        done = await finish(f.service, created.name)
+        phases: list[str] = []
+        done = await finish(f.service, created.name, phases)
+        # The join is reported as a phase of its own before the operations' passes.
+        assert phases[0] == "join" and "convert" in phases
+        assert phases[phases.index("convert") :] == ["convert"] * (
+            len(phases) - phases.index("convert")
+        )
         assert done.coverage == coverage
         assert abs(seconds(done.outputs[0].duration) - 4.0) <= 1 / FPS
         frames = await frames_of(f.service, done, tmp_path)

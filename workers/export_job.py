@@ -95,7 +95,7 @@ class ExportJob:
         # lease the keeper finds gone is our own doing, not a sign the export moved on.
         self._concluded = False
         self._last_publish = 0.0
-        self._last_operation = -1
+        self._last_operation: tuple[int, str] = (-1, "")
 
     async def run(self) -> str:
         try:
@@ -151,7 +151,8 @@ class ExportJob:
             record.start_time = record.start_time or time.time()
             record.next_attempt_time = None
             record.progress = Progress(
-                current_operation=record.operations[0].name,
+                # A camera range is joined before the first operation runs.
+                current_operation="join" if record.camera_range else record.operations[0].name,
                 operation_count=len(record.operations),
             )
             return EventKind.STATE_CHANGED
@@ -268,11 +269,12 @@ class ExportJob:
     async def _publish_progress(self, progress: ChildProgress) -> None:
         job_observer.observe_progress(progress)
         now = time.monotonic()
-        changed_operation = progress.operation_index != self._last_operation
+        current = (progress.operation_index, progress.operation)
+        changed_operation = current != self._last_operation
         if not changed_operation and now - self._last_publish < PROGRESS_INTERVAL_S:
             return
         self._last_publish = now
-        self._last_operation = progress.operation_index
+        self._last_operation = current
 
         def apply(record: ExportRecord) -> str:
             self._guard(record)
