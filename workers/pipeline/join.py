@@ -28,6 +28,7 @@ from av.container import InputContainer, OutputContainer
 from av.video.frame import PictureType, VideoFrame
 from PIL import Image, ImageDraw, ImageFont
 
+from sparc_video.errors import PermanentProcessingError
 from workers.pipeline.media import (
     FrameConverter,
     audio_stream,
@@ -104,6 +105,12 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
             writer.level_audio(position)
             report(position, total)
         writer.close()
+    if writer.last_pts < 0:
+        raise PermanentProcessingError(
+            "the recordings hold no picture inside the range (the footage there is shorter "
+            "than a frame)",
+            reason="NO_FOOTAGE",
+        )
     return JoinResult(dst, tuple(offsets))
 
 
