@@ -12,6 +12,7 @@ from sparc_video.camera_records import CameraStore
 from sparc_video.cameras import Cameras
 from sparc_video.credentials import CredentialCipher
 from sparc_video.events import EventHub
+from sparc_video.export_sources import ExportSources
 from sparc_video.exports import Exports
 from sparc_video.keys import Keys
 from sparc_video.media_probe import MediaProber
@@ -69,7 +70,13 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             queue=queue,
             hub=hub,
             exports=Exports(
-                settings, store, queue, storage, hub, ManifestSigner.from_settings(settings)
+                settings,
+                store,
+                queue,
+                storage,
+                hub,
+                ExportSources(camera_store, settings.max_export_range_s),
+                ManifestSigner.from_settings(settings),
             ),
             cameras=Cameras(
                 settings,

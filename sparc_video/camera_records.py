@@ -32,6 +32,7 @@ from sparc_video.errors import (
 from sparc_video.keys import Keys
 from sparc_video.media_probe import StreamInfo
 from sparc_video.models import ExportError
+from sparc_video.recording_holds import RecordingHolds
 
 # Digits of a zero-padded nanosecond time in an index entry: enough until the year 5138.
 _NS_DIGITS = 20
@@ -146,6 +147,7 @@ class CameraStore:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self._redis = redis
         self.keys = keys
+        self.holds = RecordingHolds(redis, keys)
 
     # Cameras
 

@@ -179,17 +179,29 @@ class Cameras:
             await self._store.delete_camera(camera_id, [], force=False)
         else:
             await self._store.get_camera(camera_id)
-            while True:
-                recordings = await self._store.all_recordings(camera_id)
-                # Objects first: if deleting one fails, the records still say what is left, and
-                # the call can be repeated.
-                for recording in recordings:
-                    await self._storage.delete(recording.object_key)
-                try:
-                    await self._store.delete_camera(camera_id, recordings, force=True)
-                    break
-                except RecordingsChanged:
-                    continue
+            marked: set[str] = set()
+            deleted = False
+            try:
+                while True:
+                    recordings = await self._store.all_recordings(camera_id)
+                    # None may be read by an unfinished export: refused before anything goes.
+                    for recording in recordings:
+                        if recording.id not in marked:
+                            await self._store.holds.begin_delete(recording.id, recording.name)
+                            marked.add(recording.id)
+                    # Objects first: if deleting one fails, the records still say what is
+                    # left, and the call can be repeated.
+                    for recording in recordings:
+                        await self._storage.delete(recording.object_key)
+                    try:
+                        await self._store.delete_camera(camera_id, recordings, force=True)
+                        deleted = True
+                        break
+                    except RecordingsChanged:
+                        continue
+            finally:
+                for recording_id in marked:
+                    await self._store.holds.end_delete(recording_id, deleted=deleted)
         # Snapshots, and uploads never registered as recordings.
         await self._storage.delete_prefix(f"cameras/{camera_id}/")
 

@@ -10,7 +10,6 @@ SPARC_VIDEO_CAMERA_PASSWORD variable, never from the command line (every user se
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ from sparc_video.cli_client import (
     _print_json,
     _table,
     client_leaf,
+    timestamp,
 )
 from sparc_video.progress import seconds, size, utc
 
@@ -51,19 +51,6 @@ def label(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key.strip(), value.strip()
-
-
-def timestamp(text: str) -> datetime.datetime:
-    """ISO 8601 with a timezone: `2026-11-24T08:00:00Z`, `2026-11-24T09:00:00+01:00`."""
-    try:
-        value = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time like 2026-11-24T08:00:00Z"
-        ) from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or +HH:MM")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

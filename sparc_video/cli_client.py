@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import sys
@@ -266,7 +267,32 @@ def add_client_commands(
         "queue an export of a stored video; print its name (or watch it with --watch)",
         _create,
     )
-    create.add_argument("source", help="storage key of the source video, e.g. samples/clip.mp4")
+    create.add_argument(
+        "source", nargs="?", help="storage key of the source video, e.g. samples/clip.mp4"
+    )
+    sources = create.add_argument_group("other sources (instead of a storage key)")
+    sources.add_argument(
+        "--recording", metavar="NAME", help="a recording, cameras/CAMERA/recordings/ID"
+    )
+    sources.add_argument(
+        "--camera", metavar="NAME", help="a camera's footage from --from to --to (cameras/ID or ID)"
+    )
+    sources.add_argument(
+        "--from", dest="start", type=timestamp, metavar="TIME", help="range start, ISO 8601 UTC"
+    )
+    sources.add_argument(
+        "--to", dest="end", type=timestamp, metavar="TIME", help="range end (exclusive)"
+    )
+    sources.add_argument(
+        "--gaps",
+        choices=sorted(_GAP_MODES),
+        help="times without footage: close them (default) or show a NO RECORDING slate",
+    )
+    sources.add_argument(
+        "--wall-clock-subtitles",
+        action="store_true",
+        help="add a subtitle track with the capture time",
+    )
     for kind in OPERATION_KINDS:
         create.add_argument(
             f"--{kind.replace('_', '-')}",
@@ -609,6 +635,54 @@ def parse_operation(kind: str, text: str) -> export_pb2.Operation:
     return operation
 
 
+def timestamp(text: str) -> datetime.datetime:
+    """ISO 8601 with a timezone: `2026-11-24T08:00:00Z`, `2026-11-24T09:00:00+01:00`."""
+    try:
+        value = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time like 2026-11-24T08:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or +HH:MM")
+    return value
+
+
+_GAP_MODES = {
+    "close": export_pb2.CameraTimeRange.GAP_MODE_CLOSE,
+    "slate": export_pb2.CameraTimeRange.GAP_MODE_SLATE,
+}
+
+
+def parse_source(args: argparse.Namespace) -> export_pb2.ExportSource:
+    """The one source the flags name: an object key, --recording, or --camera with a range."""
+    given = [f for f, v in (("SOURCE", args.source), ("--recording", args.recording),
+                            ("--camera", args.camera)) if v]  # fmt: skip
+    if len(given) != 1:
+        raise UsageError(
+            "give one source: a storage key, --recording NAME, or --camera NAME --from T --to T"
+            + (f" (not {' and '.join(given)})" if given else "")
+        )
+    range_flags = args.start or args.end or args.gaps or args.wall_clock_subtitles
+    if not args.camera and range_flags:
+        raise UsageError("--from, --to, --gaps and --wall-clock-subtitles go with --camera")
+    if args.recording:
+        name = args.recording
+        return export_pb2.ExportSource(recording=name)
+    if args.camera:
+        if not args.start or not args.end:
+            raise UsageError("--camera needs --from and --to")
+        wanted = export_pb2.CameraTimeRange(
+            camera=args.camera if args.camera.startswith("cameras/") else f"cameras/{args.camera}",
+            gap_mode=_GAP_MODES[args.gaps or "close"],
+            wall_clock_subtitles=args.wall_clock_subtitles,
+        )
+        wanted.start_time.FromDatetime(args.start)
+        wanted.end_time.FromDatetime(args.end)
+        return export_pb2.ExportSource(camera_range=wanted)
+    return export_pb2.ExportSource(object_key=args.source)
+
+
 def parse_operations(operations: Sequence[tuple[str, str]]) -> list[export_pb2.Operation]:
     if not operations:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in OPERATION_KINDS)
@@ -617,9 +691,10 @@ def parse_operations(operations: Sequence[tuple[str, str]]) -> list[export_pb2.O
 
 
 async def _create(args: argparse.Namespace, client: AsyncExportClient) -> int:
+    source = parse_source(args)
     operations = parse_operations(args.operations or [])
     export = await client.create_export(
-        args.source,
+        source,
         operations,
         request_id=args.request_id,
         case_id=args.case_id,
@@ -692,7 +767,7 @@ async def _list(args: argparse.Namespace, client: AsyncExportClient) -> int:
                 state_name(export.state),
                 progress,
                 utc(export.create_time),
-                export.source.object_key,
+                source_text(export.source),
             )
         )
     print(_table(rows))
@@ -841,13 +916,35 @@ def describe_operation(operation: export_pb2.Operation) -> str:
     return f"{kind} {','.join(parts)}".rstrip()
 
 
+def source_text(source: export_pb2.ExportSource) -> str:
+    which = source.WhichOneof("source")
+    if which == "recording":
+        return source.recording
+    if which == "camera_range":
+        wanted = source.camera_range
+        gaps = "slate" if wanted.gap_mode == export_pb2.CameraTimeRange.GAP_MODE_SLATE else "close"
+        return f"{wanted.camera} {utc(wanted.start_time)} - {utc(wanted.end_time)} (gaps: {gaps})"
+    return source.object_key
+
+
 def describe_export(export: Export) -> str:
     lines = [f"{export.name}  {state_name(export.state)}"]
 
     def field(label: str, value: str) -> None:
         lines.append(f"  {label + ':':<12}{value}")
 
-    field("source", export.source.object_key)
+    field("source", source_text(export.source))
+    if export.HasField("capture_start_time"):
+        field("captured", f"from {utc(export.capture_start_time)}")
+    if export.HasField("coverage"):
+        coverage = export.coverage
+        covered = seconds(coverage.covered_duration)
+        gap = seconds(coverage.gap_duration)
+        field("coverage", f"{covered:.2f} s of footage, {gap:.2f} s without")
+        for span in coverage.spans:
+            field("", f"{utc(span.start_time)} - {utc(span.end_time)}  {span.recording}")
+        for hole in coverage.gaps:
+            field("", f"{utc(hole.start_time)} - {utc(hole.end_time)}  NO RECORDING")
     for index, operation in enumerate(export.operations):
         field("operations" if index == 0 else "", f"{index + 1}. {describe_operation(operation)}")
     if export.attempt:

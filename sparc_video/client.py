@@ -458,7 +458,7 @@ class AsyncExportClient(ChannelClient):
 
     async def create_export(
         self,
-        source_key: str,
+        source_key: str | export_pb2.ExportSource,
         operations: Sequence[export_pb2.Operation],
         *,
         request_id: str | None = None,
@@ -466,7 +466,8 @@ class AsyncExportClient(ChannelClient):
         purpose: str = "",
         timeout: float | None = None,
     ) -> Export:
-        """Queue an export of the stored object `source_key`. Returns it QUEUED.
+        """Queue an export of the stored object `source_key`, or of any `ExportSource` (a
+        recording, a camera time range). Returns it QUEUED.
 
         With a `request_id` used before, returns the export that request created. Without
         one, a UUID4 is sent so that gRPC's retries cannot queue the export twice.
@@ -475,7 +476,11 @@ class AsyncExportClient(ChannelClient):
             raise ValueError("request_id must not be empty; pass None for a generated one")
         request = export_service_pb2.CreateExportRequest(
             export=Export(
-                source=export_pb2.ExportSource(object_key=source_key),
+                source=(
+                    source_key
+                    if isinstance(source_key, export_pb2.ExportSource)
+                    else export_pb2.ExportSource(object_key=source_key)
+                ),
                 operations=operations,
                 case_id=case_id,
                 purpose=purpose,
@@ -801,7 +806,7 @@ class ExportClient:
 
     def create_export(
         self,
-        source_key: str,
+        source_key: str | export_pb2.ExportSource,
         operations: Sequence[export_pb2.Operation],
         *,
         request_id: str | None = None,

@@ -45,9 +45,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self, request: export_service_pb2.CreateExportRequest, context: Context
     ) -> export_pb2.Export:
         violations: list[FieldViolation] = []
-        source_key = validation.validate_source_key(
-            request.export.source.object_key, "export.source.object_key", violations
-        )
+        source = validation.validate_source(request.export.source, "export.source", violations)
         operations = validation.validate_operations(
             list(request.export.operations), "export.operations", violations
         )
@@ -60,7 +58,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         validation.raise_if_any(violations)
         record = await self._exports.create(
             current_principal(),
-            source_key,
+            source,
             operations,
             request_id,
             priority,

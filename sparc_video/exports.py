@@ -19,6 +19,7 @@ from sparc_video.errors import (
     ObjectNotFound,
 )
 from sparc_video.events import EventHub
+from sparc_video.export_sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec
 from sparc_video.models import (
     MAX_DOWNLOAD_GRANTS,
     DownloadGrant,
@@ -99,9 +100,11 @@ class Exports:
         queue: ExportQueue,
         storage: Storage,
         hub: EventHub,
+        sources: ExportSources,
         signer: ManifestSigner,
     ) -> None:
         self._settings = settings
+        self._source_resolver = sources
         # Workers sign manifests; the server only publishes the public half.
         self.signer = signer
         self._store = store
@@ -116,7 +119,7 @@ class Exports:
     async def create(
         self,
         caller: Principal,
-        source_key: str,
+        source: SourceSpec,
         operations: list[Operation],
         request_id: str,
         priority: Priority = Priority.INTERACTIVE,
@@ -130,20 +133,14 @@ class Exports:
             existing_id = await self._store.request_owner(caller.id, request_id)
             if existing_id is not None:
                 return await self._store.get(existing_id)
-        try:
-            info = await self._sources.stat(source_key)
-        except ObjectNotFound as exc:
-            raise ObjectNotFound(source_key, what="source video") from exc
-        if info.size_bytes > self._settings.max_upload_size:
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "export.source.object_key",
-                        f"the source is {info.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
-                        f"({self._settings.max_upload_size} bytes)",
-                    )
-                ]
-            )
+        if isinstance(source, str):
+            resolved = ResolvedSource(source_key=source)
+        elif isinstance(source, RecordingSource):
+            resolved = await self._source_resolver.recording(source)
+        else:
+            resolved = await self._source_resolver.camera_range(source)
+        if resolved.source_key:
+            await self._check_object(resolved.source_key, bool(resolved.recording))
         for op in operations:
             if isinstance(op, WatermarkOp) and op.image_key:
                 try:
@@ -152,13 +149,17 @@ class Exports:
                     raise ObjectNotFound(op.image_key, what="watermark image") from exc
         record = ExportRecord(
             id=new_export_id(),
-            source_key=source_key,
+            source_key=resolved.source_key,
             operations=operations,
             request_id=request_id,
             priority=priority,
             requester=caller.id,
             case_id=audit.case_id,
             purpose=audit.purpose,
+            recording=resolved.recording,
+            camera_range=resolved.camera_range,
+            coverage=resolved.coverage,
+            capture_start_ns=resolved.capture_start_ns,
         )
         with enqueue_span(record.id) as traceparent:
             record.trace_context = traceparent
@@ -166,6 +167,24 @@ class Exports:
             if created:
                 await self._queue.enqueue(record.id, priority=priority)
         return record
+
+    async def _check_object(self, source_key: str, recording: bool) -> None:
+        try:
+            info = await self._sources.stat(source_key)
+        except ObjectNotFound as exc:
+            what = "object of the recording" if recording else "source video"
+            raise ObjectNotFound(source_key, what=what) from exc
+        field = "export.source.recording" if recording else "export.source.object_key"
+        if info.size_bytes > self._settings.max_upload_size:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        field,
+                        f"the source is {info.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
+                        f"({self._settings.max_upload_size} bytes)",
+                    )
+                ]
+            )
 
     async def get(self, caller: Principal, export_id: str) -> ExportRecord:
         return _visible(await self._store.get(export_id), caller)

@@ -57,6 +57,15 @@ class Keys:
         """Storage key → id of the recording registered for it (one recording per object)."""
         return f"{self.prefix}:recording-object:{object_key}"
 
+    def recording_holds(self, recording_id: str) -> str:
+        """Set of the ids of the unfinished exports reading the recording: while it has one,
+        the recording cannot be deleted. An export leaves it in the write that ends it."""
+        return f"{self.prefix}:recording:{recording_id}:holds"
+
+    def recording_deleting(self, recording_id: str) -> str:
+        """Set (with a TTL) while the recording is being deleted: no export may hold it."""
+        return f"{self.prefix}:recording:{recording_id}:deleting"
+
     @property
     def reconciler_lock(self) -> str:
         """Held by the one worker reconciling at a time."""

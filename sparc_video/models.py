@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 
@@ -207,6 +208,82 @@ class Output:
     tile_times_s: tuple[float, ...] = ()
 
 
+GapMode = Literal["close", "slate"]
+
+
+@dataclass(frozen=True)
+class CameraRange:
+    """A camera's footage from `start_ns` to `end_ns` (wall clock, UTC nanoseconds)."""
+
+    camera_id: str
+    start_ns: int
+    end_ns: int
+    gap_mode: GapMode = "close"
+    wall_clock_subtitles: bool = False
+
+
+@dataclass(frozen=True)
+class CoverageSpan:
+    """A part of the source served by one recording. Times are integer nanoseconds: wall
+    clock (`start_ns`, `end_ns`), into the recording's video (`source_offset_ns`) and into the
+    joined source video the operations see (`output_offset_ns`)."""
+
+    recording_id: str
+    camera_id: str
+    object_key: str
+    start_ns: int
+    end_ns: int
+    source_offset_ns: int
+    output_offset_ns: int
+
+    @property
+    def recording_name(self) -> str:
+        return f"cameras/{self.camera_id}/recordings/{self.recording_id}"
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    """A part of the range without footage; `output_offset_ns` is where its slate starts in
+    the joined video, or where the footage either side of it meets when gaps are closed."""
+
+    start_ns: int
+    end_ns: int
+    output_offset_ns: int
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class Coverage:
+    spans: tuple[CoverageSpan, ...] = ()
+    gaps: tuple[CoverageGap, ...] = ()
+
+    @property
+    def covered_ns(self) -> int:
+        return sum(s.duration_ns for s in self.spans)
+
+    @property
+    def gap_ns(self) -> int:
+        return sum(g.duration_ns for g in self.gaps)
+
+    @property
+    def recording_ids(self) -> list[str]:
+        return list(dict.fromkeys(s.recording_id for s in self.spans))
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Coverage:
+        return cls(
+            spans=tuple(CoverageSpan(**_known(CoverageSpan, s)) for s in data.get("spans", ())),
+            gaps=tuple(CoverageGap(**_known(CoverageGap, g)) for g in data.get("gaps", ())),
+        )
+
+
 @dataclass(frozen=True)
 class ExportError:
     """Why an export failed: a gRPC status code (int), a stable reason and a message."""
@@ -280,10 +357,39 @@ class ExportRecord:
     # Every download URL handed out, newest MAX_DOWNLOAD_GRANTS kept.
     download_grants: list[DownloadGrant] = field(default_factory=list)
     manifest: ManifestRef | None = None
+    # A `recording` source: its name (`source_key` is then its object).
+    recording: str = ""
+    # A `camera_range` source (`source_key` is then "").
+    camera_range: CameraRange | None = None
+    # Recording or camera range: the recordings chosen at creation, and the gaps between them.
+    # The worker reads exactly these spans; the recordings are held (see `recording_holds`).
+    coverage: Coverage | None = None
+    # Recording or camera range: wall-clock capture time (UTC ns) of the source video's
+    # first frame; see `capture_start_time`.
+    capture_start_ns: int | None = None
 
     @property
     def name(self) -> str:
         return f"exports/{self.id}"
+
+    @property
+    def capture_start_time(self) -> datetime | None:
+        """When the first frame of the source video (before the operations) was captured.
+
+        The joined video of a camera range starts at the range's start: with GAP_MODE_SLATE
+        the video's time then runs with the wall clock; with gaps closed, a frame at media
+        time t after a closed gap was captured later than `capture_start_time + t` (see
+        `coverage`, whose spans map output offsets to wall-clock times).
+        """
+        if self.capture_start_ns is None:
+            return None
+        seconds, ns = divmod(self.capture_start_ns, 10**9)
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
+
+    @property
+    def recording_holds(self) -> list[str]:
+        """Ids of the recordings this export reads: none may be deleted until it ends."""
+        return self.coverage.recording_ids if self.coverage is not None else []
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,6 +410,10 @@ class ExportRecord:
             for grant in data.get("download_grants", ())
         ]
         values["manifest"] = ManifestRef(**data["manifest"]) if data.get("manifest") else None
+        if data.get("camera_range"):
+            values["camera_range"] = CameraRange(**_known(CameraRange, data["camera_range"]))
+        if data.get("coverage"):
+            values["coverage"] = Coverage.from_json_dict(data["coverage"])
         return cls(**values)
 
 

@@ -9,6 +9,7 @@ from sparc.video.v1 import export_pb2
 from sparc_video.models import (
     CompressOp,
     ConvertOp,
+    Coverage,
     ExportError,
     ExportRecord,
     ExportState,
@@ -65,7 +66,7 @@ def state_to_proto(state: ExportState) -> export_pb2.Export.State.ValueType:
 def export_to_proto(record: ExportRecord) -> export_pb2.Export:
     message = export_pb2.Export(
         name=record.name,
-        source=export_pb2.ExportSource(object_key=record.source_key),
+        source=source_to_proto(record),
         operations=[operation_to_proto(op) for op in record.operations],
         state=_STATES[record.state],
         attempt=record.attempt,
@@ -106,6 +107,58 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
                 signature_sha256=record.manifest.signature_sha256,
             )
         )
+    if record.coverage is not None:
+        message.coverage.CopyFrom(coverage_to_proto(record.coverage))
+    if record.capture_start_ns is not None:
+        message.capture_start_time.FromNanoseconds(record.capture_start_ns)
+    return message
+
+
+_GAP_MODES = {
+    "close": export_pb2.CameraTimeRange.GAP_MODE_CLOSE,
+    "slate": export_pb2.CameraTimeRange.GAP_MODE_SLATE,
+}
+
+
+def source_to_proto(record: ExportRecord) -> export_pb2.ExportSource:
+    wanted = record.camera_range
+    if wanted is not None:
+        message = export_pb2.CameraTimeRange(
+            camera=f"cameras/{wanted.camera_id}",
+            gap_mode=_GAP_MODES[wanted.gap_mode],
+            wall_clock_subtitles=wanted.wall_clock_subtitles,
+        )
+        message.start_time.FromNanoseconds(wanted.start_ns)
+        message.end_time.FromNanoseconds(wanted.end_ns)
+        return export_pb2.ExportSource(camera_range=message)
+    if record.recording:
+        return export_pb2.ExportSource(recording=record.recording)
+    return export_pb2.ExportSource(object_key=record.source_key)
+
+
+def _ns_duration(ns: int) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(ns)
+    return message
+
+
+def coverage_to_proto(coverage: Coverage) -> export_pb2.Coverage:
+    message = export_pb2.Coverage(
+        covered_duration=_ns_duration(coverage.covered_ns),
+        gap_duration=_ns_duration(coverage.gap_ns),
+    )
+    for span in coverage.spans:
+        item = message.spans.add(
+            recording=span.recording_name,
+            source_offset=_ns_duration(span.source_offset_ns),
+            output_offset=_ns_duration(span.output_offset_ns),
+        )
+        item.start_time.FromNanoseconds(span.start_ns)
+        item.end_time.FromNanoseconds(span.end_ns)
+    for gap in coverage.gaps:
+        hole = message.gaps.add(output_offset=_ns_duration(gap.output_offset_ns))
+        hole.start_time.FromNanoseconds(gap.start_ns)
+        hole.end_time.FromNanoseconds(gap.end_ns)
     return message
 
 

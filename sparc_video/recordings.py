@@ -136,10 +136,17 @@ class Recordings:
 
     async def delete(self, camera_id: str, recording_id: str) -> None:
         record = await self.get(camera_id, recording_id)
-        # Object first: if that fails, the record still points at it and the call can be
-        # repeated; the other order could leave an object no record knows about.
-        await self._storage.delete(record.object_key)
-        await self._store.delete_recording(record)
+        # Refused while an unfinished export reads it; from here on no new export can.
+        await self._store.holds.begin_delete(record.id, record.name)
+        deleted = False
+        try:
+            # Object first: if that fails, the record still points at it and the call can be
+            # repeated; the other order could leave an object no record knows about.
+            await self._storage.delete(record.object_key)
+            await self._store.delete_recording(record)
+            deleted = True
+        finally:
+            await self._store.holds.end_delete(record.id, deleted=deleted)
 
     async def upload_link(
         self, camera_id: str, size_bytes: int, content_type: str, ttl_s: int

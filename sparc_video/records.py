@@ -91,6 +91,12 @@ return 0
 """
 
 
+class RecordingUnavailable(FailedPrecondition):
+    """A recording an export would read was deleted (or is being deleted) meanwhile."""
+
+    reason = "RECORDING_DELETED"
+
+
 class StaleWrite(FailedPrecondition):
     """The record moved on under a writer (a newer attempt, another state): the write is refused."""
 
@@ -139,6 +145,10 @@ class ExportStore:
         already has that many unfinished exports; the check and the write are one transaction,
         so replicas creating at once cannot overshoot.
 
+        The recordings the export reads (`record.recording_holds`) get a hold in the same
+        transaction, which fails with RecordingUnavailable if one of them is gone or being
+        deleted: an export never starts on footage a DeleteRecording is removing.
+
         Returns (record, created).
         """
         now = time.time()
@@ -147,6 +157,7 @@ class ExportStore:
             self.keys.request(record.requester, record.request_id) if record.request_id else None
         )
         unfinished_key = self.keys.principal_unfinished(record.requester)
+        holds = record.recording_holds
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -175,7 +186,19 @@ class ExportStore:
                             retry_after_s=QUEUED_QUOTA_RETRY_S,
                             reason="QUEUED_EXPORTS_QUOTA",
                         )
+                    for recording_id in holds:
+                        recording = self.keys.recording(recording_id)
+                        deleting = self.keys.recording_deleting(recording_id)
+                        await pipe.watch(recording, deleting)
+                        if not await pipe.exists(recording) or await pipe.exists(deleting):
+                            await pipe.reset()  # type: ignore[no-untyped-call]
+                            raise RecordingUnavailable(
+                                f"recording {recording_id} was deleted or is being deleted; "
+                                "create the export again to use the footage that is left"
+                            )
                     pipe.multi()  # type: ignore[no-untyped-call]
+                    for recording_id in holds:
+                        pipe.sadd(self.keys.recording_holds(recording_id), record.id)
                     if request_key:
                         pipe.set(request_key, record.id, ex=REQUEST_ID_TTL_S)
                     self._queue_write(pipe, record, EventKind.STATE_CHANGED, None, now)
@@ -317,6 +340,10 @@ class ExportStore:
         )
         if record.state.terminal:
             pipe.expire(events, self._event_retention_s)
+            # The export no longer reads its recordings: release them with the write that
+            # ends it, whoever writes it (worker, CancelExport, a stale-attempt cleanup).
+            for recording_id in record.recording_holds:
+                pipe.srem(self.keys.recording_holds(recording_id), record.id)
 
     async def page(
         self,
@@ -403,6 +430,8 @@ class ExportStore:
             if record.requester:
                 pipe.zrem(self.keys.principal_exports(record.requester), record.id)
                 pipe.srem(self.keys.principal_unfinished(record.requester), record.id)
+            for recording_id in record.recording_holds:
+                pipe.srem(self.keys.recording_holds(recording_id), record.id)
             await pipe.execute()
 
     async def oldest(self, state: ExportState, count: int) -> list[str]:

@@ -157,6 +157,8 @@ class Settings:
     worker_concurrency: int = 2
     temp_dir: Path = Path("/tmp/sparc-video")
     max_upload_size: int = 5 * 1000**3
+    # Longest camera time range one export may cover (the worker joins it into one video).
+    max_export_range_s: int = 24 * 3600
     processing_timeout_ms: int = 30 * 60 * 1000
     job_max_tries: int = 3
     retry_initial_delay_s: float = 5.0
@@ -372,6 +374,7 @@ class Settings:
                 problems.append(f"MANIFEST_SIGNING_KEY: {exc}")
         integer("VIDEO_WORKER_CONCURRENCY", "worker_concurrency", 1, 256)
         size("MAX_VIDEO_UPLOAD_SIZE", "max_upload_size")
+        integer("MAX_EXPORT_RANGE", "max_export_range_s", 1, 365 * 24 * 3600)
         integer("VIDEO_PROCESSING_TIMEOUT", "processing_timeout_ms", 1000, 7 * 24 * 3600 * 1000)
         integer("VIDEO_JOB_MAX_TRIES", "job_max_tries", 1, 100)
         number("VIDEO_RETRY_INITIAL_DELAY", "retry_initial_delay_s", 0.0, 3600.0)
@@ -494,6 +497,7 @@ environment:
   VIDEO_TEMP_DIR            worker scratch space (default /tmp/sparc-video)
   VIDEO_PROCESSING_TIMEOUT  per-job limit in milliseconds (default 1800000)
   MAX_VIDEO_UPLOAD_SIZE     largest source accepted, e.g. 5GB (default 5GB)
+  MAX_EXPORT_RANGE          longest camera time range of one export, seconds (default 86400)
   DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
   VIDEO_JOB_MAX_TRIES       attempts for transient failures (default 3)
   VIDEO_RETRY_INITIAL_DELAY, VIDEO_RETRY_MULTIPLIER   retry backoff (default 5 s, x2)

@@ -23,9 +23,10 @@ from sparc_video.errors import (
     ProcessingError,
 )
 from sparc_video.models import Operation
-from sparc_video.plan import compile_plan
+from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
+from workers.pipeline.join import JoinSpec, join_segments
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -34,6 +35,7 @@ from workers.pipeline.thumbnail import (
     Thumbnail,
     run_thumbnail_pass,
 )
+from workers.pipeline.wall_clock import WallClock, mark_wall_clock, output_parts
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,15 @@ class _PlanProgress:
         self._cancel = cancel
         self._started = time.monotonic()
         self.index = 0
+        # A join before the plan takes the first `offset` percent (see run_plan).
+        self.offset = 0.0
 
     def __call__(self, p: PassProgress) -> None:
         if self._cancel is not None and self._cancel.is_set():
             raise JobCancelled()
         fraction = min(1.0, p.media_time_s / p.media_duration_s) if p.media_duration_s else 1.0
         done = sum(self._weights[: self.index]) + self._weights[self.index] * fraction
-        percent = 100.0 * done / self._total
+        percent = self.offset + (100.0 - self.offset) * done / self._total
         elapsed = time.monotonic() - self._started
         eta = elapsed * (100.0 - percent) / percent if percent > 0.5 else None
         current = self._passes[self.index]
@@ -122,11 +126,18 @@ class _PlanProgress:
 
 
 def run_operations(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    join: JoinSpec | None,
+    wall_clock: WallClock | None,
+    send: Connection,
+    cancel: Event,
 ) -> None:
     """Child-process entry point."""
     try:
-        send.send(("done", _run(source, workdir, operations, send, cancel)))
+        produced = _run(source, workdir, operations, join, wall_clock, send, cancel)
+        send.send(("done", produced))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
@@ -147,9 +158,45 @@ def _report_internal(exc: Exception, send: Connection) -> None:
 
 
 def _run(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    join: JoinSpec | None,
+    wall_clock: WallClock | None,
+    send: Connection,
+    cancel: Event,
 ) -> list[ProducedFile]:
-    return run_plan(source, workdir, operations, lambda p: send.send(("progress", p)), cancel)
+    report = lambda p: send.send(("progress", p))  # noqa: E731
+    return run_plan(source, workdir, operations, report, cancel, join=join, wall_clock=wall_clock)
+
+
+# Share of the progress percent a camera range's join takes before the plan runs.
+JOIN_PERCENT = 50.0
+
+
+def _join(
+    join: JoinSpec, dst: Path, report: Callable[[ChildProgress], None], cancel: Event | None
+) -> None:
+    started = time.monotonic()
+
+    def on_progress(done_s: float, total_s: float) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled()
+        fraction = min(1.0, done_s / total_s) if total_s > 0 else 1.0
+        elapsed = time.monotonic() - started
+        report(
+            ChildProgress(
+                operation_index=0,
+                operation="join",
+                percent=JOIN_PERCENT * fraction,
+                timemark_s=done_s,
+                fps=0.0,
+                speed=done_s / elapsed if elapsed > 0 else 0.0,
+                eta_s=None,
+            )
+        )
+
+    join_segments(join, dst, on_progress)
 
 
 def run_plan(
@@ -158,10 +205,19 @@ def run_plan(
     operations: list[Operation],
     report: Callable[[ChildProgress], None],
     cancel: Event | None = None,
+    *,
+    join: JoinSpec | None = None,
+    wall_clock: WallClock | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
-    (where the watermark images already are, see `workers.pipeline.assets`)."""
+    (where the watermark images already are, see `workers.pipeline.assets`).
+
+    With `join` (a camera time range), the recordings' spans are first joined into `source`,
+    which the plan then reads like any uploaded video. With `wall_clock` (a recording or a
+    camera range), the video gets chapters (and subtitles) with the capture time."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if join is not None:
+        _join(join, source, report, cancel)
     info = probe(source)
     try:
         plan = compile_plan(operations)
@@ -169,6 +225,8 @@ def run_plan(
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
     passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations))
     progress = _PlanProgress(passes, report, cancel)
+    if join is not None:
+        progress.offset = JOIN_PERCENT
     video: ProducedFile | None = None
     produced: list[ProducedFile] = []
     for index, current in enumerate(passes):
@@ -193,8 +251,17 @@ def run_plan(
             produced.extend(_images(current, run_thumbnail_pass(current, progress)))
     # One video per export, first.
     if video is not None:
+        if wall_clock is not None and plan.video is not None:
+            _mark(video, wall_clock, plan.video)
         produced.insert(0, video)
     return produced
+
+
+def _mark(video: ProducedFile, clock: WallClock, plan: VideoPlan) -> None:
+    if not plan.encode and plan.trimmed:
+        return  # a fast trim's edit list would not survive a second mux (see wall_clock.py)
+    parts = output_parts(clock, plan.segment.start_s, plan.segment.end_s)
+    mark_wall_clock(video.path, parts, video.duration_s or 0.0, clock.subtitles)
 
 
 def _images(p: ThumbnailPass, result: list[Thumbnail] | SpriteSheet) -> list[ProducedFile]:

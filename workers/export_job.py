@@ -26,6 +26,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from sparc_video.errors import (
     Unavailable,
 )
 from sparc_video.models import (
+    Coverage,
+    CoverageSpan,
     ExportRecord,
     ExportState,
     ManifestRef,
@@ -57,6 +60,8 @@ from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
+from workers.pipeline.join import JoinSegment, JoinSpec
+from workers.pipeline.wall_clock import wall_clock_of
 from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
@@ -103,7 +108,7 @@ class ExportJob:
         # lease the keeper finds gone is our own doing, not a sign the export moved on.
         self._concluded = False
         self._last_publish = 0.0
-        self._last_operation = -1
+        self._last_operation: tuple[int, str] = (-1, "")
         # What the attempt read, as hashed from the downloaded bytes: the manifest's sources.
         self._sources: list[manifest.SourceEntry] = []
 
@@ -161,7 +166,8 @@ class ExportJob:
             record.start_time = record.start_time or time.time()
             record.next_attempt_time = None
             record.progress = Progress(
-                current_operation=record.operations[0].name,
+                # A camera range is joined before the first operation runs.
+                current_operation="join" if record.camera_range else record.operations[0].name,
                 operation_count=len(record.operations),
             )
             return EventKind.STATE_CHANGED
@@ -208,19 +214,17 @@ class ExportJob:
     async def _process(self, record: ExportRecord, workdir: Path) -> list[Output]:
         settings = self.worker.settings
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
-        try:
-            size = await self.worker.storage.download_file(record.source_key, source)
-        except ObjectNotFound as exc:
-            raise PermanentProcessingError(
-                f"the source video {record.source_key!r} no longer exists in storage",
-                reason="SOURCE_NOT_FOUND",
-            ) from exc
-        self._sources = [
-            manifest.SourceEntry(
-                record.source_key, size, await asyncio.to_thread(file_sha256, source)
-            )
-        ]
+        join: JoinSpec | None = None
+        if record.camera_range is not None and record.coverage is not None:
+            # The child joins the downloaded spans into this file first.
+            source = workdir / "joined.mp4"
+            slates = record.camera_range.gap_mode == "slate"
+            join = await self._download_spans(record.coverage, slates, workdir)
+        else:
+            source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
+            size, sha256 = await self._download(record.source_key, source)
+            spans = record.coverage.spans if record.coverage is not None else ()
+            self._sources = [_source_entry(record.source_key, size, sha256, spans)]
         # Watermark images: the child finds them at asset_path(workdir, key).
         await download_assets(self.worker.storage, workdir, record.operations)
         try:
@@ -234,6 +238,8 @@ class ExportJob:
                     address_space=settings.processing_memory_limit,
                     file_size=settings.processing_file_size_limit,
                 ),
+                join=join,
+                wall_clock=wall_clock_of(record),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):
@@ -241,14 +247,58 @@ class ExportJob:
             raise
         return await self._upload(produced)
 
+    async def _download(self, key: str, path: Path) -> tuple[int, str]:
+        """Fetch a source; its size and SHA-256 as read, for the manifest."""
+        try:
+            size = await self.worker.storage.download_file(key, path)
+        except ObjectNotFound as exc:
+            raise PermanentProcessingError(
+                f"the source video {key!r} no longer exists in storage",
+                reason="SOURCE_NOT_FOUND",
+            ) from exc
+        return size, await asyncio.to_thread(file_sha256, path)
+
+    async def _download_spans(self, coverage: Coverage, slates: bool, workdir: Path) -> JoinSpec:
+        """Fetch each recording once; the spans (and with `slates` the gaps) in output order."""
+        paths: dict[str, Path] = {}
+        read: dict[str, tuple[int, str]] = {}
+        for span in coverage.spans:
+            if span.object_key not in paths:
+                path = workdir / f"recording-{len(paths)}{Path(span.object_key).suffix[:8]}"
+                read[span.object_key] = await self._download(span.object_key, path)
+                paths[span.object_key] = path
+        self._sources = [
+            _source_entry(span.object_key, *read[span.object_key], (span,))
+            for span in coverage.spans
+        ]
+        pieces: list[tuple[int, JoinSegment]] = [
+            (
+                span.output_offset_ns,
+                JoinSegment(
+                    path=paths[span.object_key],
+                    start_ns=span.start_ns,
+                    duration_s=span.duration_ns / 1e9,
+                    source_offset_s=span.source_offset_ns / 1e9,
+                ),
+            )
+            for span in coverage.spans
+        ]
+        if slates:
+            pieces += [
+                (gap.output_offset_ns, JoinSegment(None, gap.start_ns, gap.duration_ns / 1e9))
+                for gap in coverage.gaps
+            ]
+        return JoinSpec(tuple(segment for _, segment in sorted(pieces, key=lambda p: p[0])))
+
     async def _publish_progress(self, progress: ChildProgress) -> None:
         job_observer.observe_progress(progress)
         now = time.monotonic()
-        changed_operation = progress.operation_index != self._last_operation
+        current = (progress.operation_index, progress.operation)
+        changed_operation = current != self._last_operation
         if not changed_operation and now - self._last_publish < PROGRESS_INTERVAL_S:
             return
         self._last_publish = now
-        self._last_operation = progress.operation_index
+        self._last_operation = current
 
         def apply(record: ExportRecord) -> str:
             self._guard(record)
@@ -311,12 +361,16 @@ class ExportJob:
     ) -> ManifestRef:
         prefix = attempt_prefix(self.export_id, self.attempt)
         signer = self.worker.signer
+        camera = f"cameras/{record.camera_range.camera_id}" if record.camera_range else ""
         data = manifest.render(
             manifest.build(
                 record,
                 manifest.ManifestContext(
                     sources=self._sources,
-                    gaps=(),
+                    gaps=[
+                        manifest.Gap(gap.start_ns / 1e9, gap.end_ns / 1e9, camera)
+                        for gap in (record.coverage.gaps if record.coverage else ())
+                    ],
                     outputs=outputs,
                     storage_prefix=prefix,
                     end_time=end_time,
@@ -457,6 +511,23 @@ class ExportJob:
             await self.worker.storage.delete_prefix(prefix)
         except SparcVideoError as exc:
             log.warning("export %s: could not delete %s: %s", self.export_id, prefix, exc)
+
+
+def _source_entry(
+    key: str, size: int, sha256: str, spans: Sequence[CoverageSpan]
+) -> manifest.SourceEntry:
+    """A source object as read; for a recording, which one and the wall-clock part used."""
+    if not spans:
+        return manifest.SourceEntry(key, size, sha256)
+    return manifest.SourceEntry(
+        key,
+        size,
+        sha256,
+        recording=spans[0].recording_name,
+        camera=f"cameras/{spans[0].camera_id}",
+        start_time=spans[0].start_ns / 1e9,
+        end_time=spans[-1].end_ns / 1e9,
+    )
 
 
 def _crashed_before(record: ExportRecord) -> bool:

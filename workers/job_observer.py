@@ -67,7 +67,11 @@ class JobObserver:
     def progress(self, progress: ChildProgress) -> None:
         process = self._start_process()
         current = self._operation
-        if current is None or current.index != progress.operation_index:
+        # A camera range's join reports index 0 too, under its own name: a phase of its own.
+        if current is None or (current.index, current.name) != (
+            progress.operation_index,
+            progress.operation,
+        ):
             self._end_operation(SUCCEEDED)
             span = tracer().start_span(
                 progress.operation,

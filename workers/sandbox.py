@@ -29,6 +29,8 @@ from sparc_video.errors import (
 )
 from sparc_video.models import Operation
 from workers.child import ChildFailure, ChildProgress, ProducedFile, run_operations
+from workers.pipeline.join import JoinSpec
+from workers.pipeline.wall_clock import WallClock
 
 # forkserver: children fork from a small clean process (with PyAV preloaded) rather than from
 # the worker, whose threads and sockets must not be duplicated.
@@ -84,11 +86,15 @@ async def run_in_child(
     on_progress: OnProgress,
     timeout_s: float,
     limits: ProcessLimits | None = None,
+    join: JoinSpec | None = None,
+    wall_clock: WallClock | None = None,
 ) -> list[ProducedFile]:
-    """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them."""
+    """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them.
+
+    With `join`, the child first writes `source` by joining a camera range's recordings."""
     result = await run_target_in_child(
         run_operations,
-        (source, workdir, operations),
+        (source, workdir, operations, join, wall_clock),
         on_progress,
         timeout_s=timeout_s,
         limits=limits or ProcessLimits(),

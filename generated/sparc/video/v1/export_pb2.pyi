@@ -111,6 +111,8 @@ class Export(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    CAPTURE_START_TIME_FIELD_NUMBER: _builtins.int
     CASE_ID_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     DOWNLOAD_GRANTS_FIELD_NUMBER: _builtins.int
@@ -187,6 +189,19 @@ class Export(_message.Message):
         """While RETRYING: when the next attempt may start. Output only."""
 
     @_builtins.property
+    def coverage(self) -> Global___Coverage:
+        """For a `recording` or `camera_range` source: which recording served each part of the
+        source video and where there was no footage. Set by CreateExport (the recordings are
+        chosen then, and kept from deletion until the export ends). Output only.
+        """
+
+    @_builtins.property
+    def capture_start_time(self) -> _timestamp_pb2.Timestamp:
+        """For a `recording` or `camera_range` source: the wall-clock capture time of the first
+        frame of the source video (the recording's start, or the range's start). Output only.
+        """
+
+    @_builtins.property
     def download_grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___DownloadGrant]:
         """Every GetExportDownloadUrl call for this export, oldest first: who was handed URLs, for
         which objects, until when. The newest 100 are kept. Output only.
@@ -214,15 +229,17 @@ class Export(_message.Message):
         request_id: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         priority: Global___Export.Priority.ValueType = ...,
+        coverage: Global___Coverage | None = ...,
+        capture_start_time: _timestamp_pb2.Timestamp | None = ...,
         case_id: _builtins.str = ...,
         purpose: _builtins.str = ...,
         download_grants: _abc.Iterable[Global___DownloadGrant] | None = ...,
         manifest: Global___ExportManifest | None = ...,
         requester: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_start_time", b"capture_start_time", "coverage", b"coverage", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "next_attempt_time", b"next_attempt_time", "progress", b"progress", "source", b"source", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "case_id", b"case_id", "create_time", b"create_time", "download_grants", b"download_grants", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "purpose", b"purpose", "request_id", b"request_id", "requester", b"requester", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "capture_start_time", b"capture_start_time", "case_id", b"case_id", "coverage", b"coverage", "create_time", b"create_time", "download_grants", b"download_grants", "end_time", b"end_time", "error", b"error", "manifest", b"manifest", "name", b"name", "next_attempt_time", b"next_attempt_time", "operations", b"operations", "outputs", b"outputs", "priority", b"priority", "progress", b"progress", "purpose", b"purpose", "request_id", b"request_id", "requester", b"requester", "source", b"source", "start_time", b"start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,22 +334,240 @@ class ExportSource(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OBJECT_KEY_FIELD_NUMBER: _builtins.int
+    RECORDING_FIELD_NUMBER: _builtins.int
+    CAMERA_RANGE_FIELD_NUMBER: _builtins.int
     object_key: _builtins.str
     """Key of an object in the service's storage (bucket or local root), e.g. `uploads/cam7.mp4`."""
+    recording: _builtins.str
+    """A recording, `cameras/{camera}/recordings/{recording}`: its whole video. The recording
+    cannot be deleted until the export ends.
+    """
+    @_builtins.property
+    def camera_range(self) -> Global___CameraTimeRange:
+        """The footage of a camera between two wall-clock times, cut from its recordings."""
+
     def __init__(
         self,
         *,
         object_key: _builtins.str = ...,
+        recording: _builtins.str = ...,
+        camera_range: Global___CameraTimeRange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["object_key", b"object_key", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["camera_range", b"camera_range", "object_key", b"object_key", "recording", b"recording", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["object_key", b"object_key", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_range", b"camera_range", "object_key", b"object_key", "recording", b"recording", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["object_key"]  # noqa: Y015
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["object_key", "recording", "camera_range"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
 
 Global___ExportSource: _TypeAlias = ExportSource  # noqa: Y015
+
+@_typing.final
+class CameraTimeRange(_message.Message):
+    """A camera's footage between two wall-clock times. The recordings overlapping the range are
+    cut exactly at its start and end and joined, in time order, into one video that the
+    operations then apply to. Times without footage are reported in `Export.coverage` and either
+    left out or shown as a slate (`gap_mode`). The recordings used cannot be deleted until the
+    export ends.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _GapMode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _GapModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CameraTimeRange._GapMode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        GAP_MODE_UNSPECIFIED: CameraTimeRange._GapMode.ValueType  # 0
+        """As GAP_MODE_CLOSE."""
+        GAP_MODE_CLOSE: CameraTimeRange._GapMode.ValueType  # 1
+        """Leave gaps out: the footage after a gap follows the footage before it directly."""
+        GAP_MODE_SLATE: CameraTimeRange._GapMode.ValueType  # 2
+        """Fill each gap with a grey "NO RECORDING" slate (and silence) as long as the gap, so
+        the video's time runs with the wall clock.
+        """
+
+    class GapMode(_GapMode, metaclass=_GapModeEnumTypeWrapper):
+        """What the video shows for times without footage."""
+
+    GAP_MODE_UNSPECIFIED: CameraTimeRange.GapMode.ValueType  # 0
+    """As GAP_MODE_CLOSE."""
+    GAP_MODE_CLOSE: CameraTimeRange.GapMode.ValueType  # 1
+    """Leave gaps out: the footage after a gap follows the footage before it directly."""
+    GAP_MODE_SLATE: CameraTimeRange.GapMode.ValueType  # 2
+    """Fill each gap with a grey "NO RECORDING" slate (and silence) as long as the gap, so
+    the video's time runs with the wall clock.
+    """
+
+    CAMERA_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    GAP_MODE_FIELD_NUMBER: _builtins.int
+    WALL_CLOCK_SUBTITLES_FIELD_NUMBER: _builtins.int
+    camera: _builtins.str
+    """The camera, `cameras/{camera}`. Required."""
+    gap_mode: Global___CameraTimeRange.GapMode.ValueType
+    """Close gaps by default."""
+    wall_clock_subtitles: _builtins.bool
+    """Add a subtitle track with the wall-clock capture time (one cue per second; mov_text in
+    MP4/MOV, WebVTT in MKV/WebM) to the video output.
+    """
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the range (inclusive). Required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the range (exclusive); after `start_time`, at most MAX_EXPORT_RANGE after it.
+        Required.
+        """
+
+    def __init__(
+        self,
+        *,
+        camera: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        gap_mode: Global___CameraTimeRange.GapMode.ValueType = ...,
+        wall_clock_subtitles: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera", b"camera", "end_time", b"end_time", "gap_mode", b"gap_mode", "start_time", b"start_time", "wall_clock_subtitles", b"wall_clock_subtitles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CameraTimeRange: _TypeAlias = CameraTimeRange  # noqa: Y015
+
+@_typing.final
+class Coverage(_message.Message):
+    """What footage a `recording` or `camera_range` export was made from. Gaps are never hidden:
+    every part of the range is either a span or a gap.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPANS_FIELD_NUMBER: _builtins.int
+    GAPS_FIELD_NUMBER: _builtins.int
+    COVERED_DURATION_FIELD_NUMBER: _builtins.int
+    GAP_DURATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spans(self) -> _containers.RepeatedCompositeFieldContainer[Global___CoverageSpan]:
+        """The parts of the range with footage, in time order."""
+
+    @_builtins.property
+    def gaps(self) -> _containers.RepeatedCompositeFieldContainer[Global___CoverageGap]:
+        """The parts of the range without footage, in time order."""
+
+    @_builtins.property
+    def covered_duration(self) -> _duration_pb2.Duration:
+        """Sum of the spans' lengths."""
+
+    @_builtins.property
+    def gap_duration(self) -> _duration_pb2.Duration:
+        """Sum of the gaps' lengths."""
+
+    def __init__(
+        self,
+        *,
+        spans: _abc.Iterable[Global___CoverageSpan] | None = ...,
+        gaps: _abc.Iterable[Global___CoverageGap] | None = ...,
+        covered_duration: _duration_pb2.Duration | None = ...,
+        gap_duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["covered_duration", b"covered_duration", "gap_duration", b"gap_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_duration", b"covered_duration", "gap_duration", b"gap_duration", "gaps", b"gaps", "spans", b"spans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coverage: _TypeAlias = Coverage  # noqa: Y015
+
+@_typing.final
+class CoverageSpan(_message.Message):
+    """A part of the range served by one recording."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_OFFSET_FIELD_NUMBER: _builtins.int
+    OUTPUT_OFFSET_FIELD_NUMBER: _builtins.int
+    recording: _builtins.str
+    """The recording, `cameras/{camera}/recordings/{recording}`."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock start of the span."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock end of the span (exclusive)."""
+
+    @_builtins.property
+    def source_offset(self) -> _duration_pb2.Duration:
+        """Where in the recording's video the span starts."""
+
+    @_builtins.property
+    def output_offset(self) -> _duration_pb2.Duration:
+        """Where in the joined source video (before the operations) the span starts."""
+
+    def __init__(
+        self,
+        *,
+        recording: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        source_offset: _duration_pb2.Duration | None = ...,
+        output_offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "output_offset", b"output_offset", "source_offset", b"source_offset", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "output_offset", b"output_offset", "recording", b"recording", "source_offset", b"source_offset", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageSpan: _TypeAlias = CoverageSpan  # noqa: Y015
+
+@_typing.final
+class CoverageGap(_message.Message):
+    """A part of the range no recording covers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    OUTPUT_OFFSET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock start of the gap."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock end of the gap (exclusive)."""
+
+    @_builtins.property
+    def output_offset(self) -> _duration_pb2.Duration:
+        """Where in the joined source video (before the operations) the gap's slate starts, or
+        (GAP_MODE_CLOSE) the point where the footage on either side of it meets.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        output_offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "output_offset", b"output_offset", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "output_offset", b"output_offset", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageGap: _TypeAlias = CoverageGap  # noqa: Y015
 
 @_typing.final
 class Operation(_message.Message):
