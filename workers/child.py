@@ -26,6 +26,7 @@ from sparc_video.models import Operation
 from sparc_video.plan import compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
+from workers.pipeline.encoders import HardwareReport, probe_hardware
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -122,11 +123,19 @@ class _PlanProgress:
 
 
 def run_operations(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    hardware: HardwareReport,
+    send: Connection,
+    cancel: Event,
 ) -> None:
-    """Child-process entry point."""
+    """Child-process entry point; `hardware` is the worker's start-up probe."""
     try:
-        send.send(("done", _run(source, workdir, operations, send, cancel)))
+        produced = run_plan(
+            source, workdir, operations, lambda p: send.send(("progress", p)), cancel, hardware
+        )
+        send.send(("done", produced))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
@@ -146,10 +155,10 @@ def _report_internal(exc: Exception, send: Connection) -> None:
     send.send(("error", ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")))
 
 
-def _run(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
-) -> list[ProducedFile]:
-    return run_plan(source, workdir, operations, lambda p: send.send(("progress", p)), cancel)
+def probe_hardware_encoders(send: Connection, cancel: Event) -> None:
+    """Child-process entry point of the worker's start-up probe: a driver that crashes while
+    CUDA loads takes this child down, not the worker."""
+    send.send(("done", probe_hardware()))
 
 
 def run_plan(
@@ -158,16 +167,18 @@ def run_plan(
     operations: list[Operation],
     report: Callable[[ChildProgress], None],
     cancel: Event | None = None,
+    hardware: HardwareReport | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
-    (where the watermark images already are, see `workers.pipeline.assets`)."""
+    (where the watermark images already are, see `workers.pipeline.assets`). `hardware`: the
+    worker's start-up probe (None outside a worker: see `build_passes`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     info = probe(source)
     try:
         plan = compile_plan(operations)
     except InvalidArgument as exc:  # validated at CreateExport: only a record from elsewhere
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
-    passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations))
+    passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)
     progress = _PlanProgress(passes, report, cancel)
     video: ProducedFile | None = None
     produced: list[ProducedFile] = []

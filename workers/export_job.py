@@ -217,6 +217,7 @@ class ExportJob:
                     address_space=settings.processing_memory_limit,
                     file_size=settings.processing_file_size_limit,
                 ),
+                hardware=await self.worker.hardware(),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):

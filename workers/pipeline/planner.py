@@ -26,9 +26,11 @@ from sparc_video.plan import (
 )
 from workers.pipeline.encoders import (
     AudioEncoder,
+    HardwareReport,
     RateControl,
     choose_audio_encoder,
     choose_video_encoder,
+    local_hardware,
 )
 from workers.pipeline.filters import FilterStep, Resize
 from workers.pipeline.media import MediaInfo, fit_size
@@ -68,12 +70,21 @@ Pass = VideoPass | ThumbnailPass
 
 
 def build_passes(
-    plan: Plan, src: Path, info: MediaInfo, workdir: Path, assets: Mapping[str, Path]
+    plan: Plan,
+    src: Path,
+    info: MediaInfo,
+    workdir: Path,
+    assets: Mapping[str, Path],
+    hardware: HardwareReport | None = None,
 ) -> list[Pass]:
-    """The passes of `plan` over `src`, in the order of their first operation."""
+    """The passes of `plan` over `src`, in the order of their first operation.
+
+    `hardware` is what the worker's start-up probe found; None (outside a worker: tests,
+    benchmarks) probes this process, once, if the plan asks for hardware encoding.
+    """
     passes: list[Pass] = []
     if plan.video is not None:
-        passes.append(_video_pass(plan, plan.video, src, info, workdir, assets))
+        passes.append(_video_pass(plan, plan.video, src, info, workdir, assets, hardware))
     for thumbs in plan.thumbnails:
         passes.append(_thumbnail_pass(plan.operations, thumbs, src, info, workdir, assets))
     return sorted(passes, key=lambda p: p.operations[0])
@@ -86,6 +97,7 @@ def _video_pass(
     info: MediaInfo,
     workdir: Path,
     assets: Mapping[str, Path],
+    hardware: HardwareReport | None,
 ) -> VideoPass:
     segment = _check_segment(video.segment, info, plan.operations, video.operations)
     box = codecs.CONTAINERS[video.container]
@@ -128,6 +140,9 @@ def _video_pass(
             enc.pixel_format or codecs.DEFAULT_PIXEL_FORMAT,
             enc.hardware,
             rate,
+            available=(hardware or local_hardware())
+            if enc.hardware in ("auto", "nvenc")
+            else HardwareReport(),
         )
         encode = VideoEncode(encoder, (info.width, info.height), tuple(steps), video.fps)
     return VideoPass(
