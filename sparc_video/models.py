@@ -149,18 +149,55 @@ class TrimOp:
 
     def end_within(self, length_s: float | None) -> float | None:
         """The end, relative to the video it applies to, when that is known."""
-        if self.end_s is not None:
-            end: float | None = self.end_s
-        elif self.duration_s is not None:
-            end = self.start_s + self.duration_s
-        else:
-            end = None
-        if length_s is None:
-            return end
-        return length_s if end is None else min(end, length_s)
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
 
 
-Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp
+RedactMode = Literal["blur", "pixelate"]
+
+
+@dataclass(frozen=True)
+class RedactRegion:
+    """A rectangle normalised to the frame: (0, 0) top left, (1, 1) bottom right."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class RedactOp:
+    """Hide `regions` (blurred or pixelated) during [start_s, end) of the video it applies to;
+    `end_s` and `duration_s` as TrimOp's (neither: to the end). `strength` in (0, 1]."""
+
+    regions: tuple[RedactRegion, ...] = ()
+    mode: RedactMode = "blur"
+    strength: float = 0.5
+    start_s: float = 0.0
+    end_s: float | None = None
+    duration_s: float | None = None
+    name: Literal["redact"] = "redact"
+
+    def end_within(self, length_s: float | None) -> float | None:
+        """The span's end, relative to the video it applies to, when that is known."""
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
+
+
+def _span_end(
+    start_s: float, end_s: float | None, duration_s: float | None, length_s: float | None
+) -> float | None:
+    if end_s is not None:
+        end: float | None = end_s
+    elif duration_s is not None:
+        end = start_s + duration_s
+    else:
+        end = None
+    if length_s is None:
+        return end
+    return length_s if end is None else min(end, length_s)
+
+
+Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp | RedactOp
 
 
 @dataclass
@@ -271,6 +308,9 @@ def _operation_from_dict(data: dict[str, Any]) -> Operation:
     if name == "thumbnail":
         stamps = tuple(Timestamp(kind=t["kind"], value=t["value"]) for t in data["timestamps"])
         return ThumbnailOp(**{**_known(ThumbnailOp, data), "timestamps": stamps})
+    if name == "redact":
+        regions = tuple(RedactRegion(**region) for region in data["regions"])
+        return RedactOp(**{**_known(RedactOp, data), "regions": regions})
     kind = _OPERATION_TYPES.get(name)
     if kind is None:
         raise ValueError(f"unknown operation {name!r}")

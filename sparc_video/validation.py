@@ -22,6 +22,9 @@ from sparc_video.models import (
     ConvertOp,
     Operation,
     Priority,
+    RedactMode,
+    RedactOp,
+    RedactRegion,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,
@@ -41,6 +44,8 @@ MAX_THUMBNAILS = 100
 MAX_DIMENSION = 8192
 MAX_REQUEST_ID_LEN = 128
 MAX_WATERMARK_TEXT = 200
+MAX_REDACT_REGIONS = 32
+DEFAULT_REDACT_STRENGTH = 0.5
 MIN_FPS, MAX_FPS = 1, 240
 MIN_AUDIO_BITRATE, MAX_AUDIO_BITRATE = 16_000, 512_000
 MIN_TARGET_SIZE, MAX_TARGET_SIZE = 10_000, 100_000_000_000
@@ -183,6 +188,8 @@ def validate_operations(
             parsed = _watermark(op.watermark, f"{field}.watermark", violations)
         elif which == "trim":
             parsed = _trim(op.trim, f"{field}.trim", violations)
+        elif which == "redact":
+            parsed = _redact(op.redact, f"{field}.redact", violations)
         else:
             violations.append(FieldViolation(field, f"set one of: {', '.join(_KINDS)}"))
             parsed = None
@@ -193,7 +200,7 @@ def validate_operations(
     return result
 
 
-_KINDS = ("transcode", "convert", "compress", "watermark", "trim", "thumbnail")
+_KINDS = ("transcode", "convert", "compress", "watermark", "trim", "redact", "thumbnail")
 
 
 def _enum_value(
@@ -560,25 +567,36 @@ def _watermark(
     )
 
 
-def _trim(
-    options: export_pb2.TrimOptions, field: str, violations: list[FieldViolation]
-) -> TrimOp | None:
+def _span(
+    options: export_pb2.TrimOptions | export_pb2.RedactOptions,
+    field: str,
+    violations: list[FieldViolation],
+) -> tuple[float | None, float | None, float | None]:
+    """start, end, duration of a trim or a redaction's span, checked against each other."""
     before = len(violations)
     start = _parse(parse_media_time, options.start, f"{field}.start", violations)
     end = _parse(parse_media_time, options.end, f"{field}.end", violations)
     duration = _parse(parse_media_time, options.duration, f"{field}.duration", violations)
-    mode = _enum_value(options.mode, _MODES, f"{field}.mode", violations)
     if len(violations) == before:
         if end is not None and duration is not None:
             violations.append(FieldViolation(f"{field}.duration", "set end or duration, not both"))
-        elif start is None and end is None and duration is None:
-            violations.append(FieldViolation(field, "set start, end or duration"))
         elif end is not None and end <= (start or 0.0):
             violations.append(
                 FieldViolation(f"{field}.end", f"{options.end!r} is not after the start")
             )
         elif duration is not None and duration <= 0:
             violations.append(FieldViolation(f"{field}.duration", "must be more than 0"))
+    return start, end, duration
+
+
+def _trim(
+    options: export_pb2.TrimOptions, field: str, violations: list[FieldViolation]
+) -> TrimOp | None:
+    before = len(violations)
+    start, end, duration = _span(options, field, violations)
+    mode = _enum_value(options.mode, _MODES, f"{field}.mode", violations)
+    if len(violations) == before and start is None and end is None and duration is None:
+        violations.append(FieldViolation(field, "set start, end or duration"))
     if len(violations) > before:
         return None
     return TrimOp(
@@ -587,6 +605,83 @@ def _trim(
         duration_s=duration,
         mode=mode or "exact",
     )
+
+
+_REDACT_MODES: dict[export_pb2.RedactOptions.Mode.ValueType, RedactMode] = {
+    export_pb2.RedactOptions.MODE_UNSPECIFIED: "blur",
+    export_pb2.RedactOptions.MODE_BLUR: "blur",
+    export_pb2.RedactOptions.MODE_PIXELATE: "pixelate",
+}
+
+
+def _redact(
+    options: export_pb2.RedactOptions, field: str, violations: list[FieldViolation]
+) -> RedactOp | None:
+    before = len(violations)
+    if not options.regions:
+        violations.append(
+            FieldViolation(f"{field}.regions", "at least one region {x, y, width, height} (0-1)")
+        )
+    elif len(options.regions) > MAX_REDACT_REGIONS:
+        violations.append(
+            FieldViolation(f"{field}.regions", f"at most {MAX_REDACT_REGIONS} regions")
+        )
+    regions: list[RedactRegion] = []
+    for number, region in enumerate(options.regions[:MAX_REDACT_REGIONS]):
+        where = f"{field}.regions[{number}]"
+        checked = _region(region, where, violations)
+        if checked is not None:
+            regions.append(checked)
+    mode = _enum_value(options.mode, _REDACT_MODES, f"{field}.mode", violations)
+    strength = options.strength if options.HasField("strength") else DEFAULT_REDACT_STRENGTH
+    if not 0.0 < strength <= 1.0:  # also refuses NaN
+        violations.append(
+            FieldViolation(f"{field}.strength", f"{strength} is not within 0 (exclusive) to 1")
+        )
+    start, end, duration = _span(options, field, violations)
+    if len(violations) > before:
+        return None
+    return RedactOp(
+        regions=tuple(regions),
+        mode=mode or "blur",
+        strength=strength,
+        start_s=start or 0.0,
+        end_s=end,
+        duration_s=duration,
+    )
+
+
+def _region(
+    region: export_pb2.RedactOptions.Region, field: str, violations: list[FieldViolation]
+) -> RedactRegion | None:
+    before = len(violations)
+    for name in ("x", "y"):
+        value = getattr(region, name)
+        if not 0.0 <= value < 1.0:
+            violations.append(
+                FieldViolation(f"{field}.{name}", f"{value} is not within 0 to 1 (exclusive)")
+            )
+    for name, origin in (("width", region.x), ("height", region.y)):
+        value = getattr(region, name)
+        if not 0.0 < value <= 1.0:
+            violations.append(
+                FieldViolation(
+                    f"{field}.{name}",
+                    f"{value} is not within 0 (exclusive) to 1: a region must not be empty",
+                )
+            )
+        elif origin + value > 1.0 + 1e-9:
+            axis = "x" if name == "width" else "y"
+            violations.append(
+                FieldViolation(
+                    f"{field}.{name}",
+                    f"{axis} + {name} is {origin + value:g}: the region must lie inside the "
+                    "frame (at most 1)",
+                )
+            )
+    if len(violations) > before:
+        return None
+    return RedactRegion(region.x, region.y, region.width, region.height)
 
 
 def validate_key_field(key: str, field: str, violations: list[FieldViolation]) -> str:

@@ -18,6 +18,7 @@ from sparc_video.models import Operation, ThumbnailOp, Timestamp
 from sparc_video.plan import (
     DEFAULT_TILE_WIDTH,
     Plan,
+    Redaction,
     Scale,
     Segment,
     Step,
@@ -34,6 +35,7 @@ from workers.pipeline.encoders import (
 )
 from workers.pipeline.filters import FilterStep, Resize
 from workers.pipeline.media import MediaInfo, fit_size
+from workers.pipeline.redact import redaction
 from workers.pipeline.render import VideoEncode, VideoPass
 from workers.pipeline.watermark import watermark_overlay
 
@@ -198,6 +200,8 @@ def resolve_steps(
         if isinstance(step, Scale):
             width, height = fit_size(width, height, step.width, step.height, even=True)
             resolved.append(Resize(width, height))
+        elif isinstance(step, Redaction):
+            resolved.append(redaction(step, width, height))
         else:
             resolved.append(watermark_overlay(step.op, width, height, assets))
     return resolved, (width, height)

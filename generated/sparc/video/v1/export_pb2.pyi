@@ -234,6 +234,7 @@ class Operation(_message.Message):
     COMPRESS_FIELD_NUMBER: _builtins.int
     WATERMARK_FIELD_NUMBER: _builtins.int
     TRIM_FIELD_NUMBER: _builtins.int
+    REDACT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def transcode(self) -> Global___TranscodeOptions:
         """Re-encode the video (and its audio)."""
@@ -258,6 +259,10 @@ class Operation(_message.Message):
     def trim(self) -> Global___TrimOptions:
         """Keep only part of the video."""
 
+    @_builtins.property
+    def redact(self) -> Global___RedactOptions:
+        """Blur or pixelate rectangles of the picture (faces, plates, screens)."""
+
     def __init__(
         self,
         *,
@@ -267,12 +272,13 @@ class Operation(_message.Message):
         compress: Global___CompressOptions | None = ...,
         watermark: Global___WatermarkOptions | None = ...,
         trim: Global___TrimOptions | None = ...,
+        redact: Global___RedactOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "redact", b"redact", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "redact", b"redact", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail", "convert", "compress", "watermark", "trim"]  # noqa: Y015
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail", "convert", "compress", "watermark", "trim", "redact"]  # noqa: Y015
     _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
 
@@ -789,6 +795,116 @@ class TrimOptions(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrimOptions: _TypeAlias = TrimOptions  # noqa: Y015
+
+@_typing.final
+class RedactOptions(_message.Message):
+    """Hide rectangles of the picture, for the whole video or a span of it. Drawn in the same
+    decode/filter/encode pass as the other filters, in list order (a scale after it scales the
+    redacted picture). Times are relative to the video this operation applies to, as a trim's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RedactOptions._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: RedactOptions._Mode.ValueType  # 0
+        """BLUR."""
+        MODE_BLUR: RedactOptions._Mode.ValueType  # 1
+        """Gaussian blur."""
+        MODE_PIXELATE: RedactOptions._Mode.ValueType  # 2
+        """Blocks of one average colour each."""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """How the rectangles are hidden."""
+
+    MODE_UNSPECIFIED: RedactOptions.Mode.ValueType  # 0
+    """BLUR."""
+    MODE_BLUR: RedactOptions.Mode.ValueType  # 1
+    """Gaussian blur."""
+    MODE_PIXELATE: RedactOptions.Mode.ValueType  # 2
+    """Blocks of one average colour each."""
+
+    @_typing.final
+    class Region(_message.Message):
+        """A rectangle in coordinates normalised to the frame it is drawn on: (0, 0) is its top
+        left corner, (1, 1) its bottom right. It must lie inside the frame.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        X_FIELD_NUMBER: _builtins.int
+        Y_FIELD_NUMBER: _builtins.int
+        WIDTH_FIELD_NUMBER: _builtins.int
+        HEIGHT_FIELD_NUMBER: _builtins.int
+        x: _builtins.float
+        """Left edge, 0 to 1 of the frame width."""
+        y: _builtins.float
+        """Top edge, 0 to 1 of the frame height."""
+        width: _builtins.float
+        """Width, above 0; x + width at most 1."""
+        height: _builtins.float
+        """Height, above 0; y + height at most 1."""
+        def __init__(
+            self,
+            *,
+            x: _builtins.float = ...,
+            y: _builtins.float = ...,
+            width: _builtins.float = ...,
+            height: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "width", b"width", "x", b"x", "y", b"y"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REGIONS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    STRENGTH_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    mode: Global___RedactOptions.Mode.ValueType
+    """Blur by default."""
+    strength: _builtins.float
+    """Above 0 up to 1, default 0.5: the blur's sigma is strength x 5% of the frame height, a
+    pixelation block strength x 10% of it (at least 2 pixels either way).
+    """
+    start: _builtins.str
+    """Start of the span to redact: seconds (`12.5`) or `HH:MM:SS(.ms)`. Empty: the beginning."""
+    end: _builtins.str
+    """End (exclusive) of the span, as `start`. Empty: the end, or `start + duration`."""
+    duration: _builtins.str
+    """Length of the span, as `start`; instead of `end`."""
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RedactOptions.Region]:
+        """The rectangles to hide: 1 to 32. Each covers at least its area (edges are rounded
+        outwards to whole, even pixels).
+        """
+
+    def __init__(
+        self,
+        *,
+        regions: _abc.Iterable[Global___RedactOptions.Region] | None = ...,
+        mode: Global___RedactOptions.Mode.ValueType = ...,
+        strength: _builtins.float | None = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        duration: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_strength", b"_strength", "strength", b"strength"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_strength", b"_strength", "duration", b"duration", "end", b"end", "mode", b"mode", "regions", b"regions", "start", b"start", "strength", b"strength"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__strength: _TypeAlias = _typing.Literal["strength"]  # noqa: Y015
+    _WhichOneofArgType__strength: _TypeAlias = _typing.Literal["_strength", b"_strength"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__strength) -> _WhichOneofReturnType__strength | None: ...
+
+Global___RedactOptions: _TypeAlias = RedactOptions  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):
