@@ -115,9 +115,24 @@ class CompressOp:
 WatermarkPosition = Literal["top_left", "top_right", "bottom_left", "bottom_right", "center"]
 
 
+DEFAULT_CLOCK_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class WatermarkClock:
+    """A running capture-time clock: `format` (fields %Y %m %d %H %M %S %L %%) in `time_zone`,
+    counting from `base_time_ns` (UTC ns of the source's first frame; None: the source's own
+    capture start time)."""
+
+    format: str = DEFAULT_CLOCK_FORMAT
+    base_time_ns: int | None = None
+    time_zone: str = "UTC"
+
+
 @dataclass(frozen=True)
 class WatermarkOp:
-    """An image (storage key) or a line of literal text drawn over every frame.
+    """An image (storage key) or a line of literal text drawn over every frame, the text
+    optionally followed by a running clock (`clock`).
 
     `margin` None: 2% of the frame width. `scale` 0: images keep their size (shrunk to fit),
     text is 4% of the frame height tall; otherwise the watermark's width as a fraction of the
@@ -133,6 +148,8 @@ class WatermarkOp:
     opacity: float = 1.0
     scale: float = 0.0
     text_color: str = "#ffffff"
+    # Text followed by (or only) a clock showing each frame's capture time.
+    clock: WatermarkClock | None = None
     name: Literal["watermark"] = "watermark"
 
 
@@ -308,6 +325,9 @@ def _operation_from_dict(data: dict[str, Any]) -> Operation:
     if name == "thumbnail":
         stamps = tuple(Timestamp(kind=t["kind"], value=t["value"]) for t in data["timestamps"])
         return ThumbnailOp(**{**_known(ThumbnailOp, data), "timestamps": stamps})
+    if name == "watermark" and data.get("clock") is not None:
+        clock = WatermarkClock(**data["clock"])
+        return WatermarkOp(**{**_known(WatermarkOp, data), "clock": clock})
     if name == "redact":
         regions = tuple(RedactRegion(**region) for region in data["regions"])
         return RedactOp(**{**_known(RedactOp, data), "regions": regions})

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from fractions import Fraction
 
 from sparc_video import codecs
@@ -169,14 +170,23 @@ class Plan:
     operations: list[Operation]
     video: VideoPlan | None
     thumbnails: list[ThumbnailPlan]
+    # When the source's first frame was captured, for sources that know (a watermark clock
+    # without a base time of its own counts from it).
+    capture_start_time: datetime | None = None
 
 
-def compile_plan(operations: list[Operation], prefix: str = "export.operations") -> Plan:
+def compile_plan(
+    operations: list[Operation],
+    prefix: str = "export.operations",
+    *,
+    capture_start_time: datetime | None = None,
+) -> Plan:
     """The plan for `operations`; InvalidArgument naming the fields of a contradictory list."""
     violations: list[FieldViolation] = []
     plan = _Compiler(operations, prefix, violations).run()
     if violations:
         raise InvalidArgument(violations)
+    plan.capture_start_time = capture_start_time
     return plan
 
 

@@ -122,10 +122,15 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
         )
         if op.image_key:
             watermark.image_object_key = op.image_key
-        else:
+        elif op.text or op.clock is None:
             watermark.text = op.text
         if op.margin is not None:
             watermark.margin = op.margin
+        if op.clock is not None:
+            watermark.clock.format = op.clock.format
+            watermark.clock.time_zone = op.clock.time_zone
+            if op.clock.base_time_ns is not None:
+                watermark.clock.base_time.FromNanoseconds(op.clock.base_time_ns)
         return export_pb2.Operation(watermark=watermark)
     if isinstance(op, RedactOp):
         redact = export_pb2.RedactOptions(

@@ -14,10 +14,11 @@ from typing import Literal, TypeVar
 
 from sparc.video.v1 import export_pb2
 
-from sparc_video import codecs
+from sparc_video import capture_clock, codecs
 from sparc_video.codecs import PRESETS
 from sparc_video.errors import FieldViolation, InvalidArgument
 from sparc_video.models import (
+    DEFAULT_CLOCK_FORMAT,
     CompressOp,
     ConvertOp,
     Operation,
@@ -29,6 +30,7 @@ from sparc_video.models import (
     Timestamp,
     TranscodeOp,
     TrimOp,
+    WatermarkClock,
     WatermarkOp,
     WatermarkPosition,
 )
@@ -46,6 +48,8 @@ MAX_REQUEST_ID_LEN = 128
 MAX_WATERMARK_TEXT = 200
 MAX_REDACT_REGIONS = 32
 DEFAULT_REDACT_STRENGTH = 0.5
+# A clock's base time: 1970 to the year 9000 (datetime ends at 9999).
+MIN_CLOCK_NS, MAX_CLOCK_NS = 0, 221845392000 * 10**9
 MIN_FPS, MAX_FPS = 1, 240
 MIN_AUDIO_BITRATE, MAX_AUDIO_BITRATE = 16_000, 512_000
 MIN_TARGET_SIZE, MAX_TARGET_SIZE = 10_000, 100_000_000_000
@@ -519,7 +523,7 @@ def _watermark(
         )
     elif which == "text":
         text = options.text
-        if not text.strip():
+        if not text.strip() and not options.HasField("clock"):
             violations.append(FieldViolation(f"{field}.text", "required: the text to draw"))
         elif len(text) > MAX_WATERMARK_TEXT:
             violations.append(
@@ -529,8 +533,9 @@ def _watermark(
             violations.append(
                 FieldViolation(f"{field}.text", "one line of printable characters, please")
             )
-    else:
-        violations.append(FieldViolation(field, "set one of: image_object_key, text"))
+    elif not options.HasField("clock"):
+        violations.append(FieldViolation(field, "set one of: image_object_key, text, clock"))
+    clock = _clock(options, field, violations) if options.HasField("clock") else None
     position = _enum_value(options.position, _POSITIONS, f"{field}.position", violations)
     margin = options.margin if options.HasField("margin") else None
     if margin is not None and not 0 <= margin <= MAX_DIMENSION:
@@ -564,7 +569,57 @@ def _watermark(
         opacity=opacity,
         scale=options.scale,
         text_color=color if color.startswith("#") else f"#{color}",
+        clock=clock,
     )
+
+
+def _clock(
+    options: export_pb2.WatermarkOptions, field: str, violations: list[FieldViolation]
+) -> WatermarkClock | None:
+    before = len(violations)
+    where = f"{field}.clock"
+    if options.WhichOneof("content") == "image_object_key":
+        violations.append(
+            FieldViolation(where, "a clock is drawn as text: it cannot go with image_object_key")
+        )
+    clock = options.clock
+    text_format = clock.format or DEFAULT_CLOCK_FORMAT
+    try:
+        capture_clock.parse_format(text_format)
+    except ValueError as exc:
+        violations.append(FieldViolation(f"{where}.format", str(exc)))
+    try:
+        capture_clock.time_zone(clock.time_zone)
+    except ValueError as exc:
+        violations.append(FieldViolation(f"{where}.time_zone", str(exc)))
+    base_ns: int | None = None
+    if clock.HasField("base_time"):
+        base_ns = clock.base_time.ToNanoseconds()
+        if not MIN_CLOCK_NS <= base_ns <= MAX_CLOCK_NS:
+            violations.append(FieldViolation(f"{where}.base_time", "use a time from 1970 to 9000"))
+    if len(violations) > before:
+        return None
+    return WatermarkClock(text_format, base_ns, clock.time_zone or "UTC")
+
+
+def require_capture_times(
+    operations: list[Operation],
+    prefix: str,
+    source_has_capture_time: bool,
+    violations: list[FieldViolation],
+) -> None:
+    """A clock without a base time counts from the source's capture start: refuse it for a
+    source that has none (an object in storage), rather than burn in a made-up 1970 date."""
+    if source_has_capture_time:
+        return
+    for index, op in enumerate(operations):
+        if isinstance(op, WatermarkOp) and op.clock is not None and op.clock.base_time_ns is None:
+            violations.append(
+                FieldViolation(
+                    f"{prefix}[{index}].watermark.clock.base_time",
+                    "required: an object source has no capture time to count from",
+                )
+            )
 
 
 def _span(

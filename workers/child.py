@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -127,13 +128,20 @@ def run_operations(
     workdir: Path,
     operations: list[Operation],
     hardware: HardwareReport,
+    capture_start_time: datetime | None,
     send: Connection,
     cancel: Event,
 ) -> None:
     """Child-process entry point; `hardware` is the worker's start-up probe."""
     try:
         produced = run_plan(
-            source, workdir, operations, lambda p: send.send(("progress", p)), cancel, hardware
+            source,
+            workdir,
+            operations,
+            lambda p: send.send(("progress", p)),
+            cancel,
+            hardware,
+            capture_start_time=capture_start_time,
         )
         send.send(("done", produced))
     except JobCancelled as exc:
@@ -168,14 +176,17 @@ def run_plan(
     report: Callable[[ChildProgress], None],
     cancel: Event | None = None,
     hardware: HardwareReport | None = None,
+    *,
+    capture_start_time: datetime | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
     (where the watermark images already are, see `workers.pipeline.assets`). `hardware`: the
-    worker's start-up probe (None outside a worker: see `build_passes`)."""
+    worker's start-up probe (None outside a worker: see `build_passes`);
+    `capture_start_time`: when the source's first frame was captured, if known."""
     workdir.mkdir(parents=True, exist_ok=True)
     info = probe(source)
     try:
-        plan = compile_plan(operations)
+        plan = compile_plan(operations, capture_start_time=capture_start_time)
     except InvalidArgument as exc:  # validated at CreateExport: only a record from elsewhere
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
     passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)

@@ -218,6 +218,9 @@ class ExportJob:
                     file_size=settings.processing_file_size_limit,
                 ),
                 hardware=await self.worker.hardware(),
+                # Object sources have no capture time; recording and camera-range sources
+                # will pass theirs here (a clock without a base time counts from it).
+                capture_start_time=None,
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):

@@ -16,6 +16,7 @@ import resource
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -95,12 +96,20 @@ async def run_in_child(
     timeout_s: float,
     limits: ProcessLimits | None = None,
     hardware: HardwareReport | None = None,
+    capture_start_time: datetime | None = None,
 ) -> list[ProducedFile]:
     """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them.
-    `hardware`: the worker's start-up probe (None: software encoders only)."""
+    `hardware`: the worker's start-up probe (None: software encoders only);
+    `capture_start_time`: when the source's first frame was captured, if known."""
     result = await run_target_in_child(
         run_operations,
-        (source, workdir, operations, hardware or HardwareReport(reason="not probed")),
+        (
+            source,
+            workdir,
+            operations,
+            hardware or HardwareReport(reason="not probed"),
+            capture_start_time,
+        ),
         on_progress,
         timeout_s=timeout_s,
         limits=limits or ProcessLimits(),

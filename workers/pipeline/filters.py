@@ -85,7 +85,15 @@ class Redact:
         return at_s >= self.start_s and (self.end_s is None or at_s < self.end_s)
 
 
-FilterStep = Resize | Overlay | Redact
+@dataclass(frozen=True, eq=False)
+class LiveOverlay:
+    """An overlay whose picture follows the frame's source time (a running clock):
+    `at(at_s)` gives a key (the same key: the same picture) and the Overlay to draw."""
+
+    at: Callable[[float | None], tuple[str, Overlay]]
+
+
+FilterStep = Resize | Overlay | Redact | LiveOverlay
 
 
 class FilterChain:
@@ -131,10 +139,25 @@ class FilterChain:
             and frame.format.name == self._pix_fmt
         ):
             return frame
-        active = tuple(s.active(at_s) for s in self._steps if isinstance(s, Redact))
-        key = (frame.width, frame.height, frame.format.name, frame.color_range, turns, sar, active)
+        # What the timed steps draw on this frame: redactions on or off, clock pictures. A
+        # change rebuilds the graph (once a second for a clock: cheap next to encoding).
+        steps: list[Resize | Overlay | Redact] = []
+        state: list[object] = []
+        for step in self._steps:
+            if isinstance(step, LiveOverlay):
+                text, overlay = step.at(at_s)
+                steps.append(overlay)
+                state.append(text)
+            elif isinstance(step, Redact):
+                active = step.active(at_s)
+                if active:
+                    steps.append(step)
+                state.append(active)
+            else:
+                steps.append(step)
+        key = (frame.width, frame.height, frame.format.name, frame.color_range, turns, sar, *state)
         if self._graph is None or key != self._key:
-            self._build(frame, turns, sar, at_s)
+            self._build(frame, turns, sar, steps)
             self._key = key
         assert self._source is not None and self._sink is not None
         self._source.push(frame)
@@ -147,7 +170,11 @@ class FilterChain:
         return out
 
     def _build(
-        self, frame: VideoFrame, turns: int, sar: Fraction | None, at_s: float | None
+        self,
+        frame: VideoFrame,
+        turns: int,
+        sar: Fraction | None,
+        steps: list[Resize | Overlay | Redact],
     ) -> None:
         graph = Graph()
         aspect = sar if sar is not None and sar > 0 else Fraction(1)
@@ -176,7 +203,6 @@ class FilterChain:
         elif turns == 3:
             then("transpose", "clock")
         pushes: list[Callable[[], None]] = []
-        steps = list(self._steps)
         # The first scale squares the pixels too; consecutive scales collapse into the last.
         pending: Resize | None = Resize(*self._first)
         if steps and isinstance(steps[0], Resize):
@@ -184,8 +210,6 @@ class FilterChain:
         for step in steps:
             if isinstance(step, Resize):
                 pending = step
-                continue
-            if isinstance(step, Redact) and not step.active(at_s):
                 continue
             if pending is not None:
                 then("scale", _scale_args(pending))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sparc_video import codecs
@@ -88,7 +89,7 @@ def build_passes(
     if plan.video is not None:
         passes.append(_video_pass(plan, plan.video, src, info, workdir, assets, hardware))
     for thumbs in plan.thumbnails:
-        passes.append(_thumbnail_pass(plan.operations, thumbs, src, info, workdir, assets))
+        passes.append(_thumbnail_pass(plan, thumbs, src, info, workdir, assets))
     return sorted(passes, key=lambda p: p.operations[0])
 
 
@@ -126,7 +127,9 @@ def _video_pass(
             audio = choose_audio_encoder(video.encode_audio_codec(), video.audio.bitrate_bps)
     encode: VideoEncode | None = None
     if not copy:
-        steps, _ = resolve_steps(video.steps, (info.width, info.height), assets)
+        steps, _ = resolve_steps(
+            video.steps, (info.width, info.height), assets, plan.capture_start_time
+        )
         enc = video.video
         rate = RateControl(enc.bitrate_bps, enc.crf, enc.max_bitrate_bps, enc.buffer_size_bits)
         if enc.target_size_bytes is not None:
@@ -191,9 +194,13 @@ def _target_bitrate(target_bytes: int, length_s: float, audio_bps: int) -> int:
 
 
 def resolve_steps(
-    steps: tuple[Step, ...] | list[Step], size: tuple[int, int], assets: Mapping[str, Path]
+    steps: tuple[Step, ...] | list[Step],
+    size: tuple[int, int],
+    assets: Mapping[str, Path],
+    capture_start: datetime | None = None,
 ) -> tuple[list[FilterStep], tuple[int, int]]:
-    """Filters with concrete sizes (and rendered watermarks), from a frame of `size`."""
+    """Filters with concrete sizes (and rendered watermarks), from a frame of `size`;
+    `capture_start`: the source's, for watermark clocks without a base time."""
     width, height = size
     resolved: list[FilterStep] = []
     for step in steps:
@@ -203,12 +210,12 @@ def resolve_steps(
         elif isinstance(step, Redaction):
             resolved.append(redaction(step, width, height))
         else:
-            resolved.append(watermark_overlay(step.op, width, height, assets))
+            resolved.append(watermark_overlay(step.op, width, height, assets, capture_start))
     return resolved, (width, height)
 
 
 def _thumbnail_pass(
-    operations: list[Operation],
+    plan: Plan,
     thumbs: ThumbnailPlan,
     src: Path,
     info: MediaInfo,
@@ -231,7 +238,9 @@ def _thumbnail_pass(
         count = op.sprite_frame_count
         stamps = tuple(Timestamp("percent", 100 * (i + 0.5) / count) for i in range(count))
     times = tuple(segment.start_s + _resolve(ts, length, frame_s) for ts in stamps)
-    steps, size = resolve_steps(thumbs.steps, (info.width, info.height), assets)
+    steps, size = resolve_steps(
+        thumbs.steps, (info.width, info.height), assets, plan.capture_start_time
+    )
     width, height = op.width, op.height
     if op.sprite and not width and not height:
         width = DEFAULT_TILE_WIDTH

@@ -670,6 +670,45 @@ class WatermarkOptions(_message.Message):
     POSITION_CENTER: WatermarkOptions.Position.ValueType  # 5
     """Centred."""
 
+    @_typing.final
+    class Clock(_message.Message):
+        """A running capture-time clock burned into the picture: each frame shows the time it was
+        captured, `base_time` plus the frame's time in the source video (so after a trim it keeps
+        showing the source frame's own time).
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        FORMAT_FIELD_NUMBER: _builtins.int
+        BASE_TIME_FIELD_NUMBER: _builtins.int
+        TIME_ZONE_FIELD_NUMBER: _builtins.int
+        format: _builtins.str
+        """The clock's text: literal characters and the fields %Y (year), %m (month), %d (day),
+        %H (hour, 00-23), %M (minute), %S (second), %L (milliseconds, 000-999) and %% (a `%`);
+        at most 64 characters. Default `%Y-%m-%d %H:%M:%S`.
+        """
+        time_zone: _builtins.str
+        """IANA time zone the clock shows, e.g. `Europe/Berlin`; UTC by default."""
+        @_builtins.property
+        def base_time(self) -> _timestamp_pb2.Timestamp:
+            """Capture time of the source video's first frame. Unset: the capture start time of the
+            export's source, for sources that have one; an object source has none, so CreateExport
+            refuses a clock without it there.
+            """
+
+        def __init__(
+            self,
+            *,
+            format: _builtins.str = ...,
+            base_time: _timestamp_pb2.Timestamp | None = ...,
+            time_zone: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["base_time", b"base_time"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["base_time", b"base_time", "format", b"format", "time_zone", b"time_zone"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_OBJECT_KEY_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
@@ -679,6 +718,7 @@ class WatermarkOptions(_message.Message):
     OPACITY_FIELD_NUMBER: _builtins.int
     SCALE_FIELD_NUMBER: _builtins.int
     TEXT_COLOR_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
     image_object_key: _builtins.str
     """Storage key of a PNG (alpha honoured), JPEG or WebP image."""
     text: _builtins.str
@@ -699,6 +739,10 @@ class WatermarkOptions(_message.Message):
     """
     text_color: _builtins.str
     """Text colour `#RRGGBB` (white by default); text gets a dark outline."""
+    @_builtins.property
+    def clock(self) -> Global___WatermarkOptions.Clock:
+        """Draw a running clock, after `text` (separated by a space) or alone; not with an image."""
+
     def __init__(
         self,
         *,
@@ -711,10 +755,11 @@ class WatermarkOptions(_message.Message):
         opacity: _builtins.float | None = ...,
         scale: _builtins.float = ...,
         text_color: _builtins.str = ...,
+        clock: Global___WatermarkOptions.Clock | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "opacity", b"opacity", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "clock", b"clock", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "opacity", b"opacity", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "offset_x", b"offset_x", "offset_y", b"offset_y", "opacity", b"opacity", "position", b"position", "scale", b"scale", "text", b"text", "text_color", b"text_color"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "clock", b"clock", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "offset_x", b"offset_x", "offset_y", b"offset_y", "opacity", b"opacity", "position", b"position", "scale", b"scale", "text", b"text", "text_color", b"text_color"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__margin: _TypeAlias = _typing.Literal["margin"]  # noqa: Y015
     _WhichOneofArgType__margin: _TypeAlias = _typing.Literal["_margin", b"_margin"]  # noqa: Y015
