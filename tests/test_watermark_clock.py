@@ -3,6 +3,7 @@ from the decoded output by matching the clock's area against renderings of candi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -15,7 +16,7 @@ import numpy.typing as npt
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sparc.video.v1 import export_pb2
+from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video import capture_clock
 from sparc_video.errors import FieldViolation, PermanentProcessingError
@@ -32,7 +33,8 @@ from sparc_video.settings import Settings
 from sparc_video.validation import validate_operations
 from tests.fixtures.service import RunningService, start_service
 from tests.media import make_clip, read_frame_index
-from tests.test_export_e2e import create_request
+from tests.test_export_e2e import create_request, fetch, watch_to_end
+from tests.test_redact import REGION
 from workers.child import run_plan
 from workers.pipeline.filters import LiveOverlay, Overlay
 from workers.pipeline.watermark import watermark_overlay
@@ -46,6 +48,7 @@ CLOCK = WatermarkClock(format="%H:%M:%S", base_time_ns=BASE_NS, time_zone="Europ
 OP = WatermarkOp(clock=CLOCK, position="center", scale=0.8)
 Op = export_pb2.Operation
 Clock = export_pb2.WatermarkOptions.Clock
+Redact = export_pb2.RedactOptions
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +226,48 @@ async def test_an_object_source_needs_a_base_time(api_only: RunningService) -> N
     assert [v.field for v in bad.field_violations] == [
         "export.operations[0].watermark.clock.base_time"
     ]
+
+
+async def test_redaction_and_clock_through_the_service(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """CreateExport → record → worker → media child: one pass redacts and burns the clock."""
+    clip = await asyncio.to_thread(make_clip, tmp_path / "in.mp4", duration_s=2.0)
+    region = Redact.Region(x=REGION.x, y=REGION.y, width=REGION.width, height=REGION.height)
+    clock = Clock(format="%H:%M:%S", time_zone="Europe/Berlin")
+    clock.base_time.FromNanoseconds(BASE_NS)
+    async with start_service(service_settings()) as service:
+        await service.app.storage.upload_file(clip, "cams/gate.mp4", "video/mp4")
+        created = await service.exports.CreateExport(
+            create_request(
+                "cams/gate.mp4",
+                Op(redact=Redact(regions=[region], start="1", mode=Redact.MODE_PIXELATE)),
+                Op(
+                    watermark=export_pb2.WatermarkOptions(
+                        clock=clock,
+                        position=export_pb2.WatermarkOptions.POSITION_CENTER,
+                        scale=0.8,
+                    )
+                ),
+                Op(transcode=export_pb2.TranscodeOptions(preset="ultrafast")),
+            )
+        )
+        messages = await watch_to_end(service, created.name)
+        final = messages[-1].export
+        assert final.state == export_pb2.Export.STATE_SUCCEEDED, final.error
+        labels = {m.export.progress.current_operation for m in messages}
+        assert "redact+watermark+transcode" in labels
+        urls = await service.exports.GetExportDownloadUrl(
+            export_service_pb2.GetExportDownloadUrlRequest(name=created.name)
+        )
+        (tmp_path / "out.mp4").write_bytes(await fetch(urls.urls[0].url))
+    candidates = references(OP)
+    frames = decoded(tmp_path / "out.mp4")
+    assert len(frames) == 60
+    source = {index: rgb for _, index, rgb in decoded(clip)}
+    for at_s, index, rgb in frames[::6]:
+        assert read_clock(rgb, candidates)[0] == expected(at_s), index
+        # Redacted from 1 s on: the part of the region left of the clock's text.
+        part = (slice(150, 178), slice(80, 240))
+        changed = np.abs(rgb[part].astype(float) - source[index][part].astype(float)).mean()
+        assert (changed > 8) == (index >= 30), (index, changed)
