@@ -50,7 +50,9 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         if not violations:  # (indexes line up only when every operation parsed)
             # An object source carries no capture time: a clock must bring its own base.
-            validation.require_capture_times(operations, "export.operations", False, violations)
+            validation.require_capture_times(
+                operations, "export.operations", violations, source_has_capture_time=False
+            )
         request_id = validation.validate_request_id(request.request_id, violations)
         priority = validation.validate_priority(
             request.export.priority, "export.priority", violations

@@ -605,8 +605,9 @@ def _clock(
 def require_capture_times(
     operations: list[Operation],
     prefix: str,
-    source_has_capture_time: bool,
     violations: list[FieldViolation],
+    *,
+    source_has_capture_time: bool,
 ) -> None:
     """A clock without a base time counts from the source's capture start: refuse it for a
     source that has none (an object in storage), rather than burn in a made-up 1970 date."""
