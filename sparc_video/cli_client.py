@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from sparc.video.v1 import export_pb2, export_service_pb2
@@ -109,7 +109,7 @@ OPERATION_FIELDS = {
 }
 OPERATION_KINDS = tuple(OPERATION_FIELDS)
 # Shorter names people expect for some fields: `--thumbnail at=50%`.
-KEY_ALIASES = {"thumbnail": {"at": "timestamps"}}
+KEY_ALIASES = {"thumbnail": {"at": "timestamps"}, "redact": {"region": "regions"}}
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # The top-level commands that are clients of a server (main() runs them without settings).
 CLIENT_COMMANDS = ("export", "queue", "camera", "recording", "verify")
@@ -528,7 +528,11 @@ def _options_fields(descriptor: Descriptor, prefix: str = "") -> dict[str, Field
     return fields
 
 
-_SCALAR_MESSAGES = {"google.protobuf.Duration"}
+# Messages given as one value: `5s`, `2024-05-01T12:00:00Z`, a region `X:Y:WIDTH:HEIGHT`.
+_DURATION = "google.protobuf.Duration"
+_TIMESTAMP = "google.protobuf.Timestamp"
+_REGION = "sparc.video.v1.RedactOptions.Region"
+_SCALAR_MESSAGES = {_DURATION, _TIMESTAMP, _REGION}
 
 
 def _enum_choices(fd: FieldDescriptor) -> dict[str, int]:
@@ -565,6 +569,19 @@ def _convert(kind: str, key: str, fd: FieldDescriptor, value: str) -> Any:
             return float(value)
         if fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64):
             return int(value)
+        if fd.message_type is not None and fd.message_type.full_name == _TIMESTAMP:
+            when = timestamp_pb2.Timestamp()
+            try:
+                when.FromJsonString(value)
+            except ValueError:
+                raise ValueError("expected an RFC 3339 time such as 2024-05-01T12:00:00Z") from None
+            return when
+        if fd.message_type is not None and fd.message_type.full_name == _REGION:
+            numbers = value.split(":")
+            if len(numbers) != 4:
+                raise ValueError("expected X:Y:WIDTH:HEIGHT as fractions of the frame")
+            x, y, width, height = (float(n) for n in numbers)
+            return export_pb2.RedactOptions.Region(x=x, y=y, width=width, height=height)
         if fd.message_type is not None:
             seconds = float(value.removesuffix("s"))
             message = duration_pb2.Duration()
@@ -908,6 +925,10 @@ def describe_operation(operation: export_pb2.Operation) -> str:
                     item = names.get(item, item)
                 elif isinstance(item, duration_pb2.Duration):
                     item = f"{item.ToNanoseconds() / 1e9:g}s"
+                elif isinstance(item, timestamp_pb2.Timestamp):
+                    item = item.ToJsonString()
+                elif isinstance(item, export_pb2.RedactOptions.Region):
+                    item = f"{item.x:g}:{item.y:g}:{item.width:g}:{item.height:g}"
                 elif isinstance(item, bool):
                     item = str(item).lower()
                 parts.append(f"{aliases.get(key, key)}={item}")

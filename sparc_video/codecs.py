@@ -136,6 +136,9 @@ CRF_MAX = 51
 QUALITY_PRESETS = {"low": (32, "fast"), "medium": (27, "medium"), "high": (22, "slow")}
 
 HARDWARE = ("none", "auto", "nvenc")
+# How a worker's hardware report starts when its probe found no NVENC encoder (its heartbeat
+# carries the report; the servers count the others as NVENC workers).
+NVENC_UNAVAILABLE = "nvenc unavailable"
 
 _MP4_VIDEO = frozenset({"h264", "hevc", "vp9", "av1", "mpeg4"})
 CONTAINERS: dict[str, Container] = {

@@ -93,12 +93,23 @@ media_check = MediaCheck()
 
 
 async def workers_alive(store: ExportStore) -> str:
+    """Live workers, and the hardware encoders their start-up probes found, e.g.
+    `2 live worker(s); media.hardware: nvenc unavailable: no NVIDIA device (...)`."""
     count = await store.live_workers(WORKER_WINDOW_S)
     if count == 0:
         raise Unavailable(
             f"no worker heartbeat in the last {WORKER_WINDOW_S:g} s: exports wait in the queue"
         )
-    return f"{count} live worker(s)"
+    detail = f"{count} live worker(s)"
+    hardware = await store.live_worker_hardware(WORKER_WINDOW_S)
+    if hardware:
+        # One line per kind of worker, with how many there are when they differ.
+        kinds = [
+            f"{summary} ({n})" if len(hardware) > 1 else summary
+            for summary, n in sorted(hardware.items())
+        ]
+        detail += "; media.hardware: " + " | ".join(kinds)
+    return detail
 
 
 def _free_bytes(path: Path) -> int:

@@ -49,6 +49,14 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         operations = validation.validate_operations(
             list(request.export.operations), "export.operations", violations
         )
+        if not violations:  # (indexes line up only when every operation parsed)
+            # An object source carries no capture time: a clock must bring its own base.
+            validation.require_capture_times(
+                operations,
+                "export.operations",
+                violations,
+                source_has_capture_time=not isinstance(source, str),
+            )
         request_id = validation.validate_request_id(request.request_id, violations)
         priority = validation.validate_priority(
             request.export.priority, "export.priority", violations

@@ -103,6 +103,11 @@ class Keys:
         return f"{self.prefix}:workers"
 
     @property
+    def worker_hardware(self) -> str:
+        """Hash worker id → its hardware encoders as its start-up probe found them."""
+        return f"{self.prefix}:workers:hardware"
+
+    @property
     def queue(self) -> str:
         """The arq queue."""
         return f"{self.prefix}:queue"

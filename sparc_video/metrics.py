@@ -33,6 +33,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from sparc_video.codecs import NVENC_UNAVAILABLE
 from sparc_video.keys import Keys
 from sparc_video.models import ExportState
 from sparc_video.records import ExportStore
@@ -224,6 +225,7 @@ class _Snapshot:
     live_workers: int = 0
     stored_bytes: int = 0
     ok: bool = False
+    nvenc_workers: int = 0
 
 
 class ServiceCollector(Collector):
@@ -250,18 +252,22 @@ class ServiceCollector(Collector):
     async def refresh(self, timeout_s: float = 2.0) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                counts, oldest, workers, stored = await asyncio.gather(
+                counts, oldest, workers, stored, hardware = await asyncio.gather(
                     self._store.count_by_state(),
                     self._store.oldest_in_state(ExportState.QUEUED),
                     self._store.live_workers(),
                     self._usage.total(),
+                    self._store.live_worker_hardware(),
                 )
         except Exception as exc:  # Redis down or slow: report that, not stale numbers
             log.warning("metrics: cannot read queue state from Redis: %s", exc)
             self._snapshot = _Snapshot()
             return
         age = max(0.0, time.time() - oldest.create_time) if oldest is not None else 0.0
-        self._snapshot = _Snapshot(counts, age, workers, stored, ok=True)
+        nvenc = sum(
+            n for summary, n in hardware.items() if not summary.startswith(NVENC_UNAVAILABLE)
+        )
+        self._snapshot = _Snapshot(counts, age, workers, stored, ok=True, nvenc_workers=nvenc)
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot
@@ -288,6 +294,11 @@ class ServiceCollector(Collector):
                 "video_workers_live",
                 "Worker processes whose heartbeat was seen in the last 30 s.",
                 value=snap.live_workers,
+            )
+            yield GaugeMetricFamily(
+                "video_workers_nvenc",
+                "Live workers whose start-up probe found a working NVENC encoder.",
+                value=snap.nvenc_workers,
             )
             used = GaugeMetricFamily(
                 "video_storage_used_bytes",

@@ -116,9 +116,24 @@ class CompressOp:
 WatermarkPosition = Literal["top_left", "top_right", "bottom_left", "bottom_right", "center"]
 
 
+DEFAULT_CLOCK_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class WatermarkClock:
+    """A running capture-time clock: `format` (fields %Y %m %d %H %M %S %L %%) in `time_zone`,
+    counting from `base_time_ns` (UTC ns of the source's first frame; None: the source's own
+    capture start time)."""
+
+    format: str = DEFAULT_CLOCK_FORMAT
+    base_time_ns: int | None = None
+    time_zone: str = "UTC"
+
+
 @dataclass(frozen=True)
 class WatermarkOp:
-    """An image (storage key) or a line of literal text drawn over every frame.
+    """An image (storage key) or a line of literal text drawn over every frame, the text
+    optionally followed by a running clock (`clock`).
 
     `margin` None: 2% of the frame width. `scale` 0: images keep their size (shrunk to fit),
     text is 4% of the frame height tall; otherwise the watermark's width as a fraction of the
@@ -134,6 +149,8 @@ class WatermarkOp:
     opacity: float = 1.0
     scale: float = 0.0
     text_color: str = "#ffffff"
+    # Text followed by (or only) a clock showing each frame's capture time.
+    clock: WatermarkClock | None = None
     name: Literal["watermark"] = "watermark"
 
 
@@ -150,18 +167,55 @@ class TrimOp:
 
     def end_within(self, length_s: float | None) -> float | None:
         """The end, relative to the video it applies to, when that is known."""
-        if self.end_s is not None:
-            end: float | None = self.end_s
-        elif self.duration_s is not None:
-            end = self.start_s + self.duration_s
-        else:
-            end = None
-        if length_s is None:
-            return end
-        return length_s if end is None else min(end, length_s)
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
 
 
-Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp
+RedactMode = Literal["blur", "pixelate"]
+
+
+@dataclass(frozen=True)
+class RedactRegion:
+    """A rectangle normalised to the frame: (0, 0) top left, (1, 1) bottom right."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class RedactOp:
+    """Hide `regions` (blurred or pixelated) during [start_s, end) of the video it applies to;
+    `end_s` and `duration_s` as TrimOp's (neither: to the end). `strength` in (0, 1]."""
+
+    regions: tuple[RedactRegion, ...] = ()
+    mode: RedactMode = "blur"
+    strength: float = 0.5
+    start_s: float = 0.0
+    end_s: float | None = None
+    duration_s: float | None = None
+    name: Literal["redact"] = "redact"
+
+    def end_within(self, length_s: float | None) -> float | None:
+        """The span's end, relative to the video it applies to, when that is known."""
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
+
+
+def _span_end(
+    start_s: float, end_s: float | None, duration_s: float | None, length_s: float | None
+) -> float | None:
+    if end_s is not None:
+        end: float | None = end_s
+    elif duration_s is not None:
+        end = start_s + duration_s
+    else:
+        end = None
+    if length_s is None:
+        return end
+    return length_s if end is None else min(end, length_s)
+
+
+Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp | RedactOp
 
 
 @dataclass
@@ -422,6 +476,12 @@ def _operation_from_dict(data: dict[str, Any]) -> Operation:
     if name == "thumbnail":
         stamps = tuple(Timestamp(kind=t["kind"], value=t["value"]) for t in data["timestamps"])
         return ThumbnailOp(**{**_known(ThumbnailOp, data), "timestamps": stamps})
+    if name == "watermark" and data.get("clock") is not None:
+        clock = WatermarkClock(**data["clock"])
+        return WatermarkOp(**{**_known(WatermarkOp, data), "clock": clock})
+    if name == "redact":
+        regions = tuple(RedactRegion(**region) for region in data["regions"])
+        return RedactOp(**{**_known(RedactOp, data), "regions": regions})
     kind = _OPERATION_TYPES.get(name)
     if kind is None:
         raise ValueError(f"unknown operation {name!r}")

@@ -5,15 +5,16 @@ runs by: a contradictory list is refused there with INVALID_ARGUMENT saying why.
 
 Every operation applies to the video produced by the operations before it. The rules:
 
-- All the operations that make the video (trim, watermark, transcode, compress, convert) fold
-  into **one** video pass: decode → filter → encode, or a stream copy (remux) when nothing
-  needs the pictures changed and the codecs fit the container.
+- All the operations that make the video (trim, watermark, redact, transcode, compress,
+  convert) fold into **one** video pass: decode → filter → encode, or a stream copy (remux)
+  when nothing needs the pictures changed and the codecs fit the container.
 - trim narrows the segment of the source that is kept; its times are relative to the video
   produced before it (a trim after a trim cuts inside the first one's result). Trimming
   commutes with the per-frame filters, so its position among them does not matter.
-- watermark and transcode's resolution are per-frame filters, applied in list order (a
+- watermark, redact and transcode's resolution are per-frame filters, applied in list order (a
   watermark before a scale is scaled with the picture; after it, it is drawn on the scaled
-  picture at its own size). A transcode's fps sets the output frame rate.
+  picture at its own size). A transcode's fps sets the output frame rate. A redaction's span
+  is relative to the video before it, like a trim's times, and held in source seconds.
 - Encoder settings (codec, preset, pixel format, rate control, audio) are merged in order: a
   later operation's explicit option replaces an earlier one's. compress's CRF/quality/target
   size replace a transcode's bitrate and the other way round.
@@ -30,7 +31,9 @@ Every operation applies to the video produced by the operations before it. The r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from fractions import Fraction
 
 from sparc_video import codecs
@@ -39,6 +42,7 @@ from sparc_video.models import (
     CompressOp,
     ConvertOp,
     Operation,
+    RedactOp,
     ThumbnailOp,
     TranscodeOp,
     TrimOp,
@@ -69,9 +73,6 @@ class Overlay:
     op: WatermarkOp
 
 
-Step = Scale | Overlay
-
-
 @dataclass(frozen=True)
 class Segment:
     """The part of the source kept, in source seconds; `end_s` None is the source's end."""
@@ -82,6 +83,18 @@ class Segment:
     @property
     def length_s(self) -> float | None:
         return None if self.end_s is None else self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """Hide the op's regions while source time is within `span` (source seconds)."""
+
+    op_index: int
+    op: RedactOp
+    span: Segment
+
+
+Step = Scale | Overlay | Redaction
 
 
 @dataclass
@@ -158,14 +171,24 @@ class Plan:
     operations: list[Operation]
     video: VideoPlan | None
     thumbnails: list[ThumbnailPlan]
+    # When the source's frame at a given time (seconds) was captured, for sources that know
+    # (recordings, camera ranges, whose closed gaps make it more than start + t): a watermark
+    # clock without a base time of its own shows it.
+    capture_time: Callable[[float], datetime | None] | None = None
 
 
-def compile_plan(operations: list[Operation], prefix: str = "export.operations") -> Plan:
+def compile_plan(
+    operations: list[Operation],
+    prefix: str = "export.operations",
+    *,
+    capture_time: Callable[[float], datetime | None] | None = None,
+) -> Plan:
     """The plan for `operations`; InvalidArgument naming the fields of a contradictory list."""
     violations: list[FieldViolation] = []
     plan = _Compiler(operations, prefix, violations).run()
     if violations:
         raise InvalidArgument(violations)
+    plan.capture_time = capture_time
     return plan
 
 
@@ -202,6 +225,8 @@ class _Compiler:
             elif isinstance(op, WatermarkOp):
                 self.video.steps.append(Overlay(index, op))
                 self.video.encode = True
+            elif isinstance(op, RedactOp):
+                self._redact(index, op)
             elif isinstance(op, TranscodeOp):
                 self._transcode(index, op)
             elif isinstance(op, CompressOp):
@@ -235,6 +260,25 @@ class _Compiler:
         if op.mode == "exact":
             video.fast_trim = False
             video.encode = True
+
+    def _redact(self, index: int, op: RedactOp) -> None:
+        """The span, relative to the video before the operation, becomes source seconds: a
+        later trim narrows what is kept but does not move what was redacted."""
+        segment = self.video.segment
+        length = segment.length_s
+        if length is not None and op.start_s >= length:
+            self.violations.append(
+                FieldViolation(
+                    self.field(index, "start"),
+                    f"{op.start_s:g} s is at or past the end of the {length:g} s video that "
+                    "the operations before it produce",
+                )
+            )
+            return
+        end = op.end_within(length)
+        span = Segment(segment.start_s + op.start_s, None if end is None else segment.start_s + end)
+        self.video.steps.append(Redaction(index, op, span))
+        self.video.encode = True
 
     def _transcode(self, index: int, op: TranscodeOp) -> None:
         video = self.video

@@ -18,6 +18,7 @@ from sparc_video.models import (
     OutputKind,
     Priority,
     Progress,
+    RedactOp,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,
@@ -196,11 +197,29 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
         )
         if op.image_key:
             watermark.image_object_key = op.image_key
-        else:
+        elif op.text or op.clock is None:
             watermark.text = op.text
         if op.margin is not None:
             watermark.margin = op.margin
+        if op.clock is not None:
+            watermark.clock.format = op.clock.format
+            watermark.clock.time_zone = op.clock.time_zone
+            if op.clock.base_time_ns is not None:
+                watermark.clock.base_time.FromNanoseconds(op.clock.base_time_ns)
         return export_pb2.Operation(watermark=watermark)
+    if isinstance(op, RedactOp):
+        redact = export_pb2.RedactOptions(
+            regions=[
+                export_pb2.RedactOptions.Region(x=r.x, y=r.y, width=r.width, height=r.height)
+                for r in op.regions
+            ],
+            mode=_REDACT_MODES[op.mode],
+            strength=op.strength,
+            start=_seconds(op.start_s) if op.start_s else "",
+            end=_seconds(op.end_s),
+            duration=_seconds(op.duration_s),
+        )
+        return export_pb2.Operation(redact=redact)
     assert isinstance(op, TrimOp)
     return export_pb2.Operation(
         trim=export_pb2.TrimOptions(
@@ -293,6 +312,10 @@ _POSITIONS = {
 _MODES = {
     "exact": export_pb2.TrimOptions.MODE_EXACT,
     "fast": export_pb2.TrimOptions.MODE_FAST,
+}
+_REDACT_MODES = {
+    "blur": export_pb2.RedactOptions.MODE_BLUR,
+    "pixelate": export_pb2.RedactOptions.MODE_PIXELATE,
 }
 
 

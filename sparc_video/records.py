@@ -439,13 +439,37 @@ class ExportStore:
         ids = await self._redis.zrangebylex(self.keys.by_state(state), "-", "+", start=0, num=count)
         return [i.decode() for i in ids]
 
-    async def record_worker_heartbeat(self, worker_id: str) -> None:
-        await self._redis.zadd(self.keys.workers, {worker_id: time.time()})
+    async def record_worker_heartbeat(self, worker_id: str, hardware: str = "") -> None:
+        """`hardware`: the worker's hardware encoders, once its start-up probe has run."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.workers, {worker_id: time.time()})
+            if hardware:
+                pipe.hset(self.keys.worker_hardware, worker_id, hardware)
+            await pipe.execute()
 
     async def live_workers(self, within_s: float = 30.0) -> int:
         now = time.time()
-        await self._redis.zremrangebyscore(self.keys.workers, "-inf", now - 24 * 3600)
+        gone = await self._redis.zrangebyscore(self.keys.workers, "-inf", now - 24 * 3600)
+        if gone:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.workers, *gone)
+                pipe.hdel(self.keys.worker_hardware, *gone)
+                await pipe.execute()
         return int(await self._redis.zcount(self.keys.workers, now - within_s, "+inf"))
+
+    async def live_worker_hardware(self, within_s: float = 30.0) -> dict[str, int]:
+        """How many live workers reported each hardware summary (workers still probing are
+        not counted)."""
+        live = await self._redis.zrangebyscore(self.keys.workers, time.time() - within_s, "+inf")
+        if not live:
+            return {}
+        found: dict[str, int] = {}
+        summaries = await self._redis.hmget(self.keys.worker_hardware, live)  # type: ignore[misc]
+        for summary in summaries:
+            if summary is not None:
+                text = summary.decode() if isinstance(summary, bytes) else str(summary)
+                found[text] = found.get(text, 0) + 1
+        return found
 
     async def ids(self, states: Iterable[ExportState]) -> list[str]:
         found: list[str] = []

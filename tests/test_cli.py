@@ -20,9 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sparc.video.v1 import export_pb2
 
 from sparc_video import cli
-from sparc_video.cli_client import parse_operation, parse_operations
+from sparc_video.cli_client import (
+    UsageError,
+    describe_operation,
+    parse_operation,
+    parse_operations,
+)
 from sparc_video.client import AsyncExportClient, thumbnail
 from sparc_video.settings import Settings
 from tests.fixtures.redis import free_port
@@ -326,6 +332,22 @@ def test_operation_flags_follow_the_proto() -> None:
     thumb = parse_operation("thumbnail", "at=10%,at=00:00:02.5,size=320x240")
     assert list(thumb.thumbnail.timestamps) == ["10%", "00:00:02.5"]
     assert parse_operation("thumbnail", "").HasField("thumbnail")
+
+
+def test_redact_and_clock_flags() -> None:
+    """Repeated regions and timestamps are single values on the command line."""
+    text = "region=0.1:0.2:0.3:0.4,region=0:0:0.5:0.5,mode=pixelate,start=1.5,duration=2"
+    redact = parse_operation("redact", text)
+    assert [(r.x, r.height) for r in redact.redact.regions] == [(0.1, 0.4), (0.0, 0.5)]
+    assert redact.redact.mode == export_pb2.RedactOptions.MODE_PIXELATE
+    assert describe_operation(redact) == f"redact {text}"
+    clock = "text=Cam 7,clock.format=%H:%M:%S,clock.base_time=2024-05-01T12:00:00Z"
+    watermark = parse_operation("watermark", clock)
+    assert watermark.watermark.clock.base_time.seconds == 1714564800
+    assert describe_operation(watermark) == f"watermark {clock}"
+    for kind, bad in (("redact", "region=0.1:0.2"), ("watermark", "clock.base_time=yesterday")):
+        with pytest.raises(UsageError):
+            parse_operation(kind, bad)
 
 
 def test_readme_cli_examples_parse() -> None:

@@ -22,6 +22,7 @@ from sparc_video.server import EXPORT_SERVICE
 from sparc_video.settings import Settings
 from tests.fixtures.redis import RedisProcess, free_port
 from tests.fixtures.service import RunningService, start_service
+from workers.pipeline.encoders import local_hardware
 from workers.runner import build_worker
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -137,7 +138,23 @@ async def test_only_critical_checks_gate_serving(
         task = asyncio.create_task(worker.main())
         try:
             report = await report_until(service, lambda r: r["checks"]["workers"]["ok"])
-            assert report["checks"]["workers"]["detail"] == "1 live worker(s)"
+            assert report["checks"]["workers"]["detail"].startswith("1 live worker(s)")
+            # Its start-up hardware probe (in a media child) arrives with a later heartbeat.
+            report = await report_until(
+                service, lambda r: "media.hardware" in r["checks"]["workers"]["detail"], 30
+            )
+            expected = local_hardware()
+            assert report["checks"]["workers"]["detail"] == (
+                f"1 live worker(s); media.hardware: {expected.summary()}"
+            )
+            if not expected.nvenc:
+                assert "nvenc unavailable: no NVIDIA device" in expected.summary()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{service.http_url}/metrics") as response,
+            ):
+                metrics = await response.text()
+            assert f"video_workers_nvenc {float(bool(expected.nvenc))}" in metrics
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -57,6 +57,7 @@ SERVER_METRICS = [
     "video_processing_queue_size",
     "video_processing_oldest_queued_age_seconds",
     "video_workers_live",
+    "video_workers_nvenc",
     "video_storage_used_bytes",
     "video_health_check_ok",
     "video_health_check_latency_seconds",

@@ -32,7 +32,8 @@ from sparc_video.models import (
 from tests.media import make_clip, read_frame_index
 from workers.child import ChildProgress, ProducedFile, run_plan
 from workers.pipeline.assets import asset_path
-from workers.pipeline.encoders import nvenc_usable
+from workers.pipeline.encoders import HardwareReport, nvenc_usable, probe_hardware
+from workers.sandbox import probe_hardware_in_child
 
 FPS = 30
 BLUE = (0, 0, 255)
@@ -231,6 +232,39 @@ def test_hardware_nvenc_without_a_gpu_fails_clearly(short: Path, tmp_path: Path)
     with pytest.raises(PermanentProcessingError) as info:
         run(short, tmp_path, TranscodeOp(hardware="nvenc"))
     assert info.value.reason == "HARDWARE_UNAVAILABLE"
+
+
+@pytest.mark.skipif(nvenc_usable(), reason="this machine has a usable NVENC")
+def test_hardware_probe_says_why_nvenc_is_unavailable() -> None:
+    report = probe_hardware()
+    assert report.nvenc == ()
+    assert report.reason.startswith("no NVIDIA device")
+    assert report.summary() == f"nvenc unavailable: {report.reason}"
+
+
+async def test_hardware_probe_runs_in_a_media_child() -> None:
+    """The worker's start-up probe: the same answer, from a child process it can lose."""
+    assert await probe_hardware_in_child() == probe_hardware()
+
+
+def test_hardware_choice_follows_the_workers_start_up_report(short: Path, tmp_path: Path) -> None:
+    """A worker passes its start-up probe into the child: `auto` and `nvenc` decide from it,
+    without probing again."""
+    none = HardwareReport(reason="the driver said no")
+    files = run_plan(
+        short,
+        tmp_path / "auto",
+        [TranscodeOp(hardware="auto", preset="ultrafast")],
+        lambda _: None,
+        hardware=none,
+    )
+    assert files[0].video_encoder == "libx264"
+    with pytest.raises(PermanentProcessingError) as info:
+        run_plan(
+            short, tmp_path / "nvenc", [TranscodeOp(hardware="nvenc")], lambda _: None, None, none
+        )
+    assert info.value.reason == "HARDWARE_UNAVAILABLE"
+    assert "h264_nvenc: the driver said no" in info.value.message
 
 
 @pytest.mark.skipif(not nvenc_usable(), reason="no usable NVIDIA GPU (NVENC) here")

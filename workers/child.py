@@ -26,6 +26,7 @@ from sparc_video.models import Operation
 from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
+from workers.pipeline.encoders import HardwareReport, probe_hardware
 from workers.pipeline.join import JoinSpec, join_segments
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
@@ -131,12 +132,13 @@ def run_operations(
     operations: list[Operation],
     join: JoinSpec | None,
     wall_clock: WallClock | None,
+    hardware: HardwareReport,
     send: Connection,
     cancel: Event,
 ) -> None:
-    """Child-process entry point."""
+    """Child-process entry point; `hardware` is the worker's start-up probe."""
     try:
-        produced = _run(source, workdir, operations, join, wall_clock, send, cancel)
+        produced = _run(source, workdir, operations, join, wall_clock, hardware, send, cancel)
         send.send(("done", produced))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
@@ -163,11 +165,14 @@ def _run(
     operations: list[Operation],
     join: JoinSpec | None,
     wall_clock: WallClock | None,
+    hardware: HardwareReport,
     send: Connection,
     cancel: Event,
 ) -> list[ProducedFile]:
     report = lambda p: send.send(("progress", p))  # noqa: E731
-    return run_plan(source, workdir, operations, report, cancel, join=join, wall_clock=wall_clock)
+    return run_plan(
+        source, workdir, operations, report, cancel, hardware, join=join, wall_clock=wall_clock
+    )
 
 
 # Share of the progress percent a camera range's join takes before the plan runs.
@@ -199,31 +204,42 @@ def _join(
     join_segments(join, dst, on_progress)
 
 
+def probe_hardware_encoders(send: Connection, cancel: Event) -> None:
+    """Child-process entry point of the worker's start-up probe: a driver that crashes while
+    CUDA loads takes this child down, not the worker."""
+    send.send(("done", probe_hardware()))
+
+
 def run_plan(
     source: Path,
     workdir: Path,
     operations: list[Operation],
     report: Callable[[ChildProgress], None],
     cancel: Event | None = None,
+    hardware: HardwareReport | None = None,
     *,
     join: JoinSpec | None = None,
     wall_clock: WallClock | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
-    (where the watermark images already are, see `workers.pipeline.assets`).
+    (where the watermark images already are, see `workers.pipeline.assets`). `hardware`: the
+    worker's start-up probe (None outside a worker: see `build_passes`).
 
     With `join` (a camera time range), the recordings' spans are first joined into `source`,
     which the plan then reads like any uploaded video. With `wall_clock` (a recording or a
-    camera range), the video gets chapters (and subtitles) with the capture time."""
+    camera range), the video gets chapters (and subtitles) with the capture time, and a
+    watermark clock without a base time of its own shows each frame's capture time."""
     workdir.mkdir(parents=True, exist_ok=True)
     if join is not None:
         _join(join, source, report, cancel)
     info = probe(source)
     try:
-        plan = compile_plan(operations)
+        plan = compile_plan(
+            operations, capture_time=wall_clock.capture_time if wall_clock else None
+        )
     except InvalidArgument as exc:  # validated at CreateExport: only a record from elsewhere
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
-    passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations))
+    passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)
     progress = _PlanProgress(passes, report, cancel)
     if join is not None:
         progress.offset = JOIN_PERCENT

@@ -20,7 +20,9 @@ from sparc_video.records import ExportStore
 from sparc_video.settings import Settings
 from sparc_video.signing import ManifestSigner
 from sparc_video.storage import Storage, open_storage
+from workers.pipeline.encoders import HardwareReport
 from workers.reconciler import Reconciler
+from workers.sandbox import probe_hardware_in_child
 from workers.worker_telemetry import InstrumentedStorage, serve_worker_metrics
 
 HEARTBEAT_INTERVAL_S = 5.0
@@ -38,6 +40,9 @@ class WorkerContext:
     worker_id: str
     signer: ManifestSigner
     _stack: AsyncExitStack = field(repr=False)
+    # The hardware encoder probe, started with the worker (it runs in a media child, off the
+    # event loop); jobs await it instead of probing again.
+    _hardware: asyncio.Task[HardwareReport] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -66,6 +71,8 @@ class WorkerContext:
             signer=ManifestSigner.from_settings(settings),
             _stack=stack,
         )
+        context._hardware = asyncio.create_task(probe_hardware_in_child(), name="hardware-probe")
+        stack.push_async_callback(_cancel, context._hardware)
         reconciler = Reconciler(settings, context.store, context.queue, storage)
         for task in (
             asyncio.create_task(context._heartbeat(), name="worker-heartbeat"),
@@ -79,15 +86,24 @@ class WorkerContext:
     async def aclose(self) -> None:
         await self._stack.aclose()
 
+    async def hardware(self) -> HardwareReport:
+        """What the start-up probe found (waits for it during the worker's first seconds)."""
+        assert self._hardware is not None
+        return await asyncio.shield(self._hardware)
+
     async def _heartbeat(self) -> None:
-        """Announce this worker (GetQueueStats counts workers seen in the last 30 s)."""
+        """Announce this worker (GetQueueStats counts workers seen in the last 30 s) and, once
+        probed, its hardware encoders (server health and metrics show them)."""
         while True:
+            hardware = ""
+            if self._hardware is not None and self._hardware.done():
+                hardware = self._hardware.result().summary()
             with contextlib.suppress(Exception):
-                await self.store.record_worker_heartbeat(self.worker_id)
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+                await self.store.record_worker_heartbeat(self.worker_id, hardware)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S if hardware else HEARTBEAT_INTERVAL_S / 5)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
+async def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -239,7 +239,9 @@ class ExportJob:
                     file_size=settings.processing_file_size_limit,
                 ),
                 join=join,
+                # Chapters, subtitles and watermark clocks without a base time of their own.
                 wall_clock=wall_clock_of(record),
+                hardware=await self.worker.hardware(),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):

@@ -25,10 +25,18 @@ from sparc_video.errors import (
     JobCancelled,
     MediaError,
     PermanentProcessingError,
+    ProcessingError,
     ProcessingTimeout,
 )
 from sparc_video.models import Operation
-from workers.child import ChildFailure, ChildProgress, ProducedFile, run_operations
+from workers.child import (
+    ChildFailure,
+    ChildProgress,
+    ProducedFile,
+    probe_hardware_encoders,
+    run_operations,
+)
+from workers.pipeline.encoders import HardwareReport
 from workers.pipeline.join import JoinSpec
 from workers.pipeline.wall_clock import WallClock
 
@@ -38,6 +46,8 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["workers.child"])
 
 CANCEL_GRACE_S = 0.5
+# Loading CUDA and opening each NVENC encoder takes a few seconds at most on a working driver.
+PROBE_TIMEOUT_S = 60.0
 _MEDIA_REASONS = {"INVALID_MEDIA", "NOT_A_VIDEO", "NO_VIDEO_STREAM", "UNDECODABLE"}
 
 OnProgress = Callable[[ChildProgress], Awaitable[None]]
@@ -88,18 +98,46 @@ async def run_in_child(
     limits: ProcessLimits | None = None,
     join: JoinSpec | None = None,
     wall_clock: WallClock | None = None,
+    hardware: HardwareReport | None = None,
 ) -> list[ProducedFile]:
     """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them.
+    `hardware`: the worker's start-up probe (None: software encoders only).
 
     With `join`, the child first writes `source` by joining a camera range's recordings."""
     result = await run_target_in_child(
         run_operations,
-        (source, workdir, operations, join, wall_clock),
+        (
+            source,
+            workdir,
+            operations,
+            join,
+            wall_clock,
+            hardware or HardwareReport(reason="not probed"),
+        ),
         on_progress,
         timeout_s=timeout_s,
         limits=limits or ProcessLimits(),
     )
     return list(result)
+
+
+async def probe_hardware_in_child(timeout_s: float = PROBE_TIMEOUT_S) -> HardwareReport:
+    """Which hardware encoders work here, found in a media child: a driver that hangs or
+    crashes while CUDA loads costs this probe, not the worker."""
+
+    async def no_progress(_: ChildProgress) -> None:
+        return None
+
+    try:
+        report = await run_target_in_child(
+            probe_hardware_encoders, (), no_progress, timeout_s=timeout_s, limits=ProcessLimits()
+        )
+    except ProcessingError as exc:
+        return HardwareReport(reason=f"the probe failed: {exc.message}")
+    except Exception as exc:  # the worker runs on, with software encoders
+        return HardwareReport(reason=f"the probe failed: {type(exc).__name__}: {exc}")
+    assert isinstance(report, HardwareReport)
+    return report
 
 
 async def run_target_in_child(

@@ -69,18 +69,40 @@ class AudioEncoder:
     bitrate_bps: int
 
 
+@dataclass(frozen=True)
+class HardwareReport:
+    """The hardware encoders a worker can use, found by one probe when it starts."""
+
+    # NVENC encoders that opened and encoded a frame (h264_nvenc, ...).
+    nvenc: tuple[str, ...] = ()
+    # Why there is none, when there is none.
+    reason: str = ""
+
+    def summary(self) -> str:
+        """What health reports: `h264_nvenc, hevc_nvenc` or `nvenc unavailable: <why>`."""
+        return ", ".join(self.nvenc) if self.nvenc else f"{codecs.NVENC_UNAVAILABLE}: {self.reason}"
+
+
 def choose_video_encoder(
-    codec_name: str, preset: str, pixel_format: str, hardware: str, rate: RateControl
+    codec_name: str,
+    preset: str,
+    pixel_format: str,
+    hardware: str,
+    rate: RateControl,
+    available: HardwareReport,
 ) -> VideoEncoder:
-    """Pick software or NVENC as `hardware` ("", "none", "auto", "nvenc") asks."""
+    """Pick software or NVENC as `hardware` ("", "none", "auto", "nvenc") asks, from what the
+    worker's start-up probe found (`available`): nothing is probed per job."""
     codec = codecs.VIDEO_CODECS[codec_name]
     encoder = codec.encoder
     if hardware in ("auto", "nvenc") and codec.nvenc and pixel_format in codec.nvenc_pixel_formats:
-        if nvenc_usable():
+        if codec.nvenc in available.nvenc:
             encoder = codec.nvenc
         elif hardware == "nvenc":
+            why = available.reason or f"{codec.nvenc} did not pass the probe"
             raise PermanentProcessingError(
-                "NVENC was asked for (hardware: nvenc) but this worker has no usable NVIDIA GPU",
+                f"NVENC was asked for (hardware: nvenc) but this worker cannot use "
+                f"{codec.nvenc}: {why}",
                 reason="HARDWARE_UNAVAILABLE",
             )
     elif hardware == "nvenc":
@@ -179,28 +201,41 @@ def add_audio_stream(
     return stream
 
 
-@functools.cache
-def nvenc_usable() -> bool:
-    """Whether NVENC works here: an NVIDIA device exists and an encoder opens and encodes.
+def probe_hardware() -> HardwareReport:
+    """Try each NVENC encoder with a one-frame encode.
 
-    Probed once per process; cheap (no CUDA load) on machines without an NVIDIA driver.
+    A worker runs this once, in a media child process (a broken driver can crash the process
+    that loads CUDA); on machines without an NVIDIA driver it returns at once, loading nothing.
     """
     if not any(Path(device).exists() for device in _NVIDIA_DEVICES):
-        return False
-    try:
-        ctx = av.CodecContext.create("h264_nvenc", "w")
-        assert isinstance(ctx, VideoCodecContext)
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
-        ctx.time_base = Fraction(1, 25)
-        frame = av.VideoFrame(256, 256, "yuv420p")
-        frame.pts = 0
-        ctx.encode(frame)
-        ctx.encode(None)
-    except (av.error.FFmpegError, OSError, ValueError):
-        return False
-    return True
+        return HardwareReport(reason=f"no NVIDIA device ({', '.join(_NVIDIA_DEVICES)} missing)")
+    found: list[str] = []
+    failures: list[str] = []
+    for codec in codecs.VIDEO_CODECS.values():
+        if not codec.nvenc or codec.nvenc in found:
+            continue
+        try:
+            ctx = av.CodecContext.create(codec.nvenc, "w")
+            assert isinstance(ctx, VideoCodecContext)
+            ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+            ctx.time_base = Fraction(1, 25)
+            frame = av.VideoFrame(256, 256, "yuv420p")
+            frame.pts = 0
+            ctx.encode(frame)
+            ctx.encode(None)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            failures.append(f"{codec.nvenc}: {exc}")
+            continue
+        found.append(codec.nvenc)
+    return HardwareReport(tuple(found), "; ".join(failures)[:300] if not found else "")
 
 
-def hardware_report() -> dict[str, bool]:
-    """For health/metrics: which hardware encoders this process can use."""
-    return {"nvenc": nvenc_usable()}
+@functools.cache
+def local_hardware() -> HardwareReport:
+    """This process's own probe, for code that runs the pipeline outside a worker (tests,
+    benchmarks); a worker passes its start-up report instead."""
+    return probe_hardware()
+
+
+def nvenc_usable() -> bool:
+    return bool(local_hardware().nvenc)

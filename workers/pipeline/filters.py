@@ -1,4 +1,5 @@
-"""One FFmpeg filter graph per pass: upright, scale, overlay watermarks, convert the format.
+"""One FFmpeg filter graph per pass: upright, scale, overlay watermarks, redact regions,
+convert the format.
 
 The graph is built from numbers only (sizes, positions, pixel format names from our own
 tables): no user string ever becomes part of a filter description, so text such as
@@ -61,12 +62,44 @@ class Overlay:
         return int(self.image.shape[0])
 
 
-FilterStep = Resize | Overlay
+@dataclass(frozen=True)
+class Redact:
+    """Blur (gaussian, `amount` = sigma in pixels) or pixelate (`amount` = block side) each
+    region (x, y, width, height in pixels, even) of frames whose source time is within
+    [start_s, end_s); end_s None: to the end."""
+
+    regions: tuple[tuple[int, int, int, int], ...]
+    mode: str  # "blur" | "pixelate"
+    amount: int
+    start_s: float = 0.0
+    end_s: float | None = None
+
+    @property
+    def always(self) -> bool:
+        return self.start_s <= 0 and self.end_s is None
+
+    def active(self, at_s: float | None) -> bool:
+        # A frame without a time is redacted: hiding too much beats showing what should not be.
+        if at_s is None or self.always:
+            return True
+        return at_s >= self.start_s and (self.end_s is None or at_s < self.end_s)
+
+
+@dataclass(frozen=True, eq=False)
+class LiveOverlay:
+    """An overlay whose picture follows the frame's source time (a running clock):
+    `at(at_s)` gives a key (the same key: the same picture) and the Overlay to draw."""
+
+    at: Callable[[float | None], tuple[str, Overlay]]
+
+
+FilterStep = Resize | Overlay | Redact | LiveOverlay
 
 
 class FilterChain:
     """Frames in, frames out, one for one: turned upright (display matrix), pixels made square,
-    then `steps` in order, then converted to `pix_fmt`.
+    then `steps` in order, then converted to `pix_fmt`. Redactions limited to a span apply to
+    the frames whose source time (`at_s`) is in it: the graph is rebuilt as one starts or ends.
 
     Output is limited-range video ("tv") for encoders, or with `full_range` full-range BT.601
     (JPEG and RGB pictures). The graph is rebuilt when the input changes (streams may switch
@@ -92,7 +125,10 @@ class FilterChain:
         self._source: FilterContext | None = None
         self._sink: FilterContext | None = None
 
-    def __call__(self, frame: VideoFrame, sar: Fraction | None = None) -> VideoFrame:
+    def __call__(
+        self, frame: VideoFrame, sar: Fraction | None = None, at_s: float | None = None
+    ) -> VideoFrame:
+        """Filter `frame`; `at_s` is its time in source seconds (for timed redactions)."""
         turns = quarter_turns(frame)
         if (
             not self._steps
@@ -103,9 +139,25 @@ class FilterChain:
             and frame.format.name == self._pix_fmt
         ):
             return frame
-        key = (frame.width, frame.height, frame.format.name, frame.color_range, turns, sar)
+        # What the timed steps draw on this frame: redactions on or off, clock pictures. A
+        # change rebuilds the graph (once a second for a clock: cheap next to encoding).
+        steps: list[Resize | Overlay | Redact] = []
+        state: list[object] = []
+        for step in self._steps:
+            if isinstance(step, LiveOverlay):
+                text, overlay = step.at(at_s)
+                steps.append(overlay)
+                state.append(text)
+            elif isinstance(step, Redact):
+                active = step.active(at_s)
+                if active:
+                    steps.append(step)
+                state.append(active)
+            else:
+                steps.append(step)
+        key = (frame.width, frame.height, frame.format.name, frame.color_range, turns, sar, *state)
         if self._graph is None or key != self._key:
-            self._build(frame, turns, sar)
+            self._build(frame, turns, sar, steps)
             self._key = key
         assert self._source is not None and self._sink is not None
         self._source.push(frame)
@@ -117,7 +169,13 @@ class FilterChain:
         out.duration = frame.duration
         return out
 
-    def _build(self, frame: VideoFrame, turns: int, sar: Fraction | None) -> None:
+    def _build(
+        self,
+        frame: VideoFrame,
+        turns: int,
+        sar: Fraction | None,
+        steps: list[Resize | Overlay | Redact],
+    ) -> None:
         graph = Graph()
         aspect = sar if sar is not None and sar > 0 else Fraction(1)
         time_base = str(frame.time_base or Fraction(1, 1000))
@@ -145,7 +203,6 @@ class FilterChain:
         elif turns == 3:
             then("transpose", "clock")
         pushes: list[Callable[[], None]] = []
-        steps = list(self._steps)
         # The first scale squares the pixels too; consecutive scales collapse into the last.
         pending: Resize | None = Resize(*self._first)
         if steps and isinstance(steps[0], Resize):
@@ -157,6 +214,9 @@ class FilterChain:
             if pending is not None:
                 then("scale", _scale_args(pending))
                 pending = None
+            if isinstance(step, Redact):
+                current = _redact(graph, current, step, self._pix_fmt)
+                continue
             overlay, push = _overlay(graph, step, time_base, self._pix_fmt)
             current.link_to(overlay, 0, 0)
             current = overlay
@@ -207,6 +267,33 @@ def _overlay(
         picture.push(None)
 
     return overlay, push
+
+
+def _redact(graph: Graph, current: FilterContext, step: Redact, pix_fmt: str) -> FilterContext:
+    """split → per region: crop → gblur/pixelize → overlay back in place.
+
+    Only the regions' pixels are read for their redaction (nothing from outside a region
+    bleeds into it) and every pixel outside them passes through untouched.
+    """
+    split = graph.add("split", str(len(step.regions) + 1))
+    current.link_to(split)
+    main, output = split, 0
+    for number, (x, y, width, height) in enumerate(step.regions, start=1):
+        crop = graph.add("crop", f"w={width}:h={height}:x={x}:y={y}:exact=1")
+        split.link_to(crop, number, 0)
+        if step.mode == "pixelate":
+            block = max(2, min(step.amount, width, height))
+            hide = graph.add("pixelize", f"width={block}:height={block}:mode=avg")
+        else:
+            hide = graph.add("gblur", f"sigma={step.amount}")
+        crop.link_to(hide)
+        overlay = graph.add(
+            "overlay", x=str(x), y=str(y), format=_OVERLAY_FORMATS.get(pix_fmt, "yuv420")
+        )
+        main.link_to(overlay, output, 0)
+        hide.link_to(overlay, 0, 1)
+        main, output = overlay, 0
+    return main
 
 
 def _scale_args(size: Resize) -> str:

@@ -8,8 +8,9 @@ for exist in this video.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sparc_video import codecs
@@ -18,6 +19,7 @@ from sparc_video.models import Operation, ThumbnailOp, Timestamp
 from sparc_video.plan import (
     DEFAULT_TILE_WIDTH,
     Plan,
+    Redaction,
     Scale,
     Segment,
     Step,
@@ -26,12 +28,15 @@ from sparc_video.plan import (
 )
 from workers.pipeline.encoders import (
     AudioEncoder,
+    HardwareReport,
     RateControl,
     choose_audio_encoder,
     choose_video_encoder,
+    local_hardware,
 )
 from workers.pipeline.filters import FilterStep, Resize
 from workers.pipeline.media import MediaInfo, fit_size
+from workers.pipeline.redact import redaction
 from workers.pipeline.render import VideoEncode, VideoPass
 from workers.pipeline.watermark import watermark_overlay
 
@@ -68,14 +73,23 @@ Pass = VideoPass | ThumbnailPass
 
 
 def build_passes(
-    plan: Plan, src: Path, info: MediaInfo, workdir: Path, assets: Mapping[str, Path]
+    plan: Plan,
+    src: Path,
+    info: MediaInfo,
+    workdir: Path,
+    assets: Mapping[str, Path],
+    hardware: HardwareReport | None = None,
 ) -> list[Pass]:
-    """The passes of `plan` over `src`, in the order of their first operation."""
+    """The passes of `plan` over `src`, in the order of their first operation.
+
+    `hardware` is what the worker's start-up probe found; None (outside a worker: tests,
+    benchmarks) probes this process, once, if the plan asks for hardware encoding.
+    """
     passes: list[Pass] = []
     if plan.video is not None:
-        passes.append(_video_pass(plan, plan.video, src, info, workdir, assets))
+        passes.append(_video_pass(plan, plan.video, src, info, workdir, assets, hardware))
     for thumbs in plan.thumbnails:
-        passes.append(_thumbnail_pass(plan.operations, thumbs, src, info, workdir, assets))
+        passes.append(_thumbnail_pass(plan, thumbs, src, info, workdir, assets))
     return sorted(passes, key=lambda p: p.operations[0])
 
 
@@ -86,6 +100,7 @@ def _video_pass(
     info: MediaInfo,
     workdir: Path,
     assets: Mapping[str, Path],
+    hardware: HardwareReport | None,
 ) -> VideoPass:
     segment = _check_segment(video.segment, info, plan.operations, video.operations)
     box = codecs.CONTAINERS[video.container]
@@ -112,7 +127,7 @@ def _video_pass(
             audio = choose_audio_encoder(video.encode_audio_codec(), video.audio.bitrate_bps)
     encode: VideoEncode | None = None
     if not copy:
-        steps, _ = resolve_steps(video.steps, (info.width, info.height), assets)
+        steps, _ = resolve_steps(video.steps, (info.width, info.height), assets, plan.capture_time)
         enc = video.video
         rate = RateControl(enc.bitrate_bps, enc.crf, enc.max_bitrate_bps, enc.buffer_size_bits)
         if enc.target_size_bytes is not None:
@@ -128,6 +143,9 @@ def _video_pass(
             enc.pixel_format or codecs.DEFAULT_PIXEL_FORMAT,
             enc.hardware,
             rate,
+            available=(hardware or local_hardware())
+            if enc.hardware in ("auto", "nvenc")
+            else HardwareReport(),
         )
         encode = VideoEncode(encoder, (info.width, info.height), tuple(steps), video.fps)
     return VideoPass(
@@ -174,22 +192,29 @@ def _target_bitrate(target_bytes: int, length_s: float, audio_bps: int) -> int:
 
 
 def resolve_steps(
-    steps: tuple[Step, ...] | list[Step], size: tuple[int, int], assets: Mapping[str, Path]
+    steps: tuple[Step, ...] | list[Step],
+    size: tuple[int, int],
+    assets: Mapping[str, Path],
+    capture_time: Callable[[float], datetime | None] | None = None,
 ) -> tuple[list[FilterStep], tuple[int, int]]:
-    """Filters with concrete sizes (and rendered watermarks), from a frame of `size`."""
+    """Filters with concrete sizes (and rendered watermarks), from a frame of `size`;
+    `capture_time`: the source's capture time at a source time, for watermark clocks without
+    a base time."""
     width, height = size
     resolved: list[FilterStep] = []
     for step in steps:
         if isinstance(step, Scale):
             width, height = fit_size(width, height, step.width, step.height, even=True)
             resolved.append(Resize(width, height))
+        elif isinstance(step, Redaction):
+            resolved.append(redaction(step, width, height))
         else:
-            resolved.append(watermark_overlay(step.op, width, height, assets))
+            resolved.append(watermark_overlay(step.op, width, height, assets, capture_time))
     return resolved, (width, height)
 
 
 def _thumbnail_pass(
-    operations: list[Operation],
+    plan: Plan,
     thumbs: ThumbnailPlan,
     src: Path,
     info: MediaInfo,
@@ -212,7 +237,7 @@ def _thumbnail_pass(
         count = op.sprite_frame_count
         stamps = tuple(Timestamp("percent", 100 * (i + 0.5) / count) for i in range(count))
     times = tuple(segment.start_s + _resolve(ts, length, frame_s) for ts in stamps)
-    steps, size = resolve_steps(thumbs.steps, (info.width, info.height), assets)
+    steps, size = resolve_steps(thumbs.steps, (info.width, info.height), assets, plan.capture_time)
     width, height = op.width, op.height
     if op.sprite and not width and not height:
         width = DEFAULT_TILE_WIDTH

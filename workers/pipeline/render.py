@@ -217,7 +217,7 @@ class _Encode:
         if self._length_s is not None and at_s >= self._length_s - tolerance:
             self._video_done = True
             return
-        picture = self._filters(frame, self._sar)
+        picture = self._filters(frame, self._sar, start_s)
         if self._resampler is None:
             self._emit(picture, at_s, duration_s)
         else:

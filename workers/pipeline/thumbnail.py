@@ -201,7 +201,7 @@ def _grab_group(p: ThumbnailPass, indexes: list[int], shared: _Shared) -> dict[i
             sar = vs.codec_context.sample_aspect_ratio
             for index in indexes:
                 frame, time_s = grabber.frame_at(p.times_s[index])
-                picture = convert(frame, sar)
+                picture = convert(frame, sar, time_s)
                 media_s = max(0.0, time_s - p.segment_start_s)
                 size = (picture.width, picture.height)
                 if p.op.sprite:

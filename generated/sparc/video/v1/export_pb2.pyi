@@ -584,6 +584,7 @@ class Operation(_message.Message):
     COMPRESS_FIELD_NUMBER: _builtins.int
     WATERMARK_FIELD_NUMBER: _builtins.int
     TRIM_FIELD_NUMBER: _builtins.int
+    REDACT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def transcode(self) -> Global___TranscodeOptions:
         """Re-encode the video (and its audio)."""
@@ -608,6 +609,10 @@ class Operation(_message.Message):
     def trim(self) -> Global___TrimOptions:
         """Keep only part of the video."""
 
+    @_builtins.property
+    def redact(self) -> Global___RedactOptions:
+        """Blur or pixelate rectangles of the picture (faces, plates, screens)."""
+
     def __init__(
         self,
         *,
@@ -617,12 +622,13 @@ class Operation(_message.Message):
         compress: Global___CompressOptions | None = ...,
         watermark: Global___WatermarkOptions | None = ...,
         trim: Global___TrimOptions | None = ...,
+        redact: Global___RedactOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "redact", b"redact", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compress", b"compress", "convert", b"convert", "operation", b"operation", "redact", b"redact", "thumbnail", b"thumbnail", "transcode", b"transcode", "trim", b"trim", "watermark", b"watermark"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail", "convert", "compress", "watermark", "trim"]  # noqa: Y015
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["transcode", "thumbnail", "convert", "compress", "watermark", "trim", "redact"]  # noqa: Y015
     _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
 
@@ -1014,6 +1020,45 @@ class WatermarkOptions(_message.Message):
     POSITION_CENTER: WatermarkOptions.Position.ValueType  # 5
     """Centred."""
 
+    @_typing.final
+    class Clock(_message.Message):
+        """A running capture-time clock burned into the picture: each frame shows the time it was
+        captured, `base_time` plus the frame's time in the source video (so after a trim it keeps
+        showing the source frame's own time).
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        FORMAT_FIELD_NUMBER: _builtins.int
+        BASE_TIME_FIELD_NUMBER: _builtins.int
+        TIME_ZONE_FIELD_NUMBER: _builtins.int
+        format: _builtins.str
+        """The clock's text: literal characters and the fields %Y (year), %m (month), %d (day),
+        %H (hour, 00-23), %M (minute), %S (second), %L (milliseconds, 000-999) and %% (a `%`);
+        at most 64 characters. Default `%Y-%m-%d %H:%M:%S`.
+        """
+        time_zone: _builtins.str
+        """IANA time zone the clock shows, e.g. `Europe/Berlin`; UTC by default."""
+        @_builtins.property
+        def base_time(self) -> _timestamp_pb2.Timestamp:
+            """Capture time of the source video's first frame. Unset: the capture start time of the
+            export's source, for sources that have one; an object source has none, so CreateExport
+            refuses a clock without it there.
+            """
+
+        def __init__(
+            self,
+            *,
+            format: _builtins.str = ...,
+            base_time: _timestamp_pb2.Timestamp | None = ...,
+            time_zone: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["base_time", b"base_time"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["base_time", b"base_time", "format", b"format", "time_zone", b"time_zone"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_OBJECT_KEY_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
@@ -1023,6 +1068,7 @@ class WatermarkOptions(_message.Message):
     OPACITY_FIELD_NUMBER: _builtins.int
     SCALE_FIELD_NUMBER: _builtins.int
     TEXT_COLOR_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
     image_object_key: _builtins.str
     """Storage key of a PNG (alpha honoured), JPEG or WebP image."""
     text: _builtins.str
@@ -1043,6 +1089,10 @@ class WatermarkOptions(_message.Message):
     """
     text_color: _builtins.str
     """Text colour `#RRGGBB` (white by default); text gets a dark outline."""
+    @_builtins.property
+    def clock(self) -> Global___WatermarkOptions.Clock:
+        """Draw a running clock, after `text` (separated by a space) or alone; not with an image."""
+
     def __init__(
         self,
         *,
@@ -1055,10 +1105,11 @@ class WatermarkOptions(_message.Message):
         opacity: _builtins.float | None = ...,
         scale: _builtins.float = ...,
         text_color: _builtins.str = ...,
+        clock: Global___WatermarkOptions.Clock | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "opacity", b"opacity", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "clock", b"clock", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "opacity", b"opacity", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "offset_x", b"offset_x", "offset_y", b"offset_y", "opacity", b"opacity", "position", b"position", "scale", b"scale", "text", b"text", "text_color", b"text_color"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_margin", b"_margin", "_opacity", b"_opacity", "clock", b"clock", "content", b"content", "image_object_key", b"image_object_key", "margin", b"margin", "offset_x", b"offset_x", "offset_y", b"offset_y", "opacity", b"opacity", "position", b"position", "scale", b"scale", "text", b"text", "text_color", b"text_color"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__margin: _TypeAlias = _typing.Literal["margin"]  # noqa: Y015
     _WhichOneofArgType__margin: _TypeAlias = _typing.Literal["_margin", b"_margin"]  # noqa: Y015
@@ -1139,6 +1190,116 @@ class TrimOptions(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrimOptions: _TypeAlias = TrimOptions  # noqa: Y015
+
+@_typing.final
+class RedactOptions(_message.Message):
+    """Hide rectangles of the picture, for the whole video or a span of it. Drawn in the same
+    decode/filter/encode pass as the other filters, in list order (a scale after it scales the
+    redacted picture). Times are relative to the video this operation applies to, as a trim's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RedactOptions._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: RedactOptions._Mode.ValueType  # 0
+        """BLUR."""
+        MODE_BLUR: RedactOptions._Mode.ValueType  # 1
+        """Gaussian blur."""
+        MODE_PIXELATE: RedactOptions._Mode.ValueType  # 2
+        """Blocks of one average colour each."""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """How the rectangles are hidden."""
+
+    MODE_UNSPECIFIED: RedactOptions.Mode.ValueType  # 0
+    """BLUR."""
+    MODE_BLUR: RedactOptions.Mode.ValueType  # 1
+    """Gaussian blur."""
+    MODE_PIXELATE: RedactOptions.Mode.ValueType  # 2
+    """Blocks of one average colour each."""
+
+    @_typing.final
+    class Region(_message.Message):
+        """A rectangle in coordinates normalised to the frame it is drawn on: (0, 0) is its top
+        left corner, (1, 1) its bottom right. It must lie inside the frame.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        X_FIELD_NUMBER: _builtins.int
+        Y_FIELD_NUMBER: _builtins.int
+        WIDTH_FIELD_NUMBER: _builtins.int
+        HEIGHT_FIELD_NUMBER: _builtins.int
+        x: _builtins.float
+        """Left edge, 0 to 1 of the frame width."""
+        y: _builtins.float
+        """Top edge, 0 to 1 of the frame height."""
+        width: _builtins.float
+        """Width, above 0; x + width at most 1."""
+        height: _builtins.float
+        """Height, above 0; y + height at most 1."""
+        def __init__(
+            self,
+            *,
+            x: _builtins.float = ...,
+            y: _builtins.float = ...,
+            width: _builtins.float = ...,
+            height: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "width", b"width", "x", b"x", "y", b"y"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REGIONS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    STRENGTH_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    mode: Global___RedactOptions.Mode.ValueType
+    """Blur by default."""
+    strength: _builtins.float
+    """Above 0 up to 1, default 0.5: the blur's sigma is strength x 5% of the frame height, a
+    pixelation block strength x 10% of it (at least 2 pixels either way).
+    """
+    start: _builtins.str
+    """Start of the span to redact: seconds (`12.5`) or `HH:MM:SS(.ms)`. Empty: the beginning."""
+    end: _builtins.str
+    """End (exclusive) of the span, as `start`. Empty: the end, or `start + duration`."""
+    duration: _builtins.str
+    """Length of the span, as `start`; instead of `end`."""
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RedactOptions.Region]:
+        """The rectangles to hide: 1 to 32. Each covers at least its area (edges are rounded
+        outwards to whole, even pixels).
+        """
+
+    def __init__(
+        self,
+        *,
+        regions: _abc.Iterable[Global___RedactOptions.Region] | None = ...,
+        mode: Global___RedactOptions.Mode.ValueType = ...,
+        strength: _builtins.float | None = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        duration: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_strength", b"_strength", "strength", b"strength"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_strength", b"_strength", "duration", b"duration", "end", b"end", "mode", b"mode", "regions", b"regions", "start", b"start", "strength", b"strength"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__strength: _TypeAlias = _typing.Literal["strength"]  # noqa: Y015
+    _WhichOneofArgType__strength: _TypeAlias = _typing.Literal["_strength", b"_strength"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__strength) -> _WhichOneofReturnType__strength | None: ...
+
+Global___RedactOptions: _TypeAlias = RedactOptions  # noqa: Y015
 
 @_typing.final
 class Progress(_message.Message):
