@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 from sparc.video.v1 import export_service_pb2 as esvc
 
+from sparc_video import manifest
 from sparc_video.camera_records import RecordingRecord
 from sparc_video.export_sources import plan_coverage
 from sparc_video.media_probe import StreamInfo
@@ -43,6 +46,17 @@ def at(seconds: float) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(round((T0 + seconds) * 1e9))
     return stamp
+
+
+def rfc3339(offset_s: float) -> str:
+    """The manifest's form of the time `offset_s` after T0."""
+    return manifest.rfc3339(T0 + offset_s)
+
+
+async def stored(service: RunningService, key: str, tmp_path: Path) -> bytes:
+    path = tmp_path / "stored" / key.replace("/", "_")
+    await service.app.storage.download_file(key, path)
+    return path.read_bytes()
 
 
 def seconds(value: duration_pb2.Duration) -> float:
@@ -224,6 +238,22 @@ async def test_time_range_across_three_recordings_with_a_gap(
             (3.0, "2023-11-14 22:13:30 UTC"),
         ]
         assert cues == []
+
+        # The signed manifest names every recording read, with the hash of its stored bytes
+        # and the part of the timeline it served, and the gap.
+        signed = json.loads(await stored(f.service, done.manifest.storage_key, tmp_path))
+        clip = await stored(f.service, f.recordings[0].object_key, tmp_path)
+        assert [
+            (s["recording"], s["storage_key"], s["sha256"], s["start_time"], s["end_time"])
+            for s in signed["sources"]
+        ] == [
+            (r.name, r.object_key, hashlib.sha256(clip).hexdigest(), rfc3339(a), rfc3339(b))
+            for r, (a, b) in zip(f.recordings, [(1, 2), (2, 4), (10, 11)], strict=True)
+        ]
+        assert {s["camera"] for s in signed["sources"]} == {f.camera}
+        assert signed["gaps"] == [
+            {"camera": f.camera, "start_time": rfc3339(4), "end_time": rfc3339(10)}
+        ]
 
         # Finished: the hold is gone with it.
         await f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=second.name))
