@@ -18,6 +18,7 @@ The tree:
     └── ProcessingError ............... raised while a worker runs an export
         ├── PermanentProcessingError .. retrying cannot help: the export FAILS at once
         │   ├── MediaError ............ the source is not a usable video, or an option does not fit
+        │   ├── MediaLimitExceeded .... the source is past an operator limit (MAX_FRAME_PIXELS...)
         │   └── ProcessingTimeout ..... the job ran past VIDEO_PROCESSING_TIMEOUT
         ├── TransientProcessingError .. may work on another attempt (storage 5xx, Redis blip)
         └── JobCancelled .............. the export was cancelled while running
@@ -95,6 +96,13 @@ class PermanentProcessingError(ProcessingError):
 
 class MediaError(PermanentProcessingError):
     reason = "INVALID_MEDIA"
+
+
+class MediaLimitExceeded(PermanentProcessingError):
+    """A usable source past a configured limit: FAILED_PRECONDITION, since the request was
+    valid and would run under another configuration."""
+
+    reason = "LIMIT_EXCEEDED"
 
 
 class ProcessingTimeout(PermanentProcessingError):

@@ -10,17 +10,23 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from sparc_video import confinement
 from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, ObjectNotFound
 from sparc_video.events import EventHub
-from sparc_video.models import ExportRecord, ExportState, Operation, Priority, WatermarkOp
+from sparc_video.models import (
+    ExportRecord,
+    ExportState,
+    Operation,
+    Priority,
+    ThumbnailOp,
+    WatermarkOp,
+)
 from sparc_video.queue import ExportQueue
 from sparc_video.records import EventKind, ExportEvent, ExportStore, new_export_id
 from sparc_video.settings import Settings
 from sparc_video.stat_cache import StatCache
 from sparc_video.storage import Storage
 from sparc_video.telemetry import enqueue_span
-
-MAX_DOWNLOAD_TTL_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Exports:
             existing_id = await self._store.request_owner(request_id)
             if existing_id is not None:
                 return await self._store.get(existing_id)
+        self._check_request(source_key, operations)
         try:
             info = await self._sources.stat(source_key)
         except ObjectNotFound as exc:
@@ -112,6 +119,42 @@ class Exports:
             if created:
                 await self._queue.enqueue(record.id, priority=priority)
         return record
+
+    def _check_request(self, source_key: str, operations: list[Operation]) -> None:
+        """The limits and confinement that depend on the configuration (validation.py checks
+        the fixed rules): where inputs come from, how many operations and images."""
+        settings = self._settings
+        keys = [("export.source.object_key", source_key)]
+        keys += [
+            (f"export.operations[{index}].watermark.image_object_key", op.image_key)
+            for index, op in enumerate(operations)
+            if isinstance(op, WatermarkOp) and op.image_key
+        ]
+        confinement.check_source_keys(keys, settings)
+        violations: list[FieldViolation] = []
+        if len(operations) > settings.max_export_operations:
+            violations.append(
+                FieldViolation(
+                    "export.operations",
+                    f"{len(operations)} operations; at most MAX_EXPORT_OPERATIONS "
+                    f"({settings.max_export_operations}) per export",
+                )
+            )
+        images = sum(
+            op.sprite_frame_count or len(op.timestamps)
+            for op in operations
+            if isinstance(op, ThumbnailOp)
+        )
+        if images > settings.max_export_thumbnails:
+            violations.append(
+                FieldViolation(
+                    "export.operations",
+                    f"{images} thumbnails (sprite tiles count one each); at most "
+                    f"MAX_EXPORT_THUMBNAILS ({settings.max_export_thumbnails}) per export",
+                )
+            )
+        if violations:
+            raise InvalidArgument(violations)
 
     async def get(self, export_id: str) -> ExportRecord:
         return await self._store.get(export_id)
@@ -162,10 +205,7 @@ class Exports:
                         return
 
     async def download_links(self, export_id: str, ttl_s: int) -> list[DownloadLink]:
-        if not 0 <= ttl_s <= MAX_DOWNLOAD_TTL_S:
-            raise InvalidArgument(
-                [FieldViolation("ttl", f"must be between 1 second and {MAX_DOWNLOAD_TTL_S} s")]
-            )
+        confinement.check_ttl(ttl_s, self._settings, "ttl")
         ttl_s = ttl_s or self._settings.download_url_ttl_s
         record = await self._store.get(export_id)
         if record.state != ExportState.SUCCEEDED:

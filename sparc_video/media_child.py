@@ -7,12 +7,14 @@ line (which any local user can read in /proc). The server itself never imports P
 
 What FFmpeg may do is limited as in the worker: an allow-list of protocols (network protocols
 for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on picture
-size.
+size. Streams are opened only on addresses the camera address policy allows
+(`address_policy.py`), checked here right before connecting.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import resource
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
@@ -33,11 +35,20 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
-STREAM_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto"
-# Demuxers cameras and recorders speak; no playlist formats that can name local files (the
-# protocol list would refuse those anyway).
+from sparc_video.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
+
+# Each scheme opens only the protocols it is made of: an RTSP stream cannot turn into an HTTP
+# fetch, nor anything into a file read.
+STREAM_PROTOCOLS = {
+    "rtsp": "rtsp,rtp,srtp,udp,tcp",
+    "rtsps": "rtsps,rtp,srtp,udp,tcp,tls",
+    "http": "http,tcp",
+    "https": "https,tcp,tls",
+}
+# Demuxers cameras and recorders speak. No playlist formats (HLS, DASH, ffconcat): their
+# entries name further URLs, on hosts the address policy never saw.
 STREAM_FORMATS = (
-    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "hls", "matroska,webm", "h264", "hevc",
+    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "matroska,webm", "h264", "hevc",
     "mov,mp4,m4a,3gp,3g2,mj2",
 )  # fmt: skip
 FILE_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "mpeg")
@@ -77,10 +88,12 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
     def elapsed() -> float:
         return time.monotonic() - started
 
-    _resolve(url)
+    policy = AddressPolicy.from_json(request.get("policy", {}))
+    url, protocol_options = _pin(url, policy)
     micros = str(int(timeout_s * 1_000_000))
     options = {
-        "protocol_whitelist": STREAM_PROTOCOLS,
+        **protocol_options,
+        "protocol_whitelist": STREAM_PROTOCOLS.get(urlsplit(url).scheme.lower(), "none"),
         "format_whitelist": ",".join(STREAM_FORMATS),
         "codec_whitelist": DECODER_WHITELIST,
         # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
@@ -97,7 +110,8 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
         # PyAV's own (open, read) timeouts interrupt any blocking FFmpeg call.
         container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
     except av.error.FFmpegError as exc:
-        raise _stream_failure(exc, elapsed() >= timeout_s * 0.95) from None
+        redirects_refused = "max_redirects" in protocol_options
+        raise _stream_failure(exc, elapsed() >= timeout_s * 0.95, redirects_refused) from None
     connect_s = elapsed()
     with container:
         vs = _video_stream(container, "the stream")
@@ -189,12 +203,41 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _resolve(url: str) -> None:
+def _pin(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
+    """Resolve the host once, check every address against the policy, and return the URL to
+    open with options: FFmpeg connects to the address checked here, never to a later lookup
+    of the name (which a hostile DNS server could answer differently)."""
     parts = urlsplit(url)
     try:
         socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise Failure("HOST_NOT_FOUND", f"the host name does not resolve ({exc})") from None
+    try:
+        addresses = policy.check_url(url)
+    except AddressRefused as exc:
+        raise Failure(REFUSED_REASON, str(exc)) from None
+    scheme = parts.scheme.lower()
+    options: dict[str, str] = {}
+    if scheme in ("http", "https"):
+        # A redirect could lead anywhere, the policy's refused addresses included: none is
+        # followed, and a camera must be registered with its final URL.
+        options["max_redirects"] = "0"
+    if not addresses or scheme not in _PINNED_SCHEMES:
+        # rtsps/https keep the name, which TLS (SNI) needs; their lookup is checked above but
+        # not pinned, a window the README states.
+        return url, options
+    address = addresses[0]
+    host = f"[{address}]" if ":" in address else address
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port else ""
+    if scheme == "http":
+        # The camera still sees the name it was registered with.
+        options["headers"] = f"Host: {hostport}\r\n"
+    netloc = f"{userinfo}{at}{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), options
+
+
+_PINNED_SCHEMES = frozenset({"rtsp", "http"})
 
 
 def _video_stream(container: InputContainer, what: str) -> VideoStream:
@@ -257,7 +300,9 @@ def _jpeg(frame: VideoFrame) -> bytes:
     return b"".join(bytes(p) for p in ctx.encode(picture) + ctx.encode(None))
 
 
-def _stream_failure(exc: av.error.FFmpegError, timed_out: bool) -> Failure:
+def _stream_failure(
+    exc: av.error.FFmpegError, timed_out: bool, redirects_refused: bool = False
+) -> Failure:
     message = _message(exc)
     if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
         return Failure("TIMEOUT", "no answer in time")
@@ -273,6 +318,9 @@ def _stream_failure(exc: av.error.FFmpegError, timed_out: bool) -> Failure:
             return Failure(reason, message)
     if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
         return Failure("HOST_UNREACHABLE", message)
+    if redirects_refused and isinstance(exc, OSError) and exc.errno == errno.EIO:
+        # How FFmpeg's http protocol ends on a redirect past max_redirects (0 here).
+        message += " (or an HTTP redirect: redirects are not followed; register the final URL)"
     return Failure("STREAM_ERROR", message)
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparc_video import confinement
 from sparc_video.camera_records import (
     CameraStore,
     RecordingNotFound,
@@ -35,7 +36,6 @@ from sparc_video.records import new_export_id
 from sparc_video.settings import Settings
 from sparc_video.storage import LocalStorage, ManagedStorage
 
-MAX_UPLOAD_TTL_S = 7 * 24 * 3600
 # Reading a recording: a minute, plus time at a conservative 25 MB/s for hashing and demuxing.
 READ_BASE_S = 60.0
 READ_BYTES_PER_S = 25 * 1000**2
@@ -78,6 +78,9 @@ class Recordings:
             raise _bad_object(
                 f"{object_key!r} is in the folder of camera cameras/{owner}; register it there"
             )
+        confinement.check_source_keys(
+            [("recording.object_key", object_key)], self._settings, camera_id=camera_id
+        )
         await self._store.get_camera(camera_id)
         # Checked again when the record is written; this saves reading a large object twice.
         if (registered := await self._store.already_registered(object_key)) is not None:
@@ -162,9 +165,13 @@ class Recordings:
                     f"{content_type!r} is not one of {', '.join(UPLOAD_TYPES)}",
                 )
             )
-        if not 0 <= ttl_s <= MAX_UPLOAD_TTL_S:
+        cap = self._settings.download_url_max_ttl_s
+        if not 0 <= ttl_s <= cap:
             violations.append(
-                FieldViolation("ttl", f"must be between 1 second and {MAX_UPLOAD_TTL_S} s")
+                FieldViolation(
+                    "ttl",
+                    f"{ttl_s} s is above DOWNLOAD_URL_MAX_TTL ({cap} s); ask for {cap} or less",
+                )
             )
         if violations:
             raise InvalidArgument(violations)

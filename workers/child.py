@@ -26,6 +26,7 @@ from sparc_video.models import Operation
 from sparc_video.plan import compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
+from workers.pipeline.media import MediaLimits
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -122,11 +123,16 @@ class _PlanProgress:
 
 
 def run_operations(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    limits: MediaLimits,
+    send: Connection,
+    cancel: Event,
 ) -> None:
     """Child-process entry point."""
     try:
-        send.send(("done", _run(source, workdir, operations, send, cancel)))
+        send.send(("done", _run(source, workdir, operations, limits, send, cancel)))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
     except ProcessingError as exc:
@@ -147,9 +153,16 @@ def _report_internal(exc: Exception, send: Connection) -> None:
 
 
 def _run(
-    source: Path, workdir: Path, operations: list[Operation], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Operation],
+    limits: MediaLimits,
+    send: Connection,
+    cancel: Event,
 ) -> list[ProducedFile]:
-    return run_plan(source, workdir, operations, lambda p: send.send(("progress", p)), cancel)
+    return run_plan(
+        source, workdir, operations, lambda p: send.send(("progress", p)), cancel, limits
+    )
 
 
 def run_plan(
@@ -158,11 +171,13 @@ def run_plan(
     operations: list[Operation],
     report: Callable[[ChildProgress], None],
     cancel: Event | None = None,
+    limits: MediaLimits | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
     (where the watermark images already are, see `workers.pipeline.assets`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     info = probe(source)
+    (limits or MediaLimits()).check(info)
     try:
         plan = compile_plan(operations)
     except InvalidArgument as exc:  # validated at CreateExport: only a record from elsewhere

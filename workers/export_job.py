@@ -47,6 +47,7 @@ from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
+from workers.pipeline.media import MediaLimits
 from workers.sandbox import ProcessLimits, run_in_child
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,10 @@ class ExportJob:
                 limits=ProcessLimits(
                     address_space=settings.processing_memory_limit,
                     file_size=settings.processing_file_size_limit,
+                ),
+                media_limits=MediaLimits(
+                    max_frame_pixels=settings.max_frame_pixels,
+                    max_duration_s=settings.max_source_duration_s,
                 ),
             )
         except PermanentProcessingError as exc:

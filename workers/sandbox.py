@@ -24,11 +24,13 @@ from typing import Any
 from sparc_video.errors import (
     JobCancelled,
     MediaError,
+    MediaLimitExceeded,
     PermanentProcessingError,
     ProcessingTimeout,
 )
 from sparc_video.models import Operation
 from workers.child import ChildFailure, ChildProgress, ProducedFile, run_operations
+from workers.pipeline.media import MediaLimits
 
 # forkserver: children fork from a small clean process (with PyAV preloaded) rather than from
 # the worker, whose threads and sockets must not be duplicated.
@@ -37,6 +39,7 @@ _CONTEXT.set_forkserver_preload(["workers.child"])
 
 CANCEL_GRACE_S = 0.5
 _MEDIA_REASONS = {"INVALID_MEDIA", "NOT_A_VIDEO", "NO_VIDEO_STREAM", "UNDECODABLE"}
+_LIMIT_REASONS = {"FRAME_TOO_LARGE", "SOURCE_TOO_LONG"}
 
 OnProgress = Callable[[ChildProgress], Awaitable[None]]
 
@@ -84,11 +87,12 @@ async def run_in_child(
     on_progress: OnProgress,
     timeout_s: float,
     limits: ProcessLimits | None = None,
+    media_limits: MediaLimits | None = None,
 ) -> list[ProducedFile]:
     """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them."""
     result = await run_target_in_child(
         run_operations,
-        (source, workdir, operations),
+        (source, workdir, operations, media_limits or MediaLimits()),
         on_progress,
         timeout_s=timeout_s,
         limits=limits or ProcessLimits(),
@@ -187,6 +191,8 @@ def _as_error(failure: ChildFailure) -> Exception:
     if failure.error_type == "cancelled":
         return JobCancelled(failure.message)
     if failure.error_type == "permanent":
+        if failure.reason in _LIMIT_REASONS:
+            return MediaLimitExceeded(failure.message, reason=failure.reason)
         if failure.reason in _MEDIA_REASONS:
             return MediaError(failure.message, reason=failure.reason)
         return PermanentProcessingError(failure.message, reason=failure.reason)
