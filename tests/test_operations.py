@@ -7,9 +7,7 @@ source frames a result holds (trims, frame rates, thumbnails, sprite tiles).
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from sparc_video.models import (
     TrimOp,
     WatermarkOp,
 )
+from tests.hostile_media import FifoWatch
 from tests.media import make_clip, read_frame_index
 from workers.child import ChildProgress, ProducedFile, run_plan
 from workers.pipeline.assets import asset_path
@@ -436,32 +435,6 @@ def test_text_watermark_is_literal_pixels(short: Path, tmp_path: Path) -> None:
     outside = np.abs(marked.astype(int) - source.astype(int))
     outside[top:bottom, left:right] = 0
     assert outside.mean() < 0.5
-
-
-class FifoWatch:
-    """Notices any process opening a FIFO for reading: a writer opened without blocking
-    succeeds only while a reader has it open (and frees a reader blocked in open)."""
-
-    def __init__(self, path: Path) -> None:
-        os.mkfifo(path)
-        self.path = path
-        self.opened = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.002):
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # ENXIO: no reader
-                continue
-            self.opened = True
-
-    def close(self) -> bool:
-        self._stop.set()
-        self._thread.join()
-        return self.opened
 
 
 @pytest.mark.parametrize(
