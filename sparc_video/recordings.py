@@ -28,10 +28,11 @@ from sparc_video.errors import (
     FieldViolation,
     InvalidArgument,
     MediaError,
+    MediaLimitExceeded,
     ObjectNotFound,
     Unavailable,
 )
-from sparc_video.media_probe import MediaProber
+from sparc_video.media_probe import FileRead, MediaProber
 from sparc_video.records import new_export_id
 from sparc_video.settings import Settings
 from sparc_video.storage import LocalStorage, ManagedStorage
@@ -104,6 +105,7 @@ class Recordings:
                 raise MediaError(f"{object_key!r}: {exc.message}", reason=exc.reason) from None
         if read.size_bytes != info.size_bytes:
             raise Unavailable(f"{object_key!r} changed while it was read; try again")
+        self._check_limits(object_key, read)
         record = RecordingRecord(
             id=new_export_id(),
             camera_id=camera_id,
@@ -116,6 +118,24 @@ class Recordings:
             sha256=read.sha256,
         )
         return await self._store.create_recording(record)
+
+    def _check_limits(self, object_key: str, read: FileRead) -> None:
+        """The media limits exports apply, so a registered recording can be exported."""
+        pixels = read.info.width * read.info.height
+        limit = self._settings.max_frame_pixels
+        if pixels > limit:
+            raise MediaLimitExceeded(
+                f"{object_key!r} is {read.info.width}x{read.info.height} ({pixels:,} pixels per "
+                f"frame), above MAX_FRAME_PIXELS ({limit:,})",
+                reason="FRAME_TOO_LARGE",
+            )
+        longest = self._settings.max_source_duration_s
+        if longest and read.duration_s > longest:
+            raise MediaLimitExceeded(
+                f"{object_key!r} lasts {read.duration_s:.1f} s, above MAX_SOURCE_DURATION "
+                f"({longest:g} s)",
+                reason="SOURCE_TOO_LONG",
+            )
 
     async def get(self, camera_id: str, recording_id: str) -> RecordingRecord:
         name = f"cameras/{camera_id}/recordings/{recording_id}"

@@ -15,7 +15,7 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2, expo
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.settings import Settings
-from tests.camera_helpers import reason_of, violations_of
+from tests.camera_helpers import reason_of, status_of, violations_of
 from tests.fixtures.service import start_service
 from tests.test_export_e2e import create_request, put_clip, thumbnail, transcode, watch_to_end
 
@@ -280,3 +280,38 @@ async def test_media_limits_fail_the_export_naming_the_limit(
         assert export.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
         assert reason_of(export.error) == reason
         assert fragment in export.error.message, export.error.message
+
+
+async def test_recordings_past_the_media_limits_are_refused(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = service_settings(max_frame_pixels=200 * 120, max_source_duration_s=1.5)
+    async with start_service(settings, worker=False) as service:
+        cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
+        camera = await cameras.CreateCamera(
+            svc.CreateCameraRequest(
+                camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate.invalid/s")
+            )
+        )
+        clips = {
+            "big": ((320, 180, 1.0), "FRAME_TOO_LARGE", "above MAX_FRAME_PIXELS (24,000)"),
+            "long": ((160, 90, 2.5), "SOURCE_TOO_LONG", "above MAX_SOURCE_DURATION (1.5 s)"),
+        }
+        for name, ((width, height, seconds), reason, fragment) in clips.items():
+            folder = tmp_path / name
+            folder.mkdir()
+            key = f"cameras/gate/uploads/{name}.mp4"
+            await put_clip(service, folder, key, width=width, height=height, duration_s=seconds)
+            error = await refused(
+                cameras.CreateRecording(
+                    svc.CreateRecordingRequest(
+                        parent=camera.name,
+                        recording=camera_pb2.Recording(
+                            object_key=key, start_time={"seconds": 1_700_000_000}
+                        ),
+                    )
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert reason_of(status_of(error)) == reason
+            assert fragment in (error.details() or "")
