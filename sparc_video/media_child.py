@@ -14,14 +14,17 @@ size. Streams are opened only on addresses the camera address policy allows
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import json
+import logging
+import os
 import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
+import av.logging
 from av.container import InputContainer
 from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
@@ -108,7 +112,8 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         # PyAV's own (open, read) timeouts interrupt any blocking FFmpeg call.
-        container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
+        with _redirects_refused():
+            container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
     except av.error.FFmpegError as exc:
         redirects_refused = "max_redirects" in protocol_options
         raise _stream_failure(exc, elapsed() >= timeout_s * 0.95, redirects_refused) from None
@@ -238,6 +243,41 @@ def _pin(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
 
 
 _PINNED_SCHEMES = frozenset({"rtsp", "http"})
+REDIRECT_REFUSED = {
+    "ok": False,
+    "reason": "REDIRECT_REFUSED",
+    "message": "the stream answered with a redirect, which is not followed (its target is not "
+    "checked against the address policy); register the camera with the final URL",
+}
+
+
+class _RedirectGuard(logging.Handler):
+    """FFmpeg's RTSP client follows redirects (no option turns that off), logging "Redirecting
+    to ..." just before it connects to the new address. PyAV hands FFmpeg's log lines to
+    Python logging synchronously, in the thread about to connect: the child answers and exits
+    right there, so the target, which the address policy never saw, gets no connection."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Redirecting to" in record.getMessage():
+            _reply(REDIRECT_REFUSED)
+            os._exit(0)
+
+
+@contextlib.contextmanager
+def _redirects_refused() -> Iterator[None]:
+    """FFmpeg's log lines reach Python only while the stream is opened (where RTSP redirects
+    happen): with decoder threads running, a log callback waiting for the GIL can deadlock."""
+    libav = logging.getLogger("libav")
+    guard = _RedirectGuard()
+    libav.setLevel(logging.INFO)
+    libav.propagate = False
+    libav.addHandler(guard)
+    av.logging.set_level(av.logging.INFO)
+    try:
+        yield
+    finally:
+        av.logging.set_level(None)
+        libav.removeHandler(guard)
 
 
 def _video_stream(container: InputContainer, what: str) -> VideoStream:
@@ -363,6 +403,10 @@ def main() -> None:
             "reason": "PROBE_FAILED",
             "message": f"unexpected {type(exc).__name__} while reading",
         }
+    _reply(reply)
+
+
+def _reply(reply: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
 

@@ -3,6 +3,7 @@ UpdateCamera and again in the media child right before it connects, redirects in
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import http.server
 import ipaddress
@@ -248,4 +249,54 @@ async def test_redirects_are_not_followed(
         direct, 5.0, policy=AddressPolicy(allowed_networks=("127.0.0.1/32",))
     )
     assert (read.ok, read.reason) == (False, "ADDRESS_REFUSED")
+    assert canary.connections == 0
+
+
+@pytest.fixture
+def rtsp_redirector(canary: Canary) -> Iterator[str]:
+    """An RTSP "camera" on 127.0.0.1 answering every request with a redirect to the canary."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                request = conn.recv(4096).decode(errors="replace")
+                cseq = next(
+                    (
+                        line.split(":", 1)[1].strip()
+                        for line in request.splitlines()
+                        if line.lower().startswith("cseq:")
+                    ),
+                    "1",
+                )
+                location = f"rtsp://{canary.host}:{canary.port}/stream"
+                conn.sendall(
+                    f"RTSP/1.0 302 Moved\r\nCSeq: {cseq}\r\nLocation: {location}\r\n\r\n".encode()
+                )
+                stop.wait(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"rtsp://127.0.0.1:{server.getsockname()[1]}/cam"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+async def test_rtsp_redirects_are_not_followed(canary: Canary, rtsp_redirector: str) -> None:
+    """FFmpeg's RTSP client follows redirects on its own; the child stops before it connects."""
+    read = await MediaProber().read_stream(
+        rtsp_redirector, 5.0, policy=AddressPolicy(allowed_networks=("127.0.0.1/32",))
+    )
+    assert (read.ok, read.reason) == (False, "REDIRECT_REFUSED")
+    assert "register the camera with the final URL" in read.message
+    await asyncio.sleep(0.2)
     assert canary.connections == 0
