@@ -315,3 +315,21 @@ async def test_recordings_past_the_media_limits_are_refused(
             )
             assert reason_of(status_of(error)) == reason
             assert fragment in (error.details() or "")
+
+
+async def test_upload_size_is_checked_again_before_the_worker_downloads(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = service_settings(max_upload_size=100_000)
+    async with start_service(settings, worker=False) as service:
+        await service.app.storage.put_bytes("in/a.mp4", b"x" * 1000, "video/mp4")
+        created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail()))
+        # Replaced by a larger object while the export waits in the queue.
+        await service.app.storage.put_bytes("in/a.mp4", b"x" * 200_000, "video/mp4")
+    async with start_service(settings) as service:
+        final = (await watch_to_end(service, created.name))[-1].export
+    assert final.state == State.STATE_FAILED
+    assert final.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert reason_of(final.error) == "SOURCE_TOO_LARGE"
+    assert "above MAX_VIDEO_UPLOAD_SIZE (100000 bytes)" in final.error.message
+    assert not any(settings.temp_dir.rglob("source*"))

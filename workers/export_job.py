@@ -32,6 +32,7 @@ from arq import Retry
 
 from sparc_video.errors import (
     JobCancelled,
+    MediaLimitExceeded,
     ObjectNotFound,
     PermanentProcessingError,
     ProcessingError,
@@ -199,6 +200,14 @@ class ExportJob:
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
         try:
+            # Checked at CreateExport too; the object may have been replaced since.
+            size = (await self.worker.storage.stat(record.source_key)).size_bytes
+            if size > settings.max_upload_size:
+                raise MediaLimitExceeded(
+                    f"the source is {size} bytes, above MAX_VIDEO_UPLOAD_SIZE "
+                    f"({settings.max_upload_size} bytes); it was not downloaded",
+                    reason="SOURCE_TOO_LARGE",
+                )
             await self.worker.storage.download_file(record.source_key, source)
         except ObjectNotFound as exc:
             raise PermanentProcessingError(
