@@ -103,9 +103,10 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
         # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
         "timeout": micros,
         "rw_timeout": micros,
-        # Interleaved RTP over the RTSP connection first: through firewalls and NAT it is the
-        # transport that works, and it needs no UDP port range.
-        "rtsp_flags": "prefer_tcp",
+        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
+        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
+        # `source=` address the camera's SETUP reply names, past the address policy.
+        "rtsp_transport": "tcp",
         # Enough to find the streams of a camera feed without waiting seconds for more.
         "analyzeduration": "2000000",
         "probesize": str(5 * 1024 * 1024),
