@@ -14,6 +14,7 @@ The tree:
     │   └── ObjectNotFound ............ a storage object (source, image) is missing
     ├── AlreadyExists ................. a create names something that exists (camera id, object)
     ├── FailedPrecondition ............ valid, but not in the current state (e.g. already finished)
+    │   └── ObjectTooLarge ............ a storage object is past the size a download may have
     ├── Unavailable ................... a dependency (Redis, storage) cannot be reached; retry later
     └── ProcessingError ............... raised while a worker runs an export
         ├── PermanentProcessingError .. retrying cannot help: the export FAILS at once
@@ -80,6 +81,16 @@ class AlreadyExists(SparcVideoError):
 
 class FailedPrecondition(SparcVideoError):
     reason = "FAILED_PRECONDITION"
+
+
+class ObjectTooLarge(FailedPrecondition):
+    reason = "OBJECT_TOO_LARGE"
+
+    def __init__(self, key: str, size_bytes: int, max_bytes: int) -> None:
+        self.key = key
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+        super().__init__(f"{key!r} is {size_bytes} bytes, more than the {max_bytes} allowed")
 
 
 class Unavailable(SparcVideoError):

@@ -211,7 +211,9 @@ class Recordings:
         folder = self._settings.temp_dir / "recordings" / uuid.uuid4().hex
         try:
             path = folder / "object"
-            await self._storage.download_file(object_key, path)
+            await self._storage.download_file(
+                object_key, path, max_bytes=self._settings.max_upload_size
+            )
             yield path
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)

@@ -34,6 +34,7 @@ from sparc_video.errors import (
     JobCancelled,
     MediaLimitExceeded,
     ObjectNotFound,
+    ObjectTooLarge,
     PermanentProcessingError,
     ProcessingError,
     ProcessingTimeout,
@@ -201,14 +202,15 @@ class ExportJob:
         source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
         try:
             # Checked at CreateExport too; the object may have been replaced since.
-            size = (await self.worker.storage.stat(record.source_key)).size_bytes
-            if size > settings.max_upload_size:
-                raise MediaLimitExceeded(
-                    f"the source is {size} bytes, above MAX_VIDEO_UPLOAD_SIZE "
-                    f"({settings.max_upload_size} bytes); it was not downloaded",
-                    reason="SOURCE_TOO_LARGE",
-                )
-            await self.worker.storage.download_file(record.source_key, source)
+            await self.worker.storage.download_file(
+                record.source_key, source, max_bytes=settings.max_upload_size
+            )
+        except ObjectTooLarge as exc:
+            raise MediaLimitExceeded(
+                f"the source is {exc.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
+                f"({exc.max_bytes} bytes); it was not downloaded",
+                reason="SOURCE_TOO_LARGE",
+            ) from exc
         except ObjectNotFound as exc:
             raise PermanentProcessingError(
                 f"the source video {record.source_key!r} no longer exists in storage",

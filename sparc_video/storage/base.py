@@ -33,8 +33,11 @@ class Storage(Protocol):
         """Size of the object; ObjectNotFound(key) when it does not exist."""
         ...
 
-    async def download_file(self, key: str, path: Path) -> int:
-        """Stream the object to `path` (replaced only once complete); return its size."""
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
+        """Stream the object to `path` (replaced only once complete); return its size.
+
+        ObjectTooLarge, before any byte is copied, when the object is larger than `max_bytes`
+        (0: no limit)."""
         ...
 
     async def upload_file(self, path: Path, key: str, content_type: str) -> ObjectInfo:

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from sparc_video.errors import ObjectNotFound, SparcVideoError, Unavailable
+from sparc_video.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
 from sparc_video.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
@@ -163,9 +163,11 @@ class S3Storage:
         head = await self._head(checked_key(key))
         return ObjectInfo(key, int(head["ContentLength"]))
 
-    async def download_file(self, key: str, path: Path) -> int:
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
         checked_key(key)
         head = await self._head(key)
+        if max_bytes and int(head["ContentLength"]) > max_bytes:
+            raise ObjectTooLarge(key, int(head["ContentLength"]), max_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         try:
