@@ -84,7 +84,7 @@ class AddressPolicy:
             f"to {POLICY_NAME} to allow it"
         )
 
-    def check_url(self, url: str, *, resolve: bool = True) -> list[str]:
+    def check_url(self, url: str) -> list[str]:
         """The addresses the URL's host stands for, all allowed; AddressRefused otherwise.
 
         A name that does not resolve gives [] (the camera may be unreachable right now); the
@@ -97,12 +97,7 @@ class AddressPolicy:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        if literal is not None:
-            found = [literal]
-        elif resolve:
-            found = list(_addresses(host, port))
-        else:
-            return []
+        found = [literal] if literal is not None else sorted(_addresses(host, port), key=str)
         for address in found:
             problem = self.refusal(address, port)
             if problem is not None:

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import resource
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -215,20 +214,18 @@ def _pin(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
     of the name (which a hostile DNS server could answer differently)."""
     parts = urlsplit(url)
     try:
-        socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise Failure("HOST_NOT_FOUND", f"the host name does not resolve ({exc})") from None
-    try:
         addresses = policy.check_url(url)
     except AddressRefused as exc:
         raise Failure(REFUSED_REASON, str(exc)) from None
+    if not addresses:
+        raise Failure("HOST_NOT_FOUND", f"the host name {parts.hostname!r} does not resolve")
     scheme = parts.scheme.lower()
     options: dict[str, str] = {}
     if scheme in ("http", "https"):
         # A redirect could lead anywhere, the policy's refused addresses included: none is
         # followed, and a camera must be registered with its final URL.
         options["max_redirects"] = "0"
-    if not addresses or scheme not in _PINNED_SCHEMES:
+    if scheme not in _PINNED_SCHEMES:
         # rtsps/https keep the name, which TLS (SNI) needs; their lookup is checked above but
         # not pinned, a window the README states.
         return url, options
