@@ -32,6 +32,7 @@ from tests.camera_helpers import (
     status_of,
     violations_of,
 )
+from tests.rtsp_server import rtsp_camera
 
 Camera = camera_pb2.Camera
 
@@ -300,3 +301,30 @@ async def test_rtsp_redirects_are_not_followed(canary: Canary, rtsp_redirector: 
     assert "register the camera with the final URL" in read.message
     await asyncio.sleep(0.2)
     assert canary.connections == 0
+
+
+async def test_rtsp_camera_is_read_over_tcp_at_the_checked_address(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = service_settings(camera_allowed_networks=("127.0.0.0/8", "::1/128"))
+    with rtsp_camera() as rtsp:
+        async with camera_service(settings) as cams:
+            camera = await cams.stub.CreateCamera(
+                svc.CreateCameraRequest(
+                    camera=Camera(
+                        stream_url=rtsp.url("localhost"),
+                        credentials=camera_pb2.CameraCredentials(username="u", password="pw"),
+                    )
+                )
+            )
+            probe = await cams.stub.ProbeCamera(svc.ProbeCameraRequest(name=camera.name))
+            assert probe.reachable, probe.error.message
+            assert (probe.stream_info.width, probe.stream_info.height) == (160, 96)
+            snapshot = await cams.stub.CaptureSnapshot(svc.CaptureSnapshotRequest(name=camera.name))
+            assert snapshot.size_bytes > 0
+    # The name was resolved and checked once; FFmpeg was handed that address, not the name.
+    described = [r for r in rtsp.requests if r.startswith("DESCRIBE ")]
+    assert described and all(r.startswith("DESCRIBE rtsp://127.0.0.1:") for r in described)
+    # Interleaved over the RTSP connection, never UDP.
+    transports = [r for r in rtsp.requests if r.startswith("Transport: ")]
+    assert transports and all("RTP/AVP/TCP" in t and "UDP" not in t for t in transports)
