@@ -12,11 +12,14 @@ of theirs and have the next probe hand it the password.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sparc_video import confinement
+from sparc_video.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
 from sparc_video.camera_records import (
     CameraRecord,
     CameraStatus,
@@ -24,7 +27,7 @@ from sparc_video.camera_records import (
     RecordingsChanged,
 )
 from sparc_video.credentials import CredentialCipher, CredentialsUnreadable
-from sparc_video.errors import FieldViolation, InvalidArgument, Unavailable
+from sparc_video.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from sparc_video.media_probe import MediaProber, StreamRead
 from sparc_video.models import ExportError
 from sparc_video.records import new_export_id
@@ -43,7 +46,6 @@ from sparc_video.stream_urls import (
 
 DEFAULT_STREAM_TIMEOUT_S = 10.0
 MAX_STREAM_TIMEOUT_S = 60.0
-MAX_URL_TTL_S = 7 * 24 * 3600
 # Fields UpdateCamera may change, as named in update_mask.
 UPDATABLE = frozenset(
     {"display_name", "site", "location", "labels", "enabled", "stream_url", "credentials"}
@@ -119,10 +121,30 @@ class Cameras:
         self._storage = storage
         self._cipher = cipher
         self._prober = prober
+        self._policy = AddressPolicy.from_settings(settings)
+
+    async def _check_address(self, url: ParsedStreamUrl | None) -> None:
+        """The address policy on a new stream URL, where its host resolves now."""
+        if url is None:
+            return
+        try:
+            await asyncio.to_thread(self._policy.check_url, url.public_url)
+        except AddressRefused as exc:
+            raise InvalidArgument(
+                [FieldViolation("camera.stream_url", str(exc))], reason="ADDRESS_REFUSED"
+            ) from None
+
+    async def _read(
+        self, record: CameraRecord, secrets: StreamSecrets, timeout_s: float, snapshot: bool
+    ) -> StreamRead:
+        return await self._prober.read_stream(
+            compose(record.stream_url, secrets), timeout_s, snapshot=snapshot, policy=self._policy
+        )
 
     async def create(self, fields: CameraFields, camera_id: str) -> CameraRecord:
         camera_id = camera_id or new_export_id()
         assert fields.stream_url is not None, "validation requires stream_url"
+        await self._check_address(fields.stream_url)
         public, secrets = merge_secrets(None, StreamSecrets, fields.stream_url, fields.credentials)
         record = CameraRecord(
             id=camera_id,
@@ -150,6 +172,9 @@ class Cameras:
     async def update(
         self, camera_id: str, fields: CameraFields, paths: frozenset[str]
     ) -> CameraRecord:
+        if "stream_url" in paths:
+            await self._check_address(fields.stream_url)
+
         def change(record: CameraRecord) -> bool:
             if paths & {"stream_url", "credentials"}:
                 public, secrets = merge_secrets(
@@ -209,25 +234,22 @@ class Cameras:
         record = await self._store.get_camera(camera_id)
         secrets = self._cipher.decrypt(record.id, record.secrets)
         start = time.time()
-        read = await self._prober.read_stream(compose(record.stream_url, secrets), timeout_s)
+        read = await self._read(record, secrets, timeout_s, snapshot=False)
         error = self._read_error(record, secrets, read, timeout_s)
         camera = await self._record_outcome(record, start, read, error)
+        _raise_if_refused(read, error)
         return ProbeOutcome(camera, read, start, error)
 
     async def snapshot(self, camera_id: str, timeout_s: float, url_ttl_s: int) -> Snapshot:
-        if not 0 <= url_ttl_s <= MAX_URL_TTL_S:
-            raise InvalidArgument(
-                [FieldViolation("url_ttl", f"must be between 1 second and {MAX_URL_TTL_S} s")]
-            )
+        confinement.check_ttl(url_ttl_s, self._settings, "url_ttl")
         url_ttl_s = url_ttl_s or self._settings.download_url_ttl_s
         record = await self._store.get_camera(camera_id)
         secrets = self._cipher.decrypt(record.id, record.secrets)
         start = time.time()
-        read = await self._prober.read_stream(
-            compose(record.stream_url, secrets), timeout_s, snapshot=True
-        )
+        read = await self._read(record, secrets, timeout_s, snapshot=True)
         error = self._read_error(record, secrets, read, timeout_s)
         await self._record_outcome(record, start, read, error)
+        _raise_if_refused(read, error)
         if error is not None:
             raise Unavailable(error.message, reason=error.reason)
         assert read.info is not None
@@ -286,6 +308,12 @@ class Cameras:
             return True
 
         return await self._store.update_camera(probed.id, change)
+
+
+def _raise_if_refused(read: StreamRead, error: ExportError | None) -> None:
+    """A stream the address policy refuses is not "offline": the call itself is refused."""
+    if error is not None and read.reason == REFUSED_REASON:
+        raise FailedPrecondition(error.message, reason=REFUSED_REASON)
 
 
 def merge_secrets(

@@ -14,6 +14,7 @@ The tree:
     │   └── ObjectNotFound ............ a storage object (source, image) is missing
     ├── AlreadyExists ................. a create names something that exists (camera id, object)
     ├── FailedPrecondition ............ valid, but not in the current state (e.g. already finished)
+    │   └── ObjectTooLarge ............ a storage object is past the size a download may have
     ├── Unauthenticated ............... no credentials, or ones that do not check out
     ├── PermissionDenied .............. a known principal whose role does not allow the call
     ├── ResourceExhausted ............. a per-principal quota is used up; retry after a delay
@@ -21,6 +22,7 @@ The tree:
     └── ProcessingError ............... raised while a worker runs an export
         ├── PermanentProcessingError .. retrying cannot help: the export FAILS at once
         │   ├── MediaError ............ the source is not a usable video, or an option does not fit
+        │   ├── MediaLimitExceeded .... the source is past an operator limit (MAX_FRAME_PIXELS...)
         │   └── ProcessingTimeout ..... the job ran past VIDEO_PROCESSING_TIMEOUT
         ├── TransientProcessingError .. may work on another attempt (storage 5xx, Redis blip)
         └── JobCancelled .............. the export was cancelled while running
@@ -107,6 +109,16 @@ class ResourceExhausted(SparcVideoError):
         self.retry_after_s = retry_after_s
 
 
+class ObjectTooLarge(FailedPrecondition):
+    reason = "OBJECT_TOO_LARGE"
+
+    def __init__(self, key: str, size_bytes: int, max_bytes: int) -> None:
+        self.key = key
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+        super().__init__(f"{key!r} is {size_bytes} bytes, more than the {max_bytes} allowed")
+
+
 class Unavailable(SparcVideoError):
     reason = "UNAVAILABLE"
 
@@ -121,6 +133,13 @@ class PermanentProcessingError(ProcessingError):
 
 class MediaError(PermanentProcessingError):
     reason = "INVALID_MEDIA"
+
+
+class MediaLimitExceeded(PermanentProcessingError):
+    """A usable source past a configured limit: FAILED_PRECONDITION, since the request was
+    valid and would run under another configuration."""
+
+    reason = "LIMIT_EXCEEDED"
 
 
 class ProcessingTimeout(PermanentProcessingError):

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from sparc_video import confinement
 from sparc_video.auth import Principal
 from sparc_video.errors import (
     ExportNotFound,
@@ -27,6 +28,7 @@ from sparc_video.models import (
     ExportState,
     Operation,
     Priority,
+    ThumbnailOp,
     WatermarkOp,
 )
 from sparc_video.queue import ExportQueue
@@ -36,8 +38,6 @@ from sparc_video.signing import ManifestSigner
 from sparc_video.stat_cache import StatCache
 from sparc_video.storage import Storage
 from sparc_video.telemetry import enqueue_span
-
-MAX_DOWNLOAD_TTL_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,8 @@ class Exports:
             existing_id = await self._store.request_owner(caller.id, request_id)
             if existing_id is not None:
                 return await self._store.get(existing_id)
+        # A recording's object was confined when the recording was registered.
+        self._check_request(source if isinstance(source, str) else "", operations)
         if isinstance(source, str):
             resolved = ResolvedSource(source_key=source)
         elif isinstance(source, RecordingSource):
@@ -185,6 +187,42 @@ class Exports:
                     )
                 ]
             )
+
+    def _check_request(self, source_key: str, operations: list[Operation]) -> None:
+        """The limits and confinement that depend on the configuration (validation.py checks
+        the fixed rules): where inputs come from, how many operations and images."""
+        settings = self._settings
+        keys = [("export.source.object_key", source_key)] if source_key else []
+        keys += [
+            (f"export.operations[{index}].watermark.image_object_key", op.image_key)
+            for index, op in enumerate(operations)
+            if isinstance(op, WatermarkOp) and op.image_key
+        ]
+        confinement.check_source_keys(keys, settings)
+        violations: list[FieldViolation] = []
+        if len(operations) > settings.max_export_operations:
+            violations.append(
+                FieldViolation(
+                    "export.operations",
+                    f"{len(operations)} operations; at most MAX_EXPORT_OPERATIONS "
+                    f"({settings.max_export_operations}) per export",
+                )
+            )
+        images = sum(
+            op.sprite_frame_count or len(op.timestamps)
+            for op in operations
+            if isinstance(op, ThumbnailOp)
+        )
+        if images > settings.max_export_thumbnails:
+            violations.append(
+                FieldViolation(
+                    "export.operations",
+                    f"{images} thumbnails (sprite tiles count one each); at most "
+                    f"MAX_EXPORT_THUMBNAILS ({settings.max_export_thumbnails}) per export",
+                )
+            )
+        if violations:
+            raise InvalidArgument(violations)
 
     async def get(self, caller: Principal, export_id: str) -> ExportRecord:
         return _visible(await self._store.get(export_id), caller)
@@ -247,10 +285,7 @@ class Exports:
     async def download_links(self, caller: Principal, export_id: str, ttl_s: int) -> DownloadLinks:
         """URLs for every output and the manifest; the grant is logged on the export first,
         so no URL is ever handed out unrecorded."""
-        if not 0 <= ttl_s <= MAX_DOWNLOAD_TTL_S:
-            raise InvalidArgument(
-                [FieldViolation("ttl", f"must be between 1 second and {MAX_DOWNLOAD_TTL_S} s")]
-            )
+        confinement.check_ttl(ttl_s, self._settings, "ttl")
         ttl_s = ttl_s or self._settings.download_url_ttl_s
         record = _visible(await self._store.get(export_id), caller)
         if record.state != ExportState.SUCCEEDED:

@@ -7,37 +7,51 @@ line (which any local user can read in /proc). The server itself never imports P
 
 What FFmpeg may do is limited as in the worker: an allow-list of protocols (network protocols
 for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on picture
-size.
+size. Streams are opened only on addresses the camera address policy allows
+(`address_policy.py`), checked here right before connecting.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
 import json
+import logging
+import os
 import resource
-import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
+import av.logging
 from av.container import InputContainer
 from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
-STREAM_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto"
-# Demuxers cameras and recorders speak; no playlist formats that can name local files (the
-# protocol list would refuse those anyway).
+from sparc_video.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
+
+# Each scheme opens only the protocols it is made of: an RTSP stream cannot turn into an HTTP
+# fetch, nor anything into a file read.
+STREAM_PROTOCOLS = {
+    "rtsp": "rtsp,rtp,srtp,udp,tcp",
+    "rtsps": "rtsps,rtp,srtp,udp,tcp,tls",
+    "http": "http,tcp",
+    "https": "https,tcp,tls",
+}
+# Demuxers cameras and recorders speak. No playlist formats (HLS, DASH, ffconcat): their
+# entries name further URLs, on hosts the address policy never saw.
 STREAM_FORMATS = (
-    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "hls", "matroska,webm", "h264", "hevc",
+    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "matroska,webm", "h264", "hevc",
     "mov,mp4,m4a,3gp,3g2,mj2",
 )  # fmt: skip
 FILE_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "mpeg")
@@ -77,27 +91,32 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
     def elapsed() -> float:
         return time.monotonic() - started
 
-    _resolve(url)
+    policy = AddressPolicy.from_json(request.get("policy", {}))
+    url, protocol_options = _pin(url, policy)
     micros = str(int(timeout_s * 1_000_000))
     options = {
-        "protocol_whitelist": STREAM_PROTOCOLS,
+        **protocol_options,
+        "protocol_whitelist": STREAM_PROTOCOLS.get(urlsplit(url).scheme.lower(), "none"),
         "format_whitelist": ",".join(STREAM_FORMATS),
         "codec_whitelist": DECODER_WHITELIST,
         # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
         "timeout": micros,
         "rw_timeout": micros,
-        # Interleaved RTP over the RTSP connection first: through firewalls and NAT it is the
-        # transport that works, and it needs no UDP port range.
-        "rtsp_flags": "prefer_tcp",
+        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
+        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
+        # `source=` address the camera's SETUP reply names, past the address policy.
+        "rtsp_transport": "tcp",
         # Enough to find the streams of a camera feed without waiting seconds for more.
         "analyzeduration": "2000000",
         "probesize": str(5 * 1024 * 1024),
     }
     try:
         # PyAV's own (open, read) timeouts interrupt any blocking FFmpeg call.
-        container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
+        with _redirects_refused():
+            container = av.open(url, "r", options=options, timeout=(timeout_s, timeout_s))
     except av.error.FFmpegError as exc:
-        raise _stream_failure(exc, elapsed() >= timeout_s * 0.95) from None
+        redirects_refused = "max_redirects" in protocol_options
+        raise _stream_failure(exc, elapsed() >= timeout_s * 0.95, redirects_refused) from None
     connect_s = elapsed()
     with container:
         vs = _video_stream(container, "the stream")
@@ -189,12 +208,74 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _resolve(url: str) -> None:
+def _pin(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
+    """Resolve the host once, check every address against the policy, and return the URL to
+    open with options: FFmpeg connects to the address checked here, never to a later lookup
+    of the name (which a hostile DNS server could answer differently)."""
     parts = urlsplit(url)
     try:
-        socket.getaddrinfo(parts.hostname, parts.port or 0, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise Failure("HOST_NOT_FOUND", f"the host name does not resolve ({exc})") from None
+        addresses = policy.check_url(url)
+    except AddressRefused as exc:
+        raise Failure(REFUSED_REASON, str(exc)) from None
+    if not addresses:
+        raise Failure("HOST_NOT_FOUND", f"the host name {parts.hostname!r} does not resolve")
+    scheme = parts.scheme.lower()
+    options: dict[str, str] = {}
+    if scheme in ("http", "https"):
+        # A redirect could lead anywhere, the policy's refused addresses included: none is
+        # followed, and a camera must be registered with its final URL.
+        options["max_redirects"] = "0"
+    if scheme not in _PINNED_SCHEMES:
+        # rtsps/https keep the name, which TLS (SNI) needs; their lookup is checked above but
+        # not pinned, a window the README states.
+        return url, options
+    address = addresses[0]
+    host = f"[{address}]" if ":" in address else address
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port else ""
+    if scheme == "http":
+        # The camera still sees the name it was registered with.
+        options["headers"] = f"Host: {hostport}\r\n"
+    netloc = f"{userinfo}{at}{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), options
+
+
+_PINNED_SCHEMES = frozenset({"rtsp", "http"})
+REDIRECT_REFUSED = {
+    "ok": False,
+    "reason": "REDIRECT_REFUSED",
+    "message": "the stream answered with a redirect, which is not followed (its target is not "
+    "checked against the address policy); register the camera with the final URL",
+}
+
+
+class _RedirectGuard(logging.Handler):
+    """FFmpeg's RTSP client follows redirects (no option turns that off), logging "Redirecting
+    to ..." just before it connects to the new address. PyAV hands FFmpeg's log lines to
+    Python logging synchronously, in the thread about to connect: the child answers and exits
+    right there, so the target, which the address policy never saw, gets no connection."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Redirecting to" in record.getMessage():
+            _reply(REDIRECT_REFUSED)
+            os._exit(0)
+
+
+@contextlib.contextmanager
+def _redirects_refused() -> Iterator[None]:
+    """FFmpeg's log lines reach Python only while the stream is opened (where RTSP redirects
+    happen): with decoder threads running, a log callback waiting for the GIL can deadlock."""
+    libav = logging.getLogger("libav")
+    guard = _RedirectGuard()
+    libav.setLevel(logging.INFO)
+    libav.propagate = False
+    libav.addHandler(guard)
+    av.logging.set_level(av.logging.INFO)
+    try:
+        yield
+    finally:
+        av.logging.set_level(None)
+        libav.removeHandler(guard)
 
 
 def _video_stream(container: InputContainer, what: str) -> VideoStream:
@@ -257,7 +338,9 @@ def _jpeg(frame: VideoFrame) -> bytes:
     return b"".join(bytes(p) for p in ctx.encode(picture) + ctx.encode(None))
 
 
-def _stream_failure(exc: av.error.FFmpegError, timed_out: bool) -> Failure:
+def _stream_failure(
+    exc: av.error.FFmpegError, timed_out: bool, redirects_refused: bool = False
+) -> Failure:
     message = _message(exc)
     if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
         return Failure("TIMEOUT", "no answer in time")
@@ -273,6 +356,9 @@ def _stream_failure(exc: av.error.FFmpegError, timed_out: bool) -> Failure:
             return Failure(reason, message)
     if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
         return Failure("HOST_UNREACHABLE", message)
+    if redirects_refused and isinstance(exc, OSError) and exc.errno == errno.EIO:
+        # How FFmpeg's http protocol ends on a redirect past max_redirects (0 here).
+        message += " (or an HTTP redirect: redirects are not followed; register the final URL)"
     return Failure("STREAM_ERROR", message)
 
 
@@ -315,6 +401,10 @@ def main() -> None:
             "reason": "PROBE_FAILED",
             "message": f"unexpected {type(exc).__name__} while reading",
         }
+    _reply(reply)
+
+
+def _reply(reply: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparc_video.address_policy import AddressPolicy
 from sparc_video.errors import MediaError, ProcessingTimeout
 
 # Time a child needs to start Python and import PyAV, on top of the media time limit.
@@ -79,9 +80,22 @@ class MediaProber:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def read_stream(
-        self, url: str, timeout_s: float, *, snapshot: bool = False
+        self,
+        url: str,
+        timeout_s: float,
+        *,
+        snapshot: bool = False,
+        policy: AddressPolicy | None = None,
     ) -> StreamRead:
-        request = {"op": "stream", "url": url, "timeout_s": timeout_s, "snapshot": snapshot}
+        """`policy` (default: the strictest, nothing extra allowed) is checked by the child on
+        the addresses it resolves, right before it connects to one of them."""
+        request = {
+            "op": "stream",
+            "url": url,
+            "timeout_s": timeout_s,
+            "snapshot": snapshot,
+            "policy": (policy or AddressPolicy()).to_json(),
+        }
         try:
             reply = await self._run(request, timeout_s + STARTUP_ALLOWANCE_S)
         except TimeoutError:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparc_video import confinement
 from sparc_video.camera_records import (
     CameraStore,
     RecordingNotFound,
@@ -27,15 +28,15 @@ from sparc_video.errors import (
     FieldViolation,
     InvalidArgument,
     MediaError,
+    MediaLimitExceeded,
     ObjectNotFound,
     Unavailable,
 )
-from sparc_video.media_probe import MediaProber
+from sparc_video.media_probe import FileRead, MediaProber
 from sparc_video.records import new_export_id
 from sparc_video.settings import Settings
 from sparc_video.storage import LocalStorage, ManagedStorage
 
-MAX_UPLOAD_TTL_S = 7 * 24 * 3600
 # Reading a recording: a minute, plus time at a conservative 25 MB/s for hashing and demuxing.
 READ_BASE_S = 60.0
 READ_BYTES_PER_S = 25 * 1000**2
@@ -78,6 +79,9 @@ class Recordings:
             raise _bad_object(
                 f"{object_key!r} is in the folder of camera cameras/{owner}; register it there"
             )
+        confinement.check_source_keys(
+            [("recording.object_key", object_key)], self._settings, camera_id=camera_id
+        )
         await self._store.get_camera(camera_id)
         # Checked again when the record is written; this saves reading a large object twice.
         if (registered := await self._store.already_registered(object_key)) is not None:
@@ -101,6 +105,7 @@ class Recordings:
                 raise MediaError(f"{object_key!r}: {exc.message}", reason=exc.reason) from None
         if read.size_bytes != info.size_bytes:
             raise Unavailable(f"{object_key!r} changed while it was read; try again")
+        self._check_limits(object_key, read)
         record = RecordingRecord(
             id=new_export_id(),
             camera_id=camera_id,
@@ -113,6 +118,24 @@ class Recordings:
             sha256=read.sha256,
         )
         return await self._store.create_recording(record)
+
+    def _check_limits(self, object_key: str, read: FileRead) -> None:
+        """The media limits exports apply, so a registered recording can be exported."""
+        pixels = read.info.width * read.info.height
+        limit = self._settings.max_frame_pixels
+        if pixels > limit:
+            raise MediaLimitExceeded(
+                f"{object_key!r} is {read.info.width}x{read.info.height} ({pixels:,} pixels per "
+                f"frame), above MAX_FRAME_PIXELS ({limit:,})",
+                reason="FRAME_TOO_LARGE",
+            )
+        longest = self._settings.max_source_duration_s
+        if longest and read.duration_s > longest:
+            raise MediaLimitExceeded(
+                f"{object_key!r} lasts {read.duration_s:.1f} s, above MAX_SOURCE_DURATION "
+                f"({longest:g} s)",
+                reason="SOURCE_TOO_LONG",
+            )
 
     async def get(self, camera_id: str, recording_id: str) -> RecordingRecord:
         name = f"cameras/{camera_id}/recordings/{recording_id}"
@@ -169,9 +192,13 @@ class Recordings:
                     f"{content_type!r} is not one of {', '.join(UPLOAD_TYPES)}",
                 )
             )
-        if not 0 <= ttl_s <= MAX_UPLOAD_TTL_S:
+        cap = self._settings.download_url_max_ttl_s
+        if not 0 <= ttl_s <= cap:
             violations.append(
-                FieldViolation("ttl", f"must be between 1 second and {MAX_UPLOAD_TTL_S} s")
+                FieldViolation(
+                    "ttl",
+                    f"{ttl_s} s is above DOWNLOAD_URL_MAX_TTL ({cap} s); ask for {cap} or less",
+                )
             )
         if violations:
             raise InvalidArgument(violations)
@@ -191,7 +218,9 @@ class Recordings:
         folder = self._settings.temp_dir / "recordings" / uuid.uuid4().hex
         try:
             path = folder / "object"
-            await self._storage.download_file(object_key, path)
+            await self._storage.download_file(
+                object_key, path, max_bytes=self._settings.max_upload_size
+            )
             yield path
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)

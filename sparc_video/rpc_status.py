@@ -37,6 +37,7 @@ _CODES: list[tuple[type[errors.SparcVideoError], grpc.StatusCode]] = [
     (errors.JobCancelled, grpc.StatusCode.CANCELLED),
     (errors.ProcessingTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.MediaError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.MediaLimitExceeded, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.TransientProcessingError, grpc.StatusCode.UNAVAILABLE),
     (errors.ProcessingError, grpc.StatusCode.INTERNAL),
 ]

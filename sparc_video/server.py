@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_SERVICE = export_service_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
 CAMERA_SERVICE = camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"].full_name
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -59,8 +58,10 @@ class Server:
                 AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
             ],
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # GRPC_MAX_MESSAGE_SIZE: a larger request is refused by gRPC itself with
+                # RESOURCE_EXHAUSTED ("received message larger than max") before any handler.
+                ("grpc.max_receive_message_length", app.settings.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", app.settings.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 # Calls the event loop has not taken up yet. gRPC's defaults (1,000, hard 3,000)
                 # cancel calls of a burst such as thousands of watchers reconnecting after a

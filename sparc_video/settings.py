@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -180,6 +181,21 @@ class Settings:
     # Finished exports (records, events and outputs) are deleted after this; 0 keeps them.
     export_retention_s: int = 30 * 24 * 3600
     download_url_ttl_s: int = 15 * 60
+    # Longest lifetime a client may ask for (download and upload links); longer is refused.
+    download_url_max_ttl_s: int = 24 * 3600
+    # Key prefixes sources, watermark images and recordings may come from; empty: any key
+    # outside the service's own outputs (see sparc_video.confinement).
+    source_key_prefixes: tuple[str, ...] = ()
+    # Networks camera streams may be on even though the address policy refuses them
+    # (loopback, link-local, private cloud metadata, the service's own Redis/S3).
+    camera_allowed_networks: tuple[str, ...] = ()
+    # Media limits the worker checks on its probe of the source (0 disables the duration one).
+    max_frame_pixels: int = 8192 * 8192
+    max_source_duration_s: float = 24 * 3600.0
+    # Request limits of CreateExport.
+    max_export_operations: int = 16
+    max_export_thumbnails: int = 100
+    grpc_max_message_bytes: int = 4 * 1024 * 1024
     # How long terminal exports' progress streams are kept for late watchers.
     event_retention_s: int = 24 * 3600
     # Seconds between background health checks (Redis, storage, media, workers, temp space).
@@ -289,20 +305,6 @@ class Settings:
             else:
                 values[attr] = raw in {"1", "true", "yes"}
 
-        def secret_or_file(name: str) -> str | None:
-            """NAME's value, or the content of the file NAME_FILE names (stripped)."""
-            raw = env.get(name, "").strip()
-            path = env.get(f"{name}_FILE", "").strip()
-            if raw and path:
-                problems.append(f"{name} and {name}_FILE are both set; set one")
-            if path:
-                try:
-                    return Path(path).read_text().strip()
-                except OSError as exc:
-                    problems.append(f"{name}_FILE: cannot read {path!r}: {exc.strerror}")
-                    return None
-            return raw or None
-
         def pem_file(name: str, attr: str) -> None:
             path = env.get(name, "").strip()
             if not path:
@@ -311,6 +313,36 @@ class Settings:
                 values[attr] = Path(path).read_bytes()
             except OSError as exc:
                 problems.append(f"{name}: cannot read {path!r}: {exc.strerror}")
+
+        def secret_value(name: str, strip: bool = True) -> str | None:
+            """NAME, or NAME_FILE naming a file that holds it (a mounted secret); the file wins.
+            Messages never quote the value."""
+            path = env.get(f"{name}_FILE", "").strip()
+            if not path:
+                raw = env.get(name, "").strip()
+                return raw or None
+            try:
+                content = Path(path).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(f"{name}_FILE: cannot read {path!r} ({why})")
+                return None
+            if not content.strip():
+                problems.append(f"{name}_FILE: {path!r} is empty")
+                return None
+            return content.strip() if strip else content
+
+        def secret(name: str, attr: str, strip: bool = True) -> None:
+            value = secret_value(name, strip)
+            if value is not None:
+                values[attr] = value
+
+        def names(name: str, attr: str) -> list[str]:
+            raw = env.get(name, "")
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            if items:
+                values[attr] = tuple(items)
+            return items
 
         def size(name: str, attr: str) -> None:
             raw = env.get(name)
@@ -329,41 +361,22 @@ class Settings:
         integer("HTTP_PORT", "http_port", 0, 65535)
         text("PUBLIC_HTTP_URL", "public_http_url")
         text("AWS_REGION", "aws_region")
-        text("AWS_ACCESS_KEY_ID", "aws_access_key_id")
-        text("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key")
+        secret("AWS_ACCESS_KEY_ID", "aws_access_key_id")
+        secret("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key")
         text("S3_BUCKET", "s3_bucket")
         text("S3_ENDPOINT_URL", "s3_endpoint_url")
         text("CLOUDFRONT_DOMAIN", "cloudfront_domain")
         text("CLOUDFRONT_KEY_PAIR_ID", "cloudfront_key_pair_id")
-        text("CLOUDFRONT_PRIVATE_KEY", "cloudfront_private_key")
-        key_file = env.get("CLOUDFRONT_PRIVATE_KEY_FILE", "").strip()
-        if key_file:
-            try:
-                values["cloudfront_private_key"] = Path(key_file).read_text()
-            except OSError as exc:
-                problems.append(f"CLOUDFRONT_PRIVATE_KEY_FILE: cannot read {key_file!r}: {exc}")
-        text("LOCAL_STORAGE_SIGNING_KEY", "local_signing_key")
-        text("CAMERA_CREDENTIALS_KEY", "camera_credentials_key")
-        credentials_file = env.get("CAMERA_CREDENTIALS_KEY_FILE", "").strip()
-        if credentials_file:
-            try:
-                values["camera_credentials_key"] = Path(credentials_file).read_text().strip()
-            except OSError as exc:
-                problems.append(
-                    f"CAMERA_CREDENTIALS_KEY_FILE: cannot read {credentials_file!r}: {exc}"
-                )
+        # A PEM keeps its line breaks; the other secrets are single tokens.
+        secret("CLOUDFRONT_PRIVATE_KEY", "cloudfront_private_key", strip=False)
+        secret("LOCAL_STORAGE_SIGNING_KEY", "local_signing_key")
+        secret("CAMERA_CREDENTIALS_KEY", "camera_credentials_key")
         if isinstance(values.get("camera_credentials_key"), str):
             try:
                 parse_fernet_keys(str(values["camera_credentials_key"]))
             except ValueError as exc:
                 problems.append(f"CAMERA_CREDENTIALS_KEY: {exc}")
-        text("MANIFEST_SIGNING_KEY", "manifest_signing_key")
-        signing_file = env.get("MANIFEST_SIGNING_KEY_FILE", "").strip()
-        if signing_file:
-            try:
-                values["manifest_signing_key"] = Path(signing_file).read_text().strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"MANIFEST_SIGNING_KEY_FILE: cannot read {signing_file!r}: {exc}")
+        secret("MANIFEST_SIGNING_KEY", "manifest_signing_key")
         if isinstance(values.get("manifest_signing_key"), str):
             # Imported here: only a configured key needs the cryptography library at start.
             from sparc_video.signing import parse_private_key
@@ -388,20 +401,41 @@ class Settings:
         integer("FAILED_EXPORTS_KEPT", "failed_exports_kept", 0, 10_000_000)
         integer("EXPORT_RETENTION", "export_retention_s", 0, 10 * 365 * 24 * 3600)
         integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
+        integer("DOWNLOAD_URL_MAX_TTL", "download_url_max_ttl_s", 1, 7 * 24 * 3600)
+        # Imported here: the storage package imports this module.
+        from sparc_video.storage.base import validate_key
+
+        for prefix in names("SOURCE_KEY_PREFIXES", "source_key_prefixes"):
+            try:
+                validate_key(prefix.removesuffix("/"))
+            except ValueError as exc:
+                problems.append(f"SOURCE_KEY_PREFIXES: {prefix!r} {exc}")
+        for network in names("CAMERA_ALLOWED_NETWORKS", "camera_allowed_networks"):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                problems.append(
+                    f"CAMERA_ALLOWED_NETWORKS: {network!r} is not a CIDR such as 10.0.0.0/8"
+                )
+        integer("MAX_FRAME_PIXELS", "max_frame_pixels", 64 * 64, 8192 * 8192)
+        number("MAX_SOURCE_DURATION", "max_source_duration_s", 0.0, 7 * 24 * 3600.0)
+        integer("MAX_EXPORT_OPERATIONS", "max_export_operations", 1, 16)
+        integer("MAX_EXPORT_THUMBNAILS", "max_export_thumbnails", 1, 10_000)
+        size("GRPC_MAX_MESSAGE_SIZE", "grpc_max_message_bytes")
         integer("EVENT_RETENTION", "event_retention_s", 60, 365 * 24 * 3600)
         number("HEALTH_CHECK_INTERVAL", "health_check_interval_s", 0.05, 3600.0)
         size("VIDEO_TEMP_MIN_FREE", "temp_min_free_bytes")
         integer("WORKER_METRICS_PORT", "worker_metrics_port", 0, 65535)
         text("LOG_FORMAT", "log_format")
         flag("AUTH_DISABLED", "auth_disabled")
-        tokens = secret_or_file("AUTH_TOKENS")
+        tokens = secret_value("AUTH_TOKENS")
         if tokens:
             try:
                 values["auth_static_tokens"] = parse_static_tokens(tokens)
             except ValueError as exc:
                 problems.append(f"AUTH_TOKENS: {exc}")
-        values["auth_jwt_secret"] = secret_or_file("AUTH_JWT_SECRET")
-        values["auth_jwt_public_key"] = secret_or_file("AUTH_JWT_PUBLIC_KEY")
+        values["auth_jwt_secret"] = secret_value("AUTH_JWT_SECRET")
+        values["auth_jwt_public_key"] = secret_value("AUTH_JWT_PUBLIC_KEY")
         text("AUTH_JWT_ISSUER", "auth_jwt_issuer")
         text("AUTH_JWT_AUDIENCE", "auth_jwt_audience")
         text("AUTH_JWT_ROLE_CLAIM", "auth_jwt_role_claim")
@@ -417,8 +451,8 @@ class Settings:
                     problems.append(
                         f"{name} must be set with a JWT key: tokens are checked against it"
                     )
-        secret = values["auth_jwt_secret"]
-        if isinstance(secret, str) and len(secret) < 32:
+        jwt_secret = values["auth_jwt_secret"]
+        if isinstance(jwt_secret, str) and len(jwt_secret) < 32:
             problems.append("AUTH_JWT_SECRET must be at least 32 characters (HS256 key)")
         try:
             values["auth_mtls_roles"] = parse_identity_roles(env.get("AUTH_MTLS_ROLES", ""))
@@ -467,6 +501,13 @@ class Settings:
         if log_format not in ("text", "json"):
             problems.append(f"LOG_FORMAT={log_format!r} must be text or json")
         values["log_format"] = log_format
+        ttl = values.get("download_url_ttl_s", cls.download_url_ttl_s)
+        cap = values.get("download_url_max_ttl_s", cls.download_url_max_ttl_s)
+        if isinstance(ttl, int) and isinstance(cap, int) and ttl > cap:
+            problems.append(f"DOWNLOAD_URL_TTL={ttl} is above DOWNLOAD_URL_MAX_TTL={cap}")
+        message_bytes = values.get("grpc_max_message_bytes", cls.grpc_max_message_bytes)
+        if isinstance(message_bytes, int) and not 64 * 1024 <= message_bytes <= 1024**3:
+            problems.append(f"GRPC_MAX_MESSAGE_SIZE={message_bytes} must be 64KiB to 1GiB")
         endpoint = values.get("s3_endpoint_url")
         if isinstance(endpoint, str) and not endpoint.startswith(("http://", "https://")):
             problems.append(f"S3_ENDPOINT_URL={endpoint!r} must be an http:// or https:// URL")
@@ -486,6 +527,8 @@ environment:
   S3_BUCKET                 use S3 storage in this bucket (default: local storage)
   S3_ENDPOINT_URL           S3 API endpoint, e.g. MinIO (default: AWS)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   S3 credentials (default: boto3's chain)
+  *_FILE                    any secret (AWS keys, CLOUDFRONT_PRIVATE_KEY, CAMERA_CREDENTIALS_KEY,
+                            LOCAL_STORAGE_SIGNING_KEY) may instead be read from a file
   CLOUDFRONT_DOMAIN         hand out download URLs on this CloudFront domain
   CLOUDFRONT_KEY_PAIR_ID, CLOUDFRONT_PRIVATE_KEY(_FILE)   sign them (they expire like S3's)
   LOCAL_STORAGE_DIR         root of local storage (default ./var/storage)
@@ -499,6 +542,16 @@ environment:
   MAX_VIDEO_UPLOAD_SIZE     largest source accepted, e.g. 5GB (default 5GB)
   MAX_EXPORT_RANGE          longest camera time range of one export, seconds (default 86400)
   DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
+  DOWNLOAD_URL_MAX_TTL      longest lifetime a client may ask for, seconds (default 86400)
+  SOURCE_KEY_PREFIXES       key prefixes sources/watermarks/recordings may come from,
+                            comma-separated (default: any key but exports/ and snapshots)
+  CAMERA_ALLOWED_NETWORKS   CIDRs camera streams may use despite the address policy
+                            (loopback, link-local, own Redis/S3...), e.g. 10.9.0.0/16
+  MAX_FRAME_PIXELS          largest source picture, width x height (default 67108864)
+  MAX_SOURCE_DURATION       longest source in seconds, 0 = no limit (default 86400)
+  MAX_EXPORT_OPERATIONS     operations per export, at most 16 (default 16)
+  MAX_EXPORT_THUMBNAILS     images (thumbnails, sprite tiles) per export (default 100)
+  GRPC_MAX_MESSAGE_SIZE     largest gRPC message either way (default 4MiB)
   VIDEO_JOB_MAX_TRIES       attempts for transient failures (default 3)
   VIDEO_RETRY_INITIAL_DELAY, VIDEO_RETRY_MULTIPLIER   retry backoff (default 5 s, x2)
   VIDEO_RETRY_TIMEOUTS      retry attempts stopped by the processing timeout (default false)

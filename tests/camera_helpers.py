@@ -22,6 +22,10 @@ from sparc_video.settings import Settings
 from tests.fixtures.service import RunningService, start_service
 from workers.pipeline.synth import make_sample_clip
 
+# The test streams below serve on loopback, which the camera address policy refuses unless
+# allowed: every test using them says so.
+LOOPBACK_CAMERAS: dict[str, Any] = {"camera_allowed_networks": ("127.0.0.0/8",)}
+
 
 @dataclass
 class CameraService:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,32 @@ class Case:
     # Reasons a FAILED export may carry; SUCCEEDED is allowed only when `may_succeed`.
     reasons: frozenset[str]
     may_succeed: bool = False
+
+
+class FifoWatch:
+    """Notices any process opening a FIFO for reading: a writer opened without blocking
+    succeeds only while a reader has it open (and frees a reader blocked in open)."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self.opened = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.002):
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: no reader
+                continue
+            self.opened = True
+
+    def close(self) -> bool:
+        self._stop.set()
+        self._thread.join()
+        return self.opened
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -158,8 +185,60 @@ def playlist_cases(canary_url: str, fifo: Path) -> list[Case]:
         )
         return _write(path, body.encode())
 
+    def external_dref(path: Path) -> Path:
+        return mp4_with_external_reference(path, fifo)
+
     refused = frozenset({"NOT_A_VIDEO"})
-    return [Case("hls_playlist", hls, refused), Case("ffconcat", ffconcat, refused)]
+    return [
+        Case("hls_playlist", hls, refused),
+        Case("ffconcat", ffconcat, refused),
+        # Its tracks' samples live "in" the FIFO; not opened, they are no usable video.
+        Case("external_dref", external_dref, BROKEN),
+    ]
+
+
+_MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"dinf"}
+
+
+def mp4_with_external_reference(path: Path, target: Path) -> Path:
+    """An MP4 whose tracks say their media is in another file, `target`: each track's data
+    reference ('dref') becomes a Mac alias record ('alis') holding `target` as its absolute
+    path, which FFmpeg's mov demuxer would open with enable_drefs."""
+    clip = _clip(path.with_suffix(".plain.mp4"), faststart=False)  # moov last: no offsets move
+    name = target.name.encode()[:63]
+    record = str(target).encode()
+    record += b"\0" * (len(record) % 2)
+    body = (
+        bytes(10) + b"\0" + bytes(27) + bytes(12)  # volume: none
+        + bytes([len(name)]) + name.ljust(63, b"\0") + bytes(16)
+        + struct.pack(">HH", 0xFFFF, 0xFFFF) + bytes(16)
+        + struct.pack(">HH", 2, len(record)) + record  # type 2: the absolute path
+        + struct.pack(">hH", -1, 0)
+    )  # fmt: skip
+    alias = struct.pack(">I4sI", 12 + len(body), b"alis", 0) + body
+    dref = struct.pack(">II", 0, 1) + alias
+
+    def rebuild(data: bytes) -> bytes:
+        out = b""
+        offset = 0
+        while offset + 8 <= len(data):
+            size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+            header = 8
+            if size == 1:
+                size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
+                header = 16
+            elif size == 0:
+                size = len(data) - offset
+            payload = data[offset + header : offset + size]
+            if kind in _MP4_CONTAINERS:
+                payload = rebuild(payload)
+            elif kind == b"dref":
+                payload = dref
+            out += struct.pack(">I4s", 8 + len(payload), kind) + payload
+            offset += size
+        return out
+
+    return _write(path, rebuild(clip.read_bytes()))
 
 
 NOT_A_VIDEO = frozenset({"NOT_A_VIDEO"})

@@ -22,6 +22,7 @@ from sparc_video import media_probe
 from sparc_video.errors import ProcessingTimeout
 from sparc_video.settings import Settings
 from tests.camera_helpers import (
+    LOOPBACK_CAMERAS,
     camera_service,
     closed_port,
     expect_error,
@@ -41,7 +42,10 @@ async def test_probe_and_snapshot_of_a_live_stream(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     clip = await in_thread(make_ts_clip, tmp_path / "live.ts")
-    async with camera_service(service_settings()) as cams, live_stream(clip, "u", "p") as live:
+    async with (
+        camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams,
+        live_stream(clip, "u", "p") as live,
+    ):
         stub = cams.stub
         camera = await stub.CreateCamera(
             svc.CreateCameraRequest(
@@ -102,7 +106,7 @@ async def test_unreachable_cameras_are_reported_within_the_timeout(
 ) -> None:
     clip = await in_thread(make_ts_clip, tmp_path / "live.ts")
     async with (
-        camera_service(service_settings()) as cams,
+        camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams,
         live_stream(clip, "u", "p") as live,
     ):
         stub = cams.stub
@@ -178,7 +182,7 @@ async def test_media_children_die_at_the_deadline_and_with_their_call(
     monkeypatch.undo()
 
     # A client giving up cancels the RPC, which takes its media child with it.
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         with silent_server() as port:
             camera = await cams.stub.CreateCamera(
                 svc.CreateCameraRequest(camera=Camera(stream_url=f"rtsp://127.0.0.1:{port}/"))

@@ -19,6 +19,7 @@ from sparc.video.v1 import camera_service_pb2 as svc
 from sparc_video.errors import ObjectNotFound
 from sparc_video.settings import Settings
 from tests.camera_helpers import (
+    LOOPBACK_CAMERAS,
     camera_service,
     closed_port,
     expect_error,
@@ -41,7 +42,7 @@ def mask(*paths: str) -> field_mask_pb2.FieldMask:
 
 
 async def test_camera_crud_with_field_masks(service_settings: Callable[..., Settings]) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         stub = cams.stub
         created = await stub.CreateCamera(
             svc.CreateCameraRequest(
@@ -139,7 +140,7 @@ async def test_camera_crud_with_field_masks(service_settings: Callable[..., Sett
 
 
 async def test_list_cameras_pages_and_filters(service_settings: Callable[..., Settings]) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         stub = cams.stub
         specs = [
             ("a1", "hq", True, {"zone": "perimeter"}),
@@ -215,7 +216,7 @@ async def test_list_cameras_pages_and_filters(service_settings: Callable[..., Se
 async def test_bad_camera_requests_name_the_fields(
     service_settings: Callable[..., Settings],
 ) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         stub = cams.stub
         error = await expect_error(
             stub.CreateCamera(
@@ -270,7 +271,7 @@ async def test_credentials_are_never_returned_nor_logged(
     username, password, token = "operator-7", "hunter2-Secret!", "tok-98765"
     secrets = [username, password, token]
     clip = await in_thread(make_ts_clip, tmp_path / "live.ts")
-    settings = service_settings()
+    settings = service_settings(**LOOPBACK_CAMERAS)
     seen: list[bytes] = []
 
     async def call(rpc: Any, request: message.Message) -> Any:
@@ -401,7 +402,7 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     async with (
-        camera_service(service_settings()) as cams,
+        camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams,
         live_stream(await in_thread(make_ts_clip, tmp_path / "clip.ts"), "u", "p") as live,
     ):
         stub, storage = cams.stub, cams.service.app.storage
@@ -457,7 +458,7 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
 async def test_grpcurl_sees_camera_service_through_reflection_and_health(
     service_settings: Callable[..., Settings],
 ) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         target = cams.service.target
         code, out = await grpcurl(target, "list")
         assert code == 0 and "sparc.video.v1.CameraService" in out.split(), out

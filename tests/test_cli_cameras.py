@@ -12,7 +12,7 @@ import pytest
 from sparc_video.camera_client import AsyncCameraClient, Camera
 from sparc_video.errors import ObjectNotFound
 from sparc_video.settings import Settings
-from tests.camera_helpers import camera_service
+from tests.camera_helpers import LOOPBACK_CAMERAS, camera_service
 from tests.test_cli import Result, client_env, sparc_video
 from tests.test_recordings import clip
 
@@ -29,7 +29,7 @@ def assert_no_secret(*results: Result) -> None:
 async def test_camera_crud_through_the_cli(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         target = ["--target", cams.service.target]
         password_file = tmp_path / "password"
         password_file.write_text(PASSWORD + "\n")
@@ -107,7 +107,7 @@ async def test_camera_crud_through_the_cli(
 async def test_refused_requests_exit_5_with_the_servers_message(
     service_settings: Callable[..., Settings],
 ) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         target = ["--target", cams.service.target]
         bad = await sparc_video(
             "camera", "create", "bad", "--stream-url", "ftp://nope/", "-O", "json", *target
@@ -140,7 +140,7 @@ async def test_refused_requests_exit_5_with_the_servers_message(
 async def test_register_list_and_delete_a_recording_through_the_cli(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    async with camera_service(service_settings()) as cams:
+    async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         target = ["--target", cams.service.target]
         async with AsyncCameraClient(cams.service.target) as client:
             await client.create_camera(Camera(stream_url="rtsp://gate/"), camera_id="gate")

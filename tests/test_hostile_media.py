@@ -7,7 +7,6 @@ at a FIFO (opening it would hang the job) and at a loopback listener that counts
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.settings import Settings
 from tests.fixtures.service import start_service
-from tests.hostile_media import FILE_CASES, Case, playlist_cases
+from tests.hostile_media import FILE_CASES, Case, FifoWatch, playlist_cases
 from tests.test_export_e2e import create_request, thumbnail, transcode
 
 State = export_pb2.Export
@@ -67,8 +66,8 @@ def canary() -> Iterator[ConnectionCanary]:
 async def test_hostile_corpus_fails_fast_classified_and_contained(
     service_settings: Callable[..., Settings], tmp_path: Path, canary: ConnectionCanary
 ) -> None:
-    fifo = tmp_path / "canary.fifo"
-    os.mkfifo(fifo)
+    watch = FifoWatch(tmp_path / "canary.fifo")
+    fifo = watch.path
     cases: list[Case] = [*FILE_CASES, *playlist_cases(canary.url, fifo)]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -132,3 +131,4 @@ async def test_hostile_corpus_fails_fast_classified_and_contained(
             await asyncio.sleep(0.05)
         assert not list(service.settings.temp_dir.iterdir())
     assert canary.connections == 0
+    assert not watch.close(), "a file a playlist or data reference names was opened"

@@ -29,10 +29,12 @@ from sparc_video.models import (
     TrimOp,
     WatermarkOp,
 )
+from tests.hostile_media import FifoWatch
 from tests.media import make_clip, read_frame_index
 from workers.child import ChildProgress, ProducedFile, run_plan
 from workers.pipeline.assets import asset_path
 from workers.pipeline.encoders import HardwareReport, nvenc_usable, probe_hardware
+from workers.pipeline.watermark import watermark_overlay
 from workers.sandbox import probe_hardware_in_child
 
 FPS = 30
@@ -467,6 +469,55 @@ def test_text_watermark_is_literal_pixels(short: Path, tmp_path: Path) -> None:
     outside = np.abs(marked.astype(int) - source.astype(int))
     outside[top:bottom, left:right] = 0
     assert outside.mean() < 0.5
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "%{{pts}} %{{localtime}} %{{eif:n:d}}",
+        "movie={fifo}[wm];[in][wm]overlay",
+        "it's: a; [test] \\ , 'quoted' \"double\" \\:\\;",
+        "text='x':fontfile={fifo}:textfile={fifo}",
+        "drawtext=text=%{{pts\\:hms}}:x=0",
+    ],
+)
+def test_hostile_watermark_text_is_drawn_literally(
+    short: Path, tmp_path: Path, template: str
+) -> None:
+    """Whatever filter-graph syntax the text holds, the output is the source with exactly the
+    pictures of those characters on it, the same on every frame, and no file is opened."""
+    watch = FifoWatch(tmp_path / "canary.fifo")
+    text = template.format(fifo=watch.path)
+    # Scaled to 90% of the width, so a long text stays inside the frame.
+    op = WatermarkOp(text=text, position="top_left", margin=4, scale=0.9)
+    result = run(short, tmp_path, op, _lossless())
+    assert not watch.close(), "a file named in the text was opened"
+    # What the text must look like: Pillow's literal rendering, composited on the source.
+    overlay = watermark_overlay(op, 320, 240, {})
+    # A long text runs off the frame's right edge (the font has a minimum size).
+    width = min(overlay.width, 320 - overlay.x)
+    picture = overlay.image[:, :width].astype(float)
+    alpha = picture[:, :, 3:] / 255
+    box = (slice(overlay.y, overlay.y + overlay.height), slice(overlay.x, overlay.x + width))
+    for number in (0, 15, 29):
+        source = pictures(short)[number].astype(float)
+        expected = source.copy()
+        expected[box] = alpha * picture[:, :, :3] + (1 - alpha) * source[box]
+        marked = pictures(result.video.path)[number].astype(float)
+        # yuv420p halves the colour resolution, which blurs glyph edges a little.
+        assert np.abs(marked[box] - expected[box]).mean() < 8, number
+        assert np.abs(marked[box] - source[box]).mean() > 20, "no text was drawn"
+        outside = np.abs(marked - source)
+        outside[box] = 0
+        assert outside.mean() < 0.5, number
+    # Literal: the characters themselves are drawn, so other text gives other pixels.
+    other = watermark_overlay(
+        WatermarkOp(text=text.replace("%", "0").replace(":", "0"), position="top_left"),
+        320,
+        240,
+        {},
+    )
+    assert other.image.shape != overlay.image.shape or (other.image != overlay.image).any()
 
 
 def test_text_watermark_default_size_and_opacity(short: Path, tmp_path: Path) -> None:

@@ -63,3 +63,78 @@ def test_reports_every_bad_variable_at_once() -> None:
     message = str(info.value)
     for name in ("GRPC_PORT", "MAX_VIDEO_UPLOAD_SIZE", "VIDEO_WORKER_CONCURRENCY", "REDIS_URL"):
         assert name in message
+
+
+def test_confinement_and_limit_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "SOURCE_KEY_PREFIXES": "uploads/, nvr/cam-1/",
+            "CAMERA_ALLOWED_NETWORKS": "10.9.0.0/16,fd00::/8",
+            "DOWNLOAD_URL_TTL": "600",
+            "DOWNLOAD_URL_MAX_TTL": "3600",
+            "MAX_FRAME_PIXELS": "8294400",
+            "MAX_SOURCE_DURATION": "7200",
+            "MAX_EXPORT_OPERATIONS": "8",
+            "MAX_EXPORT_THUMBNAILS": "50",
+            "GRPC_MAX_MESSAGE_SIZE": "1MiB",
+        }
+    )
+    assert settings.source_key_prefixes == ("uploads/", "nvr/cam-1/")
+    assert settings.camera_allowed_networks == ("10.9.0.0/16", "fd00::/8")
+    assert (settings.download_url_ttl_s, settings.download_url_max_ttl_s) == (600, 3600)
+    assert settings.max_frame_pixels == 3840 * 2160
+    assert settings.max_source_duration_s == 7200.0
+    assert (settings.max_export_operations, settings.max_export_thumbnails) == (8, 50)
+    assert settings.grpc_max_message_bytes == 1024**2
+    defaults = Settings()
+    assert (defaults.download_url_ttl_s, defaults.download_url_max_ttl_s) == (900, 86400)
+    assert defaults.source_key_prefixes == () and defaults.camera_allowed_networks == ()
+
+
+def test_bad_confinement_variables_are_named() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {
+                "SOURCE_KEY_PREFIXES": "ok/,../up/",
+                "CAMERA_ALLOWED_NETWORKS": "10.0.0.0/8,intranet",
+                "DOWNLOAD_URL_TTL": "7200",
+                "DOWNLOAD_URL_MAX_TTL": "3600",
+                "MAX_EXPORT_OPERATIONS": "17",
+                "GRPC_MAX_MESSAGE_SIZE": "1KB",
+            }
+        )
+    message = str(info.value)
+    assert "SOURCE_KEY_PREFIXES: '../up/'" in message
+    assert "CAMERA_ALLOWED_NETWORKS: 'intranet' is not a CIDR" in message
+    assert "DOWNLOAD_URL_TTL=7200 is above DOWNLOAD_URL_MAX_TTL=3600" in message
+    assert "MAX_EXPORT_OPERATIONS=17" in message
+    assert "GRPC_MAX_MESSAGE_SIZE=1000" in message
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    values = {
+        "AWS_ACCESS_KEY_ID": "AKIAFROMFILE",
+        "AWS_SECRET_ACCESS_KEY": "secret-from-file",
+        "LOCAL_STORAGE_SIGNING_KEY": "signing-from-file",
+        "CLOUDFRONT_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA KEY-----\n",
+    }
+    env = {"AWS_SECRET_ACCESS_KEY": "from-the-environment"}
+    for name, value in values.items():
+        (tmp_path / name).write_text(value + ("" if name.startswith("CLOUD") else "\n"))
+        env[f"{name}_FILE"] = str(tmp_path / name)
+    settings = Settings.from_env(env)
+    assert settings.aws_access_key_id == "AKIAFROMFILE"
+    assert settings.aws_secret_access_key == "secret-from-file"  # the file wins
+    assert settings.local_signing_key == "signing-from-file"
+    assert settings.cloudfront_private_key == values["CLOUDFRONT_PRIVATE_KEY"]
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {
+                "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "missing"),
+                "LOCAL_STORAGE_SIGNING_KEY_FILE": str(tmp_path / "empty"),
+            }
+        )
+    message = str(info.value)
+    assert "AWS_SECRET_ACCESS_KEY_FILE: cannot read" in message
+    assert "LOCAL_STORAGE_SIGNING_KEY_FILE:" in message and "is empty" in message

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sparc_video.errors import InvalidArgument, ObjectNotFound, Unavailable
+from sparc_video.errors import InvalidArgument, ObjectNotFound, ObjectTooLarge, Unavailable
 from sparc_video.settings import Settings
 from sparc_video.storage import LocalStorage, S3Storage, Storage, open_storage, validate_key
 from sparc_video.storage.http_routes import local_download_routes
@@ -114,6 +114,16 @@ async def test_empty_objects_roundtrip(storage: Storage, tmp_path: Path) -> None
     target = tmp_path / "work" / "empty.bin"
     assert await storage.download_file("in/empty.bin", target) == 0
     assert target.read_bytes() == b""
+
+
+async def test_download_refuses_objects_over_max_bytes(storage: Storage, tmp_path: Path) -> None:
+    await storage.put_bytes("in/clip.mp4", b"x" * 1001, "video/mp4")
+    target = tmp_path / "work" / "source.mp4"
+    with pytest.raises(ObjectTooLarge) as caught:
+        await storage.download_file("in/clip.mp4", target, max_bytes=1000)
+    assert (caught.value.size_bytes, caught.value.max_bytes) == (1001, 1000)
+    assert not target.parent.exists() or list(target.parent.iterdir()) == []
+    assert await storage.download_file("in/clip.mp4", target, max_bytes=1001) == 1001
 
 
 async def test_download_of_missing_key_leaves_no_file(storage: Storage, tmp_path: Path) -> None:

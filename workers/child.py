@@ -28,6 +28,7 @@ from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
 from workers.pipeline.encoders import HardwareReport, probe_hardware
 from workers.pipeline.join import JoinSpec, join_segments
+from workers.pipeline.media import MediaLimits
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -133,12 +134,15 @@ def run_operations(
     join: JoinSpec | None,
     wall_clock: WallClock | None,
     hardware: HardwareReport,
+    limits: MediaLimits,
     send: Connection,
     cancel: Event,
 ) -> None:
     """Child-process entry point; `hardware` is the worker's start-up probe."""
     try:
-        produced = _run(source, workdir, operations, join, wall_clock, hardware, send, cancel)
+        produced = _run(
+            source, workdir, operations, join, wall_clock, hardware, limits, send, cancel
+        )
         send.send(("done", produced))
     except JobCancelled as exc:
         send.send(("error", ChildFailure("cancelled", exc.reason, exc.message)))
@@ -166,12 +170,21 @@ def _run(
     join: JoinSpec | None,
     wall_clock: WallClock | None,
     hardware: HardwareReport,
+    limits: MediaLimits,
     send: Connection,
     cancel: Event,
 ) -> list[ProducedFile]:
     report = lambda p: send.send(("progress", p))  # noqa: E731
     return run_plan(
-        source, workdir, operations, report, cancel, hardware, join=join, wall_clock=wall_clock
+        source,
+        workdir,
+        operations,
+        report,
+        cancel,
+        hardware,
+        join=join,
+        wall_clock=wall_clock,
+        limits=limits,
     )
 
 
@@ -220,6 +233,7 @@ def run_plan(
     *,
     join: JoinSpec | None = None,
     wall_clock: WallClock | None = None,
+    limits: MediaLimits | None = None,
 ) -> list[ProducedFile]:
     """Compile `operations` into passes over `source` and run them, writing into `workdir`
     (where the watermark images already are, see `workers.pipeline.assets`). `hardware`: the
@@ -233,6 +247,7 @@ def run_plan(
     if join is not None:
         _join(join, source, report, cancel)
     info = probe(source)
+    (limits or MediaLimits()).check(info)
     try:
         plan = compile_plan(
             operations, capture_time=wall_clock.capture_time if wall_clock else None

@@ -35,7 +35,9 @@ from arq import Retry
 from sparc_video import manifest
 from sparc_video.errors import (
     JobCancelled,
+    MediaLimitExceeded,
     ObjectNotFound,
+    ObjectTooLarge,
     PermanentProcessingError,
     ProcessingError,
     ProcessingTimeout,
@@ -61,6 +63,7 @@ from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext
 from workers.pipeline.assets import download_assets
 from workers.pipeline.join import JoinSegment, JoinSpec
+from workers.pipeline.media import MediaLimits
 from workers.pipeline.wall_clock import wall_clock_of
 from workers.sandbox import ProcessLimits, run_in_child
 
@@ -242,6 +245,10 @@ class ExportJob:
                 # Chapters, subtitles and watermark clocks without a base time of their own.
                 wall_clock=wall_clock_of(record),
                 hardware=await self.worker.hardware(),
+                media_limits=MediaLimits(
+                    max_frame_pixels=settings.max_frame_pixels,
+                    max_duration_s=settings.max_source_duration_s,
+                ),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):
@@ -252,7 +259,16 @@ class ExportJob:
     async def _download(self, key: str, path: Path) -> tuple[int, str]:
         """Fetch a source; its size and SHA-256 as read, for the manifest."""
         try:
-            size = await self.worker.storage.download_file(key, path)
+            # Checked at CreateExport too; the object may have been replaced since.
+            size = await self.worker.storage.download_file(
+                key, path, max_bytes=self.worker.settings.max_upload_size
+            )
+        except ObjectTooLarge as exc:
+            raise MediaLimitExceeded(
+                f"the source {key!r} is {exc.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
+                f"({exc.max_bytes} bytes); it was not downloaded",
+                reason="SOURCE_TOO_LARGE",
+            ) from exc
         except ObjectNotFound as exc:
             raise PermanentProcessingError(
                 f"the source video {key!r} no longer exists in storage",

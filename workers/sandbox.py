@@ -24,6 +24,7 @@ from typing import Any
 from sparc_video.errors import (
     JobCancelled,
     MediaError,
+    MediaLimitExceeded,
     PermanentProcessingError,
     ProcessingError,
     ProcessingTimeout,
@@ -38,6 +39,7 @@ from workers.child import (
 )
 from workers.pipeline.encoders import HardwareReport
 from workers.pipeline.join import JoinSpec
+from workers.pipeline.media import MediaLimits
 from workers.pipeline.wall_clock import WallClock
 
 # forkserver: children fork from a small clean process (with PyAV preloaded) rather than from
@@ -49,6 +51,7 @@ CANCEL_GRACE_S = 0.5
 # Loading CUDA and opening each NVENC encoder takes a few seconds at most on a working driver.
 PROBE_TIMEOUT_S = 60.0
 _MEDIA_REASONS = {"INVALID_MEDIA", "NOT_A_VIDEO", "NO_VIDEO_STREAM", "UNDECODABLE"}
+_LIMIT_REASONS = {"FRAME_TOO_LARGE", "SOURCE_TOO_LONG"}
 
 OnProgress = Callable[[ChildProgress], Awaitable[None]]
 
@@ -99,6 +102,7 @@ async def run_in_child(
     join: JoinSpec | None = None,
     wall_clock: WallClock | None = None,
     hardware: HardwareReport | None = None,
+    media_limits: MediaLimits | None = None,
 ) -> list[ProducedFile]:
     """Run the export's operations; `on_progress` may raise (e.g. JobCancelled) to stop them.
     `hardware`: the worker's start-up probe (None: software encoders only).
@@ -113,6 +117,7 @@ async def run_in_child(
             join,
             wall_clock,
             hardware or HardwareReport(reason="not probed"),
+            media_limits or MediaLimits(),
         ),
         on_progress,
         timeout_s=timeout_s,
@@ -231,6 +236,8 @@ def _as_error(failure: ChildFailure) -> Exception:
     if failure.error_type == "cancelled":
         return JobCancelled(failure.message)
     if failure.error_type == "permanent":
+        if failure.reason in _LIMIT_REASONS:
+            return MediaLimitExceeded(failure.message, reason=failure.reason)
         if failure.reason in _MEDIA_REASONS:
             return MediaError(failure.message, reason=failure.reason)
         return PermanentProcessingError(failure.message, reason=failure.reason)

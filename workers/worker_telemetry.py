@@ -80,12 +80,12 @@ class InstrumentedStorage:
             TRANSFER_BYTES.labels(self.backend_name, direction).inc(transfer.bytes)
             span.set_attribute("storage.bytes", transfer.bytes)
 
-    async def download_file(self, key: str, path: Path) -> int:
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
         observer = job_observer.current()
         if observer is not None:
             observer.downloading()
         with self._transfer("download", key) as transfer:
-            transfer.bytes = await self._inner.download_file(key, path)
+            transfer.bytes = await self._inner.download_file(key, path, max_bytes)
         if observer is not None:
             observer.downloaded()
         return transfer.bytes

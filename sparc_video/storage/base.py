@@ -39,8 +39,11 @@ class Storage(Protocol):
         exist."""
         ...
 
-    async def download_file(self, key: str, path: Path) -> int:
-        """Stream the object to `path` (replaced only once complete); return its size."""
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
+        """Stream the object to `path` (replaced only once complete); return its size.
+
+        ObjectTooLarge, before any byte is copied, when the object is larger than `max_bytes`
+        (0: no limit)."""
         ...
 
     async def upload_file(

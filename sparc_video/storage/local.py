@@ -34,6 +34,7 @@ from sparc_video.errors import (
     FieldViolation,
     InvalidArgument,
     ObjectNotFound,
+    ObjectTooLarge,
     Unavailable,
 )
 from sparc_video.settings import Settings
@@ -87,7 +88,7 @@ class LocalStorage:
         path, _ = await asyncio.to_thread(self._find, key)
         return path
 
-    async def download_file(self, key: str, path: Path) -> int:
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
         _check_local_key(key)
 
         def copy() -> int:
@@ -97,8 +98,11 @@ class LocalStorage:
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 raise ObjectNotFound(key) from None
             with src:
-                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                info = os.fstat(src.fileno())
+                if not stat.S_ISREG(info.st_mode):
                     raise ObjectNotFound(key)
+                if max_bytes and info.st_size > max_bytes:
+                    raise ObjectTooLarge(key, info.st_size, max_bytes)
                 # A scratch copy for the worker: no fsync, a crash loses it anyway.
                 return _write_atomic(path, lambda out: _copy(src, out), durable=False)
 

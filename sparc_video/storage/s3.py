@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from sparc_video.errors import ObjectNotFound, SparcVideoError, Unavailable
+from sparc_video.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
 from sparc_video.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
@@ -170,9 +170,11 @@ class S3Storage:
         sha256 = str(head.get("Metadata", {}).get(SHA256_METADATA, ""))
         return ObjectInfo(key, int(head["ContentLength"]), sha256)
 
-    async def download_file(self, key: str, path: Path) -> int:
+    async def download_file(self, key: str, path: Path, max_bytes: int = 0) -> int:
         checked_key(key)
         head = await self._head(key)
+        if max_bytes and int(head["ContentLength"]) > max_bytes:
+            raise ObjectTooLarge(key, int(head["ContentLength"]), max_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         try:

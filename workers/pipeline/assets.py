@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from sparc_video.errors import ObjectNotFound, PermanentProcessingError
+from sparc_video.errors import MediaError, ObjectNotFound, ObjectTooLarge, PermanentProcessingError
 from sparc_video.models import Operation, WatermarkOp
 
 if TYPE_CHECKING:
     # Not at run time: the media child imports this module, and the storage backends bring
     # boto and friends (tens of MB) that it never uses.
     from sparc_video.storage import Storage
+
+
+# A watermark is a logo: far smaller than this. Its pixel count is checked again on decoding.
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
 
 def asset_keys(operations: Sequence[Operation]) -> list[str]:
@@ -51,7 +55,13 @@ async def download_assets(
     for key, path in paths.items():
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         try:
-            await storage.download_file(key, path)
+            await storage.download_file(key, path, max_bytes=MAX_IMAGE_BYTES)
+        except ObjectTooLarge as exc:
+            raise MediaError(
+                f"the watermark image {key!r} is {exc.size_bytes} bytes; at most "
+                f"{MAX_IMAGE_BYTES} are accepted",
+                reason="INVALID_WATERMARK",
+            ) from exc
         except ObjectNotFound as exc:
             raise PermanentProcessingError(
                 f"the watermark image {key!r} no longer exists in storage",

@@ -28,7 +28,7 @@ from av.stream import Disposition, Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from sparc_video.errors import MediaError
+from sparc_video.errors import MediaError, MediaLimitExceeded
 
 # FFmpeg demuxer names; a demuxer's name lists the formats it reads ("mov,mp4,m4a,...").
 ALLOWED_FORMATS = (
@@ -92,6 +92,29 @@ class MediaInfo:
     video_codec: str
     audio_codec: str  # "" when absent
     has_audio: bool
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Operator limits on sources (MAX_FRAME_PIXELS, MAX_SOURCE_DURATION; 0: no duration
+    limit), checked on the probe before any work: a source past them fails permanently."""
+
+    max_frame_pixels: int = MAX_PIXELS
+    max_duration_s: float = 0.0
+
+    def check(self, info: MediaInfo) -> None:
+        if info.width * info.height > self.max_frame_pixels:
+            raise MediaLimitExceeded(
+                f"the source is {info.width}x{info.height} ({info.width * info.height:,} "
+                f"pixels per frame), above MAX_FRAME_PIXELS ({self.max_frame_pixels:,})",
+                reason="FRAME_TOO_LARGE",
+            )
+        if self.max_duration_s and info.duration_s > self.max_duration_s:
+            raise MediaLimitExceeded(
+                f"the source lasts {info.duration_s:.1f} s, above MAX_SOURCE_DURATION "
+                f"({self.max_duration_s:g} s)",
+                reason="SOURCE_TOO_LONG",
+            )
 
 
 def open_input(path: Path) -> InputContainer:
