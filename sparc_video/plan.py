@@ -242,14 +242,7 @@ class _Compiler:
         video = self.video
         segment = video.segment
         length = segment.length_s
-        if length is not None and op.start_s >= length:
-            self.violations.append(
-                FieldViolation(
-                    self.field(index, "start"),
-                    f"{op.start_s:g} s is at or past the end of the {length:g} s video that "
-                    "the operations before it produce",
-                )
-            )
+        if self._starts_past_end(index, op.start_s, length):
             return
         end = op.end_within(length)
         video.segment = Segment(
@@ -261,19 +254,25 @@ class _Compiler:
             video.fast_trim = False
             video.encode = True
 
+    def _starts_past_end(self, index: int, start_s: float, length: float | None) -> bool:
+        """An operation's start at or past the end of the video the ones before it produce."""
+        if length is None or start_s < length:
+            return False
+        self.violations.append(
+            FieldViolation(
+                self.field(index, "start"),
+                f"{start_s:g} s is at or past the end of the {length:g} s video that "
+                "the operations before it produce",
+            )
+        )
+        return True
+
     def _redact(self, index: int, op: RedactOp) -> None:
         """The span, relative to the video before the operation, becomes source seconds: a
         later trim narrows what is kept but does not move what was redacted."""
         segment = self.video.segment
         length = segment.length_s
-        if length is not None and op.start_s >= length:
-            self.violations.append(
-                FieldViolation(
-                    self.field(index, "start"),
-                    f"{op.start_s:g} s is at or past the end of the {length:g} s video that "
-                    "the operations before it produce",
-                )
-            )
+        if self._starts_past_end(index, op.start_s, length):
             return
         end = op.end_within(length)
         span = Segment(segment.start_s + op.start_s, None if end is None else segment.start_s + end)

@@ -27,13 +27,11 @@ from sparc_video.logging_setup import Redactor, settings_secrets
 from sparc_video.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
 from sparc_video.records import EventKind
 from sparc_video.settings import Settings, SettingsError
-from sparc_video.storage import LocalStorage, S3Storage, Storage
+from sparc_video.storage import LocalStorage, Storage
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.service import RunningService, start_service
 from tests.test_cli import sparc_video
 from tests.test_client import put_clip
-
-MIB = 1024 * 1024
 
 
 def sha256(data: bytes) -> str:
@@ -41,26 +39,6 @@ def sha256(data: bytes) -> str:
 
 
 # --- hashes on the stored objects -------------------------------------------------------------
-
-
-@pytest.fixture(params=["s3", "local"])
-def backend_settings(request: pytest.FixtureRequest) -> Settings:
-    settings: Settings = request.getfixturevalue(f"{request.param}_settings")
-    return settings
-
-
-@pytest.fixture
-async def storage(backend_settings: Settings) -> AsyncIterator[Storage]:
-    store: Storage
-    if backend_settings.s3_bucket:
-        # S3's smallest part size, so the 12 MB file takes the multipart path.
-        store = await S3Storage.open(backend_settings, multipart_threshold=5 * MIB)
-    else:
-        store = LocalStorage.from_settings(backend_settings)
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 async def test_objects_carry_the_sha256_of_their_bytes(

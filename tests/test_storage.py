@@ -19,29 +19,7 @@ from sparc_video.errors import InvalidArgument, ObjectNotFound, ObjectTooLarge, 
 from sparc_video.settings import Settings
 from sparc_video.storage import LocalStorage, S3Storage, Storage, open_storage, validate_key
 from sparc_video.storage.http_routes import local_download_routes
-from tests.fixtures.s3 import free_port, s3_client
-
-MIB = 1024 * 1024
-
-
-@pytest.fixture(params=["s3", "local"])
-def backend_settings(request: pytest.FixtureRequest) -> Settings:
-    settings: Settings = request.getfixturevalue(f"{request.param}_settings")
-    return settings
-
-
-@pytest.fixture
-async def storage(backend_settings: Settings) -> AsyncIterator[Storage]:
-    store: Storage
-    if backend_settings.s3_bucket:
-        # S3's smallest part size, so a 12 MB file already takes the multipart path.
-        store = await S3Storage.open(backend_settings, multipart_threshold=5 * MIB)
-    else:
-        store = LocalStorage.from_settings(backend_settings)
-    try:
-        yield store
-    finally:
-        await store.aclose()
+from tests.fixtures.s3 import MIB, free_port, s3_client
 
 
 @asynccontextmanager

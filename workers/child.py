@@ -140,8 +140,16 @@ def run_operations(
 ) -> None:
     """Child-process entry point; `hardware` is the worker's start-up probe."""
     try:
-        produced = _run(
-            source, workdir, operations, join, wall_clock, hardware, limits, send, cancel
+        produced = run_plan(
+            source,
+            workdir,
+            operations,
+            lambda p: send.send(("progress", p)),
+            cancel,
+            hardware,
+            join=join,
+            wall_clock=wall_clock,
+            limits=limits,
         )
         send.send(("done", produced))
     except JobCancelled as exc:
@@ -161,31 +169,6 @@ def _report_internal(exc: Exception, send: Connection) -> None:
     """Anything unexpected is reported to the worker, which fails the export with it."""
     traceback.print_exc()
     send.send(("error", ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")))
-
-
-def _run(
-    source: Path,
-    workdir: Path,
-    operations: list[Operation],
-    join: JoinSpec | None,
-    wall_clock: WallClock | None,
-    hardware: HardwareReport,
-    limits: MediaLimits,
-    send: Connection,
-    cancel: Event,
-) -> list[ProducedFile]:
-    report = lambda p: send.send(("progress", p))  # noqa: E731
-    return run_plan(
-        source,
-        workdir,
-        operations,
-        report,
-        cancel,
-        hardware,
-        join=join,
-        wall_clock=wall_clock,
-        limits=limits,
-    )
 
 
 # Share of the progress percent a camera range's join takes before the plan runs.
