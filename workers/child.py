@@ -27,7 +27,7 @@ from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
 from workers.pipeline.encoders import HardwareReport, probe_hardware
-from workers.pipeline.join import JoinSpec, join_segments
+from workers.pipeline.join import JoinResult, JoinSpec, join_segments
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -175,16 +175,17 @@ def _run(
     )
 
 
-# Share of the progress percent a camera range's join takes before the plan runs.
-JOIN_PERCENT = 50.0
+# Share of the progress percent a camera range's join takes before the plan runs, by its way of
+# joining: a re-encode costs about what the operations do, a stream copy a small part of it.
+JOIN_PERCENT = {"re-encode": 50.0, "copy": 5.0}
 
 
 def _join(
     join: JoinSpec, dst: Path, report: Callable[[ChildProgress], None], cancel: Event | None
-) -> None:
+) -> JoinResult:
     started = time.monotonic()
 
-    def on_progress(done_s: float, total_s: float) -> None:
+    def on_progress(method: str, done_s: float, total_s: float) -> None:
         if cancel is not None and cancel.is_set():
             raise JobCancelled()
         fraction = min(1.0, done_s / total_s) if total_s > 0 else 1.0
@@ -192,8 +193,9 @@ def _join(
         report(
             ChildProgress(
                 operation_index=0,
-                operation="join",
-                percent=JOIN_PERCENT * fraction,
+                # The way of joining shows: "join:copy" or "join:re-encode".
+                operation=f"join:{method}",
+                percent=JOIN_PERCENT[method] * fraction,
                 timemark_s=done_s,
                 fps=0.0,
                 speed=done_s / elapsed if elapsed > 0 else 0.0,
@@ -201,7 +203,7 @@ def _join(
             )
         )
 
-    join_segments(join, dst, on_progress)
+    return join_segments(join, dst, on_progress)
 
 
 def probe_hardware_encoders(send: Connection, cancel: Event) -> None:
@@ -230,8 +232,7 @@ def run_plan(
     camera range), the video gets chapters (and subtitles) with the capture time, and a
     watermark clock without a base time of its own shows each frame's capture time."""
     workdir.mkdir(parents=True, exist_ok=True)
-    if join is not None:
-        _join(join, source, report, cancel)
+    joined = _join(join, source, report, cancel) if join is not None else None
     info = probe(source)
     try:
         plan = compile_plan(
@@ -241,8 +242,8 @@ def run_plan(
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
     passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)
     progress = _PlanProgress(passes, report, cancel)
-    if join is not None:
-        progress.offset = JOIN_PERCENT
+    if joined is not None:
+        progress.offset = JOIN_PERCENT[joined.method]
     video: ProducedFile | None = None
     produced: list[ProducedFile] = []
     for index, current in enumerate(passes):

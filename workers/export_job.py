@@ -297,6 +297,9 @@ class ExportJob:
         now = time.monotonic()
         current = (progress.operation_index, progress.operation)
         changed_operation = current != self._last_operation
+        if changed_operation and progress.operation.startswith("join:"):
+            # The child process does not log: the way its join went shows here.
+            log.info("export %s: %s", self.export_id, progress.operation)
         if not changed_operation and now - self._last_publish < PROGRESS_INTERVAL_S:
             return
         self._last_publish = now

@@ -1,10 +1,12 @@
 """Join a camera time range into one video: the recordings' spans cut exactly at their ends, in
 order, with each gap either left out or shown as a "NO RECORDING" slate of its length.
 
-This first version re-encodes the whole range (H.264 at near-transparent quality, AAC), which
-makes every cut frame-accurate and lets segments of different sizes, rates or codecs meet in
-one stream; stream-copying the segments between the cuts is left for later. The result is a
-MP4 file the export's operations then apply to, as if it were the uploaded source.
+Where every cut falls where the coded streams allow and the recordings share their codec
+parameters, the packets are copied (`join_copy`, which lists the rules). Otherwise the whole
+range is re-encoded here (H.264 at near-transparent quality, AAC), which makes every cut
+frame-accurate and lets slates and segments of different sizes, rates or codecs meet in one
+stream. Either way the result is a MP4 file the export's operations then apply to, as if it
+were the uploaded source.
 
 Timing: a span's frames keep their spacing; the frame captured at recording offset t lands at
 `span.output_offset + (t - span.source_offset)` in the joined video, so a frame's position
@@ -14,8 +16,7 @@ is brought level with the video at every segment boundary (silence where a segme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import logging
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +30,15 @@ from av.video.frame import PictureType, VideoFrame
 from PIL import Image, ImageDraw, ImageFont
 
 from sparc_video.errors import PermanentProcessingError
+from workers.pipeline.join_copy import NotCopyable, copy_join, plan_copy
+from workers.pipeline.join_spec import (
+    EPSILON_S,
+    JoinProgress,
+    JoinResult,
+    JoinSegment,
+    JoinSpec,
+    segment_times,
+)
 from workers.pipeline.media import (
     FrameConverter,
     audio_stream,
@@ -39,49 +49,37 @@ from workers.pipeline.media import (
     video_stream,
 )
 
+__all__ = ["JoinResult", "JoinSegment", "JoinSpec", "join_segments", "segment_times"]
+
+log = logging.getLogger(__name__)
+
+METHOD = "re-encode"
 AUDIO_RATE = 48_000
 # Output time base of the video: fine enough for any frame rate's timestamps.
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 DEFAULT_FPS = Fraction(25)
-# Frames within this much of a cut count as inside it (timestamps are rounded by containers).
-EPSILON_S = 1e-4
 SLATE_GREY = (96, 96, 96)
 # Audio this close (samples) to where the written audio ends continues it without a gap.
 AUDIO_SNAP = AUDIO_RATE // 50
 
 
-@dataclass(frozen=True)
-class JoinSegment:
-    """A span of a recording (`path` set) or a gap (`path` None), `duration_s` long, starting
-    at wall-clock `start_ns`; a span starts `source_offset_s` into its recording's video."""
-
-    path: Path | None
-    start_ns: int
-    duration_s: float
-    source_offset_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class JoinSpec:
-    segments: tuple[JoinSegment, ...]
-
-    @property
-    def duration_s(self) -> float:
-        return sum(s.duration_s for s in self.segments)
-
-
-@dataclass(frozen=True)
-class JoinResult:
-    path: Path
-    # Where each segment starts in the joined video (seconds), in order.
-    offsets_s: tuple[float, ...]
-
-
-# (media seconds written, total media seconds); may raise to stop the join.
-JoinProgress = Callable[[float, float], None]
-
-
 def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult:
+    """Join by stream copy where that is exact, else by re-encoding (see the module doc)."""
+    try:
+        plan = plan_copy(spec)
+    except NotCopyable as exc:
+        reason = str(exc)
+        log.info("joining %d segments by re-encoding: %s", len(spec.segments), reason)
+        return reencode_segments(spec, dst, report, reason)
+    log.info("joining %d segments by stream copy", len(spec.segments))
+    return copy_join(plan, spec, dst, report)
+
+
+def reencode_segments(
+    spec: JoinSpec, dst: Path, report: JoinProgress, reason: str = ""
+) -> JoinResult:
+    """Decode every span and encode the joined video, cutting at the exact frames."""
+    report(METHOD, 0.0, spec.duration_s)
     spans = [s for s in spec.segments if s.path is not None]
     if not spans:
         raise ValueError("a join needs at least one recording span")
@@ -103,7 +101,7 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
                 writer.span(segment, position, report, total)
             position += segment.duration_s
             writer.level_audio(position)
-            report(position, total)
+            report(METHOD, position, total)
         writer.close()
     if writer.last_pts < 0:
         raise PermanentProcessingError(
@@ -111,7 +109,7 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
             "than a frame)",
             reason="NO_FOOTAGE",
         )
-    return JoinResult(dst, tuple(offsets))
+    return JoinResult(dst, tuple(offsets), METHOD, reason)
 
 
 class _Writer:
@@ -189,7 +187,7 @@ class _Writer:
             frame = VideoFrame.from_ndarray(picture, format="rgb24")
             self._video(frame, at_s + float(t))
             if index % 25 == 0:
-                report(at_s + float(t), total)
+                report(METHOD, at_s + float(t), total)
 
     def span(self, seg: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
         assert seg.path is not None
@@ -219,7 +217,7 @@ class _Writer:
                         self._video(frame, at_s + t - begin)
                         count += 1
                         if count % 25 == 0:
-                            report(at_s + t - begin, total)
+                            report(METHOD, at_s + t - begin, total)
                 elif audio is not None and not audio_done:
                     for aframe in decode_audio(audio, packet):
                         for resampled in resampler.resample(aframe):
@@ -301,11 +299,3 @@ def slate_picture(width: int, height: int, gap: JoinSegment) -> npt.NDArray[np.u
 
 def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def segment_times(spec: JoinSpec) -> Iterator[tuple[float, JoinSegment]]:
-    """(offset in the joined video, segment), in order."""
-    position = 0.0
-    for segment in spec.segments:
-        yield position, segment
-        position += segment.duration_s
