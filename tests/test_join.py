@@ -227,3 +227,24 @@ def test_slates_are_re_encoded(recordings: list[Path], tmp_path: Path) -> None:
     assert result.method == "re-encode"
     assert "slate" in result.reason
     assert len(frames(result.path)) == 2 * FPS + 10
+
+
+def test_a_rotated_recording_is_re_encoded(recordings: list[Path], tmp_path: Path) -> None:
+    """Same codec parameters, but a display matrix the joined stream could not carry for one
+    span only."""
+    rotated = tmp_path / "rotated.mp4"
+    with av.open(str(recordings[1])) as src, av.open(str(rotated), "w") as dst:
+        video, audio = src.streams.video[0], src.streams.audio[0]
+        out_video = dst.add_stream_from_template(video)
+        out_audio = dst.add_stream_from_template(audio)
+        out_video.set_display_rotation(180)
+        for packet in src.demux(video, audio):
+            if packet.size:
+                packet.stream = out_video if packet.stream is video else out_audio
+                dst.mux(packet)
+    result, _ = join(tmp_path, span(recordings[0], 1.0, 1.0), span(rotated, 0.0, 1.0))
+    assert result.method == "re-encode"
+    assert result.reason == "rotated.mp4 differs from the first recording in its rotation"
+    decoded = frames(result.path)
+    assert len(decoded) == 2 * FPS
+    assert [i for _, i in decoded[:FPS]] == list(range(FPS, 2 * FPS))

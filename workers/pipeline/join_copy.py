@@ -31,6 +31,7 @@ other than the camera's cannot promise, and an MP4 holds one set. Such ranges re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,7 +51,13 @@ from workers.pipeline.join_spec import (
     JoinSpec,
     segment_times,
 )
-from workers.pipeline.media import ALLOWED_FORMATS, audio_stream, open_input, video_stream
+from workers.pipeline.media import (
+    ALLOWED_FORMATS,
+    audio_stream,
+    decode_video,
+    open_input,
+    video_stream,
+)
 
 if TYPE_CHECKING:
     from workers.pipeline.media import AnyPacket
@@ -107,23 +114,24 @@ def plan_copy(spec: JoinSpec) -> CopyPlan:
     if any(segment.path is None for segment in spec.segments):
         raise NotCopyable("a gap is shown as a slate, which has to be encoded")
     spans = [(at_s, s) for at_s, s in segment_times(spec) if s.path is not None]
-    if not spans:
+    paths = [s.path for _, s in spans if s.path is not None]
+    if not paths:
         raise NotCopyable("no recording span")
-    params: tuple[tuple[str, object], ...] | None = None
+    # Parameters first: telling them apart costs no more than opening the files.
+    first = _parameters(paths[0])
+    for path in paths[1:]:
+        these = _parameters(path)
+        if these != first:
+            raise NotCopyable(
+                f"{path.name} differs from the first recording in its {_difference(first, these)}"
+            )
     copies: list[SpanCopy] = []
-    last_pts = last_dts = None
+    # The last span's last decode and greatest presentation time, in the joined video.
+    last: tuple[int, int] | None = None
     audio_end = 0  # audio written so far, in the audio time base
     for at_s, segment in spans:
         assert segment.path is not None
         with open_input(segment.path) as container:
-            these = _parameters(container)
-            if params is None:
-                params = these
-            elif these != params:
-                raise NotCopyable(
-                    f"{segment.path.name} differs from the first recording in its "
-                    f"{_difference(params, these)}"
-                )
             vs = video_stream(container)
             audio = audio_stream(container)
             video, sound = _packet_lists(container, vs, audio)
@@ -133,14 +141,11 @@ def plan_copy(spec: JoinSpec) -> CopyPlan:
         if kept:
             first_dts = kept[0].dts - copy.video_shift
             first_pts = min(p.pts for p in kept) - copy.video_shift
-            if last_dts is not None and (
-                first_dts <= last_dts or last_pts is None or first_pts <= last_pts
-            ):
+            if last is not None and (first_dts <= last[0] or first_pts <= last[1]):
                 raise NotCopyable(
                     f"the span of {segment.path.name} would overlap the one before it"
                 )
-            last_dts = kept[-1].dts - copy.video_shift
-            last_pts = max(p.pts for p in kept) - copy.video_shift
+            last = (kept[-1].dts - copy.video_shift, max(p.pts for p in kept) - copy.video_shift)
         if audio is not None:
             assert audio.time_base is not None
             origin = _origin(video, vs.time_base)
@@ -148,7 +153,7 @@ def plan_copy(spec: JoinSpec) -> CopyPlan:
                 copy, segment, at_s, sound, audio.time_base, origin, audio_end
             )
         copies.append(copy)
-    if last_dts is None:
+    if last is None:
         raise NotCopyable("no picture inside the range")
     return CopyPlan(tuple(copies), template=copies[0].path)
 
@@ -165,11 +170,8 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
             sound = (
                 out.add_stream_from_template(template_audio) if template_audio is not None else None
             )
-        for copy, at_s in zip(
-            plan.spans,
-            (at for at, s in segment_times(spec) if s.path is not None),
-            strict=True,
-        ):
+        spans = [(at, s.duration_s) for at, s in segment_times(spec) if s.path is not None]
+        for copy, (at_s, duration_s) in zip(plan.spans, spans, strict=True):
             with open_input(copy.path) as container:
                 vs = video_stream(container)
                 audio = audio_stream(container) if sound is not None else None
@@ -201,8 +203,7 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
                         audio is None or audio_seen >= copy.audio.stop
                     ):
                         break
-            report(METHOD, at_s, total)
-    report(METHOD, total, total)
+            report(METHOD, at_s + duration_s, total)
     return JoinResult(dst, offsets, method=METHOD)
 
 
@@ -319,11 +320,16 @@ def _span_audio(
     )
 
 
-def _parameters(container: InputContainer) -> tuple[tuple[str, object], ...]:
+def _parameters(path: Path) -> tuple[tuple[str, object], ...]:
     """What two recordings must share for their packets to go into one stream (labelled, so
     that a refusal can name the difference)."""
+    with open_input(path) as container:
+        return _stream_parameters(path, container)
+
+
+def _stream_parameters(path: Path, container: InputContainer) -> tuple[tuple[str, object], ...]:
     if container.format.name not in COPY_FORMATS:
-        raise NotCopyable(f"a recording is {container.format.name}, not MP4/MOV")
+        raise NotCopyable(f"{path.name} is {container.format.name.split(',')[0]}, not MP4/MOV")
     vs = video_stream(container)
     cc = vs.codec_context
     if cc.name not in COPY_VIDEO_CODECS:
@@ -337,6 +343,10 @@ def _parameters(container: InputContainer) -> tuple[tuple[str, object], ...]:
         ("codec parameters (SPS/PPS)", bytes(cc.extradata or b"")),
         ("video time base", vs.time_base),
         ("codec tag", cc.codec_tag),
+        ("colour", (cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc)),
+        ("field order", cc.field_order),
+        # Rotation is stream side data the joined stream takes from the first recording.
+        ("rotation", _rotation(container, vs)),
     ]
     audio = audio_stream(container)
     if audio is None:
@@ -354,6 +364,14 @@ def _parameters(container: InputContainer) -> tuple[tuple[str, object], ...]:
             ("audio time base", audio.time_base),
         ]
     return tuple(params)
+
+
+def _rotation(container: InputContainer, vs: VideoStream) -> float:
+    """The display matrix's rotation, which only a decoded frame tells PyAV."""
+    for packet in container.demux(vs):
+        for frame in decode_video(vs, packet):
+            return 0.0 if math.isnan(frame.rotation) else float(frame.rotation)
+    return 0.0
 
 
 def _difference(
