@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,8 +198,9 @@ def is_slate(rgb: np.ndarray) -> bool:  # type: ignore[type-arg]
 
 
 async def test_time_range_across_three_recordings_with_a_gap(
-    service_settings: Callable[..., Settings], tmp_path: Path
+    service_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="workers.export_job")
     async with footage(service_settings(), tmp_path, worker=True) as f:
         second = f.recordings[1]
         # 1 s into the first recording to 1 s into the third: 4 s of footage, a 6 s gap.
@@ -224,6 +226,11 @@ async def test_time_range_across_three_recordings_with_a_gap(
         # start 1 s into a recording without a keyframe there makes it a re-encode.
         assert phases[0] == "join" and "convert" in phases
         assert "join:re-encode" in phases and "join:copy" not in phases
+        # The worker's log says why.
+        assert (
+            f"export {created.name.rsplit('/', 1)[1]}: join:re-encode (the cut at 1.000 s into "
+            "recording-0.mp4 is not at a keyframe)"
+        ) in caplog.messages
         assert phases[phases.index("convert") :] == ["convert"] * (
             len(phases) - phases.index("convert")
         )
@@ -268,15 +275,17 @@ async def test_time_range_across_three_recordings_with_a_gap(
 
 
 async def test_time_range_on_keyframes_is_joined_by_stream_copy(
-    service_settings: Callable[..., Settings], tmp_path: Path
+    service_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Recordings with a keyframe every second, a range from 1 s to 11 s: every cut is at a
     keyframe or a recording's end, so the packets are copied, not re-encoded."""
+    caplog.set_level(logging.INFO, logger="workers.export_job")
     async with footage(service_settings(), tmp_path, worker=True, gop=FPS) as f:
         created = await create(f.service, range_source(f.camera, 1, 11))
         phases: list[str] = []
         done = await finish(f.service, created.name, phases)
         assert "join:copy" in phases and "join:re-encode" not in phases
+        assert f"export {created.name.rsplit('/', 1)[1]}: join:copy" in caplog.messages
         out = tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4"
         frames = await frames_of(f.service, done, tmp_path)
         assert len(frames) == 4 * FPS

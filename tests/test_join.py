@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from workers.pipeline.join import JoinResult, JoinSegment, JoinSpec, join_segments
+from workers.pipeline.join import JoinMethod, JoinResult, JoinSegment, JoinSpec, join_segments
 from workers.pipeline.synth import make_sample_clip, read_frame_index
 
 FPS = 25
@@ -34,8 +34,8 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def join(tmp_path: Path, *segments: JoinSegment) -> tuple[JoinResult, list[str]]:
     methods: list[str] = []
 
-    def report(method: str, done_s: float, total_s: float) -> None:
-        methods.append(method)
+    def report(method: JoinMethod, done_s: float, total_s: float) -> None:
+        methods.append(method.name)
         assert 0 <= done_s <= total_s + 1e-6
 
     result = join_segments(JoinSpec(segments), tmp_path / "joined.mp4", report)
@@ -89,7 +89,7 @@ def test_cuts_on_keyframes_copy_the_packets(recordings: list[Path], tmp_path: Pa
         span(recordings[1], 0.0, 2.0),
         span(recordings[2], 0.0, 1.0),
     )
-    assert (result.method, result.reason) == ("copy", "")
+    assert result.method == JoinMethod("copy", "")
     assert set(methods) == {"copy"}
     assert result.offsets_s == (0.0, 1.0, 3.0)
 
@@ -122,7 +122,7 @@ def test_copied_audio_runs_without_holes(recordings: list[Path], tmp_path: Path)
         span(recordings[1], 0.0, 2.0),
         span(recordings[2], 0.0, 1.0),
     )
-    assert result.method == "copy"
+    assert result.method.name == "copy"
     laid = list(audio_frames(result.path))
     frame_samples = AUDIO_RATE // FPS
     assert laid[0][0] == 0
@@ -153,14 +153,14 @@ def test_an_end_inside_a_gop_is_exact_either_way(
         tmp_path, span(recordings[0], 0.0, frames_kept / FPS), span(recordings[1], 0.0, 1.0)
     )
     assert [i for _, i in frames(result.path)] == list(range(frames_kept)) + list(range(FPS))
-    if result.method == "re-encode":
-        assert "not a run of packets in decode order" in result.reason
+    if result.method.name == "re-encode":
+        assert "not a run of packets in decode order" in result.method.reason
 
 
 def test_a_start_inside_a_gop_is_re_encoded_exactly(recordings: list[Path], tmp_path: Path) -> None:
     result, methods = join(tmp_path, span(recordings[0], 0.52, 1.48), span(recordings[1], 0.0, 1.0))
-    assert result.method == "re-encode"
-    assert result.reason == "the cut at 0.520 s into 0.mp4 is not at a keyframe"
+    assert result.method.name == "re-encode"
+    assert result.method.reason == "the cut at 0.520 s into 0.mp4 is not at a keyframe"
     assert set(methods) == {"re-encode"}
     decoded = frames(result.path)
     assert [i for _, i in decoded] == list(range(13, 2 * FPS)) + list(range(FPS))
@@ -172,8 +172,8 @@ def test_recordings_of_another_size_are_re_encoded(recordings: list[Path], tmp_p
         tmp_path / "other.mp4", width=256, height=192, duration_s=2.0, fps=FPS, gop=FPS
     )
     result, _ = join(tmp_path, span(recordings[0], 1.0, 1.0), span(other, 0.0, 1.0))
-    assert result.method == "re-encode"
-    assert "other.mp4 differs from the first recording in its size" in result.reason
+    assert result.method.name == "re-encode"
+    assert "other.mp4 differs from the first recording in its size" in result.method.reason
     assert [i for _, i in frames(result.path)] == list(range(FPS, 2 * FPS)) + list(range(FPS))
 
 
@@ -190,8 +190,8 @@ def test_recordings_without_audio_next_to_audio_are_re_encoded(
         gop=FPS,
     )
     result, _ = join(tmp_path, span(recordings[0], 1.0, 1.0), span(silent, 0.0, 1.0))
-    assert result.method == "re-encode"
-    assert "audio" in result.reason
+    assert result.method.name == "re-encode"
+    assert "audio" in result.method.reason
     # Silence where the silent recording plays, not a hole.
     ends = [start + count for start, count in audio_frames(result.path)]
     assert abs(ends[-1] - 2 * AUDIO_RATE) <= AUDIO_RATE // FPS
@@ -211,7 +211,7 @@ def test_silent_recordings_are_copied(tmp_path: Path) -> None:
         for n in range(2)
     ]
     result, _ = join(tmp_path, span(silent[0], 1.0, 1.0), span(silent[1], 0.0, 2.0))
-    assert result.method == "copy"
+    assert result.method.name == "copy"
     assert [i for _, i in frames(result.path)] == list(range(FPS, 2 * FPS)) + list(range(2 * FPS))
     with av.open(str(result.path)) as container:
         assert not container.streams.audio
@@ -224,8 +224,8 @@ def test_slates_are_re_encoded(recordings: list[Path], tmp_path: Path) -> None:
         JoinSegment(None, 0, 0.4),
         span(recordings[1], 0.0, 1.0),
     )
-    assert result.method == "re-encode"
-    assert "slate" in result.reason
+    assert result.method.name == "re-encode"
+    assert "slate" in result.method.reason
     assert len(frames(result.path)) == 2 * FPS + 10
 
 
@@ -243,8 +243,8 @@ def test_a_rotated_recording_is_re_encoded(recordings: list[Path], tmp_path: Pat
                 packet.stream = out_video if packet.stream is video else out_audio
                 dst.mux(packet)
     result, _ = join(tmp_path, span(recordings[0], 1.0, 1.0), span(rotated, 0.0, 1.0))
-    assert result.method == "re-encode"
-    assert result.reason == "rotated.mp4 differs from the first recording in its rotation"
+    assert result.method.name == "re-encode"
+    assert result.method.reason == "rotated.mp4 differs from the first recording in its rotation"
     decoded = frames(result.path)
     assert len(decoded) == 2 * FPS
     assert [i for _, i in decoded[:FPS]] == list(range(FPS, 2 * FPS))

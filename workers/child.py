@@ -27,7 +27,7 @@ from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
 from workers.pipeline.encoders import HardwareReport, probe_hardware
-from workers.pipeline.join import JoinResult, JoinSpec, join_segments
+from workers.pipeline.join import JoinMethod, JoinResult, JoinSpec, join_segments
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
 from workers.pipeline.thumbnail import (
@@ -50,6 +50,9 @@ class ChildProgress:
     fps: float
     speed: float
     eta_s: float | None
+    # Why the operation runs the way it does, for the worker's log (e.g. why a join is not a
+    # stream copy); "" when there is nothing to say.
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def _join(
 ) -> JoinResult:
     started = time.monotonic()
 
-    def on_progress(method: str, done_s: float, total_s: float) -> None:
+    def on_progress(method: JoinMethod, done_s: float, total_s: float) -> None:
         if cancel is not None and cancel.is_set():
             raise JobCancelled()
         fraction = min(1.0, done_s / total_s) if total_s > 0 else 1.0
@@ -194,12 +197,13 @@ def _join(
             ChildProgress(
                 operation_index=0,
                 # The way of joining shows: "join:copy" or "join:re-encode".
-                operation=f"join:{method}",
-                percent=JOIN_PERCENT[method] * fraction,
+                operation=f"join:{method.name}",
+                percent=JOIN_PERCENT[method.name] * fraction,
                 timemark_s=done_s,
                 fps=0.0,
                 speed=done_s / elapsed if elapsed > 0 else 0.0,
                 eta_s=None,
+                detail=method.reason,
             )
         )
 
@@ -243,7 +247,7 @@ def run_plan(
     passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)
     progress = _PlanProgress(passes, report, cancel)
     if joined is not None:
-        progress.offset = JOIN_PERCENT[joined.method]
+        progress.offset = JOIN_PERCENT[joined.method.name]
     video: ProducedFile | None = None
     produced: list[ProducedFile] = []
     for index, current in enumerate(passes):

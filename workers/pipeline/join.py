@@ -17,6 +17,7 @@ is brought level with the video at every segment boundary (silence where a segme
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +34,7 @@ from sparc_video.errors import PermanentProcessingError
 from workers.pipeline.join_copy import NotCopyable, copy_join, plan_copy
 from workers.pipeline.join_spec import (
     EPSILON_S,
+    JoinMethod,
     JoinProgress,
     JoinResult,
     JoinSegment,
@@ -49,11 +51,13 @@ from workers.pipeline.media import (
     video_stream,
 )
 
-__all__ = ["JoinResult", "JoinSegment", "JoinSpec", "join_segments", "segment_times"]
+__all__ = ["JoinMethod", "JoinResult", "JoinSegment", "JoinSpec", "join_segments", "segment_times"]
 
 log = logging.getLogger(__name__)
 
 METHOD = "re-encode"
+# (media seconds written, total media seconds) of the re-encode.
+_Progress = Callable[[float, float], None]
 AUDIO_RATE = 48_000
 # Output time base of the video: fine enough for any frame rate's timestamps.
 VIDEO_TIME_BASE = Fraction(1, 90_000)
@@ -79,7 +83,12 @@ def reencode_segments(
     spec: JoinSpec, dst: Path, report: JoinProgress, reason: str = ""
 ) -> JoinResult:
     """Decode every span and encode the joined video, cutting at the exact frames."""
-    report(METHOD, 0.0, spec.duration_s)
+    method = JoinMethod(METHOD, reason)
+
+    def progress(done_s: float, total_s: float) -> None:
+        report(method, done_s, total_s)
+
+    progress(0.0, spec.duration_s)
     spans = [s for s in spec.segments if s.path is not None]
     if not spans:
         raise ValueError("a join needs at least one recording span")
@@ -96,12 +105,12 @@ def reencode_segments(
         for segment in spec.segments:
             offsets.append(position)
             if segment.path is None:
-                writer.slate(segment, position, report, total)
+                writer.slate(segment, position, progress, total)
             else:
-                writer.span(segment, position, report, total)
+                writer.span(segment, position, progress, total)
             position += segment.duration_s
             writer.level_audio(position)
-            report(METHOD, position, total)
+            progress(position, total)
         writer.close()
     if writer.last_pts < 0:
         raise PermanentProcessingError(
@@ -109,7 +118,7 @@ def reencode_segments(
             "than a frame)",
             reason="NO_FOOTAGE",
         )
-    return JoinResult(dst, tuple(offsets), METHOD, reason)
+    return JoinResult(dst, tuple(offsets), method)
 
 
 class _Writer:
@@ -177,7 +186,7 @@ class _Writer:
             self._samples(np.zeros((2, target - self.samples), dtype=np.float32))
         # Excess is dropped at the next segment's start (see span()), never rewritten.
 
-    def slate(self, gap: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
+    def slate(self, gap: JoinSegment, at_s: float, report: _Progress, total: float) -> None:
         picture = slate_picture(self.width, self.height, gap)
         count = max(1, round(gap.duration_s * self.fps))
         for index in range(count):
@@ -187,9 +196,9 @@ class _Writer:
             frame = VideoFrame.from_ndarray(picture, format="rgb24")
             self._video(frame, at_s + float(t))
             if index % 25 == 0:
-                report(METHOD, at_s + float(t), total)
+                report(at_s + float(t), total)
 
-    def span(self, seg: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
+    def span(self, seg: JoinSegment, at_s: float, report: _Progress, total: float) -> None:
         assert seg.path is not None
         begin, end = seg.source_offset_s, seg.source_offset_s + seg.duration_s
         with open_input(seg.path) as container:
@@ -217,7 +226,7 @@ class _Writer:
                         self._video(frame, at_s + t - begin)
                         count += 1
                         if count % 25 == 0:
-                            report(METHOD, at_s + t - begin, total)
+                            report(at_s + t - begin, total)
                 elif audio is not None and not audio_done:
                     for aframe in decode_audio(audio, packet):
                         for resampled in resampler.resample(aframe):

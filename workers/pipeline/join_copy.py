@@ -45,6 +45,7 @@ from av.video.stream import VideoStream
 
 from workers.pipeline.join_spec import (
     EPSILON_S,
+    JoinMethod,
     JoinProgress,
     JoinResult,
     JoinSegment,
@@ -68,7 +69,7 @@ COPY_VIDEO_CODECS = ("h264", "hevc")
 COPY_AUDIO_CODECS = ("aac",)
 # Packets looked at to find where a recording's video starts (as the re-encode does).
 ORIGIN_PACKETS = 65
-METHOD = "copy"
+COPY = JoinMethod("copy")
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
                             count += 1
                             if count % 50 == 0:
                                 done = float(packet.pts * vs.time_base)
-                                report(METHOD, min(total, done), total)
+                                report(COPY, min(total, done), total)
                     else:
                         audio_seen = index + 1
                         if index in copy.audio and sound is not None:
@@ -203,8 +204,8 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
                         audio is None or audio_seen >= copy.audio.stop
                     ):
                         break
-            report(METHOD, at_s + duration_s, total)
-    return JoinResult(dst, offsets, method=METHOD)
+            report(COPY, at_s + duration_s, total)
+    return JoinResult(dst, offsets, COPY)
 
 
 def _packets(

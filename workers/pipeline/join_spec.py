@@ -32,18 +32,23 @@ class JoinSpec:
 
 
 @dataclass(frozen=True)
-class JoinResult:
-    path: Path
-    # Where each segment starts in the joined video (seconds), in order.
-    offsets_s: tuple[float, ...]
+class JoinMethod:
     # "copy" (packets copied between the cuts) or "re-encode".
-    method: str
+    name: str
     # Why the range was not copied ("" when it was).
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class JoinResult:
+    path: Path
+    # Where each segment starts in the joined video (seconds), in order.
+    offsets_s: tuple[float, ...]
+    method: JoinMethod
+
+
 # (method, media seconds written, total media seconds); may raise to stop the join.
-JoinProgress = Callable[[str, float, float], None]
+JoinProgress = Callable[[JoinMethod, float, float], None]
 
 
 def segment_times(spec: JoinSpec) -> Iterator[tuple[float, JoinSegment]]:
