@@ -7,9 +7,10 @@ checks the whole range and says why not when it cannot be copied; the caller the
 
 - No slates (they are pictures to encode), every recording an MP4/MOV with the same H.264/HEVC
   video parameters (codec, profile, size, pixel format, extradata, i.e. SPS/PPS in the one
-  avcC/hvcC an MP4 has, time base) and the same AAC parameters, or no audio anywhere.
+  avcC/hvcC an MP4 has, time base, colour, rotation) and the same AAC parameters, or no audio
+  anywhere.
 - A span's frames [start, end) must be a run of consecutive packets in decode order that starts
-  with a keyframe. Frames only reference frames decoded before them, so such a run decodes on
+  with a keyframe (the container's sync sample, where decoding may start). Frames only reference frames decoded before them, so such a run decodes on
   its own and gives exactly the span's frames. A start on a keyframe passes; an end passes
   when no packet at or after it is decoded before a frame before it: always without B-frames,
   with B-frames at a GOP boundary (or a mini-GOP's), never when a kept B-frame references a
