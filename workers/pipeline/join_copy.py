@@ -10,12 +10,13 @@ checks the whole range and says why not when it cannot be copied; the caller the
   avcC/hvcC an MP4 has, time base, colour, rotation) and the same AAC parameters, or no audio
   anywhere.
 - A span's frames [start, end) must be a run of consecutive packets in decode order that starts
-  with a keyframe (the container's sync sample, where decoding may start). Frames only reference frames decoded before them, so such a run decodes on
-  its own and gives exactly the span's frames. A start on a keyframe passes; an end passes
-  when no packet at or after it is decoded before a frame before it: always without B-frames,
-  with B-frames at a GOP boundary (or a mini-GOP's), never when a kept B-frame references a
-  dropped P-frame. Open-GOP leading pictures (before their keyframe in display order but after
-  it in decode order) fail the test too.
+  with a keyframe (the container's sync sample, where decoding may start). Frames only
+  reference frames decoded before them, so such a run decodes on its own and gives exactly the
+  span's frames. A start on a keyframe passes; an end passes when no packet at or after it is
+  decoded before a frame before it: always without B-frames, with B-frames at a GOP boundary
+  (or a mini-GOP's), never when a kept B-frame references a dropped P-frame. Open-GOP leading
+  pictures (before their keyframe in display order but after it in decode order) fail the test
+  too.
 - Timestamps: the frame captured at recording offset t lands at
   `span.output_offset + (t - span.source_offset)`, as in the re-encode, and the spans must
   not overlap in display or decode order after the shift.
