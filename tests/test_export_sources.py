@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import av
 import grpc
 import numpy as np
+import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
@@ -79,7 +81,11 @@ class Footage:
 
 
 @contextlib.asynccontextmanager
-async def footage(settings: Settings, tmp_path: Path, *, worker: bool) -> AsyncIterator[Footage]:
+async def footage(
+    settings: Settings, tmp_path: Path, *, worker: bool, gop: int | None = None
+) -> AsyncIterator[Footage]:
+    """Without `gop` the recordings' only keyframe is their first frame, so a range starting
+    inside one is re-encoded; with `gop=FPS` a keyframe every second allows a stream copy."""
     async with start_service(settings, worker=worker) as service:
         cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
         camera = await cameras.CreateCamera(
@@ -95,6 +101,7 @@ async def footage(settings: Settings, tmp_path: Path, *, worker: bool) -> AsyncI
             duration_s=2.0,
             fps=FPS,
             audio=True,
+            gop=gop,
         )
         recordings = []
         for index, start in enumerate((0, 2, 10)):
@@ -191,8 +198,9 @@ def is_slate(rgb: np.ndarray) -> bool:  # type: ignore[type-arg]
 
 
 async def test_time_range_across_three_recordings_with_a_gap(
-    service_settings: Callable[..., Settings], tmp_path: Path
+    service_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="workers.export_job")
     async with footage(service_settings(), tmp_path, worker=True) as f:
         second = f.recordings[1]
         # 1 s into the first recording to 1 s into the third: 4 s of footage, a 6 s gap.
@@ -214,8 +222,15 @@ async def test_time_range_across_three_recordings_with_a_gap(
 
         phases: list[str] = []
         done = await finish(f.service, created.name, phases)
-        # The join is reported as a phase of its own before the operations' passes.
+        # The join is reported as a phase of its own before the operations' passes; its
+        # start 1 s into a recording without a keyframe there makes it a re-encode.
         assert phases[0] == "join" and "convert" in phases
+        assert "join:re-encode" in phases and "join:copy" not in phases
+        # The worker's log says why.
+        assert (
+            f"export {created.name.rsplit('/', 1)[1]}: join:re-encode (the cut at 1.000 s into "
+            "recording-0.mp4 is not at a keyframe)"
+        ) in caplog.messages
         assert phases[phases.index("convert") :] == ["convert"] * (
             len(phases) - phases.index("convert")
         )
@@ -257,6 +272,44 @@ async def test_time_range_across_three_recordings_with_a_gap(
 
         # Finished: the hold is gone with it.
         await f.cameras.DeleteRecording(svc.DeleteRecordingRequest(name=second.name))
+
+
+async def test_time_range_on_keyframes_is_joined_by_stream_copy(
+    service_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recordings with a keyframe every second, a range from 1 s to 11 s: every cut is at a
+    keyframe or a recording's end, so the packets are copied, not re-encoded."""
+    caplog.set_level(logging.INFO, logger="workers.export_job")
+    async with footage(service_settings(), tmp_path, worker=True, gop=FPS) as f:
+        created = await create(f.service, range_source(f.camera, 1, 11))
+        phases: list[str] = []
+        done = await finish(f.service, created.name, phases)
+        assert "join:copy" in phases and "join:re-encode" not in phases
+        assert f"export {created.name.rsplit('/', 1)[1]}: join:copy" in caplog.messages
+        out = tmp_path / f"out-{done.name.rsplit('/', 1)[1]}.mp4"
+        frames = await frames_of(f.service, done, tmp_path)
+        assert len(frames) == 4 * FPS
+        indexes = [read_frame_index(rgb) for _, rgb in frames]
+        assert indexes == list(range(FPS, 2 * FPS)) + list(range(2 * FPS)) + list(range(FPS))
+        assert [t for t, _ in frames] == pytest.approx([n / FPS for n in range(4 * FPS)])
+
+        def packets(path: Path) -> list[bytes]:
+            with av.open(str(path)) as container:
+                return [bytes(p) for p in container.demux(video=0) if p.size]
+
+        # The recording's own packets, byte for byte, through the join and the remux.
+        clip = tmp_path / "segment.mp4"
+        source = await asyncio.to_thread(packets, clip)
+        with av.open(str(clip)) as container:
+            keyframes = [p.is_keyframe for p in container.demux(video=0) if p.size]
+        second = keyframes.index(True, 1)  # the packet of the keyframe at 1 s
+        assert await asyncio.to_thread(packets, out) == (source[second:] + source + source[:second])
+        chapters, _ = chapters_and_cues(out)
+        assert chapters == [
+            (0.0, "2023-11-14 22:13:21 UTC"),
+            (1.0, "2023-11-14 22:13:22 UTC"),
+            (3.0, "2023-11-14 22:13:30 UTC"),
+        ]
 
 
 async def test_time_range_with_slates_keeps_wall_clock_time(

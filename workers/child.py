@@ -27,7 +27,7 @@ from sparc_video.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
 from workers.pipeline.encoders import HardwareReport, probe_hardware
-from workers.pipeline.join import JoinSpec, join_segments
+from workers.pipeline.join import JoinMethod, JoinResult, JoinSpec, join_segments
 from workers.pipeline.media import MediaLimits
 from workers.pipeline.planner import Pass, ThumbnailPass, build_passes
 from workers.pipeline.render import VideoPass, run_video_pass
@@ -51,6 +51,9 @@ class ChildProgress:
     fps: float
     speed: float
     eta_s: float | None
+    # Why the operation runs the way it does, for the worker's log (e.g. why a join is not a
+    # stream copy); "" when there is nothing to say.
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,16 +174,17 @@ def _report_internal(exc: Exception, send: Connection) -> None:
     send.send(("error", ChildFailure("internal", "INTERNAL", f"{type(exc).__name__}: {exc}")))
 
 
-# Share of the progress percent a camera range's join takes before the plan runs.
-JOIN_PERCENT = 50.0
+# Share of the progress percent a camera range's join takes before the plan runs, by its way of
+# joining: a re-encode costs about what the operations do, a stream copy a small part of it.
+JOIN_PERCENT = {"re-encode": 50.0, "copy": 5.0}
 
 
 def _join(
     join: JoinSpec, dst: Path, report: Callable[[ChildProgress], None], cancel: Event | None
-) -> None:
+) -> JoinResult:
     started = time.monotonic()
 
-    def on_progress(done_s: float, total_s: float) -> None:
+    def on_progress(method: JoinMethod, done_s: float, total_s: float) -> None:
         if cancel is not None and cancel.is_set():
             raise JobCancelled()
         fraction = min(1.0, done_s / total_s) if total_s > 0 else 1.0
@@ -188,16 +192,18 @@ def _join(
         report(
             ChildProgress(
                 operation_index=0,
-                operation="join",
-                percent=JOIN_PERCENT * fraction,
+                # The way of joining shows: "join:copy" or "join:re-encode".
+                operation=f"join:{method.name}",
+                percent=JOIN_PERCENT[method.name] * fraction,
                 timemark_s=done_s,
                 fps=0.0,
                 speed=done_s / elapsed if elapsed > 0 else 0.0,
                 eta_s=None,
+                detail=method.reason,
             )
         )
 
-    join_segments(join, dst, on_progress)
+    return join_segments(join, dst, on_progress)
 
 
 def probe_hardware_encoders(send: Connection, cancel: Event) -> None:
@@ -227,8 +233,7 @@ def run_plan(
     camera range), the video gets chapters (and subtitles) with the capture time, and a
     watermark clock without a base time of its own shows each frame's capture time."""
     workdir.mkdir(parents=True, exist_ok=True)
-    if join is not None:
-        _join(join, source, report, cancel)
+    joined = _join(join, source, report, cancel) if join is not None else None
     info = probe(source)
     (limits or MediaLimits()).check(info)
     try:
@@ -239,8 +244,8 @@ def run_plan(
         raise PermanentProcessingError(exc.message, reason="INVALID_PLAN") from exc
     passes = build_passes(plan, source, info, workdir, asset_paths(workdir, operations), hardware)
     progress = _PlanProgress(passes, report, cancel)
-    if join is not None:
-        progress.offset = JOIN_PERCENT
+    if joined is not None:
+        progress.offset = JOIN_PERCENT[joined.method.name]
     video: ProducedFile | None = None
     produced: list[ProducedFile] = []
     for index, current in enumerate(passes):

@@ -313,6 +313,10 @@ class ExportJob:
         now = time.monotonic()
         current = (progress.operation_index, progress.operation)
         changed_operation = current != self._last_operation
+        if changed_operation and progress.operation.startswith("join:"):
+            # The child process does not log: the way its join went (and why) shows here.
+            detail = f" ({progress.detail})" if progress.detail else ""
+            log.info("export %s: %s%s", self.export_id, progress.operation, detail)
         if not changed_operation and now - self._last_publish < PROGRESS_INTERVAL_S:
             return
         self._last_publish = now

@@ -1,10 +1,12 @@
 """Join a camera time range into one video: the recordings' spans cut exactly at their ends, in
 order, with each gap either left out or shown as a "NO RECORDING" slate of its length.
 
-This first version re-encodes the whole range (H.264 at near-transparent quality, AAC), which
-makes every cut frame-accurate and lets segments of different sizes, rates or codecs meet in
-one stream; stream-copying the segments between the cuts is left for later. The result is a
-MP4 file the export's operations then apply to, as if it were the uploaded source.
+Where every cut falls where the coded streams allow and the recordings share their codec
+parameters, the packets are copied (`join_copy`, which lists the rules). Otherwise the whole
+range is re-encoded here (H.264 at near-transparent quality, AAC), which makes every cut
+frame-accurate and lets slates and segments of different sizes, rates or codecs meet in one
+stream. Either way the result is a MP4 file the export's operations then apply to, as if it
+were the uploaded source.
 
 Timing: a span's frames keep their spacing; the frame captured at recording offset t lands at
 `span.output_offset + (t - span.source_offset)` in the joined video, so a frame's position
@@ -14,8 +16,8 @@ is brought level with the video at every segment boundary (silence where a segme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +31,16 @@ from av.video.frame import PictureType, VideoFrame
 from PIL import Image, ImageDraw, ImageFont
 
 from sparc_video.errors import PermanentProcessingError
+from workers.pipeline.join_copy import NotCopyable, copy_join, plan_copy
+from workers.pipeline.join_spec import (
+    EPSILON_S,
+    JoinMethod,
+    JoinProgress,
+    JoinResult,
+    JoinSegment,
+    JoinSpec,
+    segment_times,
+)
 from workers.pipeline.media import (
     FrameConverter,
     audio_stream,
@@ -39,49 +51,44 @@ from workers.pipeline.media import (
     video_stream,
 )
 
+__all__ = ["JoinMethod", "JoinResult", "JoinSegment", "JoinSpec", "join_segments", "segment_times"]
+
+log = logging.getLogger(__name__)
+
+METHOD = "re-encode"
+# (media seconds written, total media seconds) of the re-encode.
+_Progress = Callable[[float, float], None]
 AUDIO_RATE = 48_000
 # Output time base of the video: fine enough for any frame rate's timestamps.
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 DEFAULT_FPS = Fraction(25)
-# Frames within this much of a cut count as inside it (timestamps are rounded by containers).
-EPSILON_S = 1e-4
 SLATE_GREY = (96, 96, 96)
 # Audio this close (samples) to where the written audio ends continues it without a gap.
 AUDIO_SNAP = AUDIO_RATE // 50
 
 
-@dataclass(frozen=True)
-class JoinSegment:
-    """A span of a recording (`path` set) or a gap (`path` None), `duration_s` long, starting
-    at wall-clock `start_ns`; a span starts `source_offset_s` into its recording's video."""
-
-    path: Path | None
-    start_ns: int
-    duration_s: float
-    source_offset_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class JoinSpec:
-    segments: tuple[JoinSegment, ...]
-
-    @property
-    def duration_s(self) -> float:
-        return sum(s.duration_s for s in self.segments)
-
-
-@dataclass(frozen=True)
-class JoinResult:
-    path: Path
-    # Where each segment starts in the joined video (seconds), in order.
-    offsets_s: tuple[float, ...]
-
-
-# (media seconds written, total media seconds); may raise to stop the join.
-JoinProgress = Callable[[float, float], None]
-
-
 def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult:
+    """Join by stream copy where that is exact, else by re-encoding (see the module doc)."""
+    try:
+        plan = plan_copy(spec)
+    except NotCopyable as exc:
+        reason = str(exc)
+        log.info("joining %d segments by re-encoding: %s", len(spec.segments), reason)
+        return reencode_segments(spec, dst, report, reason)
+    log.info("joining %d segments by stream copy", len(spec.segments))
+    return copy_join(plan, spec, dst, report)
+
+
+def reencode_segments(
+    spec: JoinSpec, dst: Path, report: JoinProgress, reason: str = ""
+) -> JoinResult:
+    """Decode every span and encode the joined video, cutting at the exact frames."""
+    method = JoinMethod(METHOD, reason)
+
+    def progress(done_s: float, total_s: float) -> None:
+        report(method, done_s, total_s)
+
+    progress(0.0, spec.duration_s)
     spans = [s for s in spec.segments if s.path is not None]
     if not spans:
         raise ValueError("a join needs at least one recording span")
@@ -98,12 +105,12 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
         for segment in spec.segments:
             offsets.append(position)
             if segment.path is None:
-                writer.slate(segment, position, report, total)
+                writer.slate(segment, position, progress, total)
             else:
-                writer.span(segment, position, report, total)
+                writer.span(segment, position, progress, total)
             position += segment.duration_s
             writer.level_audio(position)
-            report(position, total)
+            progress(position, total)
         writer.close()
     if writer.last_pts < 0:
         raise PermanentProcessingError(
@@ -111,7 +118,7 @@ def join_segments(spec: JoinSpec, dst: Path, report: JoinProgress) -> JoinResult
             "than a frame)",
             reason="NO_FOOTAGE",
         )
-    return JoinResult(dst, tuple(offsets))
+    return JoinResult(dst, tuple(offsets), method)
 
 
 class _Writer:
@@ -179,7 +186,7 @@ class _Writer:
             self._samples(np.zeros((2, target - self.samples), dtype=np.float32))
         # Excess is dropped at the next segment's start (see span()), never rewritten.
 
-    def slate(self, gap: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
+    def slate(self, gap: JoinSegment, at_s: float, report: _Progress, total: float) -> None:
         picture = slate_picture(self.width, self.height, gap)
         count = max(1, round(gap.duration_s * self.fps))
         for index in range(count):
@@ -191,7 +198,7 @@ class _Writer:
             if index % 25 == 0:
                 report(at_s + float(t), total)
 
-    def span(self, seg: JoinSegment, at_s: float, report: JoinProgress, total: float) -> None:
+    def span(self, seg: JoinSegment, at_s: float, report: _Progress, total: float) -> None:
         assert seg.path is not None
         begin, end = seg.source_offset_s, seg.source_offset_s + seg.duration_s
         with open_input(seg.path) as container:
@@ -301,11 +308,3 @@ def slate_picture(width: int, height: int, gap: JoinSegment) -> npt.NDArray[np.u
 
 def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def segment_times(spec: JoinSpec) -> Iterator[tuple[float, JoinSegment]]:
-    """(offset in the joined video, segment), in order."""
-    position = 0.0
-    for segment in spec.segments:
-        yield position, segment
-        position += segment.duration_s

@@ -23,7 +23,10 @@ def make_sample_clip(
     duration_s: float = 10.0,
     fps: int = 30,
     audio: bool = True,
+    gop: int | None = None,
 ) -> Path:
+    """`gop`: a keyframe every `gop` frames exactly (no scene-cut keyframes); None leaves it
+    to x264 (one keyframe at the start of a short clip)."""
     frames = max(1, round(duration_s * fps))
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
@@ -31,6 +34,8 @@ def make_sample_clip(
         video.pix_fmt = "yuv420p"
         video.codec_context.thread_type = "AUTO"
         video.options = {"preset": "veryfast", "crf": "23"}
+        if gop is not None:
+            video.options["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
         sound = container.add_stream("aac", rate=48000) if audio else None
         if sound is not None:
             sound.layout = "stereo"
