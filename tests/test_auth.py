@@ -687,6 +687,31 @@ async def test_client_certificates_name_the_principal(
                 await expect(stub.GetQueueStats(stats, timeout=5), grpc.StatusCode.UNAVAILABLE)
 
 
+async def test_every_rpc_over_mutual_tls_as_each_role(
+    service_settings: Callable[..., Settings], pki: Pki
+) -> None:
+    """The whole role table again, with the principal taken from client certificates."""
+    settings = service_settings(
+        auth_disabled=False,
+        tls_cert=pki.server.cert,
+        tls_key=pki.server.key,
+        tls_client_ca=pki.ca.cert,
+        auth_mtls_roles=(("ops-bot.sparc.internal", Role.OPERATOR), ("cn-admin", Role.ADMIN)),
+        auth_mtls_default_role=Role.VIEWER,
+        quota_requests_per_minute=0,
+    )
+    clients = {Role.VIEWER: pki.stranger, Role.OPERATOR: pki.bot, Role.ADMIN: pki.cn_admin}
+    async with service_with(settings) as service:
+        for role, client in clients.items():
+            async with tls_channel(pki, service.target, client) as channel:
+                for path, method in all_methods():
+                    code = await code_of(channel, path, method, ())
+                    if role >= METHOD_ROLES[path]:
+                        assert code in ADMITTED, (path, role, code)
+                    else:
+                        assert code == grpc.StatusCode.PERMISSION_DENIED, (path, role, code)
+
+
 async def test_python_client_and_cli_with_a_token_over_tls(
     service_settings: Callable[..., Settings], pki: Pki, tmp_path: Path
 ) -> None:
