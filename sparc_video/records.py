@@ -293,10 +293,9 @@ class ExportStore:
             while True:
                 try:
                     await pipe.watch(key, lease_key)
-                    raw = await pipe.get(key)
+                    raw, holder = await pipe.mget(key, lease_key)
                     if raw is None:
                         raise ExportNotFound(f"export {export_id!r} does not exist")
-                    holder = await pipe.get(lease_key)
                     record = decode_record(raw)
                     old_state = record.state
                     kind = change(record)
