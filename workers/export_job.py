@@ -407,10 +407,18 @@ class ExportJob:
             )
         )
         storage = self.worker.storage
-        stored = await storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json")
-        signature = await storage.put_bytes(
-            prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
+        # Both go up at once; each ends (stored or failed) before the first failure is raised.
+        stored, signature = await asyncio.gather(
+            storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json"),
+            storage.put_bytes(
+                prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
+            ),
+            return_exceptions=True,
         )
+        if isinstance(stored, BaseException):
+            raise stored
+        if isinstance(signature, BaseException):
+            raise signature
         return ManifestRef(
             stored.key, stored.sha256, signature.key, signer.key_id, signature.sha256
         )
