@@ -3,7 +3,8 @@
 Our records are the truth about an export (state, attempt, progress, outputs, error); arq's job
 keys are only plumbing. Every change is written together with an event on the export's stream in
 one MULTI/EXEC, guarded by WATCH on the record, so a watcher replaying the stream and a reader of
-the record never disagree, and two writers never lose each other's update.
+the record never disagree, and two writers never lose each other's update. The first write, the
+create, is one script with its checks (request id, quota, recordings being deleted).
 """
 
 from __future__ import annotations
