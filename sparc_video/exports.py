@@ -18,6 +18,7 @@ from sparc_video.errors import (
     FieldViolation,
     InvalidArgument,
     ObjectNotFound,
+    SparcVideoError,
 )
 from sparc_video.events import EventHub
 from sparc_video.export_sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec
@@ -127,28 +128,18 @@ class Exports:
         audit: AuditFields | None = None,
     ) -> ExportRecord:
         audit = audit or AuditFields()
-        if request_id:
-            # A retried request must not fail on a source deleted since the first call. Request
-            # ids are per principal: another's id is simply a new request.
-            existing_id = await self._store.request_owner(caller.id, request_id)
-            if existing_id is not None:
-                return await self._store.get(existing_id)
-        # A recording's object was confined when the recording was registered.
-        self._check_request(source if isinstance(source, str) else "", operations)
-        if isinstance(source, str):
-            resolved = ResolvedSource(source_key=source)
-        elif isinstance(source, RecordingSource):
-            resolved = await self._source_resolver.recording(source)
-        else:
-            resolved = await self._source_resolver.camera_range(source)
-        if resolved.source_key:
-            await self._check_object(resolved.source_key, bool(resolved.recording))
-        for op in operations:
-            if isinstance(op, WatermarkOp) and op.image_key:
-                try:
-                    await self._storage.stat(op.image_key)
-                except ObjectNotFound as exc:
-                    raise ObjectNotFound(op.image_key, what="watermark image") from exc
+        try:
+            resolved = await self._resolve(source, operations)
+        except SparcVideoError:
+            # A retried request must not fail on a source deleted (or a limit lowered) since
+            # the first call. Looked up only here: on success, the create itself finds the
+            # request id. Request ids are per principal: another's id is a new request.
+            existing_id = (
+                await self._store.request_owner(caller.id, request_id) if request_id else None
+            )
+            if existing_id is None:
+                raise
+            return await self._store.get(existing_id)
         record = ExportRecord(
             id=new_export_id(),
             source_key=resolved.source_key,
@@ -165,10 +156,32 @@ class Exports:
         )
         with enqueue_span(record.id) as traceparent:
             record.trace_context = traceparent
-            record, created = await self._store.create(record, max_unfinished=self._max_unfinished)
-            if created:
-                await self._queue.enqueue(record.id, priority=priority)
+            record, _ = await self._store.create(
+                record,
+                max_unfinished=self._max_unfinished,
+                also=self._queue.new_job_commands(record.id, priority=priority),
+            )
         return record
+
+    async def _resolve(self, source: SourceSpec, operations: list[Operation]) -> ResolvedSource:
+        """The checks that depend on the configuration and on storage; the source resolved."""
+        # A recording's object was confined when the recording was registered.
+        self._check_request(source if isinstance(source, str) else "", operations)
+        if isinstance(source, str):
+            resolved = ResolvedSource(source_key=source)
+        elif isinstance(source, RecordingSource):
+            resolved = await self._source_resolver.recording(source)
+        else:
+            resolved = await self._source_resolver.camera_range(source)
+        if resolved.source_key:
+            await self._check_object(resolved.source_key, bool(resolved.recording))
+        for op in operations:
+            if isinstance(op, WatermarkOp) and op.image_key:
+                try:
+                    await self._storage.stat(op.image_key)
+                except ObjectNotFound as exc:
+                    raise ObjectNotFound(op.image_key, what="watermark image") from exc
+        return resolved
 
     async def _check_object(self, source_key: str, recording: bool) -> None:
         try:

@@ -8,7 +8,7 @@ back and the RPC layer converts them to protos (`proto_mapping.py`).
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -446,7 +446,9 @@ class ExportRecord:
         return self.coverage.recording_ids if self.coverage is not None else []
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON-ready values: what `asdict` gives, with sequences as lists."""
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> ExportRecord:
@@ -469,6 +471,30 @@ class ExportRecord:
         if data.get("coverage"):
             values["coverage"] = Coverage.from_json_dict(data["coverage"])
         return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, sequences as lists, recursively; everything else as it is.
+
+    `dataclasses.asdict` does the same but deep-copies every leaf value, which made it most of
+    the cost of encoding a record, and every record write encodes one."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and hasattr(kind, "__dataclass_fields__"):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _operation_from_dict(data: dict[str, Any]) -> Operation:

@@ -31,6 +31,7 @@ from arq.jobs import serialize_job
 
 from sparc_video.keys import RUN_EXPORT_JOB, Keys
 from sparc_video.models import Priority
+from sparc_video.records import Command
 
 # How far ahead of batch work an interactive export is queued; see the module docstring. An hour
 # of batch backlog is jumped; batch work waits at most this long behind later interactive work.
@@ -75,6 +76,31 @@ class ExportQueue:
         defer_s: float | None = None,
     ) -> bool:
         """Queue the export's job; False when a job with its id is already queued or kept."""
+        job_key, payload, expires_ms, score = self._job(export_id, priority, defer_s)
+        created = await self._enqueue(
+            keys=[job_key, result_key_prefix + export_id, self._keys.queue],
+            args=[export_id, payload, expires_ms, score, self._keys.queue_wakeup],
+        )
+        return bool(created)
+
+    def new_job_commands(
+        self, export_id: str, *, priority: Priority = Priority.INTERACTIVE
+    ) -> list[Command]:
+        """The writes that queue a new export's job, for the transaction that creates the
+        export (`ExportStore.create(also=...)`): the job exists exactly when the record does.
+        Only for a fresh export id, which can have no job yet: unlike `enqueue` they do not
+        check for one."""
+        job_key, payload, expires_ms, score = self._job(export_id, priority, None)
+        return [
+            ("PSETEX", job_key, expires_ms, payload),
+            ("ZADD", self._keys.queue, score, export_id),
+            ("PUBLISH", self._keys.queue_wakeup, export_id),
+        ]
+
+    def _job(
+        self, export_id: str, priority: Priority, defer_s: float | None
+    ) -> tuple[str, bytes, int, int]:
+        """arq's job key, its data, how long the data is kept (ms) and the queue score."""
         enqueue_time_ms = int(time.time() * 1000)
         not_before = time.time() + defer_s if defer_s else None
         score = self.score_ms(priority, not_before)
@@ -88,11 +114,7 @@ class ExportQueue:
         )
         # As arq: the job data outlives the time it becomes runnable by a day.
         expires_ms = max(score, enqueue_time_ms) - enqueue_time_ms + expires_extra_ms
-        created = await self._enqueue(
-            keys=[job_key_prefix + export_id, result_key_prefix + export_id, self._keys.queue],
-            args=[export_id, payload, expires_ms, score, self._keys.queue_wakeup],
-        )
-        return bool(created)
+        return job_key_prefix + export_id, payload, expires_ms, score
 
     async def remove(self, export_id: str) -> bool:
         """Take a job that no worker has picked up off the queue. True when it was queued.

@@ -2,7 +2,7 @@
 
 CreateExport adds the export's id to each recording's hold set in the transaction that stores
 the export (`ExportStore.create`), and the write that ends the export removes it
-(`ExportStore._queue_write`), whichever path ends it: the worker, CancelExport, or a lost
+(`ExportStore._write_commands`), whichever path ends it: the worker, CancelExport, or a lost
 attempt's cleanup. Deleting a recording first marks it as being deleted, in a transaction that
 watches its hold set, and only then removes its object: an export created meanwhile finds the
 mark and is refused, and a hold added meanwhile aborts the mark.

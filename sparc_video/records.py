@@ -3,7 +3,8 @@
 Our records are the truth about an export (state, attempt, progress, outputs, error); arq's job
 keys are only plumbing. Every change is written together with an event on the export's stream in
 one MULTI/EXEC, guarded by WATCH on the record, so a watcher replaying the stream and a reader of
-the record never disagree, and two writers never lose each other's update.
+the record never disagree, and two writers never lose each other's update. The first write, the
+create, is one script with its checks (request id, quota, recordings being deleted).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,40 @@ return 0
 """
 
 
+# One Redis command as its words, e.g. ("SADD", key, member).
+Command = tuple[str | bytes | int | float, ...]
+
+# ExportStore.create's checks and writes in one round trip. ARGV: the request key ('' for none),
+# the principal's unfinished set and its limit (0 for none), the number of recordings to hold
+# and each one's record and deleting keys, then the writes: their number, and each as its
+# number of words followed by the words. The keys are named in ARGV, not KEYS: the service
+# runs on one Redis (no cluster), and one script serves every shape of create.
+_CREATE = """
+local request_key = ARGV[1]
+if request_key ~= '' then
+  local existing = redis.call('GET', request_key)
+  if existing then return {'existing', existing} end
+end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('SCARD', ARGV[2]) >= limit then return {'quota'} end
+local i = 5
+for r = 1, tonumber(ARGV[4]) do
+  if redis.call('EXISTS', ARGV[i]) == 0 or redis.call('EXISTS', ARGV[i + 1]) == 1 then
+    return {'recording', r}
+  end
+  i = i + 2
+end
+local writes = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, writes do
+  local words = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + words))
+  i = i + words + 1
+end
+return {'created'}
+"""
+
+
 class RecordingUnavailable(FailedPrecondition):
     """A recording an export would read was deleted (or is being deleted) meanwhile."""
 
@@ -132,80 +167,77 @@ class ExportStore:
         self._redis = redis
         self.keys = keys
         self._event_retention_s = event_retention_s
+        self._create = redis.register_script(_CREATE)
 
     @property
     def redis(self) -> aioredis.Redis:
         return self._redis
 
     async def create(
-        self, record: ExportRecord, *, max_unfinished: int = 0
+        self,
+        record: ExportRecord,
+        *,
+        max_unfinished: int = 0,
+        also: Sequence[Command] = (),
     ) -> tuple[ExportRecord, bool]:
         """Store a new QUEUED export. With a request_id its requester used before, return that
         export instead. With `max_unfinished`, refuse (ResourceExhausted) when the requester
         already has that many unfinished exports; the check and the write are one transaction,
-        so replicas creating at once cannot overshoot.
+        so replicas creating at once cannot overshoot. `also` (the export's job on the queue)
+        is written in the same transaction, only when the export is created.
 
         The recordings the export reads (`record.recording_holds`) get a hold in the same
         transaction, which fails with RecordingUnavailable if one of them is gone or being
         deleted: an export never starts on footage a DeleteRecording is removing.
+
+        One round trip: the checks and the writes run in one script (`_CREATE`).
 
         Returns (record, created).
         """
         now = time.time()
         record.create_time = record.update_time = now
         request_key = (
-            self.keys.request(record.requester, record.request_id) if record.request_id else None
+            self.keys.request(record.requester, record.request_id) if record.request_id else ""
         )
-        unfinished_key = self.keys.principal_unfinished(record.requester)
         holds = record.recording_holds
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    watched = [k for k in (request_key,) if k]
-                    if max_unfinished:
-                        watched.append(unfinished_key)
-                    if watched:
-                        await pipe.watch(*watched)
-                    if request_key:
-                        existing = await pipe.get(request_key)
-                        if existing is not None:
-                            await pipe.reset()  # type: ignore[no-untyped-call]
-                            return await self.get(existing.decode()), False
-                    unfinished = (
-                        await pipe.scard(unfinished_key)  # type: ignore[misc]
-                        if max_unfinished
-                        else 0
-                    )
-                    if max_unfinished and unfinished >= max_unfinished:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise ResourceExhausted(
-                            f"{record.requester!r} already has {max_unfinished} unfinished "
-                            "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
-                            "cancel one",
-                            subject=f"principal:{record.requester}",
-                            retry_after_s=QUEUED_QUOTA_RETRY_S,
-                            reason="QUEUED_EXPORTS_QUOTA",
-                        )
-                    for recording_id in holds:
-                        recording = self.keys.recording(recording_id)
-                        deleting = self.keys.recording_deleting(recording_id)
-                        await pipe.watch(recording, deleting)
-                        if not await pipe.exists(recording) or await pipe.exists(deleting):
-                            await pipe.reset()  # type: ignore[no-untyped-call]
-                            raise RecordingUnavailable(
-                                f"recording {recording_id} was deleted or is being deleted; "
-                                "create the export again to use the footage that is left"
-                            )
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for recording_id in holds:
-                        pipe.sadd(self.keys.recording_holds(recording_id), record.id)
-                    if request_key:
-                        pipe.set(request_key, record.id, ex=REQUEST_ID_TTL_S)
-                    self._queue_write(pipe, record, EventKind.STATE_CHANGED, None, now)
-                    await pipe.execute()
-                    return record, True
-                except WatchError:
-                    continue
+        writes: list[Command] = [
+            ("SADD", self.keys.recording_holds(recording_id), record.id) for recording_id in holds
+        ]
+        if request_key:
+            writes.append(("SET", request_key, record.id, "EX", REQUEST_ID_TTL_S))
+        writes += self._write_commands(record, EventKind.STATE_CHANGED, None, now)
+        writes += also
+        args: list[Any] = [
+            request_key,
+            self.keys.principal_unfinished(record.requester),
+            max_unfinished,
+            len(holds),
+        ]
+        for recording_id in holds:
+            args += [self.keys.recording(recording_id), self.keys.recording_deleting(recording_id)]
+        args.append(len(writes))
+        for command in writes:
+            args.append(len(command))
+            args += command
+        outcome = await self._create(args=args)
+        verdict = outcome[0].decode()
+        if verdict == "existing":
+            return await self.get(outcome[1].decode()), False
+        if verdict == "quota":
+            raise ResourceExhausted(
+                f"{record.requester!r} already has {max_unfinished} unfinished "
+                "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
+                "cancel one",
+                subject=f"principal:{record.requester}",
+                retry_after_s=QUEUED_QUOTA_RETRY_S,
+                reason="QUEUED_EXPORTS_QUOTA",
+            )
+        if verdict == "recording":
+            raise RecordingUnavailable(
+                f"recording {holds[int(outcome[1]) - 1]} was deleted or is being deleted; "
+                "create the export again to use the footage that is left"
+            )
+        return record, True
 
     async def request_owner(self, requester: str, request_id: str) -> str | None:
         """The id of the export a principal's request_id created, if any."""
@@ -262,10 +294,9 @@ class ExportStore:
             while True:
                 try:
                     await pipe.watch(key, lease_key)
-                    raw = await pipe.get(key)
+                    raw, holder = await pipe.mget(key, lease_key)
                     if raw is None:
                         raise ExportNotFound(f"export {export_id!r} does not exist")
-                    holder = await pipe.get(lease_key)
                     record = decode_record(raw)
                     old_state = record.state
                     kind = change(record)
@@ -278,7 +309,8 @@ class ExportStore:
                     now = time.time()
                     record.update_time = now
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    self._queue_write(pipe, record, kind, old_state, now)
+                    for command in self._write_commands(record, kind, old_state, now):
+                        pipe.execute_command(*command)
                     if acquire:
                         pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
                     if release and holder is not None and holder.decode() == release.token:
@@ -309,41 +341,58 @@ class ExportStore:
         holder = await self._redis.get(self.keys.lease(export_id))
         return holder.decode() if holder is not None else None
 
-    def _queue_write(
+    def _write_commands(
         self,
-        pipe: Any,
         record: ExportRecord,
         kind: str,
         old_state: ExportState | None,
         now: float,
-    ) -> None:
+    ) -> list[Command]:
+        """The Redis commands that store a change of the record: the record, its indexes and
+        the event. Plain commands, so a transaction and the create script run the same ones."""
         encoded = encode_record(record)
-        pipe.set(self.keys.export(record.id), encoded)
+        commands: list[Command] = [("SET", self.keys.export(record.id), encoded)]
+        unfinished = self.keys.principal_unfinished(record.requester)
         if old_state is None:
-            pipe.zadd(self.keys.all_exports, {record.id: 0})
+            commands.append(("ZADD", self.keys.all_exports, 0, record.id))
             if record.requester:
-                pipe.zadd(self.keys.principal_exports(record.requester), {record.id: 0})
+                commands.append(
+                    ("ZADD", self.keys.principal_exports(record.requester), 0, record.id)
+                )
                 if not record.state.terminal:
-                    pipe.sadd(self.keys.principal_unfinished(record.requester), record.id)
+                    commands.append(("SADD", unfinished, record.id))
         elif record.requester and record.state.terminal and not old_state.terminal:
-            pipe.srem(self.keys.principal_unfinished(record.requester), record.id)
+            commands.append(("SREM", unfinished, record.id))
         if old_state != record.state:
             if old_state is not None:
-                pipe.zrem(self.keys.by_state(old_state), record.id)
-            pipe.zadd(self.keys.by_state(record.state), {record.id: 0})
+                commands.append(("ZREM", self.keys.by_state(old_state), record.id))
+            commands.append(("ZADD", self.keys.by_state(record.state), 0, record.id))
         events = self.keys.events(record.id)
-        pipe.xadd(
-            events,
-            {"kind": kind, "time": repr(now), "record": encoded},
-            maxlen=EVENT_STREAM_MAXLEN,
-            approximate=True,
+        commands.append(
+            (
+                "XADD",
+                events,
+                "MAXLEN",
+                "~",
+                EVENT_STREAM_MAXLEN,
+                "*",
+                "kind",
+                kind,
+                "time",
+                repr(now),
+                "record",
+                encoded,
+            )
         )
         if record.state.terminal:
-            pipe.expire(events, self._event_retention_s)
+            commands.append(("EXPIRE", events, self._event_retention_s))
             # The export no longer reads its recordings: release them with the write that
             # ends it, whoever writes it (worker, CancelExport, a stale-attempt cleanup).
-            for recording_id in record.recording_holds:
-                pipe.srem(self.keys.recording_holds(recording_id), record.id)
+            commands += [
+                ("SREM", self.keys.recording_holds(recording_id), record.id)
+                for recording_id in record.recording_holds
+            ]
+        return commands
 
     async def page(
         self,

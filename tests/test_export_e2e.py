@@ -284,6 +284,31 @@ async def test_request_id_is_idempotent(api_only: RunningService) -> None:
     assert await api_only.app.queue.depth() == 1
 
 
+async def test_retried_request_id_survives_a_deleted_input(api_only: RunningService) -> None:
+    # The watermark image is looked up in storage on every call (no cache): once it is gone,
+    # only the request id can make the retry succeed.
+    storage = api_only.app.storage
+    await storage.put_bytes("in/a.mp4", b"x", "video/mp4")
+    await storage.put_bytes("logos/a.png", b"x", "image/png")
+    watermark = export_pb2.Operation(
+        watermark=export_pb2.WatermarkOptions(image_object_key="logos/a.png")
+    )
+    first = await api_only.exports.CreateExport(
+        create_request("in/a.mp4", watermark, request_id="req-7")
+    )
+    await storage.delete("logos/a.png")
+    retried = await api_only.exports.CreateExport(
+        create_request("in/a.mp4", watermark, request_id="req-7")
+    )
+    assert retried.name == first.name
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api_only.exports.CreateExport(
+            create_request("in/a.mp4", watermark, request_id="req-8")
+        )
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert await api_only.app.queue.depth() == 1
+
+
 async def test_late_watcher_gets_snapshot_and_cancel_of_queued_export(
     api_only: RunningService,
 ) -> None:

@@ -401,6 +401,27 @@ async def test_recordings_are_held_until_the_export_ends(
         await f.cameras.DeleteCamera(svc.DeleteCameraRequest(name=f.camera, force=True))
 
 
+async def test_a_recording_being_deleted_is_not_held(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # DeleteRecording marks the recording before it removes anything: an export created in
+    # between is refused in the transaction that would add its hold.
+    async with footage(service_settings(), tmp_path, worker=False) as f:
+        first = f.recordings[0]
+        recording_id = first.name.rsplit("/", 1)[1]
+        app = f.service.app
+        await app.redis.set(app.store.keys.recording_deleting(recording_id), "1", ex=60)
+        error = await expect_error(
+            create(f.service, export_pb2.ExportSource(recording=first.name)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert reason_of(status_of(error)) == "RECORDING_DELETED"
+        assert recording_id in (error.details() or "")
+        assert await app.queue.depth() == 0
+        assert not await app.redis.exists(app.store.keys.recording_holds(recording_id))
+        assert (await app.store.page(page_size=10, page_token="", state=None))[0] == []
+
+
 async def test_source_validation(service_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings = service_settings(max_export_range_s=60)
     async with footage(settings, tmp_path, worker=False) as f:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, create_pool
+from arq.constants import in_progress_key_prefix
 from arq.worker import func
 
 from sparc_video.app import redis_settings
@@ -192,3 +193,40 @@ async def test_wakeups_resume_after_the_subscription_is_dropped(
         await register(pool, settings, job)
         await export_queue.enqueue(job)
         await jobs.wait_started(job)
+
+
+async def test_a_job_in_progress_elsewhere_is_not_started_again(
+    queue: tuple[Settings, ExportQueue, ArqRedis],
+) -> None:
+    settings, export_queue, pool = queue
+    jobs = Jobs()
+    job = export_id(1)
+    await register(pool, settings, job)
+    # Another worker's claim on it (arq's in-progress key) until that worker lets go.
+    await pool.set(in_progress_key_prefix + job, b"1", px=60_000)
+    async with running_worker(settings, jobs, fallback_poll_s=0.2) as worker:
+        await export_queue.enqueue(job)
+        await asyncio.sleep(0.8)
+        assert jobs.started == []
+        assert worker.job_counter == 0
+        await pool.delete(in_progress_key_prefix + job)
+        await jobs.wait_started(job)
+    assert jobs.started == [job]
+
+
+async def test_two_workers_start_each_job_once(
+    queue: tuple[Settings, ExportQueue, ArqRedis],
+) -> None:
+    settings, export_queue, pool = queue
+    jobs = Jobs()
+    ids = [export_id(n) for n in range(20)]
+    await register(pool, settings, *ids)
+    async with (
+        running_worker(settings, jobs, max_jobs=2),
+        running_worker(settings, jobs, max_jobs=2),
+    ):
+        await asyncio.gather(*(export_queue.enqueue(job) for job in ids))
+        for job in ids:
+            await jobs.wait_started(job)
+        await asyncio.sleep(0.3)
+    assert sorted(jobs.started) == sorted(ids)

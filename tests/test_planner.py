@@ -3,6 +3,8 @@ the proto mapping of operations: pure Python, no media."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -15,16 +17,28 @@ from sparc.video.v1 import export_pb2
 from sparc_video import codecs
 from sparc_video.errors import FieldViolation, InvalidArgument
 from sparc_video.models import (
+    CameraRange,
     CompressOp,
     ConvertOp,
+    Coverage,
+    CoverageGap,
+    CoverageSpan,
+    DownloadGrant,
+    ExportError,
     ExportRecord,
+    ExportState,
+    ManifestRef,
     Operation,
     Output,
     OutputKind,
+    Priority,
+    RedactOp,
+    RedactRegion,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,
     TrimOp,
+    WatermarkClock,
     WatermarkOp,
 )
 from sparc_video.plan import Overlay, Scale, Segment, compile_plan
@@ -486,6 +500,37 @@ def test_operations_round_trip_through_protos() -> None:
     # And through the JSON of stored records.
     record = ExportRecord(id="0" * 20, source_key="k", operations=ops)
     assert ExportRecord.from_json_dict(record.to_json_dict()).operations == ops
+
+
+def test_record_json_is_what_asdict_gives() -> None:
+    # to_json_dict has its own conversion (asdict deep-copies every value): the stored JSON
+    # must stay exactly what it was, for every kind of field.
+    ops: list[Operation] = [
+        ThumbnailOp(timestamps=(Timestamp("percent", 10), Timestamp("seconds", 2.5))),
+        WatermarkOp(text="t", clock=WatermarkClock(base_time_ns=5, format="%H")),
+        RedactOp(regions=(RedactRegion(0.1, 0.2, 0.3, 0.4),), end_s=2.0),
+        TrimOp(start_s=1.5, end_s=9.25, mode="fast"),
+    ]
+    record = ExportRecord(
+        id="0" * 20,
+        source_key="k",
+        operations=ops,
+        state=ExportState.SUCCEEDED,
+        priority=Priority.BATCH,
+        requester="alice",
+        outputs=[
+            Output(OutputKind.VIDEO, "o/1.mp4", 10, "ab", "video/mp4", 0, tile_times_s=(0.5, 1.0))
+        ],
+        error=ExportError(13, "X", "m"),
+        download_grants=[DownloadGrant(1.5, "bob", ("a", "b"), 2.5)],
+        manifest=ManifestRef("m.json", "cd", "m.sig", "key"),
+        camera_range=CameraRange("cam", 1, 2),
+        coverage=Coverage(
+            spans=(CoverageSpan("r", "cam", "o.ts", 1, 2, 0, 0),), gaps=(CoverageGap(2, 3, 1),)
+        ),
+    )
+    assert json.dumps(record.to_json_dict()) == json.dumps(dataclasses.asdict(record))
+    assert ExportRecord.from_json_dict(json.loads(json.dumps(record.to_json_dict()))) == record
 
 
 def test_records_of_older_versions_still_load() -> None:

@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,10 @@ class ExportJob:
         # Set once the attempt writes its outcome, which releases the lease: from then on a
         # lease the keeper finds gone is our own doing, not a sign the export moved on.
         self._concluded = False
+        # Set once that write went through: it dropped the lease if it was still ours.
+        self._lease_released = False
+        # Once removed, the work dir is not made again: the `finally` needs no thread for it.
+        self._workdir_removed = False
         self._last_publish = 0.0
         self._last_operation: tuple[int, str] = (-1, "")
         # What the attempt read, as hashed from the downloaded bytes: the manifest's sources.
@@ -153,9 +157,10 @@ class ExportJob:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            await asyncio.shield(_remove(self.workdir))
-            with contextlib.suppress(Exception):
-                await self.worker.store.release_lease(self.export_id, self.lease)
+            await asyncio.shield(self._remove_workdir())
+            if not self._lease_released:
+                with contextlib.suppress(Exception):
+                    await self.worker.store.release_lease(self.export_id, self.lease)
 
     async def _start(self) -> ExportRecord | None:
         worker_id = self.worker.worker_id
@@ -402,10 +407,18 @@ class ExportJob:
             )
         )
         storage = self.worker.storage
-        stored = await storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json")
-        signature = await storage.put_bytes(
-            prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
+        # Both go up at once; each ends (stored or failed) before the first failure is raised.
+        stored, signature = await asyncio.gather(
+            storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json"),
+            storage.put_bytes(
+                prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
+            ),
+            return_exceptions=True,
         )
+        if isinstance(stored, BaseException):
+            raise stored
+        if isinstance(signature, BaseException):
+            raise signature
         return ManifestRef(
             stored.key, stored.sha256, signature.key, signer.key_id, signature.sha256
         )
@@ -413,7 +426,7 @@ class ExportJob:
     async def _finish(self, started: ExportRecord, outputs: list[Output]) -> None:
         # Temp files go before the terminal state is visible: a watcher seeing SUCCEEDED (or
         # FAILED) may rely on the worker having cleaned up.
-        await _remove(self.workdir)
+        await self._remove_workdir()
         end_time = time.time()
         # The record as this attempt started it holds everything the manifest needs that a
         # later write cannot change (requester, case, operations, times).
@@ -430,14 +443,24 @@ class ExportJob:
             record.progress.eta_s = 0.0
             return EventKind.STATE_CHANGED
 
-        self._concluded = True
-        await self.worker.store.update(self.export_id, to_succeeded, release=self.lease)
+        await self._write_outcome(to_succeeded)
         await self._discard_other_attempts()
         log.info("export %s succeeded with %d outputs", self.export_id, len(outputs))
 
+    async def _remove_workdir(self) -> None:
+        if not self._workdir_removed:
+            await _remove(self.workdir)
+            self._workdir_removed = True
+
+    async def _write_outcome(self, change: Callable[[ExportRecord], str]) -> None:
+        """The attempt's last write (its outcome), which also gives up its lease."""
+        self._concluded = True
+        await self.worker.store.update(self.export_id, change, release=self.lease)
+        self._lease_released = True
+
     async def _stopped(self, reason: JobCancelled | StaleWrite) -> str:
         """Cancelled or superseded: remove what this attempt wrote, leave the record alone."""
-        await _remove(self.workdir)
+        await self._remove_workdir()
         await self._discard(attempt_prefix(self.export_id, self.attempt))
         if isinstance(reason, JobCancelled):
             log.info("export %s: cancelled during attempt %d", self.export_id, self.attempt)
@@ -447,7 +470,7 @@ class ExportJob:
 
     async def _fail(self, error: SparcVideoError) -> str:
         log.warning("export %s failed: %s (%s)", self.export_id, error.message, error.reason)
-        await _remove(self.workdir)
+        await self._remove_workdir()
 
         def to_failed(record: ExportRecord) -> str:
             self._guard(record)
@@ -457,9 +480,8 @@ class ExportJob:
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
 
-        self._concluded = True
         try:
-            await self.worker.store.update(self.export_id, to_failed, release=self.lease)
+            await self._write_outcome(to_failed)
         except (JobCancelled, StaleWrite) as exc:
             return await self._stopped(exc)
         await self._discard(output_prefix(self.export_id))
@@ -472,7 +494,7 @@ class ExportJob:
             else TransientProcessingError(f"temporary failure: {exc}", reason="TRANSIENT")
         )
         settings = self.worker.settings
-        await _remove(self.workdir)
+        await self._remove_workdir()
         record = await self.worker.store.get(self.export_id)
         failures = record.failed_attempts + 1
         if failures >= settings.job_max_tries:
@@ -494,9 +516,8 @@ class ExportJob:
             record.worker_id = ""
             return EventKind.STATE_CHANGED
 
-        self._concluded = True
         try:
-            await self.worker.store.update(self.export_id, to_retrying, release=self.lease)
+            await self._write_outcome(to_retrying)
         except (JobCancelled, StaleWrite) as stop:
             return await self._stopped(stop)
         await self._discard(attempt_prefix(self.export_id, self.attempt))

@@ -22,8 +22,11 @@ import time
 from typing import Any
 
 import redis.exceptions
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
 
 from sparc_video.keys import Keys
 from sparc_video.settings import Settings
@@ -34,6 +37,16 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0
 # Wake-ups carry the normal case; this only bounds how late a missed one is noticed.
 FALLBACK_POLL_S = 1.0
+
+# A job is ours to run when no worker runs it (in-progress key) and it is still queued and due:
+# then mark it in progress. Returns its score, or nil when it is not ours.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
 
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -55,6 +68,8 @@ class ResilientWorker(Worker):
             # arq's loop must not sleep on its own: _poll_iteration does the waiting.
             self.poll_delay_s = 0.0
         self._wake = asyncio.Event()
+        # Registered with arq's pool once main() has made it.
+        self._claim: AsyncScript | None = None
         self._listener: asyncio.Task[None] | None = None
         # The live subscription to the wake-up channel, None while reconnecting.
         self.wakeup_subscription: PubSub | None = None
@@ -99,11 +114,34 @@ class ResilientWorker(Worker):
         await self._wait_for_work()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # arq keeps running jobs in its queue until they end and checks each id it read with
-        # three round trips before skipping it as in progress. Ours are known to be running:
-        # skipping them here takes those round trips out of every slot's turnover.
+        """arq's start_jobs, with its claim of each job in one script instead of four round
+        trips (WATCH, EXISTS, ZSCORE, MULTI/PSETEX/EXEC): the same checks, atomically."""
+        # arq keeps running jobs in its queue until they end and would check each id it read
+        # before skipping it as in progress. Ours are known to be running: skip them here.
         running = {job_id for job_id, task in self.tasks.items() if not task.done()}
-        await super().start_jobs([j for j in job_ids if j.decode() not in running])
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM)
+        for job_id_b in job_ids:
+            job_id = job_id_b.decode()
+            if job_id in running:
+                continue
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            score = await self._claim(
+                keys=[in_progress_key_prefix + job_id, self.queue_name],
+                args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
+            )
+            if score is None:
+                # Started elsewhere, finished, or deferred again meanwhile.
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
