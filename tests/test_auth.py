@@ -646,17 +646,25 @@ def tls_channel(pki: Pki, target: str, client: Issued | None) -> grpc.aio.Channe
     return grpc.aio.secure_channel(target, credentials)
 
 
-async def test_client_certificates_name_the_principal(
-    service_settings: Callable[..., Settings], pki: Pki
-) -> None:
-    settings = service_settings(
+def mtls_settings(
+    service_settings: Callable[..., Settings], pki: Pki, **overrides: Any
+) -> Settings:
+    """Server TLS requiring client certificates of the test CA; the bot is an operator."""
+    return service_settings(
         auth_disabled=False,
         tls_cert=pki.server.cert,
         tls_key=pki.server.key,
         tls_client_ca=pki.ca.cert,
         auth_mtls_roles=(("ops-bot.sparc.internal", Role.OPERATOR), ("cn-admin", Role.ADMIN)),
         quota_requests_per_minute=0,
+        **overrides,
     )
+
+
+async def test_client_certificates_name_the_principal(
+    service_settings: Callable[..., Settings], pki: Pki
+) -> None:
+    settings = mtls_settings(service_settings, pki)
     stats = export_service_pb2.GetQueueStatsRequest()
     async with service_with(settings) as service:
         async with tls_channel(pki, service.target, pki.bot) as channel:
@@ -691,15 +699,7 @@ async def test_every_rpc_over_mutual_tls_as_each_role(
     service_settings: Callable[..., Settings], pki: Pki
 ) -> None:
     """The whole role table again, with the principal taken from client certificates."""
-    settings = service_settings(
-        auth_disabled=False,
-        tls_cert=pki.server.cert,
-        tls_key=pki.server.key,
-        tls_client_ca=pki.ca.cert,
-        auth_mtls_roles=(("ops-bot.sparc.internal", Role.OPERATOR), ("cn-admin", Role.ADMIN)),
-        auth_mtls_default_role=Role.VIEWER,
-        quota_requests_per_minute=0,
-    )
+    settings = mtls_settings(service_settings, pki, auth_mtls_default_role=Role.VIEWER)
     clients = {Role.VIEWER: pki.stranger, Role.OPERATOR: pki.bot, Role.ADMIN: pki.cn_admin}
     async with service_with(settings) as service:
         for role, client in clients.items():
