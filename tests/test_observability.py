@@ -674,18 +674,43 @@ def test_text_logs_redact_signed_links_and_url_passwords() -> None:
     assert line.rstrip().endswith("[export_id=abc attempt=2]")
 
 
-def prometheus_binary() -> str | None:
-    return shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
-    )
+@pytest.fixture(scope="session")
+def prometheus_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Prometheus from PATH, else Debian's package unpacked into a temporary directory (no
+    install: its maintainer scripts would start a system service); skip where neither works."""
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("no prometheus binary and no apt-get to fetch Debian's package")
+    folder = tmp_path_factory.mktemp("prometheus")
+    try:
+        subprocess.run(
+            ["apt-get", "download", "prometheus"],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        (package,) = folder.glob("prometheus_*.deb")
+        subprocess.run(
+            ["dpkg-deb", "-x", str(package), str(folder / "root")],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (subprocess.SubprocessError, ValueError) as exc:
+        pytest.skip(f"could not fetch Debian's prometheus package: {exc}")
+    binary = folder / "root" / "usr" / "bin" / "prometheus"
+    if not os.access(binary, os.X_OK):
+        pytest.skip("Debian's prometheus package holds no usr/bin/prometheus")
+    return str(binary)
 
 
 async def test_a_real_prometheus_scrapes_server_and_worker(
-    service_settings: Callable[..., Settings], tmp_path: Path
+    service_settings: Callable[..., Settings], tmp_path: Path, prometheus_binary: str
 ) -> None:
-    binary = prometheus_binary()
-    if binary is None:
-        pytest.skip("no prometheus binary (Debian: apt-get install prometheus)")
+    binary = prometheus_binary
     worker_port = free_port()
     settings = service_settings(worker_metrics_port=worker_port)
     async with start_service(settings) as service:
