@@ -511,6 +511,25 @@ async def test_unfinished_exports_quota_per_principal(
         await stub.CreateExport(create_request(), metadata=a)
 
 
+async def test_concurrent_creates_never_overshoot_the_quota(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = auth_settings(service_settings, quota_max_queued_exports=3)
+    replica = dataclasses.replace(settings, http_port=service_settings().http_port)
+    async with service_with(settings) as one, service_with(replica) as two:
+        a = as_static("op-a")
+        calls = [
+            (one if n % 2 else two).exports.CreateExport(create_request(), metadata=a)
+            for n in range(12)
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    created = [r for r in results if isinstance(r, export_pb2.Export)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(created) == 3, results
+    assert len(refused) == 9
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
 async def test_request_rate_quota_is_shared_by_replicas(
     service_settings: Callable[..., Settings],
 ) -> None:
