@@ -767,35 +767,28 @@ MAX_PURPOSE_LEN = 1000
 
 
 def validate_case_id(case_id: str, violations: list[FieldViolation]) -> str:
-    if len(case_id) > MAX_CASE_ID_LEN:
-        violations.append(
-            FieldViolation(
-                "export.case_id", f"at most {MAX_CASE_ID_LEN} characters (is {len(case_id)})"
-            )
-        )
-    elif not case_id.isprintable():
-        violations.append(
-            FieldViolation(
-                "export.case_id", "must be printable text: no control characters or line breaks"
-            )
-        )
-    return case_id
+    return _audit_text(case_id, "export.case_id", MAX_CASE_ID_LEN, False, violations)
 
 
 def validate_purpose(purpose: str, violations: list[FieldViolation]) -> str:
-    if len(purpose) > MAX_PURPOSE_LEN:
+    return _audit_text(purpose, "export.purpose", MAX_PURPOSE_LEN, True, violations)
+
+
+def _audit_text(
+    text: str, field: str, max_len: int, line_breaks: bool, violations: list[FieldViolation]
+) -> str:
+    """Free text recorded in the signed manifest: bounded, and nothing a log or a terminal
+    would interpret (line breaks only where `line_breaks`)."""
+    if len(text) > max_len:
+        violations.append(FieldViolation(field, f"at most {max_len} characters (is {len(text)})"))
+    elif not (text.replace("\n", " ") if line_breaks else text).isprintable():
+        rule = "but" if line_breaks else "or"
         violations.append(
             FieldViolation(
-                "export.purpose", f"at most {MAX_PURPOSE_LEN} characters (is {len(purpose)})"
+                field, f"must be printable text: no control characters {rule} line breaks"
             )
         )
-    elif not purpose.replace("\n", " ").isprintable():
-        violations.append(
-            FieldViolation(
-                "export.purpose", "must be printable text: no control characters but line breaks"
-            )
-        )
-    return purpose
+    return text
 
 
 _GAP_MODES: dict[int, GapMode] = {
