@@ -19,6 +19,7 @@ from opentelemetry import trace
 
 from sparc_video import auth, logging_setup, rpc_status
 from sparc_video.errors import PermissionDenied, SparcVideoError
+from sparc_video.grpc_interceptors import wrap_handler
 from sparc_video.quota import RateLimiter
 from sparc_video.roles import METHOD_ROLES, PUBLIC_METHODS, REFLECTION_METHODS, Role
 
@@ -56,31 +57,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method in self._public:
             return handler
         admit = self._admission(method, handler_call_details.invocation_metadata)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard(handler.unary_unary, admit),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _guard(handler.unary_stream, admit),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _guard(handler.stream_unary, admit),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _guard(handler.stream_stream, admit),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return wrap_handler(handler, lambda behavior, _: _guard(behavior, admit))
 
     def _admission(
         self, method: str, metadata: Any

@@ -119,6 +119,29 @@ class _Observation:
         )
 
 
+def wrap_handler(
+    handler: grpc.RpcMethodHandler[_Req, _Resp],
+    wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]],
+) -> grpc.RpcMethodHandler[_Req, _Resp]:
+    """`handler` with its behaviour replaced by `wrap(behaviour, response_streaming)`, its
+    kind and (de)serializers kept: what every interceptor here does to a handler."""
+    kinds: list[tuple[Callable[..., Any] | None, Callable[..., Any]]] = [
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
+    ]
+    for behavior, make in kinds:
+        if behavior is not None:
+            wrapped: grpc.RpcMethodHandler[_Req, _Resp] = make(
+                wrap(behavior, handler.response_streaming),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+            return wrapped
+    return handler
+
+
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
@@ -131,31 +154,12 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         rpc_type = _rpc_type(handler)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, handler_call_details, rpc_type),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, handler_call_details, rpc_type),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, handler_call_details, rpc_type),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, handler_call_details, rpc_type),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+
+        def wrap(behavior: Callable[..., Any], response_streaming: bool) -> Callable[..., Any]:
+            observe = self._stream if response_streaming else self._unary
+            return observe(behavior, handler_call_details, rpc_type)
+
+        return wrap_handler(handler, wrap)
 
     @staticmethod
     def _unary(
