@@ -46,10 +46,15 @@ class Principal:
     def has_role(self, needed: Role) -> bool:
         return self.role is not None and self.role >= needed
 
+    @property
+    def sees_all(self) -> bool:
+        """An admin sees every principal's resources."""
+        return self.role == Role.ADMIN
+
     def owns(self, requester: str) -> bool:
         """Whether this principal may see a resource `requester` created: its own, or any as
         an admin."""
-        return self.role == Role.ADMIN or (bool(requester) and requester == self.id)
+        return self.sees_all or (bool(requester) and requester == self.id)
 
 
 # Every caller while AUTH_DISABLED=true.

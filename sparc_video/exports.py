@@ -248,7 +248,7 @@ class Exports:
             page_size=page_size,
             page_token=page_token,
             state=state,
-            requester=None if caller.owns("") else caller.id,
+            requester=None if caller.sees_all else caller.id,
         )
 
     async def cancel(self, caller: Principal, export_id: str) -> ExportRecord:
