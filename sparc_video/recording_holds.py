@@ -35,15 +35,6 @@ class RecordingHolds:
         self._redis = redis
         self._keys = keys
 
-    async def holders(self, recording_id: str) -> list[str]:
-        """Ids of the unfinished exports holding the recording."""
-        raw = await self._redis.smembers(  # type: ignore[misc]
-            self._keys.recording_holds(recording_id)
-        )
-        ids = sorted(m.decode() for m in raw)
-        live, _ = await self._split(ids, self._redis)
-        return live
-
     async def begin_delete(self, recording_id: str, recording_name: str) -> None:
         """Mark the recording as being deleted, or raise RecordingInUse naming an export."""
         holds = self._keys.recording_holds(recording_id)
