@@ -25,7 +25,6 @@ from sparc_video.settings import Settings
 from sparc_video.stream_urls import DEFAULT_PORTS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 POLICY_NAME = "CAMERA_ALLOWED_NETWORKS"
 # The reason of a refusal, in errors and in the media child's replies.
 REFUSED_REASON = "ADDRESS_REFUSED"

@@ -68,7 +68,6 @@ SERVICES = [
     export_service_pb2.DESCRIPTOR.services_by_name["ExportService"],
     camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"],
 ]
-DENIED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 # What an allowed call with an empty request may answer: it got past authorization.
 ADMITTED = {
     grpc.StatusCode.OK,
