@@ -32,6 +32,7 @@ from tests.camera_helpers import (
     status_of,
     violations_of,
 )
+from tests.hostile_media import ConnectionCanary
 from tests.rtsp_server import rtsp_camera
 
 Camera = camera_pb2.Camera
@@ -165,44 +166,15 @@ async def test_probe_and_snapshot_check_the_policy_again_before_connecting(
         assert len(live.authorizations) == requests
 
 
-class Canary:
-    """A TCP listener on a loopback address that counts connections."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen()
-        self.sock.settimeout(0.1)
-        self.host, self.port = host, self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 @pytest.fixture
-def canary() -> Iterator[Canary]:
-    listener = Canary("127.0.0.2")
+def canary() -> Iterator[ConnectionCanary]:
+    listener = ConnectionCanary("127.0.0.2")
     yield listener
     listener.close()
 
 
 @pytest.fixture
-def redirector(canary: Canary) -> Iterator[tuple[str, list[str]]]:
+def redirector(canary: ConnectionCanary) -> Iterator[tuple[str, list[str]]]:
     """An HTTP "camera" on 127.0.0.1 that redirects every request to the canary."""
     requests: list[str] = []
 
@@ -226,7 +198,7 @@ def redirector(canary: Canary) -> Iterator[tuple[str, list[str]]]:
 
 
 async def test_redirects_are_not_followed(
-    canary: Canary, redirector: tuple[str, list[str]]
+    canary: ConnectionCanary, redirector: tuple[str, list[str]]
 ) -> None:
     url, requests = redirector
     # Only the camera's own address is allowed, not the canary's (127.0.0.2).
@@ -254,7 +226,7 @@ async def test_redirects_are_not_followed(
 
 
 @pytest.fixture
-def rtsp_redirector(canary: Canary) -> Iterator[str]:
+def rtsp_redirector(canary: ConnectionCanary) -> Iterator[str]:
     """An RTSP "camera" on 127.0.0.1 answering every request with a redirect to the canary."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -292,7 +264,9 @@ def rtsp_redirector(canary: Canary) -> Iterator[str]:
     server.close()
 
 
-async def test_rtsp_redirects_are_not_followed(canary: Canary, rtsp_redirector: str) -> None:
+async def test_rtsp_redirects_are_not_followed(
+    canary: ConnectionCanary, rtsp_redirector: str
+) -> None:
     """FFmpeg's RTSP client follows redirects on its own; the child stops before it connects."""
     read = await MediaProber().read_stream(
         rtsp_redirector, 5.0, policy=AddressPolicy(allowed_networks=("127.0.0.1/32",))

@@ -7,8 +7,6 @@ at a FIFO (opening it would hang the job) and at a loopback listener that counts
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,42 +16,10 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.settings import Settings
 from tests.fixtures.service import start_service
-from tests.hostile_media import FILE_CASES, Case, FifoWatch, playlist_cases
+from tests.hostile_media import FILE_CASES, Case, ConnectionCanary, FifoWatch, playlist_cases
 from tests.test_export_e2e import create_request, thumbnail, transcode
 
 State = export_pb2.Export
-
-
-class ConnectionCanary:
-    """A loopback TCP listener that records every connection attempt."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(0.1)
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture
