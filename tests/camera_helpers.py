@@ -56,6 +56,22 @@ def reason_of(status: status_pb2.Status) -> str:
     raise AssertionError(f"no ErrorInfo in {status}")
 
 
+def violation_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields of the BadRequest violations, in order."""
+    return [
+        violation.field
+        for detail in status_of(error).details
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+        for violation in _bad_request(detail).field_violations
+    ]
+
+
+def _bad_request(detail: Any) -> error_details_pb2.BadRequest:
+    bad = error_details_pb2.BadRequest()
+    detail.Unpack(bad)
+    return bad
+
+
 def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:
     found: dict[str, str] = {}
     for detail in status_of(error).details:

@@ -29,7 +29,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from google.protobuf import descriptor, message_factory
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -52,6 +52,7 @@ from sparc_video.roles import METHOD_ROLES, Role
 from sparc_video.server import Server
 from sparc_video.settings import Settings, SettingsError, StaticToken
 from sparc_video.telemetry import setup_tracing
+from tests.camera_helpers import status_of
 from tests.fixtures.service import RunningService, settings_env, start_service
 from tests.pki import CertificateAuthority, Issued
 
@@ -123,14 +124,6 @@ def auth_settings(service_settings: Callable[..., Settings], **overrides: Any) -
         "quota_requests_per_minute": 0,
     }
     return service_settings(**{**values, **overrides})
-
-
-def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            assert isinstance(value, bytes)
-            return status_pb2.Status.FromString(value)
-    raise AssertionError(f"no google.rpc.Status in {error!r}")
 
 
 def detail(error: grpc.aio.AioRpcError, kind: type[Any]) -> Any:

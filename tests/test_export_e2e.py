@@ -187,13 +187,6 @@ async def test_1080p_export_through_s3(
 # --- requests that must be refused, with nothing enqueued ------------------------------------
 
 
-@pytest.fixture
-async def api_only(service_settings: Callable[..., Settings]) -> RunningService:
-    """A server without a worker, so queued exports stay queued."""
-    async with start_service(service_settings(), worker=False) as service:
-        yield service  # type: ignore[misc]
-
-
 async def expect_error(call: object, code: grpc.StatusCode, *fragments: str) -> str:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call  # type: ignore[misc]

@@ -4,7 +4,6 @@ checked by decoding the outputs with PyAV and comparing them with the source fra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import av
@@ -12,8 +11,6 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sparc.video.v1 import export_pb2
 
 from sparc_video.errors import FieldViolation, InvalidArgument
@@ -31,9 +28,9 @@ from sparc_video.models import (
 )
 from sparc_video.plan import compile_plan
 from sparc_video.proto_mapping import operation_to_proto
-from sparc_video.settings import Settings
 from sparc_video.validation import MAX_REDACT_REGIONS, validate_operations
-from tests.fixtures.service import RunningService, start_service
+from tests.camera_helpers import expect_error, violation_fields
+from tests.fixtures.service import RunningService
 from tests.media import make_clip, read_frame_index
 from tests.test_export_e2e import create_request
 from workers.child import ChildProgress, ProducedFile, run_plan
@@ -241,12 +238,6 @@ def test_redact_round_trips_through_the_record_and_the_api() -> None:
     assert violations == []
 
 
-@pytest.fixture
-async def api_only(service_settings: Callable[..., Settings]) -> AsyncIterator[RunningService]:
-    async with start_service(service_settings(), worker=False) as service:
-        yield service
-
-
 async def test_create_export_refuses_a_region_outside_the_frame(
     api_only: RunningService,
 ) -> None:
@@ -254,13 +245,7 @@ async def test_create_export_refuses_a_region_outside_the_frame(
         "in/x.mp4",
         Op(redact=Redact(regions=[Redact.Region(x=0.8, y=0.1, width=0.3, height=0.2)])),
     )
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await api_only.exports.CreateExport(request)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(info.value)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    assert any(d.Unpack(bad) for d in status.details if d.Is(bad.DESCRIPTOR))
-    assert [v.field for v in bad.field_violations] == [
-        "export.operations[0].redact.regions[0].width"
-    ]
+    error = await expect_error(
+        api_only.exports.CreateExport(request), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert violation_fields(error) == ["export.operations[0].redact.regions[0].width"]

@@ -4,7 +4,7 @@ from the decoded output by matching the clock's area against renderings of candi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -14,8 +14,6 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video import capture_clock
@@ -31,6 +29,7 @@ from sparc_video.models import (
 from sparc_video.proto_mapping import operation_to_proto
 from sparc_video.settings import Settings
 from sparc_video.validation import validate_operations
+from tests.camera_helpers import expect_error, violation_fields
 from tests.fixtures.service import RunningService, start_service
 from tests.media import make_clip, read_frame_index
 from tests.test_export_e2e import create_request, fetch, watch_to_end
@@ -223,24 +222,12 @@ def test_clock_round_trips_through_the_record_and_the_api() -> None:
     assert violations == []
 
 
-@pytest.fixture
-async def api_only(service_settings: Callable[..., Settings]) -> AsyncIterator[RunningService]:
-    async with start_service(service_settings(), worker=False) as service:
-        yield service
-
-
 async def test_an_object_source_needs_a_base_time(api_only: RunningService) -> None:
     request = create_request("in/x.mp4", Op(watermark=export_pb2.WatermarkOptions(clock=Clock())))
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await api_only.exports.CreateExport(request)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(info.value)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    assert any(d.Unpack(bad) for d in status.details if d.Is(bad.DESCRIPTOR))
-    assert [v.field for v in bad.field_violations] == [
-        "export.operations[0].watermark.clock.base_time"
-    ]
+    error = await expect_error(
+        api_only.exports.CreateExport(request), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert violation_fields(error) == ["export.operations[0].watermark.clock.base_time"]
 
 
 async def test_redaction_and_clock_through_the_service(
