@@ -52,6 +52,7 @@ from sparc_video.roles import METHOD_ROLES, Role
 from sparc_video.server import Server
 from sparc_video.settings import Settings, SettingsError, StaticToken
 from sparc_video.telemetry import setup_tracing
+from tests.camera_helpers import expect_error as expect
 from tests.camera_helpers import status_of
 from tests.fixtures.service import RunningService, settings_env, start_service
 from tests.pki import CertificateAuthority, Issued
@@ -158,15 +159,6 @@ async def code_of(
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
-
-
-async def expect(call: Any, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as exc:
-        assert exc.code() == code, (exc.code(), exc.details())
-        return exc
-    raise AssertionError(f"expected {code}, the call succeeded")
 
 
 @contextlib.asynccontextmanager
