@@ -15,7 +15,6 @@ Imports no server code: investigators run it with only the client installed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sparc_video import signing
+from sparc_video.file_hashes import file_digest
 
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
@@ -121,17 +121,11 @@ def _relative_parts(key: str, prefix: str) -> list[str]:
 
 def _check_output(path: Path, key: str, size_bytes: int, sha256: str) -> VerifiedFile:
     try:
-        stream = path.open("rb")
+        size, actual = file_digest(path)
     except (FileNotFoundError, IsADirectoryError):
         raise MissingFile(f"{path}: output {key} is missing") from None
-    digest = hashlib.sha256()
-    size = 0
-    with stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
     if size != size_bytes:
         raise HashMismatch(f"{path}: {size} bytes, the manifest says {size_bytes}")
-    if digest.hexdigest() != sha256:
-        raise HashMismatch(f"{path}: sha256 {digest.hexdigest()}, the manifest says {sha256}")
+    if actual != sha256:
+        raise HashMismatch(f"{path}: sha256 {actual}, the manifest says {sha256}")
     return VerifiedFile(path, key, size, sha256)

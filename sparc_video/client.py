@@ -48,6 +48,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
 from sparc_video import __version__
+from sparc_video.file_hashes import file_sha256
 
 if TYPE_CHECKING:
     import aiohttp
@@ -340,14 +341,6 @@ def _local_path(directory: Path, export: str, storage_key: str) -> Path:
         if part in ("", ".", "..") or "\\" in part or "\0" in part:
             raise DownloadError(f"refusing to write output {storage_key!r}: unsafe path")
     return directory.joinpath(*parts)
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,7 +694,7 @@ def _already_present(path: Path, expected: _Expected) -> DownloadedFile | None:
         return None
     if expected.size_bytes is not None and path.stat().st_size != expected.size_bytes:
         return None
-    if _sha256_of(path) != expected.sha256:
+    if file_sha256(path) != expected.sha256:
         return None
     return DownloadedFile(path, expected.storage_key, path.stat().st_size, expected.sha256, True)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
+from sparc_video.file_hashes import file_digest
 
 # Each scheme opens only the protocols it is made of: an RTSP stream cannot turn into an HTTP
 # fetch, nor anything into a file read.
@@ -70,7 +70,6 @@ MAX_PIXELS = 8192 * 8192
 # mjpeg quantiser scale, 2 (best) to 31, as the worker's thumbnails.
 JPEG_QUALITY = 3
 _FF_QP2LAMBDA = 118
-_HASH_CHUNK = 1024 * 1024
 
 
 class Failure(Exception):
@@ -192,19 +191,14 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
         if duration <= 0 and container.duration:
             duration = container.duration / av.time_base
         info = _stream_info(container, vs, first)
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as source:
-        while chunk := source.read(_HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    size, sha256 = file_digest(path)
     return {
         "ok": True,
         "info": info,
         "duration_s": duration,
         "frame_count": frames,
         "size_bytes": size,
-        "sha256": digest.hexdigest(),
+        "sha256": sha256,
     }
 
 

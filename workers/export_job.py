@@ -45,6 +45,7 @@ from sparc_video.errors import (
     TransientProcessingError,
     Unavailable,
 )
+from sparc_video.file_hashes import file_sha256
 from sparc_video.models import (
     Coverage,
     CoverageSpan,
@@ -57,7 +58,6 @@ from sparc_video.models import (
 )
 from sparc_video.records import EventKind, Lease, LeaseHeld, StaleWrite
 from sparc_video.rpc_status import export_error
-from sparc_video.storage.base import file_sha256
 from workers import job_observer
 from workers.child import ChildProgress, ProducedFile
 from workers.context import WorkerContext

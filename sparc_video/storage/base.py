@@ -6,7 +6,6 @@ laptop works against a bucket, and a key can never name a path outside the stora
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -161,15 +160,6 @@ def checked_prefix(prefix: str) -> str:
         return validate_prefix(prefix)
     except ValueError as exc:
         raise InvalidArgument([FieldViolation("prefix", str(exc))]) from None
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def content_disposition(filename: str) -> str:

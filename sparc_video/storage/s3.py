@@ -25,6 +25,7 @@ from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from sparc_video.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
+from sparc_video.file_hashes import file_sha256
 from sparc_video.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
@@ -32,7 +33,6 @@ from sparc_video.storage.base import (
     checked_key,
     checked_prefix,
     content_disposition,
-    file_sha256,
 )
 from sparc_video.storage.cloudfront import CloudFrontLinks
 
