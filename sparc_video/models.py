@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 
@@ -419,26 +418,13 @@ class ExportRecord:
     # The worker reads exactly these spans; the recordings are held (see `recording_holds`).
     coverage: Coverage | None = None
     # Recording or camera range: wall-clock capture time (UTC ns) of the source video's
-    # first frame; see `capture_start_time`.
+    # first frame (`Export.capture_start_time`); a frame's own capture time comes from the
+    # coverage (`workers.pipeline.wall_clock`), which also accounts for closed gaps.
     capture_start_ns: int | None = None
 
     @property
     def name(self) -> str:
         return f"exports/{self.id}"
-
-    @property
-    def capture_start_time(self) -> datetime | None:
-        """When the first frame of the source video (before the operations) was captured.
-
-        The joined video of a camera range starts at the range's start: with GAP_MODE_SLATE
-        the video's time then runs with the wall clock; with gaps closed, a frame at media
-        time t after a closed gap was captured later than `capture_start_time + t` (see
-        `coverage`, whose spans map output offsets to wall-clock times).
-        """
-        if self.capture_start_ns is None:
-            return None
-        seconds, ns = divmod(self.capture_start_ns, 10**9)
-        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
 
     @property
     def recording_holds(self) -> list[str]:
