@@ -54,6 +54,7 @@ from arq.connections import RedisSettings, create_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
+from sparc_video.embedded_redis import answers, free_port
 from sparc_video.event_loop import install_uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,23 +114,6 @@ def print_table(rows: list[Row], header: str) -> None:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_answers(url: str) -> bool:
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except redis.RedisError:
-        return False
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -328,7 +312,7 @@ def moto_server(procs: Processes) -> Iterator[str]:
 @contextlib.contextmanager
 def local_redis(procs: Processes, workdir: Path) -> Iterator[str]:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    if redis_answers(url):
+    if answers(url):
         yield url
         return
     port = free_port()
@@ -343,7 +327,7 @@ def local_redis(procs: Processes, workdir: Path) -> Iterator[str]:
         dict(os.environ),
     )
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis_answers(url), "redis-server")
+    wait_until(lambda: answers(url), "redis-server")
     try:
         yield url
     finally:

