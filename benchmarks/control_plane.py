@@ -54,8 +54,8 @@ from arq.connections import RedisSettings, create_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.embedded_redis import answers, free_port
-from sparc_video.event_loop import install_uvloop
+from sparc_video.core.embedded_redis import answers, free_port
+from sparc_video.core.event_loop import install_uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -232,7 +232,7 @@ class Env:
             [
                 PYTHON,
                 "-m",
-                "sparc_video.cli",
+                "sparc_video.cli.main",
                 "--log-level",
                 os.environ.get("BENCH_SERVER_LOG", "WARNING"),
                 "serve",
@@ -445,9 +445,9 @@ def publisher_main(
 async def _publish(
     redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
 ) -> None:
-    from sparc_video.keys import Keys
-    from sparc_video.models import ExportState, Progress
-    from sparc_video.records import EventKind, ExportStore
+    from sparc_video.core.keys import Keys
+    from sparc_video.exports.models import ExportState, Progress
+    from sparc_video.exports.records import EventKind, ExportStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)
@@ -480,9 +480,9 @@ async def _publish(
 
 async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
-    from sparc_video.keys import Keys
-    from sparc_video.models import ExportRecord, ExportState, ThumbnailOp
-    from sparc_video.records import ExportStore, new_export_id
+    from sparc_video.core.keys import Keys
+    from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
+    from sparc_video.exports.records import ExportStore, new_export_id
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)
@@ -680,9 +680,9 @@ async def bench_rpc(env: Env, creates: int, gets: int, concurrency: int) -> list
 
 
 async def forget_exports(env: Env, export_ids: list[str]) -> None:
-    from sparc_video.keys import Keys
-    from sparc_video.queue import ExportQueue
-    from sparc_video.records import ExportStore
+    from sparc_video.core.keys import Keys
+    from sparc_video.exports.queue import ExportQueue
+    from sparc_video.exports.records import ExportStore
 
     client = await create_pool(RedisSettings.from_dsn(env.redis_url))
     try:
@@ -959,7 +959,7 @@ def transfer_main(which: str, direction: str, args: dict[str, Any], out: Any) ->
         else:
             client.download_file(args["bucket"], key, str(path))
     else:
-        from sparc_video.settings import Settings
+        from sparc_video.core.settings import Settings
         from sparc_video.storage.s3 import S3Storage
 
         settings = Settings(

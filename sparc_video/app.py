@@ -8,19 +8,19 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-from sparc_video.camera_records import CameraStore
-from sparc_video.cameras import Cameras
-from sparc_video.credentials import CredentialCipher
-from sparc_video.events import EventHub
-from sparc_video.export_sources import ExportSources
-from sparc_video.exports import Exports
-from sparc_video.keys import Keys
-from sparc_video.media_probe import MediaProber
-from sparc_video.queue import ExportQueue
-from sparc_video.recordings import Recordings
-from sparc_video.records import ExportStore
-from sparc_video.settings import Settings
-from sparc_video.signing import ManifestSigner
+from sparc_video.cameras.credentials import CredentialCipher
+from sparc_video.cameras.recordings import Recordings
+from sparc_video.cameras.records import CameraStore
+from sparc_video.cameras.service import Cameras
+from sparc_video.core.keys import Keys
+from sparc_video.core.settings import Settings
+from sparc_video.evidence.signing import ManifestSigner
+from sparc_video.exports.events import EventHub
+from sparc_video.exports.queue import ExportQueue
+from sparc_video.exports.records import ExportStore
+from sparc_video.exports.service import Exports
+from sparc_video.exports.sources import ExportSources
+from sparc_video.media.probe import MediaProber
 from sparc_video.storage import Storage, open_storage
 
 

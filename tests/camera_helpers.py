@@ -18,9 +18,9 @@ from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 from sparc.video.v1 import camera_service_pb2_grpc
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.media.synth import make_sample_clip
 from tests.fixtures.service import RunningService, start_service
-from workers.pipeline.synth import make_sample_clip
 
 # The test streams below serve on loopback, which the camera address policy refuses unless
 # allowed: every test using them says so.

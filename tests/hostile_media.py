@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from workers.pipeline.synth import make_sample_clip
+from sparc_video.media.synth import make_sample_clip
 
 
 @dataclass(frozen=True)

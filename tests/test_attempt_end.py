@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import web
 from sparc.video.v1 import export_pb2
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.media.synth import make_sample_clip
 from tests.fixtures.redis import free_port
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.service import start_service
@@ -28,7 +29,6 @@ from tests.test_observability import (
     s3_service_settings,
     wait_for_state,
 )
-from workers.pipeline.synth import make_sample_clip
 
 State = export_pb2.Export
 # Longer than the keeper's 0.5 s tick.

@@ -36,9 +36,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sparc.video.v1 import camera_service_pb2, export_pb2, export_service_pb2
 from sparc.video.v1 import export_service_pb2_grpc as export_grpc
 
+from sparc_video.api.auth_interceptor import AuthInterceptor
+from sparc_video.api.server import Server
 from sparc_video.app import open_app
-from sparc_video.auth import Authenticator, AuthNotConfigured
-from sparc_video.auth_interceptor import AuthInterceptor
 from sparc_video.client import (
     AsyncExportClient,
     NotFoundError,
@@ -47,11 +47,11 @@ from sparc_video.client import (
     error_from_rpc,
     thumbnail,
 )
-from sparc_video.logging_setup import Redactor, settings_secrets
-from sparc_video.roles import METHOD_ROLES, Role
-from sparc_video.server import Server
-from sparc_video.settings import Settings, SettingsError, StaticToken
-from sparc_video.telemetry import setup_tracing
+from sparc_video.core.settings import Settings, SettingsError, StaticToken
+from sparc_video.observability.logs import Redactor, settings_secrets
+from sparc_video.observability.tracing import setup_tracing
+from sparc_video.security.auth import Authenticator, AuthNotConfigured
+from sparc_video.security.roles import METHOD_ROLES, Role
 from tests.camera_helpers import expect_error as expect
 from tests.camera_helpers import status_of
 from tests.fixtures.service import RunningService, settings_env, start_service
@@ -592,7 +592,7 @@ async def test_a_server_without_auth_refuses_to_start(
     done = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sparc_video.cli",
+        "sparc_video.cli.main",
         "serve",
         env=env,
         stdout=subprocess.PIPE,

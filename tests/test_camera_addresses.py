@@ -18,9 +18,9 @@ from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video.address_policy import AddressPolicy, AddressRefused
-from sparc_video.media_probe import MediaProber
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.media.probe import MediaProber
+from sparc_video.security.address_policy import AddressPolicy, AddressRefused
 from tests.camera_helpers import (
     LOOPBACK_CAMERAS,
     camera_service,

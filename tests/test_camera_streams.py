@@ -18,9 +18,10 @@ from google.protobuf import duration_pb2
 from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video import media_probe
-from sparc_video.errors import ProcessingTimeout
-from sparc_video.settings import Settings
+from sparc_video.core.errors import ProcessingTimeout
+from sparc_video.core.settings import Settings
+from sparc_video.media import probe as media_probe
+from sparc_video.media.synth import read_frame_index
 from tests.camera_helpers import (
     LOOPBACK_CAMERAS,
     camera_service,
@@ -33,7 +34,6 @@ from tests.camera_helpers import (
     silent_server,
     status_of,
 )
-from workers.pipeline.synth import read_frame_index
 
 Camera = camera_pb2.Camera
 

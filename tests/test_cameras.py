@@ -16,8 +16,8 @@ from google.protobuf import duration_pb2, field_mask_pb2, message, timestamp_pb2
 from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video.errors import ObjectNotFound
-from sparc_video.settings import Settings
+from sparc_video.core.errors import ObjectNotFound
+from sparc_video.core.settings import Settings
 from tests.camera_helpers import (
     LOOPBACK_CAMERAS,
     camera_service,

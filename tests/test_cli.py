@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 from sparc.video.v1 import export_pb2
 
-from sparc_video import cli
-from sparc_video.cli_client import (
+import sparc_video.cli.main as cli
+from sparc_video.cli.exports import (
     UsageError,
     describe_operation,
     parse_operation,
     parse_operations,
 )
 from sparc_video.client import AsyncExportClient, thumbnail
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import start_service
 from tests.test_client import put_clip

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sparc_video.camera_client import AsyncCameraClient, Camera
-from sparc_video.errors import ObjectNotFound
-from sparc_video.settings import Settings
+from sparc_video.client.cameras import AsyncCameraClient, Camera
+from sparc_video.core.errors import ObjectNotFound
+from sparc_video.core.settings import Settings
 from tests.camera_helpers import LOOPBACK_CAMERAS, camera_service
 from tests.test_cli import Result, client_env, sparc_video
 from tests.test_recordings import clip
@@ -195,7 +195,7 @@ async def test_register_list_and_delete_a_recording_through_the_cli(
 
 
 def test_datetime_flag_needs_a_timezone() -> None:
-    from sparc_video.cli_cameras import timestamp
+    from sparc_video.cli.cameras import timestamp
 
     assert timestamp("2026-11-24T08:00:00Z") == datetime.datetime(
         2026, 11, 24, 8, tzinfo=datetime.UTC

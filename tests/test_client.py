@@ -21,9 +21,9 @@ import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
 from sparc_video import client as client_module
+from sparc_video.api.auth_interceptor import AuthInterceptor
+from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.app import App, open_app
-from sparc_video.auth import Authenticator
-from sparc_video.auth_interceptor import AuthInterceptor
 from sparc_video.client import (
     AsyncExportClient,
     ExportClient,
@@ -37,13 +37,13 @@ from sparc_video.client import (
     thumbnail,
     transcode,
 )
-from sparc_video.export_service import ExportServicer
-from sparc_video.records import EventKind
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.exports.records import EventKind
+from sparc_video.media.synth import make_sample_clip
+from sparc_video.security.auth import Authenticator
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, start_service
-from workers.pipeline.synth import make_sample_clip
-from workers.runner import build_worker
+from workers.job.runner import build_worker
 
 Export = export_pb2.Export
 WatchResponse = export_service_pb2.WatchExportResponse

@@ -14,7 +14,7 @@ from google.protobuf import duration_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2, export_service_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.camera_helpers import reason_of, status_of, violations_of
 from tests.fixtures.service import start_service
 from tests.test_export_e2e import create_request, put_clip, thumbnail, transcode, watch_to_end

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video import signing
+from sparc_video.evidence import signing
 from tests.fixtures.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

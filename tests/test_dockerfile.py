@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sparc_video.cli import build_parser
-from sparc_video.server import EXPORT_SERVICE, SHUTDOWN_GRACE_S
-from sparc_video.settings import Settings
+from sparc_video.api.server import EXPORT_SERVICE, SHUTDOWN_GRACE_S
+from sparc_video.cli.main import build_parser
+from sparc_video.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -179,7 +179,7 @@ def test_entrypoint_is_the_console_script_and_commands_exist() -> None:
     scripts = PYPROJECT["project"]["scripts"]
     entrypoint = exec_form(DOCKERFILE.all("ENTRYPOINT", FINAL)[-1])
     assert len(entrypoint) == 1 and entrypoint[0] in scripts
-    assert scripts[entrypoint[0]] == "sparc_video.cli:main"
+    assert scripts[entrypoint[0]] == "sparc_video.cli.main:main"
     command = exec_form(DOCKERFILE.all("CMD", FINAL)[-1])
     assert command == ["serve"]
     for role in ROLES:

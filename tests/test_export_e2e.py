@@ -16,9 +16,9 @@ import grpc
 import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.media.synth import make_sample_clip, read_frame_index
 from tests.fixtures.service import RunningService, start_service
-from workers.pipeline.synth import make_sample_clip, read_frame_index
 
 State = export_pb2.Export
 

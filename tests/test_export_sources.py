@@ -25,17 +25,17 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 from sparc.video.v1 import export_service_pb2 as esvc
 
-from sparc_video import manifest
-from sparc_video.camera_records import RecordingRecord
-from sparc_video.export_sources import plan_coverage
-from sparc_video.media_probe import StreamInfo
-from sparc_video.models import CameraRange
-from sparc_video.settings import Settings
+from sparc_video.cameras.records import RecordingRecord
+from sparc_video.core.settings import Settings
+from sparc_video.evidence import manifest
+from sparc_video.exports.models import CameraRange
+from sparc_video.exports.sources import plan_coverage
+from sparc_video.media.probe import StreamInfo
+from sparc_video.media.synth import make_sample_clip, read_frame_index
 from tests.camera_helpers import expect_error, reason_of, status_of, violations_of
 from tests.fixtures.service import RunningService, start_service
 from tests.test_cli import sparc_video
 from workers.pipeline.join import SLATE_GREY
-from workers.pipeline.synth import make_sample_clip, read_frame_index
 from workers.pipeline.wall_clock import ClockPart, WallClock, cues, output_parts
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -200,7 +200,7 @@ def is_slate(rgb: np.ndarray) -> bool:  # type: ignore[type-arg]
 async def test_time_range_across_three_recordings_with_a_gap(
     service_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="workers.export_job")
+    caplog.set_level(logging.INFO, logger="workers.job.export_job")
     async with footage(service_settings(), tmp_path, worker=True) as f:
         second = f.recordings[1]
         # 1 s into the first recording to 1 s into the third: 4 s of footage, a 6 s gap.
@@ -279,7 +279,7 @@ async def test_time_range_on_keyframes_is_joined_by_stream_copy(
 ) -> None:
     """Recordings with a keyframe every second, a range from 1 s to 11 s: every cut is at a
     keyframe or a recording's end, so the packets are copied, not re-encoded."""
-    caplog.set_level(logging.INFO, logger="workers.export_job")
+    caplog.set_level(logging.INFO, logger="workers.job.export_job")
     async with footage(service_settings(), tmp_path, worker=True, gop=FPS) as f:
         created = await create(f.service, range_source(f.camera, 1, 11))
         phases: list[str] = []

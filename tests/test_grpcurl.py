@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.fixtures.service import start_service
 
 

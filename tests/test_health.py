@@ -18,12 +18,12 @@ from typing import Any
 import aiohttp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sparc_video.server import EXPORT_SERVICE
-from sparc_video.settings import Settings
+from sparc_video.api.server import EXPORT_SERVICE
+from sparc_video.core.settings import Settings
 from tests.fixtures.redis import RedisProcess, free_port
 from tests.fixtures.service import RunningService, start_service
+from workers.job.runner import build_worker
 from workers.pipeline.encoders import local_hardware
-from workers.runner import build_worker
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -181,8 +181,8 @@ def test_server_and_its_health_checks_never_import_pyav(
         import asyncio, json, sys
         from pathlib import Path
         from sparc_video.app import open_app
-        from sparc_video.server import Server
-        from sparc_video.settings import Settings
+        from sparc_video.api.server import Server
+        from sparc_video.core.settings import Settings
 
         async def main():
             settings = Settings(

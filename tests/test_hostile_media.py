@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.fixtures.service import start_service
 from tests.hostile_media import FILE_CASES, Case, ConnectionCanary, FifoWatch, playlist_cases
 from tests.test_export_e2e import create_request, thumbnail, transcode
@@ -79,7 +79,7 @@ async def test_hostile_corpus_fails_fast_classified_and_contained(
             else:
                 assert case.may_succeed, (case.name, "should have failed")
         # The worker is still healthy: a normal clip goes through after the corpus.
-        from workers.pipeline.synth import make_sample_clip
+        from sparc_video.media.synth import make_sample_clip
 
         good = corpus / "good.mp4"
         await asyncio.to_thread(make_sample_clip, good, width=320, height=180, duration_s=1.0)

@@ -20,13 +20,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import duration_pb2, json_format
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video import bundle, key_files, signing
 from sparc_video.client import AsyncExportClient, ServiceError, thumbnail, transcode
-from sparc_video.errors import AlreadyExists, ObjectNotFound, Unavailable
-from sparc_video.logging_setup import Redactor, settings_secrets
-from sparc_video.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
-from sparc_video.records import EventKind
-from sparc_video.settings import Settings, SettingsError
+from sparc_video.core import key_files
+from sparc_video.core.errors import AlreadyExists, ObjectNotFound, Unavailable
+from sparc_video.core.settings import Settings, SettingsError
+from sparc_video.evidence import bundle, signing
+from sparc_video.exports.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
+from sparc_video.exports.records import EventKind
+from sparc_video.observability.logs import Redactor, settings_secrets
 from sparc_video.storage import LocalStorage, Storage
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.service import RunningService, start_service

@@ -13,8 +13,8 @@ import av
 import numpy as np
 import pytest
 
+from sparc_video.media.synth import make_sample_clip, read_frame_index
 from workers.pipeline.join import JoinMethod, JoinResult, JoinSegment, JoinSpec, join_segments
-from workers.pipeline.synth import make_sample_clip, read_frame_index
 
 FPS = 25
 AUDIO_RATE = 48_000

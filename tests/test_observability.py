@@ -36,16 +36,16 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video import logging_setup
-from sparc_video.metrics import WORKER_REGISTRY
-from sparc_video.models import ExportRecord
-from sparc_video.roles import Role
-from sparc_video.settings import Settings, StaticToken
-from sparc_video.telemetry import exporters_from_env, setup_tracing
+from sparc_video.core.settings import Settings, StaticToken
+from sparc_video.exports.models import ExportRecord
+from sparc_video.media.synth import make_sample_clip
+from sparc_video.observability import logs as logging_setup
+from sparc_video.observability.metrics import WORKER_REGISTRY
+from sparc_video.observability.tracing import exporters_from_env, setup_tracing
+from sparc_video.security.roles import Role
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
-from workers.pipeline.synth import make_sample_clip
 
 State = export_pb2.Export
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -391,8 +391,8 @@ async def test_metrics_of_real_exports_on_server_and_worker(
 async def test_storage_used_bytes_follows_overwrites_and_deletes(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    from sparc_video.metrics import StorageUsage
-    from workers.worker_telemetry import InstrumentedStorage
+    from sparc_video.observability.metrics import StorageUsage
+    from workers.telemetry.worker import InstrumentedStorage
 
     async with start_service(service_settings(), worker=False) as service:
         usage = StorageUsage(service.app.redis, service.app.store.keys)

@@ -18,8 +18,8 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from sparc_video.errors import MediaError, PermanentProcessingError
-from sparc_video.models import (
+from sparc_video.core.errors import MediaError, PermanentProcessingError
+from sparc_video.exports.models import (
     CompressOp,
     ConvertOp,
     Operation,
@@ -31,11 +31,11 @@ from sparc_video.models import (
 )
 from tests.hostile_media import FifoWatch
 from tests.media import make_clip, read_frame_index
-from workers.child import ChildProgress, ProducedFile, run_plan
 from workers.pipeline.assets import asset_path
 from workers.pipeline.encoders import HardwareReport, nvenc_usable, probe_hardware
 from workers.pipeline.watermark import watermark_overlay
-from workers.sandbox import probe_hardware_in_child
+from workers.sandbox.child import ChildProgress, ProducedFile, run_plan
+from workers.sandbox.runner import probe_hardware_in_child
 
 FPS = 30
 BLUE = (0, 0, 255)

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from PIL import Image
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.fixtures.service import RunningService, start_service
 from tests.media import make_clip, read_frame_index
 from tests.test_export_e2e import create_request, fetch, watch_to_end

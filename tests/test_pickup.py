@@ -21,10 +21,10 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import func
 
 from sparc_video.app import redis_settings
-from sparc_video.keys import RUN_EXPORT_JOB, Keys
-from sparc_video.queue import ExportQueue
-from sparc_video.settings import Settings
-from workers.runner import ResilientWorker
+from sparc_video.core.keys import RUN_EXPORT_JOB, Keys
+from sparc_video.core.settings import Settings
+from sparc_video.exports.queue import ExportQueue
+from workers.job.runner import ResilientWorker
 
 NO_POLLING_S = 30.0
 # Far below NO_POLLING_S, far above any scheduling hiccup of a loaded test machine.

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from sparc_video.errors import JobCancelled, MediaError
-from sparc_video.models import ThumbnailOp, Timestamp, TranscodeOp
+from sparc_video.core.errors import JobCancelled, MediaError
+from sparc_video.exports.models import ThumbnailOp, Timestamp, TranscodeOp
 from tests.media import make_audio_only, make_clip, read_frame_index
 from workers.pipeline import (
     MediaInfo,

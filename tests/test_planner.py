@@ -1,4 +1,4 @@
-"""The composition rules (sparc_video.plan), request validation of every operation option, and
+"""The composition rules (exports.plan), request validation of every operation option, and
 the proto mapping of operations: pure Python, no media."""
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ import av
 import pytest
 from sparc.video.v1 import export_pb2
 
-from sparc_video import codecs
-from sparc_video.errors import FieldViolation, InvalidArgument
-from sparc_video.models import (
+from sparc_video.api.exports.mapping import operation_to_proto, output_to_proto
+from sparc_video.api.exports.requests import (
+    parse_fps,
+    parse_media_time,
+    parse_size_bytes,
+    validate_operations,
+)
+from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.exports.models import (
     CameraRange,
     CompressOp,
     ConvertOp,
@@ -41,14 +47,8 @@ from sparc_video.models import (
     WatermarkClock,
     WatermarkOp,
 )
-from sparc_video.plan import Overlay, Scale, Segment, compile_plan
-from sparc_video.proto_mapping import operation_to_proto, output_to_proto
-from sparc_video.validation import (
-    parse_fps,
-    parse_media_time,
-    parse_size_bytes,
-    validate_operations,
-)
+from sparc_video.exports.plan import Overlay, Scale, Segment, compile_plan
+from sparc_video.media import codecs
 
 ROOT = Path(__file__).resolve().parent.parent
 Op = export_pb2.Operation
@@ -120,7 +120,8 @@ def test_codec_table_matches_this_pyav_build() -> None:
 
 def test_validation_does_not_import_pyav_or_pillow() -> None:
     code = (
-        "import sys; import sparc_video.validation, sparc_video.plan, sparc_video.proto_mapping;"
+        "import sys; import sparc_video.api.exports.requests, sparc_video.exports.plan;"
+        "import sparc_video.api.exports.mapping;"
         "bad = {'av', 'PIL', 'numpy'} & set(sys.modules); assert not bad, bad"
     )
     result = subprocess.run(

@@ -17,10 +17,10 @@ from arq.connections import ArqRedis, create_pool
 from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.app import redis_settings
-from sparc_video.keys import Keys
-from sparc_video.models import Priority
-from sparc_video.queue import ExportQueue
-from sparc_video.settings import Settings
+from sparc_video.core.keys import Keys
+from sparc_video.core.settings import Settings
+from sparc_video.exports.models import Priority
+from sparc_video.exports.queue import ExportQueue
 from tests.fixtures.service import RunningService, start_service
 from tests.test_pickup import Jobs, export_id, register, running_worker
 

@@ -15,8 +15,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video.errors import ObjectNotFound
-from sparc_video.settings import Settings
+from sparc_video.core.errors import ObjectNotFound
+from sparc_video.core.settings import Settings
+from sparc_video.media.synth import make_sample_clip
 from tests.camera_helpers import (
     CameraService,
     camera_service,
@@ -27,7 +28,6 @@ from tests.camera_helpers import (
     violations_of,
 )
 from tests.fixtures.s3 import s3_client
-from workers.pipeline.synth import make_sample_clip
 
 Camera = camera_pb2.Camera
 Recording = camera_pb2.Recording

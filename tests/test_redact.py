@@ -13,8 +13,10 @@ import numpy.typing as npt
 import pytest
 from sparc.video.v1 import export_pb2
 
-from sparc_video.errors import FieldViolation, InvalidArgument
-from sparc_video.models import (
+from sparc_video.api.exports.mapping import operation_to_proto
+from sparc_video.api.exports.requests import MAX_REDACT_REGIONS, validate_operations
+from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.exports.models import (
     CompressOp,
     ExportRecord,
     Operation,
@@ -26,15 +28,13 @@ from sparc_video.models import (
     TrimOp,
     WatermarkOp,
 )
-from sparc_video.plan import compile_plan
-from sparc_video.proto_mapping import operation_to_proto
-from sparc_video.validation import MAX_REDACT_REGIONS, validate_operations
+from sparc_video.exports.plan import compile_plan
 from tests.camera_helpers import expect_error, violation_fields
 from tests.fixtures.service import RunningService
 from tests.media import make_clip, read_frame_index
 from tests.test_export_e2e import create_request
-from workers.child import ChildProgress, ProducedFile, run_plan
 from workers.pipeline.redact import redaction
+from workers.sandbox.child import ChildProgress, ProducedFile, run_plan
 
 FPS = 30
 # The middle of the picture, below the index strip: x 80-240, y 90-180 on 320x240.

@@ -19,16 +19,16 @@ import pytest
 from arq.constants import job_key_prefix
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video.errors import PermanentProcessingError, ProcessingTimeout
-from sparc_video.models import ExportState
-from sparc_video.settings import Settings
+from sparc_video.core.errors import PermanentProcessingError, ProcessingTimeout
+from sparc_video.core.settings import Settings
+from sparc_video.exports.models import ExportState
+from sparc_video.media.synth import make_sample_clip
 from tests import sandbox_targets
 from tests.fixtures.redis import RedisProcess, free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
-from workers.child import ChildProgress
-from workers.pipeline.synth import make_sample_clip
-from workers.sandbox import ProcessLimits, run_target_in_child
+from workers.sandbox.child import ChildProgress
+from workers.sandbox.runner import ProcessLimits, run_target_in_child
 
 State = export_pb2.Export
 
@@ -471,7 +471,7 @@ def test_export_state_terminal_flags() -> None:
 async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
     service_settings: Callable[..., Settings],
 ) -> None:
-    from workers.reconciler import Reconciler
+    from workers.job.reconciler import Reconciler
 
     # The worker's own reconciler runs once at start, then not again during the test.
     settings = service_settings(

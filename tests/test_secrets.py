@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc, export_service_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from tests.camera_helpers import in_thread, live_stream, make_ts_clip
 from tests.fixtures.service import settings_env, start_service
 from tests.test_export_e2e import create_request, put_clip, thumbnail, watch_to_end

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sparc_video.settings import Settings, SettingsError, parse_size
+from sparc_video.core.settings import Settings, SettingsError, parse_size
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from sparc_video.errors import ObjectNotFound
-from sparc_video.settings import Settings
-from sparc_video.stat_cache import StatCache
+from sparc_video.core.errors import ObjectNotFound
+from sparc_video.core.settings import Settings
 from sparc_video.storage.base import ObjectInfo
 from sparc_video.storage.local import LocalStorage
+from sparc_video.storage.stat_cache import StatCache
 
 
 class CountingStorage(LocalStorage):

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sparc_video.errors import InvalidArgument, ObjectNotFound, ObjectTooLarge, Unavailable
-from sparc_video.settings import Settings
+from sparc_video.core.errors import InvalidArgument, ObjectNotFound, ObjectTooLarge, Unavailable
+from sparc_video.core.settings import Settings
 from sparc_video.storage import LocalStorage, S3Storage, Storage, open_storage, validate_key
 from sparc_video.storage.http_routes import local_download_routes
 from tests.fixtures.s3 import MIB, free_port, s3_client

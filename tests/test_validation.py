@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from sparc_video.errors import InvalidArgument
-from sparc_video.models import Timestamp
-from sparc_video.validation import (
+from sparc_video.api.exports.requests import (
     parse_bitrate,
     parse_export_name,
     parse_resolution,
     parse_timestamp,
 )
+from sparc_video.core.errors import InvalidArgument
+from sparc_video.exports.models import Timestamp
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import grpc
 from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.models import ExportRecord, ExportState, Progress, ThumbnailOp
-from sparc_video.records import EventKind, new_export_id
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
+from sparc_video.exports.models import ExportRecord, ExportState, Progress, ThumbnailOp
+from sparc_video.exports.records import EventKind, new_export_id
 from tests.fixtures.service import RunningService, start_service
 
 EXPORTS = 20

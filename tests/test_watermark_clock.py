@@ -16,9 +16,11 @@ import numpy.typing as npt
 import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video import capture_clock
-from sparc_video.errors import FieldViolation, PermanentProcessingError
-from sparc_video.models import (
+from sparc_video.api.exports.mapping import operation_to_proto
+from sparc_video.api.exports.requests import validate_operations
+from sparc_video.core.errors import FieldViolation, PermanentProcessingError
+from sparc_video.core.settings import Settings
+from sparc_video.exports.models import (
     ExportRecord,
     Operation,
     TranscodeOp,
@@ -26,18 +28,16 @@ from sparc_video.models import (
     WatermarkClock,
     WatermarkOp,
 )
-from sparc_video.proto_mapping import operation_to_proto
-from sparc_video.settings import Settings
-from sparc_video.validation import validate_operations
+from sparc_video.media import capture_clock
 from tests.camera_helpers import expect_error, violation_fields
 from tests.fixtures.service import RunningService, start_service
 from tests.media import make_clip, read_frame_index
 from tests.test_export_e2e import create_request, fetch, watch_to_end
 from tests.test_redact import REGION
-from workers.child import run_plan
 from workers.pipeline.filters import LiveOverlay, Overlay
 from workers.pipeline.wall_clock import ClockPart, WallClock
 from workers.pipeline.watermark import watermark_overlay
+from workers.sandbox.child import run_plan
 
 FPS = 30
 # 12:00:00.600 UTC: the second changes 0.4 s and 1.4 s into the source.

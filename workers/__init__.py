@@ -11,8 +11,8 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
-        from sparc_video.settings import Settings
-        from workers.settings import settings_class
+        from sparc_video.core.settings import Settings
+        from workers.job.settings import settings_class
 
         value = settings_class(Settings.from_env())
         globals()[name] = value

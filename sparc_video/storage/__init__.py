@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ManagedStorage,
     ObjectInfo,

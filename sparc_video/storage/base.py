@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from sparc_video.errors import FieldViolation, InvalidArgument
+from sparc_video.core.errors import FieldViolation, InvalidArgument
 
 # S3's own limit; the local backend keeps it too so keys are portable between backends.
 MAX_KEY_BYTES = 1024

@@ -10,7 +10,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from sparc_video.errors import AlreadyExists, InvalidArgument, ObjectNotFound
+from sparc_video.core.errors import AlreadyExists, InvalidArgument, ObjectNotFound
 from sparc_video.storage.base import content_disposition
 from sparc_video.storage.local import COPY_BUFFER, LocalStorage, UploadSizeMismatch
 

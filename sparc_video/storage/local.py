@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
-from sparc_video import key_files
-from sparc_video.errors import (
+from sparc_video.core import key_files
+from sparc_video.core.errors import (
     AlreadyExists,
     FieldViolation,
     InvalidArgument,
@@ -37,7 +37,7 @@ from sparc_video.errors import (
     ObjectTooLarge,
     Unavailable,
 )
-from sparc_video.settings import Settings
+from sparc_video.core.settings import Settings
 from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_key, checked_prefix
 
 SIGNING_KEY_FILE = ".signing-key"

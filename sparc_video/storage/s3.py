@@ -24,9 +24,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from sparc_video.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
-from sparc_video.file_hashes import file_sha256
-from sparc_video.settings import Settings
+from sparc_video.core.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
+from sparc_video.core.file_hashes import file_sha256
+from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
     UploadTarget,

@@ -12,8 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from sparc_video.errors import MediaError, ObjectNotFound, ObjectTooLarge, PermanentProcessingError
-from sparc_video.models import Operation, WatermarkOp
+from sparc_video.core.errors import (
+    MediaError,
+    ObjectNotFound,
+    ObjectTooLarge,
+    PermanentProcessingError,
+)
+from sparc_video.exports.models import Operation, WatermarkOp
 
 if TYPE_CHECKING:
     # Not at run time: the media child imports this module, and the storage backends bring

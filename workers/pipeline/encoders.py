@@ -19,8 +19,8 @@ from av.container import OutputContainer
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
-from sparc_video import codecs
-from sparc_video.errors import PermanentProcessingError
+from sparc_video.core.errors import PermanentProcessingError
+from sparc_video.media import codecs
 
 # SVT-AV1 logs its whole configuration to stderr unless told otherwise (1: errors only).
 os.environ.setdefault("SVT_LOG", "1")

@@ -28,7 +28,7 @@ from av.stream import Disposition, Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from sparc_video.errors import MediaError, MediaLimitExceeded
+from sparc_video.core.errors import MediaError, MediaLimitExceeded
 
 # FFmpeg demuxer names; a demuxer's name lists the formats it reads ("mov,mp4,m4a,...").
 ALLOWED_FORMATS = (

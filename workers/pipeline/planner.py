@@ -1,4 +1,4 @@
-"""Bind a plan (`sparc_video.plan`, the composition rules) to a probed source: concrete passes.
+"""Bind a plan (`sparc_video.exports.plan`: composition rules) to a probed source: concrete passes.
 
 What the rules leave to the source is decided here: whether a stream can be copied (its codec
 fits the container and nothing needs its pictures), the sizes each filter works at, the
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sparc_video import codecs
-from sparc_video.errors import MediaError
-from sparc_video.models import Operation, ThumbnailOp, Timestamp
-from sparc_video.plan import (
+from sparc_video.core.errors import MediaError
+from sparc_video.exports.models import Operation, ThumbnailOp, Timestamp
+from sparc_video.exports.plan import (
     DEFAULT_TILE_WIDTH,
     Plan,
     Redaction,
@@ -26,6 +25,7 @@ from sparc_video.plan import (
     ThumbnailPlan,
     VideoPlan,
 )
+from sparc_video.media import codecs
 from workers.pipeline.encoders import (
     AudioEncoder,
     HardwareReport,

@@ -1,7 +1,7 @@
 """Progress of one pipeline operation, and the throttle that reports it.
 
 The callback is also the cancellation point: whoever runs the pipeline raises
-`sparc_video.errors.JobCancelled` (or anything else) from it, and the operation stops there,
+`sparc_video.core.errors.JobCancelled` (or anything else) from it, and the operation stops there,
 closing its containers on the way out.
 """
 

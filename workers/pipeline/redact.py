@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from sparc_video.plan import Redaction
+from sparc_video.exports.plan import Redaction
 from workers.pipeline.filters import Redact
 
 # Of the frame height, at strength 1: the blur's sigma, and a pixelation block's side.

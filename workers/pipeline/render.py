@@ -24,8 +24,8 @@ from av.container import InputContainer, OutputContainer
 from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
-from sparc_video.codecs import Container
-from sparc_video.errors import MediaError
+from sparc_video.core.errors import MediaError
+from sparc_video.media.codecs import Container
 from workers.pipeline.encoders import (
     AudioEncoder,
     VideoEncoder,

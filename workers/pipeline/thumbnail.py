@@ -25,9 +25,9 @@ from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 from PIL import Image
 
-from sparc_video.errors import MediaError
-from sparc_video.models import ThumbnailOp
-from sparc_video.plan import compile_plan, sprite_grid
+from sparc_video.core.errors import MediaError
+from sparc_video.exports.models import ThumbnailOp
+from sparc_video.exports.plan import compile_plan, sprite_grid
 from workers.pipeline import progress as progress_module
 from workers.pipeline.filters import FilterChain, Resize
 from workers.pipeline.media import (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparc_video import codecs
-from sparc_video.errors import MediaError
-from sparc_video.models import TranscodeOp
-from sparc_video.plan import compile_plan
+from sparc_video.core.errors import MediaError
+from sparc_video.exports.models import TranscodeOp
+from sparc_video.exports.plan import compile_plan
+from sparc_video.media import codecs
 from workers.pipeline.media import MediaInfo, probe
 from workers.pipeline.progress import ProgressFn
 from workers.pipeline.render import VideoPass, run_video_pass

@@ -20,7 +20,7 @@ from av.container import OutputContainer
 from av.stream import Stream
 from av.subtitles.codeccontext import SubtitleCodecContext
 
-from sparc_video.models import ExportRecord
+from sparc_video.exports.models import ExportRecord
 
 if TYPE_CHECKING:
     from av.container.core import Chapter

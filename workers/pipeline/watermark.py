@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from sparc_video import capture_clock
-from sparc_video.errors import MediaError, PermanentProcessingError
-from sparc_video.models import WatermarkOp
+from sparc_video.core.errors import MediaError, PermanentProcessingError
+from sparc_video.exports.models import WatermarkOp
+from sparc_video.media import capture_clock
 from workers.pipeline.filters import LiveOverlay, Overlay
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")

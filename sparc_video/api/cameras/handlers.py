@@ -1,0 +1,173 @@
+"""gRPC handlers of sparc.video.v1.CameraService: convert, call the domain, convert back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
+
+from sparc_video.api.cameras import requests as validation
+from sparc_video.api.cameras.mapping import (
+    camera_to_proto,
+    recording_to_proto,
+    stream_info_to_proto,
+)
+from sparc_video.api.exports.mapping import duration, error_status, timestamp
+from sparc_video.api.status import translate_errors
+from sparc_video.cameras.recordings import Recordings
+from sparc_video.cameras.service import Cameras
+from sparc_video.core.errors import FieldViolation
+
+Context = grpc.aio.ServicerContext[Any, Any]
+svc = camera_service_pb2
+
+
+class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
+    def __init__(self, cameras: Cameras, recordings: Recordings) -> None:
+        self._cameras = cameras
+        self._recordings = recordings
+
+    @translate_errors
+    async def CreateCamera(
+        self, request: svc.CreateCameraRequest, context: Context
+    ) -> camera_pb2.Camera:
+        violations: list[FieldViolation] = []
+        camera_id = validation.validate_camera_id(request.camera_id, violations)
+        fields = validation.camera_fields(request.camera, violations)
+        validation.raise_if_any(violations)
+        return camera_to_proto(await self._cameras.create(fields, camera_id))
+
+    @translate_errors
+    async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
+        camera_id = validation.parse_camera_name(request.name)
+        return camera_to_proto(await self._cameras.get(camera_id))
+
+    @translate_errors
+    async def ListCameras(
+        self, request: svc.ListCamerasRequest, context: Context
+    ) -> svc.ListCamerasResponse:
+        size = validation.page_size(request.page_size)
+        condition = validation.camera_filter(request.filter)
+        records, next_token = await self._cameras.page(size, request.page_token, condition)
+        return svc.ListCamerasResponse(
+            cameras=[camera_to_proto(r) for r in records], next_page_token=next_token
+        )
+
+    @translate_errors
+    async def UpdateCamera(
+        self, request: svc.UpdateCameraRequest, context: Context
+    ) -> camera_pb2.Camera:
+        camera_id = validation.parse_camera_name(request.camera.name, "camera.name")
+        violations: list[FieldViolation] = []
+        paths = validation.update_paths(request.update_mask, request.camera, violations)
+        fields = validation.camera_fields(request.camera, violations, paths)
+        validation.raise_if_any(violations)
+        return camera_to_proto(await self._cameras.update(camera_id, fields, paths))
+
+    @translate_errors
+    async def DeleteCamera(
+        self, request: svc.DeleteCameraRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._cameras.delete(validation.parse_camera_name(request.name), request.force)
+        return empty_pb2.Empty()
+
+    @translate_errors
+    async def ProbeCamera(
+        self, request: svc.ProbeCameraRequest, context: Context
+    ) -> svc.ProbeCameraResponse:
+        camera_id = validation.parse_camera_name(request.name)
+        timeout_s = validation.stream_timeout(request.timeout, request.HasField("timeout"))
+        outcome = await self._cameras.probe(camera_id, timeout_s)
+        response = svc.ProbeCameraResponse(
+            reachable=outcome.read.ok,
+            probe_time=timestamp(outcome.start_time),
+            camera=camera_to_proto(outcome.camera),
+        )
+        if outcome.read.ok and outcome.read.info is not None:
+            response.stream_info.CopyFrom(stream_info_to_proto(outcome.read.info))
+            response.connect_latency.CopyFrom(duration(outcome.read.connect_s))
+            response.latency.CopyFrom(duration(outcome.read.first_frame_s))
+        if outcome.error is not None:
+            response.error.CopyFrom(error_status(outcome.error))
+        return response
+
+    @translate_errors
+    async def CaptureSnapshot(
+        self, request: svc.CaptureSnapshotRequest, context: Context
+    ) -> svc.CaptureSnapshotResponse:
+        camera_id = validation.parse_camera_name(request.name)
+        timeout_s = validation.stream_timeout(request.timeout, request.HasField("timeout"))
+        ttl_s = validation.url_ttl(request.url_ttl, request.HasField("url_ttl"), "url_ttl")
+        snapshot = await self._cameras.snapshot(camera_id, timeout_s, ttl_s)
+        return svc.CaptureSnapshotResponse(
+            storage_key=snapshot.storage_key,
+            download_url=snapshot.url,
+            expire_time=timestamp(snapshot.expire_time),
+            capture_time=timestamp(snapshot.capture_time),
+            width=snapshot.width,
+            height=snapshot.height,
+            size_bytes=snapshot.size_bytes,
+        )
+
+    @translate_errors
+    async def CreateRecording(
+        self, request: svc.CreateRecordingRequest, context: Context
+    ) -> camera_pb2.Recording:
+        camera_id = validation.parse_camera_name(request.parent, "parent")
+        violations: list[FieldViolation] = []
+        key = validation.object_key(request.recording.object_key, violations)
+        start_ns = validation.start_time_ns(
+            request.recording.start_time, request.recording.HasField("start_time"), violations
+        )
+        validation.raise_if_any(violations)
+        return recording_to_proto(await self._recordings.create(camera_id, key, start_ns))
+
+    @translate_errors
+    async def GetRecording(
+        self, request: svc.GetRecordingRequest, context: Context
+    ) -> camera_pb2.Recording:
+        camera_id, recording_id = validation.parse_recording_name(request.name)
+        return recording_to_proto(await self._recordings.get(camera_id, recording_id))
+
+    @translate_errors
+    async def ListRecordings(
+        self, request: svc.ListRecordingsRequest, context: Context
+    ) -> svc.ListRecordingsResponse:
+        camera_id = validation.parse_camera_name(request.parent, "parent")
+        size = validation.page_size(request.page_size)
+        window = validation.time_range(
+            request.start_time if request.HasField("start_time") else None,
+            request.end_time if request.HasField("end_time") else None,
+        )
+        records, next_token = await self._recordings.page(
+            camera_id, window, size, request.page_token
+        )
+        return svc.ListRecordingsResponse(
+            recordings=[recording_to_proto(r) for r in records], next_page_token=next_token
+        )
+
+    @translate_errors
+    async def DeleteRecording(
+        self, request: svc.DeleteRecordingRequest, context: Context
+    ) -> empty_pb2.Empty:
+        camera_id, recording_id = validation.parse_recording_name(request.name)
+        await self._recordings.delete(camera_id, recording_id)
+        return empty_pb2.Empty()
+
+    @translate_errors
+    async def CreateRecordingUploadUrl(
+        self, request: svc.CreateRecordingUploadUrlRequest, context: Context
+    ) -> svc.CreateRecordingUploadUrlResponse:
+        camera_id = validation.parse_camera_name(request.parent, "parent")
+        ttl_s = validation.url_ttl(request.ttl, request.HasField("ttl"), "ttl")
+        link = await self._recordings.upload_link(
+            camera_id, request.size_bytes, request.content_type, ttl_s
+        )
+        return svc.CreateRecordingUploadUrlResponse(
+            object_key=link.object_key,
+            upload_url=link.url,
+            headers=link.headers,
+            expire_time=timestamp(link.expire_time),
+        )

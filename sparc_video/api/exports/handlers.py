@@ -1,0 +1,207 @@
+"""gRPC handlers of sparc.video.v1.ExportService: convert, call the domain, convert back."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
+
+from sparc_video.api.exports import mapping as proto_mapping
+from sparc_video.api.exports import requests as validation
+from sparc_video.api.status import translate_errors
+from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.evidence.signing import ALGORITHM
+from sparc_video.exports.models import ExportState
+from sparc_video.exports.records import EventKind, parse_event_id
+from sparc_video.exports.service import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
+from sparc_video.security.auth import current_principal
+
+Context = grpc.aio.ServicerContext[Any, Any]
+WatchResponse = export_service_pb2.WatchExportResponse
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_FILTER_RE = re.compile(r'^\s*state\s*=\s*"?(?:STATE_)?([A-Za-z]+)"?\s*$')
+# Recent events' responses; a few per export being watched is plenty (see _watch_response).
+_WATCH_RESPONSES_KEPT = 4096
+_EVENT_KINDS = {
+    SNAPSHOT: WatchResponse.EVENT_KIND_SNAPSHOT,
+    EventKind.STATE_CHANGED: WatchResponse.EVENT_KIND_STATE_CHANGED,
+    EventKind.PROGRESS: WatchResponse.EVENT_KIND_PROGRESS,
+    EventKind.AUDIT: WatchResponse.EVENT_KIND_AUDIT,
+}
+
+
+class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
+    def __init__(self, exports: Exports) -> None:
+        self._exports = exports
+        self._responses: OrderedDict[tuple[str, str, str], WatchResponse] = OrderedDict()
+
+    @translate_errors
+    async def CreateExport(
+        self, request: export_service_pb2.CreateExportRequest, context: Context
+    ) -> export_pb2.Export:
+        violations: list[FieldViolation] = []
+        source = validation.validate_source(request.export.source, "export.source", violations)
+        operations = validation.validate_operations(
+            list(request.export.operations), "export.operations", violations
+        )
+        if not violations:  # (indexes line up only when every operation parsed)
+            # An object source carries no capture time: a clock must bring its own base.
+            validation.require_capture_times(
+                operations,
+                "export.operations",
+                violations,
+                source_has_capture_time=not isinstance(source, str),
+            )
+        request_id = validation.validate_request_id(request.request_id, violations)
+        priority = validation.validate_priority(
+            request.export.priority, "export.priority", violations
+        )
+        case_id = validation.validate_case_id(request.export.case_id, violations)
+        purpose = validation.validate_purpose(request.export.purpose, violations)
+        validation.raise_if_any(violations)
+        record = await self._exports.create(
+            current_principal(),
+            source,
+            operations,
+            request_id,
+            priority,
+            audit=AuditFields(case_id=case_id, purpose=purpose),
+        )
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def GetExport(
+        self, request: export_service_pb2.GetExportRequest, context: Context
+    ) -> export_pb2.Export:
+        record = await self._exports.get(
+            current_principal(), validation.parse_export_name(request.name)
+        )
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def ListExports(
+        self, request: export_service_pb2.ListExportsRequest, context: Context
+    ) -> export_service_pb2.ListExportsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        records, next_token = await self._exports.page(
+            current_principal(), page_size, request.page_token, _parse_filter(request.filter)
+        )
+        return export_service_pb2.ListExportsResponse(
+            exports=[proto_mapping.export_to_proto(r) for r in records],
+            next_page_token=next_token,
+        )
+
+    @translate_errors
+    async def CancelExport(
+        self, request: export_service_pb2.CancelExportRequest, context: Context
+    ) -> export_pb2.Export:
+        record = await self._exports.cancel(
+            current_principal(), validation.parse_export_name(request.name)
+        )
+        return proto_mapping.export_to_proto(record)
+
+    @translate_errors
+    async def WatchExport(
+        self, request: export_service_pb2.WatchExportRequest, context: Context
+    ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
+        export_id = validation.parse_export_name(request.name)
+        after = parse_event_id(request.after_event_id) if request.after_event_id else ""
+        async for message in self._exports.watch(current_principal(), export_id, after):
+            yield self._watch_response(export_id, message)
+
+    def _watch_response(self, export_id: str, message: WatchMessage) -> WatchResponse:
+        """The response for one event, built once however many clients watch the export.
+
+        An event id names one version of the record, and a snapshot is the record as of the
+        event id it carries, so equal keys always mean equal responses. Converting the record
+        cost more than the rest of fanning an event out to a hundred watchers together.
+        """
+        key = (export_id, message.event_id, message.kind)
+        response = self._responses.get(key)
+        if response is None:
+            response = WatchResponse(
+                export=proto_mapping.export_to_proto(message.record),
+                event_id=message.event_id,
+                kind=_EVENT_KINDS[message.kind],
+                event_time=proto_mapping.timestamp(message.time),
+            )
+            self._responses[key] = response
+            if len(self._responses) > _WATCH_RESPONSES_KEPT:
+                self._responses.popitem(last=False)
+        return response
+
+    @translate_errors
+    async def GetExportDownloadUrl(
+        self, request: export_service_pb2.GetExportDownloadUrlRequest, context: Context
+    ) -> export_service_pb2.GetExportDownloadUrlResponse:
+        export_id = validation.parse_export_name(request.name)
+        ttl_s = request.ttl.seconds if request.HasField("ttl") else 0
+        if request.HasField("ttl") and ttl_s <= 0:
+            raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
+        links = await self._exports.download_links(current_principal(), export_id, ttl_s)
+        response = export_service_pb2.GetExportDownloadUrlResponse(
+            urls=[_download_url(link) for link in links.outputs]
+        )
+        if links.manifest is not None and links.signature is not None:
+            response.manifest_url.CopyFrom(_download_url(links.manifest))
+            response.manifest_signature_url.CopyFrom(_download_url(links.signature))
+        return response
+
+    @translate_errors
+    async def GetManifestSigningKey(
+        self, request: export_service_pb2.GetManifestSigningKeyRequest, context: Context
+    ) -> export_service_pb2.ManifestSigningKey:
+        signer = self._exports.signer
+        return export_service_pb2.ManifestSigningKey(
+            public_key_pem=signer.public_key_pem, key_id=signer.key_id, algorithm=ALGORITHM
+        )
+
+    @translate_errors
+    async def GetQueueStats(
+        self, request: export_service_pb2.GetQueueStatsRequest, context: Context
+    ) -> export_service_pb2.QueueStats:
+        stats = await self._exports.queue_stats()
+        return export_service_pb2.QueueStats(
+            queued=stats.counts[ExportState.QUEUED],
+            running=stats.counts[ExportState.RUNNING],
+            retrying=stats.counts[ExportState.RETRYING],
+            succeeded=stats.counts[ExportState.SUCCEEDED],
+            failed=stats.counts[ExportState.FAILED],
+            cancelled=stats.counts[ExportState.CANCELLED],
+            workers=stats.workers,
+            oldest_queued_age=proto_mapping.duration(stats.oldest_queued_age_s),
+        )
+
+
+def _download_url(link: DownloadLink) -> export_service_pb2.DownloadUrl:
+    return export_service_pb2.DownloadUrl(
+        output_index=link.output_index,
+        storage_key=link.storage_key,
+        url=link.url,
+        expire_time=proto_mapping.timestamp(link.expire_time),
+    )
+
+
+def _parse_filter(text: str) -> ExportState | None:
+    if not text.strip():
+        return None
+    match = _FILTER_RE.match(text)
+    state = match.group(1).upper() if match else ""
+    if state not in ExportState.__members__:
+        names = ", ".join(ExportState.__members__)
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}"
+                )
+            ]
+        )
+    return ExportState(state)

@@ -1,0 +1,3 @@
+from sparc_video.cli.main import main
+
+main()

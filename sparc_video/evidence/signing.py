@@ -1,0 +1,209 @@
+"""Ed25519 keys that sign export manifests, and their detached signatures.
+
+The private key comes from MANIFEST_SIGNING_KEY (or _FILE): PEM (PKCS#8), or the raw 32-byte
+seed in base64. Without it, a key file in the local storage root is used (created on first start,
+mode 0600), which suits one machine (`sparc-video dev` keeps it in its data directory); servers
+and workers on several machines must share a configured key.
+
+A key is named by its id, `sha256:` and the hex SHA-256 of the raw 32-byte public key, so a
+signature says which key made it and a verifier holding another key can say so instead of
+reporting a forgery.
+
+This module is also what `sparc-video verify` uses on the investigator's side: it imports no
+server code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+if TYPE_CHECKING:
+    from sparc_video.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "Ed25519"
+KEY_FILE = ".manifest-signing-key"
+
+
+def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
+    saying what is wrong otherwise."""
+    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    data = data.strip()
+    if data.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"is not a readable unencrypted PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
+        return key
+    try:
+        seed = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        seed = b""
+    if len(seed) != 32:
+        raise ValueError(
+            "is neither a PEM Ed25519 private key nor 32 bytes in base64; make one with "
+            "`openssl genpkey -algorithm ed25519`"
+        )
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of its 32 bytes."""
+    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    data = data.strip()
+    if data.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"is not a readable PEM public key: {exc}") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
+        return key
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("is neither a PEM Ed25519 public key nor 32 bytes in base64")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+class SignatureError(ValueError):
+    """A detached signature does not verify (or cannot be read)."""
+
+
+class UnknownKeyError(SignatureError):
+    """The signature names a key other than the one given to verify it."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A detached signature: `manifest.json.sig` holds it as JSON."""
+
+    algorithm: str
+    key_id: str
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "algorithm": self.algorithm,
+                "key_id": self.key_id,
+                "signature": base64.b64encode(self.signature).decode("ascii"),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Signature:
+        try:
+            parsed = json.loads(data)
+            return cls(
+                algorithm=str(parsed["algorithm"]),
+                key_id=str(parsed["key_id"]),
+                signature=base64.b64decode(str(parsed["signature"]), validate=True),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise SignatureError(f"the signature file is not a signature envelope: {exc}") from None
+
+
+def verify(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> None:
+    """Raise UnknownKeyError or SignatureError unless `signature` is `public_key`'s over `data`."""
+    if signature.algorithm != ALGORITHM:
+        raise SignatureError(f"signature algorithm {signature.algorithm!r} is not {ALGORITHM}")
+    expected = key_id(public_key)
+    if signature.key_id != expected:
+        raise UnknownKeyError(
+            f"the manifest was signed with key {signature.key_id}, not with the key given "
+            f"({expected})"
+        )
+    try:
+        public_key.verify(signature.signature, data)
+    except InvalidSignature:
+        raise SignatureError(
+            "the signature does not match the manifest: the manifest or its signature was altered"
+        ) from None
+
+
+class ManifestSigner:
+    """Signs manifests with the service's private key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private_key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+        self.public_key_pem = public_key_pem(self.public_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ManifestSigner:
+        if settings.manifest_signing_key:
+            return cls(parse_private_key(settings.manifest_signing_key))
+        # Imported here: the verifying side (the CLI) never creates keys.
+        from sparc_video.core import key_files
+
+        if settings.s3_bucket:
+            log.warning(
+                "MANIFEST_SIGNING_KEY is not set: manifests are signed with a key kept in %s; "
+                "servers and workers that do not share that directory sign with other keys",
+                settings.local_storage_dir,
+            )
+        path = settings.local_storage_dir / KEY_FILE
+        data = key_files.load_or_create(path, _new_private_key_pem)
+        try:
+            return cls(parse_private_key(data))
+        except ValueError as exc:
+            raise RuntimeError(f"the manifest signing key file {path} {exc}") from None
+
+    def sign(self, data: bytes) -> Signature:
+        return Signature(ALGORITHM, self.key_id, self._private_key.sign(data))
+
+
+def _new_private_key_pem() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def canonical_json(data: Any) -> bytes:
+    """One byte string per value: sorted keys, no spaces, UTF-8, no trailing newline.
+
+    Signatures cover the bytes, so verification never depends on re-serialising; canonical
+    output makes the bytes reproducible from the parsed manifest (e.g. to diff two exports).
+    """
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def read_public_key_file(path: Path) -> Ed25519PublicKey:
+    try:
+        return parse_public_key(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path} {exc}") from None

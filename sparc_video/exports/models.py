@@ -1,0 +1,521 @@
+"""The export domain model: validated operations, progress, outputs and the export record.
+
+These are plain dataclasses, independent of protobuf: the server builds them from validated
+requests (`validation.py`), stores them in Redis as JSON (`records.py`), the worker reads them
+back and the RPC layer converts them to protos (`proto_mapping.py`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+
+class ExportState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({ExportState.SUCCEEDED, ExportState.FAILED, ExportState.CANCELLED})
+
+
+class Priority(enum.StrEnum):
+    """Interactive exports (someone is waiting) start before batch work queued around them."""
+
+    INTERACTIVE = "INTERACTIVE"
+    BATCH = "BATCH"
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    """A point in a video: a fraction of its duration, or seconds from its start."""
+
+    kind: Literal["percent", "seconds"]
+    value: float
+
+    def resolve(self, duration_s: float) -> float:
+        return duration_s * self.value / 100.0 if self.kind == "percent" else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.kind == "percent" else f"{self.value:g}s"
+
+
+@dataclass(frozen=True)
+class TranscodeOp:
+    """Re-encode the video. `width`/`height` 0 means "keep" (aspect-preserving when one is 0).
+
+    Empty strings and None mean "not asked for": the planner fills in defaults (h264, medium,
+    yuv420p, AAC) and lets a later operation or a convert decide what an earlier one did not.
+    """
+
+    codec: str = ""
+    bitrate_bps: int | None = None
+    width: int = 0
+    height: int = 0
+    preset: str = ""
+    # Frame rate as a fraction, "30" or "30000/1001"; "" keeps the source's.
+    fps: str = ""
+    pixel_format: str = ""
+    audio_codec: str = ""
+    audio_bitrate_bps: int | None = None
+    remove_audio: bool = False
+    hardware: Literal["", "none", "auto", "nvenc"] = ""
+    name: Literal["transcode"] = "transcode"
+
+
+@dataclass(frozen=True)
+class ThumbnailOp:
+    """Grab still images at the given times; `width`/`height` 0 as for TranscodeOp.
+
+    With `sprite`, the frames become one sprite sheet of `sprite_columns` tiles per row (0: a
+    square-ish grid); without timestamps it holds `sprite_frame_count` evenly spaced frames.
+    """
+
+    timestamps: tuple[Timestamp, ...] = (Timestamp("percent", 50.0),)
+    width: int = 0
+    height: int = 0
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    sprite: bool = False
+    sprite_frame_count: int = 0
+    sprite_columns: int = 0
+    name: Literal["thumbnail"] = "thumbnail"
+
+
+@dataclass(frozen=True)
+class ConvertOp:
+    """Change the container (see `media.codecs.CONTAINERS`); "" codecs keep what fits."""
+
+    container: str = "mp4"
+    video_codec: str = ""
+    audio_codec: str = ""
+    name: Literal["convert"] = "convert"
+
+
+@dataclass(frozen=True)
+class CompressOp:
+    """Rate control: a quality preset ("" when not given), CRF, caps or a target size."""
+
+    quality: Literal["", "low", "medium", "high"] = ""
+    crf: int | None = None
+    max_bitrate_bps: int | None = None
+    buffer_size_bits: int | None = None
+    target_size_bytes: int | None = None
+    name: Literal["compress"] = "compress"
+
+
+WatermarkPosition = Literal["top_left", "top_right", "bottom_left", "bottom_right", "center"]
+
+
+DEFAULT_CLOCK_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class WatermarkClock:
+    """A running capture-time clock: `format` (fields %Y %m %d %H %M %S %L %%) in `time_zone`,
+    counting from `base_time_ns` (UTC ns of the source's first frame; None: the source's own
+    capture start time)."""
+
+    format: str = DEFAULT_CLOCK_FORMAT
+    base_time_ns: int | None = None
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class WatermarkOp:
+    """An image (storage key) or a line of literal text drawn over every frame, the text
+    optionally followed by a running clock (`clock`).
+
+    `margin` None: 2% of the frame width. `scale` 0: images keep their size (shrunk to fit),
+    text is 4% of the frame height tall; otherwise the watermark's width as a fraction of the
+    frame's.
+    """
+
+    image_key: str = ""
+    text: str = ""
+    position: WatermarkPosition = "bottom_right"
+    margin: int | None = None
+    offset_x: int = 0
+    offset_y: int = 0
+    opacity: float = 1.0
+    scale: float = 0.0
+    text_color: str = "#ffffff"
+    # Text followed by (or only) a clock showing each frame's capture time.
+    clock: WatermarkClock | None = None
+    name: Literal["watermark"] = "watermark"
+
+
+@dataclass(frozen=True)
+class TrimOp:
+    """Keep [start, end) of the video it applies to; `end_s` and `duration_s` are exclusive
+    alternatives (neither: to the end)."""
+
+    start_s: float = 0.0
+    end_s: float | None = None
+    duration_s: float | None = None
+    mode: Literal["exact", "fast"] = "exact"
+    name: Literal["trim"] = "trim"
+
+    def end_within(self, length_s: float | None) -> float | None:
+        """The end, relative to the video it applies to, when that is known."""
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
+
+
+RedactMode = Literal["blur", "pixelate"]
+
+
+@dataclass(frozen=True)
+class RedactRegion:
+    """A rectangle normalised to the frame: (0, 0) top left, (1, 1) bottom right."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class RedactOp:
+    """Hide `regions` (blurred or pixelated) during [start_s, end) of the video it applies to;
+    `end_s` and `duration_s` as TrimOp's (neither: to the end). `strength` in (0, 1]."""
+
+    regions: tuple[RedactRegion, ...] = ()
+    mode: RedactMode = "blur"
+    strength: float = 0.5
+    start_s: float = 0.0
+    end_s: float | None = None
+    duration_s: float | None = None
+    name: Literal["redact"] = "redact"
+
+    def end_within(self, length_s: float | None) -> float | None:
+        """The span's end, relative to the video it applies to, when that is known."""
+        return _span_end(self.start_s, self.end_s, self.duration_s, length_s)
+
+
+def _span_end(
+    start_s: float, end_s: float | None, duration_s: float | None, length_s: float | None
+) -> float | None:
+    if end_s is not None:
+        end: float | None = end_s
+    elif duration_s is not None:
+        end = start_s + duration_s
+    else:
+        end = None
+    if length_s is None:
+        return end
+    return length_s if end is None else min(end, length_s)
+
+
+Operation = TranscodeOp | ThumbnailOp | ConvertOp | CompressOp | WatermarkOp | TrimOp | RedactOp
+
+
+@dataclass
+class Progress:
+    percent: float = 0.0
+    current_operation: str = ""
+    operation_index: int = 0
+    operation_count: int = 0
+    timemark_s: float = 0.0
+    fps: float = 0.0
+    speed: float = 0.0
+    eta_s: float | None = None
+
+
+class OutputKind(enum.StrEnum):
+    VIDEO = "VIDEO"
+    THUMBNAIL = "THUMBNAIL"
+    SPRITE_SHEET = "SPRITE_SHEET"
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: OutputKind
+    storage_key: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    operation_index: int
+    width: int = 0
+    height: int = 0
+    duration_s: float | None = None
+    timestamp_s: float | None = None
+    video_codec: str = ""
+    audio_codec: str = ""
+    # Fast trim: source time of the keyframe the copied stream starts from.
+    first_keyframe_s: float | None = None
+    # FFmpeg encoder of a re-encoded video ("" when copied).
+    video_encoder: str = ""
+    # Sprite sheets: the grid, and each tile's media time, row by row.
+    sprite_columns: int = 0
+    sprite_rows: int = 0
+    tile_width: int = 0
+    tile_height: int = 0
+    tile_times_s: tuple[float, ...] = ()
+
+
+GapMode = Literal["close", "slate"]
+
+
+@dataclass(frozen=True)
+class CameraRange:
+    """A camera's footage from `start_ns` to `end_ns` (wall clock, UTC nanoseconds)."""
+
+    camera_id: str
+    start_ns: int
+    end_ns: int
+    gap_mode: GapMode = "close"
+    wall_clock_subtitles: bool = False
+
+
+@dataclass(frozen=True)
+class CoverageSpan:
+    """A part of the source served by one recording. Times are integer nanoseconds: wall
+    clock (`start_ns`, `end_ns`), into the recording's video (`source_offset_ns`) and into the
+    joined source video the operations see (`output_offset_ns`)."""
+
+    recording_id: str
+    camera_id: str
+    object_key: str
+    start_ns: int
+    end_ns: int
+    source_offset_ns: int
+    output_offset_ns: int
+
+    @property
+    def recording_name(self) -> str:
+        return f"cameras/{self.camera_id}/recordings/{self.recording_id}"
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    """A part of the range without footage; `output_offset_ns` is where its slate starts in
+    the joined video, or where the footage either side of it meets when gaps are closed."""
+
+    start_ns: int
+    end_ns: int
+    output_offset_ns: int
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class Coverage:
+    spans: tuple[CoverageSpan, ...] = ()
+    gaps: tuple[CoverageGap, ...] = ()
+
+    @property
+    def covered_ns(self) -> int:
+        return sum(s.duration_ns for s in self.spans)
+
+    @property
+    def gap_ns(self) -> int:
+        return sum(g.duration_ns for g in self.gaps)
+
+    @property
+    def recording_ids(self) -> list[str]:
+        return list(dict.fromkeys(s.recording_id for s in self.spans))
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Coverage:
+        return cls(
+            spans=tuple(CoverageSpan(**_known(CoverageSpan, s)) for s in data.get("spans", ())),
+            gaps=tuple(CoverageGap(**_known(CoverageGap, g)) for g in data.get("gaps", ())),
+        )
+
+
+@dataclass(frozen=True)
+class ExportError:
+    """Why an export failed: a gRPC status code (int), a stable reason and a message."""
+
+    code: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DownloadGrant:
+    """One GetExportDownloadUrl call: who got URLs for which objects, until when. Never the
+    URLs: their signatures are bearer credentials."""
+
+    grant_time: float
+    requester: str
+    storage_keys: tuple[str, ...]
+    expire_time: float
+
+
+# Grants kept per export (the newest). Every event on the export's stream carries the whole
+# record, so each grant also costs an event of the record's size: 100 keeps a record under
+# about 30 KB and the stream of an export downloaded over and over to a few MB.
+MAX_DOWNLOAD_GRANTS = 100
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    """Where an export's signed manifest is stored (see `sparc_video.evidence.manifest`)."""
+
+    storage_key: str
+    sha256: str
+    signature_storage_key: str
+    key_id: str
+    signature_sha256: str = ""
+
+
+@dataclass
+class ExportRecord:
+    """The truth about one export, stored in Redis and updated by the worker running it."""
+
+    id: str
+    source_key: str
+    operations: list[Operation]
+    state: ExportState = ExportState.QUEUED
+    attempt: int = 0
+    progress: Progress = field(default_factory=Progress)
+    outputs: list[Output] = field(default_factory=list)
+    error: ExportError | None = None
+    create_time: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    update_time: float = 0.0
+    request_id: str = ""
+    # W3C traceparent of the span that queued the export: every attempt's worker span joins
+    # that trace. Empty when tracing is off (and in records written before it existed).
+    trace_context: str = ""
+    # Attempts that ended in a transient failure: the retry budget. Attempts interrupted by a
+    # worker shutdown or a lost worker are not counted here.
+    failed_attempts: int = 0
+    # While RETRYING: when the next attempt may start (unix seconds).
+    next_attempt_time: float | None = None
+    # The worker running the current attempt.
+    worker_id: str = ""
+    priority: Priority = Priority.INTERACTIVE
+    # Who asked for the export (the authenticated caller; "" without authentication).
+    requester: str = ""
+    # Given at CreateExport, recorded in the signed manifest.
+    case_id: str = ""
+    purpose: str = ""
+    # Every download URL handed out, newest MAX_DOWNLOAD_GRANTS kept.
+    download_grants: list[DownloadGrant] = field(default_factory=list)
+    manifest: ManifestRef | None = None
+    # A `recording` source: its name (`source_key` is then its object).
+    recording: str = ""
+    # A `camera_range` source (`source_key` is then "").
+    camera_range: CameraRange | None = None
+    # Recording or camera range: the recordings chosen at creation, and the gaps between them.
+    # The worker reads exactly these spans; the recordings are held (see `recording_holds`).
+    coverage: Coverage | None = None
+    # Recording or camera range: wall-clock capture time (UTC ns) of the source video's
+    # first frame (`Export.capture_start_time`); a frame's own capture time comes from the
+    # coverage (`workers.pipeline.wall_clock`), which also accounts for closed gaps.
+    capture_start_ns: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"exports/{self.id}"
+
+    @property
+    def recording_holds(self) -> list[str]:
+        """Ids of the recordings this export reads: none may be deleted until it ends."""
+        return self.coverage.recording_ids if self.coverage is not None else []
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready values: what `asdict` gives, with sequences as lists."""
+        plain: dict[str, Any] = _plain(self)
+        return plain
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> ExportRecord:
+        # Fields added later are optional in stored JSON, so older records keep loading.
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["operations"] = [_operation_from_dict(op) for op in data["operations"]]
+        values["state"] = ExportState(data["state"])
+        values["priority"] = Priority(data.get("priority", Priority.INTERACTIVE))
+        values["progress"] = Progress(**data["progress"])
+        values["outputs"] = [_output_from_dict(out) for out in data["outputs"]]
+        values["error"] = ExportError(**data["error"]) if data.get("error") else None
+        values["download_grants"] = [
+            DownloadGrant(**{**grant, "storage_keys": tuple(grant["storage_keys"])})
+            for grant in data.get("download_grants", ())
+        ]
+        values["manifest"] = ManifestRef(**data["manifest"]) if data.get("manifest") else None
+        if data.get("camera_range"):
+            values["camera_range"] = CameraRange(**_known(CameraRange, data["camera_range"]))
+        if data.get("coverage"):
+            values["coverage"] = Coverage.from_json_dict(data["coverage"])
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, sequences as lists, recursively; everything else as it is.
+
+    `dataclasses.asdict` does the same but deep-copies every leaf value, which made it most of
+    the cost of encoding a record, and every record write encodes one."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and hasattr(kind, "__dataclass_fields__"):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _operation_from_dict(data: dict[str, Any]) -> Operation:
+    name = data["name"]
+    if name == "thumbnail":
+        stamps = tuple(Timestamp(kind=t["kind"], value=t["value"]) for t in data["timestamps"])
+        return ThumbnailOp(**{**_known(ThumbnailOp, data), "timestamps": stamps})
+    if name == "watermark" and data.get("clock") is not None:
+        clock = WatermarkClock(**data["clock"])
+        return WatermarkOp(**{**_known(WatermarkOp, data), "clock": clock})
+    if name == "redact":
+        regions = tuple(RedactRegion(**region) for region in data["regions"])
+        return RedactOp(**{**_known(RedactOp, data), "regions": regions})
+    kind = _OPERATION_TYPES.get(name)
+    if kind is None:
+        raise ValueError(f"unknown operation {name!r}")
+    return kind(**_known(kind, data))
+
+
+_OPERATION_TYPES: dict[str, type[TranscodeOp | ConvertOp | CompressOp | WatermarkOp | TrimOp]] = {
+    "transcode": TranscodeOp,
+    "convert": ConvertOp,
+    "compress": CompressOp,
+    "watermark": WatermarkOp,
+    "trim": TrimOp,
+}
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _output_from_dict(data: dict[str, Any]) -> Output:
+    values = _known(Output, data)
+    values["kind"] = OutputKind(data["kind"])
+    values["tile_times_s"] = tuple(data.get("tile_times_s", ()))
+    return Output(**values)
