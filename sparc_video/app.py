@@ -16,6 +16,7 @@ from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
 from sparc_video.evidence.signing import ManifestSigner
 from sparc_video.exports.events import EventHub
+from sparc_video.exports.holds import RecordingHolds
 from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.exports.service import Exports
@@ -35,6 +36,7 @@ class App:
     exports: Exports
     cameras: Cameras
     recordings: Recordings
+    signer: ManifestSigner
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -58,7 +60,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         stack.push_async_callback(hub.aclose)
         store = ExportStore(redis, keys, event_retention_s=settings.event_retention_s)
         queue = ExportQueue(redis, keys)
-        camera_store = CameraStore(redis, keys)
+        camera_store = CameraStore(redis, keys, RecordingHolds(redis, keys))
         # Apart, so a few long recording reads never hold up quick stream probes.
         stream_prober = MediaProber(settings.processing_memory_limit, concurrency=8)
         file_prober = MediaProber(settings.processing_memory_limit, concurrency=2)
@@ -76,8 +78,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 storage,
                 hub,
                 ExportSources(camera_store, settings.max_export_range_s),
-                ManifestSigner.from_settings(settings),
             ),
+            # Workers sign manifests; the server only publishes the public half.
+            signer=ManifestSigner.from_settings(settings),
             cameras=Cameras(
                 settings,
                 camera_store,

@@ -11,7 +11,9 @@ from cryptography.fernet import Fernet
 
 from sparc_video.cameras.credentials import CredentialCipher, CredentialsUnreadable
 from sparc_video.cameras.service import Credentials, merge_secrets
-from sparc_video.cameras.stream_urls import (
+from sparc_video.core.errors import InvalidArgument
+from sparc_video.core.settings import Settings, SettingsError
+from sparc_video.security.stream_urls import (
     StreamSecrets,
     compose,
     display_url,
@@ -19,8 +21,6 @@ from sparc_video.cameras.stream_urls import (
     redact_text,
     scrub,
 )
-from sparc_video.core.errors import InvalidArgument
-from sparc_video.core.settings import Settings, SettingsError
 
 
 def test_user_information_and_secret_query_values_are_split_off_and_put_back() -> None:

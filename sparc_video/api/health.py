@@ -27,9 +27,9 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from sparc_video.api import dependency_checks
 from sparc_video.app import App
 from sparc_video.exports.records import ExportStore
-from sparc_video.observability import dependency_checks
 
 CHECK_TIMEOUT_S = 2.0
 

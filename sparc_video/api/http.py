@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from sparc_video.api.health import HealthMonitor
-from sparc_video.observability.metrics import ServiceCollector
+from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.storage import Storage
 from sparc_video.storage.http_routes import local_download_routes, local_upload_routes
 from sparc_video.storage.local import LocalStorage

@@ -24,10 +24,11 @@ from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
 from sparc_video.api.interceptors import ObservabilityInterceptor
+from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings
-from sparc_video.observability.metrics import ServiceCollector, StorageUsage
+from sparc_video.observability.metrics import StorageUsage
 from sparc_video.security.auth import Authenticator
 from sparc_video.security.quota import RateLimiter
 
@@ -79,7 +80,7 @@ class Server:
             self.health.results,
         )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
-            ExportServicer(app.exports), self._grpc
+            ExportServicer(app.exports, app.signer), self._grpc
         )
         camera_service_pb2_grpc.add_CameraServiceServicer_to_server(
             CameraServicer(app.cameras, app.recordings), self._grpc

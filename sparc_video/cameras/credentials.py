@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from sparc_video.cameras.stream_urls import StreamSecrets
 from sparc_video.core import key_files
 from sparc_video.core.errors import FailedPrecondition
 from sparc_video.core.settings import Settings, parse_fernet_keys
+from sparc_video.security.stream_urls import StreamSecrets
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from sparc_video.cameras.holds import RecordingHolds
 from sparc_video.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -143,11 +142,23 @@ class TimeRange:
     end_ns: int | None = None
 
 
+class DeletionGuard(Protocol):
+    """Refuses to delete a recording that something still reads.
+
+    Exports hold the recordings they read (`exports.holds`); the guard is handed in by the
+    wiring (`app.py`) so the camera catalogue does not depend on the exports that use it.
+    """
+
+    async def begin_delete(self, recording_id: str, recording_name: str) -> None: ...
+
+    async def end_delete(self, recording_id: str, *, deleted: bool) -> None: ...
+
+
 class CameraStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, holds: DeletionGuard) -> None:
         self._redis = redis
         self.keys = keys
-        self.holds = RecordingHolds(redis, keys)
+        self.holds = holds
 
     # Cameras
 

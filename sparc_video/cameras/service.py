@@ -26,7 +26,14 @@ from sparc_video.cameras.records import (
     CameraStore,
     RecordingsChanged,
 )
-from sparc_video.cameras.stream_urls import (
+from sparc_video.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from sparc_video.core.settings import Settings
+from sparc_video.exports.models import ExportError
+from sparc_video.exports.records import new_export_id
+from sparc_video.media.probe import MediaProber, StreamRead
+from sparc_video.security import confinement
+from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
+from sparc_video.security.stream_urls import (
     REDACTED,
     ParsedStreamUrl,
     StreamSecrets,
@@ -35,13 +42,6 @@ from sparc_video.cameras.stream_urls import (
     origin_of,
     scrub,
 )
-from sparc_video.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
-from sparc_video.core.settings import Settings
-from sparc_video.exports.models import ExportError
-from sparc_video.exports.records import new_export_id
-from sparc_video.media.probe import MediaProber, StreamRead
-from sparc_video.security import confinement
-from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
 from sparc_video.storage import ManagedStorage
 
 DEFAULT_STREAM_TIMEOUT_S = 10.0

@@ -19,7 +19,6 @@ from sparc_video.core.errors import (
     SparcVideoError,
 )
 from sparc_video.core.settings import Settings
-from sparc_video.evidence.signing import ManifestSigner
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.models import (
     MAX_DOWNLOAD_GRANTS,
@@ -102,12 +101,9 @@ class Exports:
         storage: Storage,
         hub: EventHub,
         sources: ExportSources,
-        signer: ManifestSigner,
     ) -> None:
         self._settings = settings
         self._source_resolver = sources
-        # Workers sign manifests; the server only publishes the public half.
-        self.signer = signer
         self._store = store
         self._queue = queue
         self._storage = storage

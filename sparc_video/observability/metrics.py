@@ -4,8 +4,8 @@ Who counts what, so that several replicas and workers add up without double coun
 
 - Each server process counts its own RPCs (`grpc_server_*`) in the default registry.
 - Shared truths (exports by state, live workers, bytes stored) live in Redis; every server
-  replica reads them at scrape time through `ServiceCollector` and reports the same values, so
-  dashboards use max() or one replica's series, never sum().
+  replica reads them at scrape time through `api.service_metrics.ServiceCollector` and reports
+  the same values, so dashboards use max() or one replica's series, never sum().
 - Each worker process counts its own jobs, operations and transfers in `WORKER_REGISTRY`,
   served on its own metrics port; sum() over workers is the fleet's total. The media child
   process counts nothing: it reports to the worker, which counts.
@@ -13,12 +13,7 @@ Who counts what, so that several replicas and workers add up without double coun
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import redis.asyncio as aioredis
 from prometheus_client import (
@@ -27,16 +22,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
 from sparc_video.core.keys import Keys
-from sparc_video.exports.models import ExportState
-from sparc_video.exports.records import ExportStore
-from sparc_video.media.codecs import NVENC_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -207,118 +197,3 @@ class StorageUsage:
     async def total(self) -> int:
         raw = await self._redis.get(self._keys.stored_bytes)
         return int(raw or 0)
-
-
-# --- server: shared gauges computed from Redis at scrape time --------------------------------
-
-
-class HealthResult(Protocol):
-    ok: bool
-    critical: bool
-    latency_ms: float
-
-
-@dataclass
-class _Snapshot:
-    counts: Mapping[ExportState, int] = field(default_factory=dict)
-    oldest_queued_age_s: float = 0.0
-    live_workers: int = 0
-    stored_bytes: int = 0
-    ok: bool = False
-    nvenc_workers: int = 0
-
-
-class ServiceCollector(Collector):
-    """Exports by state, live workers and bytes stored, read from Redis for each scrape.
-
-    prometheus_client collects synchronously, so the HTTP handler awaits `refresh()` first; a
-    Redis that does not answer within the timeout leaves these series out (stale numbers would
-    look like truth) and sets video_service_redis_scrape_ok to 0.
-    """
-
-    def __init__(
-        self,
-        store: ExportStore,
-        usage: StorageUsage,
-        backend: str,
-        health_results: Mapping[str, HealthResult] | None = None,
-    ) -> None:
-        self._store = store
-        self._usage = usage
-        self._backend = backend
-        self._health = health_results or {}
-        self._snapshot = _Snapshot()
-
-    async def refresh(self, timeout_s: float = 2.0) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                counts, oldest, workers, stored, hardware = await asyncio.gather(
-                    self._store.count_by_state(),
-                    self._store.oldest_in_state(ExportState.QUEUED),
-                    self._store.live_workers(),
-                    self._usage.total(),
-                    self._store.live_worker_hardware(),
-                )
-        except Exception as exc:  # Redis down or slow: report that, not stale numbers
-            log.warning("metrics: cannot read queue state from Redis: %s", exc)
-            self._snapshot = _Snapshot()
-            return
-        age = max(0.0, time.time() - oldest.create_time) if oldest is not None else 0.0
-        nvenc = sum(
-            n for summary, n in hardware.items() if not summary.startswith(NVENC_UNAVAILABLE)
-        )
-        self._snapshot = _Snapshot(counts, age, workers, stored, ok=True, nvenc_workers=nvenc)
-
-    def collect(self) -> Iterable[Metric]:
-        snap = self._snapshot
-        yield GaugeMetricFamily(
-            "video_service_redis_scrape_ok",
-            "1 when this scrape could read the shared queue state from Redis.",
-            value=1 if snap.ok else 0,
-        )
-        if snap.ok:
-            queue = GaugeMetricFamily(
-                "video_processing_queue_size",
-                "Exports by state (shared truth from Redis: same on every server replica).",
-                labels=["state"],
-            )
-            for state in ExportState:
-                queue.add_metric([state.value.lower()], snap.counts.get(state, 0))
-            yield queue
-            yield GaugeMetricFamily(
-                "video_processing_oldest_queued_age_seconds",
-                "Age of the oldest QUEUED export (0 when none is queued).",
-                value=snap.oldest_queued_age_s,
-            )
-            yield GaugeMetricFamily(
-                "video_workers_live",
-                "Worker processes whose heartbeat was seen in the last 30 s.",
-                value=snap.live_workers,
-            )
-            yield GaugeMetricFamily(
-                "video_workers_nvenc",
-                "Live workers whose start-up probe found a working NVENC encoder.",
-                value=snap.nvenc_workers,
-            )
-            used = GaugeMetricFamily(
-                "video_storage_used_bytes",
-                "Bytes of export outputs the service holds in storage (written minus deleted).",
-                labels=["backend"],
-            )
-            used.add_metric([self._backend], snap.stored_bytes)
-            yield used
-        ok = GaugeMetricFamily(
-            "video_health_check_ok",
-            "Result of the last background dependency check (critical ones gate SERVING).",
-            labels=["check", "critical"],
-        )
-        latency = GaugeMetricFamily(
-            "video_health_check_latency_seconds",
-            "Duration of the last background dependency check.",
-            labels=["check"],
-        )
-        for name, result in self._health.items():
-            ok.add_metric([name, str(result.critical).lower()], 1 if result.ok else 0)
-            latency.add_metric([name], result.latency_ms / 1000)
-        yield ok
-        yield latency

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sparc_video.cameras.stream_urls import DEFAULT_PORTS
 from sparc_video.core.settings import Settings
+from sparc_video.security.stream_urls import DEFAULT_PORTS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 POLICY_NAME = "CAMERA_ALLOWED_NETWORKS"

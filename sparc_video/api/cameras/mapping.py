@@ -11,8 +11,8 @@ from sparc.video.v1 import camera_pb2
 
 from sparc_video.api.exports.mapping import error_status, timestamp
 from sparc_video.cameras.records import CameraRecord, CameraStatus, RecordingRecord
-from sparc_video.cameras.stream_urls import display_url
 from sparc_video.media.probe import StreamInfo
+from sparc_video.security.stream_urls import display_url
 
 _STATUSES = {
     CameraStatus.UNKNOWN: camera_pb2.Camera.STATUS_UNSPECIFIED,

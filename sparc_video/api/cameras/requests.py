@@ -22,8 +22,8 @@ from sparc_video.cameras.service import (
     CameraFilter,
     Credentials,
 )
-from sparc_video.cameras.stream_urls import ParsedStreamUrl, parse_stream_url
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.security.stream_urls import ParsedStreamUrl, parse_stream_url
 from sparc_video.storage.base import validate_key
 
 DEFAULT_PAGE_SIZE = 50

@@ -14,7 +14,7 @@ from sparc_video.api.exports import mapping as proto_mapping
 from sparc_video.api.exports import requests as validation
 from sparc_video.api.status import translate_errors
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.evidence.signing import ALGORITHM
+from sparc_video.evidence.signing import ALGORITHM, ManifestSigner
 from sparc_video.exports.models import ExportState
 from sparc_video.exports.records import EventKind, parse_event_id
 from sparc_video.exports.service import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
@@ -37,7 +37,8 @@ _EVENT_KINDS = {
 
 
 class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
-    def __init__(self, exports: Exports) -> None:
+    def __init__(self, exports: Exports, signer: ManifestSigner) -> None:
+        self._signer = signer
         self._exports = exports
         self._responses: OrderedDict[tuple[str, str, str], WatchResponse] = OrderedDict()
 
@@ -159,7 +160,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     async def GetManifestSigningKey(
         self, request: export_service_pb2.GetManifestSigningKeyRequest, context: Context
     ) -> export_service_pb2.ManifestSigningKey:
-        signer = self._exports.signer
+        signer = self._signer
         return export_service_pb2.ManifestSigningKey(
             public_key_pem=signer.public_key_pem, key_id=signer.key_id, algorithm=ALGORITHM
         )
