@@ -16,7 +16,7 @@ from sparc_video.core.settings import Settings
 from sparc_video.observability.tracing import setup_tracing
 from workers.job.context import WorkerContext
 from workers.job.export_job import run_export
-from workers.telemetry.job import observed
+from workers.job.observed import observed
 
 # Download and upload happen outside the child's processing timeout.
 TRANSFER_ALLOWANCE_S = 600
