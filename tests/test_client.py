@@ -249,7 +249,9 @@ async def export_server(
     """
     auth = AuthInterceptor(Authenticator(app.settings), None)
     server = grpc.aio.server(interceptors=[*interceptors, auth])
-    export_service_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(app.exports), server)
+    export_service_pb2_grpc.add_ExportServiceServicer_to_server(
+        ExportServicer(app.exports, app.signer), server
+    )
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:
