@@ -44,7 +44,7 @@ Camera = camera_pb2.Camera
         ("127.0.0.1", "loopback"),
         ("127.8.9.10", "loopback"),
         ("::1", "loopback"),
-        ("169.254.169.254", "link-local"),
+        ("169.254.1.1", "link-local"),
         ("fe80::1", "link-local"),
         ("0.0.0.0", "unspecified"),
         ("::", "unspecified"),
@@ -52,7 +52,7 @@ Camera = camera_pb2.Camera
         ("ff02::1", "multicast"),
         ("255.255.255.255", "reserved"),
         ("::ffff:127.0.0.1", "loopback"),
-        ("::ffff:169.254.169.254", "link-local"),
+        ("::ffff:169.254.1.1", "link-local"),
     ],
 )
 def test_refused_addresses(address: str, kind: str) -> None:
@@ -73,6 +73,30 @@ def test_allowed_addresses_and_networks() -> None:
     # Names are resolved: "localhost" is loopback.
     with pytest.raises(AddressRefused, match=r"localhost \((127\.0\.0\.1|::1)\) is a loopback"):
         strict.check_url("rtsp://localhost:554/stream")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "::ffff:169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+    ],
+)
+def test_cloud_metadata_endpoints_are_refused_whatever_network_is_allowed(address: str) -> None:
+    ip = ipaddress.ip_address(address)
+    everything = AddressPolicy(allowed_networks=("0.0.0.0/0", "::/0", "fd00::/8", "169.254.0.0/16"))
+    problem = everything.refusal(ip, 80)
+    assert problem is not None and "metadata" in problem and "CAMERA_ALLOWED_NETWORKS" in problem
+    with pytest.raises(AddressRefused, match="metadata"):
+        everything.check_url(f"http://{'[' + address + ']' if ':' in address else address}/latest/")
+    # Named on its own, an operator means it.
+    named = ipaddress.ip_address(address)
+    if isinstance(named, ipaddress.IPv6Address) and named.ipv4_mapped is not None:
+        named = named.ipv4_mapped
+    assert AddressPolicy(allowed_networks=(str(named),)).refusal(ip, 80) is None
 
 
 def test_own_endpoints_are_refused_even_when_their_network_is_allowed() -> None:
@@ -101,6 +125,7 @@ async def test_create_and_update_refuse_addresses_naming_the_policy(
             "rtsp://0.0.0.0/s",
             "rtsp://localhost/s",
             "rtsp://224.1.1.1/s",
+            "http://[fd00:ec2::254]/latest/meta-data/",
         ):
             error = await expect_error(
                 cams.stub.CreateCamera(svc.CreateCameraRequest(camera=Camera(stream_url=url))),

@@ -6,7 +6,11 @@ cloud metadata endpoint (169.254.169.254). The host of a stream URL is resolved 
 address checked: loopback, link-local, unspecified, multicast and reserved addresses, and the
 service's own Redis/S3 endpoints, are refused; CAMERA_ALLOWED_NETWORKS lets chosen networks
 through (a camera on loopback in a test, a site network that is link-local), except the
-service's own endpoints, which no camera is.
+service's own endpoints, which no camera is. The clouds' instance-metadata endpoints (which
+hand out the machine's credentials) are refused whatever network is allowed around them:
+only an entry naming the one address itself (`169.254.169.254/32`) lets one through, since a
+site allowing its link-local or private range never means to allow those. AWS's IPv6 endpoint
+sits in fd00::/8, a private range cameras do use, so no category test would catch it.
 
 The check runs when a camera is created or its URL changed (where the host resolves then), and
 again in the media child right before it opens the stream, which then connects to the address
@@ -29,6 +33,20 @@ POLICY_NAME = "CAMERA_ALLOWED_NETWORKS"
 # The reason of a refusal, in errors and in the media child's replies.
 REFUSED_REASON = "ADDRESS_REFUSED"
 _S3_PORTS = {"http": 80, "https": 443}
+# Instance-metadata (and credential) endpoints of the clouds a service like this runs on.
+METADATA_ADDRESSES: dict[IPAddress, str] = {
+    ipaddress.ip_address(address): provider
+    for address, provider in (
+        ("169.254.169.254", "the cloud instance-metadata endpoint (AWS, GCP, Azure, OpenStack)"),
+        ("fd00:ec2::254", "AWS's IPv6 instance-metadata endpoint"),
+        ("169.254.170.2", "AWS ECS's task-metadata and credentials endpoint"),
+        ("fd00:ec2::23", "AWS's IPv6 time and metadata service"),
+        ("168.63.129.16", "Azure's WireServer (host metadata)"),
+        ("100.100.100.200", "Alibaba Cloud's instance-metadata endpoint"),
+        ("192.0.0.192", "Oracle Cloud's instance-metadata endpoint"),
+        ("169.254.0.23", "Tencent Cloud's instance-metadata endpoint"),
+    )
+}
 
 
 class AddressRefused(Exception):
@@ -72,6 +90,12 @@ class AddressPolicy:
         for host, endpoint_port, what in self.endpoints:
             if endpoint_port == port and address in _addresses(host, endpoint_port):
                 return f"{address}:{port} is {what}; no camera stream may point at it"
+        metadata = METADATA_ADDRESSES.get(address)
+        if metadata is not None and not self._names(address):
+            return (
+                f"{address} is {metadata}, which camera streams may not use; only listing "
+                f"{address} itself in {POLICY_NAME} allows it"
+            )
         kind = _special(address)
         if kind is None:
             return None
@@ -82,6 +106,14 @@ class AddressPolicy:
             f"{address} is a {kind} address, which camera streams may not use; add its network "
             f"to {POLICY_NAME} to allow it"
         )
+
+    def _names(self, address: IPAddress) -> bool:
+        """Whether an allowed entry is this single address (not a network around it)."""
+        for entry in self.allowed_networks:
+            network = ipaddress.ip_network(entry, strict=False)
+            if network.num_addresses == 1 and network.network_address == address:
+                return True
+        return False
 
     def check_url(self, url: str) -> list[str]:
         """The addresses the URL's host stands for, all allowed; AddressRefused otherwise.
