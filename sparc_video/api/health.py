@@ -92,10 +92,11 @@ class HealthMonitor:
         }
         self._task: asyncio.Task[None] | None = None
         self._shutting_down = False
+        self._serving = False
 
     @property
     def healthy(self) -> bool:
-        return not self._shutting_down and all(r.ok for r in self.results.values() if r.critical)
+        return not self._shutting_down and self._serving
 
     async def start(self) -> None:
         await self.run_checks()
@@ -112,26 +113,39 @@ class HealthMonitor:
         await self._redis.aclose()
 
     async def run_checks(self) -> None:
-        await asyncio.gather(*(self._check(name, check) for name, check in self._checks.items()))
+        """One round: every check, then gRPC health, then /health and the metrics' view of it.
+
+        A round's results are published together and after gRPC health, so a probe that sees
+        /health change never then finds gRPC health still saying the old thing: were results
+        written as each check ended, /health could report a failed storage check while gRPC
+        health waited on the slower checks of the same round.
+        """
+        found = await asyncio.gather(*(self._check(check) for check in self._checks.values()))
+        fresh = dict(zip(self._checks, found, strict=True))
+        serving = all(r.ok for r in fresh.values() if r.critical)
         status = (
             health_pb2.HealthCheckResponse.SERVING
-            if self.healthy
+            if serving and not self._shutting_down
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in self._service_names:
             await self._servicer.set(name, status)
+        self.results.update(fresh)
+        self._serving = serving
 
-    async def _check(self, name: str, check: Check) -> None:
+    @staticmethod
+    async def _check(check: Check) -> CheckResult:
         started = time.perf_counter()
-        result = self.results[name]
+        result = CheckResult(critical=check.critical)
         try:
             found = await asyncio.wait_for(check.run(), check.timeout_s)
-            result.ok, result.error = True, ""
+            result.ok = True
             result.detail = found if isinstance(found, str) else ""
         except Exception as exc:  # any failure of a dependency is a failed check
-            result.ok, result.error = False, f"{type(exc).__name__}: {exc}"[:500]
+            result.error = f"{type(exc).__name__}: {exc}"[:500]
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.checked_at = time.time()
+        return result
 
     async def _loop(self) -> None:
         while True:
