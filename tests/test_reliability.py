@@ -253,6 +253,12 @@ async def test_worker_killed_mid_job_another_worker_finishes_it(
     sidecars = [p for p in (settings.local_storage_dir / "exports").rglob(".*") if p.is_file()]
     assert len(sidecars) == len(keys)
     assert len(final.outputs) == 3
+    # The killed attempt never removed its scratch (source copy, partial output); the surviving
+    # worker sweeps what no live attempt owns.
+    deadline = time.monotonic() + 60
+    while leftovers := sorted(p.name for p in settings.temp_dir.iterdir()):
+        assert time.monotonic() < deadline, leftovers
+        await asyncio.sleep(0.2)
 
 
 async def test_reconciler_requeues_exports_whose_job_vanished(

@@ -20,6 +20,7 @@ from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.observability.metrics import StorageUsage
 from sparc_video.storage import Storage, open_storage
+from workers.job import scratch
 from workers.job.reconciler import Reconciler
 from workers.pipeline.encoders import HardwareReport
 from workers.sandbox.runner import probe_hardware_in_child
@@ -74,12 +75,18 @@ class WorkerContext:
         context._hardware = asyncio.create_task(probe_hardware_in_child(), name="hardware-probe")
         stack.push_async_callback(_cancel, context._hardware)
         reconciler = Reconciler(settings, context.store, context.queue, storage)
+        settings.temp_dir.mkdir(parents=True, exist_ok=True)
+        # The first sweep before any job of ours starts: what a killed predecessor left.
+        await scratch.sweep(settings.temp_dir, context.store)
+        sweeper = scratch.sweep_forever(
+            settings.temp_dir, context.store, settings.reconcile_interval_s
+        )
         for task in (
             asyncio.create_task(context._heartbeat(), name="worker-heartbeat"),
             asyncio.create_task(reconciler.run_forever(), name="reconciler"),
+            asyncio.create_task(sweeper, name="scratch-sweep"),
         ):
             stack.push_async_callback(_cancel, task)
-        settings.temp_dir.mkdir(parents=True, exist_ok=True)
         ctx[_CTX_KEY] = context
         return context
 

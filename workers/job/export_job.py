@@ -58,6 +58,7 @@ from sparc_video.exports.models import (
     Progress,
 )
 from sparc_video.exports.records import EventKind, Lease, LeaseHeld, StaleWrite
+from workers.job import scratch
 from workers.job.context import WorkerContext
 from workers.pipeline.assets import download_assets
 from workers.pipeline.join import JoinSegment, JoinSpec
@@ -127,7 +128,9 @@ class ExportJob:
             return "duplicate"
         if record is None:
             return "skipped"
-        self.workdir = self.worker.settings.temp_dir / f"{self.export_id}.{self.attempt}"
+        self.workdir = scratch.attempt_dir(
+            self.worker.settings.temp_dir, self.export_id, self.attempt
+        )
         work = asyncio.current_task()
         assert work is not None
         keeper = asyncio.create_task(self._keep(work), name=f"lease-{self.export_id}")

@@ -1,0 +1,79 @@
+"""Each attempt's scratch directory under VIDEO_TEMP_DIR, and the sweep of those no attempt owns.
+
+An attempt removes its own directory in every outcome it lives to see; one whose worker was
+SIGKILLed or OOM-killed never does, and the next attempt runs in a directory of its own. So
+every worker sweeps the temp dir at start and then every reconcile interval, on its own host
+(workers on other machines have other disks, so this is not the reconciler's cluster-wide
+round): a directory goes when its export is gone or finished, or has moved to a later attempt,
+or its attempt no longer holds the lease (the lease expires a few seconds after its worker died).
+A directory whose attempt is still RUNNING under a held lease is kept: it may belong to another
+worker process sharing this temp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from sparc_video.core.errors import ExportNotFound
+from sparc_video.exports.models import ExportState
+from sparc_video.exports.records import ExportStore
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"(?P<export_id>[0-9a-zA-Z_-]+)\.(?P<attempt>[0-9]+)")
+
+
+def attempt_dir(temp_dir: Path, export_id: str, attempt: int) -> Path:
+    return temp_dir / f"{export_id}.{attempt}"
+
+
+async def sweep(temp_dir: Path, store: ExportStore) -> list[str]:
+    """Remove the scratch of attempts that are over; the names removed."""
+    try:
+        entries = await asyncio.to_thread(lambda: sorted(temp_dir.iterdir()))
+    except FileNotFoundError:
+        return []
+    removed: list[str] = []
+    for path in entries:
+        match = _NAME.fullmatch(path.name)
+        if match is None or not await _abandoned(store, match["export_id"], int(match["attempt"])):
+            continue
+        await asyncio.to_thread(_remove, path)
+        removed.append(path.name)
+    if removed:
+        log.info("swept scratch of %d finished attempt(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+async def sweep_forever(temp_dir: Path, store: ExportStore, interval_s: float) -> None:
+    while True:
+        try:
+            await sweep(temp_dir, store)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis down: the scratch waits for the next round
+            log.warning("scratch sweep failed: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+async def _abandoned(store: ExportStore, export_id: str, attempt: int) -> bool:
+    try:
+        record = await store.get(export_id)
+    except ExportNotFound:
+        return True
+    if record.state != ExportState.RUNNING or record.attempt != attempt:
+        # QUEUED/RETRYING: the attempt is over and a later one gets its own directory.
+        return True
+    # RUNNING at this attempt: ours to sweep only once its lease has lapsed.
+    return await store.lease_holder(export_id) is None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
