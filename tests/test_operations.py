@@ -236,17 +236,32 @@ def test_hardware_nvenc_without_a_gpu_fails_clearly(short: Path, tmp_path: Path)
     assert info.value.reason == "HARDWARE_UNAVAILABLE"
 
 
-@pytest.mark.skipif(nvenc_usable(), reason="this machine has a usable NVENC")
-def test_hardware_probe_says_why_nvenc_is_unavailable() -> None:
-    report = probe_hardware()
+def test_hardware_probe_says_why_nvenc_is_unavailable(tmp_path: Path) -> None:
+    report = probe_hardware(devices=(str(tmp_path / "nvidiactl"),))
     assert report.nvenc == ()
-    assert report.reason.startswith("no NVIDIA device")
+    assert report.reason == f"no NVIDIA device ({tmp_path / 'nvidiactl'} missing)"
     assert report.summary() == f"nvenc unavailable: {report.reason}"
 
 
+@pytest.mark.skipif(nvenc_usable(), reason="NVENC works here")
+def test_a_gpu_without_nvenc_is_named_with_every_encoders_error(tmp_path: Path) -> None:
+    """A device node but no working encoder (an H200, or here a node with no driver behind it):
+    the reason says so and keeps each encoder's error whole, however long."""
+    (tmp_path / "nvidiactl").touch()
+    report = probe_hardware(devices=(str(tmp_path / "nvidiactl"),))
+    assert report.nvenc == ()
+    assert " has no usable NVENC encoder (every open failed: " in report.reason
+    for encoder in ("h264_nvenc", "hevc_nvenc", "av1_nvenc"):
+        assert f"{encoder}: " in report.reason
+    assert report.reason.endswith(")")
+
+
 async def test_hardware_probe_runs_in_a_media_child() -> None:
-    """The worker's start-up probe: the same answer, from a child process it can lose."""
-    assert await probe_hardware_in_child() == probe_hardware()
+    """The worker's start-up probe: the same encoders, from a child process it can lose (the
+    wording of a driver's errors may differ between two processes; the verdict may not)."""
+    in_child, here = await probe_hardware_in_child(), probe_hardware()
+    assert in_child.nvenc == here.nvenc
+    assert in_child.reason.split(" (")[0] == here.reason.split(" (")[0]
 
 
 def test_hardware_choice_follows_the_workers_start_up_report(short: Path, tmp_path: Path) -> None:

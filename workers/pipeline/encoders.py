@@ -6,6 +6,7 @@ each encoder gets its own equivalent here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ _FF_QP2LAMBDA = 118
 # Where an NVIDIA driver exposes its devices; without them NVENC cannot work, and probing the
 # encoder (which loads CUDA) is skipped.
 _NVIDIA_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0")
+# The driver names each GPU here ("Model: NVIDIA H200").
+_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 # NVENC takes 10-bit 4:2:0 as P010.
 _NVENC_PIX_FMTS = {"yuv420p10le": "p010le"}
 
@@ -201,14 +204,17 @@ def add_audio_stream(
     return stream
 
 
-def probe_hardware() -> HardwareReport:
+def probe_hardware(devices: tuple[str, ...] = _NVIDIA_DEVICES) -> HardwareReport:
     """Try each NVENC encoder with a one-frame encode.
 
     A worker runs this once, in a media child process (a broken driver can crash the process
     that loads CUDA); on machines without an NVIDIA driver it returns at once, loading nothing.
+    A GPU being there does not mean NVENC is: data-centre GPUs (A100, H100, H200) have no
+    encoder engine and fail every open with FFmpeg's generic external-library error, so the
+    reason says so plainly, names the GPU, and keeps each encoder's error whole.
     """
-    if not any(Path(device).exists() for device in _NVIDIA_DEVICES):
-        return HardwareReport(reason=f"no NVIDIA device ({', '.join(_NVIDIA_DEVICES)} missing)")
+    if not any(Path(device).exists() for device in devices):
+        return HardwareReport(reason=f"no NVIDIA device ({', '.join(devices)} missing)")
     found: list[str] = []
     failures: list[str] = []
     for codec in codecs.VIDEO_CODECS.values():
@@ -227,7 +233,24 @@ def probe_hardware() -> HardwareReport:
             failures.append(f"{codec.nvenc}: {exc}")
             continue
         found.append(codec.nvenc)
-    return HardwareReport(tuple(found), "; ".join(failures)[:300] if not found else "")
+    if found:
+        return HardwareReport(tuple(found))
+    gpus = " and ".join(gpu_models()) or "the NVIDIA GPU"
+    return HardwareReport(
+        reason=f"{gpus} has no usable NVENC encoder (every open failed: {'; '.join(failures)})"
+    )
+
+
+def gpu_models() -> list[str]:
+    """The models the NVIDIA driver reports, e.g. ["NVIDIA H200"]; [] where it says nothing."""
+    models: list[str] = []
+    with contextlib.suppress(OSError):
+        for info in sorted(_NVIDIA_GPUS.glob("*/information")):
+            for line in info.read_text(errors="replace").splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() == "Model" and value.strip():
+                    models.append(value.strip())
+    return models
 
 
 @functools.cache
