@@ -78,6 +78,7 @@ class Server:
             StorageUsage(app.redis, app.store.keys),
             app.settings.storage_backend,
             self.health.results,
+            app.storage,
         )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports, app.signer), self._grpc

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import shutil
 import stat
 import time
 import uuid
@@ -38,7 +39,13 @@ from sparc_video.core.errors import (
     Unavailable,
 )
 from sparc_video.core.settings import Settings
-from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_key, checked_prefix
+from sparc_video.storage.base import (
+    Capacity,
+    ObjectInfo,
+    UploadTarget,
+    checked_key,
+    checked_prefix,
+)
 
 SIGNING_KEY_FILE = ".signing-key"
 COPY_BUFFER = 1024 * 1024
@@ -289,6 +296,10 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(temp.unlink)
         return ObjectInfo(key, size_bytes, digest.hexdigest())
+
+    async def capacity(self) -> Capacity:
+        usage = await asyncio.to_thread(shutil.disk_usage, self.root)
+        return Capacity(total_bytes=usage.total, free_bytes=usage.free)
 
     async def check(self) -> None:
         def probe() -> None:
