@@ -20,6 +20,7 @@ import redis
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sparc.video.v1 import camera_service_pb2, export_service_pb2
@@ -249,3 +250,42 @@ def test_undecodable_requests_are_invalid_arguments(
         assert call(channel, method, payload) == grpc.StatusCode.INVALID_ARGUMENT
     else:
         call(channel, method, payload)  # it happened to decode: any deliberate answer
+
+
+def _bad_fields(error: grpc.RpcError) -> list[str]:
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            fields = []
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    fields += [violation.field for violation in bad.field_violations]
+            return fields
+    raise AssertionError(f"no google.rpc.Status in {error!r}")
+
+
+def test_times_outside_protobufs_range_name_their_field(channel: grpc.Channel) -> None:
+    """Each request type with a time field, one bad Timestamp or Duration each."""
+    export_request = export_service_pb2.CreateExportRequest()
+    export_request.export.source.camera_range.camera = "cameras/c1"
+    export_request.export.source.camera_range.start_time.seconds = 253_402_300_800  # year 10000
+    export_request.export.source.camera_range.end_time.seconds = 1
+    listing = camera_service_pb2.ListRecordingsRequest(parent="cameras/c1")
+    listing.start_time.seconds = -62_135_596_801  # before year 1
+    recording = camera_service_pb2.CreateRecordingRequest(parent="cameras/c1")
+    recording.recording.start_time.nanos = -1
+    probe = camera_service_pb2.ProbeCameraRequest(name="cameras/c1")
+    probe.timeout.seconds, probe.timeout.nanos = 5, -1  # nanos of the other sign
+    cases = [
+        ("ExportService", "CreateExport", export_request, "export.source.camera_range.start_time"),
+        ("CameraService", "ListRecordings", listing, "start_time"),
+        ("CameraService", "CreateRecording", recording, "recording.start_time"),
+        ("CameraService", "ProbeCamera", probe, "timeout"),
+    ]
+    for service, method, request, field in cases:
+        call = channel.unary_unary(f"/sparc.video.v1.{service}/{method}")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request.SerializeToString(), timeout=DEADLINE_S)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+        assert _bad_fields(refused.value) == [field], (method, refused.value.details())
