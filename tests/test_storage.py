@@ -178,10 +178,16 @@ async def test_local_links_refuse_tampering_expiry_and_missing_objects(
     sig = parse_qs(urlsplit(url).query)["sig"][0]
 
     tampered = with_query(url, sig=("0" if sig[0] != "0" else "1") + sig[1:])
-    assert (await fetch(tampered))[:2] == (403, b"download link is invalid or has expired\n")
-    assert (await fetch(with_query(url, filename="evil.html")))[0] == 403
-    assert (await fetch(url.replace("out/a.mp4", "out/b.mp4")))[0] == 403
-    assert (await fetch(await served_storage.download_url("out/a.mp4", -1)))[0] == 403
+    altered = (403, b"the download link's signature does not match it: the link was altered\n")
+    assert (await fetch(tampered))[:2] == altered
+    assert (await fetch(with_query(url, filename="evil.html")))[:2] == altered
+    assert (await fetch(url.replace("out/a.mp4", "out/b.mp4")))[:2] == altered
+    expired = await fetch(await served_storage.download_url("out/a.mp4", -1))
+    assert expired[:2] == (403, b"the download link has expired: ask for a new one\n")
+    # As grpcurl prints it: JSON writes & as \u0026, so the query is one parameter.
+    from_json = await fetch(url.replace("&", "\\u0026"))
+    assert from_json[0] == 403 and from_json[1].startswith(b"the link is malformed: its `")
+    assert b"\\u0026 where & belongs" in from_json[1]
 
     missing = await served_storage.download_url("out/never-written.mp4", 60)
     assert (await fetch(missing))[0] == 404

@@ -194,14 +194,21 @@ class LocalStorage:
         self, key: str, expires: int | str, sig: str, filename: str | None = None
     ) -> bool:
         """True when `sig` was made by download_url for these values and has not expired."""
-        try:
-            expires_at = int(expires)
-        except (TypeError, ValueError):
-            return False
-        if expires_at < time.time():
-            return False
-        expected = self._sign(key, expires_at, filename)
-        return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace"))
+        return self.link_problem(key, expires, sig, filename) is None
+
+    def link_problem(
+        self, key: str, expires: int | str, sig: str, filename: str | None = None
+    ) -> str | None:
+        """Why a download link is refused (malformed, expired, or not signed by this service),
+        or None when it is good."""
+        if (problem := _malformed(expires=expires, sig=sig)) is not None:
+            return problem
+        if int(expires) < time.time():
+            return "the download link has expired: ask for a new one"
+        expected = self._sign(key, int(expires), filename)
+        if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
+            return "the download link's signature does not match it: the link was altered"
+        return None
 
     async def delete(self, key: str) -> None:
         _check_local_key(key)
@@ -238,18 +245,16 @@ class LocalStorage:
         url = f"{self.base_url}/uploads/{quote(key, safe='/')}?{urlencode(query)}"
         return UploadTarget(url, {"Content-Type": content_type}, float(expires))
 
-    def verify_upload(self, key: str, expires: str, size: str, sig: str) -> int | None:
-        """The size an upload link allows, or None when the link is forged or expired."""
-        try:
-            expires_at, size_bytes = int(expires), int(size)
-        except ValueError:
-            return None
-        if expires_at < time.time() or size_bytes < 0:
-            return None
-        expected = self._sign_upload(key, expires_at, size_bytes)
+    def verify_upload(self, key: str, expires: str, size: str, sig: str) -> int | str:
+        """The size an upload link allows, or why it is refused (malformed, expired, forged)."""
+        if (problem := _malformed(expires=expires, size=size, sig=sig)) is not None:
+            return problem
+        if int(expires) < time.time():
+            return "the upload link has expired: ask for a new one"
+        expected = self._sign_upload(key, int(expires), int(size))
         if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
-            return None
-        return size_bytes
+            return "the upload link's signature does not match it: the link was altered"
+        return int(size)
 
     async def create_from_stream(
         self, key: str, chunks: AsyncIterator[bytes], size_bytes: int
@@ -437,6 +442,20 @@ class _Hashing:
 
 def _sidecar_name(name: str) -> str:
     return f".{name}.sha256"
+
+
+def _malformed(**params: int | str) -> str | None:
+    """What is wrong with a signed link's query, if a parameter is missing or not a number.
+
+    Said plainly because the usual cause is a link copied out of JSON, where `&` is written
+    `\\u0026`: the query then holds one parameter, and no later one."""
+    hint = "(a link copied from JSON may hold \\u0026 where & belongs)"
+    for name, value in params.items():
+        if value == "":
+            return f"the link is malformed: its `{name}` parameter is missing {hint}"
+        if name != "sig" and not str(value).isdigit():
+            return f"the link is malformed: its `{name}` parameter is not a number {hint}"
+    return None
 
 
 def _sidecar(path: Path) -> Path:
