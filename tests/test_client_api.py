@@ -130,12 +130,7 @@ def test_every_operation_of_the_proto_has_a_builder() -> None:
         "trim": trim(),
         "redact": redact(region(0, 0, 1, 1)),
     }
-    kinds = {
-        field.name
-        for field in Export.DESCRIPTOR.fields_by_name["operations"]
-        .message_type.oneofs_by_name["operation"]
-        .fields
-    }
+    kinds = {f.name for f in export_pb2.Operation.DESCRIPTOR.oneofs_by_name["operation"].fields}
     assert set(builders) == kinds
     assert all(op.WhichOneof("operation") == kind for kind, op in builders.items())
     sources = export_pb2.ExportSource.DESCRIPTOR.oneofs_by_name["source"].fields

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self, TypedDict
+from typing import Any, Self, TypedDict, Unpack
 
 import grpc
 
@@ -65,7 +65,13 @@ SERVICE_CONFIG: dict[str, Any] = {
 
 
 class ChannelOptions(TypedDict, total=False):
-    """The keyword arguments of every client after `target` (see `ChannelClient`)."""
+    """The keyword arguments of every client after `target`.
+
+    `tls` (off by default) uses TLS; `ca_cert`, `client_cert`, `client_key` are PEM bytes, and
+    any of them implies TLS. `token` is a bearer token, sent over TLS only. `server_name`
+    overrides the name the server's certificate is checked against. `timeout` is the default
+    deadline of unary calls in seconds (`DEFAULT_TIMEOUT_S`). `channel_options` are extra gRPC
+    channel arguments."""
 
     tls: bool
     ca_cert: bytes | None
@@ -120,35 +126,24 @@ class ChannelClient:
     """What every client of this service shares: the channel (TLS, token, service config),
     the default deadline, and `async with`. Subclasses add their stubs on `self._channel`."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        tls: bool = False,
-        ca_cert: bytes | None = None,
-        client_cert: bytes | None = None,
-        client_key: bytes | None = None,
-        token: str | None = None,
-        server_name: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        channel_options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        """`target` is `host:port` (any gRPC target). `ca_cert`, `client_cert`, `client_key`
-        are PEM bytes; any of them, or `token`, implies TLS. `server_name` overrides the name
-        the server's certificate is checked against. `timeout` is the default deadline of
-        unary calls in seconds."""
-        tls = tls or bool(ca_cert or client_cert or client_key)
+    def __init__(self, target: str = DEFAULT_TARGET, **options: Unpack[ChannelOptions]) -> None:
+        """`target` is `host:port` (any gRPC target); the options are `ChannelOptions`."""
+        ca_cert, client_cert, client_key = (
+            options.get("ca_cert"),
+            options.get("client_cert"),
+            options.get("client_key"),
+        )
         self.target = target
-        self.timeout = timeout
+        self.timeout = options.get("timeout", DEFAULT_TIMEOUT_S)
         self._channel = open_channel(
             target,
-            tls=tls,
+            tls=options.get("tls", False) or bool(ca_cert or client_cert or client_key),
             ca_cert=ca_cert,
             client_cert=client_cert,
             client_key=client_key,
-            token=token,
-            server_name=server_name,
-            options=channel_options,
+            token=options.get("token"),
+            server_name=options.get("server_name"),
+            options=options.get("channel_options", ()),
         )
         self._open_stubs(self._channel)
 

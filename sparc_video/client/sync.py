@@ -32,6 +32,8 @@ from sparc_video.client.exports import AsyncExportClient
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _C = TypeVar("_C", bound=ChannelClient)
+_A = TypeVar("_A")
+_S = TypeVar("_S")
 
 
 class SyncClient(Generic[_C]):
@@ -51,7 +53,7 @@ class SyncClient(Generic[_C]):
             if not name.startswith("_")
             and name != "close"
             and (inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member))
-            and not isinstance(cls.__dict__.get(name), _Blocking | _Iterating)
+            and not isinstance(cls.__dict__.get(name), _Facade)
         ]
         if missing:
             raise TypeError(f"{cls.__name__} lacks sync versions of {missing}")
@@ -103,66 +105,48 @@ class SyncClient(Generic[_C]):
                 self._run(aclose())
 
 
-class _Blocking(Generic[_C, _P, _R]):
-    """A coroutine method of the async client as a blocking method of the facade."""
+class _Facade(Generic[_C, _P, _A, _S]):
+    """A method of the async client as a blocking method of the facade: `adapt` turns what
+    the async method returns (a coroutine, an async iterator) into the sync result."""
 
-    def __init__(self, method: Callable[Concatenate[_C, _P], Coroutine[Any, Any, _R]]) -> None:
-        self._method = method
+    def __init__(
+        self,
+        method: Callable[Concatenate[_C, _P], _A],
+        adapt: Callable[[SyncClient[_C], _A], _S],
+    ) -> None:
+        self._method, self._adapt = method, adapt
         self.__doc__ = method.__doc__
 
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
 
     @overload
-    def __get__(self, instance: SyncClient[_C], owner: type[Any]) -> Callable[_P, _R]: ...
+    def __get__(self, instance: SyncClient[_C], owner: type[Any]) -> Callable[_P, _S]: ...
 
-    def __get__(self, instance: SyncClient[_C] | None, owner: type[Any]) -> Self | Callable[_P, _R]:
+    def __get__(self, instance: SyncClient[_C] | None, owner: type[Any]) -> Self | Callable[_P, _S]:
         if instance is None:
             return self
-        method, client = self._method, instance.async_client
+        method, adapt, client = self._method, self._adapt, instance.async_client
 
         @functools.wraps(method)
-        def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            return instance._run(method(client, *args, **kwargs))
-
-        return call
-
-
-class _Iterating(Generic[_C, _P, _R]):
-    """An async-iterator method of the async client as one returning an iterator."""
-
-    def __init__(self, method: Callable[Concatenate[_C, _P], AsyncIterator[_R]]) -> None:
-        self._method = method
-        self.__doc__ = method.__doc__
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any]) -> Self: ...
-
-    @overload
-    def __get__(self, instance: SyncClient[_C], owner: type[Any]) -> Callable[_P, Iterator[_R]]: ...
-
-    def __get__(
-        self, instance: SyncClient[_C] | None, owner: type[Any]
-    ) -> Self | Callable[_P, Iterator[_R]]:
-        if instance is None:
-            return self
-        method, client = self._method, instance.async_client
-
-        @functools.wraps(method)
-        def call(*args: _P.args, **kwargs: _P.kwargs) -> Iterator[_R]:
-            return instance._iterate(method(client, *args, **kwargs))
+        def call(*args: _P.args, **kwargs: _P.kwargs) -> _S:
+            return adapt(instance, method(client, *args, **kwargs))
 
         return call
 
 
 def blocking(
     method: Callable[Concatenate[_C, _P], Coroutine[Any, Any, _R]],
-) -> _Blocking[_C, _P, _R]:
-    return _Blocking(method)
+) -> _Facade[_C, _P, Coroutine[Any, Any, _R], _R]:
+    """A coroutine method, run to its result on the facade's loop."""
+    return _Facade(method, SyncClient._run)
 
 
-def iterating(method: Callable[Concatenate[_C, _P], AsyncIterator[_R]]) -> _Iterating[_C, _P, _R]:
-    return _Iterating(method)
+def iterating(
+    method: Callable[Concatenate[_C, _P], AsyncIterator[_R]],
+) -> _Facade[_C, _P, AsyncIterator[_R], Iterator[_R]]:
+    """An async-iterator method, as an iterator that steps it on the facade's loop."""
+    return _Facade(method, SyncClient._iterate)
 
 
 async def _construct(cls: type[_C], target: str, options: ChannelOptions) -> _C:
