@@ -9,7 +9,9 @@ token, the service config that makes gRPC retry reads and creates, and reconnect
   cancel and only its answer was lost, a retry would report FAILED_PRECONDITION for a cancel
   that worked.
 - A bearer token is sent as `authorization: Bearer …` through call credentials, which gRPC
-  only allows over TLS.
+  only allows over TLS. Behind a service mesh whose sidecars already encrypt the hop (Istio,
+  Linkerd), `plaintext_token=True` sends it on a plaintext channel instead: an explicit,
+  clearly named opt-in, because anyone on an unencrypted path could replay the token.
 """
 
 from __future__ import annotations
@@ -64,11 +66,47 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
+PLAINTEXT_TOKEN_REFUSED = (
+    "a bearer token is only sent over TLS: enable TLS (tls=True or a CA certificate; CLI "
+    "--tls/--ca-cert), or, behind a service mesh that already encrypts the connection, opt in "
+    "with plaintext_token=True (CLI --plaintext-token, SPARC_VIDEO_PLAINTEXT_TOKEN=1)"
+)
+
+
+class _Bearer:
+    """Adds `authorization: Bearer …` to every call (the plaintext_token opt-in)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._header)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _UnaryBearer(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.with_token(details), request)
+
+
+class _StreamBearer(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.with_token(details), request)
+
+
+def _bearer_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
+    # One object per kind: a channel files each interceptor under the first kind it is.
+    return [_UnaryBearer(token), _StreamBearer(token)]
+
+
 class ChannelOptions(TypedDict, total=False):
     """The keyword arguments of every client after `target`.
 
     `tls` (off by default) uses TLS; `ca_cert`, `client_cert`, `client_key` are PEM bytes, and
-    any of them implies TLS. `token` is a bearer token, sent over TLS only. `server_name`
+    any of them implies TLS. `token` is a bearer token, sent over TLS only unless
+    `plaintext_token` is set (a service mesh that encrypts the connection). `server_name`
     overrides the name the server's certificate is checked against. `timeout` is the default
     deadline of unary calls in seconds (`DEFAULT_TIMEOUT_S`). `channel_options` are extra gRPC
     channel arguments."""
@@ -78,6 +116,7 @@ class ChannelOptions(TypedDict, total=False):
     client_cert: bytes | None
     client_key: bytes | None
     token: str | None
+    plaintext_token: bool
     server_name: str | None
     timeout: float
     channel_options: Sequence[tuple[str, Any]]
@@ -91,6 +130,7 @@ def open_channel(
     client_cert: bytes | None = None,
     client_key: bytes | None = None,
     token: str | None = None,
+    plaintext_token: bool = False,
     server_name: str | None = None,
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
@@ -109,7 +149,11 @@ def open_channel(
         channel_options.append(("grpc.ssl_target_name_override", server_name))
     channel_options += options
     if token and not tls:
-        raise ValueError("a bearer token is only sent over TLS; enable TLS")
+        if not plaintext_token:
+            raise ValueError(PLAINTEXT_TOKEN_REFUSED)
+        return grpc.aio.insecure_channel(
+            target, options=channel_options, interceptors=_bearer_interceptors(token)
+        )
     if not tls:
         return grpc.aio.insecure_channel(target, options=channel_options)
     credentials = grpc.ssl_channel_credentials(
@@ -142,6 +186,7 @@ class ChannelClient:
             client_cert=client_cert,
             client_key=client_key,
             token=options.get("token"),
+            plaintext_token=options.get("plaintext_token", False),
             server_name=options.get("server_name"),
             options=options.get("channel_options", ()),
         )
