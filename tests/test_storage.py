@@ -258,13 +258,13 @@ async def test_local_signing_key_is_persisted_and_shared(local_settings: Setting
     query = {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
     replica = LocalStorage.from_settings(local_settings)
-    assert replica.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
-    assert not replica.verify_link("out/a.mp4", query["expires"], query["sig"], None)
-    assert not replica.verify_link("out/a.mp4", "soon", query["sig"], "a.mp4")
+    assert replica.links.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
+    assert not replica.links.verify_link("out/a.mp4", query["expires"], query["sig"], None)
+    assert not replica.links.verify_link("out/a.mp4", "soon", query["sig"], "a.mp4")
 
     configured = dataclasses.replace(local_settings, local_signing_key="from-settings")
     other = LocalStorage.from_settings(configured)
-    assert not other.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
+    assert not other.links.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
 
 
 async def test_check_passes_on_a_usable_backend(storage: Storage) -> None:

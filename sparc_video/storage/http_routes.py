@@ -33,7 +33,7 @@ def local_download_routes(storage: LocalStorage) -> list[web.RouteDef]:
         key = request.match_info["key"]
         query = request.query
         filename = query.get("filename")
-        problem = storage.link_problem(
+        problem = storage.links.link_problem(
             key, query.get("expires", ""), query.get("sig", ""), filename
         )
         if problem is not None:
@@ -61,7 +61,7 @@ def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
     async def upload(request: web.Request) -> web.Response:
         key = request.match_info["key"]
         query = request.query
-        allowed = storage.verify_upload(
+        allowed = storage.links.verify_upload(
             key, query.get("expires", ""), query.get("size", ""), query.get("sig", "")
         )
         if isinstance(allowed, str):
