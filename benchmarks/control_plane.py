@@ -480,9 +480,10 @@ async def _publish(
 
 async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
+    from sparc_video.core.ids import new_id
     from sparc_video.core.keys import Keys
     from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
-    from sparc_video.exports.records import ExportStore, new_export_id
+    from sparc_video.exports.records import ExportStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)
@@ -490,7 +491,7 @@ async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     try:
         for _ in range(count):
             record = ExportRecord(
-                id=new_export_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
+                id=new_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
             )
             await store.create(record)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,11 +135,6 @@ class StaleWrite(FailedPrecondition):
     """The record moved on under a writer (a newer attempt, another state): the write is refused."""
 
     reason = "STALE_WRITE"
-
-
-def new_export_id() -> str:
-    """12 hex digits of milliseconds then 8 random: unique, and sorting by id sorts by age."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
 
 
 def encode_record(record: ExportRecord) -> str:
