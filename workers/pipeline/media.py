@@ -33,8 +33,7 @@ from sparc_video.media.safe_open import (
     open_file,
     video_stream,
 )
-
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+from sparc_video.media.still import FULL_RANGE
 
 _FrameT = TypeVar("_FrameT", VideoFrame, AudioFrame)
 if TYPE_CHECKING:
@@ -198,7 +197,7 @@ class FrameConverter:
         if (
             turns == 0
             and not self._jpeg
-            and frame.color_range != _FULL_RANGE
+            and frame.color_range != FULL_RANGE
             and (frame.width, frame.height) == (self._width, self._height)
             and frame.format.name == self._pix_fmt
         ):

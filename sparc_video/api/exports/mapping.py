@@ -1,4 +1,5 @@
-"""Domain records → protobuf messages (the other direction is `validation.py`)."""
+"""Domain records → protobuf messages (the other direction is `requests.py`; the enum tables
+both use are in `api/enums.py`)."""
 
 from __future__ import annotations
 
