@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings
+from tests.fixtures.redis import free_port
 from tests.fixtures.service import start_service
 
 ALLOWED = {

@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp import web
 from sparc.video.v1 import export_pb2
 
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings
 from sparc_video.media.synth import make_sample_clip
+from tests.fixtures.redis import free_port
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.service import start_service
 from tests.test_export_e2e import create_request, thumbnail

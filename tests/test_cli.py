@@ -30,8 +30,8 @@ from sparc_video.cli.exports import (
     parse_operations,
 )
 from sparc_video.client import AsyncExportClient, thumbnail
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings
+from tests.fixtures.redis import free_port
 from tests.fixtures.service import start_service
 from tests.test_client import put_clip
 

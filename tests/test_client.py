@@ -37,11 +37,11 @@ from sparc_video.client import (
     thumbnail,
     transcode,
 )
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings
 from sparc_video.exports.records import EventKind
 from sparc_video.media.synth import make_sample_clip
 from sparc_video.security.auth import Authenticator
+from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, start_service
 from workers.job.runner import build_worker
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.evidence import signing
+from tests.fixtures.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

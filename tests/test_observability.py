@@ -36,7 +36,6 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sparc.video.v1 import export_pb2, export_service_pb2
 
-from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings, StaticToken
 from sparc_video.exports.models import ExportRecord
 from sparc_video.media.synth import make_sample_clip
@@ -44,6 +43,7 @@ from sparc_video.observability import logs as logging_setup
 from sparc_video.observability.metrics import WORKER_REGISTRY
 from sparc_video.observability.tracing import exporters_from_env, setup_tracing
 from sparc_video.security.roles import Role
+from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
 
