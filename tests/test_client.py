@@ -38,7 +38,7 @@ from sparc_video.client import (
     transcode,
 )
 from sparc_video.core.settings import Settings
-from sparc_video.exports.records import EventKind
+from sparc_video.exports.event_log import EventKind
 from sparc_video.media.synth import make_sample_clip
 from sparc_video.security.auth import Authenticator
 from tests.fixtures.redis import free_port

@@ -15,8 +15,8 @@ from sparc_video.api.exports import requests as validation
 from sparc_video.api.status import translate_errors
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.evidence.signing import ALGORITHM, ManifestSigner, public_key_pem
+from sparc_video.exports.event_log import EventKind, parse_event_id
 from sparc_video.exports.models import ExportState
-from sparc_video.exports.records import EventKind, parse_event_id
 from sparc_video.exports.service import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
 from sparc_video.security.auth import current_principal
 
