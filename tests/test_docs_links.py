@@ -1,4 +1,4 @@
-"""The documentation holds together: every relative link in README.md and docs/*.md leads to a
+"""The documentation holds together: every relative link in README.md and docs/ leads to a
 file that exists, and to a heading in it when the link names one; the README stays a short
 read that links every page under docs/ and keeps the test command CI runs."""
 
@@ -16,7 +16,7 @@ from markdown_it.token import Token
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 README_MAX_LINES = 250
 
 # Linked before it exists: docs/configuration.md is generated from the settings model by a
