@@ -416,9 +416,9 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
     assert set(ids[1:]) <= {e.event_id for e in stream}
 
 
-def test_readme_example_uses_this_api() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = re.search(r"^## Python client\n(.*?)(?=^## )", readme, re.M | re.S)
+def test_documented_example_uses_this_api() -> None:
+    clients_doc = (Path(__file__).resolve().parent.parent / "docs" / "clients.md").read_text()
+    section = re.search(r"^## Python client\n(.*?)(?=^## |\Z)", clients_doc, re.M | re.S)
     assert section
     (example,) = re.findall(r"```python\n(.*?)```", section[1], re.S)
     tree = ast.parse(example)
