@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -437,3 +438,29 @@ def test_documented_example_uses_this_api() -> None:
         and node.value.id == "client"
     }
     assert methods and all(hasattr(AsyncExportClient, m) for m in methods), methods
+
+
+async def test_documented_example_runs_and_prints_state_names(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    clients_doc = (Path(__file__).resolve().parent.parent / "docs" / "clients.md").read_text()
+    section = re.search(r"^## Python client\n(.*?)(?=^## |\Z)", clients_doc, re.M | re.S)
+    assert section
+    (example,) = re.findall(r"```python\n(.*?)```", section[1], re.S)
+    async with start_service(service_settings()) as service:
+        await put_clip(service, tmp_path, "samples/clip.mp4")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            example.replace("localhost:50051", service.target),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 240)
+    text = out.decode()
+    assert process.returncode == 0, text
+    lines = text.splitlines()
+    assert any(line.startswith("STATE_SUCCEEDED 100.0%") for line in lines), text
+    assert all(not line[:1].isdigit() for line in lines), text
+    assert (tmp_path / "out").is_dir()
