@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sparc_video.core.settings import Settings, SettingsError, parse_size
+from sparc_video.core.settings import Settings, SettingsError, parse_size, reveal
 
 
 @pytest.mark.parametrize(
@@ -123,10 +123,10 @@ def test_secrets_from_files(tmp_path: Path) -> None:
         (tmp_path / name).write_text(value + ("" if name.startswith("CLOUD") else "\n"))
         env[f"{name}_FILE"] = str(tmp_path / name)
     settings = Settings.from_env(env)
-    assert settings.aws_access_key_id == "AKIAFROMFILE"
-    assert settings.aws_secret_access_key == "secret-from-file"  # the file wins
-    assert settings.local_signing_key == "signing-from-file"
-    assert settings.cloudfront_private_key == values["CLOUDFRONT_PRIVATE_KEY"]
+    assert reveal(settings.aws_access_key_id) == "AKIAFROMFILE"
+    assert reveal(settings.aws_secret_access_key) == "secret-from-file"  # the file wins
+    assert reveal(settings.local_signing_key) == "signing-from-file"
+    assert reveal(settings.cloudfront_private_key) == values["CLOUDFRONT_PRIVATE_KEY"]
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(SettingsError) as info:
         Settings.from_env(

@@ -40,7 +40,7 @@ class CredentialCipher:
     @classmethod
     def from_settings(cls, settings: Settings) -> CredentialCipher:
         if settings.camera_credentials_key:
-            return cls(parse_fernet_keys(settings.camera_credentials_key))
+            return cls(parse_fernet_keys(settings.camera_credentials_key.get_secret_value()))
         if settings.s3_bucket:
             log.warning(
                 "CAMERA_CREDENTIALS_KEY is not set: camera credentials are encrypted with a key "

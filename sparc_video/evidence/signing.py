@@ -30,6 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sparc_video.core.signing_keys import parse_private_key as parse_private_key
+
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
 
@@ -37,31 +39,6 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "Ed25519"
 KEY_FILE = ".manifest-signing-key"
-
-
-def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
-    saying what is wrong otherwise."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable unencrypted PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        seed = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        seed = b""
-    if len(seed) != 32:
-        raise ValueError(
-            "is neither a PEM Ed25519 private key nor 32 bytes in base64; make one with "
-            "`openssl genpkey -algorithm ed25519`"
-        )
-    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
@@ -203,7 +180,7 @@ class ManifestSigner:
     @classmethod
     def from_settings(cls, settings: Settings) -> ManifestSigner:
         if settings.manifest_signing_key:
-            return cls(parse_private_key(settings.manifest_signing_key))
+            return cls(parse_private_key(settings.manifest_signing_key.get_secret_value()))
         # Imported here: the verifying side (the CLI) never creates keys.
         from sparc_video.core import key_files
 

@@ -35,7 +35,7 @@ from sparc_video.core.errors import (
     ObjectTooLarge,
     Unavailable,
 )
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.storage.base import (
     Capacity,
     ObjectInfo,
@@ -84,7 +84,9 @@ class LocalStorage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalStorage:
-        return cls(settings.local_storage_dir, settings.local_signing_key, settings.http_base_url)
+        return cls(
+            settings.local_storage_dir, reveal(settings.local_signing_key), settings.http_base_url
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""
