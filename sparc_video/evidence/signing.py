@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from sparc_video.core.signing_keys import parse_private_key as parse_private_key
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
 
-log = logging.getLogger(__name__)
 
 ALGORITHM = "Ed25519"
 KEY_FILE = ".manifest-signing-key"
@@ -179,23 +177,21 @@ class ManifestSigner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ManifestSigner:
-        if settings.manifest_signing_key:
-            return cls(parse_private_key(settings.manifest_signing_key.get_secret_value()))
         # Imported here: the verifying side (the CLI) never creates keys.
         from sparc_video.core import key_files
+        from sparc_video.core.settings import reveal
 
-        if settings.s3_bucket:
-            log.warning(
-                "MANIFEST_SIGNING_KEY is not set: manifests are signed with a key kept in %s; "
-                "servers and workers that do not share that directory sign with other keys",
-                settings.local_storage_dir,
+        return cls(
+            key_files.configured_or_kept(
+                reveal(settings.manifest_signing_key),
+                settings.local_storage_dir / KEY_FILE,
+                make=_new_private_key_pem,
+                parse=parse_private_key,
+                variable="MANIFEST_SIGNING_KEY",
+                what="manifest signing",
+                shared=bool(settings.s3_bucket),
             )
-        path = settings.local_storage_dir / KEY_FILE
-        data = key_files.load_or_create(path, _new_private_key_pem)
-        try:
-            return cls(parse_private_key(data))
-        except ValueError as exc:
-            raise RuntimeError(f"the manifest signing key file {path} {exc}") from None
+        )
 
     def sign(self, data: bytes) -> Signature:
         return Signature(ALGORITHM, self.key_id, self._private_key.sign(data))
