@@ -85,7 +85,8 @@ def markdown() -> str:
             group = about.group
             lines += ["", f"## {group}", "", "| Variable | Type | Default | Description |"]
             lines.append("| --- | --- | --- | --- |")
-        cells = (f"`{about.env}`", kind(field), default(field), description(field))
+        shown = default(field) if about.shown is not None else f"`{default(field)}`"
+        cells = (f"`{about.env}`", kind(field), shown, description(field))
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     lines += ["", "## Other", "", "| Variable | Description |", "| --- | --- |"]
     lines += [f"| `{name}` | {text} |" for name, text in OTHER_VARIABLES]
