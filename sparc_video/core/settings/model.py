@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,7 +38,8 @@ from sparc_video.core.settings.source import EnvironmentSource
 from sparc_video.core.signing_keys import parse_private_key
 from sparc_video.core.sizes import parse_size
 
-REFLECTION_MODES = ("public", "authenticated", "off")
+ReflectionMode = Literal["public", "authenticated", "off"]
+REFLECTION_MODES: tuple[str, ...] = typing.get_args(ReflectionMode)
 DAY = 24 * 3600
 
 
@@ -138,9 +140,7 @@ class Settings(BaseSettings):
         le=1024**3,
         kind="size",
     )
-    grpc_reflection: Annotated[
-        Literal["public", "authenticated", "off"], BeforeValidator(_lower)
-    ] = setting(
+    grpc_reflection: Annotated[ReflectionMode, BeforeValidator(_lower)] = setting(
         "public",
         "GRPC_REFLECTION",
         "Network",
