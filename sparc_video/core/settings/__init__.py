@@ -12,7 +12,6 @@ from sparc_video.core.settings.model import (
     REFLECTION_MODES,
     Settings,
     SettingsError,
-    reveal,
 )
 from sparc_video.core.settings.parsers import (
     MIN_TOKEN_LENGTH,
@@ -22,6 +21,7 @@ from sparc_video.core.settings.parsers import (
     parse_static_tokens,
 )
 from sparc_video.core.settings.reference import ENVIRONMENT_HELP, environment_help, markdown
+from sparc_video.core.settings.types import reveal
 from sparc_video.core.sizes import parse_size
 
 __all__ = [

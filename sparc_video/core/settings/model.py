@@ -1,5 +1,8 @@
 """Every setting, declared once: its variable, type, default, description and checks.
 
+Longer than most modules on purpose: one declaration per setting (about 70), grouped as the
+reference lists them; splitting it would scatter what an operator reads as one table.
+
 `Settings.from_env()` reads them (`source.py`); `sparc-video --help` and docs/configuration.md
 are generated from these declarations (`reference.py`), so the three cannot disagree.
 `Settings(...)` alone never reads the environment: it is the defaults plus what it is given.
@@ -8,15 +11,13 @@ are generated from these declarations (`reference.py`), so the three cannot disa
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     SecretStr,
     TypeAdapter,
@@ -25,7 +26,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sparc_video.core.object_keys import validate_key
 from sparc_video.core.roles import Role
 from sparc_video.core.settings.fields import problem, setting
 from sparc_video.core.settings.parsers import (
@@ -35,8 +35,19 @@ from sparc_video.core.settings.parsers import (
     parse_static_tokens,
 )
 from sparc_video.core.settings.source import EnvironmentSource
+from sparc_video.core.settings.types import (
+    Names,
+    Secret,
+    Size,
+    checked,
+    key_prefixes,
+    lowercase,
+    networks,
+    on_secret,
+    parsed,
+    starts_with,
+)
 from sparc_video.core.signing_keys import parse_private_key
-from sparc_video.core.sizes import parse_size
 
 ReflectionMode = Literal["public", "authenticated", "off"]
 REFLECTION_MODES: tuple[str, ...] = typing.get_args(ReflectionMode)
@@ -45,69 +56,6 @@ DAY = 24 * 3600
 
 class SettingsError(ValueError):
     """A configuration variable is missing or malformed."""
-
-
-def _parsed(parse: Callable[[str], Any]) -> BeforeValidator:
-    """Text from the environment goes through `parse`; typed values pass as they are."""
-    return BeforeValidator(lambda value: parse(value) if isinstance(value, str) else value)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def _check(check: Callable[[Any], object]) -> AfterValidator:
-    def run(value: Any) -> Any:
-        if value is not None:
-            check(value)
-        return value
-
-    return AfterValidator(run)
-
-
-def _key_prefixes(prefixes: tuple[str, ...]) -> None:
-    for prefix in prefixes:
-        try:
-            validate_key(prefix.removesuffix("/"))
-        except ValueError as exc:
-            raise ValueError(f"{prefix!r} {exc}") from None
-
-
-def _networks(networks: tuple[str, ...]) -> None:
-    for network in networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ValueError(f"{network!r} is not a CIDR such as 10.0.0.0/8") from None
-
-
-def _starts_with(*prefixes: str) -> Callable[[str], None]:
-    def check(value: str) -> None:
-        if not value.startswith(prefixes):
-            raise ValueError(f"{value!r} must start with " + " or ".join(prefixes))
-
-    return check
-
-
-def _reveal_check(check: Callable[[str], object]) -> Callable[[SecretStr], None]:
-    def run(secret: SecretStr) -> None:
-        check(secret.get_secret_value())
-
-    return run
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Size = Annotated[int, _parsed(parse_size)]
-Names = Annotated[tuple[str, ...], _parsed(_names)]
-Secret = SecretStr | None
-
-
-def reveal(secret: SecretStr | None) -> str | None:
-    """The text of a secret setting, None when unset."""
-    return None if secret is None else secret.get_secret_value()
 
 
 class Settings(BaseSettings):
@@ -140,7 +88,7 @@ class Settings(BaseSettings):
         le=1024**3,
         kind="size",
     )
-    grpc_reflection: Annotated[ReflectionMode, BeforeValidator(_lower)] = setting(
+    grpc_reflection: Annotated[ReflectionMode, BeforeValidator(lowercase)] = setting(
         "public",
         "GRPC_REFLECTION",
         "Network",
@@ -149,7 +97,7 @@ class Settings(BaseSettings):
     )
 
     # --- Redis
-    redis_url: Annotated[str, _check(_starts_with("redis://", "rediss://", "unix://"))] = setting(
+    redis_url: Annotated[str, checked(starts_with("redis://", "rediss://", "unix://"))] = setting(
         "redis://127.0.0.1:6379/0", "REDIS_URL", "Redis", "Redis of the queue, records and events"
     )
     redis_prefix: str = setting(
@@ -164,7 +112,7 @@ class Settings(BaseSettings):
     s3_bucket: str | None = setting(
         None, "S3_BUCKET", "Storage", "Use S3 storage in this bucket", shown="local storage"
     )
-    s3_endpoint_url: Annotated[str | None, _check(_starts_with("http://", "https://"))] = setting(
+    s3_endpoint_url: Annotated[str | None, checked(starts_with("http://", "https://"))] = setting(
         None, "S3_ENDPOINT_URL", "Storage", "S3 API endpoint, e.g. MinIO", shown="AWS"
     )
     aws_region: str = setting("us-east-1", "AWS_REGION", "Storage", "Region of the S3 bucket")
@@ -227,7 +175,7 @@ class Settings(BaseSettings):
         ge=1,
         le=7 * DAY,
     )
-    source_key_prefixes: Annotated[Names, _check(_key_prefixes)] = setting(
+    source_key_prefixes: Annotated[Names, checked(key_prefixes)] = setting(
         (),
         "SOURCE_KEY_PREFIXES",
         "Storage",
@@ -237,7 +185,7 @@ class Settings(BaseSettings):
     )
 
     # --- Cameras and evidence
-    camera_credentials_key: Annotated[Secret, _check(_reveal_check(parse_fernet_keys))] = setting(
+    camera_credentials_key: Annotated[Secret, checked(on_secret(parse_fernet_keys))] = setting(
         None,
         "CAMERA_CREDENTIALS_KEY",
         "Cameras and evidence",
@@ -245,7 +193,7 @@ class Settings(BaseSettings):
         shown="a key file in LOCAL_STORAGE_DIR",
         file=True,
     )
-    camera_allowed_networks: Annotated[Names, _check(_networks)] = setting(
+    camera_allowed_networks: Annotated[Names, checked(networks)] = setting(
         (),
         "CAMERA_ALLOWED_NETWORKS",
         "Cameras and evidence",
@@ -254,7 +202,7 @@ class Settings(BaseSettings):
         kind="list",
         shown="none",
     )
-    manifest_signing_key: Annotated[Secret, _check(_reveal_check(parse_private_key))] = setting(
+    manifest_signing_key: Annotated[Secret, checked(on_secret(parse_private_key))] = setting(
         None,
         "MANIFEST_SIGNING_KEY",
         "Cameras and evidence",
@@ -449,7 +397,7 @@ class Settings(BaseSettings):
         ge=0.05,
         le=3600.0,
     )
-    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = setting(
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(lowercase)] = setting(
         "text",
         "LOG_FORMAT",
         "Observability",
@@ -466,7 +414,7 @@ class Settings(BaseSettings):
         "No authentication: every caller is a local admin (development only; `serve` refuses "
         "to start with no authentication configured otherwise)",
     )
-    auth_static_tokens: Annotated[tuple[StaticToken, ...], _parsed(parse_static_tokens)] = setting(
+    auth_static_tokens: Annotated[tuple[StaticToken, ...], parsed(parse_static_tokens)] = setting(
         (),
         "AUTH_TOKENS",
         "Authentication",
@@ -514,7 +462,7 @@ class Settings(BaseSettings):
         ge=0,
         le=3600,
     )
-    auth_mtls_roles: Annotated[tuple[tuple[str, Role], ...], _parsed(parse_identity_roles)] = (
+    auth_mtls_roles: Annotated[tuple[tuple[str, Role], ...], parsed(parse_identity_roles)] = (
         setting(
             (),
             "AUTH_MTLS_ROLES",
@@ -524,7 +472,7 @@ class Settings(BaseSettings):
             shown="none",
         )
     )
-    auth_mtls_default_role: Annotated[Role | None, _parsed(Role.parse)] = setting(
+    auth_mtls_default_role: Annotated[Role | None, parsed(Role.parse)] = setting(
         None,
         "AUTH_MTLS_DEFAULT_ROLE",
         "Authentication",
