@@ -5,7 +5,8 @@ reference lists them; splitting it would scatter what an operator reads as one t
 
 `Settings.from_env()` reads them (`source.py`); `sparc-video --help` and docs/configuration.md
 are generated from these declarations (`reference.py`), so the three cannot disagree.
-`Settings(...)` alone never reads the environment: it is the defaults plus what it is given.
+`Settings(...)` alone never reads the environment: it is the defaults plus what it is given,
+each value checked; `from_env` and `replace` also check the settings that must agree.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -530,13 +530,6 @@ class Settings(BaseSettings):
         # Only what the constructor is given: `from_env` reads the environment explicitly.
         return (init_settings,)
 
-    @model_validator(mode="after")
-    def _related_settings_agree(self) -> Settings:
-        problems = relation_problems(dict(self))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     @property
     def auth_configured(self) -> bool:
         """Whether any way for a caller to prove who it is is configured."""
@@ -574,11 +567,21 @@ class Settings(BaseSettings):
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with `changes` (by attribute name), validated like the original."""
+        """A copy with `changes` (by attribute name), validated as `from_env` validates: each
+        value, and, when a change touches them, the settings that must agree with each other.
+
+        (`Settings(...)` checks each value only, so a test may build a partial configuration.)
+        """
         try:
-            return type(self).model_validate({**dict(self), **changes})
+            settings = type(self).model_validate({**dict(self), **changes})
         except ValidationError as exc:
-            raise SettingsError("invalid configuration:\n  " + "\n  ".join(describe(exc))) from None
+            problems = describe(exc)
+        else:
+            before = set(relation_problems(dict(self)))
+            problems = [p for p in relation_problems(dict(settings)) if p not in before]
+            if not problems:
+                return settings
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def relation_problems(values: Mapping[str, Any]) -> list[str]:
