@@ -161,3 +161,24 @@ async def test_every_expression_names_metrics_the_service_exports(
 @pytest.mark.parametrize("name", ["alerts.yml", "alerts.test.yml", "prometheusrule.yaml"])
 def test_monitoring_files_are_yaml(name: str) -> None:
     assert yaml.safe_load((MONITORING / name).read_text())
+
+
+async def test_workers_signing_with_a_key_the_server_does_not_publish_are_counted(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with start_service(service_settings(), worker=False) as service:
+        registry = service.app.store.workers
+        await registry.heartbeat("w-good", signing_key_id=service.app.signer.key_id)
+        await registry.heartbeat("w-odd", signing_key_id="sha256:" + "0" * 64)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{service.http_url}/metrics") as reply,
+        ):
+            text = await reply.text()
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["video_workers_unknown_signing_key"] == 1
+    assert samples["video_workers_live"] == 2

@@ -82,6 +82,7 @@ class Server:
             app.settings.storage_backend,
             self.health.results,
             app.storage,
+            app.signer.verification_keys,
         )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports, app.signer), self._grpc

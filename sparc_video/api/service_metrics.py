@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,7 @@ class _Snapshot:
     ok: bool = False
     nvenc_workers: int = 0
     capacity: Capacity | None = None
+    unknown_key_workers: int = 0
 
 
 class ServiceCollector(Collector):
@@ -59,6 +60,7 @@ class ServiceCollector(Collector):
         backend: str,
         health_results: Mapping[str, HealthResult] | None = None,
         storage: object = None,
+        verification_key_ids: Collection[str] = (),
     ) -> None:
         """`storage`: the backend; one on a file system (BoundedStorage) also reports its free
         and total bytes, so an alert can fire before it fills up."""
@@ -67,17 +69,19 @@ class ServiceCollector(Collector):
         self._usage = usage
         self._backend = backend
         self._health = health_results or {}
+        self._key_ids = frozenset(verification_key_ids)
         self._snapshot = _Snapshot()
 
     async def refresh(self, timeout_s: float = 2.0) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                counts, oldest, workers, stored, hardware = await asyncio.gather(
+                counts, oldest, workers, stored, hardware, keys = await asyncio.gather(
                     self._store.count_by_state(),
                     self._store.oldest_in_state(ExportState.QUEUED),
                     self._store.workers.live(),
                     self._usage.total(),
                     self._store.workers.hardware(),
+                    self._store.workers.signing_keys(),
                 )
         except Exception as exc:  # Redis down or slow: report that, not stale numbers
             log.warning("metrics: cannot read queue state from Redis: %s", exc)
@@ -93,8 +97,18 @@ class ServiceCollector(Collector):
                 capacity = await self._bounded.capacity()
             except OSError as exc:  # the directory vanished: the storage check says so
                 log.warning("metrics: cannot read the storage's free space: %s", exc)
+        # Workers signing with a key this server does not publish make bundles nobody can
+        # verify: a misconfigured MANIFEST_SIGNING_KEY, worth an alert.
+        unknown = sum(n for key_id, n in keys.items() if key_id not in self._key_ids)
         self._snapshot = _Snapshot(
-            counts, age, workers, stored, ok=True, nvenc_workers=nvenc, capacity=capacity
+            counts,
+            age,
+            workers,
+            stored,
+            ok=True,
+            nvenc_workers=nvenc,
+            capacity=capacity,
+            unknown_key_workers=unknown,
         )
 
     def collect(self) -> Iterable[Metric]:
@@ -135,6 +149,12 @@ class ServiceCollector(Collector):
             )
             used.add_metric([self._backend], snap.stored_bytes)
             yield used
+            yield GaugeMetricFamily(
+                "video_workers_unknown_signing_key",
+                "Live workers signing manifests with a key this server does not publish "
+                "(their bundles would not verify): MANIFEST_SIGNING_KEY differs between them.",
+                value=snap.unknown_key_workers,
+            )
         if snap.capacity is not None:
             free = GaugeMetricFamily(
                 "video_storage_free_bytes",

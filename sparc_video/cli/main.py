@@ -90,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"sparc-video: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker"):
+        from sparc_video.evidence.signing import SigningKeyNotConfigured, require_configured_key
+
+        try:
+            require_configured_key(settings, args.command)
+        except SigningKeyNotConfigured as exc:
+            print(f"sparc-video: {exc}", file=sys.stderr)
+            return 2
     if args.command in ("serve", "worker", "dev"):
         _observe(settings, args.command, args.log_level)
         install_uvloop()

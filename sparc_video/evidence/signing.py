@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sparc_video.core.signing_keys import parse_private_key as parse_private_key
+from sparc_video.core.signing_keys import parse_public_key as parse_public_key
+from sparc_video.core.signing_keys import parse_public_keys as parse_public_keys
 
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
@@ -37,43 +38,6 @@ if TYPE_CHECKING:
 
 ALGORITHM = "Ed25519"
 KEY_FILE = ".manifest-signing-key"
-
-
-def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of its 32 bytes."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable PEM public key: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError("is neither a PEM Ed25519 public key nor 32 bytes in base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S)
-
-
-def parse_public_keys(text: str | bytes) -> list[Ed25519PublicKey]:
-    """Several public keys: concatenated PEM blocks, or base64 keys separated by commas or
-    whitespace (MANIFEST_RETIRED_KEYS, a verifier's key file)."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    blocks = _PEM_BLOCK.findall(data)
-    if blocks:
-        rest = _PEM_BLOCK.sub(b"", data).strip()
-        if rest:
-            raise ValueError("holds text outside its PEM blocks")
-        return [parse_public_key(block) for block in blocks]
-    return [parse_public_key(part) for part in re.split(rb"[,\s]+", data.strip()) if part]
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -190,11 +154,33 @@ class ManifestSigner:
                 variable="MANIFEST_SIGNING_KEY",
                 what="manifest signing",
                 shared=bool(settings.s3_bucket),
-            )
+            ),
+            retired=parse_public_keys(settings.manifest_retired_keys or ""),
         )
 
     def sign(self, data: bytes) -> Signature:
         return Signature(ALGORITHM, self.key_id, self._private_key.sign(data))
+
+
+class SigningKeyNotConfigured(ValueError):
+    """A server or worker outside `dev` would sign with a key of its own."""
+
+
+def require_configured_key(settings: Settings, command: str) -> None:
+    """Refuse to run `command` (serve, worker) without MANIFEST_SIGNING_KEY.
+
+    A key kept in the process's own data directory is fine for `dev` (one process, one
+    directory), but a server and workers in separate containers would each keep their own: the
+    worker would sign bundles with a key the server never publishes, so they could not be
+    verified. An evidence service must not hand those out.
+    """
+    if settings.manifest_signing_key is None:
+        raise SigningKeyNotConfigured(
+            f"`sparc-video {command}` needs MANIFEST_SIGNING_KEY (or MANIFEST_SIGNING_KEY_FILE), "
+            "the same Ed25519 key for every server and worker, so each export's manifest is "
+            "signed with the key the server publishes; make one with `openssl genpkey "
+            "-algorithm ed25519`. (`sparc-video dev` keeps one in its data directory.)"
+        )
 
 
 def _new_private_key_pem() -> bytes:

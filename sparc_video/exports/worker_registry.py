@@ -21,12 +21,15 @@ class WorkerRegistry:
         self._redis = redis
         self.keys = keys
 
-    async def heartbeat(self, worker_id: str, hardware: str = "") -> None:
-        """`hardware`: the worker's hardware encoders, once its start-up probe has run."""
+    async def heartbeat(self, worker_id: str, hardware: str = "", signing_key_id: str = "") -> None:
+        """`hardware`: the worker's hardware encoders, once its start-up probe has run;
+        `signing_key_id`: the key it signs manifests with (the server checks it publishes it)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self.keys.workers, {worker_id: time.time()})
             if hardware:
                 pipe.hset(self.keys.worker_hardware, worker_id, hardware)
+            if signing_key_id:
+                pipe.hset(self.keys.worker_signing_keys, worker_id, signing_key_id)
             await pipe.execute()
 
     async def live(self, within_s: float = 30.0) -> int:
@@ -37,17 +40,25 @@ class WorkerRegistry:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, *gone)
                 pipe.hdel(self.keys.worker_hardware, *gone)
+                pipe.hdel(self.keys.worker_signing_keys, *gone)
                 await pipe.execute()
         return int(await self._redis.zcount(self.keys.workers, now - within_s, "+inf"))
 
     async def hardware(self, within_s: float = 30.0) -> dict[str, int]:
         """How many live workers reported each hardware summary (workers still probing are
         not counted)."""
+        return await self._count_live(self.keys.worker_hardware, within_s)
+
+    async def signing_keys(self, within_s: float = 30.0) -> dict[str, int]:
+        """How many live workers sign with each key id."""
+        return await self._count_live(self.keys.worker_signing_keys, within_s)
+
+    async def _count_live(self, field: str, within_s: float) -> dict[str, int]:
         live = await self._redis.zrangebyscore(self.keys.workers, time.time() - within_s, "+inf")
         if not live:
             return {}
         found: dict[str, int] = {}
-        summaries = await self._redis.hmget(self.keys.worker_hardware, live)  # type: ignore[misc]
+        summaries = await self._redis.hmget(field, live)  # type: ignore[misc]
         for summary in summaries:
             if summary is not None:
                 text = summary.decode() if isinstance(summary, bytes) else str(summary)

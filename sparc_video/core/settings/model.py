@@ -47,7 +47,7 @@ from sparc_video.core.settings.types import (
     parsed,
     starts_with,
 )
-from sparc_video.core.signing_keys import parse_private_key
+from sparc_video.core.signing_keys import parse_private_key, parse_public_keys
 
 ReflectionMode = Literal["public", "authenticated", "off"]
 REFLECTION_MODES: tuple[str, ...] = typing.get_args(ReflectionMode)
@@ -157,6 +157,15 @@ class Settings(BaseSettings):
         "Storage",
         "HMAC key of local-storage download links",
         shown="a key file in LOCAL_STORAGE_DIR",
+        file=True,
+    )
+    manifest_retired_keys: Annotated[str | None, checked(parse_public_keys)] = setting(
+        None,
+        "MANIFEST_RETIRED_KEYS",
+        "Cameras and evidence",
+        "Public keys of signing keys rotated out (PEM blocks, or base64 keys separated by "
+        "commas): they sign nothing new, but GetManifestSigningKey still lists them so "
+        "bundles signed before the rotation verify",
         file=True,
     )
     download_url_ttl_s: int = setting(
