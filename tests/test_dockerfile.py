@@ -239,6 +239,12 @@ def test_documented_docker_commands_match_the_image() -> None:
         for i, arg in enumerate(run):
             if arg == "-p":
                 assert int(run[i + 1].split(":")[1]) in exposed(), run
+        env = {run[i + 1].split("=")[0] for i, arg in enumerate(run) if arg == "-e"}
+        # Both roles refuse to start without the shared signing key.
+        assert env & {"MANIFEST_SIGNING_KEY", "MANIFEST_SIGNING_KEY_FILE"}, run
+        if role[0] == "serve" and env & {"AUTH_TOKENS", "AUTH_TOKENS_FILE"}:
+            # Clients send tokens only over TLS: a server taking tokens terminates it.
+            assert {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE"} <= env, run
     assert roles == set(ROLES)
 
 
