@@ -128,6 +128,8 @@ class Settings:
     # Prefix of every Redis key the service and its workers own (records, streams, arq queue),
     # so several deployments or test runs can share one Redis.
     redis_prefix: str = "sparc-video"
+    # PostgreSQL, the system of record; None: `dev` starts an embedded one. May hold a password.
+    database_url: str | None = field(default=None, repr=False)
     grpc_host: str = "[::]"
     grpc_port: int = 50051
     http_host: str = "0.0.0.0"
@@ -355,6 +357,9 @@ class Settings:
 
         text("REDIS_URL", "redis_url")
         text("REDIS_PREFIX", "redis_prefix")
+        secret("DATABASE_URL", "database_url")
+        if not str(values.get("database_url") or "postgresql://").startswith("postgres"):
+            problems.append("DATABASE_URL must start with postgresql://")
         text("GRPC_HOST", "grpc_host")
         integer("GRPC_PORT", "grpc_port", 0, 65535)
         text("HTTP_HOST", "http_host")
@@ -522,6 +527,7 @@ ENVIRONMENT_HELP = """\
 environment:
   REDIS_URL                 redis://host:port/db (default redis://127.0.0.1:6379/0)
   REDIS_PREFIX              prefix of every Redis key (default sparc-video)
+  DATABASE_URL              postgresql://user:password@host:5432/db (dev default: an embedded one)
   GRPC_PORT, HTTP_PORT      ports of the gRPC API and of /metrics, /health, downloads (50051, 8080)
   PUBLIC_HTTP_URL           base of local-storage download links (default http://127.0.0.1:HTTP_PORT)
   S3_BUCKET                 use S3 storage in this bucket (default: local storage)
