@@ -23,7 +23,7 @@ from sparc_video.cli import main as cli
 from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings, SettingsError
-from sparc_video.database.embedded import answers, ensure_database
+from sparc_video.database.embedded import EmbeddedPostgres, answers, ensure_database
 from sparc_video.database.migrations import current_revision, head_revision, migrate
 from sparc_video.database.pool import open_database
 from sparc_video.database.schema import metadata
@@ -220,9 +220,24 @@ def test_the_embedded_postgres_starts_when_the_url_does_not_answer(
 
         asyncio.run(use())
     assert not answers(url)
-    # Data stays: a second start finds the migrated schema.
-    with ensure_database(None, data_dir) as again:
-        assert asyncio.run(current_revision(again)) == head_revision()
+
+    # Data stays: a second start finds the migrated schema. Then the server goes away under
+    # an open pool: the health check says so.
+    server = EmbeddedPostgres(data_dir)
+    again = server.start()
+    try:
+
+        async def lose_it() -> None:
+            assert await current_revision(again) == head_revision()
+            async with open_database(again) as database:
+                await database.check()
+                server.stop()
+                with pytest.raises(Unavailable, match="Check DATABASE_URL"):
+                    await database.check()
+
+        asyncio.run(lose_it())
+    finally:
+        server.stop()
 
 
 def test_ensure_database_uses_a_url_that_answers(database_url: str, tmp_path: Path) -> None:

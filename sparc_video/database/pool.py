@@ -49,9 +49,7 @@ Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 
 def _unavailable(url: str, what: str, exc: BaseException | None = None) -> Unavailable:
-    cause = f": {type(exc).__name__}: {exc}" if exc is not None and str(exc) else ""
-    if exc is not None and not cause:
-        cause = f": {type(exc).__name__}"
+    cause = "" if exc is None else f": {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
     return Unavailable(
         f"PostgreSQL at {redacted(url)} {what}{cause}. Check DATABASE_URL and that the server "
         "is running."
