@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from prometheus_client import REGISTRY
@@ -24,7 +25,12 @@ from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings, SettingsError
 from sparc_video.database.embedded import EmbeddedPostgres, answers, ensure_database
-from sparc_video.database.migrations import current_revision, head_revision, migrate
+from sparc_video.database.migrations import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from sparc_video.database.pool import open_database
 from sparc_video.database.schema import metadata
 from sparc_video.database.urls import asyncpg_dsn, redacted, sqlalchemy_url, with_database
@@ -61,6 +67,28 @@ async def test_migrate_builds_the_schema_from_empty_and_again_is_a_no_op(
     assert await current_revision(url) == head_revision()
     await migrate(url)
     assert await current_revision(url) == head_revision()
+    assert await schema_differences(url) == []
+
+
+async def test_every_migration_downgrades_and_upgrades_again(
+    new_database: Callable[[], str],
+) -> None:
+    url = new_database()
+    await migrate(url)
+    config = alembic_config(url)
+    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+
+    def downgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert await current_revision(url) is None
+    await migrate(url)
     assert await schema_differences(url) == []
 
 

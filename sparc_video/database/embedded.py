@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            from pgserver.postgres_server import get_server
+            with warnings.catch_warnings():
+                # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI)
+                # and falls back to /tmp, which serves pgserver's lock file as well.
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+                from pgserver.postgres_server import get_server
         except ImportError:
             raise EmbeddedPostgresError(
                 "no PostgreSQL: DATABASE_URL is unset or does not answer, and the pgserver "
