@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sparc_video.cli import migrate
 from sparc_video.cli.exports import CLIENT_COMMANDS, add_client_commands, run_client_command
 from sparc_video.core.event_loop import install_uvloop
 from sparc_video.core.settings import ENVIRONMENT_HELP, Settings, SettingsError
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("file", type=Path)
     upload.add_argument("key")
     upload.add_argument("--data-dir", type=Path, default=Path("var"))
+    migrate.add_parser(commands, ENVIRONMENT_HELP)
     add_client_commands(commands)
     return parser
 
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             run_worker(settings)
         elif args.command == "dev":
             return _dev(settings, args.data_dir)
+        elif args.command == "migrate":
+            return migrate.run(settings)
         elif args.command == "sample":
             settings = _with_data_dir(settings, args.data_dir)
             asyncio.run(_sample(settings, args.key, args.duration, args.size))

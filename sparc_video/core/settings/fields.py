@@ -16,6 +16,7 @@ from sparc_video.core.sizes import format_size
 GROUPS = (
     "Network",
     "Redis",
+    "PostgreSQL",
     "Storage",
     "Cameras and evidence",
     "Workers",

@@ -45,6 +45,7 @@ from sparc_video.core.settings.types import (
     networks,
     on_secret,
     parsed,
+    postgres_url,
     starts_with,
 )
 from sparc_video.core.signing_keys import parse_private_key, parse_public_keys
@@ -106,6 +107,17 @@ class Settings(BaseSettings):
         "Redis",
         "Prefix of every Redis key the service and its workers own, so deployments or test "
         "runs can share one Redis",
+    )
+
+    # --- PostgreSQL
+    database_url: Annotated[Secret, checked(on_secret(postgres_url))] = setting(
+        None,
+        "DATABASE_URL",
+        "PostgreSQL",
+        "postgresql://user:password@host:5432/db, the system of record (`sparc-video migrate` "
+        "upgrades its schema)",
+        shown="`dev`: an embedded one under its data directory",
+        file=True,
     )
 
     # --- Storage

@@ -54,6 +54,12 @@ def starts_with(*prefixes: str) -> Callable[[str], None]:
     return check
 
 
+def postgres_url(value: str) -> None:
+    # The value is never quoted: it may hold a password.
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql://")
+
+
 def on_secret(check: Callable[[str], object]) -> Callable[[SecretStr], None]:
     def run(secret: SecretStr) -> None:
         check(secret.get_secret_value())

@@ -1,0 +1,142 @@
+"""A PostgreSQL for `sparc-video dev` and the tests: the configured one if it answers, else one
+we start.
+
+The started PostgreSQL 16 comes from the pgserver wheel (a dependency: it bundles the server
+binaries), keeps its data under the given directory (`./var/postgres` for dev), listens on a
+unix socket in that directory (or pgserver's runtime directory when the path is too long for
+a socket), trusts local connections, and is stopped when the context exits. Its database is
+`sparc_video`, created on first start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from sparc_video.database.urls import asyncpg_dsn, redacted, with_database
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "sparc_video"
+ANSWER_TIMEOUT_S = 2.0
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+async def answers_async(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> bool:
+    """Whether PostgreSQL at `url` accepts a connection and answers SELECT 1 in time."""
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    try:
+        return bool(await connection.fetchval("SELECT 1", timeout=timeout_s) == 1)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    finally:
+        connection.terminate()
+
+
+def answers(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> bool:
+    """`answers_async` for synchronous start-up code (runs its own loop in a thread, so it also
+    works where an event loop is running)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, answers_async(url, timeout_s)).result()
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.server: PostgresServer | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI)
+                # and falls back to /tmp, which serves pgserver's lock file as well.
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+                from pgserver.postgres_server import get_server
+        except ImportError:
+            raise EmbeddedPostgresError(
+                "no PostgreSQL: DATABASE_URL is unset or does not answer, and the pgserver "
+                "package is missing. Start PostgreSQL and set DATABASE_URL (e.g. "
+                "postgresql://user:password@127.0.0.1:5432/sparc_video), or `pip install "
+                "pgserver`."
+            ) from None
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # pgserver narrates every step at INFO; its warnings and errors still show.
+            logging.getLogger("pgserver").setLevel(logging.WARNING)
+            self.server = server = get_server(self.data_dir, cleanup_mode="stop")
+            found = server.psql(
+                f"SELECT 'found' FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
+            )
+            if "found" not in found:
+                server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+            self.url = server.get_uri(database=EMBEDDED_DATABASE)
+        except Exception as exc:
+            self.stop()
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL did not start ({type(exc).__name__}: {exc}); see "
+                f"{self.data_dir / 'log'}. Set DATABASE_URL to a running PostgreSQL instead."
+            ) from exc
+        if not answers(self.url, timeout_s=10):
+            self.stop()
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL at {self.url} does not answer; see "
+                f"{self.data_dir / 'log'}. Set DATABASE_URL to a running PostgreSQL instead."
+            )
+        return self.url
+
+    def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.cleanup()
+
+
+@contextlib.contextmanager
+def ensure_database(url: str | None, data_dir: Path) -> Iterator[str]:
+    """The URL of a PostgreSQL that answers: `url` when it does, else an embedded one with its
+    data under `data_dir`, stopped when the context exits."""
+    if url and answers(url):
+        yield url
+        return
+    if url:
+        log.warning(
+            "PostgreSQL at %s does not answer; starting an embedded one in %s",
+            redacted(url),
+            data_dir,
+        )
+    else:
+        log.info("DATABASE_URL is not set; starting an embedded PostgreSQL in %s", data_dir)
+    embedded = EmbeddedPostgres(data_dir)
+    started = embedded.start()
+    try:
+        yield started
+    finally:
+        embedded.stop()
+
+
+__all__ = [
+    "EMBEDDED_DATABASE",
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "answers",
+    "answers_async",
+    "ensure_database",
+    "with_database",
+]

@@ -1,0 +1,187 @@
+"""`open_database(url)`: the asyncpg connection pool every store shares.
+
+- `check()` answers whether PostgreSQL serves queries (SELECT 1 within a timeout) or raises
+  `Unavailable` naming the server (password hidden) and what failed: what health checks call.
+- Pool metrics (`database.metrics`): connections in use, callers waiting, acquire time, query
+  time, slow queries.
+- Slow-query logging: a statement past `slow_query_s` is logged as a WARNING with its text and
+  duration, never its parameters (they may hold personal data or secrets).
+
+Connecting is bounded (`CONNECT_TIMEOUT_S`): a server that does not answer makes
+`open_database` raise Unavailable instead of hanging start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.connection import LoggedQuery
+from asyncpg.pool import PoolConnectionProxy
+
+from sparc_video.core.errors import Unavailable
+from sparc_video.database import metrics
+from sparc_video.database.urls import asyncpg_dsn, redacted
+
+log = logging.getLogger(__name__)
+
+# Pool sizing: a server replica's RPC handlers and a worker's jobs share one pool each. The sum
+# over replicas and workers must stay under PostgreSQL's max_connections (100 by default).
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+# Opening a connection, and the health check's round trip.
+CONNECT_TIMEOUT_S = 5.0
+CHECK_TIMEOUT_S = 2.0
+# Closing waits this long for connections in use to come back, then terminates them.
+CLOSE_TIMEOUT_S = 10.0
+# Statements slower than this are logged (WARNING) and counted.
+SLOW_QUERY_S = 0.2
+# A statement's text in the slow-query log is cut to this many characters.
+_MAX_LOGGED_QUERY = 500
+
+# A pooled connection (asyncpg-stubs make the proxy generic in its record type).
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+
+def _unavailable(url: str, what: str, exc: BaseException | None = None) -> Unavailable:
+    cause = "" if exc is None else f": {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+    return Unavailable(
+        f"PostgreSQL at {redacted(url)} {what}{cause}. Check DATABASE_URL and that the server "
+        "is running."
+    )
+
+
+class Database:
+    """An open pool. Get one from `open_database`; it closes the pool on exit."""
+
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], url: str, *, slow_query_s: float = SLOW_QUERY_S
+    ):
+        self.pool = pool
+        self.url = url
+        self.slow_query_s = slow_query_s
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password hidden: for logs and messages."""
+        return redacted(self.url)
+
+    def log_query(self, query: LoggedQuery) -> None:
+        """asyncpg's query logger, installed on each of the pool's connections."""
+        metrics.DB_QUERY_SECONDS.observe(query.elapsed)
+        if query.exception is not None:
+            metrics.DB_QUERY_ERRORS.inc()
+        if query.elapsed >= self.slow_query_s:
+            metrics.DB_SLOW_QUERIES.inc()
+            text = " ".join(query.query.split())
+            if len(text) > _MAX_LOGGED_QUERY:
+                text = text[:_MAX_LOGGED_QUERY] + "..."
+            log.warning(
+                "slow query: %.3f s (threshold %.3f s): %s",
+                query.elapsed,
+                self.slow_query_s,
+                text,
+                extra={"query_seconds": round(query.elapsed, 6)},
+            )
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, *, timeout_s: float | None = None) -> AsyncIterator[Connection]:
+        """A connection from the pool, counted in the pool metrics; Unavailable when none can
+        be had (the server went away, or none freed up within `timeout_s`)."""
+        metrics.DB_POOL_WAITING.inc()
+        started = time.perf_counter()
+        try:
+            connection: Connection = await self.pool.acquire(timeout=timeout_s)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _unavailable(self.url, "gave no connection", exc) from exc
+        finally:
+            metrics.DB_POOL_WAITING.dec()
+            metrics.DB_POOL_ACQUIRE_SECONDS.observe(time.perf_counter() - started)
+        try:
+            yield connection
+        finally:
+            await self.pool.release(connection)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction: committed on exit, rolled back on an error."""
+        async with self.acquire() as connection, connection.transaction():
+            yield connection
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            return await connection.execute(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as connection:
+            return await connection.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> float:
+        """Seconds a `SELECT 1` took; Unavailable when PostgreSQL does not answer in time."""
+        started = time.perf_counter()
+        try:
+            async with self.acquire(timeout_s=timeout_s) as connection:
+                await connection.fetchval("SELECT 1", timeout=timeout_s)
+        except Unavailable:
+            raise
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            what = f"did not answer SELECT 1 within {timeout_s:g} s"
+            raise _unavailable(self.url, what, exc) from exc
+        elapsed = time.perf_counter() - started
+        metrics.DB_CHECK_SECONDS.set(elapsed)
+        return elapsed
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    url: str,
+    *,
+    min_size: int = POOL_MIN_SIZE,
+    max_size: int = POOL_MAX_SIZE,
+    slow_query_s: float = SLOW_QUERY_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> AsyncIterator[Database]:
+    """A pool of connections to `url`; Unavailable when the server cannot be reached."""
+    database: Database | None = None
+
+    async def init(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+        assert database is not None
+        connection.add_query_logger(database.log_query)
+
+    pool: asyncpg.Pool[asyncpg.Record] = asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        timeout=connect_timeout_s,
+        init=init,
+    )
+    database = Database(pool, url, slow_query_s=slow_query_s)
+    try:
+        await pool
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        await pool.close()
+        raise _unavailable(url, "cannot be reached", exc) from exc
+    metrics.track_pool(pool)
+    log.info("PostgreSQL pool open: %s (at most %d connections)", database.display_url, max_size)
+    try:
+        yield database
+    finally:
+        metrics.untrack_pool(pool)
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("PostgreSQL pool did not close in %g s; terminating it", CLOSE_TIMEOUT_S)
+            pool.terminate()
