@@ -36,7 +36,7 @@ from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.core.file_hashes import file_digest
-from sparc_video.media import child_main
+from sparc_video.media import child_protocol
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
 
 # Each scheme opens only the protocols it is made of: an RTSP stream cannot turn into an HTTP
@@ -394,4 +394,4 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reply(reply: dict[str, Any]) -> None:
-    child_main.write(child_main.encode_reply(reply))
+    child_protocol.write(child_protocol.encode_reply(reply))

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sparc_video.media.child_main import READY_LINE
+from sparc_video.media.child_protocol import READY_LINE
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class ChildOutput:
     # How writing the request failed (the child closed its stdin, i.e. died), or "".
     stdin_error: str = ""
     overflowed: bool = False
+    # With `capture_stderr`; else stderr goes to /dev/null.
+    stderr: bytes = b""
 
 
 async def run_media_child(
@@ -148,16 +150,19 @@ async def run_child(
     *,
     env: Mapping[str, str] | None = None,
     max_output: int = MAX_OUTPUT_BYTES,
+    capture_stderr: bool = False,
 ) -> ChildOutput:
     """Start `argv` (argv[0] a path) with posix_spawn, in a session of its own, stderr to
-    /dev/null; write `stdin`, read stdout to its end and wait for the exit. At the deadline
-    (TimeoutError) or on cancellation the child's process group is killed and reaped first."""
-    child = _Child.spawn(argv, env)
+    /dev/null unless captured; write `stdin`, read stdout to its end and wait for the exit. At
+    the deadline (TimeoutError) or on cancellation the child's process group is killed and
+    reaped first."""
+    child = _Child.spawn(argv, env, capture_stderr)
     returncode: int | None = None
     try:
         async with asyncio.timeout(deadline_s):
             async with asyncio.TaskGroup() as group:
                 reading = group.create_task(_read_all(child.stdout, max_output))
+                errors = group.create_task(_read_all(child.stderr, max_output))
                 writing = group.create_task(child.write_and_close(stdin))
             stdout, overflowed = reading.result()
             if overflowed:
@@ -171,24 +176,33 @@ async def run_child(
             await child.reap_in_background()
         else:
             child.close()
-    return ChildOutput(stdout, returncode, writing.result(), overflowed)
+    return ChildOutput(stdout, returncode, writing.result(), overflowed, errors.result()[0])
 
 
 class _Child:
-    def __init__(self, pid: int, stdin: int, stdout: int) -> None:
+    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int) -> None:
         self.pid = pid
         self.stdin = stdin
         self.stdout = stdout
+        self.stderr = stderr
         self.pidfd = -1
         with contextlib.suppress(OSError, AttributeError):
             self.pidfd = os.pidfd_open(pid)
         self.returncode: int | None = None
 
     @classmethod
-    def spawn(cls, argv: Sequence[str], env: Mapping[str, str] | None) -> _Child:
-        # os.pipe() ends are close-on-exec: the child keeps only what dup2 puts on 0 and 1.
+    def spawn(
+        cls, argv: Sequence[str], env: Mapping[str, str] | None, capture_stderr: bool
+    ) -> _Child:
+        # os.pipe() ends are close-on-exec: the child keeps only what dup2 puts on 0, 1, 2.
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if capture_stderr else (-1, -1)
+        stderr_action: tuple[Any, ...] = (
+            (os.POSIX_SPAWN_DUP2, err_w, 2)
+            if capture_stderr
+            else (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)
+        )
         try:
             pid = os.posix_spawn(
                 argv[0],
@@ -197,7 +211,7 @@ class _Child:
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, in_r, 0),
                     (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                    stderr_action,
                 ],
                 # Its own session and process group: a terminal's Ctrl-C goes to the server,
                 # which stops the child itself, and a kill reaches anything it started.
@@ -207,14 +221,17 @@ class _Child:
                 setsigmask=(),
             )
         except BaseException:
-            for fd in (in_r, in_w, out_r, out_w):
-                os.close(fd)
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+                if fd >= 0:
+                    os.close(fd)
             raise
-        os.close(in_r)
-        os.close(out_w)
-        os.set_blocking(in_w, False)
-        os.set_blocking(out_r, False)
-        return cls(pid, in_w, out_r)
+        for fd in (in_r, out_w, err_w):
+            if fd >= 0:
+                os.close(fd)
+        for fd in (in_w, out_r, err_r):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        return cls(pid, in_w, out_r, err_r)
 
     async def write_and_close(self, data: bytes) -> str:
         """Write stdin, then close it; "" or how writing failed (the child closed its end)."""
@@ -270,10 +287,10 @@ class _Child:
             self.close()
 
     def close_pipes(self) -> None:
-        for fd in (self.stdin, self.stdout):
+        for fd in (self.stdin, self.stdout, self.stderr):
             if fd >= 0:
                 os.close(fd)
-        self.stdin = self.stdout = -1
+        self.stdin = self.stdout = self.stderr = -1
 
     def close(self) -> None:
         self.close_pipes()
@@ -318,8 +335,11 @@ async def _write_all(fd: int, data: bytes) -> str:
 
 
 async def _read_all(fd: int, limit: int) -> tuple[bytes, bool]:
-    """Everything up to end of file; (what was read, True) once past `limit`."""
+    """Everything up to end of file; (what was read, True) once past `limit`. Nothing from
+    fd -1."""
     chunks: list[bytes] = []
+    if fd < 0:
+        return b"", False
     size = 0
     while True:
         try:
