@@ -309,3 +309,10 @@ async def test_run_child_survives_a_child_that_closes_its_input() -> None:
         capture_stderr=True,
     )
     assert (done.stdout, done.stderr, done.returncode) == (b"", b"why", 3)
+
+
+async def test_run_child_stops_a_child_that_writes_without_end() -> None:
+    flood = [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"]
+    done = await launcher.run_child(flood, b"", 120, max_output=1_000_000)
+    assert done.overflowed and done.returncode == -signal.SIGKILL
+    assert "more than" in failure(done).message

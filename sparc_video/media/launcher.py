@@ -161,12 +161,10 @@ async def run_child(
     try:
         async with asyncio.timeout(deadline_s):
             async with asyncio.TaskGroup() as group:
-                reading = group.create_task(_read_all(child.stdout, max_output))
-                errors = group.create_task(_read_all(child.stderr, max_output))
+                reading = group.create_task(child.read(child.stdout, max_output))
+                errors = group.create_task(child.read(child.stderr, max_output))
                 writing = group.create_task(child.write_and_close(stdin))
             stdout, overflowed = reading.result()
-            if overflowed:
-                child.kill()
             returncode = await child.wait()
     finally:
         child.close_pipes()
@@ -232,6 +230,13 @@ class _Child:
             if fd >= 0:
                 os.set_blocking(fd, False)
         return cls(pid, in_w, out_r, err_r)
+
+    async def read(self, fd: int, limit: int) -> tuple[bytes, bool]:
+        """All of `fd`; past `limit` the child is killed (which ends its other pipes too)."""
+        data, overflowed = await _read_all(fd, limit)
+        if overflowed:
+            self.kill()
+        return data, overflowed
 
     async def write_and_close(self, data: bytes) -> str:
         """Write stdin, then close it; "" or how writing failed (the child closed its end)."""
