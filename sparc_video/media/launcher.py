@@ -13,10 +13,12 @@ is used in the child) as a fresh interpreter, `python -m sparc_video.media.child
 pipes and its exit are awaited on the event loop (non-blocking pipe ends, a pidfd), whatever
 the loop is, with no thread per child.
 
-Cost, measured on the 2-core development machine: a fresh interpreter starts in ~0.01 s and
-`import av` adds 0.06 to 0.14 s (~33 MiB), so a child answers ~0.1 s later than a fork of a
-process with PyAV loaded would; a probe waits for the camera far longer than that.
-`probe.STARTUP_ALLOWANCE_S` covers it on a loaded machine.
+Cost, measured on the 2-core development machine (machine loaded, load average ~7): spawning
+a bare interpreter and reaping it takes ~0.025 s; a whole media child (interpreter, `import av`
+~0.06 to 0.14 s and ~33 MiB, the ready line, a reply) ~0.13 s median, 0.09 s at best. A fork of
+a process with PyAV already loaded would save about that 0.1 s per probe, small beside the
+camera's own connect and first picture; `probe.STARTUP_ALLOWANCE_S` covers it on a loaded
+machine.
 
 Every way a child can end is told apart (`ChildFailure`): it could not be started, it died
 before it was ready (a signal or an exit status while starting Python and PyAV), it died while
