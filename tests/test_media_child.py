@@ -316,3 +316,12 @@ async def test_run_child_stops_a_child_that_writes_without_end() -> None:
     done = await launcher.run_child(flood, b"", 120, max_output=1_000_000)
     assert done.overflowed and done.returncode == -signal.SIGKILL
     assert "more than" in failure(done).message
+
+
+async def test_a_child_that_cannot_be_started_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(Unavailable, match="could not be started") as caught:
+        await MediaProber().read_stream("rtsp://127.0.0.1:9/", 5)
+    assert caught.value.reason == "MEDIA_PROCESS_FAILED"

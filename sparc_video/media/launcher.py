@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -40,8 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparc_video.media.child_protocol import READY_LINE
-
-log = logging.getLogger(__name__)
 
 CHILD_MODULE = "sparc_video.media.child_main"
 # A snapshot's JPEG travels in the reply as base64; no picture the child may decode
@@ -91,7 +88,13 @@ async def run_media_child(
     """Run one request in a fresh media child: its reply, or ChildFailure; TimeoutError when
     the deadline passed (the child is killed and reaped)."""
     payload = json.dumps(request).encode("utf-8")
-    output = await run_child([sys.executable, "-m", CHILD_MODULE], payload, deadline_s, env=env)
+    try:
+        output = await run_child([sys.executable, "-m", CHILD_MODULE], payload, deadline_s, env=env)
+    except OSError as exc:
+        # No pipe or process to be had (EMFILE, EAGAIN, ENOMEM), or no interpreter.
+        raise ChildFailure(
+            f"the media process could not be started: {exc.strerror or exc}", started=False
+        ) from None
     return parse_output(output)
 
 
