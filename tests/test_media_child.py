@@ -14,6 +14,7 @@ import asyncio
 import collections
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -24,7 +25,7 @@ import grpc
 import pytest
 import uvloop
 from google.protobuf import duration_pb2, timestamp_pb2
-from sparc.video.v1 import camera_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.core.errors import MediaError, Unavailable
@@ -34,6 +35,7 @@ from sparc_video.media.child_protocol import READY_LINE
 from sparc_video.media.launcher import ChildFailure, ChildOutput, parse_output
 from sparc_video.media.probe import MediaProber
 from sparc_video.media.synth import make_sample_clip
+from sparc_video.storage import open_storage
 from tests.camera_helpers import (
     LOOPBACK_CAMERAS,
     camera_service,
@@ -42,9 +44,12 @@ from tests.camera_helpers import (
     silent_server,
     status_of,
 )
+from tests.fixtures.redis import free_port
+from tests.fixtures.service import settings_env
 from tests.rtsp_server import rtsp_camera
 from tests.test_camera_streams import children
 
+T0 = 1_700_000_000
 # Forks of this process, counted while `_counting` holds an entry. os.register_at_fork's
 # `before` runs for os.fork() and for uvloop's subprocesses; posix_spawn runs no fork handler.
 _forks: list[int] = []
@@ -332,3 +337,59 @@ async def test_a_child_that_cannot_be_started_is_unavailable(
     with pytest.raises(Unavailable, match="could not be started") as caught:
         await MediaProber().read_stream("rtsp://127.0.0.1:9/", 5)
     assert caught.value.reason == "MEDIA_PROCESS_FAILED"
+
+
+async def test_a_fresh_serve_process_answers_its_first_media_calls(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`sparc-video serve` itself (uvloop, gRPC, a fresh process): its first probe and
+    registration, several at once, all answered."""
+    settings = service_settings(**LOOPBACK_CAMERAS, grpc_port=free_port())
+    clip = await asyncio.to_thread(
+        make_sample_clip, tmp_path / "c.mp4", width=160, height=96, duration_s=1.0, fps=10
+    )
+    async with open_storage(settings) as storage:
+        for index in range(4):
+            await storage.upload_file(clip, f"nvr/first/{index}.mp4", "video/mp4")
+    log_path = tmp_path / "serve.log"
+    env = {**os.environ, **settings_env(settings)}
+    with log_path.open("ab") as log_file, rtsp_camera() as camera:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sparc_video.cli.main", "serve",
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 120)
+                stub = camera_service_pb2_grpc.CameraServiceStub(channel)
+                created = await stub.CreateCamera(
+                    svc.CreateCameraRequest(
+                        camera_id="first", camera=camera_pb2.Camera(stream_url=camera.url())
+                    )
+                )
+                one_minute = duration_pb2.Duration(seconds=60)
+                calls = [
+                    stub.ProbeCamera(
+                        svc.ProbeCameraRequest(name=created.name, timeout=one_minute),
+                        timeout=300,
+                    )
+                    for _ in range(4)
+                ] + [
+                    stub.CreateRecording(
+                        svc.CreateRecordingRequest(
+                            parent=created.name,
+                            recording=camera_pb2.Recording(
+                                object_key=f"nvr/first/{index}.mp4",
+                                start_time=timestamp_pb2.Timestamp(seconds=T0 + index * 10),
+                            ),
+                        ),
+                        timeout=300,
+                    )
+                    for index in range(4)
+                ]
+                answers = await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            server.kill()
+            await server.wait()
+    failures = [a for a in answers if isinstance(a, BaseException)]
+    assert not failures, (failures, log_path.read_text()[-3000:])
