@@ -90,6 +90,9 @@ async def run_media_child(
     payload = json.dumps(request).encode("utf-8")
     try:
         output = await run_child([sys.executable, "-m", CHILD_MODULE], payload, deadline_s, env=env)
+    except TimeoutError:
+        # The deadline (an OSError too, not a failure to start).
+        raise
     except OSError as exc:
         # No pipe or process to be had (EMFILE, EAGAIN, ENOMEM), or no interpreter.
         raise ChildFailure(
