@@ -27,6 +27,7 @@ from sparc_video.api.enums import (
     TRIM_MODES,
 )
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.core.sizes import parse_size
 from sparc_video.exports.models import (
     DEFAULT_CLOCK_FORMAT,
     CameraRange,
@@ -70,10 +71,6 @@ DEFAULT_SPRITE_FRAMES = 16
 _RESOLUTION_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|b)?\s*$")
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG](?:i?[bB])?|[bB])?\s*$")
-_SIZE_UNITS = {
-    "": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3,
-}  # fmt: skip
 _COLOR_RE = re.compile(r"^#?[0-9a-f]{6}$")
 _NTSC_RATES = {
     "23.976": Fraction(24000, 1001),
@@ -155,16 +152,12 @@ def parse_fps(text: str) -> Fraction:
 
 
 def parse_size_bytes(text: str) -> int:
-    """`25MB`, `500k`, `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use e.g. 25MB, 500k, 10MiB or 1000000")
-    number, unit = match.groups()
-    unit = unit.lower().rstrip("b") if unit else ""
-    value = float(number) * _SIZE_UNITS[unit]
+    """A target size in the one size grammar (`sparc_video.core.sizes`): `25MB`, `500k`,
+    `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes, 10k to 100G."""
+    value = parse_size(text)
     if not MIN_TARGET_SIZE <= value <= MAX_TARGET_SIZE:
         raise ValueError(f"{text!r} is out of range; use 10k to 100G")
-    return int(value)
+    return value
 
 
 def parse_media_time(text: str) -> float:
