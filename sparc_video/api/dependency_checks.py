@@ -8,7 +8,6 @@ only Redis and storage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from sparc_video.core.errors import Unavailable
 from sparc_video.exports.records import ExportStore
+from sparc_video.media import launcher
 
 # Encoders the operations use: H.264 video and AAC audio for transcodes, MJPEG for thumbnails.
 REQUIRED_ENCODERS = ("libx264", "aac", "mjpeg")
@@ -60,26 +60,24 @@ class MediaCheck:
     async def __call__(self) -> str:
         if self._passed_at and time.monotonic() - self._passed_at < MEDIA_RECHECK_S:
             return self._detail
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _MEDIA_PROBE,
-            *self._encoders,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        # Started without forking the gRPC server (see `media/launcher.py`).
         try:
-            async with asyncio.timeout(MEDIA_TIMEOUT_S):
-                out, err = await process.communicate()
-        finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        if process.returncode != 0:
+            done = await launcher.run_child(
+                [sys.executable, "-c", _MEDIA_PROBE, *self._encoders],
+                b"",
+                MEDIA_TIMEOUT_S,
+                capture_stderr=True,
+            )
+        except TimeoutError:
+            raise Unavailable(f"the PyAV check took longer than {MEDIA_TIMEOUT_S:g} s") from None
+        if done.returncode != 0:
+            err = done.stderr
             last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-            raise Unavailable(f"PyAV cannot be loaded (exit {process.returncode}): {last[0]}")
-        report = json.loads(out)
+            raise Unavailable(f"PyAV cannot be loaded (exit {done.returncode}): {last[0]}")
+        try:
+            report = json.loads(done.stdout)
+        except ValueError:
+            raise Unavailable("the PyAV check answered something other than its report") from None
         if report["missing"]:
             raise Unavailable(f"FFmpeg lacks encoders {', '.join(report['missing'])}")
         self._detail = f"PyAV {report['pyav']}, FFmpeg {report['ffmpeg']}: " + ", ".join(

@@ -1,9 +1,10 @@
 """The server's media child: reads a camera stream or a stored video with PyAV, in a process of
 its own that `media_probe.MediaProber` starts per request and kills at the deadline.
 
-Run as `python -m sparc_video.media.child`: it reads one JSON request from stdin and writes one
-JSON reply to stdout. A stream URL with its credentials arrives on stdin, never in the command
-line (which any local user can read in /proc). The server itself never imports PyAV.
+Started as `python -m sparc_video.media.child_main` (a fresh interpreter, see `launcher.py`),
+which reads one JSON request from stdin and writes one JSON reply to stdout (`handle`). A
+stream URL with its credentials arrives on stdin, never in the command line (which any local
+user can read in /proc). The server itself never imports PyAV.
 
 What FFmpeg may do is limited by the worker's allow-lists (`safe_open.py`): of protocols (network
 protocols for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on
@@ -16,11 +17,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import json
 import logging
 import os
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError
 from sparc_video.core.file_hashes import file_digest
-from sparc_video.media import safe_open
+from sparc_video.media import child_protocol, safe_open
 from sparc_video.media.safe_open import ffmpeg_message, stream_options
 from sparc_video.media.still import encode_jpeg
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
@@ -287,35 +285,26 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def main() -> None:
-    request = json.loads(sys.stdin.buffer.read())
-    memory_limit = int(request.get("memory_limit", 0))
-    if memory_limit:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """The reply to one request; run by `child_main.py`, which owns the process protocol."""
     try:
-        reply = _HANDLERS[request["op"]](request)
+        return _HANDLERS[request["op"]](request)
     except (Failure, MediaError) as failure:
-        reply = {"ok": False, "reason": failure.reason, "message": failure.message}
+        return {"ok": False, "reason": failure.reason, "message": failure.message}
     except MemoryError:
-        reply = {
+        return {
             "ok": False,
             "reason": "RESOURCE_LIMIT",
             "message": "reading the video needed more memory than VIDEO_PROCESSING_MEMORY_LIMIT",
         }
     except Exception as exc:
         # Only the type: the message of an unexpected error may quote the URL or a local path.
-        reply = {
+        return {
             "ok": False,
             "reason": "PROBE_FAILED",
             "message": f"unexpected {type(exc).__name__} while reading",
         }
-    _reply(reply)
 
 
 def _reply(reply: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(reply))
-    sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main()
+    child_protocol.write(child_protocol.encode_reply(reply))
