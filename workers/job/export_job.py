@@ -428,8 +428,11 @@ class ExportJob:
             record.progress.eta_s = 0.0
             return EventKind.STATE_CHANGED
 
-        await self._write_outcome(to_succeeded)
+        # Before SUCCEEDED is written, so a client that sees it finds exactly this attempt's
+        # objects: a killed attempt may have uploaded some of its own (older attempts can no
+        # longer write; they fail the state guard).
         await self._discard_other_attempts()
+        await self._write_outcome(to_succeeded)
         log.info("export %s succeeded with %d outputs", self.export_id, len(outputs))
 
     async def _remove_workdir(self) -> None:
