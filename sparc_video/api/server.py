@@ -25,6 +25,7 @@ from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
 from sparc_video.api.interceptors import ObservabilityInterceptor
 from sparc_video.api.service_metrics import ServiceCollector
+from sparc_video.api.status import ErrorInterceptor
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings
@@ -53,9 +54,11 @@ class Server:
             else None
         )
         self._grpc = grpc.aio.server(
-            # Observability first: calls refused by authentication are counted and traced.
+            # Outermost first. Observability sees the final status of every call, the error
+            # interceptor turns whatever a handler or authentication raises into that status.
             interceptors=[
                 ObservabilityInterceptor(),
+                ErrorInterceptor(),
                 AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
             ],
             options=[

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sparc_video.api.status import export_error
 from sparc_video.cameras.credentials import CredentialCipher, CredentialsUnreadable
 from sparc_video.cameras.records import (
     CameraRecord,
@@ -287,7 +286,7 @@ class Cameras:
             detail = f"no picture within {timeout_s:g} s"
         shown = display_url(record.stream_url, record.has_userinfo)
         message = scrub(f"camera {record.name} ({shown}): {detail}", secrets)
-        return export_error(Unavailable(message, reason=read.reason))
+        return ExportError.from_error(Unavailable(message, reason=read.reason))
 
     async def _record_outcome(
         self, probed: CameraRecord, start: float, read: StreamRead, error: ExportError | None

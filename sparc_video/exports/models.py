@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from sparc_video.core.errors import SparcVideoError
+
 
 class ExportState(enum.StrEnum):
     QUEUED = "QUEUED"
@@ -344,6 +346,11 @@ class ExportError:
     code: int
     reason: str
     message: str
+
+    @classmethod
+    def from_error(cls, error: SparcVideoError) -> ExportError:
+        """What an export (or a camera's last probe) records about `error`."""
+        return cls(code=int(error.code), reason=error.reason, message=error.message)
 
 
 @dataclass(frozen=True)

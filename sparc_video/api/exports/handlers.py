@@ -12,7 +12,6 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video.api.exports import mapping as proto_mapping
 from sparc_video.api.exports import requests as validation
-from sparc_video.api.status import translate_errors
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.evidence.signing import ALGORITHM, ManifestSigner
 from sparc_video.exports.models import ExportState
@@ -42,7 +41,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self._exports = exports
         self._responses: OrderedDict[tuple[str, str, str], WatchResponse] = OrderedDict()
 
-    @translate_errors
     async def CreateExport(
         self, request: export_service_pb2.CreateExportRequest, context: Context
     ) -> export_pb2.Export:
@@ -76,7 +74,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def GetExport(
         self, request: export_service_pb2.GetExportRequest, context: Context
     ) -> export_pb2.Export:
@@ -85,7 +82,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def ListExports(
         self, request: export_service_pb2.ListExportsRequest, context: Context
     ) -> export_service_pb2.ListExportsResponse:
@@ -100,7 +96,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             next_page_token=next_token,
         )
 
-    @translate_errors
     async def CancelExport(
         self, request: export_service_pb2.CancelExportRequest, context: Context
     ) -> export_pb2.Export:
@@ -109,7 +104,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def WatchExport(
         self, request: export_service_pb2.WatchExportRequest, context: Context
     ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
@@ -139,7 +133,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
                 self._responses.popitem(last=False)
         return response
 
-    @translate_errors
     async def GetExportDownloadUrl(
         self, request: export_service_pb2.GetExportDownloadUrlRequest, context: Context
     ) -> export_service_pb2.GetExportDownloadUrlResponse:
@@ -156,7 +149,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             response.manifest_signature_url.CopyFrom(_download_url(links.signature))
         return response
 
-    @translate_errors
     async def GetManifestSigningKey(
         self, request: export_service_pb2.GetManifestSigningKeyRequest, context: Context
     ) -> export_service_pb2.ManifestSigningKey:
@@ -165,7 +157,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             public_key_pem=signer.public_key_pem, key_id=signer.key_id, algorithm=ALGORITHM
         )
 
-    @translate_errors
     async def GetQueueStats(
         self, request: export_service_pb2.GetQueueStatsRequest, context: Context
     ) -> export_service_pb2.QueueStats:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf import duration_pb2
 from sparc.video.v1 import export_pb2
 
+from sparc_video.api.common import duration as duration
+from sparc_video.api.common import timestamp as timestamp
+from sparc_video.api.status import error_status as error_status
 from sparc_video.exports.models import (
     CompressOp,
     ConvertOp,
     Coverage,
-    ExportError,
     ExportRecord,
     ExportState,
     Operation,
@@ -25,8 +26,6 @@ from sparc_video.exports.models import (
     TrimOp,
     WatermarkOp,
 )
-
-ERROR_DOMAIN = "video.sparc"
 
 _STATES = {
     ExportState.QUEUED: export_pb2.Export.STATE_QUEUED,
@@ -46,18 +45,6 @@ _KINDS = {
     OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
     OutputKind.SPRITE_SHEET: export_pb2.Output.KIND_SPRITE_SHEET,
 }
-
-
-def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    message = timestamp_pb2.Timestamp()
-    message.FromNanoseconds(int(seconds * 1e9))
-    return message
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(int(seconds * 1e9))
-    return message
 
 
 def state_to_proto(state: ExportState) -> export_pb2.Export.State.ValueType:
@@ -365,12 +352,3 @@ def output_to_proto(output: Output) -> export_pb2.Output:
             )
         )
     return message
-
-
-def error_status(error: ExportError, metadata: dict[str, str] | None = None) -> status_pb2.Status:
-    """google.rpc.Status with an ErrorInfo detail carrying the stable reason."""
-    info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
-    )
-    return status_pb2.Status(code=error.code, message=error.message, details=[info])

@@ -14,7 +14,9 @@ from typing import Literal, TypeVar
 
 from sparc.video.v1 import export_pb2
 
-from sparc_video.api.cameras import requests as camera_validation
+from sparc_video.api.common import parse_camera_name, parse_recording_name
+from sparc_video.api.common import parse_export_name as parse_export_name
+from sparc_video.api.common import raise_if_any as raise_if_any
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.exports.models import (
     DEFAULT_CLOCK_FORMAT,
@@ -806,9 +808,7 @@ def validate_source(
     which = source.WhichOneof("source")
     if which == "recording":
         try:
-            camera_id, recording_id = camera_validation.parse_recording_name(
-                source.recording, f"{field}.recording"
-            )
+            camera_id, recording_id = parse_recording_name(source.recording, f"{field}.recording")
         except InvalidArgument as exc:
             violations.extend(exc.violations)
             return ""
@@ -832,7 +832,7 @@ def _camera_range(
     before = len(violations)
     camera_id = ""
     try:
-        camera_id = camera_validation.parse_camera_name(wanted.camera, f"{field}.camera")
+        camera_id = parse_camera_name(wanted.camera, f"{field}.camera")
     except InvalidArgument as exc:
         violations.extend(exc.violations)
     bounds: list[int] = []
@@ -886,22 +886,3 @@ def validate_priority(
         )
         return Priority.INTERACTIVE
     return _PRIORITIES[value]
-
-
-def raise_if_any(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise InvalidArgument(violations)
-
-
-def parse_export_name(name: str, field: str = "name") -> str:
-    """`exports/{id}` → id."""
-    prefix, _, export_id = name.partition("/")
-    if prefix != "exports" or not re.fullmatch(r"[0-9a-f]{20}", export_id):
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    field, f"{name!r} is not an export name such as exports/0123456789abcdef0123"
-                )
-            ]
-        )
-    return export_id
