@@ -124,9 +124,7 @@ async def test_domain_errors_map_to_their_codes_with_details(
             export=export_pb2.Export(
                 source=export_pb2.ExportSource(object_key="../etc/passwd"),
                 operations=[
-                    export_pb2.Operation(
-                        transcode=export_pb2.TranscodeOptions(resolution="wide")
-                    )
+                    export_pb2.Operation(transcode=export_pb2.TranscodeOptions(resolution="wide"))
                 ],
             )
         )
@@ -169,9 +167,7 @@ def test_every_domain_code_has_the_grpc_code_of_its_name() -> None:
         assert grpc_code(code).value[0] == code.value
 
 
-async def create_export(
-    service: RunningService, tmp_path: Path
-) -> export_pb2.Export:
+async def create_export(service: RunningService, tmp_path: Path) -> export_pb2.Export:
     source = tmp_path / "clip.mp4"
     source.write_bytes(b"\x00" * 1024)
     await service.app.storage.upload_file(source, "in/clip.mp4", "video/mp4")
@@ -180,9 +176,7 @@ async def create_export(
             export=export_pb2.Export(
                 source=export_pb2.ExportSource(object_key="in/clip.mp4"),
                 operations=[
-                    export_pb2.Operation(
-                        thumbnail=export_pb2.ThumbnailOptions(timestamps=["0"])
-                    )
+                    export_pb2.Operation(thumbnail=export_pb2.ThumbnailOptions(timestamps=["0"]))
                 ],
             )
         )
