@@ -15,15 +15,31 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.api.status import ERROR_DOMAIN, grpc_code
 from sparc_video.core.errors import Code
 from sparc_video.core.settings import Settings
 from sparc_video.exports.service import WatchMessage
+from sparc_video.observability.tracing import setup_tracing
 from tests.fixtures.service import RunningService, start_service
 
 MISSING = "exports/0123456789abcdef0123"
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    memory = InMemorySpanExporter()
+    assert setup_tracing("sparc-video-tests", env={}, exporters=[memory]) is not None
+    return memory
+
+
+def rpc_span(spans: InMemorySpanExporter, method: str) -> Any:
+    (span,) = [s for s in spans.get_finished_spans() if s.name == f"sparc.video.v1.{method}"]
+    assert span.kind == SpanKind.SERVER
+    return span
 
 
 def details(error: grpc.aio.AioRpcError) -> tuple[status_pb2.Status, dict[str, Any]]:
@@ -61,7 +77,9 @@ async def test_unexpected_error_in_a_unary_handler_is_internal_with_a_logged_id(
     service_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    spans: InMemorySpanExporter,
 ) -> None:
+    spans.clear()
     async with start_service(service_settings(), worker=False) as service:
 
         async def broken(*args: Any, **kwargs: Any) -> NoReturn:
@@ -71,6 +89,14 @@ async def test_unexpected_error_in_a_unary_handler_is_internal_with_a_logged_id(
         with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as info:
             await service.exports.GetExport(export_service_pb2.GetExportRequest(name=MISSING))
     assert_internal_with_logged_id(info.value, caplog, "disk on fire 4711")
+    # The RPC's span says so too, with the id an operator searches for.
+    span = rpc_span(spans, "ExportService/GetExport")
+    attributes = span.attributes or {}
+    assert attributes["rpc.grpc.status_code"] == grpc.StatusCode.INTERNAL.value[0]
+    assert attributes["rpc.service"] == "sparc.video.v1.ExportService"
+    assert attributes["rpc.method"] == "GetExport"
+    assert attributes["sparc.error_id"] in (info.value.details() or "")
+    assert span.status.status_code == StatusCode.ERROR
 
 
 async def test_unexpected_error_in_a_stream_before_and_while_streaming(
@@ -109,7 +135,9 @@ async def test_unexpected_error_in_a_stream_before_and_while_streaming(
 
 async def test_domain_errors_map_to_their_codes_with_details(
     service_settings: Callable[..., Settings],
+    spans: InMemorySpanExporter,
 ) -> None:
+    spans.clear()
     async with start_service(service_settings(), worker=False) as service:
         # Unary, NOT_FOUND with its reason.
         with pytest.raises(grpc.aio.AioRpcError) as missing:
@@ -147,6 +175,11 @@ async def test_domain_errors_map_to_their_codes_with_details(
         assert watch_missing.value.code() == grpc.StatusCode.NOT_FOUND
         _, found = details(watch_missing.value)
         assert found["ErrorInfo"].reason == "EXPORT_NOT_FOUND"
+        span = rpc_span(spans, "ExportService/WatchExport")
+        assert (span.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+        assert (span.attributes or {})["error.type"] == "NOT_FOUND"
+        assert "sparc.error_id" not in (span.attributes or {})
+        spans.clear()
 
         # A malformed name on a stream: INVALID_ARGUMENT with the field.
         with pytest.raises(grpc.aio.AioRpcError) as watch_bad:
