@@ -69,6 +69,20 @@ class FieldViolation:
     description: str
 
 
+@dataclass(frozen=True)
+class ErrorRecord:
+    """An error as a record keeps it (an export's failure, a camera's last probe): the status
+    code's number, the stable reason and the message."""
+
+    code: int
+    reason: str
+    message: str
+
+    @classmethod
+    def from_error(cls, error: SparcVideoError) -> ErrorRecord:
+        return cls(code=int(error.code), reason=error.reason, message=error.message)
+
+
 class SparcVideoError(Exception):
     """Base of every error the service raises on purpose."""
 

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from sparc_video.core.errors import SparcVideoError
+from sparc_video.core.errors import ErrorRecord
 
 
 class ExportState(enum.StrEnum):
@@ -339,18 +339,8 @@ class Coverage:
         )
 
 
-@dataclass(frozen=True)
-class ExportError:
-    """Why an export failed: a gRPC status code (int), a stable reason and a message."""
-
-    code: int
-    reason: str
-    message: str
-
-    @classmethod
-    def from_error(cls, error: SparcVideoError) -> ExportError:
-        """What an export (or a camera's last probe) records about `error`."""
-        return cls(code=int(error.code), reason=error.reason, message=error.message)
+# Why an export failed: a status code (int), a stable reason and a message.
+ExportError = ErrorRecord
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Domain records → protobuf messages (the other direction is `validation.py`)."""
+"""Domain records → protobuf messages (the other direction is `requests/`; the enum tables both
+share, and operations as messages, are in `sparc_video.exports.proto`)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,15 @@ from sparc_video.api.common import duration as duration
 from sparc_video.api.common import timestamp as timestamp
 from sparc_video.api.status import error_status as error_status
 from sparc_video.exports.models import (
-    CompressOp,
-    ConvertOp,
     Coverage,
     ExportRecord,
     ExportState,
-    Operation,
     Output,
     OutputKind,
-    Priority,
     Progress,
-    RedactOp,
-    ThumbnailOp,
-    Timestamp,
-    TranscodeOp,
-    TrimOp,
-    WatermarkOp,
 )
+from sparc_video.exports.proto import GAP_MODES, PRIORITIES
+from sparc_video.exports.proto import operation_to_proto as operation_to_proto
 
 _STATES = {
     ExportState.QUEUED: export_pb2.Export.STATE_QUEUED,
@@ -36,10 +29,6 @@ _STATES = {
     ExportState.CANCELLED: export_pb2.Export.STATE_CANCELLED,
 }
 STATE_FROM_PROTO = {v: k for k, v in _STATES.items()}
-_PRIORITIES = {
-    Priority.INTERACTIVE: export_pb2.Export.PRIORITY_INTERACTIVE,
-    Priority.BATCH: export_pb2.Export.PRIORITY_BATCH,
-}
 _KINDS = {
     OutputKind.VIDEO: export_pb2.Output.KIND_VIDEO,
     OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
@@ -63,7 +52,7 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         request_id=record.request_id,
-        priority=_PRIORITIES[record.priority],
+        priority=PRIORITIES[record.priority],
         requester=record.requester,
         case_id=record.case_id,
         purpose=record.purpose,
@@ -102,18 +91,12 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
     return message
 
 
-_GAP_MODES = {
-    "close": export_pb2.CameraTimeRange.GAP_MODE_CLOSE,
-    "slate": export_pb2.CameraTimeRange.GAP_MODE_SLATE,
-}
-
-
 def source_to_proto(record: ExportRecord) -> export_pb2.ExportSource:
     wanted = record.camera_range
     if wanted is not None:
         message = export_pb2.CameraTimeRange(
             camera=f"cameras/{wanted.camera_id}",
-            gap_mode=_GAP_MODES[wanted.gap_mode],
+            gap_mode=GAP_MODES[wanted.gap_mode],
             wall_clock_subtitles=wanted.wall_clock_subtitles,
         )
         message.start_time.FromNanoseconds(wanted.start_ns)
@@ -148,162 +131,6 @@ def coverage_to_proto(coverage: Coverage) -> export_pb2.Coverage:
         hole.start_time.FromNanoseconds(gap.start_ns)
         hole.end_time.FromNanoseconds(gap.end_ns)
     return message
-
-
-def operation_to_proto(op: Operation) -> export_pb2.Operation:
-    if isinstance(op, TranscodeOp):
-        return export_pb2.Operation(transcode=_transcode_to_proto(op))
-    if isinstance(op, ThumbnailOp):
-        return export_pb2.Operation(thumbnail=_thumbnail_to_proto(op))
-    if isinstance(op, ConvertOp):
-        return export_pb2.Operation(
-            convert=export_pb2.ConvertOptions(
-                container=_CONTAINERS[op.container],
-                video_codec=op.video_codec,
-                audio_codec=op.audio_codec,
-            )
-        )
-    if isinstance(op, CompressOp):
-        compress = export_pb2.CompressOptions(
-            quality=_QUALITIES[op.quality],
-            max_bitrate=_bits(op.max_bitrate_bps),
-            buffer_size=_bits(op.buffer_size_bits),
-            target_size=str(op.target_size_bytes) if op.target_size_bytes else "",
-        )
-        if op.crf is not None:
-            compress.crf = op.crf
-        return export_pb2.Operation(compress=compress)
-    if isinstance(op, WatermarkOp):
-        watermark = export_pb2.WatermarkOptions(
-            position=_POSITIONS[op.position],
-            offset_x=op.offset_x,
-            offset_y=op.offset_y,
-            opacity=op.opacity,
-            scale=op.scale,
-            text_color=op.text_color,
-        )
-        if op.image_key:
-            watermark.image_object_key = op.image_key
-        elif op.text or op.clock is None:
-            watermark.text = op.text
-        if op.margin is not None:
-            watermark.margin = op.margin
-        if op.clock is not None:
-            watermark.clock.format = op.clock.format
-            watermark.clock.time_zone = op.clock.time_zone
-            if op.clock.base_time_ns is not None:
-                watermark.clock.base_time.FromNanoseconds(op.clock.base_time_ns)
-        return export_pb2.Operation(watermark=watermark)
-    if isinstance(op, RedactOp):
-        redact = export_pb2.RedactOptions(
-            regions=[
-                export_pb2.RedactOptions.Region(x=r.x, y=r.y, width=r.width, height=r.height)
-                for r in op.regions
-            ],
-            mode=_REDACT_MODES[op.mode],
-            strength=op.strength,
-            start=_seconds(op.start_s) if op.start_s else "",
-            end=_seconds(op.end_s),
-            duration=_seconds(op.duration_s),
-        )
-        return export_pb2.Operation(redact=redact)
-    assert isinstance(op, TrimOp)
-    return export_pb2.Operation(
-        trim=export_pb2.TrimOptions(
-            start=_seconds(op.start_s) if op.start_s else "",
-            end=_seconds(op.end_s),
-            duration=_seconds(op.duration_s),
-            mode=_MODES[op.mode],
-        )
-    )
-
-
-def _transcode_to_proto(op: TranscodeOp) -> export_pb2.TranscodeOptions:
-    return export_pb2.TranscodeOptions(
-        codec=op.codec,
-        bitrate=_bits(op.bitrate_bps),
-        resolution=_size(op.width, op.height),
-        preset=op.preset,
-        fps=op.fps,
-        pixel_format=op.pixel_format,
-        audio_codec=op.audio_codec,
-        audio_bitrate=_bits(op.audio_bitrate_bps),
-        remove_audio=op.remove_audio,
-        hardware=_HARDWARE[op.hardware],
-    )
-
-
-def _thumbnail_to_proto(op: ThumbnailOp) -> export_pb2.ThumbnailOptions:
-    message = export_pb2.ThumbnailOptions(
-        timestamps=[] if op.sprite_frame_count else [_stamp(t) for t in op.timestamps],
-        size=_size(op.width, op.height),
-        format=_FORMATS[op.format],
-    )
-    if op.sprite:
-        message.sprite_sheet.CopyFrom(
-            export_pb2.SpriteSheetOptions(
-                frame_count=op.sprite_frame_count, columns=op.sprite_columns
-            )
-        )
-    return message
-
-
-def _stamp(stamp: Timestamp) -> str:
-    """As clients write it: `50%` or seconds."""
-    return f"{stamp.value:g}%" if stamp.kind == "percent" else f"{stamp.value:g}"
-
-
-def _bits(value: int | None) -> str:
-    return str(value) if value else ""
-
-
-def _size(width: int, height: int) -> str:
-    return f"{width}x{height}" if width or height else ""
-
-
-def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
-
-
-_HARDWARE = {
-    "": export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED,
-    "auto": export_pb2.TranscodeOptions.HARDWARE_AUTO,
-    "none": export_pb2.TranscodeOptions.HARDWARE_NONE,
-    "nvenc": export_pb2.TranscodeOptions.HARDWARE_NVENC,
-}
-_FORMATS = {
-    "jpeg": export_pb2.ThumbnailOptions.FORMAT_JPEG,
-    "png": export_pb2.ThumbnailOptions.FORMAT_PNG,
-    "webp": export_pb2.ThumbnailOptions.FORMAT_WEBP,
-}
-_CONTAINERS = {
-    "mp4": export_pb2.ConvertOptions.CONTAINER_MP4,
-    "mov": export_pb2.ConvertOptions.CONTAINER_MOV,
-    "avi": export_pb2.ConvertOptions.CONTAINER_AVI,
-    "mkv": export_pb2.ConvertOptions.CONTAINER_MKV,
-    "webm": export_pb2.ConvertOptions.CONTAINER_WEBM,
-}
-_QUALITIES = {
-    "": export_pb2.CompressOptions.QUALITY_UNSPECIFIED,
-    "low": export_pb2.CompressOptions.QUALITY_LOW,
-    "medium": export_pb2.CompressOptions.QUALITY_MEDIUM,
-    "high": export_pb2.CompressOptions.QUALITY_HIGH,
-}
-_POSITIONS = {
-    "top_left": export_pb2.WatermarkOptions.POSITION_TOP_LEFT,
-    "top_right": export_pb2.WatermarkOptions.POSITION_TOP_RIGHT,
-    "bottom_left": export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT,
-    "bottom_right": export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT,
-    "center": export_pb2.WatermarkOptions.POSITION_CENTER,
-}
-_MODES = {
-    "exact": export_pb2.TrimOptions.MODE_EXACT,
-    "fast": export_pb2.TrimOptions.MODE_FAST,
-}
-_REDACT_MODES = {
-    "blur": export_pb2.RedactOptions.MODE_BLUR,
-    "pixelate": export_pb2.RedactOptions.MODE_PIXELATE,
-}
 
 
 def progress_to_proto(progress: Progress) -> export_pb2.Progress:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Literal
 
 from sparc.video.v1 import export_pb2
 
@@ -19,14 +18,13 @@ from sparc_video.core.errors import FieldViolation
 from sparc_video.exports.models import (
     DEFAULT_CLOCK_FORMAT,
     Operation,
-    RedactMode,
     RedactOp,
     RedactRegion,
     TrimOp,
     WatermarkClock,
     WatermarkOp,
-    WatermarkPosition,
 )
+from sparc_video.exports.proto import POSITIONS, REDACT_MODES, TRIM_MODES, decoding
 from sparc_video.media import capture_clock
 
 MAX_WATERMARK_TEXT = 200
@@ -101,14 +99,7 @@ def watermark(
     )
 
 
-_POSITIONS: dict[export_pb2.WatermarkOptions.Position.ValueType, WatermarkPosition] = {
-    export_pb2.WatermarkOptions.POSITION_UNSPECIFIED: "bottom_right",
-    export_pb2.WatermarkOptions.POSITION_TOP_LEFT: "top_left",
-    export_pb2.WatermarkOptions.POSITION_TOP_RIGHT: "top_right",
-    export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT: "bottom_left",
-    export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT: "bottom_right",
-    export_pb2.WatermarkOptions.POSITION_CENTER: "center",
-}
+_POSITIONS = decoding(POSITIONS, (export_pb2.WatermarkOptions.POSITION_UNSPECIFIED, "bottom_right"))
 
 
 def _clock(
@@ -201,11 +192,7 @@ def trim(
     )
 
 
-_MODES: dict[export_pb2.TrimOptions.Mode.ValueType, Literal["exact", "fast"]] = {
-    export_pb2.TrimOptions.MODE_UNSPECIFIED: "exact",
-    export_pb2.TrimOptions.MODE_EXACT: "exact",
-    export_pb2.TrimOptions.MODE_FAST: "fast",
-}
+_MODES = decoding(TRIM_MODES, (export_pb2.TrimOptions.MODE_UNSPECIFIED, "exact"))
 
 
 def redact(
@@ -245,11 +232,7 @@ def redact(
     )
 
 
-_REDACT_MODES: dict[export_pb2.RedactOptions.Mode.ValueType, RedactMode] = {
-    export_pb2.RedactOptions.MODE_UNSPECIFIED: "blur",
-    export_pb2.RedactOptions.MODE_BLUR: "blur",
-    export_pb2.RedactOptions.MODE_PIXELATE: "pixelate",
-}
+_REDACT_MODES = decoding(REDACT_MODES, (export_pb2.RedactOptions.MODE_UNSPECIFIED, "blur"))
 
 
 def _region(

@@ -7,6 +7,7 @@ from sparc.video.v1 import export_pb2
 
 from sparc_video.core.errors import FieldViolation
 from sparc_video.exports.models import Priority
+from sparc_video.exports.proto import PRIORITIES, decoding
 
 MAX_REQUEST_ID_LEN = 128
 
@@ -19,11 +20,7 @@ def validate_request_id(request_id: str, violations: list[FieldViolation]) -> st
     return request_id
 
 
-_PRIORITIES = {
-    export_pb2.Export.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
-    export_pb2.Export.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
-    export_pb2.Export.PRIORITY_BATCH: Priority.BATCH,
-}
+_PRIORITIES = decoding(PRIORITIES, (export_pb2.Export.PRIORITY_UNSPECIFIED, Priority.INTERACTIVE))
 
 
 def validate_priority(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from sparc.video.v1 import export_pb2
 
 from sparc_video.api.exports.requests.fields import (
@@ -27,6 +25,7 @@ from sparc_video.exports.models import (
     TranscodeOp,
 )
 from sparc_video.exports.plan import DEFAULT_TILE_WIDTH, sprite_grid
+from sparc_video.exports.proto import CONTAINERS, HARDWARE, QUALITIES, THUMBNAIL_FORMATS, decoding
 from sparc_video.media import codecs
 from sparc_video.media.codecs import PRESETS
 
@@ -96,14 +95,7 @@ def transcode(
     )
 
 
-_HARDWARE: dict[
-    export_pb2.TranscodeOptions.Hardware.ValueType, Literal["", "none", "auto", "nvenc"]
-] = {
-    export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED: "",
-    export_pb2.TranscodeOptions.HARDWARE_AUTO: "auto",
-    export_pb2.TranscodeOptions.HARDWARE_NONE: "none",
-    export_pb2.TranscodeOptions.HARDWARE_NVENC: "nvenc",
-}
+_HARDWARE = decoding(HARDWARE)
 
 
 def thumbnail(
@@ -173,12 +165,7 @@ def thumbnail(
     )
 
 
-_FORMATS: dict[export_pb2.ThumbnailOptions.Format.ValueType, Literal["jpeg", "png", "webp"]] = {
-    export_pb2.ThumbnailOptions.FORMAT_UNSPECIFIED: "jpeg",
-    export_pb2.ThumbnailOptions.FORMAT_JPEG: "jpeg",
-    export_pb2.ThumbnailOptions.FORMAT_PNG: "png",
-    export_pb2.ThumbnailOptions.FORMAT_WEBP: "webp",
-}
+_FORMATS = decoding(THUMBNAIL_FORMATS, (export_pb2.ThumbnailOptions.FORMAT_UNSPECIFIED, "jpeg"))
 
 
 def convert(
@@ -222,13 +209,7 @@ def convert(
     return ConvertOp(container=container, video_codec=video_codec, audio_codec=audio_codec)
 
 
-_CONTAINERS = {
-    export_pb2.ConvertOptions.CONTAINER_MP4: "mp4",
-    export_pb2.ConvertOptions.CONTAINER_MOV: "mov",
-    export_pb2.ConvertOptions.CONTAINER_AVI: "avi",
-    export_pb2.ConvertOptions.CONTAINER_MKV: "mkv",
-    export_pb2.ConvertOptions.CONTAINER_WEBM: "webm",
-}
+_CONTAINERS = decoding(CONTAINERS)
 
 
 def compress(
@@ -266,11 +247,4 @@ def compress(
     )
 
 
-_QUALITIES: dict[
-    export_pb2.CompressOptions.Quality.ValueType, Literal["", "low", "medium", "high"]
-] = {
-    export_pb2.CompressOptions.QUALITY_UNSPECIFIED: "",
-    export_pb2.CompressOptions.QUALITY_LOW: "low",
-    export_pb2.CompressOptions.QUALITY_MEDIUM: "medium",
-    export_pb2.CompressOptions.QUALITY_HIGH: "high",
-}
+_QUALITIES = decoding(QUALITIES)

@@ -8,8 +8,8 @@ from sparc_video.api.common import parse_camera_name, parse_recording_name
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.exports.models import (
     CameraRange,
-    GapMode,
 )
+from sparc_video.exports.proto import GAP_MODES, decoding
 from sparc_video.exports.sources import RecordingSource, SourceSpec
 from sparc_video.storage.base import validate_key
 
@@ -39,11 +39,7 @@ def validate_source(
     return validate_source_key(source.object_key, f"{field}.object_key", violations)
 
 
-_GAP_MODES: dict[int, GapMode] = {
-    export_pb2.CameraTimeRange.GAP_MODE_UNSPECIFIED: "close",
-    export_pb2.CameraTimeRange.GAP_MODE_CLOSE: "close",
-    export_pb2.CameraTimeRange.GAP_MODE_SLATE: "slate",
-}
+_GAP_MODES = decoding(GAP_MODES, (export_pb2.CameraTimeRange.GAP_MODE_UNSPECIFIED, "close"))
 
 
 def validate_source_key(key: str, field: str, violations: list[FieldViolation]) -> str:
