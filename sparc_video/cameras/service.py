@@ -1,7 +1,7 @@
 """What CameraService does with cameras, free of protobuf and gRPC: one method per RPC.
 
-Handlers (`camera_service.py`) validate requests with `camera_validation.py`, call one method
-here and convert the result with `camera_mapping.py`. Recordings are in `recordings.py`.
+Handlers (`api/cameras/handlers.py`) validate requests with `api/cameras/requests.py`, call one
+method here and convert the result with `api/cameras/mapping.py`. Recordings are in `recordings.py`.
 
 Secrets (the stream's log-in and secret query values, see `stream_urls.py`) are decrypted only
 to open the stream, and every message that could quote them is scrubbed first. They are bound

@@ -1,8 +1,8 @@
 """The export domain model: validated operations, progress, outputs and the export record.
 
 These are plain dataclasses, independent of protobuf: the server builds them from validated
-requests (`validation.py`), stores them in Redis as JSON (`records.py`), the worker reads them
-back and the RPC layer converts them to protos (`proto_mapping.py`).
+requests (`api/exports/requests/`), stores them in Redis as JSON (`records.py`), the worker
+reads them back and the RPC layer converts them to protos (`api/exports/mapping.py`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Camera and recording records → protobuf messages (the other way is camera_validation.py).
+"""Camera and recording records → protobuf messages (the other way is requests.py).
 
 A camera's secrets never reach a message: the stream URL goes out in its public form, with
 `***@` where a log-in is stored, and `credentials` is never set.
