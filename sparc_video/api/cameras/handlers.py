@@ -18,7 +18,6 @@ from sparc_video.api.common import duration, timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
-from sparc_video.core.errors import FieldViolation
 
 Context = grpc.aio.ServicerContext[Any, Any]
 svc = camera_service_pb2
@@ -32,10 +31,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     async def CreateCamera(
         self, request: svc.CreateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        violations: list[FieldViolation] = []
-        camera_id = validation.validate_camera_id(request.camera_id, violations)
-        fields = validation.camera_fields(request.camera, violations)
-        validation.raise_if_any(violations)
+        camera_id, fields = validation.create_camera_args(request)
         return camera_to_proto(await self._cameras.create(fields, camera_id))
 
     async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
@@ -55,11 +51,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     async def UpdateCamera(
         self, request: svc.UpdateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        camera_id = validation.parse_camera_name(request.camera.name, "camera.name")
-        violations: list[FieldViolation] = []
-        paths = validation.update_paths(request.update_mask, request.camera, violations)
-        fields = validation.camera_fields(request.camera, violations, paths)
-        validation.raise_if_any(violations)
+        camera_id, fields, paths = validation.update_camera_args(request)
         return camera_to_proto(await self._cameras.update(camera_id, fields, paths))
 
     async def DeleteCamera(
@@ -107,13 +99,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context
     ) -> camera_pb2.Recording:
-        camera_id = validation.parse_camera_name(request.parent, "parent")
-        violations: list[FieldViolation] = []
-        key = validation.object_key(request.recording.object_key, violations)
-        start_ns = validation.start_time_ns(
-            request.recording.start_time, request.recording.HasField("start_time"), violations
-        )
-        validation.raise_if_any(violations)
+        camera_id, key, start_ns = validation.create_recording_args(request)
         return recording_to_proto(await self._recordings.create(camera_id, key, start_ns))
 
     async def GetRecording(

@@ -1,4 +1,4 @@
-"""CameraService requests → validated domain values (the other direction is camera_mapping.py).
+"""CameraService requests → validated domain values (the other direction is mapping.py).
 
 Every problem is collected as a FieldViolation naming the field (AIP-193 paths such as
 `camera.labels`), so one call reports everything wrong at once. No description quotes a stream
@@ -11,7 +11,7 @@ import re
 import time
 
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from sparc.video.v1 import camera_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2
 
 from sparc_video.api.common import parse_camera_name as parse_camera_name
 from sparc_video.api.common import parse_recording_name as parse_recording_name
@@ -294,3 +294,41 @@ def _labels(labels: dict[str, str], violations: list[FieldViolation]) -> dict[st
 
 def _bad_filter(text: str, problem: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation("filter", f"{text[:200]!r}: {problem}; {_FILTER_HELP}")])
+
+
+# Whole requests → the arguments of their one domain call: everything wrong, raised at once.
+
+
+def create_camera_args(request: camera_service_pb2.CreateCameraRequest) -> tuple[str, CameraFields]:
+    """(camera id or "" for a generated one, fields)."""
+    violations: list[FieldViolation] = []
+    camera_id = validate_camera_id(request.camera_id, violations)
+    fields = camera_fields(request.camera, violations)
+    raise_if_any(violations)
+    return camera_id, fields
+
+
+def update_camera_args(
+    request: camera_service_pb2.UpdateCameraRequest,
+) -> tuple[str, CameraFields, frozenset[str]]:
+    """(camera id, fields, the paths to change)."""
+    camera_id = parse_camera_name(request.camera.name, "camera.name")
+    violations: list[FieldViolation] = []
+    paths = update_paths(request.update_mask, request.camera, violations)
+    fields = camera_fields(request.camera, violations, paths)
+    raise_if_any(violations)
+    return camera_id, fields, paths
+
+
+def create_recording_args(
+    request: camera_service_pb2.CreateRecordingRequest,
+) -> tuple[str, str, int]:
+    """(camera id, object key, start time in ns)."""
+    camera_id = parse_camera_name(request.parent, "parent")
+    violations: list[FieldViolation] = []
+    key = object_key(request.recording.object_key, violations)
+    start_ns = start_time_ns(
+        request.recording.start_time, request.recording.HasField("start_time"), violations
+    )
+    raise_if_any(violations)
+    return camera_id, key, start_ns
