@@ -934,3 +934,27 @@ def test_auth_settings_from_the_environment(tmp_path: Path, pki: Pki) -> None:
     with pytest.raises(SettingsError, match="entry 1 is not PRINCIPAL:ROLE:TOKEN") as raised:
         Settings.from_env({"AUTH_TOKENS": "no-separators-at-all-123"})
     assert "no-separators" not in str(raised.value)
+
+
+async def test_a_token_without_tls_needs_the_plaintext_opt_in(
+    service_settings: Callable[..., Settings],
+) -> None:
+    """The README's docker and Kubernetes examples serve tokens without TLS (a mesh encrypts):
+    the client refuses to send a token in plaintext unless told to, and says how."""
+    settings = service_settings(auth_disabled=False, auth_static_tokens=static_tokens())
+    token = TOKENS["op-a"][1]
+    with pytest.raises(ValueError, match="plaintext_token=True") as refused:
+        AsyncExportClient("127.0.0.1:1", token=token)
+    assert "--plaintext-token" in str(refused.value)
+    async with start_service(settings, worker=False) as service:
+        async with AsyncExportClient(service.target, token=token, plaintext_token=True) as client:
+            await service.app.storage.put_bytes("in/x.mp4", b"x", "video/mp4")
+            created = await client.create_export("in/x.mp4", [thumbnail("1")])
+            # A stream carries the token too.
+            async for event in client.watch_export(created.name):
+                assert event.export.state == export_pb2.Export.STATE_QUEUED
+                break
+            assert (await client.get_export(created.name)).name == created.name
+        async with AsyncExportClient(service.target, token="wrong", plaintext_token=True) as bad:
+            with pytest.raises(UnauthenticatedError):
+                await bad.get_export(created.name)

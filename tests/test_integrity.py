@@ -475,3 +475,42 @@ def test_the_signing_key_is_kept_out_of_logs() -> None:
     body = pem.splitlines()[1]
     redact = Redactor(settings_secrets(Settings(manifest_signing_key=pem)))
     assert body not in redact(f"loaded key {pem!r}")
+
+
+def test_bundles_signed_before_a_rotation_verify_with_the_retired_key(tmp_path: Path) -> None:
+    old = signing.ManifestSigner(Ed25519PrivateKey.generate())
+    new = signing.ManifestSigner(Ed25519PrivateKey.generate(), retired=[old.public_key])
+    stranger = signing.ManifestSigner(Ed25519PrivateKey.generate())
+    assert list(new.verification_keys) == [new.key_id, old.key_id]
+    assert new.is_retired(old.key_id) and not new.is_retired(new.key_id)
+    for name, signer in (("old", old), ("new", new), ("stranger", stranger)):
+        folder = tmp_path / name
+        folder.mkdir()
+        data = signing.canonical_json({"storage_prefix": "exports/x/1/", "outputs": []})
+        (folder / "manifest.json").write_bytes(data)
+        (folder / "manifest.json.sig").write_bytes(signer.sign(data).to_bytes())
+    assert bundle.verify_bundle(tmp_path / "old", new.verification_keys).key_id == old.key_id
+    assert bundle.verify_bundle(tmp_path / "new", new.verification_keys).key_id == new.key_id
+    with pytest.raises(bundle.UnknownKey, match=stranger.key_id):
+        bundle.verify_bundle(tmp_path / "stranger", new.verification_keys)
+    # Before the rotation, the old key alone does not know the new one.
+    with pytest.raises(bundle.UnknownKey):
+        bundle.verify_bundle(tmp_path / "new", old.public_key)
+
+
+def test_several_public_keys_parse_from_pem_blocks_or_base64() -> None:
+    keys = [Ed25519PrivateKey.generate().public_key() for _ in range(3)]
+    pems = "".join(signing.public_key_pem(key) for key in keys)
+    raw = [
+        base64.b64encode(
+            key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        ).decode()
+        for key in keys
+    ]
+    ids = [signing.key_id(key) for key in keys]
+    assert [signing.key_id(k) for k in signing.parse_public_keys(pems)] == ids
+    assert [signing.key_id(k) for k in signing.parse_public_keys(", ".join(raw))] == ids
+    with pytest.raises(ValueError, match="outside its PEM blocks"):
+        signing.parse_public_keys(pems + "junk")
+    with pytest.raises(ValueError):
+        signing.parse_public_keys("not-a-key")

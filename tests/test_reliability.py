@@ -19,12 +19,12 @@ import pytest
 from arq.constants import job_key_prefix
 from sparc.video.v1 import export_pb2, export_service_pb2
 
+from sparc_video.core.embedded_redis import EmbeddedRedis, free_port
 from sparc_video.core.errors import PermanentProcessingError, ProcessingTimeout
 from sparc_video.core.settings import Settings
 from sparc_video.exports.models import ExportState
 from sparc_video.media.synth import make_sample_clip
 from tests import sandbox_targets
-from tests.fixtures.redis import RedisProcess, free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
 from workers.sandbox.child import ChildProgress
@@ -361,7 +361,7 @@ async def test_hung_child_is_killed_at_the_timeout() -> None:
 
 
 async def test_redis_outage_fails_fast_and_recovers(
-    service_settings: Callable[..., Settings], redis_process: RedisProcess
+    service_settings: Callable[..., Settings], redis_process: EmbeddedRedis
 ) -> None:
     settings = service_settings(redis_url=redis_process.url)
     async with start_service(settings, worker=False) as service:
@@ -388,7 +388,7 @@ async def test_redis_outage_fails_fast_and_recovers(
 async def test_records_survive_a_restart_of_a_persistent_redis(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    server = RedisProcess(tmp_path / "persistent-redis")
+    server = EmbeddedRedis(tmp_path / "persistent-redis", save="")
     server.start(persist=True)
     try:
         settings = service_settings(redis_url=server.url)
@@ -433,7 +433,7 @@ async def test_server_shutdown_ends_watches_with_unavailable_and_they_resume(
 
 
 async def test_dropped_watches_free_their_resources(
-    service_settings: Callable[..., Settings], redis_process: RedisProcess
+    service_settings: Callable[..., Settings], redis_process: EmbeddedRedis
 ) -> None:
     # A private Redis: its client list holds only this service's connections.
     settings = service_settings(redis_url=redis_process.url)
@@ -515,7 +515,7 @@ async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
 
 
 async def test_worker_keeps_polling_through_a_redis_outage(
-    service_settings: Callable[..., Settings], redis_process: RedisProcess, tmp_path: Path
+    service_settings: Callable[..., Settings], redis_process: EmbeddedRedis, tmp_path: Path
 ) -> None:
     settings = service_settings(redis_url=redis_process.url)
     clip = tmp_path / "clip.mp4"

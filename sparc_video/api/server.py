@@ -24,6 +24,7 @@ from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
 from sparc_video.api.interceptors import ObservabilityInterceptor, tracing_interceptor
+from sparc_video.api.request_decoding import RequestDecodingInterceptor
 from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.api.status import ErrorInterceptor
 from sparc_video.app import App, open_app
@@ -61,6 +62,8 @@ class Server:
                 ObservabilityInterceptor(),
                 ErrorInterceptor(),
                 AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
+                # Innermost: it replaces how the request is decoded (see its module).
+                RequestDecodingInterceptor(),
             ],
             options=[
                 # GRPC_MAX_MESSAGE_SIZE: a larger request is refused by gRPC itself with
@@ -82,6 +85,7 @@ class Server:
             StorageUsage(app.redis, app.store.keys),
             app.settings.storage_backend,
             self.health.results,
+            app.storage,
         )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports, app.signer), self._grpc

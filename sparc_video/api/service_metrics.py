@@ -22,6 +22,7 @@ from sparc_video.exports.models import ExportState
 from sparc_video.exports.records import ExportStore
 from sparc_video.media.codecs import NVENC_UNAVAILABLE
 from sparc_video.observability.metrics import StorageUsage
+from sparc_video.storage.base import BoundedStorage, Capacity
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class _Snapshot:
     stored_bytes: int = 0
     ok: bool = False
     nvenc_workers: int = 0
+    capacity: Capacity | None = None
 
 
 class ServiceCollector(Collector):
@@ -56,8 +58,12 @@ class ServiceCollector(Collector):
         usage: StorageUsage,
         backend: str,
         health_results: Mapping[str, HealthResult] | None = None,
+        storage: object = None,
     ) -> None:
+        """`storage`: the backend; one on a file system (BoundedStorage) also reports its free
+        and total bytes, so an alert can fire before it fills up."""
         self._store = store
+        self._bounded = storage if isinstance(storage, BoundedStorage) else None
         self._usage = usage
         self._backend = backend
         self._health = health_results or {}
@@ -81,7 +87,15 @@ class ServiceCollector(Collector):
         nvenc = sum(
             n for summary, n in hardware.items() if not summary.startswith(NVENC_UNAVAILABLE)
         )
-        self._snapshot = _Snapshot(counts, age, workers, stored, ok=True, nvenc_workers=nvenc)
+        capacity = None
+        if self._bounded is not None:
+            try:
+                capacity = await self._bounded.capacity()
+            except OSError as exc:  # the directory vanished: the storage check says so
+                log.warning("metrics: cannot read the storage's free space: %s", exc)
+        self._snapshot = _Snapshot(
+            counts, age, workers, stored, ok=True, nvenc_workers=nvenc, capacity=capacity
+        )
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot
@@ -121,6 +135,21 @@ class ServiceCollector(Collector):
             )
             used.add_metric([self._backend], snap.stored_bytes)
             yield used
+        if snap.capacity is not None:
+            free = GaugeMetricFamily(
+                "video_storage_free_bytes",
+                "Free bytes on the file system of a local storage backend (absent for S3).",
+                labels=["backend"],
+            )
+            free.add_metric([self._backend], snap.capacity.free_bytes)
+            yield free
+            total = GaugeMetricFamily(
+                "video_storage_capacity_bytes",
+                "Size of the file system of a local storage backend (absent for S3).",
+                labels=["backend"],
+            )
+            total.add_metric([self._backend], snap.capacity.total_bytes)
+            yield total
         ok = GaugeMetricFamily(
             "video_health_check_ok",
             "Result of the last background dependency check (critical ones gate SERVING).",

@@ -53,7 +53,7 @@ from sparc_video.evidence.bundle import (
     UnknownKey,
     verify_bundle,
 )
-from sparc_video.evidence.signing import parse_public_key, read_public_key_file
+from sparc_video.evidence.signing import keyring, parse_public_key, read_public_keys_file
 
 Export = export_pb2.Export
 
@@ -391,7 +391,8 @@ def add_client_commands(
         "--public-key",
         type=Path,
         metavar="FILE",
-        help="the service's public key, PEM (from GetManifestSigningKey) or base64",
+        help="the service's public key(s): PEM (from GetManifestSigningKey; after a rotation, "
+        "its keys concatenated) or base64",
     )
     add_camera_commands(commands, common)
 
@@ -829,14 +830,16 @@ _BUNDLE_EXIT_CODES: tuple[tuple[type[BundleError], int], ...] = (
 async def _verify(args: argparse.Namespace, client: AsyncExportClient) -> int:
     if args.public_key is not None:
         try:
-            public_key = read_public_key_file(args.public_key)
+            keys = keyring(read_public_keys_file(args.public_key))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--public-key: {exc}") from None
     else:
         published = await client.get_manifest_signing_key()
-        public_key = parse_public_key(published.public_key_pem)
+        # Every key the service vouches for (current and retired): the signature names its own.
+        pems = [k.public_key_pem for k in published.verification_keys] or [published.public_key_pem]
+        keys = keyring(parse_public_key(pem) for pem in pems)
     try:
-        bundle = await asyncio.to_thread(verify_bundle, args.directory, public_key)
+        bundle = await asyncio.to_thread(verify_bundle, args.directory, keys)
     except BundleError as exc:
         code = next(code for kind, code in _BUNDLE_EXIT_CODES if isinstance(exc, kind))
         _report(args, {"valid": False, "error": {"kind": type(exc).__name__, "message": str(exc)}})

@@ -20,6 +20,8 @@ import binascii
 import hashlib
 import json
 import logging
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,22 @@ def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S)
+
+
+def parse_public_keys(text: str | bytes) -> list[Ed25519PublicKey]:
+    """Several public keys: concatenated PEM blocks, or base64 keys separated by commas or
+    whitespace (MANIFEST_RETIRED_KEYS, a verifier's key file)."""
+    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    blocks = _PEM_BLOCK.findall(data)
+    if blocks:
+        rest = _PEM_BLOCK.sub(b"", data).strip()
+        if rest:
+            raise ValueError("holds text outside its PEM blocks")
+        return [parse_public_key(block) for block in blocks]
+    return [parse_public_key(part) for part in re.split(rb"[,\s]+", data.strip()) if part]
+
+
 def key_id(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -99,7 +117,14 @@ class SignatureError(ValueError):
 
 
 class UnknownKeyError(SignatureError):
-    """The signature names a key other than the one given to verify it."""
+    """The signature names a key other than the ones given to verify it."""
+
+
+def keyring(keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+    """Keys by id, in the order given (the current key first, then retired ones)."""
+    if isinstance(keys, Ed25519PublicKey):
+        keys = [keys]
+    return {key_id(key): key for key in keys}
 
 
 @dataclass(frozen=True)
@@ -132,15 +157,22 @@ class Signature:
             raise SignatureError(f"the signature file is not a signature envelope: {exc}") from None
 
 
-def verify(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> None:
-    """Raise UnknownKeyError or SignatureError unless `signature` is `public_key`'s over `data`."""
+def verify(
+    data: bytes,
+    signature: Signature,
+    keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey],
+) -> Ed25519PublicKey:
+    """The key, among `keys`, whose signature over `data` `signature` is; UnknownKeyError when
+    the signature names none of them, SignatureError when it does not verify."""
     if signature.algorithm != ALGORITHM:
         raise SignatureError(f"signature algorithm {signature.algorithm!r} is not {ALGORITHM}")
-    expected = key_id(public_key)
-    if signature.key_id != expected:
+    ring = keyring(keys) if isinstance(keys, Ed25519PublicKey) else keys
+    public_key = ring.get(signature.key_id)
+    if public_key is None:
+        given = ", ".join(ring) or "none"
         raise UnknownKeyError(
-            f"the manifest was signed with key {signature.key_id}, not with the key given "
-            f"({expected})"
+            f"the manifest was signed with key {signature.key_id}, not with the key(s) given "
+            f"({given})"
         )
     try:
         public_key.verify(signature.signature, data)
@@ -148,16 +180,25 @@ def verify(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> N
         raise SignatureError(
             "the signature does not match the manifest: the manifest or its signature was altered"
         ) from None
+    return public_key
 
 
 class ManifestSigner:
-    """Signs manifests with the service's private key."""
+    """Signs manifests with the service's private key, and knows every key that verifies what
+    the service signed: its own and the ones retired by rotation (still vouched for)."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, retired: Iterable[Ed25519PublicKey] = ()
+    ) -> None:
         self._private_key = private_key
         self.public_key = private_key.public_key()
         self.key_id = key_id(self.public_key)
         self.public_key_pem = public_key_pem(self.public_key)
+        # The current key first; a retired key equal to it is not listed twice.
+        self.verification_keys = keyring([self.public_key, *retired])
+
+    def is_retired(self, kid: str) -> bool:
+        return kid != self.key_id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ManifestSigner:
@@ -202,8 +243,10 @@ def canonical_json(data: Any) -> bytes:
     ).encode("utf-8")
 
 
-def read_public_key_file(path: Path) -> Ed25519PublicKey:
+def read_public_keys_file(path: Path) -> list[Ed25519PublicKey]:
+    """The public keys in a file: one PEM key, or several (a rotated service's current and
+    retired keys), concatenated."""
     try:
-        return parse_public_key(path.read_bytes())
+        return parse_public_keys(path.read_bytes())
     except ValueError as exc:
         raise ValueError(f"{path} {exc}") from None

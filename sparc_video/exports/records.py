@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from sparc_video.core.errors import (
     ExportNotFound,
@@ -28,6 +27,7 @@ from sparc_video.core.errors import (
     ResourceExhausted,
 )
 from sparc_video.core.keys import Keys
+from sparc_video.core.transactions import watched
 from sparc_video.exports.models import ExportRecord, ExportState
 
 # Events kept per export: enough for any watcher that reconnects within the progress of a job
@@ -136,11 +136,6 @@ class StaleWrite(FailedPrecondition):
     """The record moved on under a writer (a newer attempt, another state): the write is refused."""
 
     reason = "STALE_WRITE"
-
-
-def new_export_id() -> str:
-    """12 hex digits of milliseconds then 8 random: unique, and sorting by id sorts by age."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
 
 
 def encode_record(record: ExportRecord) -> str:
@@ -290,35 +285,30 @@ class ExportStore:
         """
         key = self.keys.export(export_id)
         lease_key = self.keys.lease(export_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key, lease_key)
-                    raw, holder = await pipe.mget(key, lease_key)
-                    if raw is None:
-                        raise ExportNotFound(f"export {export_id!r} does not exist")
-                    record = decode_record(raw)
-                    old_state = record.state
-                    kind = change(record)
-                    if kind is None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return record
-                    if acquire and holder is not None and holder.decode() != acquire.token:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise LeaseHeld(f"export {export_id} is being run by {holder.decode()}")
-                    now = time.time()
-                    record.update_time = now
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for command in self._write_commands(record, kind, old_state, now):
-                        pipe.execute_command(*command)
-                    if acquire:
-                        pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
-                    if release and holder is not None and holder.decode() == release.token:
-                        pipe.delete(lease_key)
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+
+        async def write(pipe: Pipeline) -> ExportRecord:
+            raw, holder = await pipe.mget(key, lease_key)
+            if raw is None:
+                raise ExportNotFound(f"export {export_id!r} does not exist")
+            record = decode_record(raw)
+            old_state = record.state
+            kind = change(record)
+            if kind is None:
+                return record
+            if acquire and holder is not None and holder.decode() != acquire.token:
+                raise LeaseHeld(f"export {export_id} is being run by {holder.decode()}")
+            now = time.time()
+            record.update_time = now
+            pipe.multi()  # type: ignore[no-untyped-call]
+            for command in self._write_commands(record, kind, old_state, now):
+                pipe.execute_command(*command)
+            if acquire:
+                pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
+            if release and holder is not None and holder.decode() == release.token:
+                pipe.delete(lease_key)
+            return record
+
+        return await watched(self._redis, [key, lease_key], write)
 
     async def renew_lease(self, export_id: str, lease: Lease) -> ExportState | None:
         """Extend our lease; the export's state, or None when the lease is no longer ours."""

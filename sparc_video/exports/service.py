@@ -18,6 +18,7 @@ from sparc_video.core.errors import (
     ObjectNotFound,
     SparcVideoError,
 )
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.models import (
@@ -31,7 +32,7 @@ from sparc_video.exports.models import (
     WatermarkOp,
 )
 from sparc_video.exports.queue import ExportQueue
-from sparc_video.exports.records import EventKind, ExportEvent, ExportStore, new_export_id
+from sparc_video.exports.records import EventKind, ExportEvent, ExportStore
 from sparc_video.exports.sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec
 from sparc_video.observability.tracing import enqueue_span
 from sparc_video.security import confinement
@@ -137,7 +138,7 @@ class Exports:
                 raise
             return await self._store.get(existing_id)
         record = ExportRecord(
-            id=new_export_id(),
+            id=new_id(),
             source_key=resolved.source_key,
             operations=operations,
             request_id=request_id,

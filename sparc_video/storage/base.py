@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 from sparc_video.core.errors import FieldViolation, InvalidArgument
@@ -75,6 +75,24 @@ class Storage(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the storage is unusable afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Size of the file system a backend writes to, in bytes."""
+
+    total_bytes: int
+    free_bytes: int
+
+
+@runtime_checkable
+class BoundedStorage(Protocol):
+    """A backend on a file system that can fill up (the local directory). Object stores such
+    as S3 have no capacity to report, so this is a protocol of its own, not part of Storage."""
+
+    async def capacity(self) -> Capacity:
+        """Total and free bytes of the file system holding the objects."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Objects as files under one directory, with HMAC-signed download links.
+"""Objects as files under one directory, with HMAC-signed links (`local_links`).
 
 Key `a/b.mp4` is the file ROOT/a/b.mp4. Path segments starting with "." are reserved for the
 backend's own files (the signing key, files being written) and are refused as keys, so no link
@@ -17,16 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import secrets
+import shutil
 import stat
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import quote, urlencode
 
 from sparc_video.core import key_files
 from sparc_video.core.errors import (
@@ -38,7 +36,14 @@ from sparc_video.core.errors import (
     Unavailable,
 )
 from sparc_video.core.settings import Settings
-from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_key, checked_prefix
+from sparc_video.storage.base import (
+    Capacity,
+    ObjectInfo,
+    UploadTarget,
+    checked_key,
+    checked_prefix,
+)
+from sparc_video.storage.local_links import LinkSigner
 
 SIGNING_KEY_FILE = ".signing-key"
 COPY_BUFFER = 1024 * 1024
@@ -60,10 +65,11 @@ class LocalStorage:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.base_url = base_url.rstrip("/")
-        self._signing_key = (
+        self.links = LinkSigner(
             signing_key.encode("utf-8")
             if signing_key
-            else _load_or_create_key(self.root / SIGNING_KEY_FILE)
+            else _load_or_create_key(self.root / SIGNING_KEY_FILE),
+            self.base_url,
         )
 
     @classmethod
@@ -177,24 +183,14 @@ class LocalStorage:
 
     async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
         _check_local_key(key)
-        expires = int(time.time()) + ttl_s
-        query = {"expires": str(expires), "sig": self._sign(key, expires, filename)}
-        if filename is not None:
-            query["filename"] = filename
-        return f"{self.base_url}/files/{quote(key, safe='/')}?{urlencode(query)}"
+        return self.links.download_url(key, ttl_s, filename)
 
-    def verify_link(
-        self, key: str, expires: int | str, sig: str, filename: str | None = None
-    ) -> bool:
-        """True when `sig` was made by download_url for these values and has not expired."""
-        try:
-            expires_at = int(expires)
-        except (TypeError, ValueError):
-            return False
-        if expires_at < time.time():
-            return False
-        expected = self._sign(key, expires_at, filename)
-        return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace"))
+    async def upload_url(
+        self, key: str, ttl_s: int, size_bytes: int, content_type: str
+    ) -> UploadTarget:
+        """A signed `PUT /uploads/KEY` link on the HTTP port (see http_routes)."""
+        _check_local_key(key)
+        return self.links.upload_url(key, ttl_s, size_bytes, content_type)
 
     async def delete(self, key: str) -> None:
         _check_local_key(key)
@@ -216,33 +212,6 @@ class LocalStorage:
                     break
 
         await asyncio.to_thread(delete)
-
-    async def upload_url(
-        self, key: str, ttl_s: int, size_bytes: int, content_type: str
-    ) -> UploadTarget:
-        """A signed `PUT /uploads/KEY` link on the HTTP port (see http_routes)."""
-        _check_local_key(key)
-        expires = int(time.time()) + ttl_s
-        query = {
-            "expires": str(expires),
-            "size": str(size_bytes),
-            "sig": self._sign_upload(key, expires, size_bytes),
-        }
-        url = f"{self.base_url}/uploads/{quote(key, safe='/')}?{urlencode(query)}"
-        return UploadTarget(url, {"Content-Type": content_type}, float(expires))
-
-    def verify_upload(self, key: str, expires: str, size: str, sig: str) -> int | None:
-        """The size an upload link allows, or None when the link is forged or expired."""
-        try:
-            expires_at, size_bytes = int(expires), int(size)
-        except ValueError:
-            return None
-        if expires_at < time.time() or size_bytes < 0:
-            return None
-        expected = self._sign_upload(key, expires_at, size_bytes)
-        if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
-            return None
-        return size_bytes
 
     async def create_from_stream(
         self, key: str, chunks: AsyncIterator[bytes], size_bytes: int
@@ -290,6 +259,10 @@ class LocalStorage:
                 await asyncio.to_thread(temp.unlink)
         return ObjectInfo(key, size_bytes, digest.hexdigest())
 
+    async def capacity(self) -> Capacity:
+        usage = await asyncio.to_thread(shutil.disk_usage, self.root)
+        return Capacity(total_bytes=usage.total, free_bytes=usage.free)
+
     async def check(self) -> None:
         def probe() -> None:
             if not self.root.is_dir():
@@ -304,21 +277,6 @@ class LocalStorage:
                 ) from exc
 
         await asyncio.to_thread(probe)
-
-    def _sign(self, key: str, expires: int, filename: str | None) -> str:
-        # Keys hold no control characters, so "\n" separates the fields unambiguously;
-        # the filename, which may hold anything, comes last.
-        message = f"{key}\n{expires}"
-        if filename is not None:
-            message += f"\n{filename}"
-        return hmac.new(self._signing_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
-
-    def _sign_upload(self, key: str, expires: int, size_bytes: int) -> str:
-        # A key of its own, derived from the signing key: a download signature can never pass
-        # as an upload signature or the other way round.
-        upload_key = hmac.new(self._signing_key, b"upload-links", hashlib.sha256).digest()
-        message = f"PUT\n{key}\n{expires}\n{size_bytes}"
-        return hmac.new(upload_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _resolve(self, key: str) -> Path:
         path = self.root.joinpath(*key.split("/")).resolve()

@@ -1,5 +1,5 @@
 """Domain records → protobuf messages (the other direction is `requests/`; the enum tables both
-share, and operations as messages, are in `sparc_video.exports.proto`)."""
+use are in `exports/enums.py`, operations as messages in `exports/proto.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from sparc.video.v1 import export_pb2
 
 from sparc_video.api.common import duration as duration
 from sparc_video.api.common import timestamp as timestamp
+from sparc_video.api.status import ERROR_DOMAIN as ERROR_DOMAIN
 from sparc_video.api.status import error_status as error_status
+from sparc_video.exports import enums
 from sparc_video.exports.models import (
     Coverage,
     ExportRecord,
@@ -17,27 +19,11 @@ from sparc_video.exports.models import (
     OutputKind,
     Progress,
 )
-from sparc_video.exports.proto import GAP_MODES, PRIORITIES
 from sparc_video.exports.proto import operation_to_proto as operation_to_proto
-
-_STATES = {
-    ExportState.QUEUED: export_pb2.Export.STATE_QUEUED,
-    ExportState.RUNNING: export_pb2.Export.STATE_RUNNING,
-    ExportState.RETRYING: export_pb2.Export.STATE_RETRYING,
-    ExportState.SUCCEEDED: export_pb2.Export.STATE_SUCCEEDED,
-    ExportState.FAILED: export_pb2.Export.STATE_FAILED,
-    ExportState.CANCELLED: export_pb2.Export.STATE_CANCELLED,
-}
-STATE_FROM_PROTO = {v: k for k, v in _STATES.items()}
-_KINDS = {
-    OutputKind.VIDEO: export_pb2.Output.KIND_VIDEO,
-    OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
-    OutputKind.SPRITE_SHEET: export_pb2.Output.KIND_SPRITE_SHEET,
-}
 
 
 def state_to_proto(state: ExportState) -> export_pb2.Export.State.ValueType:
-    return _STATES[state]
+    return enums.STATES.to_proto[state]
 
 
 def export_to_proto(record: ExportRecord) -> export_pb2.Export:
@@ -45,14 +31,14 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         name=record.name,
         source=source_to_proto(record),
         operations=[operation_to_proto(op) for op in record.operations],
-        state=_STATES[record.state],
+        state=enums.STATES.to_proto[record.state],
         attempt=record.attempt,
         progress=progress_to_proto(record.progress),
         outputs=[output_to_proto(out) for out in record.outputs],
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         request_id=record.request_id,
-        priority=PRIORITIES[record.priority],
+        priority=enums.PRIORITIES.to_proto[record.priority],
         requester=record.requester,
         case_id=record.case_id,
         purpose=record.purpose,
@@ -96,7 +82,7 @@ def source_to_proto(record: ExportRecord) -> export_pb2.ExportSource:
     if wanted is not None:
         message = export_pb2.CameraTimeRange(
             camera=f"cameras/{wanted.camera_id}",
-            gap_mode=GAP_MODES[wanted.gap_mode],
+            gap_mode=enums.GAP_MODES.to_proto[wanted.gap_mode],
             wall_clock_subtitles=wanted.wall_clock_subtitles,
         )
         message.start_time.FromNanoseconds(wanted.start_ns)
@@ -150,7 +136,7 @@ def progress_to_proto(progress: Progress) -> export_pb2.Progress:
 
 def output_to_proto(output: Output) -> export_pb2.Output:
     message = export_pb2.Output(
-        kind=_KINDS[output.kind],
+        kind=enums.OUTPUT_KINDS.to_proto[output.kind],
         storage_key=output.storage_key,
         size_bytes=output.size_bytes,
         sha256=output.sha256,

@@ -15,6 +15,7 @@ from sparc_video.api.exports.requests.fields import (
     validate_key_field,
 )
 from sparc_video.core.errors import FieldViolation
+from sparc_video.exports import enums
 from sparc_video.exports.models import (
     DEFAULT_CLOCK_FORMAT,
     Operation,
@@ -24,7 +25,6 @@ from sparc_video.exports.models import (
     WatermarkClock,
     WatermarkOp,
 )
-from sparc_video.exports.proto import POSITIONS, REDACT_MODES, TRIM_MODES, decoding
 from sparc_video.media import capture_clock
 
 MAX_WATERMARK_TEXT = 200
@@ -62,7 +62,9 @@ def watermark(
     elif not options.HasField("clock"):
         violations.append(FieldViolation(field, "set one of: image_object_key, text, clock"))
     clock = _clock(options, field, violations) if options.HasField("clock") else None
-    position = enum_value(options.position, _POSITIONS, f"{field}.position", violations)
+    position = enum_value(
+        options.position, enums.POSITIONS.from_proto, f"{field}.position", violations
+    )
     margin = options.margin if options.HasField("margin") else None
     if margin is not None and not 0 <= margin <= MAX_DIMENSION:
         violations.append(FieldViolation(f"{field}.margin", f"use 0 to {MAX_DIMENSION} pixels"))
@@ -97,9 +99,6 @@ def watermark(
         text_color=color if color.startswith("#") else f"#{color}",
         clock=clock,
     )
-
-
-_POSITIONS = decoding(POSITIONS, (export_pb2.WatermarkOptions.POSITION_UNSPECIFIED, "bottom_right"))
 
 
 def _clock(
@@ -179,7 +178,7 @@ def trim(
 ) -> TrimOp | None:
     before = len(violations)
     start, end, duration = _span(options, field, violations)
-    mode = enum_value(options.mode, _MODES, f"{field}.mode", violations)
+    mode = enum_value(options.mode, enums.TRIM_MODES.from_proto, f"{field}.mode", violations)
     if len(violations) == before and start is None and end is None and duration is None:
         violations.append(FieldViolation(field, "set start, end or duration"))
     if len(violations) > before:
@@ -190,9 +189,6 @@ def trim(
         duration_s=duration,
         mode=mode or "exact",
     )
-
-
-_MODES = decoding(TRIM_MODES, (export_pb2.TrimOptions.MODE_UNSPECIFIED, "exact"))
 
 
 def redact(
@@ -213,7 +209,7 @@ def redact(
         checked = _region(region, where, violations)
         if checked is not None:
             regions.append(checked)
-    mode = enum_value(options.mode, _REDACT_MODES, f"{field}.mode", violations)
+    mode = enum_value(options.mode, enums.REDACT_MODES.from_proto, f"{field}.mode", violations)
     strength = options.strength if options.HasField("strength") else DEFAULT_REDACT_STRENGTH
     if not 0.0 < strength <= 1.0:  # also refuses NaN
         violations.append(
@@ -230,9 +226,6 @@ def redact(
         end_s=end,
         duration_s=duration,
     )
-
-
-_REDACT_MODES = decoding(REDACT_MODES, (export_pb2.RedactOptions.MODE_UNSPECIFIED, "blur"))
 
 
 def _region(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sparc.video.v1 import export_pb2
 
 from sparc_video.core.errors import FieldViolation
+from sparc_video.exports import enums
 from sparc_video.exports.models import Priority
-from sparc_video.exports.proto import PRIORITIES, decoding
 
 MAX_REQUEST_ID_LEN = 128
 
@@ -20,18 +20,15 @@ def validate_request_id(request_id: str, violations: list[FieldViolation]) -> st
     return request_id
 
 
-_PRIORITIES = decoding(PRIORITIES, (export_pb2.Export.PRIORITY_UNSPECIFIED, Priority.INTERACTIVE))
-
-
 def validate_priority(
     value: export_pb2.Export.Priority.ValueType, field: str, violations: list[FieldViolation]
 ) -> Priority:
-    if value not in _PRIORITIES:
+    if value not in enums.PRIORITIES.from_proto:
         violations.append(
             FieldViolation(field, f"{value} is not a priority; use INTERACTIVE or BATCH")
         )
         return Priority.INTERACTIVE
-    return _PRIORITIES[value]
+    return enums.PRIORITIES.from_proto[value]
 
 
 MAX_CASE_ID_LEN = 128

@@ -17,6 +17,7 @@ from sparc_video.api.exports.requests.fields import (
     video_codec_name,
 )
 from sparc_video.core.errors import FieldViolation
+from sparc_video.exports import enums
 from sparc_video.exports.models import (
     CompressOp,
     ConvertOp,
@@ -25,7 +26,6 @@ from sparc_video.exports.models import (
     TranscodeOp,
 )
 from sparc_video.exports.plan import DEFAULT_TILE_WIDTH, sprite_grid
-from sparc_video.exports.proto import CONTAINERS, HARDWARE, QUALITIES, THUMBNAIL_FORMATS, decoding
 from sparc_video.media import codecs
 from sparc_video.media.codecs import PRESETS
 
@@ -76,7 +76,9 @@ def transcode(
                 "remove_audio leaves no audio to encode: drop audio_codec/audio_bitrate or it",
             )
         )
-    hardware = enum_value(options.hardware, _HARDWARE, f"{field}.hardware", violations)
+    hardware = enum_value(
+        options.hardware, enums.HARDWARE.from_proto, f"{field}.hardware", violations
+    )
     if len(violations) > before:
         return None
     width, height = size or (0, 0)
@@ -95,9 +97,6 @@ def transcode(
     )
 
 
-_HARDWARE = decoding(HARDWARE)
-
-
 def thumbnail(
     options: export_pb2.ThumbnailOptions, field: str, violations: list[FieldViolation]
 ) -> ThumbnailOp | None:
@@ -113,7 +112,9 @@ def thumbnail(
         except ValueError as exc:
             violations.append(FieldViolation(f"{field}.timestamps[{index}]", str(exc)))
     size = parse_text(parse_resolution, options.size, f"{field}.size", violations)
-    image_format = enum_value(options.format, _FORMATS, f"{field}.format", violations)
+    image_format = enum_value(
+        options.format, enums.IMAGE_FORMATS.from_proto, f"{field}.format", violations
+    )
     sprite = options.HasField("sprite_sheet")
     count = columns = 0
     if sprite:
@@ -165,14 +166,11 @@ def thumbnail(
     )
 
 
-_FORMATS = decoding(THUMBNAIL_FORMATS, (export_pb2.ThumbnailOptions.FORMAT_UNSPECIFIED, "jpeg"))
-
-
 def convert(
     options: export_pb2.ConvertOptions, field: str, violations: list[FieldViolation]
 ) -> ConvertOp | None:
     before = len(violations)
-    container = _CONTAINERS.get(options.container)
+    container = enums.CONTAINERS.from_proto.get(options.container)
     if container is None:
         violations.append(
             FieldViolation(
@@ -209,14 +207,13 @@ def convert(
     return ConvertOp(container=container, video_codec=video_codec, audio_codec=audio_codec)
 
 
-_CONTAINERS = decoding(CONTAINERS)
-
-
 def compress(
     options: export_pb2.CompressOptions, field: str, violations: list[FieldViolation]
 ) -> CompressOp | None:
     before = len(violations)
-    quality = enum_value(options.quality, _QUALITIES, f"{field}.quality", violations)
+    quality = enum_value(
+        options.quality, enums.QUALITIES.from_proto, f"{field}.quality", violations
+    )
     crf = options.crf if options.HasField("crf") else None
     if crf is not None and not 0 <= crf <= codecs.CRF_MAX:
         violations.append(
@@ -245,6 +242,3 @@ def compress(
         buffer_size_bits=buffer_size,
         target_size_bytes=target,
     )
-
-
-_QUALITIES = decoding(QUALITIES)

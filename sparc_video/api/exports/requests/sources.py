@@ -6,10 +6,10 @@ from sparc.video.v1 import export_pb2
 
 from sparc_video.api.common import parse_camera_name, parse_recording_name
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.exports import enums
 from sparc_video.exports.models import (
     CameraRange,
 )
-from sparc_video.exports.proto import GAP_MODES, decoding
 from sparc_video.exports.sources import RecordingSource, SourceSpec
 from sparc_video.storage.base import validate_key
 
@@ -37,9 +37,6 @@ def validate_source(
         )
         return ""
     return validate_source_key(source.object_key, f"{field}.object_key", violations)
-
-
-_GAP_MODES = decoding(GAP_MODES, (export_pb2.CameraTimeRange.GAP_MODE_UNSPECIFIED, "close"))
 
 
 def validate_source_key(key: str, field: str, violations: list[FieldViolation]) -> str:
@@ -73,7 +70,7 @@ def _camera_range(
         bounds.append(ns)
     if len(bounds) == 2 and bounds[1] <= bounds[0]:
         violations.append(FieldViolation(f"{field}.end_time", "must be after start_time"))
-    gap_mode = _GAP_MODES.get(wanted.gap_mode)
+    gap_mode = enums.GAP_MODES.from_proto.get(wanted.gap_mode)
     if gap_mode is None:
         violations.append(
             FieldViolation(f"{field}.gap_mode", "use GAP_MODE_CLOSE or GAP_MODE_SLATE")
