@@ -435,8 +435,9 @@ async def _publish(
     redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
 ) -> None:
     from sparc_video.core.keys import Keys
+    from sparc_video.exports.event_log import EventKind
     from sparc_video.exports.models import ExportState, Progress
-    from sparc_video.exports.records import EventKind, ExportStore
+    from sparc_video.exports.records import ExportStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)

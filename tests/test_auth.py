@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -958,3 +959,15 @@ async def test_a_token_without_tls_needs_the_plaintext_opt_in(
         async with AsyncExportClient(service.target, token="wrong", plaintext_token=True) as bad:
             with pytest.raises(UnauthenticatedError):
                 await bad.get_export(created.name)
+
+
+def test_the_documented_roles_table_is_the_codes() -> None:
+    """docs/security.md's roles table names each RPC in the row of the least role it needs."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    documented: dict[str, Role] = {}
+    for role in Role:
+        (row,) = re.findall(rf"^\| `{role}` \|(.*)\|$", doc, re.M)
+        for name in re.findall(r"`(\w+)`", row):
+            documented[name] = role
+    in_code = {method.rsplit("/", 1)[1]: role for method, role in METHOD_ROLES.items()}
+    assert documented == in_code

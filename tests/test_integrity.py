@@ -25,8 +25,8 @@ from sparc_video.core import key_files
 from sparc_video.core.errors import AlreadyExists, ObjectNotFound, Unavailable
 from sparc_video.core.settings import Settings, SettingsError
 from sparc_video.evidence import bundle, signing
+from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
-from sparc_video.exports.records import EventKind
 from sparc_video.observability.logs import Redactor, settings_secrets
 from sparc_video.storage import LocalStorage, Storage
 from tests.fixtures.s3 import s3_client

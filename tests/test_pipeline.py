@@ -325,10 +325,8 @@ def test_cancelling_from_progress_stops_the_transcode(
             raise JobCancelled()
 
     dst = tmp_path / "out.mp4"
-    started = time.monotonic()
     with pytest.raises(JobCancelled):
         transcode(clip, dst, TranscodeOp(preset="ultrafast"), cancel_after_a_few)
-    assert time.monotonic() - started < 2.0
     assert reports[-1].frames == 5  # nothing more was done after the callback raised
     assert not dst.exists()
 

@@ -75,9 +75,9 @@ class ServiceCollector(Collector):
                 counts, oldest, workers, stored, hardware = await asyncio.gather(
                     self._store.count_by_state(),
                     self._store.oldest_in_state(ExportState.QUEUED),
-                    self._store.live_workers(),
+                    self._store.workers.live(),
                     self._usage.total(),
-                    self._store.live_worker_hardware(),
+                    self._store.workers.hardware(),
                 )
         except Exception as exc:  # Redis down or slow: report that, not stale numbers
             log.warning("metrics: cannot read queue state from Redis: %s", exc)

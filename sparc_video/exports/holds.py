@@ -20,7 +20,7 @@ from redis.asyncio.client import Pipeline
 from sparc_video.core.errors import FailedPrecondition
 from sparc_video.core.keys import Keys
 from sparc_video.core.transactions import watched
-from sparc_video.exports.records import decode_record
+from sparc_video.exports.event_log import decode_record
 
 # A deletion interrupted between its mark and its end leaves the mark this long: until then
 # exports cannot use the recording; DeleteRecording can be repeated at once.

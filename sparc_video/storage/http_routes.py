@@ -12,7 +12,8 @@ from multidict import CIMultiDict
 
 from sparc_video.core.errors import AlreadyExists, InvalidArgument, ObjectNotFound
 from sparc_video.storage.base import content_disposition
-from sparc_video.storage.local import COPY_BUFFER, LocalStorage, UploadSizeMismatch
+from sparc_video.storage.local import LocalStorage, UploadSizeMismatch
+from sparc_video.storage.local_files import COPY_BUFFER
 
 
 class _ExactFileResponse(web.FileResponse):

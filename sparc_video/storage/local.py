@@ -24,7 +24,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from sparc_video.core import key_files
 from sparc_video.core.errors import (
@@ -43,10 +43,20 @@ from sparc_video.storage.base import (
     checked_key,
     checked_prefix,
 )
+from sparc_video.storage.local_files import (
+    Hashing,
+    Writer,
+    copy_stream,
+    flush_durably,
+    read_sidecar,
+    sidecar_name,
+    sidecar_path,
+    write_atomic,
+    write_sidecar,
+)
 from sparc_video.storage.local_links import LinkSigner
 
 SIGNING_KEY_FILE = ".signing-key"
-COPY_BUFFER = 1024 * 1024
 
 
 class LocalStorage:
@@ -84,7 +94,7 @@ class LocalStorage:
 
         def find() -> ObjectInfo:
             path, size = self._find(key)
-            return ObjectInfo(key, size, _read_sidecar(path))
+            return ObjectInfo(key, size, read_sidecar(path))
 
         return await asyncio.to_thread(find)
 
@@ -110,7 +120,7 @@ class LocalStorage:
                 if max_bytes and info.st_size > max_bytes:
                     raise ObjectTooLarge(key, info.st_size, max_bytes)
                 # A scratch copy for the worker: no fsync, a crash loses it anyway.
-                return _write_atomic(path, lambda out: _copy(src, out), durable=False)
+                return write_atomic(path, lambda out: copy_stream(src, out), durable=False)
 
         return await asyncio.to_thread(copy)
 
@@ -123,7 +133,7 @@ class LocalStorage:
 
         def copy() -> ObjectInfo:
             with path.open("rb") as src:
-                size, digest = self._store(key, lambda out: _copy(src, out), sha256)
+                size, digest = self._store(key, lambda out: copy_stream(src, out), sha256)
             return ObjectInfo(key, size, digest)
 
         return await asyncio.to_thread(copy)
@@ -131,7 +141,7 @@ class LocalStorage:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         _check_local_key(key)
 
-        def write(out: _Writer) -> int:
+        def write(out: Writer) -> int:
             out.write(data)
             return len(data)
 
@@ -171,7 +181,7 @@ class LocalStorage:
                             os.unlink(os.path.join(dirpath, name))
                             deleted += 1
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(os.path.join(dirpath, _sidecar_name(name)))
+                            os.unlink(os.path.join(dirpath, sidecar_name(name)))
             for dirpath in reversed(folders):
                 # Fails harmlessly when the folder still holds other files, e.g. a write in
                 # progress.
@@ -200,7 +210,7 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 if path.is_file():
                     path.unlink()
-                    _sidecar(path).unlink(missing_ok=True)
+                    sidecar_path(path).unlink(missing_ok=True)
             # Drop the folders it leaves empty, as delete_prefix does; a folder still in use
             # (another object, a write in progress) stays.
             for folder in path.parents:
@@ -245,11 +255,11 @@ class LocalStorage:
                     digest.update(chunk)
                 if written != size_bytes:
                     raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
-                await asyncio.to_thread(_flush, out)
+                await asyncio.to_thread(flush_durably, out)
             # link() fails when the key exists: a replayed upload link cannot replace the object.
             await asyncio.to_thread(os.link, temp, path)
             # Only now: a refused upload must not overwrite the existing object's hash.
-            await asyncio.to_thread(_write_sidecar, path, digest.hexdigest())
+            await asyncio.to_thread(write_sidecar, path, digest.hexdigest())
         except FileExistsError:
             raise AlreadyExists(f"object {key!r} exists already") from None
         except IsADirectoryError as exc:
@@ -298,14 +308,14 @@ class LocalStorage:
         return path, info.st_size
 
     def _store(
-        self, key: str, write: Callable[[_Writer], int], expected: str | None = None
+        self, key: str, write: Callable[[Writer], int], expected: str | None = None
     ) -> tuple[int, str]:
         """Write the object and its sidecar; (size, hex SHA-256 of the bytes written)."""
         path = self._resolve(key)
         digest = hashlib.sha256()
 
-        def hashed(out: _Writer) -> int:
-            return write(_Hashing(out, digest))
+        def hashed(out: Writer) -> int:
+            return write(Hashing(out, digest))
 
         def publish_hash() -> None:
             if expected is not None and digest.hexdigest() != expected:
@@ -314,10 +324,10 @@ class LocalStorage:
                     f"{digest.hexdigest()}, expected {expected}); nothing was stored"
                 )
             # Before the object appears: whoever sees it also finds its hash.
-            _write_sidecar(path, digest.hexdigest())
+            write_sidecar(path, digest.hexdigest())
 
         try:
-            size = _write_atomic(path, hashed, durable=True, before_publish=publish_hash)
+            size = write_atomic(path, hashed, durable=True, before_publish=publish_hash)
             return size, digest.hexdigest()
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 can hold both "a" and "a/b"; a directory tree cannot.
@@ -348,11 +358,6 @@ def _collision(key: str) -> InvalidArgument:
     )
 
 
-def _flush(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
 def _check_local_key(key: str) -> str:
     if any(part.startswith(".") for part in checked_key(key).split("/")):
         raise InvalidArgument(
@@ -364,92 +369,6 @@ def _check_local_key(key: str) -> str:
             ]
         )
     return key
-
-
-class _Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
-class _Hashing:
-    """Passes writes through, hashing them on the way."""
-
-    def __init__(self, out: _Writer, digest: hashlib._Hash) -> None:
-        self._out = out
-        self._digest = digest
-
-    def write(self, data: bytes, /) -> int:
-        self._digest.update(data)
-        return self._out.write(data)
-
-
-def _sidecar_name(name: str) -> str:
-    return f".{name}.sha256"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(_sidecar_name(path.name))
-
-
-def _write_sidecar(path: Path, sha256: str) -> None:
-    sidecar = _sidecar(path)
-    temp = sidecar.with_name(f"{sidecar.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temp.write_text(sha256 + "\n", "ascii")
-        os.replace(temp, sidecar)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _read_sidecar(path: Path) -> str:
-    try:
-        return _sidecar(path).read_text("ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return ""
-
-
-def _copy(src: BinaryIO, out: _Writer) -> int:
-    copied = 0
-    while chunk := src.read(COPY_BUFFER):
-        out.write(chunk)
-        copied += len(chunk)
-    return copied
-
-
-def _write_atomic(
-    path: Path,
-    write: Callable[[BinaryIO], int],
-    *,
-    durable: bool,
-    before_publish: Callable[[], None] | None = None,
-) -> int:
-    """Write through a hidden temporary file in the same folder and rename it into place.
-
-    `before_publish` runs once the bytes are written, before the rename; raising refuses them.
-    """
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    for attempt in range(2):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            out = temp.open("xb")
-            break
-        except FileNotFoundError:
-            # delete_prefix removed the emptied folder between mkdir and open: once more.
-            if attempt:
-                raise
-    try:
-        with out:
-            size = write(out)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        if before_publish is not None:
-            before_publish()
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    return size
 
 
 def _load_or_create_key(path: Path) -> bytes:

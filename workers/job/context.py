@@ -105,7 +105,7 @@ class WorkerContext:
             if self._hardware is not None and self._hardware.done():
                 hardware = self._hardware.result().summary()
             with contextlib.suppress(Exception):
-                await self.store.record_worker_heartbeat(self.worker_id, hardware)
+                await self.store.workers.heartbeat(self.worker_id, hardware)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S if hardware else HEARTBEAT_INTERVAL_S / 5)
 
 

@@ -46,6 +46,8 @@ from sparc_video.core.errors import (
 )
 from sparc_video.core.file_hashes import file_sha256
 from sparc_video.evidence import manifest
+from sparc_video.exports.event_log import EventKind
+from sparc_video.exports.leases import Lease, LeaseHeld
 from sparc_video.exports.models import (
     Coverage,
     CoverageSpan,
@@ -57,7 +59,7 @@ from sparc_video.exports.models import (
     OutputKind,
     Progress,
 )
-from sparc_video.exports.records import EventKind, Lease, LeaseHeld, StaleWrite
+from sparc_video.exports.records import StaleWrite
 from workers.job import scratch
 from workers.job.context import WorkerContext
 from workers.pipeline.assets import download_assets

@@ -12,8 +12,8 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 from sparc_video.api.exports import mapping as proto_mapping
 from sparc_video.api.exports import requests as validation
 from sparc_video.evidence.signing import ALGORITHM, ManifestSigner, public_key_pem
+from sparc_video.exports.event_log import EventKind, parse_event_id
 from sparc_video.exports.models import ExportState
-from sparc_video.exports.records import EventKind, parse_event_id
 from sparc_video.exports.service import SNAPSHOT, DownloadLink, Exports, WatchMessage
 from sparc_video.security.auth import current_principal
 
