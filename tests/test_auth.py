@@ -501,7 +501,7 @@ async def test_concurrent_creates_never_overshoot_the_quota(
     service_settings: Callable[..., Settings],
 ) -> None:
     settings = auth_settings(service_settings, quota_max_queued_exports=3)
-    replica = dataclasses.replace(settings, http_port=service_settings().http_port)
+    replica = settings.replace(http_port=service_settings().http_port)
     async with service_with(settings) as one, service_with(replica) as two:
         a = as_static("op-a")
         calls = [
@@ -520,7 +520,7 @@ async def test_request_rate_quota_is_shared_by_replicas(
     service_settings: Callable[..., Settings],
 ) -> None:
     settings = auth_settings(service_settings, quota_requests_per_minute=3)
-    replica = dataclasses.replace(settings, http_port=service_settings().http_port)
+    replica = settings.replace(http_port=service_settings().http_port)
     request = export_service_pb2.ListExportsRequest()
     async with service_with(settings) as one, service_with(replica) as two:
         a = as_static("op-a")

@@ -7,7 +7,6 @@ import ast
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import hashlib
 import re
 import subprocess
@@ -400,7 +399,7 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
         stream = await app.store.events_after(created.name.split("/")[1], received[0].event_id)
     assert stream
 
-    second_settings = dataclasses.replace(settings, grpc_port=port, http_port=free_port())
+    second_settings = settings.replace(grpc_port=port, http_port=free_port())
     async with start_service(second_settings, worker=False):
         async with asyncio.timeout(30):
             await watching

@@ -5,7 +5,6 @@ examples in docs/operations.md."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shlex
@@ -101,9 +100,9 @@ def port_defaults() -> dict[str, int]:
     """Every `*_port` setting's default: what the image has to expose."""
     defaults = Settings()
     return {
-        f.name: getattr(defaults, f.name)
-        for f in dataclasses.fields(Settings)
-        if f.name.endswith("_port") and getattr(defaults, f.name)
+        name: getattr(defaults, name)
+        for name in Settings.model_fields
+        if name.endswith("_port") and getattr(defaults, name)
     }
 
 

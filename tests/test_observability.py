@@ -212,8 +212,8 @@ async def test_metrics_of_real_exports_on_server_and_worker(
     # download fails, transiently. The retry delay should outlast that worker's stop, so the
     # next attempt runs on the good worker; on a slow machine it may fail once more first, so
     # the counts below follow the record's failed_attempts.
-    misconfigured = dataclasses.replace(
-        good, http_port=free_port(), worker_metrics_port=0, retry_initial_delay_s=1.0
+    misconfigured = good.replace(
+        http_port=free_port(), worker_metrics_port=0, retry_initial_delay_s=1.0
     )
     clip = tmp_path / "clip.mp4"
     make_sample_clip(clip, width=320, height=180, duration_s=1.0)
@@ -261,7 +261,7 @@ async def test_metrics_of_real_exports_on_server_and_worker(
 
         async with (
             denying_s3() as endpoint,
-            start_service(dataclasses.replace(misconfigured, s3_endpoint_url=endpoint)),
+            start_service(misconfigured.replace(s3_endpoint_url=endpoint)),
         ):
             await wait_for_state(service, good_export.name, State.STATE_RETRYING)
             transient = await error_reason(service, good_export.name)
@@ -271,7 +271,7 @@ async def test_metrics_of_real_exports_on_server_and_worker(
                 worker_before, "video_processing_jobs_total", 1, status="retrying"
             )
             await arq_finished(service, good_export.name)
-        async with start_service(dataclasses.replace(good, http_port=free_port())):
+        async with start_service(good.replace(http_port=free_port())):
             bad_export = await service.exports.CreateExport(
                 create_request("in/junk.mp4", thumbnail("1"))
             )

@@ -7,7 +7,6 @@ processes) and asserts what users see: states, attempts, errors, outputs and lef
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import time
@@ -51,7 +50,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def elsewhere(settings: Settings) -> Settings:
     """The same service settings on another HTTP port, to run a second instance beside one."""
-    return dataclasses.replace(settings, http_port=free_port())
+    return settings.replace(http_port=free_port())
 
 
 def slow_transcode() -> export_pb2.Operation:
@@ -160,7 +159,7 @@ async def test_transient_storage_failure_is_retried_with_backoff_then_fails(
         **FAST_RECOVERY,
     )
     # The worker's S3 endpoint refuses connections: every download is a transient failure.
-    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    unreachable = good.replace(s3_endpoint_url="http://127.0.0.1:9")
     async with start_service(good, worker=False) as service:
         await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
         created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))
@@ -198,7 +197,7 @@ async def test_transient_failure_then_success_on_a_healthy_worker(
         aws_secret_access_key="test",
         **FAST_RECOVERY,
     )
-    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    unreachable = good.replace(s3_endpoint_url="http://127.0.0.1:9")
     clip = tmp_path / "clip.mp4"
     make_sample_clip(clip, width=320, height=180, duration_s=1.0)
     async with start_service(good, worker=False) as service:
@@ -508,7 +507,7 @@ async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
 
         await app.redis.delete(app.store.keys.reconciler_lock)
         expiring = Reconciler(
-            dataclasses.replace(settings, export_retention_s=1), app.store, app.queue, app.storage
+            settings.replace(export_retention_s=1), app.store, app.queue, app.storage
         )
         await asyncio.sleep(1.1)
         assert (await expiring.run_once()).pruned == 2
@@ -595,7 +594,7 @@ async def test_cancel_of_a_retrying_export_takes_its_job_off_the_queue(
         aws_secret_access_key="test",
         **{**FAST_RECOVERY, "retry_initial_delay_s": 30.0},
     )
-    unreachable = dataclasses.replace(good, s3_endpoint_url="http://127.0.0.1:9")
+    unreachable = good.replace(s3_endpoint_url="http://127.0.0.1:9")
     async with start_service(good, worker=False) as service:
         await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
         created = await service.exports.CreateExport(create_request("in/a.mp4", thumbnail("1")))

@@ -9,14 +9,11 @@ Every call has a deadline; DEADLINE_EXCEEDED counts as a hang.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-import redis
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -25,9 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sparc.video.v1 import camera_service_pb2, export_service_pb2
 
-from sparc_video.core.settings import Settings
-from tests.fixtures.redis import free_port
-from tests.test_api_properties import BackgroundService
+from tests.fixtures.background import background_service
 
 # Deliberate answers to a request the server refuses or cannot find; OK is allowed too (a fuzzed
 # request may well be valid). UNAVAILABLE: a fuzzed but valid camera that cannot be reached.
@@ -172,29 +167,14 @@ def build(cls: type[Message], values: dict[str, Any]) -> Message:
 
 @pytest.fixture(scope="module")
 def channel(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
-    root = tmp_path_factory.mktemp("fuzz")
-    prefix = f"sparc-video-test-{uuid.uuid4().hex[:12]}"
-    app_settings = Settings(
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        local_storage_dir=Path(root / "storage"),
-        temp_dir=Path(root / "work"),
-        auth_disabled=True,
-        # Fuzzed cameras point at loopback and private addresses; let the policy accept them
-        # so the calls go past validation into probing, snapshots and recordings.
+    # Fuzzed cameras point at loopback and private addresses; the policy accepts these so the
+    # calls go past validation into probing, snapshots and recordings.
+    with background_service(
+        redis_url,
+        tmp_path_factory.mktemp("fuzz"),
         camera_allowed_networks=("127.0.0.0/8", "10.0.0.0/8"),
-    )
-    with BackgroundService(app_settings) as service, grpc.insecure_channel(service.target) as ch:
-        yield ch
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    ) as service:
+        yield service.channel
 
 
 def call(channel: grpc.Channel, method: MethodDescriptor, payload: bytes) -> grpc.StatusCode:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -262,7 +261,7 @@ async def test_local_signing_key_is_persisted_and_shared(local_settings: Setting
     assert not replica.links.verify_link("out/a.mp4", query["expires"], query["sig"], None)
     assert not replica.links.verify_link("out/a.mp4", "soon", query["sig"], "a.mp4")
 
-    configured = dataclasses.replace(local_settings, local_signing_key="from-settings")
+    configured = local_settings.replace(local_signing_key="from-settings")
     other = LocalStorage.from_settings(configured)
     assert not other.links.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
 
@@ -272,7 +271,7 @@ async def test_check_passes_on_a_usable_backend(storage: Storage) -> None:
 
 
 async def test_check_reports_a_missing_bucket(s3_settings: Settings) -> None:
-    missing = dataclasses.replace(s3_settings, s3_bucket="no-such-bucket-here")
+    missing = s3_settings.replace(s3_bucket="no-such-bucket-here")
     async with open_storage(missing) as storage:
         with pytest.raises(Unavailable, match="no-such-bucket-here"):
             await storage.check()
@@ -320,7 +319,7 @@ async def test_open_storage_picks_the_backend(
 
 
 async def test_cloudfront_domain_replaces_presigned_urls(s3_settings: Settings) -> None:
-    settings = dataclasses.replace(s3_settings, cloudfront_domain="d111.cloudfront.net")
+    settings = s3_settings.replace(cloudfront_domain="d111.cloudfront.net")
     async with open_storage(settings) as storage:
         url = await storage.download_url("exports/x/clip 1.mp4", 60, filename="clip 1.mp4")
     assert url == "https://d111.cloudfront.net/exports/x/clip%201.mp4"
@@ -369,8 +368,7 @@ async def test_cloudfront_urls_are_signed_and_expire_with_a_key_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    settings = dataclasses.replace(
-        s3_settings,
+    settings = s3_settings.replace(
         cloudfront_domain="d111.cloudfront.net",
         cloudfront_key_pair_id="K2JCJMDEHXQW5F",
         cloudfront_private_key=pem,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import mimetypes
 import sys
@@ -131,7 +130,7 @@ def _observe(settings: Settings, command: str, log_level: str) -> None:
 def _with_data_dir(settings: Settings, data_dir: Path) -> Settings:
     if settings.local_storage_dir != Settings().local_storage_dir:
         return settings
-    return dataclasses.replace(settings, local_storage_dir=data_dir / "storage")
+    return settings.replace(local_storage_dir=data_dir / "storage")
 
 
 def _dev(settings: Settings, data_dir: Path) -> int:
@@ -142,7 +141,7 @@ def _dev(settings: Settings, data_dir: Path) -> int:
     if not answers(settings.redis_url):
         log.info("Redis at %s does not answer; starting an embedded one", settings.redis_url)
         embedded = EmbeddedRedis(data_dir / "redis")
-        settings = dataclasses.replace(settings, redis_url=embedded.start())
+        settings = settings.replace(redis_url=embedded.start())
     try:
         asyncio.run(_run_dev(settings))
     finally:
@@ -159,7 +158,7 @@ async def _run_dev(settings: Settings) -> None:
     # A development server on this machine: unless authentication is configured, every
     # caller is the local admin (the README's grpcurl walk-through needs no credentials).
     if not settings.auth_configured:
-        settings = dataclasses.replace(settings, auth_disabled=True)
+        settings = settings.replace(auth_disabled=True)
 
     worker = build_worker(settings, handle_signals=False)
     stop = asyncio.Event()

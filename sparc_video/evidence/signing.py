@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,38 +29,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sparc_video.core.signing_keys import parse_private_key as parse_private_key
+
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
 
-log = logging.getLogger(__name__)
 
 ALGORITHM = "Ed25519"
 KEY_FILE = ".manifest-signing-key"
-
-
-def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
-    saying what is wrong otherwise."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable unencrypted PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        seed = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        seed = b""
-    if len(seed) != 32:
-        raise ValueError(
-            "is neither a PEM Ed25519 private key nor 32 bytes in base64; make one with "
-            "`openssl genpkey -algorithm ed25519`"
-        )
-    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
@@ -202,23 +177,21 @@ class ManifestSigner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ManifestSigner:
-        if settings.manifest_signing_key:
-            return cls(parse_private_key(settings.manifest_signing_key))
         # Imported here: the verifying side (the CLI) never creates keys.
         from sparc_video.core import key_files
+        from sparc_video.core.settings import reveal
 
-        if settings.s3_bucket:
-            log.warning(
-                "MANIFEST_SIGNING_KEY is not set: manifests are signed with a key kept in %s; "
-                "servers and workers that do not share that directory sign with other keys",
-                settings.local_storage_dir,
+        return cls(
+            key_files.configured_or_kept(
+                reveal(settings.manifest_signing_key),
+                settings.local_storage_dir / KEY_FILE,
+                make=_new_private_key_pem,
+                parse=parse_private_key,
+                variable="MANIFEST_SIGNING_KEY",
+                what="manifest signing",
+                shared=bool(settings.s3_bucket),
             )
-        path = settings.local_storage_dir / KEY_FILE
-        data = key_files.load_or_create(path, _new_private_key_pem)
-        try:
-            return cls(parse_private_key(data))
-        except ValueError as exc:
-            raise RuntimeError(f"the manifest signing key file {path} {exc}") from None
+        )
 
     def sign(self, data: bytes) -> Signature:
         return Signature(ALGORITHM, self.key_id, self._private_key.sign(data))

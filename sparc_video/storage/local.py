@@ -35,7 +35,7 @@ from sparc_video.core.errors import (
     ObjectTooLarge,
     Unavailable,
 )
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.storage.base import (
     Capacity,
     ObjectInfo,
@@ -75,16 +75,22 @@ class LocalStorage:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.base_url = base_url.rstrip("/")
-        self.links = LinkSigner(
-            signing_key.encode("utf-8")
-            if signing_key
-            else _load_or_create_key(self.root / SIGNING_KEY_FILE),
-            self.base_url,
+        key = key_files.configured_or_kept(
+            signing_key,
+            self.root / SIGNING_KEY_FILE,
+            make=lambda: (secrets.token_hex(32) + "\n").encode("ascii"),
+            parse=_hmac_key,
+            variable="LOCAL_STORAGE_SIGNING_KEY",
+            what="local storage signing",
+            shared=False,
         )
+        self.links = LinkSigner(key, self.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalStorage:
-        return cls(settings.local_storage_dir, settings.local_signing_key, settings.http_base_url)
+        return cls(
+            settings.local_storage_dir, reveal(settings.local_signing_key), settings.http_base_url
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""
@@ -371,13 +377,8 @@ def _check_local_key(key: str) -> str:
     return key
 
 
-def _load_or_create_key(path: Path) -> bytes:
-    key_files.load_or_create(path, lambda: (secrets.token_hex(32) + "\n").encode("ascii"))
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    key = path.read_bytes().strip()
+def _hmac_key(text: str) -> bytes:
+    key = text.strip().encode("utf-8")
     if not key:
-        raise RuntimeError(f"the local storage signing key file {path} is empty; delete it")
+        raise ValueError("is empty; delete it to make a new one")
     return key

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import TypeVar
 
 from sparc_video.core.errors import FieldViolation
+from sparc_video.core.sizes import parse_size
 from sparc_video.exports.models import Timestamp
 from sparc_video.media import codecs
 from sparc_video.storage.base import validate_key
@@ -24,10 +25,6 @@ MIN_TARGET_SIZE, MAX_TARGET_SIZE = 10_000, 100_000_000_000
 _RESOLUTION_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|b)?\s*$")
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG](?:i?[bB])?|[bB])?\s*$")
-_SIZE_UNITS = {
-    "": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3,
-}  # fmt: skip
 _NTSC_RATES = {
     "23.976": Fraction(24000, 1001),
     "29.97": Fraction(30000, 1001),
@@ -108,16 +105,12 @@ def parse_fps(text: str) -> Fraction:
 
 
 def parse_size_bytes(text: str) -> int:
-    """`25MB`, `500k`, `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use e.g. 25MB, 500k, 10MiB or 1000000")
-    number, unit = match.groups()
-    unit = unit.lower().rstrip("b") if unit else ""
-    value = float(number) * _SIZE_UNITS[unit]
+    """A target size in the one size grammar (`sparc_video.core.sizes`): `25MB`, `500k`,
+    `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes, 10k to 100G."""
+    value = parse_size(text)
     if not MIN_TARGET_SIZE <= value <= MAX_TARGET_SIZE:
         raise ValueError(f"{text!r} is out of range; use 10k to 100G")
-    return int(value)
+    return value
 
 
 def parse_media_time(text: str) -> float:
