@@ -39,6 +39,7 @@ from sparc.video.v1 import export_service_pb2_grpc as export_grpc
 
 from sparc_video.api.auth_interceptor import AuthInterceptor
 from sparc_video.api.server import Server
+from sparc_video.api.status import ErrorInterceptor
 from sparc_video.app import open_app
 from sparc_video.client import (
     AsyncExportClient,
@@ -252,7 +253,7 @@ async def test_a_method_missing_from_the_table_is_refused_even_to_admins(
         return b"served"
 
     interceptor = AuthInterceptor(Authenticator(auth_settings(service_settings)), None)
-    server = grpc.aio.server(interceptors=[interceptor])
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(), interceptor])
     server.add_generic_rpc_handlers(
         [
             grpc.method_handlers_generic_handler(

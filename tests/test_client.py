@@ -23,6 +23,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 from sparc_video import client as client_module
 from sparc_video.api.auth_interceptor import AuthInterceptor
 from sparc_video.api.exports.handlers import ExportServicer
+from sparc_video.api.status import ErrorInterceptor
 from sparc_video.app import App, open_app
 from sparc_video.client import (
     AsyncExportClient,
@@ -248,7 +249,7 @@ async def export_server(
     fixtures' AUTH_DISABLED settings) comes last, as in the real server.
     """
     auth = AuthInterceptor(Authenticator(app.settings), None)
-    server = grpc.aio.server(interceptors=[*interceptors, auth])
+    server = grpc.aio.server(interceptors=[*interceptors, ErrorInterceptor(), auth])
     export_service_pb2_grpc.add_ExportServiceServicer_to_server(
         ExportServicer(app.exports, app.signer), server
     )

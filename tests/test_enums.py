@@ -1,4 +1,4 @@
-"""Each proto enum's mapping (sparc_video/api/enums.py) is declared once and holds both ways."""
+"""Each proto enum's mapping (sparc_video/exports/enums.py) is declared once and holds both ways."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sparc.video.v1 import export_pb2
 
-from sparc_video.api import enums
-from sparc_video.api.enums import ProtoEnum
+from sparc_video.exports import enums
+from sparc_video.exports.enums import ProtoEnum
 
 TABLES: dict[str, tuple[Any, Any]] = {
     "STATES": (enums.STATES, export_pb2.Export.State),

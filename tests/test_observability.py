@@ -551,6 +551,31 @@ async def test_one_trace_from_create_export_through_a_worker_process(
     assert encode_attributes["sparc.speed"].double_value > 0
 
 
+async def test_server_spans_continue_the_callers_trace_on_unary_and_stream_calls(
+    service_settings: Callable[..., Settings], spans: InMemorySpanExporter
+) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    metadata = (("traceparent", f"00-{trace_id}-{parent_id}-01"),)
+    spans.clear()
+    async with start_service(service_settings(), worker=False) as service:
+        await service.exports.GetQueueStats(
+            export_service_pb2.GetQueueStatsRequest(), metadata=metadata
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            request = export_service_pb2.WatchExportRequest(name="exports/0123456789abcdef0123")
+            _ = [m async for m in service.exports.WatchExport(request, metadata=metadata)]
+    by_name = {s.name: s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER}
+    for method in ("GetQueueStats", "WatchExport"):
+        span = by_name[f"sparc.video.v1.ExportService/{method}"]
+        assert span.parent is not None and span.parent.is_remote
+        assert span.context is not None
+        assert (f"{span.context.trace_id:032x}", f"{span.parent.span_id:016x}") == (
+            trace_id,
+            parent_id,
+        )
+        assert (span.attributes or {})["rpc.method"] == method
+
+
 def test_tracing_configuration_follows_the_standard_variables(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -4,7 +4,8 @@ Before a handler runs: credentials → Principal (`auth.Authenticator`), the met
 (`roles.METHOD_ROLES`; a method missing from the table is refused), then the principal's request
 rate (`quota.RateLimiter`). The principal is then available to the handler through
 `auth.current_principal()`. Health (and reflection while GRPC_REFLECTION=public) skip all this.
-Placed after the observability interceptor, so refused calls are counted and traced too.
+Placed inside the tracing, metrics and error interceptors: refusals are domain errors that the
+error interceptor answers, and refused calls are counted and traced too.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-import redis.exceptions
 from opentelemetry import trace
 
-from sparc_video.api import status as rpc_status
 from sparc_video.api.interceptors import wrap_handler
-from sparc_video.core.errors import PermissionDenied, SparcVideoError
+from sparc_video.core.errors import PermissionDenied
 from sparc_video.observability import logs as logging_setup
 from sparc_video.security import auth
 from sparc_video.security.quota import RateLimiter
@@ -67,27 +66,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         needed = self._roles.get(method)
 
         async def admit(context: Context) -> auth.Principal:
-            try:
-                principal = (
-                    auth.LOCAL_ADMIN
-                    if self._authenticator.disabled
-                    else self._authenticator.authenticate(metadata, context.peer_identities())
+            principal = (
+                auth.LOCAL_ADMIN
+                if self._authenticator.disabled
+                else self._authenticator.authenticate(metadata, context.peer_identities())
+            )
+            if needed is None:
+                raise PermissionDenied(
+                    f"{method} is not in the authorization table (security/roles.py)"
                 )
-                if needed is None:
-                    raise PermissionDenied(
-                        f"{method} is not in the authorization table (security/roles.py)"
-                    )
-                if not principal.has_role(needed):
-                    held = f"the {principal.role} role" if principal.role else "no role"
-                    raise PermissionDenied(
-                        f"{principal.id!r} has {held}; {method.rsplit('/', 1)[-1]} needs "
-                        f"{needed} or above"
-                    )
-                if self._limiter is not None:
-                    await self._limiter.hit(principal.id)
-            except (SparcVideoError, redis.exceptions.RedisError) as exc:
-                await rpc_status.abort(context, exc)
-                raise  # abort() raised already; this keeps type checkers informed.
+            if not principal.has_role(needed):
+                held = f"the {principal.role} role" if principal.role else "no role"
+                raise PermissionDenied(
+                    f"{principal.id!r} has {held}; {method.rsplit('/', 1)[-1]} needs "
+                    f"{needed} or above"
+                )
+            if self._limiter is not None:
+                await self._limiter.hit(principal.id)
             # Who did it, on the RPC's log lines and span (the observability interceptor's).
             logging_setup.update(principal=principal.id)
             span = trace.get_current_span()

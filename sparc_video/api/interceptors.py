@@ -1,8 +1,12 @@
-"""One grpc.aio server interceptor for metrics, a server span per RPC and log context.
+"""The grpc.aio server interceptors for tracing, metrics and log context.
 
-It wraps every kind of handler, including server streams written either as async generators
-(WatchExport) or as coroutines calling `context.write` (grpc's health Watch), and reads the final
-status from the context, which is where `abort()` leaves it.
+Tracing is opentelemetry-instrumentation-grpc's aio server interceptor (`tracing_interceptor`):
+one SERVER span per RPC, continuing the caller's W3C trace context, with the rpc.* attributes and
+the final `rpc.grpc.status_code`. `ObservabilityInterceptor`, inside it, counts and times every
+RPC, binds the RPC's log fields and names the span as the semantic conventions do
+(`package.Service/Method`). It wraps every kind of handler, including server streams written
+either as async generators (WatchExport) or as coroutines calling `context.write` (grpc's health
+Watch), and reads the final status from the context, which is where `abort()` leaves it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from prometheus_client import Counter, Gauge, Histogram
 
 from sparc_video.observability import logs as logging_setup
@@ -24,7 +29,19 @@ from sparc_video.observability.metrics import (
     GRPC_HANDLING_SECONDS,
     GRPC_STREAMS_ACTIVE,
 )
-from sparc_video.observability.tracing import context_from_metadata, record_error, tracer
+
+# The library's stream wrapper iterates the handler, so it cannot wrap grpc's health Watch
+# (a coroutine that calls context.write); health checks are load balancers polling anyway.
+_UNTRACED_SERVICE = "grpc.health.v1.Health"
+
+
+def tracing_interceptor() -> grpc.aio.ServerInterceptor:
+    """A SERVER span per RPC (health excepted), from the global tracer provider."""
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        filter_=filters.negate(filters.service_name(_UNTRACED_SERVICE))
+    )
+    return interceptor
+
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _Req = TypeVar("_Req")
@@ -91,36 +108,18 @@ def _export_id(request: Any) -> str | None:
 
 
 class _Observation:
-    """Metrics, span and log fields of one RPC."""
+    """Metrics and log fields of one RPC."""
 
     def __init__(self, details: grpc.HandlerCallDetails, rpc_type: str) -> None:
         self.service, self.method = _split(details.method)
         self.rpc_type = rpc_type
-        self.parent = context_from_metadata(details.invocation_metadata)
         self.started = time.perf_counter()
+        # The library names its span after the path (with the leading slash); the semantic
+        # conventions' name is `package.Service/Method`.
+        trace.get_current_span().update_name(f"{self.service}/{self.method}")
 
-    def span(self) -> Any:
-        return tracer().start_as_current_span(
-            f"{self.service}/{self.method}",
-            context=self.parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "rpc.system": "grpc",
-                "rpc.service": self.service,
-                "rpc.method": self.method,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-
-    def finish(self, context: Context, span: Any, error: BaseException | None) -> None:
+    def finish(self, context: Context, error: BaseException | None) -> None:
         code = _final_code(context, error)
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
-            if error is not None:
-                record_error(span, error, reason=code.name)
-            else:
-                span.set_status(Status(StatusCode.ERROR, code.name))
         _handled(self.service, self.method, self.rpc_type, code.name).inc()
         _latency(self.service, self.method, self.rpc_type).observe(
             time.perf_counter() - self.started
@@ -178,7 +177,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             fields = {"rpc": obs.method}
             if (export_id := _export_id(request)) is not None:
                 fields["export_id"] = export_id
-            with logging_setup.bind(**fields), obs.span() as span:
+            with logging_setup.bind(**fields):
                 error: BaseException | None = None
                 try:
                     return await behavior(request, context)
@@ -186,7 +185,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                     error = exc
                     raise
                 finally:
-                    obs.finish(context, span, error)
+                    obs.finish(context, error)
 
         return observed
 
@@ -202,7 +201,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 fields = {"rpc": obs.method}
                 if (export_id := _export_id(request)) is not None:
                     fields["export_id"] = export_id
-                with logging_setup.bind(**fields), obs.span() as span:
+                with logging_setup.bind(**fields):
                     gauge.inc()
                     error: BaseException | None = None
                     try:
@@ -213,14 +212,14 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                         raise
                     finally:
                         gauge.dec()
-                        obs.finish(context, span, error)
+                        obs.finish(context, error)
 
             return observed_gen
 
         async def observed_coro(request: Any, context: Context) -> Any:
             obs = _Observation(details, rpc_type)
             gauge = _streams(obs.service, obs.method)
-            with logging_setup.bind(rpc=obs.method), obs.span() as span:
+            with logging_setup.bind(rpc=obs.method):
                 gauge.inc()
                 error: BaseException | None = None
                 try:
@@ -230,6 +229,6 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     gauge.dec()
-                    obs.finish(context, span, error)
+                    obs.finish(context, error)
 
         return observed_coro

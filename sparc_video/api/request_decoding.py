@@ -25,7 +25,6 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from sparc_video.api.status import abort
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 
 # Protobuf's valid ranges (google/protobuf/timestamp.proto and duration.proto).
@@ -103,7 +102,7 @@ async def _check(request: Any, method: str, context: Any) -> None:
             "send the serialized request message of this method",
         )
     if isinstance(request, Message) and (violations := time_violations(request)):
-        await abort(context, InvalidArgument(violations))
+        raise InvalidArgument(violations)  # answered by the error interceptor
 
 
 class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):

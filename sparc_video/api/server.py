@@ -23,9 +23,10 @@ from sparc_video.api.cameras.handlers import CameraServicer
 from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
-from sparc_video.api.interceptors import ObservabilityInterceptor
+from sparc_video.api.interceptors import ObservabilityInterceptor, tracing_interceptor
 from sparc_video.api.request_decoding import RequestDecodingInterceptor
 from sparc_video.api.service_metrics import ServiceCollector
+from sparc_video.api.status import ErrorInterceptor
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings
@@ -54,9 +55,12 @@ class Server:
             else None
         )
         self._grpc = grpc.aio.server(
-            # Observability first: calls refused by authentication are counted and traced.
+            # Outermost first. Tracing and metrics see the final status of every call, the
+            # error interceptor turns whatever a handler or authentication raises into it.
             interceptors=[
+                tracing_interceptor(),
                 ObservabilityInterceptor(),
+                ErrorInterceptor(),
                 AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
                 # Innermost: it replaces how the request is decoded (see its module).
                 RequestDecodingInterceptor(),

@@ -1,75 +1,84 @@
-"""The one place where errors become gRPC statuses.
+"""The one place where errors become gRPC statuses: `ErrorInterceptor`.
 
-Domain errors (`errors.py`) map to status codes with google.rpc details (ErrorInfo always,
-BadRequest for field violations) sent as `grpc-status-details-bin` through grpcio-status, so
-clients in any language can read the reason and the offending fields.
+Handlers (and the auth interceptor) raise; this server interceptor answers every RPC kind,
+unary and streaming, from one table. Domain errors (`core/errors.py`) carry a `Code`; `_GRPC_CODES`
+maps it to its `grpc.StatusCode`, with google.rpc details (ErrorInfo always, BadRequest for field
+violations, RetryInfo and QuotaFailure for quotas) sent as `grpc-status-details-bin` through
+grpcio-status, so clients in any language can read the reason and the offending fields. An
+unreachable Redis is UNAVAILABLE. Anything else is a bug: INTERNAL (never UNKNOWN) with an error
+id that is logged beside the traceback, so an operator can find what a caller reports.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import grpc
 import redis.exceptions
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry import trace
 
-from sparc_video.api.exports.mapping import error_status
+from sparc_video.api.interceptors import wrap_handler
 from sparc_video.core import errors
+from sparc_video.core.errors import Code
 from sparc_video.exports.models import ExportError
+from sparc_video.observability.tracing import record_error
 
 log = logging.getLogger(__name__)
 
-_CODES: list[tuple[type[errors.SparcVideoError], grpc.StatusCode]] = [
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.JobCancelled, grpc.StatusCode.CANCELLED),
-    (errors.ProcessingTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.MediaError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.MediaLimitExceeded, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.TransientProcessingError, grpc.StatusCode.UNAVAILABLE),
-    (errors.ProcessingError, grpc.StatusCode.INTERNAL),
-]
+ERROR_DOMAIN = "video.sparc"
+
+_GRPC_CODES: dict[Code, grpc.StatusCode] = {Code(code.value[0]): code for code in grpc.StatusCode}
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 
-def code_for(error: errors.SparcVideoError) -> grpc.StatusCode:
-    for cls, code in _CODES:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
+def grpc_code(code: Code | int) -> grpc.StatusCode:
+    """The `grpc.StatusCode` of a domain `Code` (or of the number an export recorded)."""
+    return _GRPC_CODES.get(Code(code), grpc.StatusCode.INTERNAL)
 
 
-def export_error(error: errors.SparcVideoError) -> ExportError:
-    """What an export records about the error that ended it."""
-    return ExportError(code=code_for(error).value[0], reason=error.reason, message=error.message)
+def error_status(error: ExportError, metadata: dict[str, str] | None = None) -> status_pb2.Status:
+    """google.rpc.Status with an ErrorInfo detail carrying the stable reason."""
+    info = any_pb2.Any()
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
+    )
+    return status_pb2.Status(code=error.code, message=error.message, details=[info])
 
 
-def status_for(error: BaseException) -> status_pb2.Status:
+def _pack(status: status_pb2.Status, *messages: Any) -> None:
+    for message in messages:
+        detail = any_pb2.Any()
+        detail.Pack(message)
+        status.details.append(detail)
+
+
+def status_for(error: BaseException, error_id: str = "") -> status_pb2.Status:
+    """The status a caller gets for `error`; `error_id` names an unexpected one in the logs."""
     if isinstance(error, errors.SparcVideoError):
-        status = error_status(export_error(error))
+        metadata = {"error_id": error_id} if error_id else None
+        status = error_status(ExportError.from_error(error), metadata)
         if isinstance(error, errors.InvalidArgument):
-            bad_request = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
-                ]
+            _pack(
+                status,
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                ),
             )
-            detail = any_pb2.Any()
-            detail.Pack(bad_request)
-            status.details.append(detail)
         if isinstance(error, errors.ResourceExhausted):
             # RetryInfo tells well-behaved clients when to come back; QuotaFailure says which
             # quota ran out and for whom.
@@ -82,57 +91,89 @@ def status_for(error: BaseException) -> status_pb2.Status:
                     )
                 ]
             )
-            for message in (retry, quota):
-                detail = any_pb2.Any()
-                detail.Pack(message)
-                status.details.append(detail)
+            _pack(status, retry, quota)
         return status
     if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return error_status(
             ExportError(
-                code=grpc.StatusCode.UNAVAILABLE.value[0],
+                code=Code.UNAVAILABLE,
                 reason="REDIS_UNAVAILABLE",
                 message="the service's Redis is unreachable; retry later",
             )
         )
     return error_status(
         ExportError(
-            code=grpc.StatusCode.INTERNAL.value[0],
+            code=Code.INTERNAL,
             reason="INTERNAL",
-            message="internal error; the server logged the details",
-        )
+            message=f"internal error (error id {error_id}); the server logged the details",
+        ),
+        {"error_id": error_id},
     )
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
-    status = status_for(error)
-    if status.code == grpc.StatusCode.INTERNAL.value[0]:
-        log.exception("unexpected error in RPC", exc_info=error)
+async def abort(context: Context, error: Exception, method: str = "") -> None:
+    """End the call with the status for `error` (raises grpc's AbortError, as `abort` does)."""
+    error_id = ""
+    expected = isinstance(error, errors.SparcVideoError) and error.code != Code.INTERNAL
+    if not expected and not _is_redis_outage(error):
+        error_id = uuid.uuid4().hex[:16]
+        log.error("unexpected error in %s (error id %s)", method or "RPC", error_id, exc_info=error)
+    status = status_for(error, error_id)
+    code = grpc_code(status.code)
+    span = trace.get_current_span()
+    span.set_attribute("rpc.grpc.status_code", status.code)
+    if code != grpc.StatusCode.CANCELLED:
+        record_error(span, error, reason=code.name)
+    if error_id:
+        span.set_attribute("sparc.error_id", error_id)
     await context.abort_with_status(rpc_status.to_status(status))
 
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
+def _is_redis_outage(error: Exception) -> bool:
+    return isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
 
 
-def translate_errors(method: Handler) -> Handler:
-    """Wrap a servicer method so domain/Redis errors reach the client as proper statuses."""
-    if inspect.isasyncgenfunction(method):
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Answers whatever a handler raises with its status; one interceptor for every RPC.
 
-        @functools.wraps(method)
-        async def stream_wrapper(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+    Placed inside the tracing and metrics interceptors (they see the final code) and outside
+    authentication (whose refusals are domain errors too).
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        return wrap_handler(handler, lambda behavior, _: _translating(behavior, method))
+
+
+def _translating(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def translated_gen(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for item in method(self, request, context):
+                async for item in behavior(request, context):
                     yield item
-            except (errors.SparcVideoError, redis.exceptions.RedisError) as exc:
-                await abort(context, exc)
+            except grpc.aio.AbortError:
+                raise  # the handler ended the call itself
+            except Exception as exc:
+                await abort(context, exc, method)
 
-        return cast(Handler, stream_wrapper)
+        return translated_gen
 
-    @functools.wraps(method)
-    async def unary_wrapper(self: Any, request: Any, context: Any) -> Any:
+    async def translated(request: Any, context: Context) -> Any:
         try:
-            return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
-        except (errors.SparcVideoError, redis.exceptions.RedisError) as exc:
-            await abort(context, exc)
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort(context, exc, method)
 
-    return cast(Handler, unary_wrapper)
+    return translated

@@ -24,6 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from sparc_video.core.errors import (
     AlreadyExists,
+    ErrorRecord,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -31,7 +32,6 @@ from sparc_video.core.errors import (
 )
 from sparc_video.core.keys import Keys
 from sparc_video.core.transactions import watched
-from sparc_video.exports.models import ExportError
 from sparc_video.media.probe import StreamInfo
 
 # Digits of a zero-padded nanosecond time in an index entry: enough until the year 5138.
@@ -75,7 +75,7 @@ class CameraRecord:
     last_seen_time: float | None = None
     last_probe_time: float | None = None
     stream: StreamInfo | None = None
-    last_error: ExportError | None = None
+    last_error: ErrorRecord | None = None
     create_time: float = 0.0
     update_time: float = 0.0
 
@@ -93,7 +93,7 @@ class CameraRecord:
         values: dict[str, Any] = {k: v for k, v in data.items() if k in known}
         values["status"] = CameraStatus(data.get("status", CameraStatus.UNKNOWN))
         values["stream"] = StreamInfo(**data["stream"]) if data.get("stream") else None
-        values["last_error"] = ExportError(**data["last_error"]) if data.get("last_error") else None
+        values["last_error"] = ErrorRecord(**data["last_error"]) if data.get("last_error") else None
         return cls(**values)
 
 

@@ -1,7 +1,7 @@
 """What CameraService does with cameras, free of protobuf and gRPC: one method per RPC.
 
-Handlers (`camera_service.py`) validate requests with `camera_validation.py`, call one method
-here and convert the result with `camera_mapping.py`. Recordings are in `recordings.py`.
+Handlers (`api/cameras/handlers.py`) validate requests with `api/cameras/requests.py`, call one
+method here and convert the result with `api/cameras/mapping.py`. Recordings are in `recordings.py`.
 
 Secrets (the stream's log-in and secret query values, see `stream_urls.py`) are decrypted only
 to open the stream, and every message that could quote them is scrubbed first. They are bound
@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sparc_video.api.status import export_error
 from sparc_video.cameras.credentials import CredentialCipher, CredentialsUnreadable
 from sparc_video.cameras.records import (
     CameraRecord,
@@ -26,10 +25,15 @@ from sparc_video.cameras.records import (
     CameraStore,
     RecordingsChanged,
 )
-from sparc_video.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from sparc_video.core.errors import (
+    ErrorRecord,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Unavailable,
+)
 from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
-from sparc_video.exports.models import ExportError
 from sparc_video.media.probe import MediaProber, StreamRead
 from sparc_video.security import confinement
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
@@ -93,7 +97,7 @@ class ProbeOutcome:
     camera: CameraRecord
     read: StreamRead
     start_time: float
-    error: ExportError | None
+    error: ErrorRecord | None
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ class Cameras:
 
     def _read_error(
         self, record: CameraRecord, secrets: StreamSecrets, read: StreamRead, timeout_s: float
-    ) -> ExportError | None:
+    ) -> ErrorRecord | None:
         if read.ok:
             return None
         detail = read.message
@@ -287,10 +291,10 @@ class Cameras:
             detail = f"no picture within {timeout_s:g} s"
         shown = display_url(record.stream_url, record.has_userinfo)
         message = scrub(f"camera {record.name} ({shown}): {detail}", secrets)
-        return export_error(Unavailable(message, reason=read.reason))
+        return ErrorRecord.from_error(Unavailable(message, reason=read.reason))
 
     async def _record_outcome(
-        self, probed: CameraRecord, start: float, read: StreamRead, error: ExportError | None
+        self, probed: CameraRecord, start: float, read: StreamRead, error: ErrorRecord | None
     ) -> CameraRecord:
         def change(record: CameraRecord) -> bool:
             # Changed meanwhile: the outcome describes a stream the camera no longer has.
@@ -310,7 +314,7 @@ class Cameras:
         return await self._store.update_camera(probed.id, change)
 
 
-def _raise_if_refused(read: StreamRead, error: ExportError | None) -> None:
+def _raise_if_refused(read: StreamRead, error: ErrorRecord | None) -> None:
     """A stream the address policy refuses is not "offline": the call itself is refused."""
     if error is not None and read.reason == REFUSED_REASON:
         raise FailedPrecondition(error.message, reason=REFUSED_REASON)

@@ -1,11 +1,12 @@
 """Domain errors of sparc-video.
 
-Domain code raises these; `sparc_video.api.status` maps them to gRPC status codes with
-google.rpc details in one place, and the worker records them on the export. Every error has a
-stable `reason` (the google.rpc.ErrorInfo reason, UPPER_SNAKE_CASE) and a message a person can
-act on.
+Domain code raises these; the worker records them on the export, and the API's error
+interceptor (`sparc_video.api.status`) answers them as gRPC statuses with google.rpc details.
+Every error has a `code` (a `Code`: the canonical status codes that gRPC and google.rpc share,
+so this module needs no grpc import), a stable `reason` (the google.rpc.ErrorInfo reason,
+UPPER_SNAKE_CASE) and a message a person can act on.
 
-The tree:
+The tree (each class names its `code`):
 
     SparcVideoError
     ├── InvalidArgument ............... the request is malformed (carries field violations)
@@ -31,6 +32,33 @@ The tree:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """The canonical status codes (google.rpc.Code; gRPC's status codes have the same numbers).
+
+    An export records the number (`ExportError.code`); the API layer maps each member to its
+    `grpc.StatusCode` in one table.
+    """
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 
 @dataclass(frozen=True)
@@ -41,9 +69,24 @@ class FieldViolation:
     description: str
 
 
+@dataclass(frozen=True)
+class ErrorRecord:
+    """An error as a record keeps it (an export's failure, a camera's last probe): the status
+    code's number, the stable reason and the message."""
+
+    code: int
+    reason: str
+    message: str
+
+    @classmethod
+    def from_error(cls, error: SparcVideoError) -> ErrorRecord:
+        return cls(code=int(error.code), reason=error.reason, message=error.message)
+
+
 class SparcVideoError(Exception):
     """Base of every error the service raises on purpose."""
 
+    code: Code = Code.INTERNAL
     reason: str = "INTERNAL"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
@@ -54,6 +97,7 @@ class SparcVideoError(Exception):
 
 
 class InvalidArgument(SparcVideoError):
+    code = Code.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: list[FieldViolation], *, reason: str | None = None) -> None:
@@ -63,6 +107,7 @@ class InvalidArgument(SparcVideoError):
 
 
 class NotFound(SparcVideoError):
+    code = Code.NOT_FOUND
     reason = "NOT_FOUND"
 
 
@@ -79,26 +124,31 @@ class ObjectNotFound(NotFound):
 
 
 class AlreadyExists(SparcVideoError):
+    code = Code.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(SparcVideoError):
+    code = Code.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
 class Unauthenticated(SparcVideoError):
     """The caller is not known. The message never repeats what the caller sent."""
 
+    code = Code.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(SparcVideoError):
+    code = Code.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"
 
 
 class ResourceExhausted(SparcVideoError):
     """A quota is used up: `subject` (e.g. `principal:alice`) may retry after `retry_after_s`."""
 
+    code = Code.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
 
     def __init__(
@@ -120,6 +170,7 @@ class ObjectTooLarge(FailedPrecondition):
 
 
 class Unavailable(SparcVideoError):
+    code = Code.UNAVAILABLE
     reason = "UNAVAILABLE"
 
 
@@ -132,6 +183,7 @@ class PermanentProcessingError(ProcessingError):
 
 
 class MediaError(PermanentProcessingError):
+    code = Code.INVALID_ARGUMENT
     reason = "INVALID_MEDIA"
 
 
@@ -139,18 +191,22 @@ class MediaLimitExceeded(PermanentProcessingError):
     """A usable source past a configured limit: FAILED_PRECONDITION, since the request was
     valid and would run under another configuration."""
 
+    code = Code.FAILED_PRECONDITION
     reason = "LIMIT_EXCEEDED"
 
 
 class ProcessingTimeout(PermanentProcessingError):
+    code = Code.DEADLINE_EXCEEDED
     reason = "TIMEOUT"
 
 
 class TransientProcessingError(ProcessingError):
+    code = Code.UNAVAILABLE
     reason = "TRANSIENT"
 
 
 class JobCancelled(ProcessingError):
+    code = Code.CANCELLED
     reason = "CANCELLED"
 
     def __init__(self, message: str = "the export was cancelled") -> None:

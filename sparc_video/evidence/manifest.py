@@ -21,10 +21,10 @@ from typing import Any
 from google.protobuf import json_format
 
 from sparc_video import __version__
-from sparc_video.api.exports.mapping import operation_to_proto
 from sparc_video.evidence.bundle import MANIFEST_NAME, SIGNATURE_NAME
 from sparc_video.evidence.signing import canonical_json
 from sparc_video.exports.models import ExportRecord, Output
+from sparc_video.exports.proto import operation_to_proto
 
 FORMAT = "sparc-video-manifest/1"
 __all__ = ["MANIFEST_NAME", "SIGNATURE_NAME", "Gap", "ManifestContext", "SourceEntry", "build"]

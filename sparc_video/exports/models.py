@@ -1,8 +1,8 @@
 """The export domain model: validated operations, progress, outputs and the export record.
 
 These are plain dataclasses, independent of protobuf: the server builds them from validated
-requests (`validation.py`), stores them in Redis as JSON (`records.py`), the worker reads them
-back and the RPC layer converts them to protos (`proto_mapping.py`).
+requests (`api/exports/requests/`), stores them in Redis as JSON (`records.py`), the worker
+reads them back and the RPC layer converts them to protos (`api/exports/mapping.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from sparc_video.core.errors import ErrorRecord
 
 
 class ExportState(enum.StrEnum):
@@ -351,13 +353,8 @@ class Coverage:
         )
 
 
-@dataclass(frozen=True)
-class ExportError:
-    """Why an export failed: a gRPC status code (int), a stable reason and a message."""
-
-    code: int
-    reason: str
-    message: str
+# Why an export failed: a status code (int), a stable reason and a message.
+ExportError = ErrorRecord
 
 
 @dataclass(frozen=True)

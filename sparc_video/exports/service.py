@@ -1,7 +1,7 @@
 """What the ExportService does, free of protobuf and gRPC: one method per RPC.
 
-Handlers (`export_service.py`) convert requests with `validation.py`, call one method here and
-convert the result back with `proto_mapping.py`.
+Handlers (`api/exports/handlers.py`) convert requests with `api/exports/requests/`, call one
+method here and convert the result back with `api/exports/mapping.py`.
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ class Exports:
             )
 
     def _check_request(self, source_key: str, operations: list[Operation]) -> None:
-        """The limits and confinement that depend on the configuration (validation.py checks
-        the fixed rules): where inputs come from, how many operations and images."""
+        """The limits and confinement that depend on the configuration (api/exports/requests
+        checks the fixed rules): where inputs come from, how many operations and images."""
         settings = self._settings
         keys = [("export.source.object_key", source_key)] if source_key else []
         keys += [

@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -139,16 +138,6 @@ def context_from_traceparent(traceparent: str) -> otel_context.Context | None:
     if not traceparent:
         return None
     return _PROPAGATOR.extract({"traceparent": traceparent})
-
-
-def context_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> otel_context.Context:
-    """The caller's trace context from gRPC metadata (traceparent/tracestate), if it sent one."""
-    carrier = {
-        key: value
-        for key, value in (metadata or ())
-        if key in ("traceparent", "tracestate") and isinstance(value, str)
-    }
-    return _PROPAGATOR.extract(carrier)
 
 
 def trace_ids() -> tuple[str, str]:

@@ -32,7 +32,6 @@ from typing import Any
 
 from arq import Retry
 
-from sparc_video.api.status import export_error
 from sparc_video.core.errors import (
     JobCancelled,
     MediaLimitExceeded,
@@ -52,6 +51,7 @@ from sparc_video.exports.leases import Lease, LeaseHeld
 from sparc_video.exports.models import (
     Coverage,
     CoverageSpan,
+    ExportError,
     ExportRecord,
     ExportState,
     ManifestRef,
@@ -463,7 +463,7 @@ class ExportJob:
         def to_failed(record: ExportRecord) -> str:
             self._guard(record)
             record.state = ExportState.FAILED
-            record.error = export_error(error)
+            record.error = ExportError.from_error(error)
             record.end_time = time.time()
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
@@ -499,7 +499,7 @@ class ExportJob:
             self._guard(record)
             record.state = ExportState.RETRYING
             record.failed_attempts = failures
-            record.error = export_error(error)
+            record.error = ExportError.from_error(error)
             record.next_attempt_time = next_attempt
             record.worker_id = ""
             return EventKind.STATE_CHANGED

@@ -14,11 +14,10 @@ from sparc_video.api.cameras.mapping import (
     recording_to_proto,
     stream_info_to_proto,
 )
-from sparc_video.api.exports.mapping import duration, error_status, timestamp
-from sparc_video.api.status import translate_errors
+from sparc_video.api.common import duration, timestamp
+from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
-from sparc_video.core.errors import FieldViolation
 
 Context = grpc.aio.ServicerContext[Any, Any]
 svc = camera_service_pb2
@@ -29,22 +28,16 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self._cameras = cameras
         self._recordings = recordings
 
-    @translate_errors
     async def CreateCamera(
         self, request: svc.CreateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        violations: list[FieldViolation] = []
-        camera_id = validation.validate_camera_id(request.camera_id, violations)
-        fields = validation.camera_fields(request.camera, violations)
-        validation.raise_if_any(violations)
+        camera_id, fields = validation.create_camera_args(request)
         return camera_to_proto(await self._cameras.create(fields, camera_id))
 
-    @translate_errors
     async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
         camera_id = validation.parse_camera_name(request.name)
         return camera_to_proto(await self._cameras.get(camera_id))
 
-    @translate_errors
     async def ListCameras(
         self, request: svc.ListCamerasRequest, context: Context
     ) -> svc.ListCamerasResponse:
@@ -55,25 +48,18 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             cameras=[camera_to_proto(r) for r in records], next_page_token=next_token
         )
 
-    @translate_errors
     async def UpdateCamera(
         self, request: svc.UpdateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        camera_id = validation.parse_camera_name(request.camera.name, "camera.name")
-        violations: list[FieldViolation] = []
-        paths = validation.update_paths(request.update_mask, request.camera, violations)
-        fields = validation.camera_fields(request.camera, violations, paths)
-        validation.raise_if_any(violations)
+        camera_id, fields, paths = validation.update_camera_args(request)
         return camera_to_proto(await self._cameras.update(camera_id, fields, paths))
 
-    @translate_errors
     async def DeleteCamera(
         self, request: svc.DeleteCameraRequest, context: Context
     ) -> empty_pb2.Empty:
         await self._cameras.delete(validation.parse_camera_name(request.name), request.force)
         return empty_pb2.Empty()
 
-    @translate_errors
     async def ProbeCamera(
         self, request: svc.ProbeCameraRequest, context: Context
     ) -> svc.ProbeCameraResponse:
@@ -93,7 +79,6 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             response.error.CopyFrom(error_status(outcome.error))
         return response
 
-    @translate_errors
     async def CaptureSnapshot(
         self, request: svc.CaptureSnapshotRequest, context: Context
     ) -> svc.CaptureSnapshotResponse:
@@ -111,27 +96,18 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             size_bytes=snapshot.size_bytes,
         )
 
-    @translate_errors
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context
     ) -> camera_pb2.Recording:
-        camera_id = validation.parse_camera_name(request.parent, "parent")
-        violations: list[FieldViolation] = []
-        key = validation.object_key(request.recording.object_key, violations)
-        start_ns = validation.start_time_ns(
-            request.recording.start_time, request.recording.HasField("start_time"), violations
-        )
-        validation.raise_if_any(violations)
+        camera_id, key, start_ns = validation.create_recording_args(request)
         return recording_to_proto(await self._recordings.create(camera_id, key, start_ns))
 
-    @translate_errors
     async def GetRecording(
         self, request: svc.GetRecordingRequest, context: Context
     ) -> camera_pb2.Recording:
         camera_id, recording_id = validation.parse_recording_name(request.name)
         return recording_to_proto(await self._recordings.get(camera_id, recording_id))
 
-    @translate_errors
     async def ListRecordings(
         self, request: svc.ListRecordingsRequest, context: Context
     ) -> svc.ListRecordingsResponse:
@@ -148,7 +124,6 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             recordings=[recording_to_proto(r) for r in records], next_page_token=next_token
         )
 
-    @translate_errors
     async def DeleteRecording(
         self, request: svc.DeleteRecordingRequest, context: Context
     ) -> empty_pb2.Empty:
@@ -156,7 +131,6 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         await self._recordings.delete(camera_id, recording_id)
         return empty_pb2.Empty()
 
-    @translate_errors
     async def CreateRecordingUploadUrl(
         self, request: svc.CreateRecordingUploadUrlRequest, context: Context
     ) -> svc.CreateRecordingUploadUrlResponse:

@@ -1,4 +1,4 @@
-"""Camera and recording records → protobuf messages (the other way is camera_validation.py).
+"""Camera and recording records → protobuf messages (the other way is requests.py).
 
 A camera's secrets never reach a message: the stream URL goes out in its public form, with
 `***@` where a log-in is stored, and `credentials` is never set.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from google.protobuf import duration_pb2, timestamp_pb2
 from sparc.video.v1 import camera_pb2
 
-from sparc_video.api.exports.mapping import error_status, timestamp
+from sparc_video.api.common import timestamp
+from sparc_video.api.status import error_status
 from sparc_video.cameras.records import CameraRecord, CameraStatus, RecordingRecord
 from sparc_video.media.probe import StreamInfo
 from sparc_video.security.stream_urls import display_url

@@ -1,4 +1,4 @@
-"""CameraService requests → validated domain values (the other direction is camera_mapping.py).
+"""CameraService requests → validated domain values (the other direction is mapping.py).
 
 Every problem is collected as a FieldViolation naming the field (AIP-193 paths such as
 `camera.labels`), so one call reports everything wrong at once. No description quotes a stream
@@ -11,8 +11,11 @@ import re
 import time
 
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from sparc.video.v1 import camera_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2
 
+from sparc_video.api.common import parse_camera_name as parse_camera_name
+from sparc_video.api.common import parse_recording_name as parse_recording_name
+from sparc_video.api.common import raise_if_any as raise_if_any
 from sparc_video.cameras.records import TimeRange
 from sparc_video.cameras.service import (
     DEFAULT_STREAM_TIMEOUT_S,
@@ -40,8 +43,6 @@ MAX_FUTURE_START_S = 24 * 3600
 
 # AIP-122: ids chosen by clients start with a letter; generated ones are hex.
 _CAMERA_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-_ANY_CAMERA_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_RECORDING_ID_RE = re.compile(r"^[0-9a-f]{20}$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _OUTPUT_ONLY = frozenset(
     {
@@ -54,43 +55,6 @@ _TERM_RE = re.compile(
 )
 _AND_RE = re.compile(r"AND(?:\s+|$)")
 _FILTER_HELP = 'use e.g. site = "hq" AND enabled = true AND labels.zone = "perimeter"'
-
-
-def raise_if_any(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise InvalidArgument(violations)
-
-
-def parse_camera_name(name: str, field: str = "name") -> str:
-    """`cameras/{camera}` → camera id."""
-    prefix, _, camera_id = name.partition("/")
-    if prefix != "cameras" or not _ANY_CAMERA_ID_RE.fullmatch(camera_id):
-        raise InvalidArgument(
-            [FieldViolation(field, f"{name[:200]!r} is not a camera name such as cameras/dock-1")]
-        )
-    return camera_id
-
-
-def parse_recording_name(name: str, field: str = "name") -> tuple[str, str]:
-    """`cameras/{camera}/recordings/{recording}` → (camera id, recording id)."""
-    parts = name.split("/")
-    if (
-        len(parts) != 4
-        or parts[0] != "cameras"
-        or parts[2] != "recordings"
-        or not _ANY_CAMERA_ID_RE.fullmatch(parts[1])
-        or not _RECORDING_ID_RE.fullmatch(parts[3])
-    ):
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    field,
-                    f"{name[:200]!r} is not a recording name such as "
-                    "cameras/dock-1/recordings/0123456789abcdef0123",
-                )
-            ]
-        )
-    return parts[1], parts[3]
 
 
 def validate_camera_id(camera_id: str, violations: list[FieldViolation]) -> str:
@@ -330,3 +294,41 @@ def _labels(labels: dict[str, str], violations: list[FieldViolation]) -> dict[st
 
 def _bad_filter(text: str, problem: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation("filter", f"{text[:200]!r}: {problem}; {_FILTER_HELP}")])
+
+
+# Whole requests → the arguments of their one domain call: everything wrong, raised at once.
+
+
+def create_camera_args(request: camera_service_pb2.CreateCameraRequest) -> tuple[str, CameraFields]:
+    """(camera id or "" for a generated one, fields)."""
+    violations: list[FieldViolation] = []
+    camera_id = validate_camera_id(request.camera_id, violations)
+    fields = camera_fields(request.camera, violations)
+    raise_if_any(violations)
+    return camera_id, fields
+
+
+def update_camera_args(
+    request: camera_service_pb2.UpdateCameraRequest,
+) -> tuple[str, CameraFields, frozenset[str]]:
+    """(camera id, fields, the paths to change)."""
+    camera_id = parse_camera_name(request.camera.name, "camera.name")
+    violations: list[FieldViolation] = []
+    paths = update_paths(request.update_mask, request.camera, violations)
+    fields = camera_fields(request.camera, violations, paths)
+    raise_if_any(violations)
+    return camera_id, fields, paths
+
+
+def create_recording_args(
+    request: camera_service_pb2.CreateRecordingRequest,
+) -> tuple[str, str, int]:
+    """(camera id, object key, start time in ns)."""
+    camera_id = parse_camera_name(request.parent, "parent")
+    violations: list[FieldViolation] = []
+    key = object_key(request.recording.object_key, violations)
+    start_ns = start_time_ns(
+        request.recording.start_time, request.recording.HasField("start_time"), violations
+    )
+    raise_if_any(violations)
+    return camera_id, key, start_ns

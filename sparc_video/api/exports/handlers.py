@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,20 +11,15 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video.api.exports import mapping as proto_mapping
 from sparc_video.api.exports import requests as validation
-from sparc_video.api.status import translate_errors
-from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.evidence.signing import ALGORITHM, ManifestSigner, public_key_pem
 from sparc_video.exports.event_log import EventKind, parse_event_id
 from sparc_video.exports.models import ExportState
-from sparc_video.exports.service import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
+from sparc_video.exports.service import SNAPSHOT, DownloadLink, Exports, WatchMessage
 from sparc_video.security.auth import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 WatchResponse = export_service_pb2.WatchExportResponse
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
-_FILTER_RE = re.compile(r'^\s*state\s*=\s*"?(?:STATE_)?([A-Za-z]+)"?\s*$')
 # Recent events' responses; a few per export being watched is plenty (see _watch_response).
 _WATCH_RESPONSES_KEPT = 4096
 _EVENT_KINDS = {
@@ -42,41 +36,20 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         self._exports = exports
         self._responses: OrderedDict[tuple[str, str, str], WatchResponse] = OrderedDict()
 
-    @translate_errors
     async def CreateExport(
         self, request: export_service_pb2.CreateExportRequest, context: Context
     ) -> export_pb2.Export:
-        violations: list[FieldViolation] = []
-        source = validation.validate_source(request.export.source, "export.source", violations)
-        operations = validation.validate_operations(
-            list(request.export.operations), "export.operations", violations
-        )
-        if not violations:  # (indexes line up only when every operation parsed)
-            # An object source carries no capture time: a clock must bring its own base.
-            validation.require_capture_times(
-                operations,
-                "export.operations",
-                violations,
-                source_has_capture_time=not isinstance(source, str),
-            )
-        request_id = validation.validate_request_id(request.request_id, violations)
-        priority = validation.validate_priority(
-            request.export.priority, "export.priority", violations
-        )
-        case_id = validation.validate_case_id(request.export.case_id, violations)
-        purpose = validation.validate_purpose(request.export.purpose, violations)
-        validation.raise_if_any(violations)
+        args = validation.create_args(request)
         record = await self._exports.create(
             current_principal(),
-            source,
-            operations,
-            request_id,
-            priority,
-            audit=AuditFields(case_id=case_id, purpose=purpose),
+            args.source,
+            args.operations,
+            args.request_id,
+            args.priority,
+            audit=args.audit,
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def GetExport(
         self, request: export_service_pb2.GetExportRequest, context: Context
     ) -> export_pb2.Export:
@@ -85,22 +58,18 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def ListExports(
         self, request: export_service_pb2.ListExportsRequest, context: Context
     ) -> export_service_pb2.ListExportsResponse:
-        if request.page_size < 0:
-            raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
-        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        args = validation.list_args(request)
         records, next_token = await self._exports.page(
-            current_principal(), page_size, request.page_token, _parse_filter(request.filter)
+            current_principal(), args.page_size, args.page_token, args.state
         )
         return export_service_pb2.ListExportsResponse(
             exports=[proto_mapping.export_to_proto(r) for r in records],
             next_page_token=next_token,
         )
 
-    @translate_errors
     async def CancelExport(
         self, request: export_service_pb2.CancelExportRequest, context: Context
     ) -> export_pb2.Export:
@@ -109,7 +78,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
         )
         return proto_mapping.export_to_proto(record)
 
-    @translate_errors
     async def WatchExport(
         self, request: export_service_pb2.WatchExportRequest, context: Context
     ) -> AsyncIterator[export_service_pb2.WatchExportResponse]:
@@ -139,14 +107,11 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
                 self._responses.popitem(last=False)
         return response
 
-    @translate_errors
     async def GetExportDownloadUrl(
         self, request: export_service_pb2.GetExportDownloadUrlRequest, context: Context
     ) -> export_service_pb2.GetExportDownloadUrlResponse:
         export_id = validation.parse_export_name(request.name)
-        ttl_s = request.ttl.seconds if request.HasField("ttl") else 0
-        if request.HasField("ttl") and ttl_s <= 0:
-            raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
+        ttl_s = validation.download_ttl_s(request)
         links = await self._exports.download_links(current_principal(), export_id, ttl_s)
         response = export_service_pb2.GetExportDownloadUrlResponse(
             urls=[_download_url(link) for link in links.outputs]
@@ -156,7 +121,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             response.manifest_signature_url.CopyFrom(_download_url(links.signature))
         return response
 
-    @translate_errors
     async def GetManifestSigningKey(
         self, request: export_service_pb2.GetManifestSigningKeyRequest, context: Context
     ) -> export_service_pb2.ManifestSigningKey:
@@ -176,7 +140,6 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
             ],
         )
 
-    @translate_errors
     async def GetQueueStats(
         self, request: export_service_pb2.GetQueueStatsRequest, context: Context
     ) -> export_service_pb2.QueueStats:
@@ -200,20 +163,3 @@ def _download_url(link: DownloadLink) -> export_service_pb2.DownloadUrl:
         url=link.url,
         expire_time=proto_mapping.timestamp(link.expire_time),
     )
-
-
-def _parse_filter(text: str) -> ExportState | None:
-    if not text.strip():
-        return None
-    match = _FILTER_RE.match(text)
-    state = match.group(1).upper() if match else ""
-    if state not in ExportState.__members__:
-        names = ", ".join(ExportState.__members__)
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}"
-                )
-            ]
-        )
-    return ExportState(state)

@@ -1,6 +1,7 @@
 """Each proto enum and the domain value it stands for, declared once and read both ways:
-`to_proto` for responses (`exports/mapping.py`), `from_proto` for requests
-(`exports/requests.py`), where a value missing from `from_proto` is refused.
+`to_proto` for responses (`api/exports/mapping.py`) and the manifest (`exports/proto.py`),
+`from_proto` for requests (`api/exports/requests/`), where a value missing from `from_proto` is
+refused.
 
 A proto3 enum's 0 is its `*_UNSPECIFIED` value: a request that leaves the field out sends it.
 `unspecified` says which domain value that reads as (the default); without it, 0 is refused

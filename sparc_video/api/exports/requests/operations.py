@@ -1,0 +1,58 @@
+"""A CreateExport request's operation list: each operation by kind (`outputs`, `edits`), then the
+list as a whole (`sparc_video.exports.plan`)."""
+
+from __future__ import annotations
+
+from sparc.video.v1 import export_pb2
+
+from sparc_video.api.exports.requests.edits import redact, trim, watermark
+from sparc_video.api.exports.requests.outputs import compress, convert, thumbnail, transcode
+from sparc_video.core.errors import FieldViolation
+from sparc_video.exports.models import Operation
+from sparc_video.exports.plan import check_plan
+
+MAX_OPERATIONS = 16
+
+
+def validate_operations(
+    operations: list[export_pb2.Operation], prefix: str, violations: list[FieldViolation]
+) -> list[Operation]:
+    """Each operation's options, then (when they are all valid) the list as a whole: the
+    composition rules of `sparc_video.exports.plan` refuse contradictory lists."""
+    result: list[Operation] = []
+    before = len(violations)
+    if not operations:
+        violations.append(
+            FieldViolation(prefix, f"at least one operation is required ({', '.join(_KINDS)})")
+        )
+    if len(operations) > MAX_OPERATIONS:
+        violations.append(FieldViolation(prefix, f"at most {MAX_OPERATIONS} operations"))
+    for index, op in enumerate(operations):
+        field = f"{prefix}[{index}]"
+        which = op.WhichOneof("operation")
+        parsed: Operation | None
+        if which == "transcode":
+            parsed = transcode(op.transcode, f"{field}.transcode", violations)
+        elif which == "thumbnail":
+            parsed = thumbnail(op.thumbnail, f"{field}.thumbnail", violations)
+        elif which == "convert":
+            parsed = convert(op.convert, f"{field}.convert", violations)
+        elif which == "compress":
+            parsed = compress(op.compress, f"{field}.compress", violations)
+        elif which == "watermark":
+            parsed = watermark(op.watermark, f"{field}.watermark", violations)
+        elif which == "trim":
+            parsed = trim(op.trim, f"{field}.trim", violations)
+        elif which == "redact":
+            parsed = redact(op.redact, f"{field}.redact", violations)
+        else:
+            violations.append(FieldViolation(field, f"set one of: {', '.join(_KINDS)}"))
+            parsed = None
+        if parsed is not None:
+            result.append(parsed)
+    if len(violations) == before:
+        check_plan(result, prefix, violations)
+    return result
+
+
+_KINDS = ("transcode", "convert", "compress", "watermark", "trim", "redact", "thumbnail")
