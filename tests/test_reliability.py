@@ -42,9 +42,10 @@ FAST_RECOVERY = {
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clip whose `slow`-preset transcode takes several seconds on 2 cores."""
+    """A clip whose `slow`-preset transcode takes over ten seconds on 2 cores: long enough
+    that a test polling for RUNNING on a loaded machine still catches it at work."""
     path = tmp_path_factory.mktemp("clips") / "long.mp4"
-    make_sample_clip(path, width=640, height=360, duration_s=20.0, audio=False)
+    make_sample_clip(path, width=640, height=360, duration_s=40.0, audio=False)
     return path
 
 
