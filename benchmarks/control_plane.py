@@ -472,7 +472,8 @@ async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
     from sparc_video.core.ids import new_id
     from sparc_video.core.keys import Keys
-    from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
+    from sparc_video.exports.models import ExportRecord, ExportState
+    from sparc_video.exports.operations import ThumbnailOp
     from sparc_video.exports.records import ExportStore
 
     client = aioredis.Redis.from_url(redis_url)

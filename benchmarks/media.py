@@ -128,7 +128,7 @@ def run_ours(
 
 def warm_up(source: Path, workdir: Path) -> None:
     """Start the sandbox's forkserver (PyAV preloaded), as a running worker has it."""
-    from sparc_video.exports.models import ThumbnailOp
+    from sparc_video.exports.operations import ThumbnailOp
 
     run_ours(source, workdir, [ThumbnailOp(width=64)])
 
@@ -242,7 +242,7 @@ def compare(
 
 
 def case_transcode(short: Path, work: Path, rows: list[Row]) -> Measure:
-    from sparc_video.exports.models import TranscodeOp
+    from sparc_video.exports.operations import TranscodeOp
 
     op = TranscodeOp(width=1280, height=720, bitrate_bps=1_000_000, preset="fast")
     theirs_path = work / "ffmpeg-transcode.mp4"
@@ -273,7 +273,7 @@ def case_transcode(short: Path, work: Path, rows: list[Row]) -> Measure:
 
 
 def case_trim(short: Path, work: Path, rows: list[Row]) -> None:
-    from sparc_video.exports.models import TrimOp
+    from sparc_video.exports.operations import TrimOp
 
     copy: list[str | Path] = [
         "-ss", "10", "-i", short, "-t", "30", "-c", "copy", "-movflags", "+faststart",
@@ -310,7 +310,7 @@ def case_trim(short: Path, work: Path, rows: list[Row]) -> None:
 
 
 def case_thumbnails(long: Path, work: Path, rows: list[Row], duration_s: float) -> None:
-    from sparc_video.exports.models import ThumbnailOp, Timestamp
+    from sparc_video.exports.operations import ThumbnailOp, Timestamp
 
     times = [duration_s * (i + 0.5) / 10 for i in range(10)]
     op = ThumbnailOp(timestamps=tuple(Timestamp("seconds", t) for t in times), width=320)
@@ -339,7 +339,7 @@ def case_thumbnails(long: Path, work: Path, rows: list[Row], duration_s: float) 
 
 
 def case_plan(short: Path, logo: Path, work: Path, rows: list[Row]) -> None:
-    from sparc_video.exports.models import TranscodeOp, TrimOp, WatermarkOp
+    from sparc_video.exports.operations import TranscodeOp, TrimOp, WatermarkOp
 
     plan = [
         TrimOp(10, 40),
@@ -380,7 +380,7 @@ def case_plan(short: Path, logo: Path, work: Path, rows: list[Row]) -> None:
 
 
 def case_rss(short_run: Measure, long: Path, work: Path, rows: list[Row], long_s: int) -> None:
-    from sparc_video.exports.models import TranscodeOp
+    from sparc_video.exports.operations import TranscodeOp
 
     op = TranscodeOp(width=1280, height=720, bitrate_bps=1_000_000, preset="fast")
     ours_long, _ = run_ours(long, work / "ours-transcode-long", [op])

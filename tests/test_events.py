@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sparc_video.exports.event_log import EventKind, ExportEvent
 from sparc_video.exports.events import Mailbox
-from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
+from sparc_video.exports.models import ExportRecord, ExportState
+from sparc_video.exports.operations import ThumbnailOp
 
 
 def event(seq: int, kind: str, state: ExportState = ExportState.RUNNING) -> ExportEvent:

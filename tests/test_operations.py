@@ -19,11 +19,11 @@ import pytest
 from PIL import Image
 
 from sparc_video.core.errors import MediaError, PermanentProcessingError
-from sparc_video.exports.models import (
+from sparc_video.exports.models import OutputKind
+from sparc_video.exports.operations import (
     CompressOp,
     ConvertOp,
     Operation,
-    OutputKind,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,

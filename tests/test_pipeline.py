@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sparc_video.core.errors import JobCancelled, MediaError
-from sparc_video.exports.models import ThumbnailOp, Timestamp, TranscodeOp
+from sparc_video.exports.operations import ThumbnailOp, Timestamp, TranscodeOp
 from sparc_video.media import safe_open
 from sparc_video.media.safe_open import open_file
 from tests.media import make_audio_only, make_clip, read_frame_index

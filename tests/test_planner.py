@@ -24,8 +24,6 @@ from sparc_video.api.exports.requests import (
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.exports.models import (
     CameraRange,
-    CompressOp,
-    ConvertOp,
     Coverage,
     CoverageGap,
     CoverageSpan,
@@ -34,10 +32,14 @@ from sparc_video.exports.models import (
     ExportRecord,
     ExportState,
     ManifestRef,
-    Operation,
     Output,
     OutputKind,
     Priority,
+)
+from sparc_video.exports.operations import (
+    CompressOp,
+    ConvertOp,
+    Operation,
     RedactOp,
     RedactRegion,
     ThumbnailOp,

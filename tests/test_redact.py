@@ -16,11 +16,10 @@ from sparc.video.v1 import export_pb2
 from sparc_video.api.exports.mapping import operation_to_proto
 from sparc_video.api.exports.requests import MAX_REDACT_REGIONS, validate_operations
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.exports.models import (
+from sparc_video.exports.models import ExportRecord, OutputKind
+from sparc_video.exports.operations import (
     CompressOp,
-    ExportRecord,
     Operation,
-    OutputKind,
     RedactOp,
     RedactRegion,
     ThumbnailOp,

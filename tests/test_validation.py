@@ -9,7 +9,7 @@ from sparc_video.api.exports.requests import (
     parse_timestamp,
 )
 from sparc_video.core.errors import InvalidArgument
-from sparc_video.exports.models import Timestamp
+from sparc_video.exports.operations import Timestamp
 
 
 @pytest.mark.parametrize(

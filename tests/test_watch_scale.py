@@ -15,7 +15,8 @@ from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
 from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
 from sparc_video.exports.event_log import EventKind
-from sparc_video.exports.models import ExportRecord, ExportState, Progress, ThumbnailOp
+from sparc_video.exports.models import ExportRecord, ExportState, Progress
+from sparc_video.exports.operations import ThumbnailOp
 from tests.fixtures.service import RunningService, start_service
 
 EXPORTS = 20

@@ -20,8 +20,8 @@ from sparc_video.api.exports.mapping import operation_to_proto
 from sparc_video.api.exports.requests import validate_operations
 from sparc_video.core.errors import FieldViolation, PermanentProcessingError
 from sparc_video.core.settings import Settings
-from sparc_video.exports.models import (
-    ExportRecord,
+from sparc_video.exports.models import ExportRecord
+from sparc_video.exports.operations import (
     Operation,
     TranscodeOp,
     TrimOp,

@@ -16,14 +16,8 @@ from typing import Generic, Literal, TypeVar, cast
 
 from sparc.video.v1 import export_pb2
 
-from sparc_video.exports.models import (
-    ExportState,
-    GapMode,
-    OutputKind,
-    Priority,
-    RedactMode,
-    WatermarkPosition,
-)
+from sparc_video.exports.models import ExportState, GapMode, OutputKind, Priority
+from sparc_video.exports.operations import RedactMode, WatermarkPosition
 
 P = TypeVar("P", bound=int)
 D = TypeVar("D", bound=Hashable)

@@ -37,7 +37,7 @@ from datetime import datetime
 from fractions import Fraction
 
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.exports.models import (
+from sparc_video.exports.operations import (
     CompressOp,
     ConvertOp,
     Operation,

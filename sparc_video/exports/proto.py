@@ -10,7 +10,7 @@ from __future__ import annotations
 from sparc.video.v1 import export_pb2
 
 from sparc_video.exports import enums
-from sparc_video.exports.models import (
+from sparc_video.exports.operations import (
     CompressOp,
     ConvertOp,
     Operation,

@@ -27,11 +27,9 @@ from sparc_video.exports.models import (
     DownloadGrant,
     ExportRecord,
     ExportState,
-    Operation,
     Priority,
-    ThumbnailOp,
-    WatermarkOp,
 )
+from sparc_video.exports.operations import Operation, ThumbnailOp, WatermarkOp
 from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.exports.sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec

@@ -18,7 +18,7 @@ from sparc_video.core.errors import (
     ObjectTooLarge,
     PermanentProcessingError,
 )
-from sparc_video.exports.models import Operation, WatermarkOp
+from sparc_video.exports.operations import Operation, WatermarkOp
 
 if TYPE_CHECKING:
     # Not at run time: the media child imports this module, and the storage backends bring

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sparc_video.core.errors import MediaError
-from sparc_video.exports.models import Operation, ThumbnailOp, Timestamp
+from sparc_video.exports.operations import Operation, ThumbnailOp, Timestamp
 from sparc_video.exports.plan import (
     DEFAULT_TILE_WIDTH,
     Plan,

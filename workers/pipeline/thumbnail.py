@@ -25,7 +25,7 @@ from av.video.stream import VideoStream
 from PIL import Image
 
 from sparc_video.core.errors import MediaError
-from sparc_video.exports.models import ThumbnailOp
+from sparc_video.exports.operations import ThumbnailOp
 from sparc_video.exports.plan import compile_plan, sprite_grid
 from sparc_video.media.safe_open import open_file, video_stream
 from sparc_video.media.still import encode_jpeg

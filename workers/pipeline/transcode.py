@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparc_video.core.errors import MediaError
-from sparc_video.exports.models import TranscodeOp
+from sparc_video.exports.operations import TranscodeOp
 from sparc_video.exports.plan import compile_plan
 from sparc_video.media import codecs
 from workers.pipeline.media import MediaInfo, probe

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from sparc_video.core.errors import MediaError, PermanentProcessingError
-from sparc_video.exports.models import WatermarkOp
+from sparc_video.exports.operations import WatermarkOp
 from sparc_video.media import capture_clock
 from workers.pipeline.filters import LiveOverlay, Overlay
 

@@ -22,7 +22,8 @@ from sparc_video.core.errors import (
     PermanentProcessingError,
     ProcessingError,
 )
-from sparc_video.exports.models import MediaFacts, Operation, OutputKind
+from sparc_video.exports.models import MediaFacts, OutputKind
+from sparc_video.exports.operations import Operation
 from sparc_video.exports.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths

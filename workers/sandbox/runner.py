@@ -29,7 +29,7 @@ from sparc_video.core.errors import (
     ProcessingError,
     ProcessingTimeout,
 )
-from sparc_video.exports.models import Operation
+from sparc_video.exports.operations import Operation
 from workers.pipeline.encoders import HardwareReport
 from workers.pipeline.join import JoinSpec
 from workers.pipeline.media import MediaLimits

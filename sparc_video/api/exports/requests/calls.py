@@ -22,7 +22,8 @@ from sparc_video.api.exports.requests.metadata import (
 from sparc_video.api.exports.requests.operations import validate_operations
 from sparc_video.api.exports.requests.sources import validate_source
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.exports.models import ExportState, Operation, Priority
+from sparc_video.exports.models import ExportState, Priority
+from sparc_video.exports.operations import Operation
 from sparc_video.exports.service import AuditFields
 from sparc_video.exports.sources import SourceSpec
 

@@ -16,7 +16,7 @@ from sparc_video.api.exports.requests.fields import (
 )
 from sparc_video.core.errors import FieldViolation
 from sparc_video.exports import enums
-from sparc_video.exports.models import (
+from sparc_video.exports.operations import (
     DEFAULT_CLOCK_FORMAT,
     Operation,
     RedactOp,

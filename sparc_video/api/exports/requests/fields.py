@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from sparc_video.core.errors import FieldViolation
 from sparc_video.core.sizes import parse_size
-from sparc_video.exports.models import Timestamp
+from sparc_video.exports.operations import Timestamp
 from sparc_video.media import codecs
 from sparc_video.storage.base import validate_key
 

@@ -8,7 +8,7 @@ from sparc.video.v1 import export_pb2
 from sparc_video.api.exports.requests.edits import redact, trim, watermark
 from sparc_video.api.exports.requests.outputs import compress, convert, thumbnail, transcode
 from sparc_video.core.errors import FieldViolation
-from sparc_video.exports.models import Operation
+from sparc_video.exports.operations import Operation
 from sparc_video.exports.plan import check_plan
 
 MAX_OPERATIONS = 16

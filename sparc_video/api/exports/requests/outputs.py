@@ -18,7 +18,7 @@ from sparc_video.api.exports.requests.fields import (
 )
 from sparc_video.core.errors import FieldViolation
 from sparc_video.exports import enums
-from sparc_video.exports.models import (
+from sparc_video.exports.operations import (
     CompressOp,
     ConvertOp,
     ThumbnailOp,
