@@ -301,9 +301,9 @@ async def test_watch_draws_a_bar_on_a_terminal_and_survives_a_server_restart(
     assert rc == 0, output
     assert f"{created.name}: RUNNING (attempt 1)" in output
     assert f"{created.name}: SUCCEEDED" in output
-    # Redrawn in place: carriage returns, erase-to-end-of-line, a bar.
-    assert "\r[1/1 transcode]" in output and "\x1b[K" in output
-    assert "100.0%" in output and ("█" * 40 in output or "#" * 40 in output)
+    # Redrawn in place (by rich): carriage return, erase the line, a 40-wide bar.
+    assert "\r\x1b[2K[1/1 transcode]" in output
+    assert "100.0%" in output and ("━" * 40 in output or "-" * 40 in output)
 
 
 async def wait_for_text(term: Terminal, text: str) -> None:
