@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sparc_video.core.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("sparc_video")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Host(Protocol):
@@ -35,6 +36,8 @@ class Host(Protocol):
 
     @property
     def service_exits(self) -> Mapping[Any, str]: ...
+
+    def log_level_option(self, function: F) -> F: ...
 
     def settings(self) -> Settings: ...
 
@@ -49,17 +52,10 @@ class Host(Protocol):
 
 def register(cli: click.Group, host: Host) -> None:
     """Add `worker` and `dev` to the `sparc-video` group."""
-    command = host.command_class
-    options = {"cls": command, "exit_codes": host.service_exits, "environment": True}
+    options = {"cls": host.command_class, "exit_codes": host.service_exits, "environment": True}
 
     @cli.command("worker", **options)
-    @click.option(
-        "--log-level",
-        default="INFO",
-        show_default=True,
-        metavar="LEVEL",
-        help="logging level: DEBUG, INFO, WARNING, ERROR",
-    )
+    @host.log_level_option
     def worker(log_level: str) -> int:
         """Run an arq worker that processes exports."""
         from workers.job.runner import run
@@ -76,13 +72,7 @@ def register(cli: click.Group, host: Host) -> None:
         show_default=True,
         help="where local storage and an embedded Redis keep data",
     )
-    @click.option(
-        "--log-level",
-        default="INFO",
-        show_default=True,
-        metavar="LEVEL",
-        help="logging level: DEBUG, INFO, WARNING, ERROR",
-    )
+    @host.log_level_option
     def dev(data_dir: Path, log_level: str) -> int:
         """Server and worker in one process on embedded defaults: the Redis at REDIS_URL if it
         answers, else one started here; local storage under --data-dir."""

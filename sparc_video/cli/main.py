@@ -75,6 +75,7 @@ class CommandHost:
 
     command_class: type[click.Command] = SparcCommand
     service_exits = SERVICE_EXITS
+    log_level_option = staticmethod(log_level_option)
 
     def settings(self) -> Settings:
         """The settings from the environment; a bad one ends the command with exit 2."""
@@ -122,6 +123,11 @@ class CommandHost:
 
 
 HOST = CommandHost()
+STORE_EXITS = {
+    **SERVICE_EXITS,
+    ExitCode.OK: "stored",
+    ExitCode.FAILED: "not stored: storage failed, or a bad key or file",
+}
 
 
 def _configure(ctx: click.Context) -> None:
@@ -148,7 +154,7 @@ def data_dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[.
     )
 
 
-@cli.command("sample", exit_codes=(ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE))
+@cli.command("sample", exit_codes=STORE_EXITS)
 @click.argument("key")
 @click.option("--duration", type=float, default=10.0, show_default=True, help="seconds")
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
@@ -162,7 +168,7 @@ def sample(key: str, duration: float, size: str, data_dir: Path, log_level: str)
     return HOST.run(lambda: asyncio.run(_sample(settings, key, duration, size)))
 
 
-@cli.command("upload", exit_codes=(ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE))
+@cli.command("upload", exit_codes=STORE_EXITS)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("key")
 @data_dir_option("local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set")
