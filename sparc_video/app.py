@@ -1,4 +1,6 @@
-"""The server's lifespan: opens every client once and closes them in reverse order."""
+"""The wiring of the service: `open_dependencies` makes what the server and the workers both use
+(storage, export records, the queue, the manifest signer), once for both; `open_app` is the
+server's lifespan on top of it. Each opens every client once and closes them in reverse order."""
 
 from __future__ import annotations
 
@@ -22,7 +24,34 @@ from sparc_video.exports.records import ExportStore
 from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
-from sparc_video.storage import Storage, open_storage
+from sparc_video.storage import ManagedStorage, Storage, open_storage
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What the server and every worker hold alike, made in one place."""
+
+    keys: Keys
+    storage: ManagedStorage
+    store: ExportStore
+    queue: ExportQueue
+    signer: ManifestSigner
+
+
+@asynccontextmanager
+async def open_dependencies(settings: Settings, redis: ArqRedis) -> AsyncIterator[Dependencies]:
+    """The shared clients over `redis` (the caller's: the server's pool, or the one arq gives a
+    worker); the storage client is closed on exit."""
+    keys = Keys(settings.redis_prefix)
+    async with open_storage(settings) as storage:
+        yield Dependencies(
+            keys=keys,
+            storage=storage,
+            store=ExportStore(redis, keys, event_retention_s=settings.event_retention_s),
+            queue=ExportQueue(redis, keys),
+            # Workers sign manifests; the server only publishes the public half.
+            signer=ManifestSigner.from_settings(settings),
+        )
 
 
 @dataclass(frozen=True)
@@ -49,17 +78,15 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
-    keys = Keys(settings.redis_prefix)
     async with AsyncExitStack() as stack:
         # One client serves records and the arq queue: ArqRedis is a redis.asyncio.Redis.
         redis = await create_pool(redis_settings(settings))
         stack.push_async_callback(redis.aclose)
-        storage = await stack.enter_async_context(open_storage(settings))
+        deps = await stack.enter_async_context(open_dependencies(settings, redis))
+        keys, storage, store, queue = deps.keys, deps.storage, deps.store, deps.queue
         hub = EventHub(settings.redis_url, keys)
         await hub.start()
         stack.push_async_callback(hub.aclose)
-        store = ExportStore(redis, keys, event_retention_s=settings.event_retention_s)
-        queue = ExportQueue(redis, keys)
         camera_store = CameraStore(redis, keys, RecordingHolds(redis, keys))
         # Apart, so a few long recording reads never hold up quick stream probes.
         stream_prober = MediaProber(settings.processing_memory_limit, concurrency=8)
@@ -79,8 +106,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 hub,
                 ExportSources(camera_store, settings.max_export_range_s),
             ),
-            # Workers sign manifests; the server only publishes the public half.
-            signer=ManifestSigner.from_settings(settings),
+            signer=deps.signer,
             cameras=Cameras(
                 settings,
                 camera_store,

@@ -6,23 +6,16 @@ synchronous gRPC client, so every example is a real call over a real channel.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
-import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.core.settings import Settings
-from tests.fixtures.redis import free_port
-from tests.fixtures.service import start_service
+from tests.fixtures.background import background_service
 
 ALLOWED = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -79,61 +72,15 @@ operations = st.lists(
 )
 
 
-class BackgroundService:
-    def __init__(self, app_settings: Settings) -> None:
-        self.settings = app_settings
-        self.target = ""
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with start_service(self.settings, worker=False) as service:
-            await service.app.storage.put_bytes("in/present.mp4", b"x", "video/mp4")
-            self.target = service.target
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> BackgroundService:
-        self._thread.start()
-        assert self._ready.wait(30), "service did not start"
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def stub(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[export_service_pb2_grpc.ExportServiceStub]:
-    root = tmp_path_factory.mktemp("props")
-    prefix = f"sparc-video-test-{uuid.uuid4().hex[:12]}"
-    app_settings = Settings(
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        local_storage_dir=Path(root / "storage"),
-        temp_dir=Path(root / "work"),
-        auth_disabled=True,
-    )
-    with BackgroundService(app_settings) as service, grpc.insecure_channel(service.target) as ch:
+    with background_service(redis_url, tmp_path_factory.mktemp("props")) as service:
+        ch = service.channel
         yield export_service_pb2_grpc.ExportServiceStub(ch)
         health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def expect_deliberate(call: object) -> None:

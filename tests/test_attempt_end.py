@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -88,15 +87,13 @@ async def test_a_succeeded_retry_keeps_its_outputs_when_cleanup_is_slow(
         # Attempt 1 fails transiently, so attempt 2 has an earlier attempt to clean up.
         async with (
             denying_s3() as denying,
-            start_service(
-                dataclasses.replace(good, s3_endpoint_url=denying, http_port=free_port())
-            ),
+            start_service(good.replace(s3_endpoint_url=denying, http_port=free_port())),
         ):
             await wait_for_state(service, created.name, State.STATE_RETRYING)
             await arq_finished(service, created.name)
         async with (
             slow_listing_s3(s3_endpoint) as slow,
-            start_service(dataclasses.replace(good, s3_endpoint_url=slow, http_port=free_port())),
+            start_service(good.replace(s3_endpoint_url=slow, http_port=free_port())),
         ):
             done = await wait_for_state(service, created.name, State.STATE_SUCCEEDED)
             await arq_finished(service, created.name)

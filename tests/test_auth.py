@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -499,7 +500,7 @@ async def test_concurrent_creates_never_overshoot_the_quota(
     service_settings: Callable[..., Settings],
 ) -> None:
     settings = auth_settings(service_settings, quota_max_queued_exports=3)
-    replica = dataclasses.replace(settings, http_port=service_settings().http_port)
+    replica = settings.replace(http_port=service_settings().http_port)
     async with service_with(settings) as one, service_with(replica) as two:
         a = as_static("op-a")
         calls = [
@@ -518,7 +519,7 @@ async def test_request_rate_quota_is_shared_by_replicas(
     service_settings: Callable[..., Settings],
 ) -> None:
     settings = auth_settings(service_settings, quota_requests_per_minute=3)
-    replica = dataclasses.replace(settings, http_port=service_settings().http_port)
+    replica = settings.replace(http_port=service_settings().http_port)
     request = export_service_pb2.ListExportsRequest()
     async with service_with(settings) as one, service_with(replica) as two:
         a = as_static("op-a")
@@ -933,3 +934,39 @@ def test_auth_settings_from_the_environment(tmp_path: Path, pki: Pki) -> None:
     with pytest.raises(SettingsError, match="entry 1 is not PRINCIPAL:ROLE:TOKEN") as raised:
         Settings.from_env({"AUTH_TOKENS": "no-separators-at-all-123"})
     assert "no-separators" not in str(raised.value)
+
+
+async def test_a_token_without_tls_needs_the_plaintext_opt_in(
+    service_settings: Callable[..., Settings],
+) -> None:
+    """The README's docker and Kubernetes examples serve tokens without TLS (a mesh encrypts):
+    the client refuses to send a token in plaintext unless told to, and says how."""
+    settings = service_settings(auth_disabled=False, auth_static_tokens=static_tokens())
+    token = TOKENS["op-a"][1]
+    with pytest.raises(ValueError, match="plaintext_token=True") as refused:
+        AsyncExportClient("127.0.0.1:1", token=token)
+    assert "--plaintext-token" in str(refused.value)
+    async with start_service(settings, worker=False) as service:
+        async with AsyncExportClient(service.target, token=token, plaintext_token=True) as client:
+            await service.app.storage.put_bytes("in/x.mp4", b"x", "video/mp4")
+            created = await client.create_export("in/x.mp4", [thumbnail("1")])
+            # A stream carries the token too.
+            async for event in client.watch_export(created.name):
+                assert event.export.state == export_pb2.Export.STATE_QUEUED
+                break
+            assert (await client.get_export(created.name)).name == created.name
+        async with AsyncExportClient(service.target, token="wrong", plaintext_token=True) as bad:
+            with pytest.raises(UnauthenticatedError):
+                await bad.get_export(created.name)
+
+
+def test_the_documented_roles_table_is_the_codes() -> None:
+    """docs/security.md's roles table names each RPC in the row of the least role it needs."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    documented: dict[str, Role] = {}
+    for role in Role:
+        (row,) = re.findall(rf"^\| `{role}` \|(.*)\|$", doc, re.M)
+        for name in re.findall(r"`(\w+)`", row):
+            documented[name] = role
+    in_code = {method.rsplit("/", 1)[1]: role for method, role in METHOD_ROLES.items()}
+    assert documented == in_code

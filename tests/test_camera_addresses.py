@@ -4,7 +4,6 @@ UpdateCamera and again in the media child right before it connects, redirects in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import http.server
 import ipaddress
 import socket
@@ -176,7 +175,7 @@ async def test_probe_and_snapshot_check_the_policy_again_before_connecting(
             assert probe.reachable
         requests = len(live.authorizations)
         assert requests >= 1
-        strict = dataclasses.replace(allowed, camera_allowed_networks=())
+        strict = allowed.replace(camera_allowed_networks=())
         async with camera_service(strict) as cams:
             for call in (
                 cams.stub.ProbeCamera(svc.ProbeCameraRequest(name=camera.name)),

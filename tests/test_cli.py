@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -292,7 +291,7 @@ async def test_watch_draws_a_bar_on_a_terminal_and_survives_a_server_restart(
             await first.server.stop(grace_s=5)
         await wait_for_text(term, "connection lost (UNAVAILABLE")
 
-        restarted = dataclasses.replace(settings, grpc_port=port, http_port=free_port())
+        restarted = settings.replace(grpc_port=port, http_port=free_port())
         async with start_service(restarted) as second:
             assert second.server.grpc_port == port
             async with asyncio.timeout(60):

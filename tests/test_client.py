@@ -7,10 +7,10 @@ import ast
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import hashlib
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -38,7 +38,7 @@ from sparc_video.client import (
     transcode,
 )
 from sparc_video.core.settings import Settings
-from sparc_video.exports.records import EventKind
+from sparc_video.exports.event_log import EventKind
 from sparc_video.media.synth import make_sample_clip
 from sparc_video.security.auth import Authenticator
 from tests.fixtures.redis import free_port
@@ -398,7 +398,7 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
         stream = await app.store.events_after(created.name.split("/")[1], received[0].event_id)
     assert stream
 
-    second_settings = dataclasses.replace(settings, grpc_port=port, http_port=free_port())
+    second_settings = settings.replace(grpc_port=port, http_port=free_port())
     async with start_service(second_settings, worker=False):
         async with asyncio.timeout(30):
             await watching
@@ -416,9 +416,9 @@ async def test_watch_resumes_across_a_server_restart_without_gap_or_duplicate(
     assert set(ids[1:]) <= {e.event_id for e in stream}
 
 
-def test_readme_example_uses_this_api() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = re.search(r"^## Python client\n(.*?)(?=^## )", readme, re.M | re.S)
+def test_documented_example_uses_this_api() -> None:
+    clients_doc = (Path(__file__).resolve().parent.parent / "docs" / "clients.md").read_text()
+    section = re.search(r"^## Python client\n(.*?)(?=^## |\Z)", clients_doc, re.M | re.S)
     assert section
     (example,) = re.findall(r"```python\n(.*?)```", section[1], re.S)
     tree = ast.parse(example)
@@ -437,3 +437,29 @@ def test_readme_example_uses_this_api() -> None:
         and node.value.id == "client"
     }
     assert methods and all(hasattr(AsyncExportClient, m) for m in methods), methods
+
+
+async def test_documented_example_runs_and_prints_state_names(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    clients_doc = (Path(__file__).resolve().parent.parent / "docs" / "clients.md").read_text()
+    section = re.search(r"^## Python client\n(.*?)(?=^## |\Z)", clients_doc, re.M | re.S)
+    assert section
+    (example,) = re.findall(r"```python\n(.*?)```", section[1], re.S)
+    async with start_service(service_settings()) as service:
+        await put_clip(service, tmp_path, "samples/clip.mp4")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            example.replace("localhost:50051", service.target),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 240)
+    text = out.decode()
+    assert process.returncode == 0, text
+    lines = text.splitlines()
+    assert any(line.startswith("STATE_SUCCEEDED 100.0%") for line in lines), text
+    assert all(not line[:1].isdigit() for line in lines), text
+    assert (tmp_path / "out").is_dir()

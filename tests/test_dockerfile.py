@@ -1,11 +1,10 @@
 """The Dockerfile, checked the other way round: no container engine runs here, so the file is
 parsed and compared with what it must agree with — pyproject.toml (package, extras, console
-script, Python version), the settings (ports), the CLI (commands) and the README's `docker` and
-Kubernetes examples."""
+script, Python version), the settings (ports), the CLI (commands) and the `docker` and Kubernetes
+examples in docs/operations.md."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shlex
@@ -23,7 +22,7 @@ from sparc_video.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-README = (ROOT / "README.md").read_text()
+OPERATIONS_DOC = (ROOT / "docs" / "operations.md").read_text()
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "clang", "cmake", "pkg-config")
 ROLES = ("serve", "worker")
 
@@ -101,9 +100,9 @@ def port_defaults() -> dict[str, int]:
     """Every `*_port` setting's default: what the image has to expose."""
     defaults = Settings()
     return {
-        f.name: getattr(defaults, f.name)
-        for f in dataclasses.fields(Settings)
-        if f.name.endswith("_port") and getattr(defaults, f.name)
+        name: getattr(defaults, name)
+        for name in Settings.model_fields
+        if name.endswith("_port") and getattr(defaults, name)
     }
 
 
@@ -203,9 +202,9 @@ def test_ports_stop_signal_and_labels() -> None:
     assert labels[f"{prefix}version"] == PYPROJECT["project"]["version"]
 
 
-def readme_section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.M | re.S)
-    assert match, f"README has no '## {title}' section"
+def operations_section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", OPERATIONS_DOC, re.M | re.S)
+    assert match, f"docs/operations.md has no '## {title}' section"
     return match[1]
 
 
@@ -225,8 +224,8 @@ def shell_commands(block: str) -> list[list[str]]:
 IMAGE = f"{PYPROJECT['project']['name']}:{PYPROJECT['project']['version']}"
 
 
-def test_readme_docker_commands_match_the_image() -> None:
-    commands = shell_commands(code_blocks(readme_section("Container image"), "sh")[0])
+def test_documented_docker_commands_match_the_image() -> None:
+    commands = shell_commands(code_blocks(operations_section("Container image"), "sh")[0])
     builds = [c for c in commands if c[:2] == ["docker", "build"]]
     assert builds and IMAGE in builds[0] and builds[0][-1] == "."
     runs = [c for c in commands if c[:2] == ["docker", "run"]]
@@ -240,18 +239,24 @@ def test_readme_docker_commands_match_the_image() -> None:
         for i, arg in enumerate(run):
             if arg == "-p":
                 assert int(run[i + 1].split(":")[1]) in exposed(), run
+        env = {run[i + 1].split("=")[0] for i, arg in enumerate(run) if arg == "-e"}
+        # Both roles refuse to start without the shared signing key.
+        assert env & {"MANIFEST_SIGNING_KEY", "MANIFEST_SIGNING_KEY_FILE"}, run
+        if role[0] == "serve" and env & {"AUTH_TOKENS", "AUTH_TOKENS_FILE"}:
+            # Clients send tokens only over TLS: a server taking tokens terminates it.
+            assert {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE"} <= env, run
     assert roles == set(ROLES)
 
 
 def kubernetes_objects() -> dict[tuple[str, str], dict[str, Any]]:
-    blocks = code_blocks(readme_section("Kubernetes"), "yaml")
+    blocks = code_blocks(operations_section("Kubernetes"), "yaml")
     assert len(blocks) == 1
     return {
         (doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(blocks[0]) if doc
     }
 
 
-def test_readme_kubernetes_example_matches_image_settings_and_shutdown() -> None:
+def test_documented_kubernetes_example_matches_image_settings_and_shutdown() -> None:
     objects = kubernetes_objects()
     defaults = Settings()
     ports = port_defaults()

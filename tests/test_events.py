@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from sparc_video.exports.event_log import EventKind, ExportEvent
 from sparc_video.exports.events import Mailbox
 from sparc_video.exports.models import ExportRecord, ExportState, ThumbnailOp
-from sparc_video.exports.records import EventKind, ExportEvent
 
 
 def event(seq: int, kind: str, state: ExportState = ExportState.RUNNING) -> ExportEvent:

@@ -9,8 +9,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+from sparc.video.v1 import export_pb2
+
 from sparc_video.core.settings import Settings
 from tests.fixtures.service import start_service
+from tests.test_export_e2e import create_request, put_clip, thumbnail, watch_to_end
 
 
 async def grpcurl(*args: str) -> tuple[int, str]:
@@ -71,3 +75,34 @@ async def test_grpcurl_list_describe_health_and_create(
         )
         assert code != 0
         assert "InvalidArgument" in out and "at least one operation" in out
+
+
+async def test_a_download_url_from_grpcurl_works_once_read_as_json(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The walk-through's way: grpcurl prints JSON, so `&` arrives as \\u0026; read as JSON the
+    URL works, pasted as printed it gets a 403 that says the link is malformed."""
+    async with start_service(service_settings()) as service:
+        await put_clip(service, tmp_path, "samples/clip.mp4", width=160, height=90, duration_s=1)
+        created = await service.exports.CreateExport(
+            create_request("samples/clip.mp4", thumbnail("50%"))
+        )
+        final = (await watch_to_end(service, created.name))[-1].export
+        assert final.state == export_pb2.Export.STATE_SUCCEEDED
+        code, out = await grpcurl(
+            "-d",
+            json.dumps({"name": created.name}),
+            service.target,
+            "sparc.video.v1.ExportService/GetExportDownloadUrl",
+        )
+        assert code == 0, out
+        assert "\\u0026" in out
+        url = json.loads(out)["urls"][0]["url"]
+        pasted = url.replace("&", "\\u0026")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as good:
+                assert good.status == 200
+                assert (await good.read())[:3] == b"\xff\xd8\xff"  # a JPEG
+            async with session.get(pasted) as bad:
+                assert bad.status == 403
+                assert "malformed" in await bad.text()

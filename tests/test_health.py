@@ -19,8 +19,8 @@ import aiohttp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sparc_video.api.server import EXPORT_SERVICE
+from sparc_video.core.embedded_redis import EmbeddedRedis, free_port
 from sparc_video.core.settings import Settings
-from tests.fixtures.redis import RedisProcess, free_port
 from tests.fixtures.service import RunningService, start_service
 from workers.job.runner import build_worker
 from workers.pipeline.encoders import local_hardware
@@ -55,7 +55,7 @@ async def report_until(
 
 
 async def test_redis_outage_turns_not_serving_within_the_interval_and_watch_streams_it(
-    redis_process: RedisProcess, service_settings: Callable[..., Settings]
+    redis_process: EmbeddedRedis, service_settings: Callable[..., Settings]
 ) -> None:
     settings = service_settings(redis_url=redis_process.url, health_check_interval_s=INTERVAL_S)
     async with start_service(settings, worker=False) as service:

@@ -25,12 +25,12 @@ from sparc_video.core import key_files
 from sparc_video.core.errors import AlreadyExists, ObjectNotFound, Unavailable
 from sparc_video.core.settings import Settings, SettingsError
 from sparc_video.evidence import bundle, signing
+from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.models import MAX_DOWNLOAD_GRANTS, DownloadGrant, ExportRecord
-from sparc_video.exports.records import EventKind
 from sparc_video.observability.logs import Redactor, settings_secrets
 from sparc_video.storage import LocalStorage, Storage
 from tests.fixtures.s3 import s3_client
-from tests.fixtures.service import RunningService, start_service
+from tests.fixtures.service import RunningService, WorkerProcess, settings_env, start_service
 from tests.test_cli import sparc_video
 from tests.test_client import put_clip
 
@@ -475,3 +475,113 @@ def test_the_signing_key_is_kept_out_of_logs() -> None:
     body = pem.splitlines()[1]
     redact = Redactor(settings_secrets(Settings(manifest_signing_key=pem)))
     assert body not in redact(f"loaded key {pem!r}")
+
+
+def test_bundles_signed_before_a_rotation_verify_with_the_retired_key(tmp_path: Path) -> None:
+    old = signing.ManifestSigner(Ed25519PrivateKey.generate())
+    new = signing.ManifestSigner(Ed25519PrivateKey.generate(), retired=[old.public_key])
+    stranger = signing.ManifestSigner(Ed25519PrivateKey.generate())
+    assert list(new.verification_keys) == [new.key_id, old.key_id]
+    assert new.is_retired(old.key_id) and not new.is_retired(new.key_id)
+    for name, signer in (("old", old), ("new", new), ("stranger", stranger)):
+        folder = tmp_path / name
+        folder.mkdir()
+        data = signing.canonical_json({"storage_prefix": "exports/x/1/", "outputs": []})
+        (folder / "manifest.json").write_bytes(data)
+        (folder / "manifest.json.sig").write_bytes(signer.sign(data).to_bytes())
+    assert bundle.verify_bundle(tmp_path / "old", new.verification_keys).key_id == old.key_id
+    assert bundle.verify_bundle(tmp_path / "new", new.verification_keys).key_id == new.key_id
+    with pytest.raises(bundle.UnknownKey, match=stranger.key_id):
+        bundle.verify_bundle(tmp_path / "stranger", new.verification_keys)
+    # Before the rotation, the old key alone does not know the new one.
+    with pytest.raises(bundle.UnknownKey):
+        bundle.verify_bundle(tmp_path / "new", old.public_key)
+
+
+def test_several_public_keys_parse_from_pem_blocks_or_base64() -> None:
+    keys = [Ed25519PrivateKey.generate().public_key() for _ in range(3)]
+    pems = "".join(signing.public_key_pem(key) for key in keys)
+    raw = [
+        base64.b64encode(
+            key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        ).decode()
+        for key in keys
+    ]
+    ids = [signing.key_id(key) for key in keys]
+    assert [signing.key_id(k) for k in signing.parse_public_keys(pems)] == ids
+    assert [signing.key_id(k) for k in signing.parse_public_keys(", ".join(raw))] == ids
+    with pytest.raises(ValueError, match="outside its PEM blocks"):
+        signing.parse_public_keys(pems + "junk")
+    with pytest.raises(ValueError):
+        signing.parse_public_keys("not-a-key")
+
+
+def _new_key_pem() -> str:
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+async def test_serve_and_worker_refuse_to_start_without_a_signing_key(
+    service_settings: Callable[..., Settings],
+) -> None:
+    env = {**os.environ, **settings_env(service_settings())}
+    env.pop("MANIFEST_SIGNING_KEY")
+    for command in ("serve", "worker"):
+        result = await sparc_video(command, env=env)
+        assert result.rc == 2, (command, result.stderr)
+        assert "needs MANIFEST_SIGNING_KEY" in result.stderr, result.stderr
+
+
+async def test_separate_server_and_worker_processes_sign_bundles_that_verify_across_a_rotation(
+    service_settings: Callable[..., Settings],
+    s3_endpoint: str,
+    s3_bucket: str,
+    worker_processes: Callable[[Settings], WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """As the README's docker and Kubernetes deployments run it: the server and a worker in
+    separate processes with separate data directories, sharing only S3, Redis and the key."""
+    first_key, second_key = _new_key_pem(), _new_key_pem()
+    base = s3_service_settings(service_settings, s3_endpoint, s3_bucket)
+    bundles: list[tuple[Path, str]] = []
+    for key, retired in ((first_key, None), (second_key, first_key)):
+        retired_public = (
+            signing.public_key_pem(signing.parse_private_key(retired).public_key())
+            if retired
+            else None
+        )
+        server_settings = base.replace(
+            manifest_signing_key=key,
+            manifest_retired_keys=retired_public,
+            local_storage_dir=tmp_path / f"server-{len(bundles)}",
+        )
+        worker = worker_processes(
+            server_settings.replace(local_storage_dir=tmp_path / f"worker-{len(bundles)}")
+        )
+        async with (
+            start_service(server_settings, worker=False) as service,
+            AsyncExportClient(service.target) as client,
+        ):
+            export = await finished_export(service, client, tmp_path)
+            target = ("--target", service.target)
+            bundle = tmp_path / f"bundle-{len(bundles)}"
+            fetched = await sparc_video(
+                "export", "download", export.name, "-o", str(bundle), *target
+            )
+            assert fetched.rc == 0, fetched.stderr
+            bundles.append((bundle, export.manifest.key_id))
+            # Every bundle so far verifies with what the server publishes now.
+            for earlier, key_id in bundles:
+                verified = await sparc_video("verify", str(earlier), *target)
+                assert verified.rc == 0, verified.stderr
+                assert f"signature by {key_id} ok" in verified.stdout
+            published = await client.get_manifest_signing_key()
+        worker.stop()
+    (_, first_id), (_, second_id) = bundles
+    assert first_id != second_id
+    assert [(k.key_id, k.retired) for k in published.verification_keys] == [
+        (second_id, False),
+        (first_id, True),
+    ]

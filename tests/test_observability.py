@@ -13,9 +13,7 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,6 +41,7 @@ from sparc_video.observability import logs as logging_setup
 from sparc_video.observability.metrics import WORKER_REGISTRY
 from sparc_video.observability.tracing import exporters_from_env, setup_tracing
 from sparc_video.security.roles import Role
+from tests.fixtures.prometheus import PrometheusTools
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
@@ -213,8 +212,8 @@ async def test_metrics_of_real_exports_on_server_and_worker(
     # download fails, transiently. The retry delay should outlast that worker's stop, so the
     # next attempt runs on the good worker; on a slow machine it may fail once more first, so
     # the counts below follow the record's failed_attempts.
-    misconfigured = dataclasses.replace(
-        good, http_port=free_port(), worker_metrics_port=0, retry_initial_delay_s=1.0
+    misconfigured = good.replace(
+        http_port=free_port(), worker_metrics_port=0, retry_initial_delay_s=1.0
     )
     clip = tmp_path / "clip.mp4"
     make_sample_clip(clip, width=320, height=180, duration_s=1.0)
@@ -262,7 +261,7 @@ async def test_metrics_of_real_exports_on_server_and_worker(
 
         async with (
             denying_s3() as endpoint,
-            start_service(dataclasses.replace(misconfigured, s3_endpoint_url=endpoint)),
+            start_service(misconfigured.replace(s3_endpoint_url=endpoint)),
         ):
             await wait_for_state(service, good_export.name, State.STATE_RETRYING)
             transient = await error_reason(service, good_export.name)
@@ -272,7 +271,7 @@ async def test_metrics_of_real_exports_on_server_and_worker(
                 worker_before, "video_processing_jobs_total", 1, status="retrying"
             )
             await arq_finished(service, good_export.name)
-        async with start_service(dataclasses.replace(good, http_port=free_port())):
+        async with start_service(good.replace(http_port=free_port())):
             bad_export = await service.exports.CreateExport(
                 create_request("in/junk.mp4", thumbnail("1"))
             )
@@ -674,43 +673,10 @@ def test_text_logs_redact_signed_links_and_url_passwords() -> None:
     assert line.rstrip().endswith("[export_id=abc attempt=2]")
 
 
-@pytest.fixture(scope="session")
-def prometheus_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Prometheus from PATH, else Debian's package unpacked into a temporary directory (no
-    install: its maintainer scripts would start a system service); skip where neither works."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("no prometheus binary and no apt-get to fetch Debian's package")
-    folder = tmp_path_factory.mktemp("prometheus")
-    try:
-        subprocess.run(
-            ["apt-get", "download", "prometheus"],
-            cwd=folder,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        (package,) = folder.glob("prometheus_*.deb")
-        subprocess.run(
-            ["dpkg-deb", "-x", str(package), str(folder / "root")],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-    except (subprocess.SubprocessError, ValueError) as exc:
-        pytest.skip(f"could not fetch Debian's prometheus package: {exc}")
-    binary = folder / "root" / "usr" / "bin" / "prometheus"
-    if not os.access(binary, os.X_OK):
-        pytest.skip("Debian's prometheus package holds no usr/bin/prometheus")
-    return str(binary)
-
-
 async def test_a_real_prometheus_scrapes_server_and_worker(
-    service_settings: Callable[..., Settings], tmp_path: Path, prometheus_binary: str
+    service_settings: Callable[..., Settings], tmp_path: Path, prometheus_tools: PrometheusTools
 ) -> None:
-    binary = prometheus_binary
+    binary = prometheus_tools.prometheus
     worker_port = free_port()
     settings = service_settings(worker_metrics_port=worker_port)
     async with start_service(settings) as service:

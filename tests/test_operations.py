@@ -23,6 +23,7 @@ from sparc_video.exports.models import (
     CompressOp,
     ConvertOp,
     Operation,
+    OutputKind,
     ThumbnailOp,
     Timestamp,
     TranscodeOp,
@@ -75,12 +76,12 @@ class Run:
 
     @property
     def video(self) -> ProducedFile:
-        (video,) = [f for f in self.files if f.kind == "video"]
+        (video,) = [f for f in self.files if f.kind is OutputKind.VIDEO]
         return video
 
     @property
     def images(self) -> list[ProducedFile]:
-        return [f for f in self.files if f.kind != "video"]
+        return [f for f in self.files if f.kind is not OutputKind.VIDEO]
 
 
 def run(
@@ -670,7 +671,7 @@ def test_thumbnail_formats(clip: Path, tmp_path: Path, image_format: str, magic:
 def test_sprite_sheet(clip: Path, tmp_path: Path) -> None:
     op = ThumbnailOp(sprite=True, sprite_frame_count=6, sprite_columns=3, width=96, format="png")
     (sheet,) = run(clip, tmp_path, op).images
-    assert sheet.kind == "sprite_sheet"
+    assert sheet.kind is OutputKind.SPRITE_SHEET
     assert (sheet.sprite_columns, sheet.sprite_rows, sheet.tile_width, sheet.tile_height) == (
         3,
         2,

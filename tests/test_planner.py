@@ -520,7 +520,15 @@ def test_record_json_is_what_asdict_gives() -> None:
         priority=Priority.BATCH,
         requester="alice",
         outputs=[
-            Output(OutputKind.VIDEO, "o/1.mp4", 10, "ab", "video/mp4", 0, tile_times_s=(0.5, 1.0))
+            Output(
+                kind=OutputKind.VIDEO,
+                storage_key="o/1.mp4",
+                size_bytes=10,
+                sha256="ab",
+                content_type="video/mp4",
+                operation_index=0,
+                tile_times_s=(0.5, 1.0),
+            )
         ],
         error=ExportError(13, "X", "m"),
         download_grants=[DownloadGrant(1.5, "bob", ("a", "b"), 2.5)],

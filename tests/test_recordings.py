@@ -16,7 +16,7 @@ from sparc.video.v1 import camera_pb2
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.core.errors import ObjectNotFound
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.media.synth import make_sample_clip
 from tests.camera_helpers import (
     CameraService,
@@ -289,8 +289,8 @@ async def test_recordings_and_uploads_on_s3(
         s3_bucket=s3_settings.s3_bucket,
         s3_endpoint_url=s3_settings.s3_endpoint_url,
         aws_region=s3_settings.aws_region,
-        aws_access_key_id=s3_settings.aws_access_key_id,
-        aws_secret_access_key=s3_settings.aws_secret_access_key,
+        aws_access_key_id=reveal(s3_settings.aws_access_key_id),
+        aws_secret_access_key=reveal(s3_settings.aws_secret_access_key),
     )
     async with camera_service(settings) as cams:
         stub = cams.stub

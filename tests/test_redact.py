@@ -20,6 +20,7 @@ from sparc_video.exports.models import (
     CompressOp,
     ExportRecord,
     Operation,
+    OutputKind,
     RedactOp,
     RedactRegion,
     ThumbnailOp,
@@ -73,7 +74,7 @@ def frames(path: Path) -> list[tuple[int, npt.NDArray[np.float32]]]:
 def run(source: Path, tmp_path: Path, *ops: Operation) -> tuple[ProducedFile, list[str]]:
     progress: list[ChildProgress] = []
     files = run_plan(source, tmp_path / "work", list(ops), progress.append)
-    (video,) = [f for f in files if f.kind == "video"]
+    (video,) = [f for f in files if f.kind is OutputKind.VIDEO]
     return video, sorted({p.operation for p in progress})
 
 
@@ -161,7 +162,7 @@ def test_redact_composes_with_trim_watermark_and_transcode_in_one_pass(
         else:
             assert detail(luma[BOX]) > 0.7 * detail(src[BOX]), index
     # The thumbnail after the redaction (0.3 s of the trimmed video: frame 24) is redacted too.
-    (thumb,) = [f for f in files if f.kind == "thumbnail"]
+    (thumb,) = [f for f in files if f.kind is OutputKind.THUMBNAIL]
     with av.open(str(thumb.path)) as container:
         rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert read_frame_index(rgb) == 24

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -178,10 +177,16 @@ async def test_local_links_refuse_tampering_expiry_and_missing_objects(
     sig = parse_qs(urlsplit(url).query)["sig"][0]
 
     tampered = with_query(url, sig=("0" if sig[0] != "0" else "1") + sig[1:])
-    assert (await fetch(tampered))[:2] == (403, b"download link is invalid or has expired\n")
-    assert (await fetch(with_query(url, filename="evil.html")))[0] == 403
-    assert (await fetch(url.replace("out/a.mp4", "out/b.mp4")))[0] == 403
-    assert (await fetch(await served_storage.download_url("out/a.mp4", -1)))[0] == 403
+    altered = (403, b"the download link's signature does not match it: the link was altered\n")
+    assert (await fetch(tampered))[:2] == altered
+    assert (await fetch(with_query(url, filename="evil.html")))[:2] == altered
+    assert (await fetch(url.replace("out/a.mp4", "out/b.mp4")))[:2] == altered
+    expired = await fetch(await served_storage.download_url("out/a.mp4", -1))
+    assert expired[:2] == (403, b"the download link has expired: ask for a new one\n")
+    # As grpcurl prints it: JSON writes & as \u0026, so the query is one parameter.
+    from_json = await fetch(url.replace("&", "\\u0026"))
+    assert from_json[0] == 403 and from_json[1].startswith(b"the link is malformed: its `")
+    assert b"\\u0026 where & belongs" in from_json[1]
 
     missing = await served_storage.download_url("out/never-written.mp4", 60)
     assert (await fetch(missing))[0] == 404
@@ -252,13 +257,13 @@ async def test_local_signing_key_is_persisted_and_shared(local_settings: Setting
     query = {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
     replica = LocalStorage.from_settings(local_settings)
-    assert replica.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
-    assert not replica.verify_link("out/a.mp4", query["expires"], query["sig"], None)
-    assert not replica.verify_link("out/a.mp4", "soon", query["sig"], "a.mp4")
+    assert replica.links.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
+    assert not replica.links.verify_link("out/a.mp4", query["expires"], query["sig"], None)
+    assert not replica.links.verify_link("out/a.mp4", "soon", query["sig"], "a.mp4")
 
-    configured = dataclasses.replace(local_settings, local_signing_key="from-settings")
+    configured = local_settings.replace(local_signing_key="from-settings")
     other = LocalStorage.from_settings(configured)
-    assert not other.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
+    assert not other.links.verify_link("out/a.mp4", query["expires"], query["sig"], "a.mp4")
 
 
 async def test_check_passes_on_a_usable_backend(storage: Storage) -> None:
@@ -266,7 +271,7 @@ async def test_check_passes_on_a_usable_backend(storage: Storage) -> None:
 
 
 async def test_check_reports_a_missing_bucket(s3_settings: Settings) -> None:
-    missing = dataclasses.replace(s3_settings, s3_bucket="no-such-bucket-here")
+    missing = s3_settings.replace(s3_bucket="no-such-bucket-here")
     async with open_storage(missing) as storage:
         with pytest.raises(Unavailable, match="no-such-bucket-here"):
             await storage.check()
@@ -314,7 +319,7 @@ async def test_open_storage_picks_the_backend(
 
 
 async def test_cloudfront_domain_replaces_presigned_urls(s3_settings: Settings) -> None:
-    settings = dataclasses.replace(s3_settings, cloudfront_domain="d111.cloudfront.net")
+    settings = s3_settings.replace(cloudfront_domain="d111.cloudfront.net")
     async with open_storage(settings) as storage:
         url = await storage.download_url("exports/x/clip 1.mp4", 60, filename="clip 1.mp4")
     assert url == "https://d111.cloudfront.net/exports/x/clip%201.mp4"
@@ -363,8 +368,7 @@ async def test_cloudfront_urls_are_signed_and_expire_with_a_key_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    settings = dataclasses.replace(
-        s3_settings,
+    settings = s3_settings.replace(
         cloudfront_domain="d111.cloudfront.net",
         cloudfront_key_pair_id="K2JCJMDEHXQW5F",
         cloudfront_private_key=pem,

@@ -3,7 +3,6 @@ they are encrypted at rest."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from cryptography.fernet import Fernet
 from sparc_video.cameras.credentials import CredentialCipher, CredentialsUnreadable
 from sparc_video.cameras.service import Credentials, merge_secrets
 from sparc_video.core.errors import InvalidArgument
-from sparc_video.core.settings import Settings, SettingsError
+from sparc_video.core.settings import Settings, SettingsError, reveal
 from sparc_video.security.stream_urls import (
     StreamSecrets,
     compose,
@@ -114,11 +113,11 @@ def test_secrets_are_encrypted_bound_to_their_camera_and_keys_rotate(tmp_path: P
 def test_the_key_setting_is_validated(tmp_path: Path) -> None:
     key = Fernet.generate_key().decode()
     env = {"CAMERA_CREDENTIALS_KEY": f"{key}, {Fernet.generate_key().decode()}"}
-    assert Settings.from_env(env).camera_credentials_key == env["CAMERA_CREDENTIALS_KEY"]
+    assert reveal(Settings.from_env(env).camera_credentials_key) == env["CAMERA_CREDENTIALS_KEY"]
     key_file = tmp_path / "key"
     key_file.write_text(key + "\n")
     from_file = Settings.from_env({"CAMERA_CREDENTIALS_KEY_FILE": str(key_file)})
-    assert from_file.camera_credentials_key == key
+    assert reveal(from_file.camera_credentials_key) == key
     with pytest.raises(SettingsError, match="CAMERA_CREDENTIALS_KEY: key 1 is not 32 bytes"):
         Settings.from_env({"CAMERA_CREDENTIALS_KEY": "too-short"})
-    assert "camera_credentials_key" not in repr(dataclasses.replace(from_file))
+    assert "camera_credentials_key" not in repr(from_file.replace())

@@ -12,9 +12,10 @@ from collections.abc import Callable
 import grpc
 from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
 
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
+from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.models import ExportRecord, ExportState, Progress, ThumbnailOp
-from sparc_video.exports.records import EventKind, new_export_id
 from tests.fixtures.service import RunningService, start_service
 
 EXPORTS = 20
@@ -29,7 +30,7 @@ async def hub_connections(service: RunningService) -> int:
 
 
 async def running_export(service: RunningService) -> str:
-    record = ExportRecord(id=new_export_id(), source_key="in/x.mp4", operations=[ThumbnailOp()])
+    record = ExportRecord(id=new_id(), source_key="in/x.mp4", operations=[ThumbnailOp()])
     await service.app.store.create(record)
 
     def start(r: ExportRecord) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,7 +38,7 @@ class Host(Protocol):
 
     def log_level_option(self, function: F) -> F: ...
 
-    def settings(self) -> Settings: ...
+    def settings(self, role: str = "") -> Settings: ...
 
     def start(self, settings: Settings, service_name: str) -> None: ...
 
@@ -60,7 +59,7 @@ def register(cli: click.Group, host: Host) -> None:
         """Run an arq worker that processes exports."""
         from workers.job.runner import run
 
-        settings = host.settings()
+        settings = host.settings("worker")
         host.start(settings, "sparc-video-worker")
         return host.run(lambda: run(settings))
 
@@ -88,7 +87,7 @@ def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
     if not answers(settings.redis_url):
         log.info("Redis at %s does not answer; starting an embedded one", settings.redis_url)
         embedded = EmbeddedRedis(data_dir / "redis")
-        settings = dataclasses.replace(settings, redis_url=embedded.start())
+        settings = settings.replace(redis_url=embedded.start())
     try:
         asyncio.run(_run_dev(host, settings))
     finally:
@@ -103,7 +102,7 @@ async def _run_dev(host: Host, settings: Settings) -> None:
     # A development server on this machine: unless authentication is configured, every
     # caller is the local admin (the README's grpcurl walk-through needs no credentials).
     if not settings.auth_configured:
-        settings = dataclasses.replace(settings, auth_disabled=True)
+        settings = settings.replace(auth_disabled=True)
 
     worker = build_worker(settings, handle_signals=False)
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")

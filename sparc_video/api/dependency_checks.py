@@ -95,13 +95,13 @@ media_check = MediaCheck()
 async def workers_alive(store: ExportStore) -> str:
     """Live workers, and the hardware encoders their start-up probes found, e.g.
     `2 live worker(s); media.hardware: nvenc unavailable: no NVIDIA device (...)`."""
-    count = await store.live_workers(WORKER_WINDOW_S)
+    count = await store.workers.live(WORKER_WINDOW_S)
     if count == 0:
         raise Unavailable(
             f"no worker heartbeat in the last {WORKER_WINDOW_S:g} s: exports wait in the queue"
         )
     detail = f"{count} live worker(s)"
-    hardware = await store.live_worker_hardware(WORKER_WINDOW_S)
+    hardware = await store.workers.hardware(WORKER_WINDOW_S)
     if hardware:
         # One line per kind of worker, with how many there are when they differ.
         kinds = [

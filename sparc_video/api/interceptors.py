@@ -64,6 +64,10 @@ def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
 
 
 def _final_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
+    # A client that cancelled gets nothing more, whatever the handler did next (a last write
+    # failing, or returning normally before the cancel was seen): the call ended CANCELLED.
+    if context.cancelled():
+        return grpc.StatusCode.CANCELLED
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code

@@ -24,6 +24,7 @@ from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
 from sparc_video.api.interceptors import ObservabilityInterceptor
+from sparc_video.api.request_decoding import RequestDecodingInterceptor
 from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
@@ -57,6 +58,8 @@ class Server:
             interceptors=[
                 ObservabilityInterceptor(),
                 AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
+                # Innermost: it replaces how the request is decoded (see its module).
+                RequestDecodingInterceptor(),
             ],
             options=[
                 # GRPC_MAX_MESSAGE_SIZE: a larger request is refused by gRPC itself with
@@ -78,6 +81,8 @@ class Server:
             StorageUsage(app.redis, app.store.keys),
             app.settings.storage_backend,
             self.health.results,
+            app.storage,
+            app.signer.verification_keys,
         )
         export_service_pb2_grpc.add_ExportServiceServicer_to_server(
             ExportServicer(app.exports, app.signer), self._grpc

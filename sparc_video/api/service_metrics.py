@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from sparc_video.exports.models import ExportState
 from sparc_video.exports.records import ExportStore
 from sparc_video.media.codecs import NVENC_UNAVAILABLE
 from sparc_video.observability.metrics import StorageUsage
+from sparc_video.storage.base import BoundedStorage, Capacity
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class _Snapshot:
     stored_bytes: int = 0
     ok: bool = False
     nvenc_workers: int = 0
+    capacity: Capacity | None = None
+    unknown_key_workers: int = 0
 
 
 class ServiceCollector(Collector):
@@ -56,22 +59,29 @@ class ServiceCollector(Collector):
         usage: StorageUsage,
         backend: str,
         health_results: Mapping[str, HealthResult] | None = None,
+        storage: object = None,
+        verification_key_ids: Collection[str] = (),
     ) -> None:
+        """`storage`: the backend; one on a file system (BoundedStorage) also reports its free
+        and total bytes, so an alert can fire before it fills up."""
         self._store = store
+        self._bounded = storage if isinstance(storage, BoundedStorage) else None
         self._usage = usage
         self._backend = backend
         self._health = health_results or {}
+        self._key_ids = frozenset(verification_key_ids)
         self._snapshot = _Snapshot()
 
     async def refresh(self, timeout_s: float = 2.0) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                counts, oldest, workers, stored, hardware = await asyncio.gather(
+                counts, oldest, workers, stored, hardware, keys = await asyncio.gather(
                     self._store.count_by_state(),
                     self._store.oldest_in_state(ExportState.QUEUED),
-                    self._store.live_workers(),
+                    self._store.workers.live(),
                     self._usage.total(),
-                    self._store.live_worker_hardware(),
+                    self._store.workers.hardware(),
+                    self._store.workers.signing_keys(),
                 )
         except Exception as exc:  # Redis down or slow: report that, not stale numbers
             log.warning("metrics: cannot read queue state from Redis: %s", exc)
@@ -81,7 +91,25 @@ class ServiceCollector(Collector):
         nvenc = sum(
             n for summary, n in hardware.items() if not summary.startswith(NVENC_UNAVAILABLE)
         )
-        self._snapshot = _Snapshot(counts, age, workers, stored, ok=True, nvenc_workers=nvenc)
+        capacity = None
+        if self._bounded is not None:
+            try:
+                capacity = await self._bounded.capacity()
+            except OSError as exc:  # the directory vanished: the storage check says so
+                log.warning("metrics: cannot read the storage's free space: %s", exc)
+        # Workers signing with a key this server does not publish make bundles nobody can
+        # verify: a misconfigured MANIFEST_SIGNING_KEY, worth an alert.
+        unknown = sum(n for key_id, n in keys.items() if key_id not in self._key_ids)
+        self._snapshot = _Snapshot(
+            counts,
+            age,
+            workers,
+            stored,
+            ok=True,
+            nvenc_workers=nvenc,
+            capacity=capacity,
+            unknown_key_workers=unknown,
+        )
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot
@@ -121,6 +149,27 @@ class ServiceCollector(Collector):
             )
             used.add_metric([self._backend], snap.stored_bytes)
             yield used
+            yield GaugeMetricFamily(
+                "video_workers_unknown_signing_key",
+                "Live workers signing manifests with a key this server does not publish "
+                "(their bundles would not verify): MANIFEST_SIGNING_KEY differs between them.",
+                value=snap.unknown_key_workers,
+            )
+        if snap.capacity is not None:
+            free = GaugeMetricFamily(
+                "video_storage_free_bytes",
+                "Free bytes on the file system of a local storage backend (absent for S3).",
+                labels=["backend"],
+            )
+            free.add_metric([self._backend], snap.capacity.free_bytes)
+            yield free
+            total = GaugeMetricFamily(
+                "video_storage_capacity_bytes",
+                "Size of the file system of a local storage backend (absent for S3).",
+                labels=["backend"],
+            )
+            total.add_metric([self._backend], snap.capacity.total_bytes)
+            yield total
         ok = GaugeMetricFamily(
             "video_health_check_ok",
             "Result of the last background dependency check (critical ones gate SERVING).",

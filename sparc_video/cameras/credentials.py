@@ -12,17 +12,13 @@ copying a token between records in Redis does not hand one camera's log-in to an
 from __future__ import annotations
 
 import json
-import logging
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from sparc_video.core import key_files
 from sparc_video.core.errors import FailedPrecondition
-from sparc_video.core.settings import Settings, parse_fernet_keys
+from sparc_video.core.settings import Settings, parse_fernet_keys, reveal
 from sparc_video.security.stream_urls import StreamSecrets
-
-log = logging.getLogger(__name__)
 
 KEY_FILE = ".camera-credentials-key"
 
@@ -39,15 +35,16 @@ class CredentialCipher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CredentialCipher:
-        if settings.camera_credentials_key:
-            return cls(parse_fernet_keys(settings.camera_credentials_key))
-        if settings.s3_bucket:
-            log.warning(
-                "CAMERA_CREDENTIALS_KEY is not set: camera credentials are encrypted with a key "
-                "kept in %s; servers that do not share that directory cannot read them",
-                settings.local_storage_dir,
-            )
-        return cls([_load_or_create_key(settings.local_storage_dir / KEY_FILE)])
+        keys = key_files.configured_or_kept(
+            reveal(settings.camera_credentials_key),
+            settings.local_storage_dir / KEY_FILE,
+            make=lambda: Fernet.generate_key() + b"\n",
+            parse=parse_fernet_keys,
+            variable="CAMERA_CREDENTIALS_KEY",
+            what="camera credentials",
+            shared=bool(settings.s3_bucket),
+        )
+        return cls(keys)
 
     def encrypt(self, camera_id: str, secrets: StreamSecrets) -> str:
         """A token for the record; "" when there is nothing to keep."""
@@ -79,16 +76,3 @@ class CredentialCipher:
             password=str(payload.get("password", "")),
             query={str(k): str(v) for k, v in dict(payload.get("query", {})).items()},
         )
-
-
-def _load_or_create_key(path: Path) -> bytes:
-    key_files.load_or_create(path, lambda: Fernet.generate_key() + b"\n")
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    text = path.read_text("ascii").strip()
-    try:
-        return parse_fernet_keys(text)[0]
-    except ValueError as exc:
-        raise RuntimeError(f"the camera credentials key file {path} is damaged: {exc}") from None

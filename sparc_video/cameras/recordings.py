@@ -31,8 +31,8 @@ from sparc_video.core.errors import (
     ObjectNotFound,
     Unavailable,
 )
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
-from sparc_video.exports.records import new_export_id
 from sparc_video.media.probe import FileRead, MediaProber
 from sparc_video.security import confinement
 from sparc_video.storage import LocalStorage, ManagedStorage
@@ -107,7 +107,7 @@ class Recordings:
             raise Unavailable(f"{object_key!r} changed while it was read; try again")
         self._check_limits(object_key, read)
         record = RecordingRecord(
-            id=new_export_id(),
+            id=new_id(),
             camera_id=camera_id,
             object_key=object_key,
             start_ns=start_ns,
@@ -204,7 +204,7 @@ class Recordings:
             raise InvalidArgument(violations)
         await self._store.get_camera(camera_id)
         ttl_s = ttl_s or self._settings.download_url_ttl_s
-        key = f"cameras/{camera_id}/uploads/{new_export_id()}.{UPLOAD_TYPES[content_type]}"
+        key = f"cameras/{camera_id}/uploads/{new_id()}.{UPLOAD_TYPES[content_type]}"
         target = await self._storage.upload_url(key, ttl_s, size_bytes, content_type)
         return UploadLink(key, target.url, target.headers, target.expire_time)
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from sparc_video.core.errors import (
     AlreadyExists,
@@ -30,6 +30,7 @@ from sparc_video.core.errors import (
     NotFound,
 )
 from sparc_video.core.keys import Keys
+from sparc_video.core.transactions import watched
 from sparc_video.exports.models import ExportError
 from sparc_video.media.probe import StreamInfo
 
@@ -165,20 +166,16 @@ class CameraStore:
     async def create_camera(self, record: CameraRecord) -> CameraRecord:
         record.create_time = record.update_time = time.time()
         key = self.keys.camera(record.id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    if await pipe.exists(key):
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise AlreadyExists(f"camera {record.name} exists already")
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, record.to_json())
-                    pipe.zadd(self.keys.all_cameras, {record.id: 0})
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+
+        async def create(pipe: Pipeline) -> CameraRecord:
+            if await pipe.exists(key):
+                raise AlreadyExists(f"camera {record.name} exists already")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(key, record.to_json())
+            pipe.zadd(self.keys.all_cameras, {record.id: 0})
+            return record
+
+        return await watched(self._redis, [key], create)
 
     async def get_camera(self, camera_id: str) -> CameraRecord:
         raw = await self._redis.get(self.keys.camera(camera_id))
@@ -192,25 +189,20 @@ class CameraStore:
         """Apply `change` (mutating the record; False to write nothing) atomically, re-running
         it when the record changed meanwhile."""
         key = self.keys.camera(camera_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
-                    record = CameraRecord.from_json(raw)
-                    if not change(record):
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return record
-                    record.update_time = time.time()
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, record.to_json())
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+
+        async def update(pipe: Pipeline) -> CameraRecord:
+            raw = await pipe.get(key)
+            if raw is None:
+                raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
+            record = CameraRecord.from_json(raw)
+            if not change(record):
+                return record
+            record.update_time = time.time()
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(key, record.to_json())
+            return record
+
+        return await watched(self._redis, [key], update)
 
     async def page_cameras(
         self,
@@ -248,34 +240,28 @@ class CameraStore:
         """
         key = self.keys.camera(camera_id)
         index = self.keys.camera_recordings(camera_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key, index)
-                    if not await pipe.exists(key):
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
-                    entries = {e.decode() for e in await pipe.zrange(index, 0, -1)}
-                    if entries != {r.index_entry for r in recordings}:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        if not force:
-                            raise CameraHasRecordings(
-                                f"camera cameras/{camera_id} has {len(entries)} recording(s); "
-                                "delete them first, or pass force to delete them with it"
-                            )
-                        raise RecordingsChanged()
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(key, index, self.keys.camera_longest_recording(camera_id))
-                    pipe.zrem(self.keys.all_cameras, camera_id)
-                    for recording in recordings:
-                        pipe.delete(
-                            self.keys.recording(recording.id),
-                            self.keys.recording_object(recording.object_key),
-                        )
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+
+        async def delete(pipe: Pipeline) -> None:
+            if not await pipe.exists(key):
+                raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
+            entries = {e.decode() for e in await pipe.zrange(index, 0, -1)}
+            if entries != {r.index_entry for r in recordings}:
+                if not force:
+                    raise CameraHasRecordings(
+                        f"camera cameras/{camera_id} has {len(entries)} recording(s); "
+                        "delete them first, or pass force to delete them with it"
+                    )
+                raise RecordingsChanged()
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(key, index, self.keys.camera_longest_recording(camera_id))
+            pipe.zrem(self.keys.all_cameras, camera_id)
+            for recording in recordings:
+                pipe.delete(
+                    self.keys.recording(recording.id),
+                    self.keys.recording_object(recording.object_key),
+                )
+
+        await watched(self._redis, [key, index], delete)
 
     # Recordings
 
@@ -284,30 +270,24 @@ class CameraStore:
         camera = self.keys.camera(record.camera_id)
         claim = self.keys.recording_object(record.object_key)
         longest = self.keys.camera_longest_recording(record.camera_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(camera, claim, longest)
-                    if not await pipe.exists(camera):
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist")
-                    owner = await pipe.get(claim)
-                    if owner is not None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise await self._registered(record.object_key, owner.decode())
-                    current = int(await pipe.get(longest) or 0)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(self.keys.recording(record.id), record.to_json())
-                    pipe.set(claim, record.id)
-                    pipe.zadd(
-                        self.keys.camera_recordings(record.camera_id), {record.index_entry: 0}
-                    )
-                    if record.duration_ns > current:
-                        pipe.set(longest, record.duration_ns)
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+
+        async def create(pipe: Pipeline) -> RecordingRecord:
+            if not await pipe.exists(camera):
+                raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist")
+            owner = await pipe.get(claim)
+            if owner is not None:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+                raise await self._registered(record.object_key, owner.decode())
+            current = int(await pipe.get(longest) or 0)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(self.keys.recording(record.id), record.to_json())
+            pipe.set(claim, record.id)
+            pipe.zadd(self.keys.camera_recordings(record.camera_id), {record.index_entry: 0})
+            if record.duration_ns > current:
+                pipe.set(longest, record.duration_ns)
+            return record
+
+        return await watched(self._redis, [camera, claim, longest], create)
 
     async def recording_for_object(self, object_key: str) -> str | None:
         owner = await self._redis.get(self.keys.recording_object(object_key))
@@ -386,20 +366,16 @@ class CameraStore:
 
     async def delete_recording(self, record: RecordingRecord) -> None:
         claim = self.keys.recording_object(record.object_key)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(claim)
-                    owner = await pipe.get(claim)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.delete(self.keys.recording(record.id))
-                    pipe.zrem(self.keys.camera_recordings(record.camera_id), record.index_entry)
-                    if owner is not None and owner.decode() == record.id:
-                        pipe.delete(claim)
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+
+        async def delete(pipe: Pipeline) -> None:
+            owner = await pipe.get(claim)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(self.keys.recording(record.id))
+            pipe.zrem(self.keys.camera_recordings(record.camera_id), record.index_entry)
+            if owner is not None and owner.decode() == record.id:
+                pipe.delete(claim)
+
+        await watched(self._redis, [claim], delete)
 
 
 class RecordingsChanged(Exception):

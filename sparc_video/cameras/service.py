@@ -27,9 +27,9 @@ from sparc_video.cameras.records import (
     RecordingsChanged,
 )
 from sparc_video.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
 from sparc_video.exports.models import ExportError
-from sparc_video.exports.records import new_export_id
 from sparc_video.media.probe import MediaProber, StreamRead
 from sparc_video.security import confinement
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
@@ -142,7 +142,7 @@ class Cameras:
         )
 
     async def create(self, fields: CameraFields, camera_id: str) -> CameraRecord:
-        camera_id = camera_id or new_export_id()
+        camera_id = camera_id or new_id()
         assert fields.stream_url is not None, "validation requires stream_url"
         await self._check_address(fields.stream_url)
         public, secrets = merge_secrets(None, StreamSecrets, fields.stream_url, fields.credentials)

@@ -10,7 +10,6 @@ adds its commands to the group, with `host` (a `CommandHost`) for what they shar
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import mimetypes
 import sys
@@ -48,6 +47,7 @@ log = logging.getLogger("sparc_video")
 @click.group(
     "sparc-video",
     cls=SparcGroup,
+    environment=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @connection_options
@@ -77,13 +77,19 @@ class CommandHost:
     service_exits = SERVICE_EXITS
     log_level_option = staticmethod(log_level_option)
 
-    def settings(self) -> Settings:
-        """The settings from the environment; a bad one ends the command with exit 2."""
+    def settings(self, role: str = "") -> Settings:
+        """The settings from the environment; a bad one ends the command with exit 2. A `serve`
+        or `worker` role also needs the shared manifest signing key."""
+        from sparc_video.evidence.signing import SigningKeyNotConfigured, require_configured_key
+
         try:
-            return Settings.from_env()
-        except SettingsError as exc:
+            settings = Settings.from_env()
+            if role in ("serve", "worker"):
+                require_configured_key(settings, role)
+        except (SettingsError, SigningKeyNotConfigured) as exc:
             click.echo(f"sparc-video: {exc}", err=True)
             raise click.exceptions.Exit(ExitCode.USAGE) from None
+        return settings
 
     def start(self, settings: Settings, service_name: str) -> None:
         """Structured logs (LOG_FORMAT), tracing (OTEL_*) and uvloop for a long-running
@@ -101,7 +107,7 @@ class CommandHost:
         """Local storage under `data_dir/storage`, unless LOCAL_STORAGE_DIR says otherwise."""
         if settings.local_storage_dir != Settings().local_storage_dir:
             return settings
-        return dataclasses.replace(settings, local_storage_dir=data_dir / "storage")
+        return settings.replace(local_storage_dir=data_dir / "storage")
 
     async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None:
         from sparc_video.api.server import serve
@@ -139,7 +145,7 @@ def _configure(ctx: click.Context) -> None:
 def serve(log_level: str) -> int:
     """Run the gRPC server (and the HTTP port for /metrics, /health and downloads)."""
     _configure(click.get_current_context())
-    settings = HOST.settings()
+    settings = HOST.settings("serve")
     HOST.start(settings, "sparc-video")
     return HOST.run(lambda: asyncio.run(HOST.serve(settings)))
 

@@ -265,18 +265,21 @@ class SparcCommand(click.Command):
 
 
 class SparcGroup(click.Group):
-    """A group whose subcommands are SparcCommands by default."""
+    """A group whose subcommands are SparcCommands by default; with `environment`, its help
+    ends with the server's environment variables."""
 
     command_class = SparcCommand
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, environment: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("context_settings", {}).setdefault("max_content_width", 100)
         super().__init__(*args, **kwargs)
+        self.environment = environment
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         formatter.write_paragraph()
         formatter.write_text("Run `COMMAND --help` for a command's options and exit codes.")
+        write_epilog(formatter, (), "", self.environment)
 
 
 SparcGroup.group_class = SparcGroup

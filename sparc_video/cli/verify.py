@@ -19,7 +19,7 @@ from sparc_video.evidence.bundle import (
     UnknownKey,
     verify_bundle,
 )
-from sparc_video.evidence.signing import parse_public_key, read_public_key_file
+from sparc_video.evidence.signing import keyring, parse_public_key, read_public_keys_file
 
 # The first check that failed, most specific first.
 BUNDLE_EXIT_CODES: tuple[tuple[type[BundleError], ExitCode], ...] = (
@@ -40,8 +40,8 @@ BUNDLE_EXIT_CODES: tuple[tuple[type[BundleError], ExitCode], ...] = (
     "--public-key",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
-    help="the service's public key, PEM (from GetManifestSigningKey) or base64; without it, "
-    "the key is fetched from the server at --target",
+    help="the service's public key(s): PEM (from GetManifestSigningKey; after a rotation, its "
+    "keys concatenated) or base64; without it, the keys are fetched from the server at --target",
 )
 @client_command(AsyncExportClient)
 async def verify(
@@ -53,14 +53,16 @@ async def verify(
     --public-key."""
     if public_key is not None:
         try:
-            key = read_public_key_file(public_key)
+            keys = keyring(read_public_keys_file(public_key))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--public-key: {exc}") from None
     else:
         published = await client.get_manifest_signing_key()
-        key = parse_public_key(published.public_key_pem)
+        # Every key the service vouches for (current and retired): the signature names its own.
+        pems = [k.public_key_pem for k in published.verification_keys] or [published.public_key_pem]
+        keys = keyring(parse_public_key(pem) for pem in pems)
     try:
-        bundle = await asyncio.to_thread(verify_bundle, directory, key)
+        bundle = await asyncio.to_thread(verify_bundle, directory, keys)
     except BundleError as exc:
         code = next(code for kind, code in BUNDLE_EXIT_CODES if isinstance(exc, kind))
         session.report({"valid": False, "error": {"kind": type(exc).__name__, "message": str(exc)}})

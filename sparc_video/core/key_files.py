@@ -2,16 +2,22 @@
 
 Local storage's link-signing key, the camera credentials key and the manifest signing key all
 default to a file in the local storage root, so a single machine works without configuration
-and replicas sharing the directory agree on one key.
+and replicas sharing the directory agree on one key. `configured_or_kept` is the one
+"the configured key, else the kept one" rule all three follow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def load_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -36,3 +42,36 @@ def load_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
     finally:
         temp.unlink()
     return path.read_bytes()
+
+
+def configured_or_kept(
+    configured: str | None,
+    path: Path,
+    *,
+    make: Callable[[], bytes],
+    parse: Callable[[str], T],
+    variable: str,
+    what: str,
+    shared: bool,
+) -> T:
+    """The key set in `variable` (`configured`), else the one kept in the key file at `path`,
+    made by `make()` on first start. `parse` reads either, raising ValueError if it is unusable.
+
+    `shared`: other machines need the same key (S3 storage), so relying on a kept key is
+    logged as a warning: processes that do not share the directory would use other keys.
+    """
+    if configured:
+        return parse(configured)
+    if shared:
+        log.warning(
+            "%s is not set: the %s key is kept in %s; processes that do not share that "
+            "directory use other keys",
+            variable,
+            what,
+            path.parent,
+        )
+    data = load_or_create(path, make)
+    try:
+        return parse(data.decode("utf-8", "replace"))
+    except ValueError as exc:
+        raise RuntimeError(f"the {what} key file {path} is damaged: {exc}") from None

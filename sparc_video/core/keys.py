@@ -108,6 +108,11 @@ class Keys:
         return f"{self.prefix}:workers:hardware"
 
     @property
+    def worker_signing_keys(self) -> str:
+        """Hash worker id → id of the key it signs manifests with."""
+        return f"{self.prefix}:workers:signing-key"
+
+    @property
     def queue(self) -> str:
         """The arq queue."""
         return f"{self.prefix}:queue"

@@ -16,6 +16,7 @@ Imports no server code: investigators run it with only the client installed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,11 @@ def find_manifest(directory: Path) -> Path:
     raise BundleError(f"several manifests in {directory} ({names}); give the folder of one")
 
 
-def verify_bundle(directory: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
+def verify_bundle(
+    directory: Path, keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey]
+) -> VerifiedBundle:
+    """Check the manifest's signature with the key it names among `keys` (the service's
+    current and retired keys, by id), then every output's size and SHA-256."""
     manifest_path = find_manifest(directory)
     signature_path = manifest_path.with_name(SIGNATURE_NAME)
     data = manifest_path.read_bytes()
@@ -89,7 +94,7 @@ def verify_bundle(directory: Path, public_key: Ed25519PublicKey) -> VerifiedBund
     except FileNotFoundError:
         raise MissingFile(f"{signature_path}: the manifest's signature is missing") from None
     try:
-        signing.verify(data, signing.Signature.from_bytes(signature_bytes), public_key)
+        public_key = signing.verify(data, signing.Signature.from_bytes(signature_bytes), keys)
     except signing.UnknownKeyError as exc:
         raise UnknownKey(f"{signature_path}: {exc}") from None
     except signing.SignatureError as exc:

@@ -19,7 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,59 +28,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sparc_video.core.signing_keys import parse_private_key as parse_private_key
+from sparc_video.core.signing_keys import parse_public_key as parse_public_key
+from sparc_video.core.signing_keys import parse_public_keys as parse_public_keys
+
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
 
-log = logging.getLogger(__name__)
 
 ALGORITHM = "Ed25519"
 KEY_FILE = ".manifest-signing-key"
-
-
-def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
-    saying what is wrong otherwise."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable unencrypted PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        seed = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        seed = b""
-    if len(seed) != 32:
-        raise ValueError(
-            "is neither a PEM Ed25519 private key nor 32 bytes in base64; make one with "
-            "`openssl genpkey -algorithm ed25519`"
-        )
-    return Ed25519PrivateKey.from_private_bytes(seed)
-
-
-def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of its 32 bytes."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable PEM public key: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError("is neither a PEM Ed25519 public key nor 32 bytes in base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -99,7 +56,14 @@ class SignatureError(ValueError):
 
 
 class UnknownKeyError(SignatureError):
-    """The signature names a key other than the one given to verify it."""
+    """The signature names a key other than the ones given to verify it."""
+
+
+def keyring(keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+    """Keys by id, in the order given (the current key first, then retired ones)."""
+    if isinstance(keys, Ed25519PublicKey):
+        keys = [keys]
+    return {key_id(key): key for key in keys}
 
 
 @dataclass(frozen=True)
@@ -132,15 +96,22 @@ class Signature:
             raise SignatureError(f"the signature file is not a signature envelope: {exc}") from None
 
 
-def verify(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> None:
-    """Raise UnknownKeyError or SignatureError unless `signature` is `public_key`'s over `data`."""
+def verify(
+    data: bytes,
+    signature: Signature,
+    keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey],
+) -> Ed25519PublicKey:
+    """The key, among `keys`, whose signature over `data` `signature` is; UnknownKeyError when
+    the signature names none of them, SignatureError when it does not verify."""
     if signature.algorithm != ALGORITHM:
         raise SignatureError(f"signature algorithm {signature.algorithm!r} is not {ALGORITHM}")
-    expected = key_id(public_key)
-    if signature.key_id != expected:
+    ring = keyring(keys) if isinstance(keys, Ed25519PublicKey) else keys
+    public_key = ring.get(signature.key_id)
+    if public_key is None:
+        given = ", ".join(ring) or "none"
         raise UnknownKeyError(
-            f"the manifest was signed with key {signature.key_id}, not with the key given "
-            f"({expected})"
+            f"the manifest was signed with key {signature.key_id}, not with the key(s) given "
+            f"({given})"
         )
     try:
         public_key.verify(signature.signature, data)
@@ -148,39 +119,68 @@ def verify(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> N
         raise SignatureError(
             "the signature does not match the manifest: the manifest or its signature was altered"
         ) from None
+    return public_key
 
 
 class ManifestSigner:
-    """Signs manifests with the service's private key."""
+    """Signs manifests with the service's private key, and knows every key that verifies what
+    the service signed: its own and the ones retired by rotation (still vouched for)."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, retired: Iterable[Ed25519PublicKey] = ()
+    ) -> None:
         self._private_key = private_key
         self.public_key = private_key.public_key()
         self.key_id = key_id(self.public_key)
         self.public_key_pem = public_key_pem(self.public_key)
+        # The current key first; a retired key equal to it is not listed twice.
+        self.verification_keys = keyring([self.public_key, *retired])
+
+    def is_retired(self, kid: str) -> bool:
+        return kid != self.key_id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ManifestSigner:
-        if settings.manifest_signing_key:
-            return cls(parse_private_key(settings.manifest_signing_key))
         # Imported here: the verifying side (the CLI) never creates keys.
         from sparc_video.core import key_files
+        from sparc_video.core.settings import reveal
 
-        if settings.s3_bucket:
-            log.warning(
-                "MANIFEST_SIGNING_KEY is not set: manifests are signed with a key kept in %s; "
-                "servers and workers that do not share that directory sign with other keys",
-                settings.local_storage_dir,
-            )
-        path = settings.local_storage_dir / KEY_FILE
-        data = key_files.load_or_create(path, _new_private_key_pem)
-        try:
-            return cls(parse_private_key(data))
-        except ValueError as exc:
-            raise RuntimeError(f"the manifest signing key file {path} {exc}") from None
+        return cls(
+            key_files.configured_or_kept(
+                reveal(settings.manifest_signing_key),
+                settings.local_storage_dir / KEY_FILE,
+                make=_new_private_key_pem,
+                parse=parse_private_key,
+                variable="MANIFEST_SIGNING_KEY",
+                what="manifest signing",
+                shared=bool(settings.s3_bucket),
+            ),
+            retired=parse_public_keys(settings.manifest_retired_keys or ""),
+        )
 
     def sign(self, data: bytes) -> Signature:
         return Signature(ALGORITHM, self.key_id, self._private_key.sign(data))
+
+
+class SigningKeyNotConfigured(ValueError):
+    """A server or worker outside `dev` would sign with a key of its own."""
+
+
+def require_configured_key(settings: Settings, command: str) -> None:
+    """Refuse to run `command` (serve, worker) without MANIFEST_SIGNING_KEY.
+
+    A key kept in the process's own data directory is fine for `dev` (one process, one
+    directory), but a server and workers in separate containers would each keep their own: the
+    worker would sign bundles with a key the server never publishes, so they could not be
+    verified. An evidence service must not hand those out.
+    """
+    if settings.manifest_signing_key is None:
+        raise SigningKeyNotConfigured(
+            f"`sparc-video {command}` needs MANIFEST_SIGNING_KEY (or MANIFEST_SIGNING_KEY_FILE), "
+            "the same Ed25519 key for every server and worker, so each export's manifest is "
+            "signed with the key the server publishes; make one with `openssl genpkey "
+            "-algorithm ed25519`. (`sparc-video dev` keeps one in its data directory.)"
+        )
 
 
 def _new_private_key_pem() -> bytes:
@@ -202,8 +202,10 @@ def canonical_json(data: Any) -> bytes:
     ).encode("utf-8")
 
 
-def read_public_key_file(path: Path) -> Ed25519PublicKey:
+def read_public_keys_file(path: Path) -> list[Ed25519PublicKey]:
+    """The public keys in a file: one PEM key, or several (a rotated service's current and
+    retired keys), concatenated."""
     try:
-        return parse_public_key(path.read_bytes())
+        return parse_public_keys(path.read_bytes())
     except ValueError as exc:
         raise ValueError(f"{path} {exc}") from None

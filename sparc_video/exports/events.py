@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from sparc_video.core.keys import Keys
-from sparc_video.exports.records import EventKind, ExportEvent, decode_event, event_id_key
+from sparc_video.exports.event_log import EventKind, ExportEvent, decode_event, event_id_key
 
 log = logging.getLogger(__name__)
 

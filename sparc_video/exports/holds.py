@@ -15,11 +15,12 @@ a restore from an older dump could) does not block a deletion: it is dropped whe
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from sparc_video.core.errors import FailedPrecondition
 from sparc_video.core.keys import Keys
-from sparc_video.exports.records import decode_record
+from sparc_video.core.transactions import watched
+from sparc_video.exports.event_log import decode_record
 
 # A deletion interrupted between its mark and its end leaves the mark this long: until then
 # exports cannot use the recording; DeleteRecording can be repeated at once.
@@ -38,31 +39,24 @@ class RecordingHolds:
     async def begin_delete(self, recording_id: str, recording_name: str) -> None:
         """Mark the recording as being deleted, or raise RecordingInUse naming an export."""
         holds = self._keys.recording_holds(recording_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(holds)
-                    members = await pipe.smembers(holds)  # type: ignore[misc]
-                    ids = sorted(m.decode() for m in members)
-                    live, stale = await self._split(ids, pipe)
-                    if live:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        more = f" (and {len(live) - 1} more)" if len(live) > 1 else ""
-                        raise RecordingInUse(
-                            f"recording {recording_name} is used by export exports/{live[0]}"
-                            f"{more}, which has not finished; delete it once the export "
-                            "ends, or cancel the export"
-                        )
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    if stale:
-                        pipe.srem(holds, *stale)
-                    pipe.set(
-                        self._keys.recording_deleting(recording_id), "1", ex=DELETING_MARK_TTL_S
-                    )
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
+
+        async def mark(pipe: Pipeline) -> None:
+            members = await pipe.smembers(holds)  # type: ignore[misc]
+            ids = sorted(m.decode() for m in members)
+            live, stale = await self._split(ids, pipe)
+            if live:
+                more = f" (and {len(live) - 1} more)" if len(live) > 1 else ""
+                raise RecordingInUse(
+                    f"recording {recording_name} is used by export exports/{live[0]}"
+                    f"{more}, which has not finished; delete it once the export "
+                    "ends, or cancel the export"
+                )
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if stale:
+                pipe.srem(holds, *stale)
+            pipe.set(self._keys.recording_deleting(recording_id), "1", ex=DELETING_MARK_TTL_S)
+
+        await watched(self._redis, [holds], mark)
 
     async def end_delete(self, recording_id: str, *, deleted: bool) -> None:
         """The deletion finished (`deleted`: drop the hold set too) or failed: drop the mark."""

@@ -236,11 +236,11 @@ class OutputKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Output:
+class MediaFacts:
+    """What one produced file is, as the media child measured it: the facts an `Output` keeps
+    beside where it was stored."""
+
     kind: OutputKind
-    storage_key: str
-    size_bytes: int
-    sha256: str
     content_type: str
     operation_index: int
     width: int = 0
@@ -259,6 +259,20 @@ class Output:
     tile_width: int = 0
     tile_height: int = 0
     tile_times_s: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(MediaFacts):
+    """A stored output of an export: its media facts and the object that holds it."""
+
+    storage_key: str
+    size_bytes: int
+    sha256: str
+
+    @classmethod
+    def stored(cls, facts: MediaFacts, *, storage_key: str, size_bytes: int, sha256: str) -> Output:
+        values = {f.name: getattr(facts, f.name) for f in fields(MediaFacts)}
+        return cls(**values, storage_key=storage_key, size_bytes=size_bytes, sha256=sha256)
 
 
 GapMode = Literal["close", "slate"]

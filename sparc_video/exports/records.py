@@ -12,13 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from sparc_video.core.errors import (
     ExportNotFound,
@@ -28,7 +26,18 @@ from sparc_video.core.errors import (
     ResourceExhausted,
 )
 from sparc_video.core.keys import Keys
+from sparc_video.core.transactions import watched
+from sparc_video.exports.event_log import (
+    EventKind,
+    ExportEvent,
+    decode_event,
+    decode_record,
+    encode_record,
+    event_id_key,
+)
+from sparc_video.exports.leases import RELEASE_LEASE, RENEW_LEASE, Lease, LeaseHeld
 from sparc_video.exports.models import ExportRecord, ExportState
+from sparc_video.exports.worker_registry import WorkerRegistry
 
 # Events kept per export: enough for any watcher that reconnects within the progress of a job
 # (progress is published about twice a second) while bounding memory.
@@ -39,57 +48,6 @@ REQUEST_ID_TTL_S = 7 * 24 * 3600
 QUEUED_QUOTA_RETRY_S = 30.0
 # Records one ListExports call reads at most while filtering a principal's exports by state.
 _OWNER_SCAN_LIMIT = 5000
-
-
-class EventKind:
-    STATE_CHANGED = "state"
-    PROGRESS = "progress"
-    # An audit entry (a download grant) was added; nothing else changed.
-    AUDIT = "audit"
-
-
-@dataclass(frozen=True)
-class ExportEvent:
-    """One entry of an export's event stream: the whole record as of the event."""
-
-    event_id: str
-    kind: str
-    time: float
-    record: ExportRecord
-
-
-@dataclass(frozen=True)
-class Lease:
-    """An attempt's claim on an export: `token` names the attempt, renewed every few seconds."""
-
-    token: str
-    ttl_s: float
-
-    @property
-    def ttl_ms(self) -> int:
-        return max(1, int(self.ttl_s * 1000))
-
-
-class LeaseHeld(FailedPrecondition):
-    """Another live attempt holds the export's lease."""
-
-    reason = "LEASE_HELD"
-
-
-# Renew the lease only if it is still ours, and report the export's state in the same round
-# trip: the running job's heartbeat, cancellation check and fencing in one call.
-_RENEW_LEASE = """
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then return false end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local record = redis.call('GET', KEYS[2])
-if not record then return false end
-return cjson.decode(record)['state']
-"""
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 # One Redis command as its words, e.g. ("SADD", key, member).
@@ -138,32 +96,11 @@ class StaleWrite(FailedPrecondition):
     reason = "STALE_WRITE"
 
 
-def new_export_id() -> str:
-    """12 hex digits of milliseconds then 8 random: unique, and sorting by id sorts by age."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
-
-
-def encode_record(record: ExportRecord) -> str:
-    return json.dumps(record.to_json_dict(), separators=(",", ":"))
-
-
-def decode_record(raw: bytes | str) -> ExportRecord:
-    return ExportRecord.from_json_dict(json.loads(raw))
-
-
-def decode_event(event_id: bytes | str, fields: dict[bytes, bytes]) -> ExportEvent:
-    return ExportEvent(
-        event_id=event_id.decode() if isinstance(event_id, bytes) else event_id,
-        kind=fields[b"kind"].decode(),
-        time=float(fields[b"time"]),
-        record=decode_record(fields[b"record"]),
-    )
-
-
 class ExportStore:
     """Reads and writes export records; every write appends an event to the export's stream."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, event_retention_s: int) -> None:
+        self.workers = WorkerRegistry(redis, keys)
         self._redis = redis
         self.keys = keys
         self._event_retention_s = event_retention_s
@@ -290,40 +227,35 @@ class ExportStore:
         """
         key = self.keys.export(export_id)
         lease_key = self.keys.lease(export_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key, lease_key)
-                    raw, holder = await pipe.mget(key, lease_key)
-                    if raw is None:
-                        raise ExportNotFound(f"export {export_id!r} does not exist")
-                    record = decode_record(raw)
-                    old_state = record.state
-                    kind = change(record)
-                    if kind is None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return record
-                    if acquire and holder is not None and holder.decode() != acquire.token:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        raise LeaseHeld(f"export {export_id} is being run by {holder.decode()}")
-                    now = time.time()
-                    record.update_time = now
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for command in self._write_commands(record, kind, old_state, now):
-                        pipe.execute_command(*command)
-                    if acquire:
-                        pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
-                    if release and holder is not None and holder.decode() == release.token:
-                        pipe.delete(lease_key)
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
+
+        async def write(pipe: Pipeline) -> ExportRecord:
+            raw, holder = await pipe.mget(key, lease_key)
+            if raw is None:
+                raise ExportNotFound(f"export {export_id!r} does not exist")
+            record = decode_record(raw)
+            old_state = record.state
+            kind = change(record)
+            if kind is None:
+                return record
+            if acquire and holder is not None and holder.decode() != acquire.token:
+                raise LeaseHeld(f"export {export_id} is being run by {holder.decode()}")
+            now = time.time()
+            record.update_time = now
+            pipe.multi()  # type: ignore[no-untyped-call]
+            for command in self._write_commands(record, kind, old_state, now):
+                pipe.execute_command(*command)
+            if acquire:
+                pipe.set(lease_key, acquire.token, px=acquire.ttl_ms)
+            if release and holder is not None and holder.decode() == release.token:
+                pipe.delete(lease_key)
+            return record
+
+        return await watched(self._redis, [key, lease_key], write)
 
     async def renew_lease(self, export_id: str, lease: Lease) -> ExportState | None:
         """Extend our lease; the export's state, or None when the lease is no longer ours."""
         state = await self._redis.eval(  # type: ignore[misc]
-            _RENEW_LEASE,
+            RENEW_LEASE,
             2,
             self.keys.lease(export_id),
             self.keys.export(export_id),
@@ -334,7 +266,7 @@ class ExportStore:
 
     async def release_lease(self, export_id: str, lease: Lease) -> None:
         await self._redis.eval(  # type: ignore[misc]
-            _RELEASE_LEASE, 1, self.keys.lease(export_id), lease.token
+            RELEASE_LEASE, 1, self.keys.lease(export_id), lease.token
         )
 
     async def lease_holder(self, export_id: str) -> str | None:
@@ -488,38 +420,6 @@ class ExportStore:
         ids = await self._redis.zrangebylex(self.keys.by_state(state), "-", "+", start=0, num=count)
         return [i.decode() for i in ids]
 
-    async def record_worker_heartbeat(self, worker_id: str, hardware: str = "") -> None:
-        """`hardware`: the worker's hardware encoders, once its start-up probe has run."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.keys.workers, {worker_id: time.time()})
-            if hardware:
-                pipe.hset(self.keys.worker_hardware, worker_id, hardware)
-            await pipe.execute()
-
-    async def live_workers(self, within_s: float = 30.0) -> int:
-        now = time.time()
-        gone = await self._redis.zrangebyscore(self.keys.workers, "-inf", now - 24 * 3600)
-        if gone:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self.keys.workers, *gone)
-                pipe.hdel(self.keys.worker_hardware, *gone)
-                await pipe.execute()
-        return int(await self._redis.zcount(self.keys.workers, now - within_s, "+inf"))
-
-    async def live_worker_hardware(self, within_s: float = 30.0) -> dict[str, int]:
-        """How many live workers reported each hardware summary (workers still probing are
-        not counted)."""
-        live = await self._redis.zrangebyscore(self.keys.workers, time.time() - within_s, "+inf")
-        if not live:
-            return {}
-        found: dict[str, int] = {}
-        summaries = await self._redis.hmget(self.keys.worker_hardware, live)  # type: ignore[misc]
-        for summary in summaries:
-            if summary is not None:
-                text = summary.decode() if isinstance(summary, bytes) else str(summary)
-                found[text] = found.get(text, 0) + 1
-        return found
-
     async def ids(self, states: Iterable[ExportState]) -> list[str]:
         found: list[str] = []
         for state in states:
@@ -527,29 +427,6 @@ class ExportStore:
                 i.decode() for i in await self._redis.zrange(self.keys.by_state(state), 0, -1)
             ]
         return found
-
-
-def event_id_key(event_id: str) -> tuple[int, int]:
-    """Stream ids compare as (milliseconds, sequence)."""
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def parse_event_id(text: str) -> str:
-    """Validate a client-supplied event id (`<ms>-<seq>`)."""
-    try:
-        ms, seq = event_id_key(text)
-    except ValueError:
-        ms = seq = -1
-    if ms < 0 or seq < 0 or "-" not in text:
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "after_event_id", f"{text!r} is not an event id such as 1700000000000-0"
-                )
-            ]
-        )
-    return f"{ms}-{seq}"
 
 
 # Page tokens are opaque to clients (AIP-158) but bound to the index they page through, so a

@@ -18,7 +18,9 @@ from sparc_video.core.errors import (
     ObjectNotFound,
     SparcVideoError,
 )
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
+from sparc_video.exports.event_log import EventKind, ExportEvent
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.models import (
     MAX_DOWNLOAD_GRANTS,
@@ -31,7 +33,7 @@ from sparc_video.exports.models import (
     WatermarkOp,
 )
 from sparc_video.exports.queue import ExportQueue
-from sparc_video.exports.records import EventKind, ExportEvent, ExportStore, new_export_id
+from sparc_video.exports.records import ExportStore
 from sparc_video.exports.sources import ExportSources, RecordingSource, ResolvedSource, SourceSpec
 from sparc_video.observability.tracing import enqueue_span
 from sparc_video.security import confinement
@@ -137,7 +139,7 @@ class Exports:
                 raise
             return await self._store.get(existing_id)
         record = ExportRecord(
-            id=new_export_id(),
+            id=new_id(),
             source_key=resolved.source_key,
             operations=operations,
             request_id=request_id,
@@ -333,4 +335,4 @@ class Exports:
         counts = await self._store.count_by_state()
         oldest = await self._store.oldest_in_state(ExportState.QUEUED)
         age = max(0.0, time.time() - oldest.create_time) if oldest else 0.0
-        return QueueStats(counts, await self._store.live_workers(), age)
+        return QueueStats(counts, await self._store.workers.live(), age)

@@ -5,9 +5,9 @@ Run as `python -m sparc_video.media.child`: it reads one JSON request from stdin
 JSON reply to stdout. A stream URL with its credentials arrives on stdin, never in the command
 line (which any local user can read in /proc). The server itself never imports PyAV.
 
-What FFmpeg may do is limited as in the worker: an allow-list of protocols (network protocols
-for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on picture
-size. Streams are opened only on addresses the camera address policy allows
+What FFmpeg may do is limited by the worker's allow-lists (`safe_open.py`): of protocols (network
+protocols for streams, only `file` for stored videos), of demuxers and of decoders, and a cap on
+picture size. Streams are opened only on addresses the camera address policy allows
 (`address_policy.py`), checked here right before connecting.
 """
 
@@ -23,7 +23,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,44 +31,15 @@ import av
 import av.error
 import av.logging
 from av.container import InputContainer
-from av.stream import Disposition
-from av.video.codeccontext import VideoCodecContext
-from av.video.frame import PictureType, VideoFrame
+from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from sparc_video.core.errors import MediaError
 from sparc_video.core.file_hashes import file_digest
+from sparc_video.media import safe_open
+from sparc_video.media.safe_open import ffmpeg_message, stream_options
+from sparc_video.media.still import encode_jpeg
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
-
-# Each scheme opens only the protocols it is made of: an RTSP stream cannot turn into an HTTP
-# fetch, nor anything into a file read.
-STREAM_PROTOCOLS = {
-    "rtsp": "rtsp,rtp,srtp,udp,tcp",
-    "rtsps": "rtsps,rtp,srtp,udp,tcp,tls",
-    "http": "http,tcp",
-    "https": "https,tcp,tls",
-}
-# Demuxers cameras and recorders speak. No playlist formats (HLS, DASH, ffconcat): their
-# entries name further URLs, on hosts the address policy never saw.
-STREAM_FORMATS = (
-    "rtsp", "mpegts", "mpjpeg", "mjpeg", "flv", "matroska,webm", "h264", "hevc",
-    "mov,mp4,m4a,3gp,3g2,mj2",
-)  # fmt: skip
-FILE_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "mpeg")
-VIDEO_DECODERS = (
-    "h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "libvpx", "libvpx-vp9", "mpeg4",
-    "mpeg1video", "mpeg2video", "h263", "mjpeg", "prores", "dnxhd", "vc1", "wmv3", "theora",
-    "ffv1",
-)  # fmt: skip
-AUDIO_DECODERS = (
-    "aac", "aac_fixed", "mp3", "mp3float", "mp2", "mp2float", "ac3", "ac3_fixed", "eac3",
-    "opus", "libopus", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s16be", "pcm_mulaw",
-    "pcm_alaw", "adpcm_g726", "adpcm_g726le", "g723_1", "g729",
-)  # fmt: skip
-DECODER_WHITELIST = ",".join(VIDEO_DECODERS + AUDIO_DECODERS)
-MAX_PIXELS = 8192 * 8192
-# mjpeg quantiser scale, 2 (best) to 31, as the worker's thumbnails.
-JPEG_QUALITY = 3
-_FF_QP2LAMBDA = 118
 
 
 class Failure(Exception):
@@ -95,9 +65,7 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
     micros = str(int(timeout_s * 1_000_000))
     options = {
         **protocol_options,
-        "protocol_whitelist": STREAM_PROTOCOLS.get(urlsplit(url).scheme.lower(), "none"),
-        "format_whitelist": ",".join(STREAM_FORMATS),
-        "codec_whitelist": DECODER_WHITELIST,
+        **stream_options(urlsplit(url).scheme),
         # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
         "timeout": micros,
         "rw_timeout": micros,
@@ -118,7 +86,7 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
         raise _stream_failure(exc, elapsed() >= timeout_s * 0.95, redirects_refused) from None
     connect_s = elapsed()
     with container:
-        vs = _video_stream(container, "the stream")
+        vs = safe_open.video_stream(container, "the stream")
         frame: VideoFrame | None = None
         try:
             for packet in container.demux(vs):
@@ -141,7 +109,7 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
             "info": _stream_info(container, vs, frame),
         }
         if request.get("snapshot"):
-            reply["jpeg"] = base64.b64encode(_jpeg(frame)).decode("ascii")
+            reply["jpeg"] = base64.b64encode(encode_jpeg(frame)).decode("ascii")
         return reply
 
 
@@ -149,21 +117,9 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
     """Describe a stored video exactly: every video packet is read (not decoded) to measure the
     duration and count frames, the first picture is decoded, and the file is hashed."""
     path = Path(str(request["path"]))
-    options = {
-        "protocol_whitelist": "file",
-        "format_whitelist": ",".join(FILE_FORMATS),
-        "codec_whitelist": DECODER_WHITELIST,
-        "enable_drefs": "0",
-        "use_absolute_path": "0",
-    }
-    try:
-        container = av.open(str(path.resolve()), "r", options=options)
-    except av.error.FFmpegError as exc:
-        raise Failure(
-            "NOT_A_VIDEO", f"the object is not a video FFmpeg can read ({_message(exc)})"
-        ) from None
+    container = safe_open.open_file(path, "the object")
     with container:
-        vs = _video_stream(container, "the object")
+        vs = safe_open.video_stream(container, "the object")
         first: VideoFrame | None = None
         frames = 0
         start: int | None = None
@@ -184,7 +140,9 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
             if first is None:
                 first = next(iter(_decode(vs, None)), None)
         except av.error.FFmpegError as exc:
-            raise Failure("UNDECODABLE", f"the video cannot be read ({_message(exc)})") from None
+            raise Failure(
+                "UNDECODABLE", f"the video cannot be read ({ffmpeg_message(exc)})"
+            ) from None
         if first is None or start is None or end is None or vs.time_base is None:
             raise Failure("UNDECODABLE", "the video stream holds no picture FFmpeg can decode")
         duration = float((end - start) * vs.time_base)
@@ -272,26 +230,6 @@ def _redirects_refused() -> Iterator[None]:
         libav.removeHandler(guard)
 
 
-def _video_stream(container: InputContainer, what: str) -> VideoStream:
-    # Cover art shows up as a one-picture video stream.
-    candidates = [
-        s for s in container.streams.video if not s.disposition & Disposition.attached_pic
-    ]
-    if not candidates:
-        kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
-        raise Failure("NO_VIDEO_STREAM", f"{what} has no video (it holds {kinds})")
-    vs = candidates[0]
-    ctx = vs.codec_context
-    name = ctx.codec.name if ctx is not None else "unknown"
-    if ctx is None or name not in VIDEO_DECODERS:
-        raise Failure("UNDECODABLE", f"{what} has video in {name}, which is not supported")
-    if ctx.width * ctx.height > MAX_PIXELS:
-        raise Failure("UNDECODABLE", f"{what} is {ctx.width}x{ctx.height}: too large a picture")
-    ctx.options = {**ctx.options, "codec_whitelist": DECODER_WHITELIST}
-    ctx.thread_type = "AUTO"
-    return vs
-
-
 def _decode(vs: VideoStream, packet: Any) -> list[VideoFrame]:
     try:
         return vs.codec_context.decode(packet)
@@ -316,26 +254,10 @@ def _stream_info(container: InputContainer, vs: VideoStream, frame: VideoFrame) 
     }
 
 
-def _jpeg(frame: VideoFrame) -> bytes:
-    picture = frame.reformat(format="yuvj420p")
-    ctx = av.CodecContext.create("mjpeg", "w")
-    assert isinstance(ctx, VideoCodecContext)
-    ctx.width, ctx.height, ctx.pix_fmt = picture.width, picture.height, "yuvj420p"
-    ctx.time_base = Fraction(1, 25)
-    # A square pixel aspect makes the encoder write a JFIF header, which some viewers want.
-    ctx.sample_aspect_ratio = Fraction(1, 1)
-    ctx.qscale = True
-    ctx.global_quality = JPEG_QUALITY * _FF_QP2LAMBDA
-    picture.pts = 0
-    picture.time_base = ctx.time_base
-    picture.pict_type = PictureType.NONE
-    return b"".join(bytes(p) for p in ctx.encode(picture) + ctx.encode(None))
-
-
 def _stream_failure(
     exc: av.error.FFmpegError, timed_out: bool, redirects_refused: bool = False
 ) -> Failure:
-    message = _message(exc)
+    message = ffmpeg_message(exc)
     if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
         return Failure("TIMEOUT", "no answer in time")
     checks: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
@@ -359,14 +281,6 @@ def _stream_failure(
 _UNREACHABLE_ERRNOS = frozenset({101, 113})  # ENETUNREACH, EHOSTUNREACH
 
 
-def _message(exc: av.error.FFmpegError) -> str:
-    """FFmpeg's reason without the URL or path it names (the caller adds a redacted one)."""
-    message = exc.strerror or type(exc).__name__
-    if exc.log and exc.log[1] is not None:
-        message = f"{message}: {exc.log[1][2].strip()}"
-    return message
-
-
 _HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "stream": read_stream,
     "file": read_file,
@@ -380,7 +294,7 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
         reply = _HANDLERS[request["op"]](request)
-    except Failure as failure:
+    except (Failure, MediaError) as failure:
         reply = {"ok": False, "reason": failure.reason, "message": failure.message}
     except MemoryError:
         reply = {

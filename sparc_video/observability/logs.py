@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, TextIO
 
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.observability.tracing import trace_ids
 
 CONTEXT_FIELDS = ("export_id", "job_id", "attempt", "worker_id", "rpc", "principal")
@@ -68,19 +68,21 @@ class Redactor:
 def settings_secrets(settings: Settings) -> list[str]:
     """Every configured value that must never appear in a log line."""
     values = [
-        settings.aws_secret_access_key,
-        settings.aws_access_key_id,
-        settings.local_signing_key,
-        settings.auth_jwt_secret,
+        reveal(settings.aws_secret_access_key),
+        reveal(settings.aws_access_key_id),
+        reveal(settings.local_signing_key),
+        reveal(settings.auth_jwt_secret),
     ]
     secrets = [v for v in values if v]
-    secrets += [k.strip() for k in (settings.camera_credentials_key or "").split(",") if k.strip()]
+    secrets += [
+        k.strip() for k in (reveal(settings.camera_credentials_key) or "").split(",") if k.strip()
+    ]
     secrets += [entry.token for entry in settings.auth_static_tokens]
     # A PEM key is logged, if ever, line by line or with escaped newlines: redact each line.
     for pem in (
-        settings.cloudfront_private_key or "",
+        reveal(settings.cloudfront_private_key) or "",
         settings.tls_key.decode("ascii", "replace"),
-        settings.manifest_signing_key or "",
+        reveal(settings.manifest_signing_key) or "",
     ):
         secrets += [line.strip() for line in pem.splitlines() if len(line.strip()) >= 16]
     return secrets

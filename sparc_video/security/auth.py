@@ -138,10 +138,12 @@ class JwtVerifier:
     def __init__(self, settings: Settings) -> None:
         self._key: Any
         if settings.auth_jwt_secret:
-            self._key, self._algorithms = settings.auth_jwt_secret, ["HS256"]
+            self._key, self._algorithms = settings.auth_jwt_secret.get_secret_value(), ["HS256"]
         else:
             assert settings.auth_jwt_public_key
-            self._key, self._algorithms = jwt_algorithms_for(settings.auth_jwt_public_key)
+            self._key, self._algorithms = jwt_algorithms_for(
+                settings.auth_jwt_public_key.get_secret_value()
+            )
         self._issuer = settings.auth_jwt_issuer
         self._audience = settings.auth_jwt_audience
         self._role_claim = settings.auth_jwt_role_claim

@@ -9,27 +9,7 @@ all) is enforced by the domain (`exports.py`), not here.
 
 from __future__ import annotations
 
-import enum
-
-
-class Role(enum.IntEnum):
-    """A principal's role; a larger value may do everything a smaller one may."""
-
-    VIEWER = 1
-    OPERATOR = 2
-    ADMIN = 3
-
-    @classmethod
-    def parse(cls, text: str) -> Role:
-        """`viewer`, `operator` or `admin` (any case); ValueError otherwise."""
-        try:
-            return cls[text.strip().upper()]
-        except KeyError:
-            raise ValueError(f"{text!r} is not a role; use viewer, operator or admin") from None
-
-    def __str__(self) -> str:
-        return self.name.lower()
-
+from sparc_video.core.roles import Role as Role
 
 _EXPORTS = "/sparc.video.v1.ExportService/"
 _CAMERAS = "/sparc.video.v1.CameraService/"

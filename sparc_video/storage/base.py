@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-
-# S3's own limit; the local backend keeps it too so keys are portable between backends.
-MAX_KEY_BYTES = 1024
+from sparc_video.core.object_keys import MAX_KEY_BYTES as MAX_KEY_BYTES
+from sparc_video.core.object_keys import validate_key as validate_key
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,24 @@ class Storage(Protocol):
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """Size of the file system a backend writes to, in bytes."""
+
+    total_bytes: int
+    free_bytes: int
+
+
+@runtime_checkable
+class BoundedStorage(Protocol):
+    """A backend on a file system that can fill up (the local directory). Object stores such
+    as S3 have no capacity to report, so this is a protocol of its own, not part of Storage."""
+
+    async def capacity(self) -> Capacity:
+        """Total and free bytes of the file system holding the objects."""
+        ...
+
+
+@dataclass(frozen=True)
 class UploadTarget:
     """Where and how a client uploads one object: an HTTP PUT of exactly the declared size."""
 
@@ -104,36 +121,6 @@ class ManagedStorage(Storage, Protocol):
         """A URL that accepts one PUT of `size_bytes` bytes creating `key` (never replacing
         an existing object) until `ttl_s` seconds from now."""
         ...
-
-
-def validate_key(key: str) -> str:
-    """Return `key` if it is a valid object key, else raise ValueError(description).
-
-    The description is written for a person and is used as a FieldViolation description.
-    """
-    if not key:
-        raise ValueError("must not be empty")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError("must be valid UTF-8 text") from None
-    if size > MAX_KEY_BYTES:
-        raise ValueError(f"must be at most {MAX_KEY_BYTES} bytes of UTF-8 (is {size})")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in key):
-        raise ValueError("must not contain control characters")
-    if "\\" in key:
-        raise ValueError("must not contain backslashes; separate folders with '/'")
-    if "://" in key:
-        raise ValueError("must be an object key inside the bucket, not a URL")
-    if key.startswith("/"):
-        raise ValueError("must be relative: no leading '/'")
-    segments = key.split("/")
-    if ".." in segments:
-        raise ValueError("must not contain '..' path segments")
-    # "a//b", "a/./b" and "a/" would name the same file as another key in the local backend.
-    if "." in segments or "" in segments:
-        raise ValueError("must not contain empty or '.' path segments, nor end with '/'")
-    return key
 
 
 def validate_prefix(prefix: str) -> str:

@@ -12,7 +12,8 @@ from multidict import CIMultiDict
 
 from sparc_video.core.errors import AlreadyExists, InvalidArgument, ObjectNotFound
 from sparc_video.storage.base import content_disposition
-from sparc_video.storage.local import COPY_BUFFER, LocalStorage, UploadSizeMismatch
+from sparc_video.storage.local import LocalStorage, UploadSizeMismatch
+from sparc_video.storage.local_files import COPY_BUFFER
 
 
 class _ExactFileResponse(web.FileResponse):
@@ -33,8 +34,11 @@ def local_download_routes(storage: LocalStorage) -> list[web.RouteDef]:
         key = request.match_info["key"]
         query = request.query
         filename = query.get("filename")
-        if not storage.verify_link(key, query.get("expires", ""), query.get("sig", ""), filename):
-            return web.Response(status=403, text="download link is invalid or has expired\n")
+        problem = storage.links.link_problem(
+            key, query.get("expires", ""), query.get("sig", ""), filename
+        )
+        if problem is not None:
+            return web.Response(status=403, text=problem + "\n")
         try:
             path = await storage.local_path(key)
         except (ObjectNotFound, InvalidArgument):
@@ -58,11 +62,11 @@ def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
     async def upload(request: web.Request) -> web.Response:
         key = request.match_info["key"]
         query = request.query
-        allowed = storage.verify_upload(
+        allowed = storage.links.verify_upload(
             key, query.get("expires", ""), query.get("size", ""), query.get("sig", "")
         )
-        if allowed is None:
-            return web.Response(status=403, text="upload link is invalid or has expired\n")
+        if isinstance(allowed, str):
+            return web.Response(status=403, text=allowed + "\n")
         length = request.content_length
         if length is None:
             return web.Response(status=411, text="Content-Length is required\n")

@@ -1,4 +1,4 @@
-"""Objects as files under one directory, with HMAC-signed download links.
+"""Objects as files under one directory, with HMAC-signed links (`local_links`).
 
 Key `a/b.mp4` is the file ROOT/a/b.mp4. Path segments starting with "." are reserved for the
 backend's own files (the signing key, files being written) and are refused as keys, so no link
@@ -17,16 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import secrets
+import shutil
 import stat
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
-from urllib.parse import quote, urlencode
+from typing import BinaryIO
 
 from sparc_video.core import key_files
 from sparc_video.core.errors import (
@@ -37,11 +35,28 @@ from sparc_video.core.errors import (
     ObjectTooLarge,
     Unavailable,
 )
-from sparc_video.core.settings import Settings
-from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_key, checked_prefix
+from sparc_video.core.settings import Settings, reveal
+from sparc_video.storage.base import (
+    Capacity,
+    ObjectInfo,
+    UploadTarget,
+    checked_key,
+    checked_prefix,
+)
+from sparc_video.storage.local_files import (
+    Hashing,
+    Writer,
+    copy_stream,
+    flush_durably,
+    read_sidecar,
+    sidecar_name,
+    sidecar_path,
+    write_atomic,
+    write_sidecar,
+)
+from sparc_video.storage.local_links import LinkSigner
 
 SIGNING_KEY_FILE = ".signing-key"
-COPY_BUFFER = 1024 * 1024
 
 
 class LocalStorage:
@@ -60,15 +75,22 @@ class LocalStorage:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.base_url = base_url.rstrip("/")
-        self._signing_key = (
-            signing_key.encode("utf-8")
-            if signing_key
-            else _load_or_create_key(self.root / SIGNING_KEY_FILE)
+        key = key_files.configured_or_kept(
+            signing_key,
+            self.root / SIGNING_KEY_FILE,
+            make=lambda: (secrets.token_hex(32) + "\n").encode("ascii"),
+            parse=_hmac_key,
+            variable="LOCAL_STORAGE_SIGNING_KEY",
+            what="local storage signing",
+            shared=False,
         )
+        self.links = LinkSigner(key, self.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalStorage:
-        return cls(settings.local_storage_dir, settings.local_signing_key, settings.http_base_url)
+        return cls(
+            settings.local_storage_dir, reveal(settings.local_signing_key), settings.http_base_url
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""
@@ -78,7 +100,7 @@ class LocalStorage:
 
         def find() -> ObjectInfo:
             path, size = self._find(key)
-            return ObjectInfo(key, size, _read_sidecar(path))
+            return ObjectInfo(key, size, read_sidecar(path))
 
         return await asyncio.to_thread(find)
 
@@ -104,7 +126,7 @@ class LocalStorage:
                 if max_bytes and info.st_size > max_bytes:
                     raise ObjectTooLarge(key, info.st_size, max_bytes)
                 # A scratch copy for the worker: no fsync, a crash loses it anyway.
-                return _write_atomic(path, lambda out: _copy(src, out), durable=False)
+                return write_atomic(path, lambda out: copy_stream(src, out), durable=False)
 
         return await asyncio.to_thread(copy)
 
@@ -117,7 +139,7 @@ class LocalStorage:
 
         def copy() -> ObjectInfo:
             with path.open("rb") as src:
-                size, digest = self._store(key, lambda out: _copy(src, out), sha256)
+                size, digest = self._store(key, lambda out: copy_stream(src, out), sha256)
             return ObjectInfo(key, size, digest)
 
         return await asyncio.to_thread(copy)
@@ -125,7 +147,7 @@ class LocalStorage:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         _check_local_key(key)
 
-        def write(out: _Writer) -> int:
+        def write(out: Writer) -> int:
             out.write(data)
             return len(data)
 
@@ -165,7 +187,7 @@ class LocalStorage:
                             os.unlink(os.path.join(dirpath, name))
                             deleted += 1
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(os.path.join(dirpath, _sidecar_name(name)))
+                            os.unlink(os.path.join(dirpath, sidecar_name(name)))
             for dirpath in reversed(folders):
                 # Fails harmlessly when the folder still holds other files, e.g. a write in
                 # progress.
@@ -177,24 +199,14 @@ class LocalStorage:
 
     async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
         _check_local_key(key)
-        expires = int(time.time()) + ttl_s
-        query = {"expires": str(expires), "sig": self._sign(key, expires, filename)}
-        if filename is not None:
-            query["filename"] = filename
-        return f"{self.base_url}/files/{quote(key, safe='/')}?{urlencode(query)}"
+        return self.links.download_url(key, ttl_s, filename)
 
-    def verify_link(
-        self, key: str, expires: int | str, sig: str, filename: str | None = None
-    ) -> bool:
-        """True when `sig` was made by download_url for these values and has not expired."""
-        try:
-            expires_at = int(expires)
-        except (TypeError, ValueError):
-            return False
-        if expires_at < time.time():
-            return False
-        expected = self._sign(key, expires_at, filename)
-        return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace"))
+    async def upload_url(
+        self, key: str, ttl_s: int, size_bytes: int, content_type: str
+    ) -> UploadTarget:
+        """A signed `PUT /uploads/KEY` link on the HTTP port (see http_routes)."""
+        _check_local_key(key)
+        return self.links.upload_url(key, ttl_s, size_bytes, content_type)
 
     async def delete(self, key: str) -> None:
         _check_local_key(key)
@@ -204,7 +216,7 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 if path.is_file():
                     path.unlink()
-                    _sidecar(path).unlink(missing_ok=True)
+                    sidecar_path(path).unlink(missing_ok=True)
             # Drop the folders it leaves empty, as delete_prefix does; a folder still in use
             # (another object, a write in progress) stays.
             for folder in path.parents:
@@ -216,33 +228,6 @@ class LocalStorage:
                     break
 
         await asyncio.to_thread(delete)
-
-    async def upload_url(
-        self, key: str, ttl_s: int, size_bytes: int, content_type: str
-    ) -> UploadTarget:
-        """A signed `PUT /uploads/KEY` link on the HTTP port (see http_routes)."""
-        _check_local_key(key)
-        expires = int(time.time()) + ttl_s
-        query = {
-            "expires": str(expires),
-            "size": str(size_bytes),
-            "sig": self._sign_upload(key, expires, size_bytes),
-        }
-        url = f"{self.base_url}/uploads/{quote(key, safe='/')}?{urlencode(query)}"
-        return UploadTarget(url, {"Content-Type": content_type}, float(expires))
-
-    def verify_upload(self, key: str, expires: str, size: str, sig: str) -> int | None:
-        """The size an upload link allows, or None when the link is forged or expired."""
-        try:
-            expires_at, size_bytes = int(expires), int(size)
-        except ValueError:
-            return None
-        if expires_at < time.time() or size_bytes < 0:
-            return None
-        expected = self._sign_upload(key, expires_at, size_bytes)
-        if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
-            return None
-        return size_bytes
 
     async def create_from_stream(
         self, key: str, chunks: AsyncIterator[bytes], size_bytes: int
@@ -276,11 +261,11 @@ class LocalStorage:
                     digest.update(chunk)
                 if written != size_bytes:
                     raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
-                await asyncio.to_thread(_flush, out)
+                await asyncio.to_thread(flush_durably, out)
             # link() fails when the key exists: a replayed upload link cannot replace the object.
             await asyncio.to_thread(os.link, temp, path)
             # Only now: a refused upload must not overwrite the existing object's hash.
-            await asyncio.to_thread(_write_sidecar, path, digest.hexdigest())
+            await asyncio.to_thread(write_sidecar, path, digest.hexdigest())
         except FileExistsError:
             raise AlreadyExists(f"object {key!r} exists already") from None
         except IsADirectoryError as exc:
@@ -289,6 +274,10 @@ class LocalStorage:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(temp.unlink)
         return ObjectInfo(key, size_bytes, digest.hexdigest())
+
+    async def capacity(self) -> Capacity:
+        usage = await asyncio.to_thread(shutil.disk_usage, self.root)
+        return Capacity(total_bytes=usage.total, free_bytes=usage.free)
 
     async def check(self) -> None:
         def probe() -> None:
@@ -304,21 +293,6 @@ class LocalStorage:
                 ) from exc
 
         await asyncio.to_thread(probe)
-
-    def _sign(self, key: str, expires: int, filename: str | None) -> str:
-        # Keys hold no control characters, so "\n" separates the fields unambiguously;
-        # the filename, which may hold anything, comes last.
-        message = f"{key}\n{expires}"
-        if filename is not None:
-            message += f"\n{filename}"
-        return hmac.new(self._signing_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
-
-    def _sign_upload(self, key: str, expires: int, size_bytes: int) -> str:
-        # A key of its own, derived from the signing key: a download signature can never pass
-        # as an upload signature or the other way round.
-        upload_key = hmac.new(self._signing_key, b"upload-links", hashlib.sha256).digest()
-        message = f"PUT\n{key}\n{expires}\n{size_bytes}"
-        return hmac.new(upload_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _resolve(self, key: str) -> Path:
         path = self.root.joinpath(*key.split("/")).resolve()
@@ -340,14 +314,14 @@ class LocalStorage:
         return path, info.st_size
 
     def _store(
-        self, key: str, write: Callable[[_Writer], int], expected: str | None = None
+        self, key: str, write: Callable[[Writer], int], expected: str | None = None
     ) -> tuple[int, str]:
         """Write the object and its sidecar; (size, hex SHA-256 of the bytes written)."""
         path = self._resolve(key)
         digest = hashlib.sha256()
 
-        def hashed(out: _Writer) -> int:
-            return write(_Hashing(out, digest))
+        def hashed(out: Writer) -> int:
+            return write(Hashing(out, digest))
 
         def publish_hash() -> None:
             if expected is not None and digest.hexdigest() != expected:
@@ -356,10 +330,10 @@ class LocalStorage:
                     f"{digest.hexdigest()}, expected {expected}); nothing was stored"
                 )
             # Before the object appears: whoever sees it also finds its hash.
-            _write_sidecar(path, digest.hexdigest())
+            write_sidecar(path, digest.hexdigest())
 
         try:
-            size = _write_atomic(path, hashed, durable=True, before_publish=publish_hash)
+            size = write_atomic(path, hashed, durable=True, before_publish=publish_hash)
             return size, digest.hexdigest()
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 can hold both "a" and "a/b"; a directory tree cannot.
@@ -390,11 +364,6 @@ def _collision(key: str) -> InvalidArgument:
     )
 
 
-def _flush(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
 def _check_local_key(key: str) -> str:
     if any(part.startswith(".") for part in checked_key(key).split("/")):
         raise InvalidArgument(
@@ -408,99 +377,8 @@ def _check_local_key(key: str) -> str:
     return key
 
 
-class _Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
-class _Hashing:
-    """Passes writes through, hashing them on the way."""
-
-    def __init__(self, out: _Writer, digest: hashlib._Hash) -> None:
-        self._out = out
-        self._digest = digest
-
-    def write(self, data: bytes, /) -> int:
-        self._digest.update(data)
-        return self._out.write(data)
-
-
-def _sidecar_name(name: str) -> str:
-    return f".{name}.sha256"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(_sidecar_name(path.name))
-
-
-def _write_sidecar(path: Path, sha256: str) -> None:
-    sidecar = _sidecar(path)
-    temp = sidecar.with_name(f"{sidecar.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temp.write_text(sha256 + "\n", "ascii")
-        os.replace(temp, sidecar)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _read_sidecar(path: Path) -> str:
-    try:
-        return _sidecar(path).read_text("ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return ""
-
-
-def _copy(src: BinaryIO, out: _Writer) -> int:
-    copied = 0
-    while chunk := src.read(COPY_BUFFER):
-        out.write(chunk)
-        copied += len(chunk)
-    return copied
-
-
-def _write_atomic(
-    path: Path,
-    write: Callable[[BinaryIO], int],
-    *,
-    durable: bool,
-    before_publish: Callable[[], None] | None = None,
-) -> int:
-    """Write through a hidden temporary file in the same folder and rename it into place.
-
-    `before_publish` runs once the bytes are written, before the rename; raising refuses them.
-    """
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    for attempt in range(2):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            out = temp.open("xb")
-            break
-        except FileNotFoundError:
-            # delete_prefix removed the emptied folder between mkdir and open: once more.
-            if attempt:
-                raise
-    try:
-        with out:
-            size = write(out)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        if before_publish is not None:
-            before_publish()
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    return size
-
-
-def _load_or_create_key(path: Path) -> bytes:
-    key_files.load_or_create(path, lambda: (secrets.token_hex(32) + "\n").encode("ascii"))
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    key = path.read_bytes().strip()
+def _hmac_key(text: str) -> bytes:
+    key = text.strip().encode("utf-8")
     if not key:
-        raise RuntimeError(f"the local storage signing key file {path} is empty; delete it")
+        raise ValueError("is empty; delete it to make a new one")
     return key

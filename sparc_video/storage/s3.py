@@ -26,7 +26,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from sparc_video.core.errors import ObjectNotFound, ObjectTooLarge, SparcVideoError, Unavailable
 from sparc_video.core.file_hashes import file_sha256
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.storage.base import (
     ObjectInfo,
     UploadTarget,
@@ -89,7 +89,7 @@ class S3Storage:
             CloudFrontLinks(
                 settings.cloudfront_domain,
                 settings.cloudfront_key_pair_id,
-                settings.cloudfront_private_key,
+                reveal(settings.cloudfront_private_key),
             )
             if settings.cloudfront_domain
             else None
@@ -143,8 +143,8 @@ class S3Storage:
                 "s3",
                 endpoint_url=self._settings.s3_endpoint_url,
                 region_name=self._settings.aws_region,
-                aws_access_key_id=self._settings.aws_access_key_id,
-                aws_secret_access_key=self._settings.aws_secret_access_key,
+                aws_access_key_id=reveal(self._settings.aws_access_key_id),
+                aws_secret_access_key=reveal(self._settings.aws_secret_access_key),
                 config=self._config,
             )
         )
@@ -260,8 +260,8 @@ class S3Storage:
             "s3",
             endpoint_url=self._settings.s3_endpoint_url,
             region_name=self._settings.aws_region,
-            aws_access_key_id=self._settings.aws_access_key_id,
-            aws_secret_access_key=self._settings.aws_secret_access_key,
+            aws_access_key_id=reveal(self._settings.aws_access_key_id),
+            aws_secret_access_key=reveal(self._settings.aws_secret_access_key),
             config=BotoConfig(**self._client_options),
         )
         return TransferManager(client, self._transfer)

@@ -13,13 +13,14 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from sparc_video.app import open_dependencies
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
 from sparc_video.evidence.signing import ManifestSigner
 from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.observability.metrics import StorageUsage
-from sparc_video.storage import Storage, open_storage
+from sparc_video.storage import Storage
 from workers.job import scratch
 from workers.job.reconciler import Reconciler
 from workers.pipeline.encoders import HardwareReport
@@ -56,20 +57,18 @@ class WorkerContext:
     async def open(cls, settings: Settings, ctx: dict[str, Any]) -> WorkerContext:
         stack = AsyncExitStack()
         redis: ArqRedis = ctx["redis"]
-        keys = Keys(settings.redis_prefix)
-        storage: Storage = InstrumentedStorage(
-            await stack.enter_async_context(open_storage(settings)), StorageUsage(redis, keys)
-        )
+        deps = await stack.enter_async_context(open_dependencies(settings, redis))
+        storage: Storage = InstrumentedStorage(deps.storage, StorageUsage(redis, deps.keys))
         await stack.enter_async_context(serve_worker_metrics(settings))
         context = cls(
             settings=settings,
             redis=redis,
             storage=storage,
-            store=ExportStore(redis, keys, event_retention_s=settings.event_retention_s),
-            queue=ExportQueue(redis, keys),
-            keys=keys,
+            store=deps.store,
+            queue=deps.queue,
+            keys=deps.keys,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
-            signer=ManifestSigner.from_settings(settings),
+            signer=deps.signer,
             _stack=stack,
         )
         context._hardware = asyncio.create_task(probe_hardware_in_child(), name="hardware-probe")
@@ -106,7 +105,7 @@ class WorkerContext:
             if self._hardware is not None and self._hardware.done():
                 hardware = self._hardware.result().summary()
             with contextlib.suppress(Exception):
-                await self.store.record_worker_heartbeat(self.worker_id, hardware)
+                await self.store.workers.heartbeat(self.worker_id, hardware, self.signer.key_id)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S if hardware else HEARTBEAT_INTERVAL_S / 5)
 
 

@@ -47,6 +47,8 @@ from sparc_video.core.errors import (
 )
 from sparc_video.core.file_hashes import file_sha256
 from sparc_video.evidence import manifest
+from sparc_video.exports.event_log import EventKind
+from sparc_video.exports.leases import Lease, LeaseHeld
 from sparc_video.exports.models import (
     Coverage,
     CoverageSpan,
@@ -57,7 +59,7 @@ from sparc_video.exports.models import (
     OutputKind,
     Progress,
 )
-from sparc_video.exports.records import EventKind, Lease, LeaseHeld, StaleWrite
+from sparc_video.exports.records import StaleWrite
 from workers.job import scratch
 from workers.job.context import WorkerContext
 from workers.pipeline.assets import download_assets
@@ -351,9 +353,9 @@ class ExportJob:
         outputs: list[Output] = []
         thumbnail_number = 0
         for item in produced:
-            if item.kind == "video":
+            if item.kind is OutputKind.VIDEO:
                 key = f"{prefix}video{item.path.suffix or '.mp4'}"
-            elif item.kind == "sprite_sheet":
+            elif item.kind is OutputKind.SPRITE_SHEET:
                 key = f"{prefix}sprite-{item.operation_index}{item.path.suffix}"
             else:
                 thumbnail_number += 1
@@ -362,27 +364,7 @@ class ExportJob:
             # The storage hashes the file as it stores it, and records the hash on the object.
             info = await self.worker.storage.upload_file(item.path, key, item.content_type)
             outputs.append(
-                Output(
-                    kind=OutputKind(item.kind.upper()),
-                    storage_key=key,
-                    size_bytes=info.size_bytes,
-                    sha256=info.sha256,
-                    content_type=item.content_type,
-                    operation_index=item.operation_index,
-                    width=item.width,
-                    height=item.height,
-                    duration_s=item.duration_s,
-                    timestamp_s=item.timestamp_s,
-                    video_codec=item.video_codec,
-                    audio_codec=item.audio_codec,
-                    first_keyframe_s=item.first_keyframe_s,
-                    video_encoder=item.video_encoder,
-                    sprite_columns=item.sprite_columns,
-                    sprite_rows=item.sprite_rows,
-                    tile_width=item.tile_width,
-                    tile_height=item.tile_height,
-                    tile_times_s=item.tile_times_s,
-                )
+                Output.stored(item, storage_key=key, size_bytes=info.size_bytes, sha256=info.sha256)
             )
         return outputs
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 from sparc_video.core.errors import ExportNotFound, SparcVideoError
 from sparc_video.core.settings import Settings
+from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.models import ExportRecord, ExportState
 from sparc_video.exports.queue import ExportQueue
-from sparc_video.exports.records import EventKind, ExportStore
+from sparc_video.exports.records import ExportStore
 from sparc_video.storage import Storage
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Problems with the source or with an option that does not fit it are raised as
 `sparc_video.core.errors.MediaError`.
 """
 
-from workers.pipeline.media import MediaInfo, open_input, probe
+from workers.pipeline.media import MediaInfo, probe
 from workers.pipeline.progress import PassProgress, ProgressFn
 from workers.pipeline.thumbnail import Thumbnail, thumbnails
 from workers.pipeline.transcode import transcode
@@ -19,7 +19,6 @@ __all__ = [
     "PassProgress",
     "ProgressFn",
     "Thumbnail",
-    "open_input",
     "probe",
     "thumbnails",
     "transcode",

@@ -21,7 +21,8 @@ from av.filter import Graph
 from av.filter.context import FilterContext
 from av.video.frame import VideoFrame
 
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+from sparc_video.media.still import FULL_RANGE
+
 # The watermark frame's time: before any video frame, so `overlay` uses it from the start and,
 # with its input at EOF, repeats it for ever.
 _OVERLAY_PTS = -(2**40)
@@ -134,7 +135,7 @@ class FilterChain:
             not self._steps
             and turns == 0
             and not self._full_range
-            and frame.color_range != _FULL_RANGE
+            and frame.color_range != FULL_RANGE
             and (frame.width, frame.height) == self._first
             and frame.format.name == self._pix_fmt
         ):

@@ -1,15 +1,12 @@
 """Opening untrusted media safely, probing it, and the frame plumbing shared by the operations.
 
-Sources are uploaded by users, so FFmpeg is kept on a short leash: only local files (no network
-or nested protocols), only the common video containers (no playlists such as HLS or ffconcat,
-which can make FFmpeg read other files), and only a list of mainstream decoders (FFmpeg's many
-rarely used decoders are where most of its security bugs are found).
+Sources are uploaded by users: they are opened only through `sparc_video.media.safe_open`, whose
+allow-lists of protocols, formats and decoders keep FFmpeg on a short leash.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,54 +21,19 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.filter import Graph
 from av.packet import Packet
-from av.stream import Disposition, Stream
+from av.stream import Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError, MediaLimitExceeded
-
-# FFmpeg demuxer names; a demuxer's name lists the formats it reads ("mov,mp4,m4a,...").
-ALLOWED_FORMATS = (
-    "mov,mp4,m4a,3gp,3g2,mj2",
-    "matroska,webm",
-    "avi",
-    "mpegts",
-    "flv",
-    "mpeg",
+from sparc_video.media.safe_open import (
+    MAX_PIXELS,
+    ffmpeg_message,
+    main_audio,
+    open_file,
+    video_stream,
 )
-# FFmpeg decoder names (not codec names: AV1, say, is decoded by "libdav1d" or "av1").
-ALLOWED_VIDEO_DECODERS = (
-    "h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "libvpx", "libvpx-vp9",
-    "mpeg4", "mpeg1video", "mpeg2video", "h263", "mjpeg", "prores", "dnxhd",
-    "vc1", "wmv3", "theora", "ffv1",
-)  # fmt: skip
-ALLOWED_AUDIO_DECODERS = (
-    "aac", "aac_fixed", "mp3", "mp3float", "mp2", "mp2float", "ac3", "ac3_fixed", "eac3",
-    "opus", "libopus", "vorbis", "flac", "alac", "dca", "truehd", "amrnb", "amrwb",
-    "adpcm_ima_qt", "adpcm_ima_wav", "adpcm_ms",
-    "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be",
-    "pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_u8", "pcm_s8", "pcm_mulaw", "pcm_alaw",
-)  # fmt: skip
-_DECODER_WHITELIST = ",".join(ALLOWED_VIDEO_DECODERS + ALLOWED_AUDIO_DECODERS)
-# Largest picture accepted (8192x8192; 8K UHD is half that): a crafted header can otherwise
-# make the decoder allocate gigabytes per frame.
-MAX_PIXELS = 8192 * 8192
-
-# avformat_open_input options. `codec_whitelist` here only covers the decoders FFmpeg opens
-# while probing stream parameters; decoders opened for real get it set by `_guard_decoder`.
-INPUT_OPTIONS: dict[str, str] = {
-    "protocol_whitelist": "file",
-    "format_whitelist": ",".join(ALLOWED_FORMATS),
-    "codec_whitelist": _DECODER_WHITELIST,
-    # mov/mp4 can point at media in other files ("data references"); FFmpeg ignores them by
-    # default, and this keeps it so should that default ever change.
-    "enable_drefs": "0",
-    "use_absolute_path": "0",
-}
-
-_FORMAT_NAMES = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, MPEG-PS or FLV"
-
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+from sparc_video.media.still import FULL_RANGE
 
 _FrameT = TypeVar("_FrameT", VideoFrame, AudioFrame)
 if TYPE_CHECKING:
@@ -117,29 +79,12 @@ class MediaLimits:
             )
 
 
-def open_input(path: Path) -> InputContainer:
-    """Open untrusted media for reading; MediaError(NOT_A_VIDEO) when FFmpeg cannot or may not.
-
-    A missing file is the caller's bug, not the user's: that stays a FileNotFoundError.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        # An absolute path cannot be mistaken for a "protocol:" URL.
-        return av.open(str(path.resolve()), "r", container_options=dict(INPUT_OPTIONS))
-    except av.error.FFmpegError as exc:
-        raise MediaError(
-            f"the source is not a video file FFmpeg can read ({_open_failure(exc)})",
-            reason="NOT_A_VIDEO",
-        ) from exc
-
-
 def probe(path: Path) -> MediaInfo:
     """Describe a video, decoding its first frame to prove that it can be decoded."""
-    with open_input(path) as container:
+    with open_file(path) as container:
         vs = video_stream(container)
         # Not audio_stream(): describing an audio track needs no decoder for it.
-        audio = _main_audio(container)
+        audio = main_audio(container)
         first = _first_frame(container, vs)
         width, height = displayed_size(first, vs)
         return MediaInfo(
@@ -151,51 +96,6 @@ def probe(path: Path) -> MediaInfo:
             audio_codec=audio.codec_context.codec.canonical_name if audio else "",
             has_audio=audio is not None,
         )
-
-
-def video_stream(container: InputContainer) -> VideoStream:
-    """The main video stream, its decoder guarded and multi-threaded."""
-    # Cover art in MP4/Matroska shows up as a one-frame video stream.
-    candidates = [
-        s for s in container.streams.video if not s.disposition & Disposition.attached_pic
-    ]
-    if not candidates:
-        found = ", ".join(f"{s.type} ({_decoder_name(s)})" for s in container.streams)
-        raise MediaError(
-            "the source has no video stream"
-            + (f" (it holds: {found})" if found else " (it holds no streams at all)"),
-            reason="NO_VIDEO_STREAM",
-        )
-    best = container.streams.best("video")
-    vs = best if isinstance(best, VideoStream) and best in candidates else candidates[0]
-    _guard_decoder(vs, ALLOWED_VIDEO_DECODERS, "video")
-    width, height = vs.codec_context.width, vs.codec_context.height
-    if width * height > MAX_PIXELS:
-        raise MediaError(
-            f"the source video is {width}x{height}: more than the {MAX_PIXELS:,} pixels per "
-            "picture supported",
-            reason="UNDECODABLE",
-        )
-    # FFmpeg's default here is slice threading, which most streams cannot use; frame threading
-    # makes decoding several times faster.
-    vs.codec_context.thread_type = "AUTO"
-    vs.codec_context.thread_count = 0
-    return vs
-
-
-def audio_stream(container: InputContainer) -> AudioStream | None:
-    """The main audio stream (None when there is none), its decoder guarded."""
-    audio = _main_audio(container)
-    if audio is not None:
-        _guard_decoder(audio, ALLOWED_AUDIO_DECODERS, "audio")
-    return audio
-
-
-def _main_audio(container: InputContainer) -> AudioStream | None:
-    if not container.streams.audio:
-        return None
-    best = container.streams.best("audio")
-    return best if isinstance(best, AudioStream) else container.streams.audio[0]
 
 
 def decode_video(vs: VideoStream, packet: AnyPacket | None) -> list[VideoFrame]:
@@ -220,7 +120,7 @@ def _guarded(decode: Callable[[], list[_FrameT]]) -> list[_FrameT]:
 
 def undecodable(exc: av.error.FFmpegError) -> MediaError:
     return MediaError(
-        f"the source video cannot be decoded ({_ffmpeg_message(exc)})", reason="UNDECODABLE"
+        f"the source video cannot be decoded ({ffmpeg_message(exc)})", reason="UNDECODABLE"
     )
 
 
@@ -297,7 +197,7 @@ class FrameConverter:
         if (
             turns == 0
             and not self._jpeg
-            and frame.color_range != _FULL_RANGE
+            and frame.color_range != FULL_RANGE
             and (frame.width, frame.height) == (self._width, self._height)
             and frame.format.name == self._pix_fmt
         ):
@@ -353,30 +253,6 @@ def _quarter_turns(frame: VideoFrame) -> int:
     return round(rotation / 90) % 4
 
 
-def _decoder_name(stream: Stream) -> str:
-    # Streams FFmpeg has no decoder for have no codec context.
-    ctx = stream.codec_context
-    return ctx.codec.name if ctx is not None else "unknown"
-
-
-def _guard_decoder(stream: VideoStream | AudioStream, allowed: tuple[str, ...], kind: str) -> None:
-    ctx = stream.codec_context
-    name = _decoder_name(stream)
-    if ctx is None or name not in allowed:
-        raise MediaError(
-            f"the source's {kind} codec ({name}) is not supported; supported decoders: "
-            + ", ".join(allowed),
-            reason="UNDECODABLE",
-        )
-    # Enforced by FFmpeg itself when it opens the decoder, and on every picture it decodes,
-    # whatever the checks here missed (or a stream that changes size midway).
-    ctx.options = {
-        **ctx.options,
-        "codec_whitelist": _DECODER_WHITELIST,
-        "max_pixels": str(MAX_PIXELS),
-    }
-
-
 def _first_frame(container: InputContainer, vs: VideoStream) -> VideoFrame:
     try:
         for packet in container.demux(vs):
@@ -406,18 +282,3 @@ def _duration(container: InputContainer, vs: VideoStream) -> float:
                 packet_end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 end = max(end, packet_end - origin)
     return end
-
-
-def _open_failure(exc: av.error.FFmpegError) -> str:
-    # FFmpeg refuses formats (and protocols) off the allow-lists with EINVAL.
-    if exc.errno == errno.EINVAL:
-        return f"only {_FORMAT_NAMES} files are accepted"
-    return _ffmpeg_message(exc)
-
-
-def _ffmpeg_message(exc: av.error.FFmpegError) -> str:
-    """FFmpeg's reason, without the local file name it mentions."""
-    message = exc.strerror or type(exc).__name__
-    if exc.log and exc.log[1] is not None:
-        message = f"{message}: {exc.log[1][2].strip()}"
-    return message

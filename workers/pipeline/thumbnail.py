@@ -20,33 +20,23 @@ import av
 import av.error
 import numpy as np
 from av.container import InputContainer
-from av.video.codeccontext import VideoCodecContext
-from av.video.frame import PictureType, VideoFrame
+from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 from PIL import Image
 
 from sparc_video.core.errors import MediaError
 from sparc_video.exports.models import ThumbnailOp
 from sparc_video.exports.plan import compile_plan, sprite_grid
+from sparc_video.media.safe_open import open_file, video_stream
+from sparc_video.media.still import encode_jpeg
 from workers.pipeline import progress as progress_module
 from workers.pipeline.filters import FilterChain, Resize
-from workers.pipeline.media import (
-    decode_video,
-    frame_time_s,
-    open_input,
-    probe,
-    start_time_s,
-    undecodable,
-    video_stream,
-)
+from workers.pipeline.media import decode_video, frame_time_s, probe, start_time_s, undecodable
 from workers.pipeline.planner import ThumbnailPass, build_passes
 from workers.pipeline.progress import ProgressFn, ProgressReporter
 
-# mjpeg quantiser scale, 2 (best) to 31: 3 is visually lossless at a fraction of 2's size.
-JPEG_QUALITY = 3
 # Pillow's JPEG and WebP quality (0-100) for sprite sheets and WebP images.
 PILLOW_QUALITY = 85
-_FF_QP2LAMBDA = 118
 # How far before the target to seek when the plain seek lands too late; the last one (the
 # whole way back) always succeeds.
 _SEEK_BACK_OFF_S = (0.0, 2.0, 10.0, 60.0, float("inf"))
@@ -195,7 +185,7 @@ def _grab_group(p: ThumbnailPass, indexes: list[int], shared: _Shared) -> dict[i
     )
     grabbed: dict[int, _Grabbed] = {}
     try:
-        with open_input(p.src) as container:
+        with open_file(p.src) as container:
             vs = video_stream(container)
             grabber = _Grabber(container, vs, p.frame_s, shared.frame)
             sar = vs.codec_context.sample_aspect_ratio
@@ -207,7 +197,7 @@ def _grab_group(p: ThumbnailPass, indexes: list[int], shared: _Shared) -> dict[i
                 if p.op.sprite:
                     grabbed[index] = _Grabbed(media_s, *size, tile=picture.to_ndarray())
                 elif jpeg_frames:
-                    grabbed[index] = _Grabbed(media_s, *size, data=_jpeg(picture))
+                    grabbed[index] = _Grabbed(media_s, *size, data=encode_jpeg(picture))
                 else:
                     data = _pillow(picture.to_ndarray(), p.op.format)
                     grabbed[index] = _Grabbed(media_s, *size, data=data)
@@ -303,21 +293,3 @@ class _Grabber:
         finally:
             ctx.skip_frame = "DEFAULT"
         return last
-
-
-def _jpeg(frame: VideoFrame) -> bytes:
-    ctx = av.CodecContext.create("mjpeg", "w")
-    assert isinstance(ctx, VideoCodecContext)
-    ctx.width, ctx.height, ctx.pix_fmt = frame.width, frame.height, frame.format.name
-    ctx.time_base = Fraction(1, 25)
-    # JPEG is full range; the converter made it so, and the encoder must say so.
-    ctx.color_range = frame.color_range
-    # A square pixel aspect makes the encoder write a JFIF header, which some viewers want.
-    ctx.sample_aspect_ratio = Fraction(1, 1)
-    ctx.qscale = True
-    ctx.global_quality = JPEG_QUALITY * _FF_QP2LAMBDA
-    frame.pts = 0
-    frame.time_base = ctx.time_base
-    frame.pict_type = PictureType.NONE
-    packets = ctx.encode(frame) + ctx.encode(None)
-    return b"".join(bytes(p) for p in packets)

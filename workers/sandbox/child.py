@@ -22,7 +22,7 @@ from sparc_video.core.errors import (
     PermanentProcessingError,
     ProcessingError,
 )
-from sparc_video.exports.models import Operation
+from sparc_video.exports.models import MediaFacts, Operation, OutputKind
 from sparc_video.exports.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
@@ -56,25 +56,12 @@ class ChildProgress:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class ProducedFile:
-    kind: Literal["video", "thumbnail", "sprite_sheet"]
+@dataclass(frozen=True, kw_only=True)
+class ProducedFile(MediaFacts):
+    """A file the plan made, where it lies in the work folder: the worker uploads it and keeps
+    its facts in an `Output`."""
+
     path: Path
-    operation_index: int
-    width: int
-    height: int
-    content_type: str
-    duration_s: float | None = None
-    timestamp_s: float | None = None
-    video_codec: str = ""
-    audio_codec: str = ""
-    first_keyframe_s: float | None = None
-    video_encoder: str = ""
-    sprite_columns: int = 0
-    sprite_rows: int = 0
-    tile_width: int = 0
-    tile_height: int = 0
-    tile_times_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,7 +241,7 @@ def run_plan(
             result = run_video_pass(current, progress, info)
             out = result.info
             video = ProducedFile(
-                kind="video",
+                kind=OutputKind.VIDEO,
                 path=current.dst,
                 operation_index=current.operations[-1],
                 width=out.width,
@@ -289,7 +276,7 @@ def _images(p: ThumbnailPass, result: list[Thumbnail] | SpriteSheet) -> list[Pro
     if isinstance(result, SpriteSheet):
         return [
             ProducedFile(
-                kind="sprite_sheet",
+                kind=OutputKind.SPRITE_SHEET,
                 path=result.path,
                 operation_index=index,
                 width=result.width,
@@ -304,7 +291,7 @@ def _images(p: ThumbnailPass, result: list[Thumbnail] | SpriteSheet) -> list[Pro
         ]
     return [
         ProducedFile(
-            kind="thumbnail",
+            kind=OutputKind.THUMBNAIL,
             path=thumb.path,
             operation_index=index,
             width=thumb.width,

@@ -14,9 +14,9 @@ from sparc_video.api.exports import mapping as proto_mapping
 from sparc_video.api.exports import requests as validation
 from sparc_video.api.status import translate_errors
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.evidence.signing import ALGORITHM, ManifestSigner
+from sparc_video.evidence.signing import ALGORITHM, ManifestSigner, public_key_pem
+from sparc_video.exports.event_log import EventKind, parse_event_id
 from sparc_video.exports.models import ExportState
-from sparc_video.exports.records import EventKind, parse_event_id
 from sparc_video.exports.service import SNAPSHOT, AuditFields, DownloadLink, Exports, WatchMessage
 from sparc_video.security.auth import current_principal
 
@@ -162,7 +162,18 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     ) -> export_service_pb2.ManifestSigningKey:
         signer = self._signer
         return export_service_pb2.ManifestSigningKey(
-            public_key_pem=signer.public_key_pem, key_id=signer.key_id, algorithm=ALGORITHM
+            public_key_pem=signer.public_key_pem,
+            key_id=signer.key_id,
+            algorithm=ALGORITHM,
+            verification_keys=[
+                export_service_pb2.ManifestVerificationKey(
+                    public_key_pem=public_key_pem(key),
+                    key_id=kid,
+                    algorithm=ALGORITHM,
+                    retired=signer.is_retired(kid),
+                )
+                for kid, key in signer.verification_keys.items()
+            ],
         )
 
     @translate_errors

@@ -1,4 +1,5 @@
-"""Domain records → protobuf messages (the other direction is `validation.py`)."""
+"""Domain records → protobuf messages (the other direction is `requests.py`; the enum tables
+both use are in `api/enums.py`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from sparc.video.v1 import export_pb2
 
+from sparc_video.api import enums
 from sparc_video.exports.models import (
     CompressOp,
     ConvertOp,
@@ -16,7 +18,6 @@ from sparc_video.exports.models import (
     Operation,
     Output,
     OutputKind,
-    Priority,
     Progress,
     RedactOp,
     ThumbnailOp,
@@ -27,25 +28,6 @@ from sparc_video.exports.models import (
 )
 
 ERROR_DOMAIN = "video.sparc"
-
-_STATES = {
-    ExportState.QUEUED: export_pb2.Export.STATE_QUEUED,
-    ExportState.RUNNING: export_pb2.Export.STATE_RUNNING,
-    ExportState.RETRYING: export_pb2.Export.STATE_RETRYING,
-    ExportState.SUCCEEDED: export_pb2.Export.STATE_SUCCEEDED,
-    ExportState.FAILED: export_pb2.Export.STATE_FAILED,
-    ExportState.CANCELLED: export_pb2.Export.STATE_CANCELLED,
-}
-STATE_FROM_PROTO = {v: k for k, v in _STATES.items()}
-_PRIORITIES = {
-    Priority.INTERACTIVE: export_pb2.Export.PRIORITY_INTERACTIVE,
-    Priority.BATCH: export_pb2.Export.PRIORITY_BATCH,
-}
-_KINDS = {
-    OutputKind.VIDEO: export_pb2.Output.KIND_VIDEO,
-    OutputKind.THUMBNAIL: export_pb2.Output.KIND_THUMBNAIL,
-    OutputKind.SPRITE_SHEET: export_pb2.Output.KIND_SPRITE_SHEET,
-}
 
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -61,7 +43,7 @@ def duration(seconds: float) -> duration_pb2.Duration:
 
 
 def state_to_proto(state: ExportState) -> export_pb2.Export.State.ValueType:
-    return _STATES[state]
+    return enums.STATES.to_proto[state]
 
 
 def export_to_proto(record: ExportRecord) -> export_pb2.Export:
@@ -69,14 +51,14 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
         name=record.name,
         source=source_to_proto(record),
         operations=[operation_to_proto(op) for op in record.operations],
-        state=_STATES[record.state],
+        state=enums.STATES.to_proto[record.state],
         attempt=record.attempt,
         progress=progress_to_proto(record.progress),
         outputs=[output_to_proto(out) for out in record.outputs],
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         request_id=record.request_id,
-        priority=_PRIORITIES[record.priority],
+        priority=enums.PRIORITIES.to_proto[record.priority],
         requester=record.requester,
         case_id=record.case_id,
         purpose=record.purpose,
@@ -115,18 +97,12 @@ def export_to_proto(record: ExportRecord) -> export_pb2.Export:
     return message
 
 
-_GAP_MODES = {
-    "close": export_pb2.CameraTimeRange.GAP_MODE_CLOSE,
-    "slate": export_pb2.CameraTimeRange.GAP_MODE_SLATE,
-}
-
-
 def source_to_proto(record: ExportRecord) -> export_pb2.ExportSource:
     wanted = record.camera_range
     if wanted is not None:
         message = export_pb2.CameraTimeRange(
             camera=f"cameras/{wanted.camera_id}",
-            gap_mode=_GAP_MODES[wanted.gap_mode],
+            gap_mode=enums.GAP_MODES.to_proto[wanted.gap_mode],
             wall_clock_subtitles=wanted.wall_clock_subtitles,
         )
         message.start_time.FromNanoseconds(wanted.start_ns)
@@ -171,14 +147,14 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
     if isinstance(op, ConvertOp):
         return export_pb2.Operation(
             convert=export_pb2.ConvertOptions(
-                container=_CONTAINERS[op.container],
+                container=enums.CONTAINERS.to_proto[op.container],
                 video_codec=op.video_codec,
                 audio_codec=op.audio_codec,
             )
         )
     if isinstance(op, CompressOp):
         compress = export_pb2.CompressOptions(
-            quality=_QUALITIES[op.quality],
+            quality=enums.QUALITIES.to_proto[op.quality],
             max_bitrate=_bits(op.max_bitrate_bps),
             buffer_size=_bits(op.buffer_size_bits),
             target_size=str(op.target_size_bytes) if op.target_size_bytes else "",
@@ -188,7 +164,7 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
         return export_pb2.Operation(compress=compress)
     if isinstance(op, WatermarkOp):
         watermark = export_pb2.WatermarkOptions(
-            position=_POSITIONS[op.position],
+            position=enums.POSITIONS.to_proto[op.position],
             offset_x=op.offset_x,
             offset_y=op.offset_y,
             opacity=op.opacity,
@@ -213,7 +189,7 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
                 export_pb2.RedactOptions.Region(x=r.x, y=r.y, width=r.width, height=r.height)
                 for r in op.regions
             ],
-            mode=_REDACT_MODES[op.mode],
+            mode=enums.REDACT_MODES.to_proto[op.mode],
             strength=op.strength,
             start=_seconds(op.start_s) if op.start_s else "",
             end=_seconds(op.end_s),
@@ -226,7 +202,7 @@ def operation_to_proto(op: Operation) -> export_pb2.Operation:
             start=_seconds(op.start_s) if op.start_s else "",
             end=_seconds(op.end_s),
             duration=_seconds(op.duration_s),
-            mode=_MODES[op.mode],
+            mode=enums.TRIM_MODES.to_proto[op.mode],
         )
     )
 
@@ -242,7 +218,7 @@ def _transcode_to_proto(op: TranscodeOp) -> export_pb2.TranscodeOptions:
         audio_codec=op.audio_codec,
         audio_bitrate=_bits(op.audio_bitrate_bps),
         remove_audio=op.remove_audio,
-        hardware=_HARDWARE[op.hardware],
+        hardware=enums.HARDWARE.to_proto[op.hardware],
     )
 
 
@@ -250,7 +226,7 @@ def _thumbnail_to_proto(op: ThumbnailOp) -> export_pb2.ThumbnailOptions:
     message = export_pb2.ThumbnailOptions(
         timestamps=[] if op.sprite_frame_count else [_stamp(t) for t in op.timestamps],
         size=_size(op.width, op.height),
-        format=_FORMATS[op.format],
+        format=enums.IMAGE_FORMATS.to_proto[op.format],
     )
     if op.sprite:
         message.sprite_sheet.CopyFrom(
@@ -278,47 +254,6 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-_HARDWARE = {
-    "": export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED,
-    "auto": export_pb2.TranscodeOptions.HARDWARE_AUTO,
-    "none": export_pb2.TranscodeOptions.HARDWARE_NONE,
-    "nvenc": export_pb2.TranscodeOptions.HARDWARE_NVENC,
-}
-_FORMATS = {
-    "jpeg": export_pb2.ThumbnailOptions.FORMAT_JPEG,
-    "png": export_pb2.ThumbnailOptions.FORMAT_PNG,
-    "webp": export_pb2.ThumbnailOptions.FORMAT_WEBP,
-}
-_CONTAINERS = {
-    "mp4": export_pb2.ConvertOptions.CONTAINER_MP4,
-    "mov": export_pb2.ConvertOptions.CONTAINER_MOV,
-    "avi": export_pb2.ConvertOptions.CONTAINER_AVI,
-    "mkv": export_pb2.ConvertOptions.CONTAINER_MKV,
-    "webm": export_pb2.ConvertOptions.CONTAINER_WEBM,
-}
-_QUALITIES = {
-    "": export_pb2.CompressOptions.QUALITY_UNSPECIFIED,
-    "low": export_pb2.CompressOptions.QUALITY_LOW,
-    "medium": export_pb2.CompressOptions.QUALITY_MEDIUM,
-    "high": export_pb2.CompressOptions.QUALITY_HIGH,
-}
-_POSITIONS = {
-    "top_left": export_pb2.WatermarkOptions.POSITION_TOP_LEFT,
-    "top_right": export_pb2.WatermarkOptions.POSITION_TOP_RIGHT,
-    "bottom_left": export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT,
-    "bottom_right": export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT,
-    "center": export_pb2.WatermarkOptions.POSITION_CENTER,
-}
-_MODES = {
-    "exact": export_pb2.TrimOptions.MODE_EXACT,
-    "fast": export_pb2.TrimOptions.MODE_FAST,
-}
-_REDACT_MODES = {
-    "blur": export_pb2.RedactOptions.MODE_BLUR,
-    "pixelate": export_pb2.RedactOptions.MODE_PIXELATE,
-}
-
-
 def progress_to_proto(progress: Progress) -> export_pb2.Progress:
     message = export_pb2.Progress(
         percent=progress.percent,
@@ -336,7 +271,7 @@ def progress_to_proto(progress: Progress) -> export_pb2.Progress:
 
 def output_to_proto(output: Output) -> export_pb2.Output:
     message = export_pb2.Output(
-        kind=_KINDS[output.kind],
+        kind=enums.OUTPUT_KINDS.to_proto[output.kind],
         storage_key=output.storage_key,
         size_bytes=output.size_bytes,
         sha256=output.sha256,

@@ -10,21 +10,31 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from fractions import Fraction
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from sparc.video.v1 import export_pb2
 
 from sparc_video.api.cameras import requests as camera_validation
+from sparc_video.api.enums import (
+    CONTAINERS,
+    GAP_MODES,
+    HARDWARE,
+    IMAGE_FORMATS,
+    POSITIONS,
+    PRIORITIES,
+    QUALITIES,
+    REDACT_MODES,
+    TRIM_MODES,
+)
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.core.sizes import parse_size
 from sparc_video.exports.models import (
     DEFAULT_CLOCK_FORMAT,
     CameraRange,
     CompressOp,
     ConvertOp,
-    GapMode,
     Operation,
     Priority,
-    RedactMode,
     RedactOp,
     RedactRegion,
     ThumbnailOp,
@@ -33,7 +43,6 @@ from sparc_video.exports.models import (
     TrimOp,
     WatermarkClock,
     WatermarkOp,
-    WatermarkPosition,
 )
 from sparc_video.exports.plan import DEFAULT_TILE_WIDTH, check_plan, sprite_grid
 from sparc_video.exports.sources import RecordingSource, SourceSpec
@@ -62,10 +71,6 @@ DEFAULT_SPRITE_FRAMES = 16
 _RESOLUTION_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|b)?\s*$")
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG](?:i?[bB])?|[bB])?\s*$")
-_SIZE_UNITS = {
-    "": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3,
-}  # fmt: skip
 _COLOR_RE = re.compile(r"^#?[0-9a-f]{6}$")
 _NTSC_RATES = {
     "23.976": Fraction(24000, 1001),
@@ -147,16 +152,12 @@ def parse_fps(text: str) -> Fraction:
 
 
 def parse_size_bytes(text: str) -> int:
-    """`25MB`, `500k`, `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use e.g. 25MB, 500k, 10MiB or 1000000")
-    number, unit = match.groups()
-    unit = unit.lower().rstrip("b") if unit else ""
-    value = float(number) * _SIZE_UNITS[unit]
+    """A target size in the one size grammar (`sparc_video.core.sizes`): `25MB`, `500k`,
+    `1.5G` (powers of 1000), `10MiB` (of 1024) or `1000000` → bytes, 10k to 100G."""
+    value = parse_size(text)
     if not MIN_TARGET_SIZE <= value <= MAX_TARGET_SIZE:
         raise ValueError(f"{text!r} is out of range; use 10k to 100G")
-    return int(value)
+    return value
 
 
 def parse_media_time(text: str) -> float:
@@ -309,7 +310,7 @@ def _transcode(
                 "remove_audio leaves no audio to encode: drop audio_codec/audio_bitrate or it",
             )
         )
-    hardware = _enum_value(options.hardware, _HARDWARE, f"{field}.hardware", violations)
+    hardware = _enum_value(options.hardware, HARDWARE.from_proto, f"{field}.hardware", violations)
     if len(violations) > before:
         return None
     width, height = size or (0, 0)
@@ -328,50 +329,6 @@ def _transcode(
     )
 
 
-_HARDWARE: dict[
-    export_pb2.TranscodeOptions.Hardware.ValueType, Literal["", "none", "auto", "nvenc"]
-] = {
-    export_pb2.TranscodeOptions.HARDWARE_UNSPECIFIED: "",
-    export_pb2.TranscodeOptions.HARDWARE_AUTO: "auto",
-    export_pb2.TranscodeOptions.HARDWARE_NONE: "none",
-    export_pb2.TranscodeOptions.HARDWARE_NVENC: "nvenc",
-}
-_FORMATS: dict[export_pb2.ThumbnailOptions.Format.ValueType, Literal["jpeg", "png", "webp"]] = {
-    export_pb2.ThumbnailOptions.FORMAT_UNSPECIFIED: "jpeg",
-    export_pb2.ThumbnailOptions.FORMAT_JPEG: "jpeg",
-    export_pb2.ThumbnailOptions.FORMAT_PNG: "png",
-    export_pb2.ThumbnailOptions.FORMAT_WEBP: "webp",
-}
-_CONTAINERS = {
-    export_pb2.ConvertOptions.CONTAINER_MP4: "mp4",
-    export_pb2.ConvertOptions.CONTAINER_MOV: "mov",
-    export_pb2.ConvertOptions.CONTAINER_AVI: "avi",
-    export_pb2.ConvertOptions.CONTAINER_MKV: "mkv",
-    export_pb2.ConvertOptions.CONTAINER_WEBM: "webm",
-}
-_QUALITIES: dict[
-    export_pb2.CompressOptions.Quality.ValueType, Literal["", "low", "medium", "high"]
-] = {
-    export_pb2.CompressOptions.QUALITY_UNSPECIFIED: "",
-    export_pb2.CompressOptions.QUALITY_LOW: "low",
-    export_pb2.CompressOptions.QUALITY_MEDIUM: "medium",
-    export_pb2.CompressOptions.QUALITY_HIGH: "high",
-}
-_POSITIONS: dict[export_pb2.WatermarkOptions.Position.ValueType, WatermarkPosition] = {
-    export_pb2.WatermarkOptions.POSITION_UNSPECIFIED: "bottom_right",
-    export_pb2.WatermarkOptions.POSITION_TOP_LEFT: "top_left",
-    export_pb2.WatermarkOptions.POSITION_TOP_RIGHT: "top_right",
-    export_pb2.WatermarkOptions.POSITION_BOTTOM_LEFT: "bottom_left",
-    export_pb2.WatermarkOptions.POSITION_BOTTOM_RIGHT: "bottom_right",
-    export_pb2.WatermarkOptions.POSITION_CENTER: "center",
-}
-_MODES: dict[export_pb2.TrimOptions.Mode.ValueType, Literal["exact", "fast"]] = {
-    export_pb2.TrimOptions.MODE_UNSPECIFIED: "exact",
-    export_pb2.TrimOptions.MODE_EXACT: "exact",
-    export_pb2.TrimOptions.MODE_FAST: "fast",
-}
-
-
 def _thumbnail(
     options: export_pb2.ThumbnailOptions, field: str, violations: list[FieldViolation]
 ) -> ThumbnailOp | None:
@@ -387,7 +344,9 @@ def _thumbnail(
         except ValueError as exc:
             violations.append(FieldViolation(f"{field}.timestamps[{index}]", str(exc)))
     size = _parse(parse_resolution, options.size, f"{field}.size", violations)
-    image_format = _enum_value(options.format, _FORMATS, f"{field}.format", violations)
+    image_format = _enum_value(
+        options.format, IMAGE_FORMATS.from_proto, f"{field}.format", violations
+    )
     sprite = options.HasField("sprite_sheet")
     count = columns = 0
     if sprite:
@@ -443,7 +402,7 @@ def _convert(
     options: export_pb2.ConvertOptions, field: str, violations: list[FieldViolation]
 ) -> ConvertOp | None:
     before = len(violations)
-    container = _CONTAINERS.get(options.container)
+    container = CONTAINERS.from_proto.get(options.container)
     if container is None:
         violations.append(
             FieldViolation(
@@ -484,7 +443,7 @@ def _compress(
     options: export_pb2.CompressOptions, field: str, violations: list[FieldViolation]
 ) -> CompressOp | None:
     before = len(violations)
-    quality = _enum_value(options.quality, _QUALITIES, f"{field}.quality", violations)
+    quality = _enum_value(options.quality, QUALITIES.from_proto, f"{field}.quality", violations)
     crf = options.crf if options.HasField("crf") else None
     if crf is not None and not 0 <= crf <= codecs.CRF_MAX:
         violations.append(
@@ -540,7 +499,7 @@ def _watermark(
     elif not options.HasField("clock"):
         violations.append(FieldViolation(field, "set one of: image_object_key, text, clock"))
     clock = _clock(options, field, violations) if options.HasField("clock") else None
-    position = _enum_value(options.position, _POSITIONS, f"{field}.position", violations)
+    position = _enum_value(options.position, POSITIONS.from_proto, f"{field}.position", violations)
     margin = options.margin if options.HasField("margin") else None
     if margin is not None and not 0 <= margin <= MAX_DIMENSION:
         violations.append(FieldViolation(f"{field}.margin", f"use 0 to {MAX_DIMENSION} pixels"))
@@ -654,7 +613,7 @@ def _trim(
 ) -> TrimOp | None:
     before = len(violations)
     start, end, duration = _span(options, field, violations)
-    mode = _enum_value(options.mode, _MODES, f"{field}.mode", violations)
+    mode = _enum_value(options.mode, TRIM_MODES.from_proto, f"{field}.mode", violations)
     if len(violations) == before and start is None and end is None and duration is None:
         violations.append(FieldViolation(field, "set start, end or duration"))
     if len(violations) > before:
@@ -665,13 +624,6 @@ def _trim(
         duration_s=duration,
         mode=mode or "exact",
     )
-
-
-_REDACT_MODES: dict[export_pb2.RedactOptions.Mode.ValueType, RedactMode] = {
-    export_pb2.RedactOptions.MODE_UNSPECIFIED: "blur",
-    export_pb2.RedactOptions.MODE_BLUR: "blur",
-    export_pb2.RedactOptions.MODE_PIXELATE: "pixelate",
-}
 
 
 def _redact(
@@ -692,7 +644,7 @@ def _redact(
         checked = _region(region, where, violations)
         if checked is not None:
             regions.append(checked)
-    mode = _enum_value(options.mode, _REDACT_MODES, f"{field}.mode", violations)
+    mode = _enum_value(options.mode, REDACT_MODES.from_proto, f"{field}.mode", violations)
     strength = options.strength if options.HasField("strength") else DEFAULT_REDACT_STRENGTH
     if not 0.0 < strength <= 1.0:  # also refuses NaN
         violations.append(
@@ -792,13 +744,6 @@ def _audit_text(
     return text
 
 
-_GAP_MODES: dict[int, GapMode] = {
-    export_pb2.CameraTimeRange.GAP_MODE_UNSPECIFIED: "close",
-    export_pb2.CameraTimeRange.GAP_MODE_CLOSE: "close",
-    export_pb2.CameraTimeRange.GAP_MODE_SLATE: "slate",
-}
-
-
 def validate_source(
     source: export_pb2.ExportSource, field: str, violations: list[FieldViolation]
 ) -> SourceSpec:
@@ -846,7 +791,7 @@ def _camera_range(
         bounds.append(ns)
     if len(bounds) == 2 and bounds[1] <= bounds[0]:
         violations.append(FieldViolation(f"{field}.end_time", "must be after start_time"))
-    gap_mode = _GAP_MODES.get(wanted.gap_mode)
+    gap_mode = GAP_MODES.from_proto.get(wanted.gap_mode)
     if gap_mode is None:
         violations.append(
             FieldViolation(f"{field}.gap_mode", "use GAP_MODE_CLOSE or GAP_MODE_SLATE")
@@ -870,22 +815,15 @@ def validate_request_id(request_id: str, violations: list[FieldViolation]) -> st
     return request_id
 
 
-_PRIORITIES = {
-    export_pb2.Export.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
-    export_pb2.Export.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
-    export_pb2.Export.PRIORITY_BATCH: Priority.BATCH,
-}
-
-
 def validate_priority(
     value: export_pb2.Export.Priority.ValueType, field: str, violations: list[FieldViolation]
 ) -> Priority:
-    if value not in _PRIORITIES:
+    if value not in PRIORITIES.from_proto:
         violations.append(
             FieldViolation(field, f"{value} is not a priority; use INTERACTIVE or BATCH")
         )
         return Priority.INTERACTIVE
-    return _PRIORITIES[value]
+    return PRIORITIES.from_proto[value]
 
 
 def raise_if_any(violations: list[FieldViolation]) -> None:

@@ -31,6 +31,7 @@ from av.video.frame import PictureType, VideoFrame
 from PIL import Image, ImageDraw, ImageFont
 
 from sparc_video.core.errors import PermanentProcessingError
+from sparc_video.media.safe_open import audio_stream, open_file, video_stream
 from workers.pipeline.join.copy import NotCopyable, copy_join, plan_copy
 from workers.pipeline.join.spec import (
     EPSILON_S,
@@ -41,15 +42,7 @@ from workers.pipeline.join.spec import (
     JoinSpec,
     segment_times,
 )
-from workers.pipeline.media import (
-    FrameConverter,
-    audio_stream,
-    decode_audio,
-    decode_video,
-    open_input,
-    probe,
-    video_stream,
-)
+from workers.pipeline.media import FrameConverter, decode_audio, decode_video, probe
 
 __all__ = ["JoinMethod", "JoinResult", "JoinSegment", "JoinSpec", "join_segments", "segment_times"]
 
@@ -201,7 +194,7 @@ class _Writer:
     def span(self, seg: JoinSegment, at_s: float, report: _Progress, total: float) -> None:
         assert seg.path is not None
         begin, end = seg.source_offset_s, seg.source_offset_s + seg.duration_s
-        with open_input(seg.path) as container:
+        with open_file(seg.path) as container:
             vs = video_stream(container)
             origin = _origin(container)
             if begin > 1.0 and vs.time_base is not None:

@@ -45,6 +45,7 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
+from sparc_video.media.safe_open import FILE_FORMATS, audio_stream, open_file, video_stream
 from workers.pipeline.join.spec import (
     EPSILON_S,
     JoinMethod,
@@ -54,19 +55,13 @@ from workers.pipeline.join.spec import (
     JoinSpec,
     segment_times,
 )
-from workers.pipeline.media import (
-    ALLOWED_FORMATS,
-    audio_stream,
-    decode_video,
-    open_input,
-    video_stream,
-)
+from workers.pipeline.media import decode_video
 
 if TYPE_CHECKING:
     from workers.pipeline.media import AnyPacket
 
 # What an MP4 holds as copied and a decoder of the joined video reads without surprises.
-COPY_FORMATS = (ALLOWED_FORMATS[0],)  # the mov/mp4 demuxer
+COPY_FORMATS = (FILE_FORMATS[0],)  # the mov/mp4 demuxer
 COPY_VIDEO_CODECS = ("h264", "hevc")
 COPY_AUDIO_CODECS = ("aac",)
 # Packets looked at to find where a recording's video starts (as the re-encode does).
@@ -134,7 +129,7 @@ def plan_copy(spec: JoinSpec) -> CopyPlan:
     audio_end = 0  # audio written so far, in the audio time base
     for at_s, segment in spans:
         assert segment.path is not None
-        with open_input(segment.path) as container:
+        with open_file(segment.path) as container:
             vs = video_stream(container)
             audio = audio_stream(container)
             video, sound = _packet_lists(container, vs, audio)
@@ -166,7 +161,7 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
     total = spec.duration_s
     offsets = tuple(at_s for at_s, _ in segment_times(spec))
     with av.open(str(dst), "w", format="mp4") as out:
-        with open_input(plan.template) as container:
+        with open_file(plan.template) as container:
             template = video_stream(container)
             video = out.add_stream_from_template(template)
             template_audio = audio_stream(container)
@@ -175,7 +170,7 @@ def copy_join(plan: CopyPlan, spec: JoinSpec, dst: Path, report: JoinProgress) -
             )
         spans = [(at, s.duration_s) for at, s in segment_times(spec) if s.path is not None]
         for copy, (at_s, duration_s) in zip(plan.spans, spans, strict=True):
-            with open_input(copy.path) as container:
+            with open_file(copy.path) as container:
                 vs = video_stream(container)
                 audio = audio_stream(container) if sound is not None else None
                 assert vs.time_base is not None
@@ -326,7 +321,7 @@ def _span_audio(
 def _parameters(path: Path) -> tuple[tuple[str, object], ...]:
     """What two recordings must share for their packets to go into one stream (labelled, so
     that a refusal can name the difference)."""
-    with open_input(path) as container:
+    with open_file(path) as container:
         return _stream_parameters(path, container)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import av
 
-from workers.pipeline.media import MediaInfo, open_input, probe
+from sparc_video.media.safe_open import open_file
+from workers.pipeline.media import MediaInfo, probe
 from workers.pipeline.progress import ProgressFn, ProgressReporter
 from workers.pipeline.render.copy import CopyPass
 from workers.pipeline.render.encode import EncodePass
@@ -28,7 +29,7 @@ def run_video_pass(p: VideoPass, progress: ProgressFn, source: MediaInfo) -> Vid
     options = {"movflags": "+faststart"} if p.container.edit_lists else {}
     first_key: float | None = None
     try:
-        with open_input(p.src) as inp:
+        with open_file(p.src) as inp:
             out = av.open(str(p.dst), "w", format=p.container.format, container_options=options)
             try:
                 if p.video is None:

@@ -11,16 +11,12 @@ from av.container import InputContainer, OutputContainer
 from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError
+from sparc_video.media.safe_open import audio_stream, video_stream
 from workers.pipeline.encoders import (
     AudioEncoder,
     add_audio_stream,
 )
-from workers.pipeline.media import (
-    audio_stream,
-    decode_audio,
-    start_time_s,
-    video_stream,
-)
+from workers.pipeline.media import decode_audio, start_time_s
 from workers.pipeline.progress import ProgressReporter
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError
+from sparc_video.media.safe_open import audio_stream, video_stream
 from workers.pipeline.encoders import (
     AudioEncoder,
     add_audio_stream,
@@ -22,13 +23,11 @@ from workers.pipeline.encoders import (
 )
 from workers.pipeline.filters import FilterChain
 from workers.pipeline.media import (
-    audio_stream,
     decode_audio,
     decode_video,
     frame_duration_s,
     frame_time_s,
     start_time_s,
-    video_stream,
 )
 from workers.pipeline.progress import ProgressReporter
 

@@ -16,10 +16,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.media.codecs import Container
-from workers.pipeline.media import (
-    decode_video,
-    undecodable,
-)
+from workers.pipeline.media import decode_video, undecodable
 
 if TYPE_CHECKING:
     from workers.pipeline.media import AnyPacket

@@ -450,6 +450,7 @@ class ManifestSigningKey(_message.Message):
     PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
+    VERIFICATION_KEYS_FIELD_NUMBER: _builtins.int
     public_key_pem: _builtins.str
     """The public key, PEM (SubjectPublicKeyInfo)."""
     key_id: _builtins.str
@@ -458,17 +459,59 @@ class ManifestSigningKey(_message.Message):
     """
     algorithm: _builtins.str
     """Signature algorithm: `Ed25519`."""
+    @_builtins.property
+    def verification_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ManifestVerificationKey]:
+        """Every key that verifies manifests this service signed: the current key first, then the
+        keys retired by rotation (MANIFEST_RETIRED_KEYS) that the service still vouches for. A
+        verifier picks the key whose id the signature names.
+        """
+
     def __init__(
         self,
         *,
         public_key_pem: _builtins.str = ...,
         key_id: _builtins.str = ...,
         algorithm: _builtins.str = ...,
+        verification_keys: _abc.Iterable[Global___ManifestVerificationKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "key_id", b"key_id", "public_key_pem", b"public_key_pem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "key_id", b"key_id", "public_key_pem", b"public_key_pem", "verification_keys", b"verification_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ManifestSigningKey: _TypeAlias = ManifestSigningKey  # noqa: Y015
+
+@_typing.final
+class ManifestVerificationKey(_message.Message):
+    """A public key that verifies manifest signatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    RETIRED_FIELD_NUMBER: _builtins.int
+    public_key_pem: _builtins.str
+    """The public key, PEM (SubjectPublicKeyInfo)."""
+    key_id: _builtins.str
+    """Fingerprint: `sha256:` and the hex SHA-256 of the raw 32-byte public key."""
+    algorithm: _builtins.str
+    """Signature algorithm: `Ed25519`."""
+    retired: _builtins.bool
+    """True for a key retired by rotation: it verifies old manifests but signs no new ones."""
+    def __init__(
+        self,
+        *,
+        public_key_pem: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+        retired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "key_id", b"key_id", "public_key_pem", b"public_key_pem", "retired", b"retired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestVerificationKey: _TypeAlias = ManifestVerificationKey  # noqa: Y015

@@ -1,0 +1,109 @@
+"""File mechanics of the local backend: atomic writes and the SHA-256 sidecars.
+
+Every write goes to a hidden temporary file in the object's folder and is renamed into place,
+so readers (other replicas sharing the directory included) never see a partial object. Each
+object's SHA-256 sits in a hidden sidecar `.NAME.sha256` next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+COPY_BUFFER = 1024 * 1024
+
+
+def flush_durably(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class Hashing:
+    """Passes writes through, hashing them on the way."""
+
+    def __init__(self, out: Writer, digest: hashlib._Hash) -> None:
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: bytes, /) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
+
+
+def sidecar_name(name: str) -> str:
+    return f".{name}.sha256"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(sidecar_name(path.name))
+
+
+def write_sidecar(path: Path, sha256: str) -> None:
+    sidecar = sidecar_path(path)
+    temp = sidecar.with_name(f"{sidecar.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temp.write_text(sha256 + "\n", "ascii")
+        os.replace(temp, sidecar)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def read_sidecar(path: Path) -> str:
+    try:
+        return sidecar_path(path).read_text("ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def copy_stream(src: BinaryIO, out: Writer) -> int:
+    copied = 0
+    while chunk := src.read(COPY_BUFFER):
+        out.write(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def write_atomic(
+    path: Path,
+    write: Callable[[BinaryIO], int],
+    *,
+    durable: bool,
+    before_publish: Callable[[], None] | None = None,
+) -> int:
+    """Write through a hidden temporary file in the same folder and rename it into place.
+
+    `before_publish` runs once the bytes are written, before the rename; raising refuses them.
+    """
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    for attempt in range(2):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out = temp.open("xb")
+            break
+        except FileNotFoundError:
+            # delete_prefix removed the emptied folder between mkdir and open: once more.
+            if attempt:
+                raise
+    try:
+        with out:
+            size = write(out)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        if before_publish is not None:
+            before_publish()
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return size
