@@ -745,7 +745,7 @@ async def test_python_client_and_cli_with_a_token_over_tls(
             "export",
             "get",
             created.name,
-            "-O",
+            "--format",
             "json",
             env={**env, "SPARC_VIDEO_TOKEN": TOKENS["op-a"][1]},
         )

@@ -43,7 +43,7 @@ async def test_camera_crud_through_the_cli(
         assert created.rc == 0, created.stderr
         assert created.stdout.strip() == "cameras/gate-7"
 
-        got = await sparc_video("camera", "get", "gate-7", "-O", "json", *target)
+        got = await sparc_video("camera", "get", "gate-7", "--format", "json", *target)
         assert got.rc == 0, got.stderr
         assert got.json["name"] == "cameras/gate-7"
         assert got.json["displayName"] == "Gate 7" and got.json["site"] == "hq"
@@ -56,14 +56,14 @@ async def test_camera_crud_through_the_cli(
         env = client_env(SPARC_VIDEO_CAMERA_PASSWORD=PASSWORD)
         other = await sparc_video(
             "camera", "create", "yard", "--site", "depot",
-            "--stream-url", f"rtsp://admin:{URL_SECRET}@yard.local/live", "-O", "json",
+            "--stream-url", f"rtsp://admin:{URL_SECRET}@yard.local/live", "--format", "json",
             *target, env=env,
         )  # fmt: skip
         assert other.rc == 0, other.stderr
         assert other.json["name"] == "cameras/yard"
         assert other.json["streamUrl"] == "rtsp://***@yard.local/live"
 
-        listed = await sparc_video("camera", "list", "-O", "json", *target)
+        listed = await sparc_video("camera", "list", "--format", "json", *target)
         assert listed.rc == 0, listed.stderr
         assert sorted(c["name"] for c in listed.json["cameras"]) == [
             "cameras/gate-7",
@@ -77,14 +77,14 @@ async def test_camera_crud_through_the_cli(
         # The password from the environment, the other way to pass one.
         relogin = await sparc_video(
             "camera", "update", "yard", "--stream-url", "rtsp://yard.local/live",
-            "--username", "viewer2", "-O", "json", *target, env=env,
+            "--username", "viewer2", "--format", "json", *target, env=env,
         )  # fmt: skip
         assert relogin.rc == 0, relogin.stderr
         assert relogin.json["hasCredentials"] is True
 
         updated = await sparc_video(
             "camera", "update", "gate-7", "--display-name", "Gate 7 (north)", "--disable",
-            "--clear-credentials", "-O", "json", *target,
+            "--clear-credentials", "--format", "json", *target,
         )  # fmt: skip
         assert updated.rc == 0, updated.stderr
         assert updated.json["displayName"] == "Gate 7 (north)"
@@ -94,7 +94,7 @@ async def test_camera_crud_through_the_cli(
         nothing = await sparc_video("camera", "update", "gate-7", *target)
         assert nothing.rc == 2 and "at least one field" in nothing.stderr
 
-        deleted = await sparc_video("camera", "delete", "yard", "-O", "json", *target)
+        deleted = await sparc_video("camera", "delete", "yard", "--format", "json", *target)
         assert deleted.rc == 0 and deleted.json == {"name": "cameras/yard", "deleted": True}
         gone = await sparc_video("camera", "get", "yard", *target)
         assert gone.rc == 5 and "NOT_FOUND" in gone.stderr
@@ -110,7 +110,7 @@ async def test_refused_requests_exit_5_with_the_servers_message(
     async with camera_service(service_settings(**LOOPBACK_CAMERAS)) as cams:
         target = ["--target", cams.service.target]
         bad = await sparc_video(
-            "camera", "create", "bad", "--stream-url", "ftp://nope/", "-O", "json", *target
+            "camera", "create", "bad", "--stream-url", "ftp://nope/", "--format", "json", *target
         )  # fmt: skip
         assert bad.rc == 5
         error = bad.json["error"]
@@ -155,14 +155,14 @@ async def test_register_list_and_delete_a_recording_through_the_cli(
         name = created.stdout.strip()
         assert name.startswith("cameras/gate/recordings/")
 
-        got = await sparc_video("recording", "get", name, "-O", "json", *target)
+        got = await sparc_video("recording", "get", name, "--format", "json", *target)
         assert got.rc == 0, got.stderr
         assert got.json["objectKey"] == "nvr/gate/0.mp4"
         assert got.json["startTime"] == start and got.json["duration"] == "2s"
         assert got.json["videoCodec"] == "h264"
 
         listed = await sparc_video(
-            "recording", "list", "gate", "--start-time", "2026-11-24T07:00:00Z", "-O", "json",
+            "recording", "list", "gate", "--start-time", "2026-11-24T07:00:00Z", "--format", "json",
             *target,
         )  # fmt: skip
         assert [r["name"] for r in listed.json["recordings"]] == [name]
@@ -177,7 +177,7 @@ async def test_register_list_and_delete_a_recording_through_the_cli(
         assert name in table.stdout and "2.00 s" in table.stdout
 
         link = await sparc_video(
-            "recording", "upload-url", "gate", "--size-bytes", "1000", "-O", "json", *target
+            "recording", "upload-url", "gate", "--size-bytes", "1000", "--format", "json", *target
         )
         assert link.rc == 0, link.stderr
         assert link.json["uploadUrl"] and link.json["objectKey"]
@@ -188,14 +188,14 @@ async def test_register_list_and_delete_a_recording_through_the_cli(
 
         deleted = await sparc_video("recording", "delete", name, *target)
         assert deleted.rc == 0 and deleted.stdout.strip() == f"{name}: deleted"
-        empty = await sparc_video("recording", "list", "gate", "-O", "json", *target)
+        empty = await sparc_video("recording", "list", "gate", "--format", "json", *target)
         assert empty.json["recordings"] == []
         with pytest.raises(ObjectNotFound):
             await cams.service.app.storage.stat("nvr/gate/0.mp4")
 
 
 def test_datetime_flag_needs_a_timezone() -> None:
-    from sparc_video.cli.cameras import timestamp
+    from sparc_video.cli.operations import timestamp
 
     assert timestamp("2026-11-24T08:00:00Z") == datetime.datetime(
         2026, 11, 24, 8, tzinfo=datetime.UTC

@@ -24,3 +24,25 @@ def test_ruff_lint_and_format() -> None:
 def test_mypy_strict() -> None:
     result = run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_architecture_contract_holds() -> None:
+    """import-linter's contracts in pyproject: the layers, sparc_video never importing the
+    workers, the workers never importing the API, client or CLI, core knowing no transport, and
+    no import circles."""
+    result = run(str(BIN / "lint-imports"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A module longer than this says why at its top, in a docstring paragraph starting with this.
+MAX_LINES = 450
+LONG_BECAUSE = "Long because"
+
+
+def test_modules_stay_small_or_say_why_they_are_long() -> None:
+    too_long = []
+    for path in sorted([*ROOT.glob("sparc_video/**/*.py"), *ROOT.glob("workers/**/*.py")]):
+        text = path.read_text()
+        if text.count("\n") > MAX_LINES and LONG_BECAUSE not in text[:3000]:
+            too_long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+    assert not too_long, too_long

@@ -480,7 +480,7 @@ async def test_cli_creates_recording_and_range_exports(
         ranged = await sparc_video(
             "export", "create", "--camera", "gate", "--from", "2023-11-14T22:13:21Z",
             "--to", "2023-11-14T22:13:31Z", "--gaps", "slate", "--convert", "container=mp4",
-            "-O", "json", *target,
+            "--format", "json", *target,
         )  # fmt: skip
         assert ranged.rc == 0, ranged.stderr
         body = ranged.json

@@ -296,7 +296,7 @@ async def test_download_then_verify_round_trip_and_tampering(
         key_file = tmp_path / "service.pub"
         key_file.write_text(published.public_key_pem)
         offline = await sparc_video(
-            "verify", str(folder), "--public-key", str(key_file), "-O", "json", *target
+            "verify", str(folder), "--public-key", str(key_file), "--format", "json", *target
         )
         assert offline.rc == 0, offline.stderr
         assert offline.json["valid"] is True and offline.json["keyId"] == published.key_id

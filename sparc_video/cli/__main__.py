@@ -1,3 +1,5 @@
+import sys
+
 from sparc_video.cli.main import main
 
-main()
+sys.exit(main())

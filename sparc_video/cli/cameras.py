@@ -1,334 +1,269 @@
-"""Client commands of `sparc-video` for CameraService: `camera create|get|list|update|delete|
-probe|snapshot` and `recording create|get|list|delete|upload-url`.
+"""`sparc-video camera create|get|list|update|delete|probe|snapshot`: cameras on a server.
 
-Same connection options, `--output json`, exit codes and error reporting as `export ...`
-(`cli_client`). A camera password is read from a file (`--password-file`) or the
-SPARC_VIDEO_CAMERA_PASSWORD variable, never from the command line (every user sees it in
-`ps`); the server never returns it, so no output of these commands can show it.
+A camera password is read from a file (`--password-file`) or the SPARC_VIDEO_CAMERA_PASSWORD
+variable, never from the command line (every user sees it in `ps`); the server never returns
+it, so no output of these commands can show it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 from google.protobuf import timestamp_pb2
 from sparc.video.v1 import camera_service_pb2
 
-from sparc_video.cli.exports import (
-    EPILOG,
-    EXIT_FAILED,
-    EXIT_OK,
-    UsageError,
-    _print_json,
-    _table,
-    client_leaf,
-    timestamp,
-)
+from sparc_video.cli.options import ExitCode, SparcGroup, client_exits, connection_options
+from sparc_video.cli.output import more, notice, print_json, print_table
 from sparc_video.cli.progress import seconds, size, utc
-from sparc_video.client.cameras import AsyncCameraClient, Camera, CameraCredentials, Recording
+from sparc_video.cli.runner import Session, UsageError, client_command
+from sparc_video.client.cameras import AsyncCameraClient, Camera, CameraCredentials
 
 PASSWORD_ENV = "SPARC_VIDEO_CAMERA_PASSWORD"
-CAMERA_EPILOG = (
-    f"camera credentials: --username with --password-file FILE, or the password in\n"
-    f"{PASSWORD_ENV}; never on the command line. The server never returns them.\n"
-    "`camera probe` exits 1 when the camera does not answer.\n\n" + EPILOG
-)
-Handler = Callable[[argparse.Namespace, AsyncCameraClient], Coroutine[Any, Any, int]]
+F = Callable[..., Any]
 
 
-# ---------------------------------------------------------------------------------------------
-# Flag types
+@click.group("camera", cls=SparcGroup)
+@connection_options
+def camera(**_: Any) -> None:
+    """Register, inspect, probe and snapshot cameras on a server (at --target).
+
+    Camera credentials: --username with --password-file FILE, or the password in
+    SPARC_VIDEO_CAMERA_PASSWORD; never on the command line. The server never returns them."""
 
 
-def label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key.strip(), value.strip()
+def camera_name(name: str) -> str:
+    return name if "/" in name else f"cameras/{name}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Parsers
+def name_argument(function: F) -> F:
+    return click.argument("name")(function)
 
 
-def add_camera_commands(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
-    common: argparse.ArgumentParser,
-) -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    def leaf(
-        group: argparse._SubParsersAction,  # type: ignore[type-arg]
-        name: str,
-        text: str,
-        handler: Handler,
-    ) -> argparse.ArgumentParser:
-        parser = client_leaf(group, common, name, text, handler, AsyncCameraClient)
-        parser.epilog = CAMERA_EPILOG
-        return parser
-
-    camera = commands.add_parser(
-        "camera",
-        help="register, inspect, probe and snapshot cameras on a server",
-        description="Client commands for cameras; each talks to the server at --target.",
-        epilog=CAMERA_EPILOG,
-        formatter_class=formatter,
-    )
-    cameras = camera.add_subparsers(dest="camera_command", required=True)
-
-    create = leaf(cameras, "create", "register a camera; print its name", _camera_create)
-    create.add_argument("id", nargs="?", default="", help="camera id (default: the server's)")
-    _camera_fields(create)
-    create.add_argument("--disabled", action="store_true", help="register it disabled")
-
-    get = leaf(cameras, "get", "show one camera", _camera_get)
-    get.add_argument("name", help="cameras/ID or ID")
-
-    listing = leaf(cameras, "list", "list cameras", _camera_list)
-    listing.add_argument(
-        "--filter", default="", help='e.g. \'site = "hq" AND labels.zone = "north"\''
-    )
-    _page_options(listing)
-
-    update = leaf(
-        cameras,
-        "update",
-        "change the fields given (an empty value clears one); the rest stay",
-        _camera_update,
-    )
-    update.add_argument("name", help="cameras/ID or ID")
-    _camera_fields(update)
-    update.add_argument(
-        "--clear-labels", action="store_true", help="remove every label (--label replaces all)"
-    )
-    update.add_argument(
-        "--clear-credentials", action="store_true", help="forget the username and password"
-    )
-    enabled = update.add_mutually_exclusive_group()
-    enabled.add_argument("--enable", action="store_true", dest="enable", default=None)
-    enabled.add_argument("--disable", action="store_false", dest="enable")
-
-    delete = leaf(cameras, "delete", "delete a camera", _camera_delete)
-    delete.add_argument("name", help="cameras/ID or ID")
-    delete.add_argument("--force", action="store_true", help="also delete its recordings")
-
-    probe = leaf(cameras, "probe", "connect to the camera's stream now", _camera_probe)
-    probe.add_argument("name", help="cameras/ID or ID")
-    probe.add_argument(
-        "--probe-timeout", type=float, metavar="SECONDS", help="server-side limit of the probe"
-    )
-
-    snapshot = leaf(
-        cameras, "snapshot", "grab a frame into storage; print a URL to fetch it", _camera_snapshot
-    )
-    snapshot.add_argument("name", help="cameras/ID or ID")
-    snapshot.add_argument(
-        "--capture-timeout", type=float, metavar="SECONDS", help="server-side limit of the grab"
-    )
-    snapshot.add_argument(
-        "--url-ttl", type=float, metavar="SECONDS", help="how long the URL works (server default)"
-    )
-
-    recording = commands.add_parser(
-        "recording",
-        help="register, list and delete recordings of cameras",
-        description="Client commands for recordings; each talks to the server at --target.",
-        epilog=EPILOG,
-        formatter_class=formatter,
-    )
-    recordings = recording.add_subparsers(dest="recording_command", required=True)
-
-    rec_create = leaf(
-        recordings,
-        "create",
-        "register a stored video as a recording of a camera; print its name",
-        _recording_create,
-    )
-    rec_create.add_argument("camera", help="cameras/ID or ID")
-    rec_create.add_argument("object_key", help="storage key of the video, e.g. nvr/gate/0001.mp4")
-    rec_create.add_argument(
-        "--start-time",
-        type=timestamp,
-        required=True,
-        help="capture time of the first frame, ISO 8601 with a timezone",
-    )
-
-    rec_get = leaf(recordings, "get", "show one recording", _recording_get)
-    rec_get.add_argument("name", help="cameras/ID/recordings/ID")
-
-    rec_list = leaf(recordings, "list", "list a camera's recordings by start time", _recording_list)
-    rec_list.add_argument("camera", help="cameras/ID or ID")
-    rec_list.add_argument("--start-time", type=timestamp, help="only recordings from this time")
-    rec_list.add_argument("--end-time", type=timestamp, help="only recordings before this time")
-    _page_options(rec_list)
-
-    rec_delete = leaf(
-        recordings, "delete", "delete a recording and its stored video", _recording_delete
-    )
-    rec_delete.add_argument("name", help="cameras/ID/recordings/ID")
-
-    upload = leaf(
-        recordings,
-        "upload-url",
-        "an expiring URL to PUT a recording to (register it with `recording create` after)",
-        _recording_upload_url,
-    )
-    upload.add_argument("camera", help="cameras/ID or ID")
-    upload.add_argument("--size-bytes", type=int, required=True, help="exact size of the upload")
-    upload.add_argument("--content-type", default="", help="e.g. video/mp4")
-    upload.add_argument("--ttl", type=float, metavar="SECONDS", help="how long the URL works")
+def label(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    if not values:
+        return None
+    labels: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE", ctx, param)
+        labels[key.strip()] = value.strip()
+    return labels
 
 
-def _camera_fields(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--display-name", help="name shown to people")
-    parser.add_argument("--site", help="site the camera belongs to")
-    parser.add_argument("--location", help="where it is, free text")
-    parser.add_argument(
-        "--label",
-        type=label,
-        action="append",
-        dest="labels",
-        metavar="KEY=VALUE",
-        help="a label (repeatable)",
-    )
-    parser.add_argument("--stream-url", help="rtsp://, rtsps://, http(s):// stream address")
-    parser.add_argument("--username", help="stream username (password: --password-file)")
-    parser.add_argument(
-        "--password-file",
-        type=Path,
-        help=f"file holding the stream password (or the password in {PASSWORD_ENV})",
-    )
+def camera_fields(function: F) -> F:
+    """The fields `create` sets and `update` changes: the same flags on both."""
+    for decorator in reversed(
+        (
+            click.option("--display-name", help="name shown to people"),
+            click.option("--site", help="site the camera belongs to"),
+            click.option("--location", help="where it is, free text"),
+            click.option(
+                "--label",
+                "labels",
+                multiple=True,
+                callback=label,
+                metavar="KEY=VALUE",
+                help="a label (repeatable; on update, replaces all labels)",
+            ),
+            click.option("--stream-url", help="rtsp://, rtsps://, http(s):// stream address"),
+            click.option("--username", help="stream username (password: --password-file)"),
+            click.option(
+                "--password-file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                metavar="FILE",
+                help=f"file holding the stream password (or the password in {PASSWORD_ENV})",
+            ),
+            click.option(
+                "--enable/--disable",
+                "enabled",
+                default=None,
+                help="whether the camera is used (create: enabled unless --disable; update: "
+                "unchanged unless given)",
+            ),
+        )
+    ):
+        function = decorator(function)
+    return function
 
 
-def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page-size", type=int, default=0, help="items per page")
-    parser.add_argument("--page-token", default="", help="next page token of a previous list")
-    parser.add_argument("--all", action="store_true", help="follow page tokens to the end")
-
-
-def _credentials(args: argparse.Namespace) -> CameraCredentials | None:
+def credentials(username: str | None, password_file: Path | None) -> CameraCredentials | None:
     password: str | None = None
-    if args.password_file is not None:
+    if password_file is not None:
         try:
-            password = args.password_file.read_text().rstrip("\r\n")
+            password = password_file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise UsageError(f"--password-file: {exc.strerror or exc}") from None
-    elif args.username is not None and os.environ.get(PASSWORD_ENV):
+    elif username is not None and os.environ.get(PASSWORD_ENV):
         password = os.environ[PASSWORD_ENV]
-    if args.username is None and password is None:
+    if username is None and password is None:
         return None
-    if args.username is None:
+    if username is None:
         raise UsageError("a password needs --username")
-    return CameraCredentials(username=args.username, password=password or "")
+    return CameraCredentials(username=username, password=password or "")
 
 
-def _camera_from_flags(args: argparse.Namespace) -> tuple[Camera, list[str]]:
+def camera_from_flags(fields: dict[str, Any]) -> tuple[Camera, list[str]]:
     """The camera the flags describe, and the fields they set."""
-    camera = Camera()
+    found = Camera()
     paths: list[str] = []
-    for field in ("display_name", "site", "location", "stream_url"):
-        value = getattr(args, field)
+    for field in ("display_name", "site", "location", "stream_url", "enabled"):
+        value = fields[field]
         if value is not None:
-            setattr(camera, field, value)
+            setattr(found, field, value)
             paths.append(field)
-    if args.labels is not None:
-        camera.labels.update(dict(args.labels))
+    if fields["labels"] is not None:
+        found.labels.update(fields["labels"])
         paths.append("labels")
-    credentials = _credentials(args)
-    if credentials is not None:
-        camera.credentials.CopyFrom(credentials)
+    given = credentials(fields["username"], fields["password_file"])
+    if given is not None:
+        found.credentials.CopyFrom(given)
         paths.append("credentials")
-    return camera, paths
+    return found, paths
 
 
-# ---------------------------------------------------------------------------------------------
-# Camera commands
+@camera.command("create", exit_codes=client_exits())
+@click.argument("camera_id", metavar="[ID]", default="", required=False)
+@camera_fields
+@client_command(AsyncCameraClient)
+async def create(
+    session: Session, client: AsyncCameraClient, /, camera_id: str, **fields: Any
+) -> int:
+    """Register a camera; print its name. ID defaults to one the server picks."""
+    wanted, _ = camera_from_flags(fields)
+    created = await client.create_camera(wanted, camera_id=camera_id)
+    session.message(created, created.name)
+    return ExitCode.OK
 
 
-async def _camera_create(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    camera, _ = _camera_from_flags(args)
-    if args.disabled:
-        camera.enabled = False
-    created = await client.create_camera(camera, camera_id=args.id)
-    _show(args, created, created.name)
-    return EXIT_OK
+@camera.command("get", exit_codes=client_exits())
+@name_argument
+@client_command(AsyncCameraClient)
+async def get(session: Session, client: AsyncCameraClient, name: str) -> int:
+    """Show one camera (NAME: cameras/ID or ID)."""
+    found = await client.get_camera(name)
+    session.message(found, describe_camera(found))
+    return ExitCode.OK
 
 
-async def _camera_get(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    camera = await client.get_camera(args.name)
-    _show(args, camera, describe_camera(camera))
-    return EXIT_OK
+def page_options(function: F) -> F:
+    function = click.option(
+        "--all", "all_pages", is_flag=True, help="follow page tokens to the end"
+    )(function)
+    function = click.option("--page-token", default="", help="next page token of a previous list")(
+        function
+    )
+    return click.option("--page-size", type=int, default=0, help="items per page")(function)
 
 
-async def _camera_list(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    if args.all:
-        cameras = [
-            c async for c in client.iter_cameras(filter=args.filter, page_size=args.page_size)
-        ]
-        page = camera_service_pb2.ListCamerasResponse(cameras=cameras)
+@camera.command("list", exit_codes=client_exits())
+@click.option(
+    "--filter", "where", default="", help='e.g. \'site = "hq" AND labels.zone = "north"\''
+)
+@page_options
+@client_command(AsyncCameraClient)
+async def list_(
+    session: Session,
+    client: AsyncCameraClient,
+    where: str,
+    page_size: int,
+    page_token: str,
+    all_pages: bool,
+) -> int:
+    """List cameras."""
+    if all_pages:
+        found = [c async for c in client.iter_cameras(filter=where, page_size=page_size)]
+        page = camera_service_pb2.ListCamerasResponse(cameras=found)
     else:
-        page = await client.list_cameras(
-            page_size=args.page_size, page_token=args.page_token, filter=args.filter
+        page = await client.list_cameras(page_size=page_size, page_token=page_token, filter=where)
+    if session.json:
+        print_json(page)
+        return ExitCode.OK
+    rows = [
+        (
+            item.name,
+            item.display_name,
+            item.site,
+            "yes" if item.enabled else "no",
+            _status(item),
+            _labels(item),
         )
-    if args.output == "json":
-        _print_json(page)
-        return EXIT_OK
-    rows = [("NAME", "DISPLAY NAME", "SITE", "ENABLED", "STATUS", "LABELS")]
-    for camera in page.cameras:
-        rows.append(
-            (
-                camera.name,
-                camera.display_name,
-                camera.site,
-                "yes" if camera.enabled else "no",
-                _status(camera),
-                _labels(camera),
-            )
-        )
-    print(_table(rows))
-    _more(page.next_page_token)
-    return EXIT_OK
+        for item in page.cameras
+    ]
+    print_table(rows, ("NAME", "DISPLAY NAME", "SITE", "ENABLED", "STATUS", "LABELS"))
+    more(page.next_page_token)
+    return ExitCode.OK
 
 
-async def _camera_update(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    camera, paths = _camera_from_flags(args)
-    camera.name = args.name if "/" in args.name else f"cameras/{args.name}"
-    if args.clear_labels:
-        if args.labels is not None:
+@camera.command("update", exit_codes=client_exits())
+@name_argument
+@camera_fields
+@click.option("--clear-labels", is_flag=True, help="remove every label (--label replaces all)")
+@click.option("--clear-credentials", is_flag=True, help="forget the username and password")
+@client_command(AsyncCameraClient)
+async def update(
+    session: Session,
+    client: AsyncCameraClient,
+    /,
+    name: str,
+    clear_labels: bool,
+    clear_credentials: bool,
+    **fields: Any,
+) -> int:
+    """Change the fields given of camera NAME (an empty value clears one); the rest stay."""
+    changed, paths = camera_from_flags(fields)
+    changed.name = camera_name(name)
+    if clear_labels:
+        if fields["labels"] is not None:
             raise UsageError("--clear-labels and --label contradict each other")
-        camera.labels.clear()
+        changed.labels.clear()
         paths.append("labels")
-    if args.clear_credentials:
+    if clear_credentials:
         if "credentials" in paths:
             raise UsageError("--clear-credentials and --username contradict each other")
         paths.append("credentials")
-    if args.enable is not None:
-        camera.enabled = args.enable
-        paths.append("enabled")
     if not paths:
         raise UsageError("give at least one field to change (see --help)")
-    updated = await client.update_camera(camera, paths)
-    _show(args, updated, describe_camera(updated))
-    return EXIT_OK
+    updated = await client.update_camera(changed, paths)
+    session.message(updated, describe_camera(updated))
+    return ExitCode.OK
 
 
-async def _camera_delete(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    name = args.name if "/" in args.name else f"cameras/{args.name}"
-    await client.delete_camera(name, force=args.force)
-    _deleted(args, name)
-    return EXIT_OK
+@camera.command("delete", exit_codes=client_exits())
+@name_argument
+@click.option("--force", is_flag=True, help="also delete its recordings")
+@client_command(AsyncCameraClient)
+async def delete(session: Session, client: AsyncCameraClient, name: str, force: bool) -> int:
+    """Delete a camera (NAME: cameras/ID or ID)."""
+    name = camera_name(name)
+    await client.delete_camera(name, force=force)
+    deleted(session, name)
+    return ExitCode.OK
 
 
-async def _camera_probe(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    result = await client.probe_camera(args.name, probe_timeout=args.probe_timeout)
-    if args.output == "json":
-        _print_json(result)
+def deleted(session: Session, name: str) -> None:
+    session.data({"name": name, "deleted": True}, f"{name}: deleted")
+
+
+@camera.command(
+    "probe", exit_codes=client_exits(ExitCode.FAILED, FAILED="the camera does not answer")
+)
+@name_argument
+@click.option(
+    "--probe-timeout", type=float, metavar="SECONDS", help="server-side limit of the probe"
+)
+@client_command(AsyncCameraClient)
+async def probe(
+    session: Session, client: AsyncCameraClient, name: str, probe_timeout: float | None
+) -> int:
+    """Connect to camera NAME's stream now; exit 1 when it does not answer."""
+    result = await client.probe_camera(name, probe_timeout=probe_timeout)
+    if session.json:
+        print_json(result)
     else:
         lines = [f"{result.camera.name}  {'reachable' if result.reachable else 'UNREACHABLE'}"]
         if result.reachable:
@@ -340,114 +275,40 @@ async def _camera_probe(args: argparse.Namespace, client: AsyncCameraClient) -> 
         if result.HasField("error"):
             lines.append(f"  {'error:':<12}{result.error.message}")
         print("\n".join(lines))
-    return EXIT_OK if result.reachable else EXIT_FAILED
+    return ExitCode.OK if result.reachable else ExitCode.FAILED
 
 
-async def _camera_snapshot(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    shot = await client.capture_snapshot(
-        args.name, capture_timeout=args.capture_timeout, url_ttl=args.url_ttl
-    )
-    if args.output == "json":
-        _print_json(shot)
+@camera.command("snapshot", exit_codes=client_exits())
+@name_argument
+@click.option(
+    "--capture-timeout", type=float, metavar="SECONDS", help="server-side limit of the grab"
+)
+@click.option(
+    "--url-ttl", type=float, metavar="SECONDS", help="how long the URL works (server default)"
+)
+@client_command(AsyncCameraClient)
+async def snapshot(
+    session: Session,
+    client: AsyncCameraClient,
+    name: str,
+    capture_timeout: float | None,
+    url_ttl: float | None,
+) -> int:
+    """Grab a frame of camera NAME into storage; print a URL to fetch it."""
+    shot = await client.capture_snapshot(name, capture_timeout=capture_timeout, url_ttl=url_ttl)
+    if session.json:
+        print_json(shot)
     else:
         print(shot.download_url)
-        print(
+        notice(
             f"{shot.storage_key}  {shot.width}x{shot.height}  {size(shot.size_bytes)}  "
-            f"captured {utc(shot.capture_time)}, URL expires {utc(shot.expire_time)}",
-            file=sys.stderr,
+            f"captured {utc(shot.capture_time)}, URL expires {utc(shot.expire_time)}"
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------------------------------------
-# Recording commands
-
-
-async def _recording_create(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    recording = await client.create_recording(args.camera, args.object_key, args.start_time)
-    _show(args, recording, recording.name)
-    return EXIT_OK
-
-
-async def _recording_get(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    recording = await client.get_recording(args.name)
-    _show(args, recording, describe_recording(recording))
-    return EXIT_OK
-
-
-async def _recording_list(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    window = {"start_time": args.start_time, "end_time": args.end_time}
-    if args.all:
-        found = [
-            r async for r in client.iter_recordings(args.camera, page_size=args.page_size, **window)
-        ]
-        page = camera_service_pb2.ListRecordingsResponse(recordings=found)
-    else:
-        page = await client.list_recordings(
-            args.camera, page_size=args.page_size, page_token=args.page_token, **window
-        )
-    if args.output == "json":
-        _print_json(page)
-        return EXIT_OK
-    rows = [("NAME", "START", "DURATION", "VIDEO", "SIZE", "OBJECT")]
-    for recording in page.recordings:
-        rows.append(
-            (
-                recording.name,
-                utc(recording.start_time),
-                f"{seconds(recording.duration):.2f} s",
-                f"{recording.video_codec} {recording.width}x{recording.height}",
-                size(recording.size_bytes),
-                recording.object_key,
-            )
-        )
-    print(_table(rows))
-    _more(page.next_page_token)
-    return EXIT_OK
-
-
-async def _recording_delete(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    await client.delete_recording(args.name)
-    _deleted(args, args.name)
-    return EXIT_OK
-
-
-async def _recording_upload_url(args: argparse.Namespace, client: AsyncCameraClient) -> int:
-    link = await client.create_recording_upload_url(
-        args.camera, args.size_bytes, content_type=args.content_type, ttl=args.ttl
-    )
-    if args.output == "json":
-        _print_json(link)
-    else:
-        print(link.upload_url)
-        print(f"object key: {link.object_key}", file=sys.stderr)
-        for key, value in sorted(link.headers.items()):
-            print(f"header: {key}: {value}", file=sys.stderr)
-        print(f"expires: {utc(link.expire_time)}", file=sys.stderr)
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-
-
-def _show(args: argparse.Namespace, message: Camera | Recording, text: str) -> None:
-    if args.output == "json":
-        _print_json(message)
-    else:
-        print(text, flush=True)
-
-
-def _deleted(args: argparse.Namespace, name: str) -> None:
-    if args.output == "json":
-        print(json.dumps({"name": name, "deleted": True}), flush=True)
-    else:
-        print(f"{name}: deleted")
-
-
-def _more(token: str) -> None:
-    if token:
-        print(f"more: --page-token {token}", file=sys.stderr)
+# Text
 
 
 def _status(camera: Camera) -> str:
@@ -493,24 +354,4 @@ def describe_camera(camera: Camera) -> str:
         field("last error", camera.last_error.message)
     field("created", utc(camera.create_time))
     field("updated", utc(camera.update_time))
-    return "\n".join(lines)
-
-
-def describe_recording(recording: Recording) -> str:
-    lines = [recording.name]
-
-    def field(label_text: str, value: str) -> None:
-        if value:
-            lines.append(f"  {label_text + ':':<12}{value}")
-
-    field("object", recording.object_key)
-    field("start", utc(recording.start_time))
-    field("end", utc(recording.end_time))
-    field("duration", f"{seconds(recording.duration):.3f} s")
-    video = f"{recording.video_codec} {recording.width}x{recording.height} {recording.fps:g} fps"
-    field("video", f"{video}, {recording.frame_count} frames")
-    field("audio", recording.audio_codec or "none")
-    field("format", recording.format)
-    field("size", f"{size(recording.size_bytes)}  sha256 {recording.sha256[:16]}…")
-    field("created", utc(recording.create_time))
     return "\n".join(lines)

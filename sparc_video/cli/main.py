@@ -1,202 +1,191 @@
-"""`sparc-video`: run the server, a worker, or both on embedded defaults; put videos in storage;
-talk to a server as a client (`export ...`, `queue ...`, in `cli_client`)."""
+"""`sparc-video`: run the server, put videos in storage, and talk to a server as a client
+(`export ...`, `queue ...`, `camera ...`, `recording ...`, `verify`).
+
+Commands that live outside `sparc_video` (`worker` and `dev`, in `workers/commands.py`) are
+added through the `sparc_video.commands` entry points: each names a `register(cli, host)` that
+adds its commands to the group, with `host` (a `CommandHost`) for what they share with
+`serve`. `sparc_video` never imports them.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import logging
 import mimetypes
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from sparc_video.cli import migrate
-from sparc_video.cli.exports import CLIENT_COMMANDS, add_client_commands, run_client_command
-from sparc_video.core.event_loop import install_uvloop
-from sparc_video.core.settings import ENVIRONMENT_HELP, Settings, SettingsError
+import click
 
-if TYPE_CHECKING:
-    from sparc_video.core.embedded_redis import EmbeddedRedis
+from sparc_video.cli.cameras import camera
+from sparc_video.cli.exports import export
+from sparc_video.cli.migrate import migrate_command
+from sparc_video.cli.options import (
+    LOG_LEVEL,
+    SERVICE_EXITS,
+    ExitCode,
+    SparcCommand,
+    SparcGroup,
+    connection_options,
+    log_level_option,
+    resolve,
+)
+from sparc_video.cli.output import silence_stdout
+from sparc_video.cli.queue import queue
+from sparc_video.cli.recordings import recording
+from sparc_video.cli.runner import configure_logging
+from sparc_video.cli.verify import verify
+from sparc_video.core.settings import Settings, SettingsError
 
+COMMANDS_GROUP = "sparc_video.commands"
 log = logging.getLogger("sparc_video")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sparc-video",
-        description="SPARC video export service.",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--log-level", default="INFO")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("serve", "run the gRPC server (+ HTTP port for /metrics, /health, downloads)"),
-        ("worker", "run an arq worker that processes exports"),
-    ):
-        commands.add_parser(
-            name,
-            help=text,
-            description=text,
-            epilog=ENVIRONMENT_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-    dev = commands.add_parser(
-        "dev",
-        help="server + worker in one process on embedded defaults (local Redis and storage)",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    dev.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("var"),
-        help="where local storage and an embedded Redis keep data (default ./var)",
-    )
-    sample = commands.add_parser("sample", help="synthesise a test clip and put it into storage")
-    sample.add_argument("key", help="storage key, e.g. samples/clip.mp4")
-    sample.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    sample.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
-    sample.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("var"),
-        help="local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set",
-    )
-    upload = commands.add_parser("upload", help="put a local file into storage")
-    upload.add_argument("file", type=Path)
-    upload.add_argument("key")
-    upload.add_argument("--data-dir", type=Path, default=Path("var"))
-    migrate.add_parser(commands, ENVIRONMENT_HELP)
-    add_client_commands(commands)
-    return parser
+@click.group(
+    "sparc-video",
+    cls=SparcGroup,
+    environment=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@connection_options
+def cli(**_: Any) -> None:
+    """SPARC video export service: the server, a worker, both at once on embedded defaults
+    (`dev`), and a client of a running server.
+
+    Global options (--log-level, --target, --format, ...) may come before or after the
+    command."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args.command in CLIENT_COMMANDS:
-        # A client needs none of the server's settings (nor must a bad one stop it).
-        return run_client_command(args)
-    # Server-side modules are imported only here: client commands start faster without them.
-    from sparc_video.core.embedded_redis import EmbeddedRedisError
+for group in (export, queue, camera, recording):
+    cli.add_command(group)
+cli.add_command(verify)
+cli.add_command(migrate_command)
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"sparc-video: {exc}", file=sys.stderr)
-        return 2
-    if args.command in ("serve", "worker"):
+
+# ---------------------------------------------------------------------------------------------
+# Server-side commands
+
+
+class CommandHost:
+    """What the server-side commands share, handed to the `sparc_video.commands` entry points:
+    the command class (help epilog with the environment and exit codes), settings from the
+    environment, logging and tracing, and the gRPC server."""
+
+    command_class: type[click.Command] = SparcCommand
+    service_exits = SERVICE_EXITS
+    log_level_option = staticmethod(log_level_option)
+
+    def settings(self, role: str = "") -> Settings:
+        """The settings from the environment; a bad one ends the command with exit 2. A `serve`
+        or `worker` role also needs the shared manifest signing key."""
         from sparc_video.evidence.signing import SigningKeyNotConfigured, require_configured_key
 
         try:
-            require_configured_key(settings, args.command)
-        except SigningKeyNotConfigured as exc:
-            print(f"sparc-video: {exc}", file=sys.stderr)
-            return 2
-    if args.command in ("serve", "worker", "dev"):
-        _observe(settings, args.command, args.log_level)
-        install_uvloop()
-    try:
-        if args.command == "serve":
-            from sparc_video.api.server import serve
-
-            asyncio.run(serve(settings))
-        elif args.command == "worker":
-            from workers.job.runner import run as run_worker
-
-            run_worker(settings)
-        elif args.command == "dev":
-            return _dev(settings, args.data_dir)
-        elif args.command == "migrate":
-            return migrate.run(settings)
-        elif args.command == "sample":
-            settings = _with_data_dir(settings, args.data_dir)
-            asyncio.run(_sample(settings, args.key, args.duration, args.size))
-        elif args.command == "upload":
-            settings = _with_data_dir(settings, args.data_dir)
-            asyncio.run(_upload(settings, args.file, args.key))
-    except KeyboardInterrupt:
-        return 130
-    except (EmbeddedRedisError, ValueError, OSError) as exc:
-        print(f"sparc-video: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _observe(settings: Settings, command: str, log_level: str) -> None:
-    """Structured logs (LOG_FORMAT) and tracing (OTEL_*) for the long-running commands."""
-    from sparc_video.observability.logs import configure_logging
-    from sparc_video.observability.tracing import setup_tracing
-
-    configure_logging(settings, log_level, exclusive=True)
-    setup_tracing("sparc-video-worker" if command == "worker" else "sparc-video")
-
-
-def _with_data_dir(settings: Settings, data_dir: Path) -> Settings:
-    if settings.local_storage_dir != Settings().local_storage_dir:
+            settings = Settings.from_env()
+            if role in ("serve", "worker"):
+                require_configured_key(settings, role)
+        except (SettingsError, SigningKeyNotConfigured) as exc:
+            click.echo(f"sparc-video: {exc}", err=True)
+            raise click.exceptions.Exit(ExitCode.USAGE) from None
         return settings
-    return settings.replace(local_storage_dir=data_dir / "storage")
 
+    def start(self, settings: Settings, service_name: str) -> None:
+        """Structured logs (LOG_FORMAT), tracing (OTEL_*) and uvloop for a long-running
+        command."""
+        from sparc_video.core.event_loop import install_uvloop
+        from sparc_video.observability.logs import configure_logging as configure_logs
+        from sparc_video.observability.tracing import setup_tracing
 
-def _dev(settings: Settings, data_dir: Path) -> int:
-    from sparc_video.core.embedded_redis import EmbeddedRedis, answers
+        log_level = resolve(click.get_current_context(), LOG_LEVEL.name)
+        configure_logs(settings, log_level, exclusive=True)
+        setup_tracing(service_name)
+        install_uvloop()
 
-    settings = _with_data_dir(settings, data_dir)
-    embedded: EmbeddedRedis | None = None
-    if not answers(settings.redis_url):
-        log.info("Redis at %s does not answer; starting an embedded one", settings.redis_url)
-        embedded = EmbeddedRedis(data_dir / "redis")
-        settings = settings.replace(redis_url=embedded.start())
-    try:
-        asyncio.run(_run_dev(settings))
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    return 0
+    def with_data_dir(self, settings: Settings, data_dir: Path) -> Settings:
+        """Local storage under `data_dir/storage`, unless LOCAL_STORAGE_DIR says otherwise."""
+        if settings.local_storage_dir != Settings().local_storage_dir:
+            return settings
+        return settings.replace(local_storage_dir=data_dir / "storage")
 
+    async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None:
+        from sparc_video.api.server import serve
 
-async def _run_dev(settings: Settings) -> None:
-    from sparc_video.api.server import serve
-    from sparc_video.evidence.signing import ManifestSigner
-    from workers.job.runner import build_worker
-
-    # A development server on this machine: unless authentication is configured, every
-    # caller is the local admin (the README's grpcurl walk-through needs no credentials).
-    if not settings.auth_configured:
-        settings = settings.replace(auth_disabled=True)
-
-    worker = build_worker(settings, handle_signals=False)
-    stop = asyncio.Event()
-    worker_task = asyncio.create_task(worker.main(), name="dev-worker")
-    # Creates the key in the data directory on the first run, as the server would.
-    signer = ManifestSigner.from_settings(settings)
-    print(
-        f"sparc-video dev: gRPC on 127.0.0.1:{settings.grpc_port}, HTTP on "
-        f"{settings.http_base_url}, Redis {settings.redis_url}, storage "
-        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}, manifests signed by "
-        f"{signer.key_id}. "
-        + (
-            "Authentication is disabled: every caller is an admin. "
-            if settings.auth_disabled
-            else ""
-        )
-        + "Ctrl-C stops.",
-        flush=True,
-    )
-    try:
         await serve(settings, stop)
-    finally:
-        worker_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker_task
-        await worker.close()
+
+    def run(self, body: Callable[[], object]) -> int:
+        """Run a server-side command's body; what stops it becomes an exit code."""
+        from sparc_video.core.embedded_redis import EmbeddedRedisError
+
+        try:
+            body()
+        except KeyboardInterrupt:
+            return ExitCode.INTERRUPTED
+        except (EmbeddedRedisError, ValueError, OSError) as exc:
+            click.echo(f"sparc-video: {exc}", err=True)
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+
+HOST = CommandHost()
+STORE_EXITS = {
+    **SERVICE_EXITS,
+    ExitCode.OK: "stored",
+    ExitCode.FAILED: "not stored: storage failed, or a bad key or file",
+}
+
+
+def _configure(ctx: click.Context) -> None:
+    configure_logging(resolve(ctx, LOG_LEVEL.name))
+
+
+@cli.command("serve", exit_codes=SERVICE_EXITS, environment=True)
+@log_level_option
+def serve(log_level: str) -> int:
+    """Run the gRPC server (and the HTTP port for /metrics, /health and downloads)."""
+    _configure(click.get_current_context())
+    settings = HOST.settings("serve")
+    HOST.start(settings, "sparc-video")
+    return HOST.run(lambda: asyncio.run(HOST.serve(settings)))
+
+
+def data_dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("var"),
+        show_default=True,
+        help=help_text,
+    )
+
+
+@cli.command("sample", exit_codes=STORE_EXITS)
+@click.argument("key")
+@click.option("--duration", type=float, default=10.0, show_default=True, help="seconds")
+@click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
+@data_dir_option("local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set")
+@log_level_option
+def sample(key: str, duration: float, size: str, data_dir: Path, log_level: str) -> int:
+    """Synthesise a test clip (colour bars, a tone, frame numbers) and put it into storage at
+    KEY, e.g. samples/clip.mp4."""
+    _configure(click.get_current_context())
+    settings = HOST.with_data_dir(HOST.settings(), data_dir)
+    return HOST.run(lambda: asyncio.run(_sample(settings, key, duration, size)))
+
+
+@cli.command("upload", exit_codes=STORE_EXITS)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("key")
+@data_dir_option("local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set")
+@log_level_option
+def upload(file: Path, key: str, data_dir: Path, log_level: str) -> int:
+    """Put a local FILE into storage at KEY."""
+    _configure(click.get_current_context())
+    settings = HOST.with_data_dir(HOST.settings(), data_dir)
+    return HOST.run(lambda: asyncio.run(_upload(settings, file, key)))
 
 
 async def _sample(settings: Settings, key: str, duration_s: float, size: str) -> None:
@@ -224,6 +213,62 @@ async def _upload(settings: Settings, path: Path, key: str) -> None:
         info = await storage.upload_file(path, key, content_type)
     where = settings.s3_bucket or settings.local_storage_dir
     print(f"stored {info.key} ({info.size_bytes} bytes) in {where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plug-in commands and the entry point
+
+
+def load_commands(group: click.Group, host: CommandHost) -> None:
+    """Let each installed `sparc_video.commands` entry point add its commands."""
+    for entry in entry_points(group=COMMANDS_GROUP):
+        register: Callable[[click.Group, CommandHost], None] = entry.load()
+        register(group, host)
+
+
+load_commands(cli, HOST)
+
+
+def parse_args(argv: Sequence[str]) -> click.Context:
+    """The context of the command `argv` names, its options parsed (a usage error raises
+    click.UsageError), without running it: `parse_args(["export", "get", "x"]).params`."""
+    command: click.Command = cli
+    name = "sparc-video"
+    args = list(argv)
+    parent: click.Context | None = None
+    while True:
+        ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
+        with ctx.scope(cleanup=False):
+            rest = click.Command.parse_args(command, ctx, args)
+        if not isinstance(command, click.Group):
+            return ctx
+        if not rest:
+            raise click.UsageError("Missing command.", ctx)
+        found, sub, args = command.resolve_command(ctx, rest)
+        assert found is not None and sub is not None
+        command, name, parent = sub, found, ctx
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: runs a command and returns its exit status."""
+    stdout = sys.stdout
+    try:
+        result = cli.main(args=argv, prog_name="sparc-video", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        silence_stdout()
+        return ExitCode.BROKEN_PIPE
+    except SystemExit:
+        # click's own answer to a closed stdout while it printed help: it wraps stdout so
+        # that nothing more is reported, and exits 1.
+        if sys.stdout is not stdout:
+            return ExitCode.BROKEN_PIPE
+        raise
+    return result if isinstance(result, int) else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -7,31 +7,37 @@ an advisory lock): as a Kubernetes Job or init container before the new version 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Mapping
 
+import click
+
+from sparc_video.cli.options import LOG_LEVEL, ExitCode, SparcCommand, log_level_option, resolve
+from sparc_video.cli.runner import configure_logging
 from sparc_video.core.errors import Unavailable
-from sparc_video.core.settings import Settings, reveal
+from sparc_video.core.settings import Settings, SettingsError, reveal
 
-HELP = "upgrade the PostgreSQL schema at DATABASE_URL to the newest revision"
-DESCRIPTION = (
-    f"{HELP}, then print the revision. Safe to repeat; concurrent runs wait for each other.\n\n"
-    "exit codes:\n  0  the database is at the newest revision\n"
-    "  1  the database cannot be reached, or a migration failed\n"
-    "  2  DATABASE_URL is not set"
-)
+MIGRATE_EXITS: Mapping[ExitCode, str] = {
+    ExitCode.OK: "the database is at the newest revision",
+    ExitCode.FAILED: "the database cannot be reached, or a migration failed",
+    ExitCode.USAGE: "DATABASE_URL is not set",
+}
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:
-    commands.add_parser(
-        "migrate",
-        help=HELP,
-        description=DESCRIPTION,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+@click.command("migrate", cls=SparcCommand, exit_codes=MIGRATE_EXITS, environment=True)
+@log_level_option
+def migrate_command(log_level: str) -> int:
+    """Upgrade the PostgreSQL schema at DATABASE_URL to the newest revision, then print the
+    revision. Safe to repeat; concurrent runs wait for each other."""
+    configure_logging(resolve(click.get_current_context(), LOG_LEVEL.name))
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        click.echo(f"sparc-video: {exc}", err=True)
+        return ExitCode.USAGE
+    return run(settings)
 
 
 def run(settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""Progress output of the CLI: a bar redrawn in place on a terminal, plain lines elsewhere.
+"""Progress output of the CLI: a rich bar redrawn in place on a terminal, plain lines elsewhere.
 
 A log file or CI console does not interpret carriage returns, so redrawing there would leave
 hundreds of half lines; without a TTY, progress is printed as whole lines at coarse steps.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import TextIO
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.client import DownloadedFile, ServiceError, error_from_status
@@ -65,8 +66,10 @@ def utc(value: timestamp_pb2.Timestamp) -> str:
 
 
 class Display:
-    """One output stream for progress: in-place bar redraws (`bar`), whole lines (`plain`), or
-    nothing (`none`); `auto` picks `bar` on a terminal and `plain` otherwise."""
+    """One output stream for progress: bars redrawn in place by rich (`bar`), whole lines
+    (`plain`), or nothing (`none`); `auto` picks `bar` on a terminal and `plain` otherwise.
+
+    A bar lasts until `end_bar()` (or a `line()`), which leaves it on screen as it is."""
 
     def __init__(self, stream: TextIO, mode: str = "auto") -> None:
         if mode not in MODES:
@@ -76,10 +79,12 @@ class Display:
             mode = "bar" if terminal else "plain"
         self.mode = mode
         self.stream = stream
-        self._bar_open = False
-        self._last_draw = 0.0
-        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-        self._fill, self._empty = ("█", "░") if encoding == "utf8" else ("#", "-")
+        self._console = Console(
+            file=stream, force_terminal=mode == "bar" or None, highlight=False, soft_wrap=True
+        )
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._label = ""
 
     @property
     def redraws(self) -> bool:
@@ -93,31 +98,35 @@ class Display:
         self.stream.flush()
 
     def draw(self, fraction: float, label: str, detail: str, *, force: bool = False) -> None:
-        """Redraw the bar line (throttled unless `force`)."""
+        """Show the bar `label` at `fraction` (a new bar when the label changes); rich redraws
+        it REDRAW_INTERVAL_S apart, or now with `force`."""
         if self.mode != "bar":
             return
-        now = time.monotonic()
-        if not force and self._bar_open and now - self._last_draw < REDRAW_INTERVAL_S:
-            return
-        self._last_draw = now
-        width = shutil.get_terminal_size((100, 24)).columns
-        room = width - len(label) - len(detail) - 4
-        bar = self.bar(fraction, max(10, min(40, room))) if room >= 10 else ""
-        text = f"{label} {bar} {detail}" if bar else f"{label} {detail}"
-        self.stream.write("\r" + text[: width - 1] + "\x1b[K")
-        self.stream.flush()
-        self._bar_open = True
-
-    def bar(self, fraction: float, width: int) -> str:
-        filled = round(max(0.0, min(1.0, fraction)) * width)
-        return self._fill * filled + self._empty * (width - filled)
+        if self._progress is None or label != self._label:
+            self.end_bar()
+            self._progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(bar_width=40),
+                TextColumn("{task.fields[detail]}", markup=False),
+                console=self._console,
+                refresh_per_second=1 / REDRAW_INTERVAL_S,
+            )
+            self._task = self._progress.add_task(label, total=1.0, detail=detail)
+            self._label = label
+            self._progress.start()
+        assert self._task is not None
+        done = max(0.0, min(1.0, fraction))
+        self._progress.update(self._task, completed=done, detail=detail)
+        if force:
+            self._progress.refresh()
 
     def end_bar(self) -> None:
         """Leave the current bar on screen as it is and move below it."""
-        if self._bar_open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._bar_open = False
+        if self._progress is not None:
+            self._progress.refresh()
+            self._progress.stop()
+            self._progress = None
+            self._task = None
 
 
 def export_error_text(export: Export) -> str:

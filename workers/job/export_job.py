@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,6 @@ from arq import Retry
 
 from sparc_video.core.errors import (
     JobCancelled,
-    MediaLimitExceeded,
-    ObjectNotFound,
-    ObjectTooLarge,
     PermanentProcessingError,
     ProcessingError,
     ProcessingTimeout,
@@ -44,29 +41,32 @@ from sparc_video.core.errors import (
     TransientProcessingError,
     Unavailable,
 )
-from sparc_video.core.file_hashes import file_sha256
 from sparc_video.evidence import manifest
 from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.leases import Lease, LeaseHeld
 from sparc_video.exports.models import (
-    Coverage,
-    CoverageSpan,
     ExportError,
     ExportRecord,
     ExportState,
     ManifestRef,
     Output,
-    OutputKind,
     Progress,
 )
 from sparc_video.exports.records import StaleWrite
 from workers.job import scratch
 from workers.job.context import WorkerContext
+from workers.job.outputs import (
+    attempt_prefix,
+    output_prefix,
+    upload_outputs,
+    write_signed_manifest,
+)
+from workers.job.sources import download_source, download_spans, source_entry
 from workers.pipeline.assets import download_assets
-from workers.pipeline.join import JoinSegment, JoinSpec
+from workers.pipeline.join import JoinSpec
 from workers.pipeline.media import MediaLimits
 from workers.pipeline.wall_clock import wall_clock_of
-from workers.sandbox.child import ChildProgress, ProducedFile
+from workers.sandbox.child import ChildProgress
 from workers.sandbox.runner import ProcessLimits, run_in_child
 from workers.telemetry import observer as job_observer
 
@@ -76,15 +76,6 @@ PROGRESS_INTERVAL_S = 0.5
 KEEPER_INTERVAL_S = 0.5
 # A crash of the media process may be a fluke of the machine; twice is the file.
 CRASH_REASON = "PROCESSOR_CRASHED"
-
-
-def output_prefix(export_id: str) -> str:
-    """Every object an export writes lives under this prefix."""
-    return f"exports/{export_id}/"
-
-
-def attempt_prefix(export_id: str, attempt: int) -> str:
-    return f"{output_prefix(export_id)}{attempt}/"
 
 
 async def run_export(ctx: dict[str, Any], export_id: str) -> str:
@@ -232,12 +223,14 @@ class ExportJob:
             # The child joins the downloaded spans into this file first.
             source = workdir / "joined.mp4"
             slates = record.camera_range.gap_mode == "slate"
-            join = await self._download_spans(record.coverage, slates, workdir)
+            join, self._sources = await download_spans(
+                self.worker, record.coverage, slates, workdir
+            )
         else:
             source = workdir / ("source" + Path(record.source_key).suffix.lower()[:8])
-            size, sha256 = await self._download(record.source_key, source)
+            size, sha256 = await download_source(self.worker, record.source_key, source)
             spans = record.coverage.spans if record.coverage is not None else ()
-            self._sources = [_source_entry(record.source_key, size, sha256, spans)]
+            self._sources = [source_entry(record.source_key, size, sha256, spans)]
         # Watermark images: the child finds them at asset_path(workdir, key).
         await download_assets(self.worker.storage, workdir, record.operations)
         try:
@@ -264,59 +257,9 @@ class ExportJob:
             if exc.reason == CRASH_REASON and not _crashed_before(record):
                 raise TransientProcessingError(exc.message, reason=CRASH_REASON) from exc
             raise
-        return await self._upload(produced)
-
-    async def _download(self, key: str, path: Path) -> tuple[int, str]:
-        """Fetch a source; its size and SHA-256 as read, for the manifest."""
-        try:
-            # Checked at CreateExport too; the object may have been replaced since.
-            size = await self.worker.storage.download_file(
-                key, path, max_bytes=self.worker.settings.max_upload_size
-            )
-        except ObjectTooLarge as exc:
-            raise MediaLimitExceeded(
-                f"the source {key!r} is {exc.size_bytes} bytes, above MAX_VIDEO_UPLOAD_SIZE "
-                f"({exc.max_bytes} bytes); it was not downloaded",
-                reason="SOURCE_TOO_LARGE",
-            ) from exc
-        except ObjectNotFound as exc:
-            raise PermanentProcessingError(
-                f"the source video {key!r} no longer exists in storage",
-                reason="SOURCE_NOT_FOUND",
-            ) from exc
-        return size, await asyncio.to_thread(file_sha256, path)
-
-    async def _download_spans(self, coverage: Coverage, slates: bool, workdir: Path) -> JoinSpec:
-        """Fetch each recording once; the spans (and with `slates` the gaps) in output order."""
-        paths: dict[str, Path] = {}
-        read: dict[str, tuple[int, str]] = {}
-        for span in coverage.spans:
-            if span.object_key not in paths:
-                path = workdir / f"recording-{len(paths)}{Path(span.object_key).suffix[:8]}"
-                read[span.object_key] = await self._download(span.object_key, path)
-                paths[span.object_key] = path
-        self._sources = [
-            _source_entry(span.object_key, *read[span.object_key], (span,))
-            for span in coverage.spans
-        ]
-        pieces: list[tuple[int, JoinSegment]] = [
-            (
-                span.output_offset_ns,
-                JoinSegment(
-                    path=paths[span.object_key],
-                    start_ns=span.start_ns,
-                    duration_s=span.duration_ns / 1e9,
-                    source_offset_s=span.source_offset_ns / 1e9,
-                ),
-            )
-            for span in coverage.spans
-        ]
-        if slates:
-            pieces += [
-                (gap.output_offset_ns, JoinSegment(None, gap.start_ns, gap.duration_ns / 1e9))
-                for gap in coverage.gaps
-            ]
-        return JoinSpec(tuple(segment for _, segment in sorted(pieces, key=lambda p: p[0])))
+        return await upload_outputs(
+            self.worker, produced, attempt_prefix(self.export_id, self.attempt)
+        )
 
     async def _publish_progress(self, progress: ChildProgress) -> None:
         job_observer.observe_progress(progress)
@@ -348,64 +291,16 @@ class ExportJob:
 
         await self.worker.store.update(self.export_id, apply)
 
-    async def _upload(self, produced: list[ProducedFile]) -> list[Output]:
-        prefix = attempt_prefix(self.export_id, self.attempt)
-        outputs: list[Output] = []
-        thumbnail_number = 0
-        for item in produced:
-            if item.kind is OutputKind.VIDEO:
-                key = f"{prefix}video{item.path.suffix or '.mp4'}"
-            elif item.kind is OutputKind.SPRITE_SHEET:
-                key = f"{prefix}sprite-{item.operation_index}{item.path.suffix}"
-            else:
-                thumbnail_number += 1
-                suffix = item.path.suffix or ".jpg"
-                key = f"{prefix}thumbnail-{item.operation_index}-{thumbnail_number:03d}{suffix}"
-            # The storage hashes the file as it stores it, and records the hash on the object.
-            info = await self.worker.storage.upload_file(item.path, key, item.content_type)
-            outputs.append(
-                Output.stored(item, storage_key=key, size_bytes=info.size_bytes, sha256=info.sha256)
-            )
-        return outputs
-
     async def _write_manifest(
         self, record: ExportRecord, outputs: list[Output], end_time: float
     ) -> ManifestRef:
-        prefix = attempt_prefix(self.export_id, self.attempt)
-        signer = self.worker.signer
-        camera = f"cameras/{record.camera_range.camera_id}" if record.camera_range else ""
-        data = manifest.render(
-            manifest.build(
-                record,
-                manifest.ManifestContext(
-                    sources=self._sources,
-                    gaps=[
-                        manifest.Gap(gap.start_ns / 1e9, gap.end_ns / 1e9, camera)
-                        for gap in (record.coverage.gaps if record.coverage else ())
-                    ],
-                    outputs=outputs,
-                    storage_prefix=prefix,
-                    end_time=end_time,
-                    worker_id=self.worker.worker_id,
-                    key_id=signer.key_id,
-                ),
-            )
-        )
-        storage = self.worker.storage
-        # Both go up at once; each ends (stored or failed) before the first failure is raised.
-        stored, signature = await asyncio.gather(
-            storage.put_bytes(prefix + manifest.MANIFEST_NAME, data, "application/json"),
-            storage.put_bytes(
-                prefix + manifest.SIGNATURE_NAME, signer.sign(data).to_bytes(), "application/json"
-            ),
-            return_exceptions=True,
-        )
-        if isinstance(stored, BaseException):
-            raise stored
-        if isinstance(signature, BaseException):
-            raise signature
-        return ManifestRef(
-            stored.key, stored.sha256, signature.key, signer.key_id, signature.sha256
+        return await write_signed_manifest(
+            self.worker,
+            record,
+            sources=self._sources,
+            outputs=outputs,
+            prefix=attempt_prefix(self.export_id, self.attempt),
+            end_time=end_time,
         )
 
     async def _finish(self, started: ExportRecord, outputs: list[Output]) -> None:
@@ -542,23 +437,6 @@ class ExportJob:
             await self.worker.storage.delete_prefix(prefix)
         except SparcVideoError as exc:
             log.warning("export %s: could not delete %s: %s", self.export_id, prefix, exc)
-
-
-def _source_entry(
-    key: str, size: int, sha256: str, spans: Sequence[CoverageSpan]
-) -> manifest.SourceEntry:
-    """A source object as read; for a recording, which one and the wall-clock part used."""
-    if not spans:
-        return manifest.SourceEntry(key, size, sha256)
-    return manifest.SourceEntry(
-        key,
-        size,
-        sha256,
-        recording=spans[0].recording_name,
-        camera=f"cameras/{spans[0].camera_id}",
-        start_time=spans[0].start_ns / 1e9,
-        end_time=spans[-1].end_ns / 1e9,
-    )
 
 
 def _crashed_before(record: ExportRecord) -> bool:

@@ -1,6 +1,6 @@
 """Every setting, declared once: its variable, type, default, description and checks.
 
-Longer than most modules on purpose: one declaration per setting (about 70), grouped as the
+Long because each setting (about 70) is declared here once, grouped as the
 reference lists them; splitting it would scatter what an operator reads as one table.
 
 `Settings.from_env()` reads them (`source.py`); `sparc-video --help` and docs/configuration.md

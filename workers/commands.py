@@ -1,0 +1,130 @@
+"""The `sparc-video` commands that run workers: `worker`, and `dev` (server and worker in one
+process on embedded defaults).
+
+`sparc_video` never imports the workers, so these are added to its CLI through the
+`sparc_video.commands` entry point (pyproject.toml), which names `register`. What they share
+with `sparc-video serve` (settings, logging and tracing, the gRPC server, the help epilog) comes
+from the CLI as a `Host`; the workers import neither the CLI nor the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import click
+
+from sparc_video.core.settings import Settings
+
+if TYPE_CHECKING:
+    from sparc_video.core.embedded_redis import EmbeddedRedis
+
+log = logging.getLogger("sparc_video")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Host(Protocol):
+    """What the CLI lends its server-side commands (sparc_video.cli.main.CommandHost)."""
+
+    @property
+    def command_class(self) -> type[click.Command]: ...
+
+    @property
+    def service_exits(self) -> Mapping[Any, str]: ...
+
+    def log_level_option(self, function: F) -> F: ...
+
+    def settings(self, role: str = "") -> Settings: ...
+
+    def start(self, settings: Settings, service_name: str) -> None: ...
+
+    def with_data_dir(self, settings: Settings, data_dir: Path) -> Settings: ...
+
+    async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None: ...
+
+    def run(self, body: Callable[[], object]) -> int: ...
+
+
+def register(cli: click.Group, host: Host) -> None:
+    """Add `worker` and `dev` to the `sparc-video` group."""
+    options = {"cls": host.command_class, "exit_codes": host.service_exits, "environment": True}
+
+    @cli.command("worker", **options)
+    @host.log_level_option
+    def worker(log_level: str) -> int:
+        """Run an arq worker that processes exports."""
+        from workers.job.runner import run
+
+        settings = host.settings("worker")
+        host.start(settings, "sparc-video-worker")
+        return host.run(lambda: run(settings))
+
+    @cli.command("dev", **options)
+    @click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("var"),
+        show_default=True,
+        help="where local storage and an embedded Redis keep data",
+    )
+    @host.log_level_option
+    def dev(data_dir: Path, log_level: str) -> int:
+        """Server and worker in one process on embedded defaults: the Redis at REDIS_URL if it
+        answers, else one started here; local storage under --data-dir."""
+        settings = host.settings()
+        host.start(settings, "sparc-video")
+        return host.run(lambda: _dev(host, host.with_data_dir(settings, data_dir), data_dir))
+
+
+def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
+    from sparc_video.core.embedded_redis import EmbeddedRedis, answers
+
+    embedded: EmbeddedRedis | None = None
+    if not answers(settings.redis_url):
+        log.info("Redis at %s does not answer; starting an embedded one", settings.redis_url)
+        embedded = EmbeddedRedis(data_dir / "redis")
+        settings = settings.replace(redis_url=embedded.start())
+    try:
+        asyncio.run(_run_dev(host, settings))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _run_dev(host: Host, settings: Settings) -> None:
+    from sparc_video.evidence.signing import ManifestSigner
+    from workers.job.runner import build_worker
+
+    # A development server on this machine: unless authentication is configured, every
+    # caller is the local admin (the README's grpcurl walk-through needs no credentials).
+    if not settings.auth_configured:
+        settings = settings.replace(auth_disabled=True)
+
+    worker = build_worker(settings, handle_signals=False)
+    worker_task = asyncio.create_task(worker.main(), name="dev-worker")
+    # Creates the key in the data directory on the first run, as the server would.
+    signer = ManifestSigner.from_settings(settings)
+    print(
+        f"sparc-video dev: gRPC on 127.0.0.1:{settings.grpc_port}, HTTP on "
+        f"{settings.http_base_url}, Redis {settings.redis_url}, storage "
+        f"{settings.s3_bucket or settings.local_storage_dir.resolve()}, manifests signed by "
+        f"{signer.key_id}. "
+        + (
+            "Authentication is disabled: every caller is an admin. "
+            if settings.auth_disabled
+            else ""
+        )
+        + "Ctrl-C stops.",
+        flush=True,
+    )
+    try:
+        await host.serve(settings, asyncio.Event())
+    finally:
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        await worker.close()
