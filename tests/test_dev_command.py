@@ -6,6 +6,7 @@ It starts its own redis-server when REDIS_URL does not answer, takes a sample cl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import stat
@@ -18,10 +19,40 @@ from pathlib import Path
 import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
+from sparc_video.core.settings import Settings
 from sparc_video.evidence import signing
 from tests.fixtures.redis import free_port
+from workers.commands import loopback_unless_configured
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp{,6})."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel writes each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, width // 2, 4))
+            ip = ipaddress.ip_address(words)
+            # gRPC listens for 127.0.0.1 on an IPv6 socket, as ::ffff:127.0.0.1.
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            found.add(str(mapped or ip))
+    return found
+
+
+def test_dev_listens_on_loopback_unless_told_otherwise() -> None:
+    settings = Settings()
+    assert settings.grpc_host != "127.0.0.1"  # serve's default: every interface
+    dev = loopback_unless_configured(settings, {})
+    assert (dev.grpc_host, dev.http_host) == ("127.0.0.1", "127.0.0.1")
+    container = loopback_unless_configured(settings, {"GRPC_HOST": "x", "HTTP_HOST": "y"})
+    assert (container.grpc_host, container.http_host) == (settings.grpc_host, settings.http_host)
 
 
 def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
@@ -80,6 +111,9 @@ def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
         with urllib.request.urlopen(urls.urls[0].url, timeout=30) as response:
             body = response.read()
         assert body[4:8] == b"ftyp"
+        # Authentication is off, so dev listens on this machine only.
+        assert listening_addresses(grpc_port) == {"127.0.0.1"}
+        assert listening_addresses(http_port) == {"127.0.0.1"}
         # The manifest signing key dev made and keeps in its data directory is the one the
         # server publishes and the worker signed with.
         key_file = tmp_path / "var" / "storage" / signing.KEY_FILE
@@ -98,6 +132,7 @@ def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
         log.close()
     dev_log = (tmp_path / "dev.log").read_text()
     assert code == 0, dev_log
+    assert f"gRPC on 127.0.0.1:{grpc_port}, HTTP on 127.0.0.1:{http_port}" in dev_log
     # No credentials were needed, and dev said why.
     assert "Authentication is disabled: every caller is an admin" in dev_log
     assert "AUTH_DISABLED=true: no authentication" in dev_log

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from sparc_video.core.settings import Settings
+from sparc_video.core.settings.fields import spec
 
 if TYPE_CHECKING:
     from sparc_video.core.embedded_redis import EmbeddedRedis
@@ -75,9 +77,21 @@ def register(cli: click.Group, host: Host) -> None:
     def dev(data_dir: Path, log_level: str) -> int:
         """Server and worker in one process on embedded defaults: the Redis at REDIS_URL if it
         answers, else one started here; local storage under --data-dir."""
-        settings = host.settings()
+        settings = loopback_unless_configured(host.settings(), os.environ)
         host.start(settings, "sparc-video")
         return host.run(lambda: _dev(host, host.with_data_dir(settings, data_dir), data_dir))
+
+
+def loopback_unless_configured(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """`dev` serves this machine only: authentication is off by default there, so it listens on
+    loopback unless GRPC_HOST or HTTP_HOST say otherwise (a container sets them)."""
+    fields = Settings.model_fields
+    changes = {
+        name: "127.0.0.1"
+        for name in ("grpc_host", "http_host")
+        if spec(fields[name]).env not in environ
+    }
+    return settings.replace(**changes) if changes else settings
 
 
 def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
@@ -109,8 +123,9 @@ async def _run_dev(host: Host, settings: Settings) -> None:
     # Creates the key in the data directory on the first run, as the server would.
     signer = ManifestSigner.from_settings(settings)
     print(
-        f"sparc-video dev: gRPC on 127.0.0.1:{settings.grpc_port}, HTTP on "
-        f"{settings.http_base_url}, Redis {settings.redis_url}, storage "
+        f"sparc-video dev: gRPC on {settings.grpc_host}:{settings.grpc_port}, HTTP on "
+        f"{settings.http_host}:{settings.http_port} (links {settings.http_base_url}), Redis "
+        f"{settings.redis_url}, storage "
         f"{settings.s3_bucket or settings.local_storage_dir.resolve()}, manifests signed by "
         f"{signer.key_id}. "
         + (
