@@ -58,6 +58,7 @@ from tests.camera_helpers import expect_error as expect
 from tests.camera_helpers import status_of
 from tests.fixtures.service import RunningService, settings_env, start_service
 from tests.pki import CertificateAuthority, Issued
+from tests.test_cli import client_env, sparc_video
 
 ISSUER = "https://id.example.test"
 AUDIENCE = "sparc-video"
@@ -971,3 +972,21 @@ def test_the_documented_roles_table_is_the_codes() -> None:
             documented[name] = role
     in_code = {method.rsplit("/", 1)[1]: role for method, role in METHOD_ROLES.items()}
     assert documented == in_code
+
+
+async def test_the_cli_sends_a_token_in_plaintext_only_when_told(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = service_settings(auth_disabled=False, auth_static_tokens=static_tokens())
+    async with start_service(settings, worker=False) as service:
+        env = {**client_env(), "SPARC_VIDEO_TOKEN": TOKENS["op-a"][1]}
+        refused = await sparc_video("export", "list", "--target", service.target, env=env)
+        assert refused.rc == 2, refused
+        assert "--plaintext-token" in refused.stderr
+        listed = await sparc_video(
+            "export", "list", "--target", service.target, "--plaintext-token", env=env
+        )
+        assert listed.rc == 0, listed.stderr
+        env["SPARC_VIDEO_PLAINTEXT_TOKEN"] = "1"
+        by_env = await sparc_video("--target", service.target, "export", "list", env=env)
+        assert by_env.rc == 0, by_env.stderr

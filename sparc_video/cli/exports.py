@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
+from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.cli.describe import describe_export
 from sparc_video.cli.operations import (
@@ -44,7 +43,6 @@ from sparc_video.cli.runner import Session, client_command
 from sparc_video.client import (
     AsyncExportClient,
     DownloadedFile,
-    error_from_rpc,
     export_name,
 )
 
@@ -201,17 +199,14 @@ async def create(session: Session, client: AsyncExportClient, /, **params: Any) 
         gaps=params["gaps"],
         wall_clock_subtitles=params["wall_clock_subtitles"],
     )
-    request = export_service_pb2.CreateExportRequest(
-        export=Export(
-            source=source,
-            operations=operations,
-            case_id=params["case_id"],
-            purpose=params["purpose"],
-            priority=PRIORITIES.get(params["priority"] or "", 0),  # type: ignore[arg-type]
-        ),
-        request_id=params["request_id"] or str(uuid.uuid4()),
+    created = await client.create_export(
+        source,
+        operations,
+        request_id=params["request_id"] or None,
+        case_id=params["case_id"],
+        purpose=params["purpose"],
+        priority=params["priority"] or None,
     )
-    created = await send_create(session, request)
     if not params["watch"]:
         session.message(created, created.name)
         return ExitCode.OK
@@ -220,19 +215,6 @@ async def create(session: Session, client: AsyncExportClient, /, **params: Any) 
     return await follow(
         session, client, created.name, params["progress"], params["reconnect_timeout"]
     )
-
-
-async def send_create(session: Session, request: export_service_pb2.CreateExportRequest) -> Export:
-    """CreateExport with the whole request (the client's `create_export` sets no priority).
-    Retried by gRPC on UNAVAILABLE like the client's: the request id makes that safe."""
-    import grpc
-
-    async with session.channel() as channel:
-        stub = export_service_pb2_grpc.ExportServiceStub(channel)
-        try:
-            return await stub.CreateExport(request, timeout=session.timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
 
 
 @export.command("watch", exit_codes=WATCH_EXITS)

@@ -176,6 +176,14 @@ CONNECTION = (
         {"type": click.Path(path_type=Path, dir_okay=False), "metavar": "FILE"},
     ),
     Global(
+        ("--plaintext-token",),
+        "plaintext_token",
+        "send the token without TLS: only behind a service mesh whose sidecars already "
+        "encrypt the connection (anyone on a plaintext path could replay the token)",
+        "SPARC_VIDEO_PLAINTEXT_TOKEN",
+        {"is_flag": True, "default": False},
+    ),
+    Global(
         ("--timeout",),
         "timeout",
         "deadline of each call in seconds, retries included",

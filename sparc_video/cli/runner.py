@@ -47,6 +47,7 @@ class Session(Output):
     client_key: Path | None
     server_name: str | None
     token_file: Path | None
+    plaintext_token: bool
     timeout: float
 
     def _credentials(self) -> dict[str, Any]:
@@ -63,6 +64,7 @@ class Session(Output):
             "client_cert": pem(self.client_cert),
             "client_key": pem(self.client_key),
             "token": token,
+            "plaintext_token": self.plaintext_token,
             "server_name": self.server_name,
         }
 
