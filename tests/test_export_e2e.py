@@ -18,6 +18,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.core.settings import Settings
 from sparc_video.media.synth import make_sample_clip, read_frame_index
+from tests.camera_helpers import violation_fields
 from tests.fixtures.service import RunningService, start_service
 
 State = export_pb2.Export
@@ -405,3 +406,25 @@ async def test_undecodable_source_fails_with_reason(
         assert final.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         assert final.error.message
         assert list(Path(service.settings.temp_dir).iterdir()) == []
+
+
+async def test_an_odd_video_size_is_refused_rather_than_rounded(api_only: RunningService) -> None:
+    """1281x721 would come out 1280x720 (video sizes are kept even for 4:2:0 chroma): the
+    request is refused, saying so, whatever the pixel format."""
+    await api_only.app.storage.put_bytes("in/clip.mp4", b"x", "video/mp4")
+    for pixel_format in ("", "yuv444p"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await api_only.exports.CreateExport(
+                create_request(
+                    "in/clip.mp4", transcode(resolution="1281x721", pixel_format=pixel_format)
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violation_fields(refused.value) == ["export.operations[0].transcode.resolution"]
+        assert "must be even" in (refused.value.details() or "")
+        assert "1280x720" in (refused.value.details() or "")
+    # 0 on one side keeps the aspect ratio; the planner picks an even size.
+    kept = await api_only.exports.CreateExport(
+        create_request("in/clip.mp4", transcode(resolution="640x0"))
+    )
+    assert kept.state == State.STATE_QUEUED

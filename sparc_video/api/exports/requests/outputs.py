@@ -34,6 +34,21 @@ MIN_AUDIO_BITRATE, MAX_AUDIO_BITRATE = 16_000, 512_000
 DEFAULT_SPRITE_FRAMES = 16
 
 
+def odd_size_problem(size: tuple[int, int]) -> str:
+    """Why a video size cannot be produced as asked, or "". 4:2:0 chroma (the default, and what
+    players expect of H.264) stores one colour sample per 2x2 block, so the planner keeps every
+    video size even, whatever the pixel format: an odd side would come out one pixel smaller
+    than asked, silently."""
+    width, height = size
+    if width % 2 == 0 and height % 2 == 0:
+        return ""
+    near = f"{width - width % 2 or 2}x{height - height % 2 or 2}"
+    return (
+        f"{width}x{height}: video sides must be even (colour is stored per 2x2 pixels); "
+        f"use e.g. {near}, or 0 on one side to keep the aspect ratio"
+    )
+
+
 def transcode(
     options: export_pb2.TranscodeOptions, field: str, violations: list[FieldViolation]
 ) -> TranscodeOp | None:
@@ -59,6 +74,8 @@ def transcode(
                 f"{options.pixel_format!r} is not one of {', '.join(codecs.PIXEL_FORMATS)}",
             )
         )
+    if size is not None and (size_problem := odd_size_problem(size)):
+        violations.append(FieldViolation(f"{field}.resolution", size_problem))
     audio_codec = ""
     if options.audio_codec.strip():
         audio_codec = audio_codec_name(options.audio_codec, f"{field}.audio_codec", violations)
