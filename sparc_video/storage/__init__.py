@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ManagedStorage,
+    MultipartStorage,
     ObjectInfo,
     Storage,
+    StoredPart,
     UploadTarget,
     validate_key,
 )
@@ -19,9 +21,11 @@ from sparc_video.storage.s3 import S3Storage
 __all__ = [
     "LocalStorage",
     "ManagedStorage",
+    "MultipartStorage",
     "ObjectInfo",
     "S3Storage",
     "Storage",
+    "StoredPart",
     "UploadTarget",
     "open_storage",
     "validate_key",
