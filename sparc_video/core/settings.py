@@ -183,6 +183,9 @@ class Settings:
     download_url_ttl_s: int = 15 * 60
     # Longest lifetime a client may ask for (download and upload links); longer is refused.
     download_url_max_ttl_s: int = 24 * 3600
+    # Uploads (UploadService) not completed, or completed but used by no export, are removed
+    # this long after they were created.
+    upload_retention_s: int = 24 * 3600
     # Key prefixes sources, watermark images and recordings may come from; empty: any key
     # outside the service's own outputs (see sparc_video.security.confinement).
     source_key_prefixes: tuple[str, ...] = ()
@@ -402,6 +405,7 @@ class Settings:
         integer("EXPORT_RETENTION", "export_retention_s", 0, 10 * 365 * 24 * 3600)
         integer("DOWNLOAD_URL_TTL", "download_url_ttl_s", 1, 7 * 24 * 3600)
         integer("DOWNLOAD_URL_MAX_TTL", "download_url_max_ttl_s", 1, 7 * 24 * 3600)
+        integer("UPLOAD_RETENTION", "upload_retention_s", 1, 365 * 24 * 3600)
         # Imported here: the storage package imports this module.
         from sparc_video.storage.base import validate_key
 
@@ -543,6 +547,7 @@ environment:
   MAX_EXPORT_RANGE          longest camera time range of one export, seconds (default 86400)
   DOWNLOAD_URL_TTL          default lifetime of download URLs in seconds (default 900)
   DOWNLOAD_URL_MAX_TTL      longest lifetime a client may ask for, seconds (default 86400)
+  UPLOAD_RETENTION          seconds before an upload no export used is removed (default 86400)
   SOURCE_KEY_PREFIXES       key prefixes sources/watermarks/recordings may come from,
                             comma-separated (default: any key but exports/ and snapshots)
   CAMERA_ALLOWED_NETWORKS   CIDRs camera streams may use despite the address policy

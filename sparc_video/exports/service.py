@@ -7,7 +7,7 @@ convert the result back with `proto_mapping.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sparc_video.core.errors import (
@@ -85,6 +85,10 @@ class QueueStats:
 
 SNAPSHOT = "snapshot"
 
+# Told of the object key of every export's object source before the export is stored; may
+# refuse it (e.g. an upload of another caller's, `uploads.Uploads.claim_source`).
+ClaimSource = Callable[[Principal, str], Awaitable[None]]
+
 
 def _visible(record: ExportRecord, caller: Principal) -> ExportRecord:
     """The record, if the caller may see it. Another principal's export is reported exactly
@@ -103,8 +107,11 @@ class Exports:
         storage: Storage,
         hub: EventHub,
         sources: ExportSources,
+        *,
+        claim_source: ClaimSource | None = None,
     ) -> None:
         self._settings = settings
+        self._claim_source = claim_source
         self._source_resolver = sources
         self._store = store
         self._queue = queue
@@ -138,6 +145,8 @@ class Exports:
             if existing_id is None:
                 raise
             return await self._store.get(existing_id)
+        if isinstance(source, str) and self._claim_source is not None:
+            await self._claim_source(caller, source)
         record = ExportRecord(
             id=new_id(),
             source_key=resolved.source_key,
