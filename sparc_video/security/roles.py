@@ -33,6 +33,7 @@ class Role(enum.IntEnum):
 
 _EXPORTS = "/sparc.video.v1.ExportService/"
 _CAMERAS = "/sparc.video.v1.CameraService/"
+_UPLOADS = "/sparc.video.v1.UploadService/"
 
 # The least role each RPC needs, by full gRPC method name.
 METHOD_ROLES: dict[str, Role] = {
@@ -58,6 +59,12 @@ METHOD_ROLES: dict[str, Role] = {
     _CAMERAS + "CaptureSnapshot": Role.OPERATOR,
     _CAMERAS + "CreateRecording": Role.OPERATOR,
     _CAMERAS + "CreateRecordingUploadUrl": Role.OPERATOR,
+    # Uploads of export sources: as CreateExport, which they feed. Each caller sees only its
+    # own uploads (the domain, `uploads/service.py`).
+    _UPLOADS + "CreateUpload": Role.OPERATOR,
+    _UPLOADS + "GetUpload": Role.OPERATOR,
+    _UPLOADS + "CompleteUpload": Role.OPERATOR,
+    _UPLOADS + "CancelUpload": Role.OPERATOR,
     # Destroying evidence and seeing everyone's workload.
     _CAMERAS + "DeleteCamera": Role.ADMIN,
     _CAMERAS + "DeleteRecording": Role.ADMIN,
