@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sparc.video.v1 import camera_service_pb2, export_service_pb2
+from sparc.video.v1 import camera_service_pb2, export_service_pb2, upload_service_pb2
 
 from sparc_video.core.settings import Settings
 from tests.fixtures.redis import free_port
@@ -46,7 +46,7 @@ DEADLINE_S = 20.0
 
 METHODS: list[MethodDescriptor] = [
     method
-    for module in (export_service_pb2, camera_service_pb2)
+    for module in (export_service_pb2, camera_service_pb2, upload_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 ]
