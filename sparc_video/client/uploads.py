@@ -242,11 +242,15 @@ def _read(path: Path, offset: int, size: int) -> bytes:
 
 
 async def _all(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run the calls together; on the first failure cancel the others, then raise it."""
+    """Run the calls together, then raise the first failure: a part that fails does not stop
+    the others in flight (their bytes would be sent again). Cancelled: all are cancelled."""
     tasks = [asyncio.ensure_future(c) for c in calls]
     try:
-        await asyncio.gather(*tasks)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
