@@ -28,6 +28,7 @@ from sparc_video.client import (
     NotFoundError,
     UploadProgress,
     thumbnail,
+    watermark,
 )
 from sparc_video.core.errors import ObjectNotFound
 from sparc_video.core.settings import Settings, StaticToken
@@ -354,6 +355,10 @@ async def test_another_principal_cannot_see_or_use_an_upload(
             ) as exports_b:
                 with pytest.raises(NotFoundError):
                     await exports_b.create_export(key, [thumbnail("50%")])
+                # Nor read it as a watermark image.
+                await service.app.storage.put_bytes("incoming/b.mp4", b"b" * 10, "video/mp4")
+                with pytest.raises(NotFoundError):
+                    await exports_b.create_export("incoming/b.mp4", [watermark(image=key)])
             # B's own uploads live under another prefix.
             other = await b.create_upload("x.mp4", 10, "cd" * 32)
             assert other.object_key.split("/")[1] != key.split("/")[1]

@@ -85,8 +85,8 @@ class QueueStats:
 
 SNAPSHOT = "snapshot"
 
-# Told of the object key of every export's object source before the export is stored; may
-# refuse it (e.g. an upload of another caller's, `uploads.Uploads.claim_source`).
+# Told of every object key an export reads (its object source, watermark images) before the
+# export is stored; may refuse one (e.g. another caller's upload, `uploads.Uploads.claim_source`).
 ClaimSource = Callable[[Principal, str], Awaitable[None]]
 
 
@@ -145,8 +145,12 @@ class Exports:
             if existing_id is None:
                 raise
             return await self._store.get(existing_id)
-        if isinstance(source, str) and self._claim_source is not None:
-            await self._claim_source(caller, source)
+        if self._claim_source is not None:
+            for key in [source] if isinstance(source, str) else []:
+                await self._claim_source(caller, key)
+            for op in operations:
+                if isinstance(op, WatermarkOp) and op.image_key:
+                    await self._claim_source(caller, op.image_key)
         record = ExportRecord(
             id=new_id(),
             source_key=resolved.source_key,

@@ -197,10 +197,10 @@ class Uploads:
             return UploadView(record)
 
     async def claim_source(self, caller: Principal, object_key: str) -> None:
-        """Called by CreateExport for an object source: a key under `uploads/` must be the
-        object of a completed upload of the caller's; it is then marked used, and retention
-        keeps it. Other keys are left alone. ObjectNotFound otherwise, as for a missing
-        object, so callers cannot learn of others' uploads."""
+        """Called by CreateExport for every key it reads (object source, watermark images): a
+        key under `uploads/` must be the object of a completed upload of the caller's; it is
+        then marked used, and retention keeps it. Other keys are left alone. ObjectNotFound
+        otherwise, as for a missing object, so callers cannot learn of others' uploads."""
         if not object_key.startswith(UPLOAD_PREFIX):
             return
         segments = object_key.split("/")
