@@ -410,9 +410,14 @@ async def test_retention_keeps_only_uploads_an_export_used(
         abandoned = await client.create_upload("abandoned.mp4", 10, "ab" * 32)
     async with AsyncExportClient(service.target) as exports:
         await exports.create_export(used_key, [thumbnail("50%")])  # queued; no worker here
+    # A multipart upload whose record never got written (or was lost with Redis).
+    storage = service.app.storage
+    assert isinstance(storage, MultipartStorage)
+    orphan_key = "uploads/someone/0123456789abcdef0123/lost.mp4"
+    await storage.start_multipart(orphan_key, "video/mp4", "ef" * 32)
 
-    removed = await service.app.uploads.sweep(now=time.time() + 7 * 24 * 3600)
-    assert removed == 2
+    removed = await service.app.uploads.sweep(now=time.time() + 7 * 24 * 3600, orphans=True)
+    assert removed == 3
     assert (await service.app.storage.stat(used_key)).sha256 == sha256_of(clip)
     with pytest.raises(ObjectNotFound):
         await service.app.storage.stat(unused_key)

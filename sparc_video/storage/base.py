@@ -134,6 +134,16 @@ class StoredPart:
     etag: str = ""
 
 
+@dataclass(frozen=True)
+class PendingMultipart:
+    """A multipart upload begun and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    # When it was begun, unix seconds.
+    start_time: float
+
+
 @runtime_checkable
 class MultipartStorage(Protocol):
     """Uploads by clients in parts, each PUT to its own expiring URL bound to its exact size,
@@ -172,6 +182,11 @@ class MultipartStorage(Protocol):
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         """Delete the parts; aborting an unknown or finished upload is not an error."""
+        ...
+
+    async def list_multipart(self, prefix: str) -> list[PendingMultipart]:
+        """The unfinished multipart uploads of keys starting with `prefix` (to find those
+        whose record was lost)."""
         ...
 
 

@@ -41,6 +41,7 @@ from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     Capacity,
     ObjectInfo,
+    PendingMultipart,
     StoredPart,
     UploadTarget,
     checked_key,
@@ -403,6 +404,30 @@ class LocalStorage:
         await asyncio.to_thread(
             shutil.rmtree, self._multipart_folder(upload_id), ignore_errors=True
         )
+
+    async def list_multipart(self, prefix: str) -> list[PendingMultipart]:
+        checked_prefix(prefix)
+
+        def listing() -> list[PendingMultipart]:
+            pending: list[PendingMultipart] = []
+            try:
+                folders = list(os.scandir(self.root / MULTIPART_DIR))
+            except FileNotFoundError:
+                return []
+            for folder in folders:
+                if not _UPLOAD_ID.match(folder.name):
+                    continue
+                marker = Path(folder.path) / "key"
+                try:
+                    key = marker.read_text("utf-8")
+                    started = marker.stat().st_mtime
+                except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+                    continue
+                if key.startswith(prefix):
+                    pending.append(PendingMultipart(key, folder.name, started))
+            return pending
+
+        return await asyncio.to_thread(listing)
 
     def _multipart_folder(self, upload_id: str) -> Path:
         return self.root / MULTIPART_DIR / upload_id

@@ -35,6 +35,7 @@ from sparc_video.core.file_hashes import file_sha256
 from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
+    PendingMultipart,
     StoredPart,
     UploadTarget,
     checked_key,
@@ -450,6 +451,20 @@ class S3Storage:
             raise self._translate(exc, key, "abort the upload of") from exc
         except BotoCoreError as exc:
             raise self._translate(exc, key, "abort the upload of") from exc
+
+    async def list_multipart(self, prefix: str) -> list[PendingMultipart]:
+        checked_prefix(prefix)
+        pending: list[PendingMultipart] = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                pending.extend(
+                    PendingMultipart(str(u["Key"]), str(u["UploadId"]), u["Initiated"].timestamp())
+                    for u in page.get("Uploads", [])
+                )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, prefix, "list the uploads under") from exc
+        return pending
 
     async def download_url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
         """A presigned GET URL, or with CLOUDFRONT_DOMAIN a URL on that distribution.

@@ -40,6 +40,9 @@ MAX_PARTS = 10_000
 MAX_PART_URLS = 100
 UPLOAD_PREFIX = "uploads/"
 SWEEP_BATCH = 100
+# How often the sweep also looks in storage for multipart uploads with no record (a server
+# that died between starting one and storing its record, or records lost with Redis).
+ORPHAN_SCAN_INTERVAL_S = 300.0
 MAX_FILENAME_BYTES = 255
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
@@ -75,6 +78,7 @@ class Uploads:
         self._store = store
         self._storage = storage
         self._part_size = part_size
+        self._next_orphan_scan = 0.0
 
     @property
     def _multipart(self) -> MultipartStorage:
@@ -228,11 +232,23 @@ class Uploads:
                 await self._store.unschedule(upload_id)
                 await self._store.save(record)
 
-    async def sweep(self, now: float | None = None) -> int:
+    async def sweep(self, now: float | None = None, *, orphans: bool | None = None) -> int:
         """Remove the uploads whose retention ended, unless an export used them: abort the
-        multipart upload (its parts) or delete the completed object, and the record."""
+        multipart upload (its parts) or delete the completed object, and the record.
+
+        `orphans`: also abort multipart uploads under `uploads/` older than the retention that
+        no record knows; None: every ORPHAN_SCAN_INTERVAL_S."""
+        now = now or time.time()
         removed = 0
-        for upload_id in await self._store.due(now or time.time(), SWEEP_BATCH):
+        if orphans is None:
+            orphans = time.monotonic() >= self._next_orphan_scan
+        if orphans:
+            self._next_orphan_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL_S
+            try:
+                removed += await self._sweep_orphans(now)
+            except SparcVideoError as exc:  # storage down: the next scan
+                log.warning("could not look for orphaned uploads: %s", exc)
+        for upload_id in await self._store.due(now, SWEEP_BATCH):
             try:
                 async with self._store.locked(upload_id, wait_s=0.1):
                     try:
@@ -250,6 +266,27 @@ class Uploads:
             except SparcVideoError as exc:  # busy, or storage down: next round
                 log.warning("could not remove upload %s yet: %s", upload_id, exc)
         return removed
+
+    async def _sweep_orphans(self, now: float) -> int:
+        if not isinstance(self._storage, MultipartStorage):
+            return 0
+        cutoff = now - self._settings.upload_retention_s
+        aborted = 0
+        for pending in await self._storage.list_multipart(UPLOAD_PREFIX):
+            if pending.start_time > cutoff:
+                continue
+            segments = pending.key.split("/")
+            upload_id = segments[2] if len(segments) == 4 else ""
+            try:
+                record = await self._store.get(upload_id) if valid_upload_id(upload_id) else None
+            except UploadNotFound:
+                record = None
+            if record is not None and record.storage_upload_id == pending.upload_id:
+                continue  # the record-based sweep owns it
+            await self._storage.abort_multipart(pending.key, pending.upload_id)
+            aborted += 1
+            log.info("aborted multipart upload of %s: no upload record", pending.key)
+        return aborted
 
     async def _remove_data(self, record: UploadRecord) -> None:
         if record.state == UploadState.UPLOADING:
