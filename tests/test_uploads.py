@@ -18,6 +18,7 @@ import av
 import grpc
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
 from sparc.video.v1 import export_pb2, export_service_pb2, upload_service_pb2_grpc
 from sparc.video.v1 import upload_service_pb2 as pb
 
@@ -30,11 +31,14 @@ from sparc_video.client import (
     thumbnail,
     watermark,
 )
-from sparc_video.core.errors import ObjectNotFound
+from sparc_video.core.errors import NotFound, ObjectNotFound
+from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings, StaticToken
+from sparc_video.security.auth import Principal
 from sparc_video.security.roles import Role
 from sparc_video.storage import LocalStorage, MultipartStorage, S3Storage
 from sparc_video.storage.local import MULTIPART_DIR
+from sparc_video.uploads import Uploads, UploadState, UploadStore
 from tests.camera_helpers import expect_error, violations_of
 from tests.fixtures.service import RunningService, start_service
 
@@ -442,3 +446,60 @@ async def test_cancel_aborts_the_parts(uploads_api: RunningService) -> None:
         stub(service).CompleteUpload(pb.CompleteUploadRequest(name=upload.name)),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_many_parts_come_a_hundred_urls_at_a_time(
+    service_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """A file of more parts than one response lists: GetUpload gives the next URLs as parts
+    arrive, and the local backend joins all 151 in order, checking the hash."""
+    settings = service_settings()
+    storage = LocalStorage.from_settings(settings)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        uploads = Uploads(
+            settings, UploadStore(redis, Keys(settings.redis_prefix)), storage, part_size=1000
+        )
+        body = bytes(range(256)) * 588  # 150,528 bytes: 151 parts of 1000, the last 528
+        caller = Principal("op", Role.OPERATOR, "token")
+        view = await uploads.create(
+            caller, "many.mp4", len(body), hashlib.sha256(body).hexdigest(), ""
+        )
+        record = view.record
+        assert record.part_count == 151
+        assert [p.number for p in view.missing] == list(range(1, 101))
+        for part in view.missing:
+            start = (part.number - 1) * 1000
+            await storage.write_part(
+                record.object_key,
+                record.storage_upload_id,
+                part.number,
+                chunks(body[start : start + part.size_bytes]),
+                part.size_bytes,
+            )
+        view = await uploads.get(caller, record.id)
+        assert len(view.stored) == 100
+        assert [p.number for p in view.missing] == list(range(101, 152))
+        assert view.missing[-1].size_bytes == 528
+        for part in view.missing:
+            start = (part.number - 1) * 1000
+            await storage.write_part(
+                record.object_key,
+                record.storage_upload_id,
+                part.number,
+                chunks(body[start : start + part.size_bytes]),
+                part.size_bytes,
+            )
+        done = await uploads.complete(caller, record.id)
+        assert done.record.state == UploadState.COMPLETED
+        path = await storage.local_path(record.object_key)
+        assert path.read_bytes() == body
+        # Another principal: as if it did not exist.
+        with pytest.raises(NotFound):
+            await uploads.get(Principal("other", Role.OPERATOR, "token"), record.id)
+    finally:
+        await redis.aclose()
