@@ -8,15 +8,13 @@ from contextlib import asynccontextmanager
 from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ManagedStorage,
-    MultipartStorage,
     ObjectInfo,
-    PendingMultipart,
     Storage,
-    StoredPart,
     UploadTarget,
     validate_key,
 )
 from sparc_video.storage.local import LocalStorage
+from sparc_video.storage.multipart import MultipartStorage, PendingMultipart, StoredPart
 from sparc_video.storage.s3 import S3Storage
 
 __all__ = [

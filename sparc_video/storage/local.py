@@ -41,8 +41,6 @@ from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     Capacity,
     ObjectInfo,
-    PendingMultipart,
-    StoredPart,
     UploadTarget,
     checked_key,
     checked_prefix,
@@ -59,6 +57,7 @@ from sparc_video.storage.local_files import (
     write_sidecar,
 )
 from sparc_video.storage.local_links import LinkSigner
+from sparc_video.storage.multipart import PendingMultipart, StoredPart
 
 SIGNING_KEY_FILE = ".signing-key"
 # ROOT/.multipart/{upload id}/: a multipart upload's parts (`part-00001`...) and `key`, the key

@@ -35,14 +35,13 @@ from sparc_video.core.file_hashes import file_sha256
 from sparc_video.core.settings import Settings
 from sparc_video.storage.base import (
     ObjectInfo,
-    PendingMultipart,
-    StoredPart,
     UploadTarget,
     checked_key,
     checked_prefix,
     content_disposition,
 )
 from sparc_video.storage.cloudfront import CloudFrontLinks
+from sparc_video.storage.multipart import PendingMultipart, StoredPart
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
