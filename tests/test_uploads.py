@@ -37,7 +37,7 @@ from sparc_video.core.settings import Settings, StaticToken
 from sparc_video.security.auth import Principal
 from sparc_video.security.roles import Role
 from sparc_video.storage import LocalStorage, MultipartStorage, S3Storage
-from sparc_video.storage.local import MULTIPART_DIR
+from sparc_video.storage.local_multipart import MULTIPART_DIR
 from sparc_video.uploads import Uploads, UploadState, UploadStore
 from tests.camera_helpers import expect_error, violations_of
 from tests.fixtures.service import RunningService, start_service
