@@ -25,6 +25,7 @@ from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.storage import ManagedStorage, Storage, open_storage
+from sparc_video.uploads import Uploads, UploadStore
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Dependencies:
     store: ExportStore
     queue: ExportQueue
     signer: ManifestSigner
+    uploads: Uploads
 
 
 @asynccontextmanager
@@ -51,6 +53,8 @@ async def open_dependencies(settings: Settings, redis: ArqRedis) -> AsyncIterato
             queue=ExportQueue(redis, keys),
             # Workers sign manifests; the server only publishes the public half.
             signer=ManifestSigner.from_settings(settings),
+            # The server serves them; the workers' reconciler removes the unused ones.
+            uploads=Uploads(settings, UploadStore(redis, keys), storage),
         )
 
 
@@ -66,6 +70,7 @@ class App:
     cameras: Cameras
     recordings: Recordings
     signer: ManifestSigner
+    uploads: Uploads
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -105,6 +110,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 storage,
                 hub,
                 ExportSources(camera_store, settings.max_export_range_s),
+                claim_source=deps.uploads.claim_source,
             ),
             signer=deps.signer,
             cameras=Cameras(
@@ -115,4 +121,5 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 stream_prober,
             ),
             recordings=Recordings(settings, camera_store, storage, file_prober),
+            uploads=deps.uploads,
         )

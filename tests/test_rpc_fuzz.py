@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sparc.video.v1 import camera_service_pb2, export_service_pb2
+from sparc.video.v1 import camera_service_pb2, export_service_pb2, upload_service_pb2
 
 from tests.fixtures.background import background_service
 
@@ -41,7 +41,7 @@ DEADLINE_S = 20.0
 
 METHODS: list[MethodDescriptor] = [
     method
-    for module in (export_service_pb2, camera_service_pb2)
+    for module in (export_service_pb2, camera_service_pb2, upload_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 ]

@@ -16,6 +16,8 @@ from sparc.video.v1 import (
     camera_service_pb2_grpc,
     export_service_pb2,
     export_service_pb2_grpc,
+    upload_service_pb2,
+    upload_service_pb2_grpc,
 )
 
 from sparc_video.api.auth_interceptor import AuthInterceptor
@@ -27,6 +29,7 @@ from sparc_video.api.interceptors import ObservabilityInterceptor, tracing_inter
 from sparc_video.api.request_decoding import RequestDecodingInterceptor
 from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.api.status import ErrorInterceptor
+from sparc_video.api.uploads.handlers import UploadServicer
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_SERVICE = export_service_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
 CAMERA_SERVICE = camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"].full_name
+UPLOAD_SERVICE = upload_service_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -79,7 +83,9 @@ class Server:
             ],
         )
         self._health_servicer = HealthServicer()
-        self.health = HealthMonitor(app, self._health_servicer, [EXPORT_SERVICE, CAMERA_SERVICE])
+        self.health = HealthMonitor(
+            app, self._health_servicer, [EXPORT_SERVICE, CAMERA_SERVICE, UPLOAD_SERVICE]
+        )
         self.metrics = ServiceCollector(
             app.store,
             StorageUsage(app.redis, app.store.keys),
@@ -94,12 +100,16 @@ class Server:
         camera_service_pb2_grpc.add_CameraServiceServicer_to_server(
             CameraServicer(app.cameras, app.recordings), self._grpc
         )
+        upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
+            UploadServicer(app.uploads), self._grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
         if settings.grpc_reflection != "off":
             reflection.enable_server_reflection(
                 [
                     EXPORT_SERVICE,
                     CAMERA_SERVICE,
+                    UPLOAD_SERVICE,
                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                     reflection.SERVICE_NAME,
                 ],

@@ -15,6 +15,8 @@ The package, one concern per module (everything is importable from here):
 - `exports`: `AsyncExportClient` (create, get, list, cancel, watch with resume, download).
 - `downloads`: fetching outputs with size and SHA-256 verification.
 - `cameras`: `AsyncCameraClient` (cameras and recordings).
+- `uploads`: `AsyncUploadClient` (`upload_file`: a local file into storage as an export
+  source, in parts, resumable, with no storage credentials).
 - `sync`: `ExportClient` and `CameraClient`, the same APIs for synchronous code.
 """
 
@@ -85,6 +87,12 @@ from sparc_video.client.operations import (
     watermark,
 )
 from sparc_video.client.sync import CameraClient, ExportClient, SyncClient
+from sparc_video.client.uploads import (
+    AsyncUploadClient,
+    PartUploadError,
+    Upload,
+    UploadProgress,
+)
 
 __all__ = [
     "CAMERA_RETRIED_METHODS",
@@ -100,6 +108,7 @@ __all__ = [
     "TERMINAL_STATES",
     "AsyncCameraClient",
     "AsyncExportClient",
+    "AsyncUploadClient",
     "Camera",
     "CameraClient",
     "CameraCredentials",
@@ -118,6 +127,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "Operation",
+    "PartUploadError",
     "PermissionDeniedError",
     "Priority",
     "Recording",
@@ -128,6 +138,8 @@ __all__ = [
     "SyncClient",
     "UnauthenticatedError",
     "UnavailableError",
+    "Upload",
+    "UploadProgress",
     "WatchExportResponse",
     "camera_range",
     "clock",

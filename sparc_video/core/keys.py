@@ -66,6 +66,19 @@ class Keys:
         """Set (with a TTL) while the recording is being deleted: no export may hold it."""
         return f"{self.prefix}:recording:{recording_id}:deleting"
 
+    def upload(self, upload_id: str) -> str:
+        """The upload record (JSON; UploadService)."""
+        return f"{self.prefix}:upload:{upload_id}"
+
+    def upload_lock(self, upload_id: str) -> str:
+        """Held while an upload is completed, cancelled, claimed by an export or removed."""
+        return f"{self.prefix}:upload:{upload_id}:lock"
+
+    @property
+    def upload_expiry(self) -> str:
+        """Sorted set upload id → when it is removed (unix seconds) unless an export uses it."""
+        return f"{self.prefix}:uploads:expiry"
+
     @property
     def reconciler_lock(self) -> str:
         """Held by the one worker reconciling at a time."""

@@ -7,7 +7,7 @@ method here and convert the result back with `api/exports/mapping.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sparc_video.core.errors import (
@@ -83,6 +83,10 @@ class QueueStats:
 
 SNAPSHOT = "snapshot"
 
+# Told of every object key an export reads (its object source, watermark images) before the
+# export is stored; may refuse one (e.g. another caller's upload, `uploads.Uploads.claim_source`).
+ClaimSource = Callable[[Principal, str], Awaitable[None]]
+
 
 def _visible(record: ExportRecord, caller: Principal) -> ExportRecord:
     """The record, if the caller may see it. Another principal's export is reported exactly
@@ -101,8 +105,11 @@ class Exports:
         storage: Storage,
         hub: EventHub,
         sources: ExportSources,
+        *,
+        claim_source: ClaimSource | None = None,
     ) -> None:
         self._settings = settings
+        self._claim_source = claim_source
         self._source_resolver = sources
         self._store = store
         self._queue = queue
@@ -136,6 +143,12 @@ class Exports:
             if existing_id is None:
                 raise
             return await self._store.get(existing_id)
+        if self._claim_source is not None:
+            for key in [source] if isinstance(source, str) else []:
+                await self._claim_source(caller, key)
+            for op in operations:
+                if isinstance(op, WatermarkOp) and op.image_key:
+                    await self._claim_source(caller, op.image_key)
         record = ExportRecord(
             id=new_id(),
             source_key=resolved.source_key,

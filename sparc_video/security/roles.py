@@ -13,6 +13,7 @@ from sparc_video.core.roles import Role as Role
 
 _EXPORTS = "/sparc.video.v1.ExportService/"
 _CAMERAS = "/sparc.video.v1.CameraService/"
+_UPLOADS = "/sparc.video.v1.UploadService/"
 
 # The least role each RPC needs, by full gRPC method name.
 METHOD_ROLES: dict[str, Role] = {
@@ -38,6 +39,12 @@ METHOD_ROLES: dict[str, Role] = {
     _CAMERAS + "CaptureSnapshot": Role.OPERATOR,
     _CAMERAS + "CreateRecording": Role.OPERATOR,
     _CAMERAS + "CreateRecordingUploadUrl": Role.OPERATOR,
+    # Uploads of export sources: as CreateExport, which they feed. Each caller sees only its
+    # own uploads (the domain, `uploads/service.py`).
+    _UPLOADS + "CreateUpload": Role.OPERATOR,
+    _UPLOADS + "GetUpload": Role.OPERATOR,
+    _UPLOADS + "CompleteUpload": Role.OPERATOR,
+    _UPLOADS + "CancelUpload": Role.OPERATOR,
     # Destroying evidence and seeing everyone's workload.
     _CAMERAS + "DeleteCamera": Role.ADMIN,
     _CAMERAS + "DeleteRecording": Role.ADMIN,

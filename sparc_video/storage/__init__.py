@@ -14,14 +14,18 @@ from sparc_video.storage.base import (
     validate_key,
 )
 from sparc_video.storage.local import LocalStorage
+from sparc_video.storage.multipart import MultipartStorage, PendingMultipart, StoredPart
 from sparc_video.storage.s3 import S3Storage
 
 __all__ = [
     "LocalStorage",
     "ManagedStorage",
+    "MultipartStorage",
     "ObjectInfo",
+    "PendingMultipart",
     "S3Storage",
     "Storage",
+    "StoredPart",
     "UploadTarget",
     "open_storage",
     "validate_key",

@@ -1,5 +1,6 @@
 """Local storage on the HTTP port: `GET /files/{key}` serves objects to holders of a signed
-download link, `PUT /uploads/{key}` creates one for holders of a signed upload link."""
+download link, `PUT /uploads/{key}` creates one for holders of a signed upload link, or with
+`upload_id` and `part` in the query stores one part of a multipart upload (UploadService)."""
 
 from __future__ import annotations
 
@@ -62,22 +63,15 @@ def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
     async def upload(request: web.Request) -> web.Response:
         key = request.match_info["key"]
         query = request.query
+        if "upload_id" in query or "part" in query:
+            return await upload_part(request, key)
         allowed = storage.links.verify_upload(
             key, query.get("expires", ""), query.get("size", ""), query.get("sig", "")
         )
         if isinstance(allowed, str):
             return web.Response(status=403, text=allowed + "\n")
-        length = request.content_length
-        if length is None:
-            return web.Response(status=411, text="Content-Length is required\n")
-        if length > allowed:
-            return web.Response(
-                status=413, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
-            )
-        if length != allowed:
-            return web.Response(
-                status=400, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
-            )
+        if (refused := _length_problem(request, allowed)) is not None:
+            return refused
         try:
             await storage.create_from_stream(
                 key, request.content.iter_chunked(COPY_BUFFER), allowed
@@ -90,4 +84,47 @@ def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
             return web.Response(status=400, text=exc.message + "\n")
         return web.Response(status=200)
 
+    async def upload_part(request: web.Request, key: str) -> web.Response:
+        """One part; as S3's UploadPart, sending a part again replaces it. 404 once the
+        upload is completed or aborted."""
+        query = request.query
+        upload_id, part = query.get("upload_id", ""), query.get("part", "")
+        allowed = storage.links.verify_part(
+            key,
+            upload_id,
+            part,
+            query.get("expires", ""),
+            query.get("size", ""),
+            query.get("sig", ""),
+        )
+        if isinstance(allowed, str):
+            return web.Response(status=403, text=allowed + "\n")
+        if (refused := _length_problem(request, allowed)) is not None:
+            return refused
+        try:
+            await storage.write_part(
+                key, upload_id, int(part), request.content.iter_chunked(COPY_BUFFER), allowed
+            )
+        except ObjectNotFound:
+            return web.Response(status=404, text="no such upload (completed or aborted?)\n")
+        except InvalidArgument as exc:
+            return web.Response(status=400, text=exc.message + "\n")
+        return web.Response(status=200)
+
     return [web.put("/uploads/{key:.+}", upload)]
+
+
+def _length_problem(request: web.Request, allowed: int) -> web.Response | None:
+    """411/413/400 unless the request announces exactly `allowed` bytes."""
+    length = request.content_length
+    if length is None:
+        return web.Response(status=411, text="Content-Length is required\n")
+    if length > allowed:
+        return web.Response(
+            status=413, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
+        )
+    if length != allowed:
+        return web.Response(
+            status=400, text=f"this link accepts exactly {allowed} bytes, not {length}\n"
+        )
+    return None

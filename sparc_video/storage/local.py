@@ -55,12 +55,14 @@ from sparc_video.storage.local_files import (
     write_sidecar,
 )
 from sparc_video.storage.local_links import LinkSigner
+from sparc_video.storage.local_multipart import LocalMultipart
 
 SIGNING_KEY_FILE = ".signing-key"
 
 
-class LocalStorage:
+class LocalStorage(LocalMultipart):
     """Objects under `root`; download links point at `base_url`/files/KEY (see http_routes).
+    Uploads by clients in parts: `LocalMultipart`.
 
     Content types are not stored: the download route derives them from the key's extension.
     """
@@ -293,6 +295,9 @@ class LocalStorage:
                 ) from exc
 
         await asyncio.to_thread(probe)
+
+    def _checked_key(self, key: str) -> str:
+        return _check_local_key(key)
 
     def _resolve(self, key: str) -> Path:
         path = self.root.joinpath(*key.split("/")).resolve()

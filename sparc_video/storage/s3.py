@@ -35,6 +35,7 @@ from sparc_video.storage.base import (
     content_disposition,
 )
 from sparc_video.storage.cloudfront import CloudFrontLinks
+from sparc_video.storage.s3_multipart import S3Multipart
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -61,8 +62,8 @@ warnings.filterwarnings(
 )
 
 
-class S3Storage:
-    """Objects in one bucket.
+class S3Storage(S3Multipart):
+    """Objects in one bucket. Uploads by clients in parts: `S3Multipart`.
 
     Uploads and downloads go through aioboto3's managed transfers: files above
     `multipart_threshold` move in parts of that size, `max_concurrency` at a time, so memory use

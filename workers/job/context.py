@@ -73,7 +73,7 @@ class WorkerContext:
         )
         context._hardware = asyncio.create_task(probe_hardware_in_child(), name="hardware-probe")
         stack.push_async_callback(_cancel, context._hardware)
-        reconciler = Reconciler(settings, context.store, context.queue, storage)
+        reconciler = Reconciler(settings, context.store, context.queue, storage, deps.uploads)
         settings.temp_dir.mkdir(parents=True, exist_ok=True)
         # The first sweep before any job of ours starts: what a killed predecessor left.
         await scratch.sweep(settings.temp_dir, context.store)

@@ -9,6 +9,10 @@ Every worker runs this loop; a short Redis lock lets one of them do each round. 
   enqueued again (RETRYING ones not before their next attempt time).
 - Failed exports beyond the newest FAILED_EXPORTS_KEPT, and finished exports older than
   EXPORT_RETENTION, are deleted with their events and outputs.
+- Uploads (UploadService) older than UPLOAD_RETENTION that no export used are removed: their
+  parts (the multipart upload aborted) or their object. Here rather than in the server: the
+  round runs on one worker at a time under the reconciler lock, beside export retention, and
+  the server stays free of storage clean-up work.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sparc_video.exports.models import ExportRecord, ExportState
 from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.storage import Storage
+from sparc_video.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +42,20 @@ class RoundReport:
     recovered: int = 0
     requeued: int = 0
     pruned: int = 0
+    uploads_removed: int = 0
 
 
 class Reconciler:
     def __init__(
-        self, settings: Settings, store: ExportStore, queue: ExportQueue, storage: Storage
+        self,
+        settings: Settings,
+        store: ExportStore,
+        queue: ExportQueue,
+        storage: Storage,
+        uploads: Uploads | None = None,
     ) -> None:
         self._settings = settings
+        self._uploads = uploads
         self._store = store
         self._queue = queue
         self._storage = storage
@@ -52,7 +64,7 @@ class Reconciler:
         while True:
             try:
                 report = await self.run_once()
-                if report.recovered or report.requeued or report.pruned:
+                if report.recovered or report.requeued or report.pruned or report.uploads_removed:
                     log.info("reconciler: %s", report)
             except asyncio.CancelledError:
                 raise
@@ -72,6 +84,8 @@ class Reconciler:
         for export_id in await self._store.ids([ExportState.QUEUED, ExportState.RETRYING]):
             report.requeued += await self._ensure_queued(export_id)
         report.pruned += await self._prune()
+        if self._uploads is not None:
+            report.uploads_removed += await self._uploads.sweep()
         return report
 
     async def _recover(self, export_id: str) -> int:

@@ -400,6 +400,15 @@ class Settings(BaseSettings):
         ge=0,
         le=10 * 365 * DAY,
     )
+    upload_retention_s: int = setting(
+        DAY,
+        "UPLOAD_RETENTION",
+        "Retention",
+        "Seconds after its creation an upload (UploadService) that no export used is removed, "
+        "and an unfinished one aborted",
+        ge=1,
+        le=365 * DAY,
+    )
     event_retention_s: int = setting(
         DAY,
         "EVENT_RETENTION",
