@@ -41,6 +41,7 @@ from sparc_video.storage.local_multipart import MULTIPART_DIR
 from sparc_video.uploads import Uploads, UploadState, UploadStore
 from tests.camera_helpers import expect_error, violations_of
 from tests.fixtures.service import RunningService, start_service
+from tests.test_cli import sparc_video
 
 MIB = 1024 * 1024
 State = export_pb2.Export
@@ -503,3 +504,22 @@ async def test_many_parts_come_a_hundred_urls_at_a_time(
             await uploads.get(Principal("other", Role.OPERATOR, "token"), record.id)
     finally:
         await redis.aclose()
+
+
+async def test_the_cli_uploads_through_the_api_and_prints_the_key(
+    service_settings: Callable[..., Settings], clip: Path
+) -> None:
+    async with start_service(service_settings(), worker=False) as service:
+        result = await sparc_video(
+            "upload", str(clip), "--target", service.target, "--progress", "plain"
+        )
+        assert result.rc == 0, result.stderr
+        key = result.stdout.strip()
+        assert key.startswith("uploads/") and key.endswith("/noise.mp4")
+        assert (await service.app.storage.stat(key)).sha256 == sha256_of(clip)
+        # The upload's name first, then a line a part (no terminal: no redrawn bar).
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith("uploads/") and "in 3 parts" in lines[0]
+        assert [line.split(":")[0] for line in lines[1:]] == [f"part {n}/3" for n in (1, 2, 3)]
+        missing = await sparc_video("upload", str(clip) + ".gone", "--target", service.target)
+        assert missing.rc == 2 and "does not exist" in missing.stderr

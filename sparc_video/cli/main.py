@@ -38,6 +38,7 @@ from sparc_video.cli.output import silence_stdout
 from sparc_video.cli.queue import queue
 from sparc_video.cli.recordings import recording
 from sparc_video.cli.runner import configure_logging
+from sparc_video.cli.uploads import upload
 from sparc_video.cli.verify import verify
 from sparc_video.core.settings import Settings, SettingsError
 
@@ -63,6 +64,7 @@ def cli(**_: Any) -> None:
 for group in (export, queue, camera, recording):
     cli.add_command(group)
 cli.add_command(verify)
+cli.add_command(upload)
 cli.add_command(migrate_command)
 
 
@@ -176,13 +178,14 @@ def sample(key: str, duration: float, size: str, data_dir: Path, log_level: str)
     return HOST.run(lambda: asyncio.run(_sample(settings, key, duration, size)))
 
 
-@cli.command("upload", exit_codes=STORE_EXITS)
+@cli.command("store", exit_codes=STORE_EXITS)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("key")
 @data_dir_option("local storage root is DATA_DIR/storage unless LOCAL_STORAGE_DIR is set")
 @log_level_option
-def upload(file: Path, key: str, data_dir: Path, log_level: str) -> int:
-    """Put a local FILE into storage at KEY."""
+def store(file: Path, key: str, data_dir: Path, log_level: str) -> int:
+    """Put a local FILE into storage at KEY directly, with the server's storage settings (an
+    operator on the storage's side; callers of the API use `sparc-video upload`)."""
     _configure(click.get_current_context())
     settings = HOST.with_data_dir(HOST.settings(), data_dir)
     return HOST.run(lambda: asyncio.run(_upload(settings, file, key)))
