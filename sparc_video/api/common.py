@@ -9,6 +9,7 @@ import re
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.core.object_keys import validate_key
 
 # AIP-122: ids chosen by clients start with a letter (checked on create); generated ones are hex.
 ANY_CAMERA_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -19,6 +20,18 @@ _EXPORT_ID_RE = re.compile(r"^[0-9a-f]{20}$")
 def raise_if_any(violations: list[FieldViolation]) -> None:
     if violations:
         raise InvalidArgument(violations)
+
+
+def required_key(key: str, field: str, what: str, violations: list[FieldViolation]) -> str:
+    """A storage key a request must name (`what` says whose), checked; "" with a violation."""
+    if not key:
+        violations.append(FieldViolation(field, f"required: the storage key of {what}"))
+        return ""
+    try:
+        return validate_key(key)
+    except ValueError as exc:
+        violations.append(FieldViolation(field, str(exc)))
+        return ""
 
 
 def parse_export_name(name: str, field: str = "name") -> str:

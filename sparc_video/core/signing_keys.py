@@ -10,55 +10,65 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+K = TypeVar("K", Ed25519PrivateKey, Ed25519PublicKey)
 
-def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
-    saying what is wrong otherwise."""
+
+def _pem_or_base64(
+    text: str | bytes,
+    load_pem: Callable[[bytes], object],
+    from_raw: Callable[[bytes], K],
+    kind: type,
+    what: str,
+    hint: str = "",
+) -> K:
+    """A key from PEM, or base64 of its 32 raw bytes; ValueError saying what is wrong."""
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
     data = data.strip()
     if data.startswith(b"-----BEGIN"):
         try:
-            key = serialization.load_pem_private_key(data, password=None)
+            key = load_pem(data)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable unencrypted PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"is not a readable {what}: {exc}") from None
+        if not isinstance(key, kind):
             raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
-    try:
-        seed = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        seed = b""
-    if len(seed) != 32:
-        raise ValueError(
-            "is neither a PEM Ed25519 private key nor 32 bytes in base64; make one with "
-            "`openssl genpkey -algorithm ed25519`"
-        )
-    return Ed25519PrivateKey.from_private_bytes(seed)
-
-
-def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of its 32 bytes."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
-    data = data.strip()
-    if data.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not a readable PEM public key: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"is a {type(key).__name__}, not an Ed25519 key")
-        return key
+        return cast(K, key)
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
-        raise ValueError("is neither a PEM Ed25519 public key nor 32 bytes in base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
+        raise ValueError(f"is neither a {what} nor 32 bytes in base64{hint}")
+    return from_raw(raw)
+
+
+def parse_private_key(text: str | bytes) -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM (PKCS#8) or base64 of its 32-byte seed; ValueError
+    saying what is wrong otherwise."""
+    return _pem_or_base64(
+        text,
+        lambda data: serialization.load_pem_private_key(data, password=None),
+        Ed25519PrivateKey.from_private_bytes,
+        Ed25519PrivateKey,
+        "PEM Ed25519 private key",
+        "; make one with `openssl genpkey -algorithm ed25519`",
+    )
+
+
+def parse_public_key(text: str | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) or base64 of its 32 bytes."""
+    return _pem_or_base64(
+        text,
+        serialization.load_pem_public_key,
+        Ed25519PublicKey.from_public_bytes,
+        Ed25519PublicKey,
+        "PEM Ed25519 public key",
+    )
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S)

@@ -16,6 +16,7 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2
 from sparc_video.api.common import parse_camera_name as parse_camera_name
 from sparc_video.api.common import parse_recording_name as parse_recording_name
 from sparc_video.api.common import raise_if_any as raise_if_any
+from sparc_video.api.common import required_key
 from sparc_video.cameras.records import TimeRange
 from sparc_video.cameras.service import (
     DEFAULT_STREAM_TIMEOUT_S,
@@ -27,7 +28,6 @@ from sparc_video.cameras.service import (
 )
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.security.stream_urls import ParsedStreamUrl, parse_stream_url
-from sparc_video.storage.base import validate_key
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -256,18 +256,6 @@ def time_range(
     return TimeRange(start_ns, end_ns)
 
 
-def object_key(key: str, violations: list[FieldViolation]) -> str:
-    field = "recording.object_key"
-    if not key:
-        violations.append(FieldViolation(field, "required: the storage key of the video"))
-        return ""
-    try:
-        return validate_key(key)
-    except ValueError as exc:
-        violations.append(FieldViolation(field, str(exc)))
-        return ""
-
-
 def _text(value: str, field: str, limit: int, violations: list[FieldViolation]) -> str:
     if len(value) > limit:
         violations.append(FieldViolation(field, f"at most {limit} characters"))
@@ -326,7 +314,9 @@ def create_recording_args(
     """(camera id, object key, start time in ns)."""
     camera_id = parse_camera_name(request.parent, "parent")
     violations: list[FieldViolation] = []
-    key = object_key(request.recording.object_key, violations)
+    key = required_key(
+        request.recording.object_key, "recording.object_key", "the video", violations
+    )
     start_ns = start_time_ns(
         request.recording.start_time, request.recording.HasField("start_time"), violations
     )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from sparc.video.v1 import export_pb2
 
-from sparc_video.api.common import parse_camera_name, parse_recording_name
+from sparc_video.api.common import parse_camera_name, parse_recording_name, required_key
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.exports import enums
 from sparc_video.exports.models import (
     CameraRange,
 )
 from sparc_video.exports.sources import RecordingSource, SourceSpec
-from sparc_video.storage.base import validate_key
 
 
 def validate_source(
@@ -40,14 +39,7 @@ def validate_source(
 
 
 def validate_source_key(key: str, field: str, violations: list[FieldViolation]) -> str:
-    if not key:
-        violations.append(FieldViolation(field, "required: the storage key of the source video"))
-        return ""
-    try:
-        return validate_key(key)
-    except ValueError as exc:
-        violations.append(FieldViolation(field, str(exc)))
-        return ""
+    return required_key(key, field, "the source video", violations)
 
 
 def _camera_range(
