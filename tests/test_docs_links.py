@@ -129,3 +129,15 @@ def test_readme_holds_the_command_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci.startswith("python3 -m venv .venv")
     assert f"```sh\n{ci}\n```" in README.read_text()
+
+
+def test_the_layout_map_names_every_subpackage() -> None:
+    layout = re.search(r"^## Layout\n(.*?)(?=^## |\Z)", README.read_text(), re.M | re.S)
+    assert layout
+    names = set(re.findall(r"^\s+([\w.]+/?)\s", layout[1], re.M))
+    packages = {
+        init.parent.name + "/"
+        for root in ("sparc_video", "workers")
+        for init in (ROOT / root).glob("*/__init__.py")
+    }
+    assert packages <= names, sorted(packages - names)
