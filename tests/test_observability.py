@@ -564,7 +564,16 @@ async def test_server_spans_continue_the_callers_trace_on_unary_and_stream_calls
         with pytest.raises(grpc.aio.AioRpcError):
             request = export_service_pb2.WatchExportRequest(name="exports/0123456789abcdef0123")
             _ = [m async for m in service.exports.WatchExport(request, metadata=metadata)]
-    by_name = {s.name: s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER}
+    wanted = {f"sparc.video.v1.ExportService/{m}" for m in ("GetQueueStats", "WatchExport")}
+    # A stream's server span ends when its handler does, which may be after the client saw the
+    # status: wait for it rather than read the exporter once.
+    deadline = time.monotonic() + 30
+    while True:
+        by_name = {s.name: s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER}
+        if wanted <= set(by_name):
+            break
+        assert time.monotonic() < deadline, sorted(by_name)
+        await asyncio.sleep(0.05)
     for method in ("GetQueueStats", "WatchExport"):
         span = by_name[f"sparc.video.v1.ExportService/{method}"]
         assert span.parent is not None and span.parent.is_remote
