@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -17,7 +18,6 @@ from sparc_video.cameras.records import CameraStore
 from sparc_video.cameras.service import Cameras
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings, reveal
-from sparc_video.database.pool import Database, open_database
 from sparc_video.evidence.signing import ManifestSigner
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.holds import RecordingHolds
@@ -28,6 +28,9 @@ from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
+
+if TYPE_CHECKING:
+    from sparc_video.database.pool import Database
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,10 @@ async def open_database_if_configured(settings: Settings) -> AsyncIterator[Datab
     if not url:
         yield None
         return
-    # Imported here: alembic and SQLAlchemy are only needed where a database is configured.
+    # Imported here: asyncpg, alembic and SQLAlchemy are only needed where a database is
+    # configured, and the pool's metrics appear on /metrics only there.
     from sparc_video.database.migrations import require_current_schema
+    from sparc_video.database.pool import open_database
 
     async with open_database(url) as database:
         await require_current_schema(url)
