@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,12 @@ from sparc_video.cli import main as cli
 from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings, SettingsError, reveal
-from sparc_video.database.embedded import EmbeddedPostgres, answers, ensure_database
+from sparc_video.database.embedded import (
+    EmbeddedPostgres,
+    answers,
+    directories_to_open_for_postgres,
+    ensure_database,
+)
 from sparc_video.database.migrations import (
     alembic_config,
     current_revision,
@@ -268,6 +274,19 @@ def test_the_embedded_postgres_starts_when_the_url_does_not_answer(
         server.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as another user only for root")
+def test_as_root_the_directories_postgres_must_enter_are_named(
+    world_traversable_dir: Path,
+) -> None:
+    private = world_traversable_dir / "private"
+    private.mkdir(mode=0o700)
+    world_traversable_dir.chmod(0o755)
+    found = directories_to_open_for_postgres(private / "var" / "postgres")
+    assert private in found and world_traversable_dir not in found
+    private.chmod(0o755)
+    assert private not in directories_to_open_for_postgres(private / "var" / "postgres")
+
+
 def test_ensure_database_uses_a_url_that_answers(database_url: str, tmp_path: Path) -> None:
     with ensure_database(database_url, tmp_path / "unused") as url:
         assert url == database_url
@@ -286,6 +305,7 @@ def test_urls() -> None:
     )
     assert redacted(url) == "postgresql://u:***@db.example:5432/sparc?sslmode=require"
     assert redacted("postgresql://u@/db?host=/tmp/pg") == "postgresql://u@/db?host=/tmp/pg"
+    assert redacted("postgresql://u:@/db?host=/tmp/pg") == "postgresql://u:@/db?host=/tmp/pg"
     with pytest.raises(ValueError, match="postgresql://"):
         asyncpg_dsn("mysql://u@h/db")
 

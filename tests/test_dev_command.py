@@ -1,7 +1,8 @@
 """The README's service command for real: `sparc-video dev` as a process, driven like a user would.
 
-It starts its own redis-server when REDIS_URL does not answer, takes a sample clip from
-`sparc-video sample`, runs an export over gRPC and serves the result over HTTP.
+It starts its own redis-server and PostgreSQL when REDIS_URL and DATABASE_URL do not answer, takes
+a sample clip from `sparc-video sample`, runs an export over gRPC and serves the result over HTTP,
+then starts again on the same data.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
 from sparc_video.core.settings import Settings
+from sparc_video.database.migrations import head_revision
 from sparc_video.evidence import signing
 from tests.fixtures.redis import free_port
 from workers.commands import loopback_unless_configured
@@ -55,14 +58,36 @@ def test_dev_listens_on_loopback_unless_told_otherwise() -> None:
     assert (container.grpc_host, container.http_host) == (settings.grpc_host, settings.http_host)
 
 
-def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
-    grpc_port, http_port, dead_port = free_port(), free_port(), free_port()
+def wait_for_line(path: Path, text: str, timeout_s: float) -> str:
+    """The first line of the file at `path` that contains `text`, once it is written."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for line in path.read_text().splitlines():
+            if text in line:
+                return line
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(300)
+def test_dev_runs_an_export_on_embedded_defaults(world_traversable_dir: Path) -> None:
+    # Not pytest's tmp_path: as root, the embedded PostgreSQL runs as its own user, which must
+    # enter the directories above ./var (pgserver would open pytest's private ones to everyone).
+    tmp_path = world_traversable_dir
+    tmp_path.chmod(0o755)
+    grpc_port, http_port, dead_port, dead_pg_port = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    )
     env = {
         **os.environ,
         "GRPC_PORT": str(grpc_port),
         "HTTP_PORT": str(http_port),
-        # Nothing listens here: dev must start its own Redis.
+        # Nothing listens here: dev must start its own Redis and PostgreSQL.
         "REDIS_URL": f"redis://127.0.0.1:{dead_port}/0",
+        "DATABASE_URL": f"postgresql://sparc:hunter2@127.0.0.1:{dead_pg_port}/sparc_video",
         "VIDEO_TEMP_DIR": str(tmp_path / "work"),
     }
     cli = [sys.executable, "-m", "sparc_video.cli"]
@@ -136,6 +161,32 @@ def test_dev_runs_an_export_on_embedded_defaults(tmp_path: Path) -> None:
     # No credentials were needed, and dev said why.
     assert "Authentication is disabled: every caller is an admin" in dev_log
     assert "AUTH_DISABLED=true: no authentication" in dev_log
+    # It says which PostgreSQL it uses: the one it started under ./var, migrated from empty; the
+    # password of the DATABASE_URL that did not answer is never shown.
+    banner = next(line for line in dev_log.splitlines() if "sparc-video dev:" in line)
+    pg_data = tmp_path / "var" / "postgres"
+    assert f"PostgreSQL postgresql://postgres:@/sparc_video?host={pg_data}" in banner, banner
+    assert f"(embedded in var/postgres, schema {head_revision()}, upgraded from empty)" in banner
+    assert "hunter2" not in dev_log and "running as root" not in dev_log
+    # ...and stopped it on the way out.
+    assert not (pg_data / "postmaster.pid").exists()
+
+    # A second start reuses its data: the schema is already there.
+    log = (tmp_path / "dev2.log").open("w")
+    dev = subprocess.Popen([*cli, "dev"], cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        banner = wait_for_line(tmp_path / "dev2.log", "sparc-video dev:", 120)
+        # Serving (its Ctrl-C handler installed) before it is interrupted.
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        assert f"schema {head_revision()}, already there" in banner, banner
+    finally:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "dev2.log").read_text()
+    assert not (pg_data / "postmaster.pid").exists()
+
     # The embedded Redis it started is gone with it.
     deadline = time.monotonic() + 5
     while True:

@@ -293,6 +293,16 @@ def test_documented_kubernetes_example_matches_image_settings_and_shutdown() -> 
         assert annotations["prometheus.io/port"] == str(metrics_port)
         assert worker["livenessProbe"]["httpGet"]["port"] == metrics_port
 
+    # The schema upgrade runs as a Job, with the database URL from the shared Secret.
+    (migrate,) = [doc for (kind, _), doc in objects.items() if kind == "Job"]
+    (job,) = migrate["spec"]["template"]["spec"]["containers"]
+    assert job["image"] == IMAGE and job["args"] == ["migrate"]
+    assert {
+        "name": "DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "sparc-video", "key": "DATABASE_URL"}},
+    } in job["env"]
+    parse_args(job["args"])
+
     hpa = objects[("HorizontalPodAutoscaler", "sparc-video-worker")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "sparc-video-worker"
     (metric,) = hpa["spec"]["metrics"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.core.settings.fields import spec
 
 if TYPE_CHECKING:
@@ -71,12 +71,13 @@ def register(cli: click.Group, host: Host) -> None:
         type=click.Path(path_type=Path, file_okay=False),
         default=Path("var"),
         show_default=True,
-        help="where local storage and an embedded Redis keep data",
+        help="where local storage, an embedded Redis and an embedded PostgreSQL keep data",
     )
     @host.log_level_option
     def dev(data_dir: Path, log_level: str) -> int:
-        """Server and worker in one process on embedded defaults: the Redis at REDIS_URL if it
-        answers, else one started here; local storage under --data-dir."""
+        """Server and worker in one process on embedded defaults: the Redis at REDIS_URL and the
+        PostgreSQL at DATABASE_URL if they answer, else ones started here (the database's schema
+        migrated at start); local storage under --data-dir."""
         settings = loopback_unless_configured(host.settings(), os.environ)
         host.start(settings, "sparc-video")
         return host.run(lambda: _dev(host, host.with_data_dir(settings, data_dir), data_dir))
@@ -96,6 +97,7 @@ def loopback_unless_configured(settings: Settings, environ: Mapping[str, str]) -
 
 def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
     from sparc_video.core.embedded_redis import EmbeddedRedis, answers
+    from sparc_video.database.embedded import ensure_database
 
     embedded: EmbeddedRedis | None = None
     if not answers(settings.redis_url):
@@ -103,15 +105,42 @@ def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
         embedded = EmbeddedRedis(data_dir / "redis")
         settings = settings.replace(redis_url=embedded.start())
     try:
-        asyncio.run(_run_dev(host, settings))
+        configured = reveal(settings.database_url)
+        # The embedded PostgreSQL (if DATABASE_URL is unset or does not answer) is stopped when
+        # this context exits, after the server and the worker.
+        with ensure_database(configured, data_dir / "postgres") as database_url:
+            where = "" if database_url == configured else f"embedded in {data_dir / 'postgres'}, "
+            settings = settings.replace(database_url=database_url)
+            asyncio.run(_run_dev(host, settings, where))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _run_dev(host: Host, settings: Settings) -> None:
+async def _migrate(url: str) -> str:
+    """Upgrade the dev database to this version's schema; what it found and did, for the
+    banner."""
+    # alembic announces its autogenerate plugins at INFO when imported; its steps still log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from sparc_video.database.migrations import current_revision, migrate
+
+    before = await current_revision(url)
+    await migrate(url)
+    after = await current_revision(url)
+    change = "already there" if before == after else f"upgraded from {before or 'empty'}"
+    return f"schema {after}, {change}"
+
+
+async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> None:
+    from sparc_video.database.urls import redacted
     from sparc_video.evidence.signing import ManifestSigner
     from workers.job.runner import build_worker
+
+    database_url = reveal(settings.database_url)
+    assert database_url is not None
+    # dev migrates at start (production runs `sparc-video migrate` as a Job instead): the
+    # server and the worker refuse a schema older than theirs.
+    schema = await _migrate(database_url)
 
     # A development server on this machine: unless authentication is configured, every
     # caller is the local admin (the README's grpcurl walk-through needs no credentials).
@@ -125,7 +154,8 @@ async def _run_dev(host: Host, settings: Settings) -> None:
     print(
         f"sparc-video dev: gRPC on {settings.grpc_host}:{settings.grpc_port}, HTTP on "
         f"{settings.http_host}:{settings.http_port} (links {settings.http_base_url}), Redis "
-        f"{settings.redis_url}, storage "
+        f"{settings.redis_url}, PostgreSQL {redacted(database_url)} ({database_where}{schema}), "
+        "storage "
         f"{settings.s3_bucket or settings.local_storage_dir.resolve()}, manifests signed by "
         f"{signer.key_id}. "
         + (

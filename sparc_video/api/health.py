@@ -3,8 +3,9 @@
 Probes read the last results and never wait on Redis or storage themselves, so a slow dependency
 cannot make Kubernetes probes time out.
 
-Only critical checks gate SERVING: Redis and storage, without which no RPC can succeed. The
-others are reported (/health, `video_health_check_ok`) but leave the API SERVING:
+Only critical checks gate SERVING: Redis, storage and (when DATABASE_URL is set) the database,
+without which no RPC can succeed. The others are reported (/health, `video_health_check_ok`)
+but leave the API SERVING:
 
 - workers: with none alive, exports are still accepted and wait in the queue, and Get, List and
   Watch keep working. NOT_SERVING would take every API replica out of its load balancer because
@@ -87,6 +88,10 @@ class HealthMonitor:
                 critical=False,
             ),
         }
+        if app.database is not None:
+            # SELECT 1 through the app's pool: the round trip includes getting a connection,
+            # so a pool exhausted for longer than the timeout also reads as a failed check.
+            self._checks["database"] = Check(app.database.check, critical=True)
         self.results = {
             name: CheckResult(critical=check.critical) for name, check in self._checks.items()
         }

@@ -121,12 +121,19 @@ class CommandHost:
     def run(self, body: Callable[[], object]) -> int:
         """Run a server-side command's body; what stops it becomes an exit code."""
         from sparc_video.core.embedded_redis import EmbeddedRedisError
+        from sparc_video.core.errors import SparcVideoError
+        from sparc_video.database.embedded import EmbeddedPostgresError
 
         try:
             body()
         except KeyboardInterrupt:
             return ExitCode.INTERRUPTED
-        except (EmbeddedRedisError, ValueError, OSError) as exc:
+        except SparcVideoError as exc:
+            # What start-up refuses on purpose: a database that cannot be reached, or whose
+            # schema is older than this version's (run `sparc-video migrate`).
+            click.echo(f"sparc-video: {exc.message}", err=True)
+            return ExitCode.FAILED
+        except (EmbeddedRedisError, EmbeddedPostgresError, ValueError, OSError) as exc:
             click.echo(f"sparc-video: {exc}", err=True)
             return ExitCode.FAILED
         return ExitCode.OK

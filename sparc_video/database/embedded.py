@@ -14,6 +14,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +34,30 @@ EMBEDDED_DATABASE = "sparc_video"
 ANSWER_TIMEOUT_S = 2.0
 
 
+# The system user pgserver runs PostgreSQL as when we are root (PostgreSQL refuses to run as root).
+POSTGRES_SYSTEM_USER = "pgserver"
+
+
 class EmbeddedPostgresError(RuntimeError):
     pass
+
+
+def directories_to_open_for_postgres(data_dir: Path) -> list[Path]:
+    """The directories above `data_dir` that starting the embedded PostgreSQL will open to others.
+
+    As root, pgserver runs PostgreSQL as its own user (`POSTGRES_SYSTEM_USER`), which must reach
+    the data directory; so pgserver adds g+rx,o+rx to every directory above it
+    (`pgserver.utils.ensure_prefix_permissions`), e.g. pytest's private (0700) base directory or
+    a home directory. These are the ones that lack it now; empty when not root (PostgreSQL then
+    runs as us and needs nothing opened)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    wanted = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+    return [
+        path
+        for path in reversed(data_dir.resolve().parents)
+        if path.is_dir() and path.stat().st_mode & wanted != wanted
+    ]
 
 
 async def answers_async(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> bool:
@@ -78,6 +102,15 @@ class EmbeddedPostgres:
                 "pgserver`."
             ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        widened = directories_to_open_for_postgres(self.data_dir)
+        if widened:
+            log.warning(
+                "running as root: the embedded PostgreSQL runs as the user %r, so the "
+                "directories above its data (%s) become readable and traversable by others "
+                "(g+rx,o+rx). Use a --data-dir under a directory others may enter to avoid this.",
+                POSTGRES_SYSTEM_USER,
+                ", ".join(str(path) for path in widened),
+            )
         try:
             # pgserver narrates every step at INFO; its warnings and errors still show.
             logging.getLogger("pgserver").setLevel(logging.WARNING)

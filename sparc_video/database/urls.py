@@ -41,9 +41,10 @@ def with_database(url: str, database: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL for logs and messages: the password replaced by `***`."""
+    """The URL for logs and messages: the password replaced by `***` (an empty one, as
+    pgserver's URLs have, hides nothing and stays)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.rpartition("@")
     user = netloc[0].partition(":")[0]

@@ -3,7 +3,9 @@
 `migrate(url)` upgrades a database to the newest revision (`head_revision()`), in one
 transaction under an advisory lock, so replicas starting together migrate once and a failed
 migration leaves nothing half done. `current_revision(url)` says where a database stands (None:
-never migrated).
+never migrated). `require_current_schema(url)` is what the server and the workers check at start:
+they never migrate themselves (production runs `sparc-video migrate` as a Job), and refuse a
+schema older than theirs.
 
 A new migration: add `versions/NNNN_what.py` by hand or with alembic's autogenerate
 (`alembic -c <ini naming script_location = sparc_video/database/migrations> revision
@@ -14,6 +16,7 @@ schema and `schema.metadata` agree.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,8 +30,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sparc_video.core.errors import Unavailable
+from sparc_video.core.errors import FailedPrecondition, Unavailable
 from sparc_video.database.urls import redacted, sqlalchemy_url
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 # pg_advisory_xact_lock key held while migrating: one migration at a time per database.
@@ -111,3 +116,37 @@ async def current_revision(url: str) -> str | None:
             return await connection.run_sync(read)
     finally:
         await engine.dispose()
+
+
+class SchemaOutdated(FailedPrecondition):
+    """The database's schema is older than this version's newest revision."""
+
+
+async def require_current_schema(url: str) -> str | None:
+    """The database's revision when this version can run on it: the newest this code knows, or
+    one it does not know (a newer version migrated it: migrations keep the previous version
+    working during a rolling deploy, so that is logged, not refused). SchemaOutdated, naming
+    `sparc-video migrate`, when the schema is older or was never created."""
+    current = await current_revision(url)
+    head = head_revision()
+    if current == head:
+        return current
+    known = {
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    }
+    if current is not None and current not in known:
+        log.warning(
+            "PostgreSQL at %s is at schema revision %s, which this version (newest %s) does not "
+            "know: a newer version migrated it; starting anyway",
+            redacted(url),
+            current,
+            head,
+        )
+        return current
+    raise SchemaOutdated(
+        f"PostgreSQL at {redacted(url)} is at schema revision "
+        f"{current or 'none (never migrated)'}, older than this version's {head}. Run "
+        "`sparc-video migrate` with the same DATABASE_URL first (in Kubernetes: a Job or an init "
+        "container, see docs/operations.md), then start again.",
+        reason="SCHEMA_OUTDATED",
+    )
