@@ -101,7 +101,9 @@ async def test_global_options_reach_the_server_call_from_either_side() -> None:
     for result in runs:
         assert result.rc == ExitCode.UNREACHABLE, result
         assert f"(target {dead})" in result.stderr
-        assert result.json["error"]["code"] == "UNAVAILABLE"
+        # Refused at once, or still retrying the connection at the deadline on a loaded machine:
+        # both are "unreachable", which is what the options decide (the target is named).
+        assert result.json["error"]["code"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
 # ---------------------------------------------------------------------------------------------
