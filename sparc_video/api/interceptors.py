@@ -129,9 +129,11 @@ class _Observation:
 def wrap_handler(
     handler: grpc.RpcMethodHandler[_Req, _Resp],
     wrap: Callable[[Callable[..., Any], bool], Callable[..., Any]],
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[_Req, _Resp]:
     """`handler` with its behaviour replaced by `wrap(behaviour, response_streaming)`, its
-    kind and (de)serializers kept: what every interceptor here does to a handler."""
+    kind and (de)serializers kept: what every interceptor here does to a handler.
+    `request_deserializer` replaces the handler's (see request_decoding)."""
     kinds: list[tuple[Callable[..., Any] | None, Callable[..., Any]]] = [
         (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
         (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
@@ -142,7 +144,7 @@ def wrap_handler(
         if behavior is not None:
             wrapped: grpc.RpcMethodHandler[_Req, _Resp] = make(
                 wrap(behavior, handler.response_streaming),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=request_deserializer or handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
             return wrapped

@@ -17,6 +17,7 @@ well-formed request still reaches them decoded (they read the export name for th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from sparc_video.api.interceptors import wrap_handler
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 
 # Protobuf's valid ranges (google/protobuf/timestamp.proto and duration.proto).
@@ -114,38 +116,30 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
-        deserialize = _tolerant(handler.request_deserializer)
-        method: str = details.method
-        if handler.unary_unary is not None:
-            unary: Callable[[Any, Any], Awaitable[Any]] = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Any) -> Any:
-                await _check(request, method, context)
-                return await unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=deserialize,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            stream: Callable[[Any, Any], Any] = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                await _check(request, method, context)
-                result = stream(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                else:  # a handler that writes with context.write() and returns None
-                    await result
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=deserialize,
-                response_serializer=handler.response_serializer,
-            )
         # Client-streaming methods (none today) decode each message in grpc itself.
-        return handler
+        if handler is None or handler.request_deserializer is None or handler.request_streaming:
+            return handler
+        method: str = details.method
+        return wrap_handler(
+            handler,
+            lambda behavior, _: _checking(behavior, method),
+            request_deserializer=_tolerant(handler.request_deserializer),
+        )
+
+
+def _checking(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def checked_gen(request: Any, context: Any) -> AsyncIterator[Any]:
+            await _check(request, method, context)
+            async for item in behavior(request, context):
+                yield item
+
+        return checked_gen
+
+    # Unary handlers, and stream handlers that write with context.write() and return None.
+    async def checked(request: Any, context: Any) -> Any:
+        await _check(request, method, context)
+        return await behavior(request, context)
+
+    return checked
