@@ -13,8 +13,8 @@ from multidict import CIMultiDict
 
 from sparc_video.core.errors import AlreadyExists, InvalidArgument, ObjectNotFound
 from sparc_video.storage.base import content_disposition
-from sparc_video.storage.local import LocalStorage, UploadSizeMismatch
-from sparc_video.storage.local_files import COPY_BUFFER
+from sparc_video.storage.local import LocalStorage
+from sparc_video.storage.local_files import COPY_BUFFER, BodySizeMismatch
 
 
 class _ExactFileResponse(web.FileResponse):
@@ -78,7 +78,7 @@ def local_upload_routes(storage: LocalStorage) -> list[web.RouteDef]:
             )
         except AlreadyExists:
             return web.Response(status=412, text="the object exists already\n")
-        except UploadSizeMismatch as exc:
+        except BodySizeMismatch as exc:
             return web.Response(status=400, text=exc.message + "\n")
         except InvalidArgument as exc:
             return web.Response(status=400, text=exc.message + "\n")

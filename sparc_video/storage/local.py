@@ -47,11 +47,11 @@ from sparc_video.storage.local_files import (
     Hashing,
     Writer,
     copy_stream,
-    flush_durably,
     read_sidecar,
     sidecar_name,
     sidecar_path,
     write_atomic,
+    write_exactly,
     write_sidecar,
 )
 from sparc_video.storage.local_links import LinkSigner
@@ -236,7 +236,7 @@ class LocalStorage(LocalMultipart):
     ) -> ObjectInfo:
         """Store exactly `size_bytes` bytes from `chunks` as a new object.
 
-        AlreadyExists when `key` exists (it is never replaced); UploadSizeMismatch when the
+        AlreadyExists when `key` exists (it is never replaced); BodySizeMismatch when the
         stream is longer or shorter, in which case nothing is stored.
         """
         _check_local_key(key)
@@ -254,16 +254,7 @@ class LocalStorage(LocalMultipart):
         try:
             digest = hashlib.sha256()
             with out:
-                written = 0
-                async for chunk in chunks:
-                    written += len(chunk)
-                    if written > size_bytes:
-                        raise UploadSizeMismatch(f"more than the {size_bytes} bytes announced")
-                    await asyncio.to_thread(out.write, chunk)
-                    digest.update(chunk)
-                if written != size_bytes:
-                    raise UploadSizeMismatch(f"{written} of the {size_bytes} bytes announced")
-                await asyncio.to_thread(flush_durably, out)
+                await write_exactly(out, chunks, size_bytes, "upload", digest)
             # link() fails when the key exists: a replayed upload link cannot replace the object.
             await asyncio.to_thread(os.link, temp, path)
             # Only now: a refused upload must not overwrite the existing object's hash.
@@ -350,13 +341,6 @@ class LocalStorage(LocalMultipart):
                     )
                 ]
             ) from exc
-
-
-class UploadSizeMismatch(InvalidArgument):
-    """An upload's body is not the size its link was issued for."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__([FieldViolation("body", f"the upload sent {description}")])
 
 
 def _collision(key: str) -> InvalidArgument:

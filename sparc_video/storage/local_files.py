@@ -7,13 +7,16 @@ object's SHA-256 sits in a hidden sidecar `.NAME.sha256` next to it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from sparc_video.core.errors import FieldViolation, InvalidArgument
 
 COPY_BUFFER = 1024 * 1024
 
@@ -107,3 +110,32 @@ def write_atomic(
             temp.unlink()
         raise
     return size
+
+
+class BodySizeMismatch(InvalidArgument):
+    """A PUT's body is not the size its signed link was issued for."""
+
+    def __init__(self, what: str, description: str) -> None:
+        super().__init__([FieldViolation("body", f"the {what} sent {description}")])
+
+
+async def write_exactly(
+    out: BinaryIO,
+    chunks: AsyncIterator[bytes],
+    size_bytes: int,
+    what: str,
+    digest: hashlib._Hash | None = None,
+) -> None:
+    """Write `chunks` to `out` (hashing them into `digest`) and flush them to disk; a stream
+    longer or shorter than `size_bytes` raises BodySizeMismatch naming `what` was sent."""
+    written = 0
+    async for chunk in chunks:
+        written += len(chunk)
+        if written > size_bytes:
+            raise BodySizeMismatch(what, f"more than the {size_bytes} bytes announced")
+        await asyncio.to_thread(out.write, chunk)
+        if digest is not None:
+            digest.update(chunk)
+    if written != size_bytes:
+        raise BodySizeMismatch(what, f"{written} of the {size_bytes} bytes announced")
+    await asyncio.to_thread(flush_durably, out)

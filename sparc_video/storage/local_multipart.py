@@ -29,8 +29,8 @@ from sparc_video.storage.base import ObjectInfo, UploadTarget, checked_prefix
 from sparc_video.storage.local_files import (
     Hashing,
     copy_stream,
-    flush_durably,
     write_atomic,
+    write_exactly,
     write_sidecar,
 )
 from sparc_video.storage.multipart import PendingMultipart, StoredPart
@@ -40,13 +40,6 @@ if TYPE_CHECKING:
 
 MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class PartSizeMismatch(InvalidArgument):
-    """A part's body is not the size its link was issued for."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__([FieldViolation("body", f"the part sent {description}")])
 
 
 class LocalMultipart:
@@ -89,7 +82,7 @@ class LocalMultipart:
     ) -> None:
         """Store exactly `size_bytes` bytes as the part, replacing an earlier copy of it (a
         part sent again after a broken connection). ObjectNotFound when the upload is unknown;
-        UploadSizeMismatch when the stream is longer or shorter (nothing stored)."""
+        BodySizeMismatch when the stream is longer or shorter (nothing stored)."""
         self._checked_key(key)
         folder = await asyncio.to_thread(self._upload_folder, key, upload_id)
         final = folder / f"part-{part_number:05d}"
@@ -100,15 +93,7 @@ class LocalMultipart:
             raise ObjectNotFound(key, what="upload of") from None
         try:
             with out:
-                written = 0
-                async for chunk in chunks:
-                    written += len(chunk)
-                    if written > size_bytes:
-                        raise PartSizeMismatch(f"more than the {size_bytes} bytes announced")
-                    await asyncio.to_thread(out.write, chunk)
-                if written != size_bytes:
-                    raise PartSizeMismatch(f"{written} of the {size_bytes} bytes announced")
-                await asyncio.to_thread(flush_durably, out)
+                await write_exactly(out, chunks, size_bytes, "part")
             await asyncio.to_thread(os.replace, temp, final)
         except FileNotFoundError:
             # Aborted (or completed) while the part was arriving.
