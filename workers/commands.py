@@ -122,11 +122,9 @@ async def _migrate(url: str) -> str:
     banner."""
     # alembic announces its autogenerate plugins at INFO when imported; its steps still log.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    from sparc_video.database.migrations import current_revision, migrate
+    from sparc_video.database.migrations import upgrade
 
-    before = await current_revision(url)
-    await migrate(url)
-    after = await current_revision(url)
+    before, after = await upgrade(url)
     change = "already there" if before == after else f"upgraded from {before or 'empty'}"
     return f"schema {after}, {change}"
 

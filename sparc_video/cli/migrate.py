@@ -51,16 +51,11 @@ def run(settings: Settings) -> int:
         return 2
     # alembic announces its autogenerate plugins at INFO when imported; its steps still log.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    from sparc_video.database.migrations import current_revision, head_revision, migrate
+    from sparc_video.database.migrations import head_revision, upgrade
     from sparc_video.database.urls import redacted
 
-    async def upgrade() -> tuple[str | None, str | None]:
-        before = await current_revision(url)
-        await migrate(url)
-        return before, await current_revision(url)
-
     try:
-        before, after = asyncio.run(upgrade())
+        before, after = asyncio.run(upgrade(url))
     except Unavailable as exc:
         print(f"sparc-video migrate: {exc.message}", file=sys.stderr)
         return 1

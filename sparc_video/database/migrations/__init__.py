@@ -118,6 +118,14 @@ async def current_revision(url: str) -> str | None:
         await engine.dispose()
 
 
+async def upgrade(url: str) -> tuple[str | None, str | None]:
+    """`migrate`, and the revisions the database was at before and is at after (None: never
+    migrated), for the caller to say what happened."""
+    before = await current_revision(url)
+    await migrate(url)
+    return before, await current_revision(url)
+
+
 class SchemaOutdated(FailedPrecondition):
     """The database's schema is older than this version's newest revision."""
 
