@@ -1,14 +1,13 @@
 """The wiring of the service: `open_dependencies` makes what the server and the workers both use
-(storage, export records, the queue, the manifest signer, the PostgreSQL pool when DATABASE_URL
-is set), once for both; `open_app` is the server's lifespan on top of it. Each opens every
-client once and closes them in reverse order."""
+(the PostgreSQL pool, storage, export records, the queue, the manifest signer), once for both;
+`open_app` is the server's lifespan on top of it. Each opens every client once and closes them
+in reverse order."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -16,8 +15,11 @@ from sparc_video.cameras.credentials import CredentialCipher
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.records import CameraStore
 from sparc_video.cameras.service import Cameras
+from sparc_video.core.errors import Unavailable
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings, reveal
+from sparc_video.database.migrations import require_current_schema
+from sparc_video.database.pool import Database, open_database
 from sparc_video.evidence.signing import ManifestSigner
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.holds import RecordingHolds
@@ -28,9 +30,6 @@ from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
-
-if TYPE_CHECKING:
-    from sparc_video.database.pool import Database
 
 
 @dataclass(frozen=True)
@@ -43,25 +42,25 @@ class Dependencies:
     queue: ExportQueue
     signer: ManifestSigner
     uploads: Uploads
-    # The PostgreSQL pool when DATABASE_URL is set (the system of record; DESIGN.md, "Where
-    # records live"); None without one. Its health check gates SERVING.
-    database: Database | None = None
+    # The system of record (DESIGN.md, "Where records live"). Its health check gates SERVING.
+    database: Database
+
+
+class DatabaseNotConfigured(Unavailable):
+    """DATABASE_URL is unset where the service needs its system of record."""
 
 
 @asynccontextmanager
-async def open_database_if_configured(settings: Settings) -> AsyncIterator[Database | None]:
+async def open_configured_database(settings: Settings) -> AsyncIterator[Database]:
     """The pool at DATABASE_URL, once its schema is this version's (else SchemaOutdated naming
-    `sparc-video migrate`: production migrates in a Job before starting the new version); None
-    when DATABASE_URL is unset. Unavailable when the database cannot be reached."""
+    `sparc-video migrate`: production migrates in a Job before starting the new version).
+    Unavailable when the database cannot be reached or DATABASE_URL is unset."""
     url = reveal(settings.database_url)
     if not url:
-        yield None
-        return
-    # Imported here: asyncpg, alembic and SQLAlchemy are only needed where a database is
-    # configured, and the pool's metrics appear on /metrics only there.
-    from sparc_video.database.migrations import require_current_schema
-    from sparc_video.database.pool import open_database
-
+        raise DatabaseNotConfigured(
+            "DATABASE_URL is not set: PostgreSQL holds every export, camera and audit entry. "
+            "Set it to the database's URL (`sparc-video dev` starts one by itself)."
+        )
     async with open_database(url) as database:
         await require_current_schema(url)
         yield database
@@ -72,11 +71,11 @@ async def open_dependencies(settings: Settings, redis: ArqRedis) -> AsyncIterato
     """The shared clients over `redis` (the caller's: the server's pool, or the one arq gives a
     worker); the storage client and the database pool are closed on exit."""
     keys = Keys(settings.redis_prefix)
-    async with open_database_if_configured(settings) as database, open_storage(settings) as storage:
+    async with open_configured_database(settings) as database, open_storage(settings) as storage:
         yield Dependencies(
             keys=keys,
             storage=storage,
-            store=ExportStore(redis, keys, event_retention_s=settings.event_retention_s),
+            store=ExportStore(redis, keys, database, event_retention_s=settings.event_retention_s),
             queue=ExportQueue(redis, keys),
             # Workers sign manifests; the server only publishes the public half.
             signer=ManifestSigner.from_settings(settings),
@@ -99,7 +98,7 @@ class App:
     recordings: Recordings
     signer: ManifestSigner
     uploads: Uploads
-    database: Database | None = None
+    database: Database
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

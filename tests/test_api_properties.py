@@ -74,9 +74,11 @@ operations = st.lists(
 
 @pytest.fixture(scope="module")
 def stub(
-    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, shared_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[export_service_pb2_grpc.ExportServiceStub]:
-    with background_service(redis_url, tmp_path_factory.mktemp("props")) as service:
+    with background_service(
+        redis_url, shared_database_url, tmp_path_factory.mktemp("props")
+    ) as service:
         ch = service.channel
         yield export_service_pb2_grpc.ExportServiceStub(ch)
         health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sparc_video.api.server import EXPORT_SERVICE
-from sparc_video.app import open_app
+from sparc_video.app import DatabaseNotConfigured, open_app
 from sparc_video.core.settings import Settings
 from sparc_video.database.embedded import EmbeddedPostgres
 from sparc_video.database.migrations import SchemaOutdated, head_revision, migrate
@@ -116,15 +116,32 @@ async def test_a_database_that_stops_answering_turns_not_serving_until_it_return
         await asyncio.to_thread(postgres.stop)
 
 
-async def test_without_database_url_there_is_no_database_check(
+@pytest.mark.timeout(120)
+def test_serve_and_worker_refuse_to_start_without_a_database(
     service_settings: Callable[..., Settings],
 ) -> None:
-    settings = service_settings(health_check_interval_s=INTERVAL_S)
-    assert settings.database_url is None
-    async with start_service(settings, worker=False) as service:
-        assert service.app.database is None
-        _, report = await health(service)
-        assert "database" not in report["checks"]
+    env = settings_env(service_settings())
+    del env["DATABASE_URL"]
+    for command in ("serve", "worker"):
+        started = subprocess.run(
+            [sys.executable, "-m", "sparc_video.cli", command],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
+        assert started.returncode == 2, (command, started.stderr)
+        assert f"`{command}` needs DATABASE_URL" in started.stderr
+        assert "sparc-video dev` starts one" in started.stderr
+
+
+async def test_the_app_refuses_to_open_without_a_database(
+    service_settings: Callable[..., Settings],
+) -> None:
+    with pytest.raises(DatabaseNotConfigured, match="DATABASE_URL is not set"):
+        async with open_app(service_settings(database_url=None)):
+            pass
 
 
 async def test_an_unmigrated_schema_is_refused_naming_sparc_video_migrate(

@@ -122,6 +122,7 @@ async def test_only_critical_checks_gate_serving(
         assert {name: c["critical"] for name, c in checks.items()} == {
             "redis": True,
             "storage": True,
+            "database": True,
             "workers": False,
             "media": False,
             "temp_space": False,
@@ -174,7 +175,7 @@ async def test_only_critical_checks_gate_serving(
 
 
 def test_server_and_its_health_checks_never_import_pyav(
-    redis_url: str, redis_prefix: str, tmp_path: Path
+    redis_url: str, redis_prefix: str, database_url: str, tmp_path: Path
 ) -> None:
     """The media check probes PyAV in a subprocess; the server process stays free of it."""
     script = textwrap.dedent(
@@ -188,6 +189,7 @@ def test_server_and_its_health_checks_never_import_pyav(
         async def main():
             settings = Settings(
                 redis_url={redis_url!r}, redis_prefix={redis_prefix!r},
+                database_url={database_url!r},
                 grpc_host="127.0.0.1", grpc_port=0, http_host="127.0.0.1",
                 http_port={free_port()}, local_storage_dir=Path({str(tmp_path / "s")!r}),
                 temp_dir=Path({str(tmp_path / "t")!r}), auth_disabled=True,

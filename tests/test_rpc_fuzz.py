@@ -166,11 +166,14 @@ def build(cls: type[Message], values: dict[str, Any]) -> Message:
 
 
 @pytest.fixture(scope="module")
-def channel(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
+def channel(
+    redis_url: str, shared_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[grpc.Channel]:
     # Fuzzed cameras point at loopback and private addresses; the policy accepts these so the
     # calls go past validation into probing, snapshots and recordings.
     with background_service(
         redis_url,
+        shared_database_url,
         tmp_path_factory.mktemp("fuzz"),
         camera_allowed_networks=("127.0.0.0/8", "10.0.0.0/8"),
     ) as service:

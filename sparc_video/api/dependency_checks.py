@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from sparc_video.core.errors import Unavailable
-from sparc_video.exports.records import ExportStore
+from sparc_video.exports.worker_registry import WorkerRegistry
 from sparc_video.media import launcher
 
 # Encoders the operations use: H.264 video and AAC audio for transcodes, MJPEG for thumbnails.
@@ -90,16 +90,16 @@ class MediaCheck:
 media_check = MediaCheck()
 
 
-async def workers_alive(store: ExportStore) -> str:
+async def workers_alive(registry: WorkerRegistry) -> str:
     """Live workers, and the hardware encoders their start-up probes found, e.g.
     `2 live worker(s); media.hardware: nvenc unavailable: no NVIDIA device (...)`."""
-    count = await store.workers.live(WORKER_WINDOW_S)
+    count = await registry.live(WORKER_WINDOW_S)
     if count == 0:
         raise Unavailable(
             f"no worker heartbeat in the last {WORKER_WINDOW_S:g} s: exports wait in the queue"
         )
     detail = f"{count} live worker(s)"
-    hardware = await store.workers.hardware(WORKER_WINDOW_S)
+    hardware = await registry.hardware(WORKER_WINDOW_S)
     if hardware:
         # One line per kind of worker, with how many there are when they differ.
         kinds = [

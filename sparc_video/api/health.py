@@ -3,7 +3,7 @@
 Probes read the last results and never wait on Redis or storage themselves, so a slow dependency
 cannot make Kubernetes probes time out.
 
-Only critical checks gate SERVING: Redis, storage and (when DATABASE_URL is set) the database,
+Only critical checks gate SERVING: Redis, storage and the database (PostgreSQL),
 without which no RPC can succeed. The others are reported (/health, `video_health_check_ok`)
 but leave the API SERVING:
 
@@ -30,7 +30,7 @@ from grpc_health.v1._async import HealthServicer
 
 from sparc_video.api import dependency_checks
 from sparc_video.app import App
-from sparc_video.exports.records import ExportStore
+from sparc_video.exports.worker_registry import WorkerRegistry
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -69,13 +69,11 @@ class HealthMonitor:
             socket_connect_timeout=CHECK_TIMEOUT_S,
             socket_timeout=CHECK_TIMEOUT_S,
         )
-        store = ExportStore(
-            self._redis, app.store.keys, event_retention_s=settings.event_retention_s
-        )
+        registry = WorkerRegistry(self._redis, app.store.keys)
         self._checks: dict[str, Check] = {
             "redis": Check(self._redis.ping, critical=True),
             "storage": Check(app.storage.check, critical=True),
-            "workers": Check(partial(dependency_checks.workers_alive, store), critical=False),
+            "workers": Check(partial(dependency_checks.workers_alive, registry), critical=False),
             "media": Check(
                 dependency_checks.media_check,
                 critical=False,
@@ -88,10 +86,9 @@ class HealthMonitor:
                 critical=False,
             ),
         }
-        if app.database is not None:
-            # SELECT 1 through the app's pool: the round trip includes getting a connection,
-            # so a pool exhausted for longer than the timeout also reads as a failed check.
-            self._checks["database"] = Check(app.database.check, critical=True)
+        # SELECT 1 through the app's pool: the round trip includes getting a connection,
+        # so a pool exhausted for longer than the timeout also reads as a failed check.
+        self._checks["database"] = Check(app.database.check, critical=True)
         self.results = {
             name: CheckResult(critical=check.critical) for name, check in self._checks.items()
         }

@@ -40,7 +40,7 @@ from sparc_video.cli.recordings import recording
 from sparc_video.cli.runner import configure_logging
 from sparc_video.cli.uploads import upload
 from sparc_video.cli.verify import verify
-from sparc_video.core.settings import Settings, SettingsError
+from sparc_video.core.settings import Settings, SettingsError, reveal
 
 COMMANDS_GROUP = "sparc_video.commands"
 log = logging.getLogger("sparc_video")
@@ -83,7 +83,8 @@ class CommandHost:
 
     def settings(self, role: str = "") -> Settings:
         """The settings from the environment; a bad one ends the command with exit 2. A `serve`
-        or `worker` role also needs the shared manifest signing key."""
+        or `worker` role also needs the shared manifest signing key and DATABASE_URL (`dev`
+        starts a PostgreSQL itself)."""
         from sparc_video.evidence.signing import SigningKeyNotConfigured, require_configured_key
 
         try:
@@ -93,6 +94,14 @@ class CommandHost:
         except (SettingsError, SigningKeyNotConfigured) as exc:
             click.echo(f"sparc-video: {exc}", err=True)
             raise click.exceptions.Exit(ExitCode.USAGE) from None
+        if role in ("serve", "worker") and not reveal(settings.database_url):
+            click.echo(
+                f"sparc-video: `{role}` needs DATABASE_URL, the PostgreSQL that holds every "
+                "export, camera and audit entry (run `sparc-video migrate` once against it); "
+                "`sparc-video dev` starts one by itself",
+                err=True,
+            )
+            raise click.exceptions.Exit(ExitCode.USAGE)
         return settings
 
     def start(self, settings: Settings, service_name: str) -> None:

@@ -48,7 +48,10 @@ _EMPTY = text("'{}'::jsonb")
 # exports: one row per export (CreateExport). `record` is the whole ExportRecord (request,
 # operations, outputs with their hashes, manifest reference, error); the columns are what lists
 # filter and page on (requester, case id, state, create time; ties broken by id). Progress never
-# comes here: it lives in Redis.
+# comes here: it lives in Redis. `revision` counts durable changes: a write names the revision
+# it read and fails when another writer got there first (the fencing of state changes), and
+# Redis's copy of the record is replaced only by a newer revision. A principal's request_id
+# names one export (CreateExport's idempotency).
 exports = Table(
     "exports",
     metadata,
@@ -59,6 +62,8 @@ exports = Table(
     Column("purpose", Text, nullable=False, server_default=""),
     Column("priority", SmallInteger, nullable=False, server_default=text("0")),
     Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("request_id", Text, nullable=False, server_default=""),
+    Column("revision", BigInteger, nullable=False, server_default=text("1")),
     Column("create_time", _TZ, nullable=False),
     Column("update_time", _TZ, nullable=False),
     Column("end_time", _TZ, nullable=True),
@@ -71,6 +76,7 @@ exports = Table(
     Index(None, "requester", "create_time", "id"),
     Index(None, "state", "create_time", "id"),
     Index(None, "case_id", "create_time", "id"),
+    Index(None, "requester", "request_id", unique=True, postgresql_where=text("request_id <> ''")),
 )
 
 # export_state_changes: every transition of an export, appended in the transaction that makes

@@ -206,7 +206,8 @@ class ManifestRef:
 
 @dataclass
 class ExportRecord:
-    """The truth about one export, stored in Redis and updated by the worker running it."""
+    """The truth about one export: durable in PostgreSQL, with a live copy (and its progress)
+    in Redis; updated by the worker running it."""
 
     id: str
     source_key: str
@@ -251,6 +252,9 @@ class ExportRecord:
     # first frame (`Export.capture_start_time`); a frame's own capture time comes from the
     # coverage (`workers.pipeline.wall_clock`), which also accounts for closed gaps.
     capture_start_ns: int | None = None
+    # Durable changes so far (PostgreSQL's `exports.revision`): a state-changing write names
+    # the revision it read, and loses to any other writer that committed first.
+    revision: int = 0
 
     @property
     def name(self) -> str:

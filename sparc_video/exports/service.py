@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from sparc_video.audit import Action, AuditEntry
 from sparc_video.core.errors import (
     ExportNotFound,
     FailedPrecondition,
@@ -20,6 +21,7 @@ from sparc_video.core.errors import (
 )
 from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
+from sparc_video.exports.catalog import grant_row
 from sparc_video.exports.event_log import EventKind, ExportEvent
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.models import (
@@ -274,7 +276,11 @@ class Exports:
             record.progress.eta_s = None
             return EventKind.STATE_CHANGED
 
-        record = await self._store.update(export_id, to_cancelled)
+        record = await self._store.update(
+            export_id,
+            to_cancelled,
+            audit=lambda r: [AuditEntry(caller.id, Action.EXPORT_CANCEL, r.name, r.case_id)],
+        )
         # A worker running it sees CANCELLED at its next progress write and stops.
         await self._queue.remove(export_id)
         return record
@@ -326,7 +332,20 @@ class Exports:
             current.download_grants = [*current.download_grants, grant][-MAX_DOWNLOAD_GRANTS:]
             return EventKind.AUDIT
 
-        await self._store.update(export_id, log_grant)
+        await self._store.update(
+            export_id,
+            log_grant,
+            audit=lambda r: [
+                AuditEntry(
+                    caller.id,
+                    Action.EXPORT_DOWNLOAD,
+                    r.name,
+                    r.case_id,
+                    {"storage_keys": keys, "expire_time": expire},
+                )
+            ],
+            also=grant_row(export_id, grant),
+        )
 
         async def link(index: int, key: str) -> DownloadLink:
             filename = key.rsplit("/", 1)[-1]

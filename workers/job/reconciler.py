@@ -5,8 +5,10 @@ Every worker runs this loop; a short Redis lock lets one of them do each round. 
 - RUNNING exports whose lease expired lost their worker (killed, OOM, partitioned): they go back
   to QUEUED and their job is made runnable again at once. arq alone would only retry them when its
   in-progress key expires: after the largest job timeout plus 10 s.
-- QUEUED and RETRYING exports with no job on arq's queue (e.g. a Redis failover lost it) are
-  enqueued again (RETRYING ones not before their next attempt time).
+- QUEUED and RETRYING exports with no job on arq's queue (e.g. a Redis failover or FLUSHALL
+  lost it) are enqueued again (RETRYING ones not before their next attempt time). The list of
+  unfinished exports comes from PostgreSQL, the system of record: what Redis lost (records,
+  queue, leases) is rebuilt from it, so at most a running attempt is redone.
 - Failed exports beyond the newest FAILED_EXPORTS_KEPT, and finished exports older than
   EXPORT_RETENTION, are deleted with their events and outputs.
 - Uploads (UploadService) older than UPLOAD_RETENTION that no export used are removed: their
@@ -35,6 +37,8 @@ from sparc_video.uploads import Uploads
 log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 100
+# Who deletes expired exports, as the audit log names it.
+RETENTION_PRINCIPAL = "system:retention"
 
 
 @dataclass
@@ -113,7 +117,8 @@ class Reconciler:
         if await self._queue.is_queued(export_id):
             return 0
         try:
-            record = await self._store.get(export_id)
+            # Also puts the record back into Redis when Redis lost it (watchers see it again).
+            record = await self._store.restore(export_id)
         except ExportNotFound:
             return 0
         if record.state.terminal or await self._store.lease_holder(export_id) is not None:
@@ -129,30 +134,22 @@ class Reconciler:
         counts = await self._store.count_by_state()
         excess = counts[ExportState.FAILED] - self._settings.failed_exports_kept
         if excess > 0:
-            for export_id in await self._store.oldest(ExportState.FAILED, min(excess, PRUNE_BATCH)):
-                pruned += await self._delete(export_id)
+            for record in await self._store.oldest(ExportState.FAILED, min(excess, PRUNE_BATCH)):
+                pruned += await self._delete(record)
         if self._settings.export_retention_s:
             cutoff = time.time() - self._settings.export_retention_s
             for state in (ExportState.SUCCEEDED, ExportState.FAILED, ExportState.CANCELLED):
-                for export_id in await self._store.oldest(state, PRUNE_BATCH):
-                    try:
-                        record = await self._store.get(export_id)
-                    except ExportNotFound:
-                        continue
+                for record in await self._store.oldest(state, PRUNE_BATCH):
                     if record.create_time > cutoff:
-                        break  # ids sort by creation, and an export ends after it is created
+                        break  # oldest first, and an export ends after it is created
                     if (record.end_time or record.create_time) <= cutoff:
-                        pruned += await self._delete(export_id)
+                        pruned += await self._delete(record)
         return pruned
 
-    async def _delete(self, export_id: str) -> int:
-        try:
-            record = await self._store.get(export_id)
-        except ExportNotFound:
-            return 0
+    async def _delete(self, record: ExportRecord) -> int:
         if not record.state.terminal:
             return 0
         with contextlib.suppress(SparcVideoError):
-            await self._storage.delete_prefix(f"exports/{export_id}/")
-        await self._store.delete(record)
+            await self._storage.delete_prefix(f"exports/{record.id}/")
+        await self._store.delete(record, RETENTION_PRINCIPAL)
         return 1

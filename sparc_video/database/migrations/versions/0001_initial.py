@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("purpose", sa.Text(), server_default="", nullable=False),
         sa.Column("priority", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("attempt", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("request_id", sa.Text(), server_default="", nullable=False),
+        sa.Column("revision", sa.BigInteger(), server_default=sa.text("1"), nullable=False),
         sa.Column("create_time", _TZ, nullable=False),
         sa.Column("update_time", _TZ, nullable=False),
         sa.Column("end_time", _TZ, nullable=True),
@@ -66,6 +68,13 @@ def upgrade() -> None:
         ["case_id", "create_time", "id"],
     ):
         op.create_index(op.f(f"ix_exports_{'_'.join(columns)}"), "exports", columns)
+    op.create_index(
+        op.f("ix_exports_requester_request_id"),
+        "exports",
+        ["requester", "request_id"],
+        unique=True,
+        postgresql_where=sa.text("request_id <> ''"),
+    )
 
     op.create_table(
         "export_state_changes",

@@ -1,0 +1,286 @@
+"""Exports in PostgreSQL, the system of record (DESIGN.md, "Where records live").
+
+Every durable change of an export (its creation, each state change, outputs, a download grant,
+its deletion) is committed here before Redis sees it; progress never comes here. A row keeps
+the whole record as JSONB and, as columns, what lists filter and page on.
+
+Fencing: `save` names the revision it read and changes the row only if it is still that one,
+so of two writers that read the same record exactly one wins, whatever Redis says meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from sparc_video.audit import AuditEntry
+from sparc_video.audit.trail import append
+from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.database.pool import Connection, Database
+from sparc_video.exports.event_log import decode_record, encode_record
+from sparc_video.exports.models import DownloadGrant, ExportRecord, ExportState, Priority
+
+# More work inside a durable write's transaction (a download grant's row).
+InTransaction = Callable[[Connection], Awaitable[None]]
+
+_UNFINISHED = [s.value for s in ExportState if not s.terminal]
+
+_INSERT = """
+INSERT INTO exports (id, state, requester, case_id, purpose, priority, attempt, request_id,
+                     revision, create_time, update_time, end_time, record)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), to_timestamp($11),
+        to_timestamp($12), $13::jsonb)
+"""
+
+_SAVE = """
+UPDATE exports SET state = $3, attempt = $4, revision = $5, update_time = to_timestamp($6),
+                   end_time = to_timestamp($7), record = $8::jsonb
+WHERE id = $1 AND revision = $2
+"""
+
+_STATE_CHANGE = """
+INSERT INTO export_state_changes (export_id, attempt, from_state, to_state, reason)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+class ExportCatalog:
+    """Reads and writes of the `exports` table and what hangs off it."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def insert(self, connection: Connection, record: ExportRecord) -> None:
+        """The new export's row and its first state change, in the caller's transaction."""
+        await connection.execute(
+            _INSERT,
+            record.id,
+            record.state.value,
+            record.requester,
+            record.case_id,
+            record.purpose,
+            # The column orders priorities as the enum declares them (interactive first).
+            list(Priority).index(record.priority),
+            record.attempt,
+            record.request_id,
+            record.revision,
+            record.create_time,
+            record.update_time,
+            record.end_time,
+            encode_record(record),
+        )
+        await connection.execute(
+            _STATE_CHANGE, record.id, record.attempt, None, record.state.value, "created"
+        )
+
+    async def lock_requester(self, connection: Connection, requester: str) -> None:
+        """Serialise one principal's creates until the transaction ends, so its request ids
+        and its unfinished-exports quota are checked and written without a race."""
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"exports:{requester}"
+        )
+
+    async def request_owner(
+        self, requester: str, request_id: str, connection: Connection | None = None
+    ) -> str | None:
+        """The id of the export a principal's request_id created, if any."""
+        query = "SELECT id FROM exports WHERE requester = $1 AND request_id = $2"
+        if connection is not None:
+            value = await connection.fetchval(query, requester, request_id)
+        else:
+            value = await self.database.fetchval(query, requester, request_id)
+        return None if value is None else str(value)
+
+    async def count_unfinished(self, connection: Connection, requester: str) -> int:
+        value = await connection.fetchval(
+            "SELECT count(*) FROM exports WHERE requester = $1 AND state = ANY($2::text[])",
+            requester,
+            _UNFINISHED,
+        )
+        return int(value)
+
+    async def save(
+        self,
+        record: ExportRecord,
+        *,
+        read_revision: int,
+        old_state: ExportState,
+        reason: str = "",
+        audit: Iterable[AuditEntry] = (),
+        also: InTransaction | None = None,
+    ) -> bool:
+        """Write `record` (its `revision` already the next one) if the row is still at
+        `read_revision`, with a state-change row when the state changed and `audit` entries;
+        False, writing nothing, when another writer changed the row first."""
+        async with self.database.transaction() as connection:
+            status = await connection.execute(
+                _SAVE,
+                record.id,
+                read_revision,
+                record.state.value,
+                record.attempt,
+                record.revision,
+                record.update_time,
+                record.end_time,
+                encode_record(record),
+            )
+            if status != "UPDATE 1":
+                return False
+            if old_state != record.state:
+                await connection.execute(
+                    _STATE_CHANGE,
+                    record.id,
+                    record.attempt,
+                    old_state.value,
+                    record.state.value,
+                    reason or (record.error.reason if record.error else ""),
+                )
+            await append(connection, *audit)
+            if also is not None:
+                await also(connection)
+        return True
+
+    async def delete(self, export_id: str, audit: AuditEntry) -> bool:
+        """Remove the export's row (its state changes and grants go with it; its audit entries
+        stay) with an audit entry saying so. False when it was gone already."""
+        async with self.database.transaction() as connection:
+            status = await connection.execute("DELETE FROM exports WHERE id = $1", export_id)
+            if status != "DELETE 1":
+                return False
+            await append(connection, audit)
+        return True
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, export_id: str) -> ExportRecord | None:
+        raw = await self.database.fetchval("SELECT record FROM exports WHERE id = $1", export_id)
+        return None if raw is None else decode_record(raw)
+
+    async def revision(self, export_id: str) -> int | None:
+        value = await self.database.fetchval(
+            "SELECT revision FROM exports WHERE id = $1", export_id
+        )
+        return None if value is None else int(value)
+
+    async def page(
+        self,
+        *,
+        page_size: int,
+        page_token: str,
+        state: ExportState | None = None,
+        requester: str | None = None,
+        case_id: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> tuple[list[ExportRecord], str]:
+        """A page of exports, newest first, and the next page's token ("" on the last).
+
+        Each filter is an indexed column; the token is bound to the filters it was made with.
+        """
+        filters: dict[str, Any] = {
+            "state": state.value if state else None,
+            "requester": requester,
+            "case_id": case_id,
+            "after": created_after,
+            "before": created_before,
+        }
+        bound = json.dumps(filters, sort_keys=True)
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for column in ("state", "requester", "case_id"):
+            if filters[column] is not None:
+                where.append(f"{column} = {arg(filters[column])}")
+        if created_after is not None:
+            where.append(f"create_time >= to_timestamp({arg(created_after)})")
+        if created_before is not None:
+            where.append(f"create_time < to_timestamp({arg(created_before)})")
+        if page_token:
+            last_us, last_id = _decode_page_token(page_token, bound)
+            where.append(
+                f"(create_time, id) < ({_FROM_MICROS.format(arg(last_us))}, {arg(last_id)})"
+            )
+        sql = f"SELECT record, {_TO_MICROS} AS us FROM exports"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY create_time DESC, id DESC LIMIT {arg(page_size + 1)}"
+        rows = await self.database.fetch(sql, *args)
+        records = [decode_record(row["record"]) for row in rows[:page_size]]
+        token = ""
+        if len(rows) > page_size:
+            last = rows[page_size - 1]
+            token = _encode_page_token(int(last["us"]), records[-1].id, bound)
+        return records, token
+
+    async def count_by_state(self) -> dict[ExportState, int]:
+        rows = await self.database.fetch("SELECT state, count(*) AS n FROM exports GROUP BY state")
+        counts = dict.fromkeys(ExportState, 0)
+        for row in rows:
+            counts[ExportState(row["state"])] = int(row["n"])
+        return counts
+
+    async def oldest(self, state: ExportState, count: int) -> list[ExportRecord]:
+        """Up to `count` exports in `state`, oldest first."""
+        rows = await self.database.fetch(
+            "SELECT record FROM exports WHERE state = $1 ORDER BY create_time, id LIMIT $2",
+            state.value,
+            count,
+        )
+        return [decode_record(row["record"]) for row in rows]
+
+    async def ids(self, states: Iterable[ExportState]) -> list[str]:
+        rows = await self.database.fetch(
+            "SELECT id FROM exports WHERE state = ANY($1::text[]) ORDER BY create_time, id",
+            [s.value for s in states],
+        )
+        return [str(row["id"]) for row in rows]
+
+
+def grant_row(export_id: str, grant: DownloadGrant) -> InTransaction:
+    """The `download_grants` row of a grant, written in the transaction that logs it on the
+    export (never the links: their signatures are bearer credentials)."""
+
+    async def write(connection: Connection) -> None:
+        await connection.execute(
+            "INSERT INTO download_grants (export_id, requester, storage_keys, grant_time, "
+            "expire_time) VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5))",
+            export_id,
+            grant.requester,
+            list(grant.storage_keys),
+            grant.grant_time,
+            grant.expire_time,
+        )
+
+    return write
+
+
+# Page tokens are opaque to clients (AIP-158) but bound to the filters they page through, so a
+# token from one listing cannot be replayed against another.
+# The position is the last row's create time in whole microseconds (timestamptz's precision):
+# exact, where a float of seconds could land a microsecond off and skip or repeat a row.
+_TO_MICROS = "(extract(epoch FROM create_time) * 1000000)::bigint"
+_FROM_MICROS = "(timestamptz 'epoch' + {} * interval '1 microsecond')"
+
+
+def _encode_page_token(last_us: int, last_id: str, bound: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([last_us, last_id, bound]).encode()).decode()
+
+
+def _decode_page_token(token: str, bound: str) -> tuple[int, str]:
+    try:
+        last_us, last_id, token_bound = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if token_bound != bound or not isinstance(last_id, str) or type(last_us) is not int:
+            raise ValueError
+        return last_us, last_id
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "not a token from a previous call with the same filter")]
+        ) from None
