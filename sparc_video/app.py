@@ -62,7 +62,11 @@ async def open_database_if_configured(settings: Settings) -> AsyncIterator[Datab
     from sparc_video.database.migrations import require_current_schema
     from sparc_video.database.pool import open_database
 
-    async with open_database(url) as database:
+    async with open_database(
+        url,
+        max_size=settings.database_pool_max_size,
+        slow_query_s=settings.database_slow_query_s,
+    ) as database:
         await require_current_schema(url)
         yield database
 
