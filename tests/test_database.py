@@ -279,6 +279,16 @@ async def test_the_check_answers_while_long_queries_hold_every_pool_connection(
             await asyncio.gather(*holding, waiting, return_exceptions=True)
 
 
+async def test_a_connection_lost_under_a_statement_is_unavailable(database_url: str) -> None:
+    """What an RPC sees when PostgreSQL goes away mid-call: UNAVAILABLE (retryable), and the
+    pool replaces the connection."""
+    async with open_database(database_url, max_size=1) as database:
+        with pytest.raises(Unavailable, match="lost the connection") as lost:
+            await database.fetchval("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert lost.value.code.name == "UNAVAILABLE"
+        assert await database.fetchval("SELECT 1") == 1
+
+
 async def check_backend_pids(database: Database) -> list[int]:
     rows = await database.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1"

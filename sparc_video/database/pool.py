@@ -53,6 +53,16 @@ _MAX_LOGGED_QUERY = 500
 # What a server that cannot be reached, or a connection that broke, raises.
 _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
+# What a statement raises when the server went away under it (a restart, a failover, a
+# terminated backend): an outage, not a bug. Not QueryCanceledError: a cancelled statement is
+# the caller's doing.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
 # A pooled connection (asyncpg-stubs make the proxy generic in its record type).
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -106,7 +116,9 @@ class Database:
     @contextlib.asynccontextmanager
     async def acquire(self, *, timeout_s: float | None = None) -> AsyncIterator[Connection]:
         """A connection from the pool, counted in the pool metrics; Unavailable when none can
-        be had (the server went away, or none freed up within `timeout_s`)."""
+        be had (the server went away, or none freed up within `timeout_s`) or when the server
+        goes away while it is used, so the RPC answers UNAVAILABLE (retried by clients), not
+        INTERNAL."""
         metrics.DB_POOL_WAITING.inc()
         started = time.perf_counter()
         try:
@@ -118,6 +130,8 @@ class Database:
             metrics.DB_POOL_ACQUIRE_SECONDS.observe(time.perf_counter() - started)
         try:
             yield connection
+        except _CONNECTION_LOST as exc:
+            raise _unavailable(self.url, "lost the connection", exc) from exc
         finally:
             await self.pool.release(connection)
 
