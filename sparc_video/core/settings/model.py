@@ -123,9 +123,9 @@ class Settings(BaseSettings):
         10,
         "DATABASE_POOL_MAX_SIZE",
         "PostgreSQL",
-        "Most connections one process's pool opens (each server replica and each worker has "
-        "its own pool, plus one health-check connection): keep the sum over all processes "
-        "under PostgreSQL's max_connections",
+        "Most connections the PostgreSQL pool of one process opens (each server replica and "
+        "each worker has one; a server also opens one for its health check): keep the sum "
+        "over all processes under PostgreSQL's max_connections",
         ge=1,
         le=1000,
     )
