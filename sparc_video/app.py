@@ -61,7 +61,11 @@ async def open_configured_database(settings: Settings) -> AsyncIterator[Database
             "DATABASE_URL is not set: PostgreSQL holds every export, camera and audit entry. "
             "Set it to the database's URL (`sparc-video dev` starts one by itself)."
         )
-    async with open_database(url) as database:
+    async with open_database(
+        url,
+        max_size=settings.database_pool_max_size,
+        slow_query_s=settings.database_slow_query_s,
+    ) as database:
         await require_current_schema(url)
         yield database
 

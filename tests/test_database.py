@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from sparc_video.app import open_database_if_configured
 from sparc_video.cli import main as cli
 from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.errors import Unavailable
@@ -37,7 +39,7 @@ from sparc_video.database.migrations import (
     head_revision,
     migrate,
 )
-from sparc_video.database.pool import open_database
+from sparc_video.database.pool import CHECK_APPLICATION_NAME, Database, open_database
 from sparc_video.database.schema import metadata
 from sparc_video.database.urls import asyncpg_dsn, redacted, sqlalchemy_url, with_database
 
@@ -231,6 +233,89 @@ async def test_pool_metrics_and_the_slow_query_log(
     logged = [r.getMessage() for r in caplog.records if "slow query" in r.getMessage()]
     assert any("SELECT $1::text" in text for text in logged), logged
     assert not any("secret-parameter" in text for text in logged)
+
+
+async def test_the_pool_settings_reach_the_pool_and_slow_queries_are_logged(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DATABASE_POOL_MAX_SIZE and DATABASE_SLOW_QUERY, through the app's wiring."""
+    settings = Settings.from_env(
+        {"DATABASE_URL": database_url, "DATABASE_POOL_MAX_SIZE": "3", "DATABASE_SLOW_QUERY": "0.1"}
+    )
+    caplog.set_level(logging.WARNING, logger="sparc_video.database.pool")
+    slow = sample("database_slow_queries_total")
+    async with open_database_if_configured(settings) as database:
+        assert database is not None
+        assert database.pool.get_max_size() == 3 and database.slow_query_s == 0.1
+        await database.fetchval("SELECT 1")
+        await database.execute("SELECT pg_sleep(0.15)")
+    logged = [r.getMessage() for r in caplog.records if "slow query" in r.getMessage()]
+    [sleep] = [text for text in logged if "pg_sleep(0.15)" in text]
+    assert "(threshold 0.100 s)" in sleep, logged
+    assert sample("database_slow_queries_total") >= slow + 1
+
+
+async def test_the_check_answers_while_long_queries_hold_every_pool_connection(
+    database_url: str,
+) -> None:
+    """The check has a connection of its own: a saturated pool shows in the waiting gauge, not
+    as PostgreSQL being down."""
+    async with open_database(database_url, max_size=2) as database:
+        holding = [asyncio.create_task(database.execute("SELECT pg_sleep(3)")) for _ in range(2)]
+        waiting = asyncio.create_task(database.fetchval("SELECT 1"))
+        try:
+            deadline = time.monotonic() + 10
+            while sample("database_pool_waiting") < 1 or database.pool.get_idle_size() > 0:
+                assert time.monotonic() < deadline, "the pool never filled"
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            assert await database.check(timeout_s=1.0) >= 0
+            assert time.monotonic() - started < 0.5
+            assert database.pool.get_size() == 2, "the check took no connection from the pool"
+            assert sample("database_pool_waiting") >= 1 and not waiting.done()
+        finally:
+            for task in (*holding, waiting):
+                task.cancel()
+            await asyncio.gather(*holding, waiting, return_exceptions=True)
+
+
+async def test_a_connection_lost_under_a_statement_is_unavailable(database_url: str) -> None:
+    """What an RPC sees when PostgreSQL goes away mid-call: UNAVAILABLE (retryable), and the
+    pool replaces the connection."""
+    async with open_database(database_url, max_size=1) as database:
+        with pytest.raises(Unavailable, match="lost the connection") as lost:
+            await database.fetchval("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert lost.value.code.name == "UNAVAILABLE"
+        assert await database.fetchval("SELECT 1") == 1
+
+
+async def check_backend_pids(database: Database) -> list[int]:
+    rows = await database.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+        " AND datname = current_database()",
+        CHECK_APPLICATION_NAME,
+    )
+    return [row["pid"] for row in rows]
+
+
+async def test_a_broken_check_connection_is_reopened_and_closed_with_the_pool(
+    database_url: str,
+) -> None:
+    async with open_database(database_url) as database:
+        assert await check_backend_pids(database) == []  # opened at the first check
+        await database.check()
+        await database.check()
+        [first] = await check_backend_pids(database)
+        assert await database.fetchval("SELECT pg_terminate_backend($1)", first)
+        # The next check reopens it, whether or not asyncpg noticed the loss yet.
+        await database.check()
+        [second] = await check_backend_pids(database)
+        assert second != first
+    async with open_database(database_url) as other:
+        deadline = time.monotonic() + 5
+        while await check_backend_pids(other):  # closed with the pool
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
 
 
 # --- the embedded PostgreSQL -------------------------------------------------------------------

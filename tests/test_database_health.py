@@ -1,7 +1,8 @@
 """The server with DATABASE_URL set: its `database` check gates SERVING (gRPC health and /health)
 with its latency, the pool's metrics are on /metrics, a PostgreSQL that stops answering turns the
 server NOT_SERVING until it answers again, and a schema older than this version's keeps `serve`
-from starting (it names `sparc-video migrate`)."""
+from starting (it names `sparc-video migrate`). A worker with DATABASE_URL serves its pool's
+metrics on its own port."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sparc_video.api.server import EXPORT_SERVICE
 from sparc_video.app import DatabaseNotConfigured, open_app
+from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.settings import Settings
 from sparc_video.database.embedded import EmbeddedPostgres
 from sparc_video.database.migrations import SchemaOutdated, head_revision, migrate
 from tests.fixtures.service import RunningService, settings_env, start_service
+from workers.telemetry.worker import serve_worker_metrics
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -83,6 +86,59 @@ async def test_the_database_check_gates_serving_and_the_pool_metrics_are_served(
             "database_pool_acquire_seconds_count",
         ):
             assert f"\n{family} " in metrics, family
+
+
+DATABASE_FAMILIES = (
+    "database_pool_connections_in_use",
+    "database_pool_connections",
+    "database_pool_max_connections",
+    "database_pool_waiting",
+    "database_pool_acquire_seconds_count",
+    "database_query_seconds_count",
+    "database_slow_queries_total",
+)
+
+
+async def worker_metrics(port: int, timeout_s: float = 30) -> str:
+    """The worker's /metrics once its port answers (the worker starts in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status, text = await get(f"http://127.0.0.1:{port}/metrics")
+        except aiohttp.ClientConnectionError:
+            assert time.monotonic() < deadline, "the worker's metrics port never answered"
+            await asyncio.sleep(0.1)
+            continue
+        assert status == 200
+        return text
+
+
+async def test_a_worker_with_database_url_serves_its_pool_metrics(
+    database_url: str, service_settings: Callable[..., Settings]
+) -> None:
+    port = free_port()
+    settings = service_settings(
+        database_url=database_url, worker_metrics_port=port, database_pool_max_size=3
+    )
+    async with start_service(settings):
+        text = await worker_metrics(port)
+    assert "\nvideo_worker_slots " in text  # still the worker's own registry
+    for family in DATABASE_FAMILIES:
+        assert f"\n{family} " in text, family
+    assert "database_check_seconds" not in text  # workers run no database check
+    # Server and worker share this test's process, so their pools add up: at least the
+    # worker's own (DATABASE_POOL_MAX_SIZE).
+    [allowed] = [
+        line for line in text.splitlines() if line.startswith("database_pool_max_connections ")
+    ]
+    assert float(allowed.split()[1]) >= 3
+
+    # Without a database URL the port has no database series (the port alone: no service).
+    port = free_port()
+    settings = service_settings(worker_metrics_port=port).replace(database_url=None)
+    async with serve_worker_metrics(settings):
+        text = await worker_metrics(port)
+    assert "\nvideo_worker_slots " in text and "database_pool" not in text
 
 
 @pytest.mark.timeout(240)

@@ -229,23 +229,29 @@ def test_documented_docker_commands_match_the_image() -> None:
     builds = [c for c in commands if c[:2] == ["docker", "build"]]
     assert builds and IMAGE in builds[0] and builds[0][-1] == "."
     runs = [c for c in commands if c[:2] == ["docker", "run"]]
-    roles = set()
+    roles = []
     for run in runs:
         image_at = run.index(IMAGE)
         role = run[image_at + 1 :]
-        assert role and role[0] in ROLES, run
-        roles.add(role[0])
+        assert role and role[0] in (*ROLES, "migrate"), run
+        roles.append(role[0])
         parse_args(role)
         for i, arg in enumerate(run):
             if arg == "-p":
                 assert int(run[i + 1].split(":")[1]) in exposed(), run
         env = {run[i + 1].split("=")[0] for i, arg in enumerate(run) if arg == "-e"}
+        # Every role reaches the system of record.
+        assert env & {"DATABASE_URL", "DATABASE_URL_FILE"}, run
+        if role[0] == "migrate":
+            continue
         # Both roles refuse to start without the shared signing key.
         assert env & {"MANIFEST_SIGNING_KEY", "MANIFEST_SIGNING_KEY_FILE"}, run
         if role[0] == "serve" and env & {"AUTH_TOKENS", "AUTH_TOKENS_FILE"}:
             # Clients send tokens only over TLS: a server taking tokens terminates it.
             assert {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE"} <= env, run
-    assert roles == set(ROLES)
+    assert set(roles) == {*ROLES, "migrate"}
+    # The schema is upgraded first: serve and worker refuse a schema older than theirs.
+    assert roles.index("migrate") < min(roles.index(role) for role in ROLES)
 
 
 def kubernetes_objects() -> dict[tuple[str, str], dict[str, Any]]:
@@ -307,6 +313,33 @@ def test_documented_kubernetes_example_matches_image_settings_and_shutdown() -> 
     assert hpa["spec"]["scaleTargetRef"]["name"] == "sparc-video-worker"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["external"]["metric"]["selector"] == {"matchLabels": {"state": "queued"}}
+
+
+def test_documented_pools_fit_postgres_default_max_connections() -> None:
+    """The arithmetic docs/operations.md (Database, pool sizing) asks for, on its own manifests
+    at their largest: under 100 connections less PostgreSQL's 3 reserved for superusers."""
+    objects = kubernetes_objects()
+    default = Settings().database_pool_max_size
+
+    def pool_size(name: str) -> int:
+        (container,) = objects[("Deployment", name)]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        return int(env.get("DATABASE_POOL_MAX_SIZE", default))
+
+    def surge(name: str) -> int:
+        strategy = objects[("Deployment", name)]["spec"]["strategy"]["rollingUpdate"]
+        assert isinstance(strategy["maxSurge"], int), "a count, so the sum can be checked"
+        return int(strategy["maxSurge"])
+
+    servers = objects[("Deployment", "sparc-video-server")]["spec"]["replicas"]
+    servers += surge("sparc-video-server")
+    workers = objects[("HorizontalPodAutoscaler", "sparc-video-worker")]["spec"]["maxReplicas"]
+    workers += surge("sparc-video-worker")
+    # A server's pool plus its health-check connection; a worker's pool; the migration Job.
+    total = servers * (pool_size("sparc-video-server") + 1)
+    total += workers * pool_size("sparc-video-worker") + 1
+    assert total <= 100 - 3, total
+    assert f"= {total} ≤ 97" in operations_section("Database")
 
 
 @pytest.mark.parametrize("role", ROLES)

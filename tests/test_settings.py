@@ -10,6 +10,7 @@ import pytest
 from sparc_video.api.exports.requests import parse_size_bytes
 from sparc_video.core.settings import Settings, SettingsError, markdown, parse_size, reveal
 from sparc_video.core.settings.fields import spec
+from sparc_video.database.pool import POOL_MAX_SIZE, SLOW_QUERY_S
 
 
 @pytest.mark.parametrize(
@@ -213,3 +214,19 @@ def test_replace_validates() -> None:
         settings.replace(download_url_ttl_s=7200, download_url_max_ttl_s=3600)
     with pytest.raises(SettingsError, match="GRPC_PORT=70000 must be between 0 and 65535"):
         settings.replace(grpc_port=70000)
+
+
+def test_database_pool_settings() -> None:
+    settings = Settings.from_env({"DATABASE_POOL_MAX_SIZE": "25", "DATABASE_SLOW_QUERY": "0.05"})
+    assert (settings.database_pool_max_size, settings.database_slow_query_s) == (25, 0.05)
+    # open_database's own defaults (for callers without settings) are these settings' defaults.
+    defaults = Settings()
+    assert (defaults.database_pool_max_size, defaults.database_slow_query_s) == (
+        POOL_MAX_SIZE,
+        SLOW_QUERY_S,
+    )
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"DATABASE_POOL_MAX_SIZE": "0", "DATABASE_SLOW_QUERY": "soon"})
+    message = str(info.value)
+    assert "DATABASE_POOL_MAX_SIZE=0 must be between 1 and 1000" in message
+    assert "DATABASE_SLOW_QUERY='soon'" in message

@@ -86,8 +86,9 @@ class HealthMonitor:
                 critical=False,
             ),
         }
-        # SELECT 1 through the app's pool: the round trip includes getting a connection,
-        # so a pool exhausted for longer than the timeout also reads as a failed check.
+        # SELECT 1 on a connection of the check's own, not the app's pool: a pool that long
+        # queries keep busy must not read as PostgreSQL being down (that saturation shows in
+        # database_pool_waiting instead).
         self._checks["database"] = Check(app.database.check, critical=True)
         self.results = {
             name: CheckResult(critical=check.critical) for name, check in self._checks.items()

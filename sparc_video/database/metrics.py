@@ -2,6 +2,8 @@
 server's /metrics, and by whichever process opens a pool).
 
 Every pool of the process adds up in the same series: a process normally opens one.
+`DATABASE_REGISTRY` holds the pool's series alone, for a port that serves another registry (each
+worker's, whose `/metrics` is `WORKER_REGISTRY`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class _Sized(Protocol):
@@ -78,3 +80,16 @@ DB_CHECK_SECONDS = Gauge(
     "database_check_seconds",
     "Round trip of the last health check (SELECT 1), in seconds.",
 )
+
+DATABASE_REGISTRY = CollectorRegistry()
+for _metric in (
+    DB_POOL_CONNECTIONS_IN_USE,
+    DB_POOL_CONNECTIONS,
+    DB_POOL_MAX_CONNECTIONS,
+    DB_POOL_WAITING,
+    DB_POOL_ACQUIRE_SECONDS,
+    DB_QUERY_SECONDS,
+    DB_SLOW_QUERIES,
+    DB_QUERY_ERRORS,
+):  # not DB_CHECK_SECONDS: only a server runs the health check
+    DATABASE_REGISTRY.register(_metric)

@@ -2,6 +2,8 @@
 
 - `check()` answers whether PostgreSQL serves queries (SELECT 1 within a timeout) or raises
   `Unavailable` naming the server (password hidden) and what failed: what health checks call.
+  It runs on a connection of its own, outside the pool, so a pool that long queries keep busy
+  still gets a true answer about the server (the pool's `waiting` gauge tells the saturation).
 - Pool metrics (`database.metrics`): connections in use, callers waiting, acquire time, query
   time, slow queries.
 - Slow-query logging: a statement past `slow_query_s` is logged as a WARNING with its text and
@@ -31,7 +33,9 @@ from sparc_video.database.urls import asyncpg_dsn, redacted
 log = logging.getLogger(__name__)
 
 # Pool sizing: a server replica's RPC handlers and a worker's jobs share one pool each. The sum
-# over replicas and workers must stay under PostgreSQL's max_connections (100 by default).
+# over replicas and workers (plus each process's health-check connection) must stay under
+# PostgreSQL's max_connections (100 by default). The maximum and the slow-query threshold below
+# are the defaults of DATABASE_POOL_MAX_SIZE and DATABASE_SLOW_QUERY, which the service passes.
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 # Opening a connection, and the health check's round trip.
@@ -41,8 +45,23 @@ CHECK_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 10.0
 # Statements slower than this are logged (WARNING) and counted.
 SLOW_QUERY_S = 0.2
+# How the health check's own connection shows in pg_stat_activity.
+CHECK_APPLICATION_NAME = "sparc-video health check"
 # A statement's text in the slow-query log is cut to this many characters.
 _MAX_LOGGED_QUERY = 500
+
+# What a server that cannot be reached, or a connection that broke, raises.
+_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+# What a statement raises when the server went away under it (a restart, a failover, a
+# terminated backend): an outage, not a bug. Not QueryCanceledError: a cancelled statement is
+# the caller's doing.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
 
 # A pooled connection (asyncpg-stubs make the proxy generic in its record type).
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -65,6 +84,11 @@ class Database:
         self.pool = pool
         self.url = url
         self.slow_query_s = slow_query_s
+        # The health check's own connection, outside the pool: opened at the first check, again
+        # after it broke, closed with the pool. One check at a time uses it (a connection runs
+        # one statement at once).
+        self._check_connection: asyncpg.Connection[asyncpg.Record] | None = None
+        self._check_lock = asyncio.Lock()
 
     @property
     def display_url(self) -> str:
@@ -92,18 +116,22 @@ class Database:
     @contextlib.asynccontextmanager
     async def acquire(self, *, timeout_s: float | None = None) -> AsyncIterator[Connection]:
         """A connection from the pool, counted in the pool metrics; Unavailable when none can
-        be had (the server went away, or none freed up within `timeout_s`)."""
+        be had (the server went away, or none freed up within `timeout_s`) or when the server
+        goes away while it is used, so the RPC answers UNAVAILABLE (retried by clients), not
+        INTERNAL."""
         metrics.DB_POOL_WAITING.inc()
         started = time.perf_counter()
         try:
             connection: Connection = await self.pool.acquire(timeout=timeout_s)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(self.url, "gave no connection", exc) from exc
         finally:
             metrics.DB_POOL_WAITING.dec()
             metrics.DB_POOL_ACQUIRE_SECONDS.observe(time.perf_counter() - started)
         try:
             yield connection
+        except _CONNECTION_LOST as exc:
+            raise _unavailable(self.url, "lost the connection", exc) from exc
         finally:
             await self.pool.release(connection)
 
@@ -130,19 +158,71 @@ class Database:
             return await connection.fetchval(query, *args)
 
     async def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> float:
-        """Seconds a `SELECT 1` took; Unavailable when PostgreSQL does not answer in time."""
+        """Seconds a `SELECT 1` took on the check connection (opening it, when needed, included);
+        Unavailable when PostgreSQL does not answer within `timeout_s`, everything included.
+
+        Never waits for the pool: a pool that slow queries keep busy says nothing about whether
+        the server answers, and failing health then would restart or unroute replicas that are
+        merely loaded (the pool's waiting gauge shows that saturation instead)."""
         started = time.perf_counter()
         try:
-            async with self.acquire(timeout_s=timeout_s) as connection:
-                await connection.fetchval("SELECT 1", timeout=timeout_s)
-        except Unavailable:
-            raise
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            async with asyncio.timeout(timeout_s), self._check_lock:
+                await self._select_one(timeout_s)
+        except (*_FAILURES, asyncpg.InternalClientError) as exc:
             what = f"did not answer SELECT 1 within {timeout_s:g} s"
             raise _unavailable(self.url, what, exc) from exc
         elapsed = time.perf_counter() - started
         metrics.DB_CHECK_SECONDS.set(elapsed)
         return elapsed
+
+    async def _select_one(self, timeout_s: float) -> None:
+        try:
+            connection = self._check_connection
+            if connection is not None and not connection.is_closed():
+                try:
+                    await connection.fetchval("SELECT 1")
+                    return
+                except Exception:
+                    # It may have broken while idle (a terminated backend, a restarted server,
+                    # a proxy's idle cut) without asyncpg noticing yet, which surfaces as any
+                    # of its errors (InternalClientError included): a fresh connection decides,
+                    # so one stale connection is not reported as an outage.
+                    self._drop_check_connection()
+            connection = await self._open_check_connection(timeout_s)
+            await connection.fetchval("SELECT 1")
+        except BaseException:
+            # Timed out, cancelled or failed mid-statement: its state is unknown; start afresh.
+            self._drop_check_connection()
+            raise
+
+    async def _open_check_connection(self, timeout_s: float) -> asyncpg.Connection[asyncpg.Record]:
+        try:
+            connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+                asyncpg_dsn(self.url),
+                timeout=timeout_s,
+                server_settings={"application_name": CHECK_APPLICATION_NAME},
+            )
+        except _FAILURES as exc:
+            raise _unavailable(self.url, "cannot be reached", exc) from exc
+        self._check_connection = connection
+        return connection
+
+    def _drop_check_connection(self) -> None:
+        connection, self._check_connection = self._check_connection, None
+        if connection is not None and not connection.is_closed():
+            connection.terminate()
+
+    async def close(self) -> None:
+        """Close the check connection (the pool is `open_database`'s to close)."""
+        connection = self._check_connection
+        if connection is None or self._check_lock.locked():
+            self._drop_check_connection()  # a check is running on it: do not wait for it
+            return
+        self._check_connection = None
+        try:
+            await connection.close(timeout=CHECK_TIMEOUT_S)
+        except _FAILURES:
+            connection.terminate()
 
 
 @contextlib.asynccontextmanager
@@ -171,7 +251,7 @@ async def open_database(
     database = Database(pool, url, slow_query_s=slow_query_s)
     try:
         await pool
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except _FAILURES as exc:
         await pool.close()
         raise _unavailable(url, "cannot be reached", exc) from exc
     metrics.track_pool(pool)
@@ -179,6 +259,7 @@ async def open_database(
     try:
         yield database
     finally:
+        await database.close()
         metrics.untrack_pool(pool)
         try:
             await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)

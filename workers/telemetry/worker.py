@@ -20,7 +20,7 @@ from opentelemetry.trace import Span
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sparc_video.core.errors import ObjectNotFound, SparcVideoError
-from sparc_video.core.settings import Settings
+from sparc_video.core.settings import Settings, reveal
 from sparc_video.observability.metrics import (
     SLOTS,
     TRANSFER_BYTES,
@@ -146,8 +146,16 @@ async def serve_worker_metrics(settings: Settings) -> AsyncIterator[int]:
     """This worker process's /metrics and /healthz on WORKER_METRICS_PORT; yields the port.
 
     Each worker process serves only its own counters; the shared gauges (queue by state,
-    storage used) come from the servers, so a sum over workers never counts them twice.
+    storage used) come from the servers, so a sum over workers never counts them twice. With
+    DATABASE_URL set it adds its PostgreSQL pool's series (`database_*`): its own pool, so a sum
+    over workers and servers is what PostgreSQL sees.
     """
+    registries = [WORKER_REGISTRY]
+    if reveal(settings.database_url):
+        # Imported only here, as the server does: no database series where none is configured.
+        from sparc_video.database.metrics import DATABASE_REGISTRY
+
+        registries.append(DATABASE_REGISTRY)
     SLOTS.inc(settings.worker_concurrency)
     try:
         if not settings.worker_metrics_port:
@@ -155,9 +163,9 @@ async def serve_worker_metrics(settings: Settings) -> AsyncIterator[int]:
             return
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(WORKER_REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            # Text exposition: families of several registries may follow one another.
+            body = b"".join(generate_latest(registry) for registry in registries)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def liveness(_: web.Request) -> web.Response:
             return web.json_response({"status": "alive"})

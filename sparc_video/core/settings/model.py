@@ -119,6 +119,25 @@ class Settings(BaseSettings):
         shown="`dev`: an embedded one under its data directory",
         file=True,
     )
+    database_pool_max_size: int = setting(
+        10,
+        "DATABASE_POOL_MAX_SIZE",
+        "PostgreSQL",
+        "Most connections the PostgreSQL pool of one process opens (each server replica and "
+        "each worker has one; a server also opens one for its health check): keep the sum "
+        "over all processes under PostgreSQL's max_connections",
+        ge=1,
+        le=1000,
+    )
+    database_slow_query_s: float = setting(
+        0.2,
+        "DATABASE_SLOW_QUERY",
+        "PostgreSQL",
+        "Seconds after which a statement is logged (WARNING, its text without parameters) and "
+        "counted in database_slow_queries_total",
+        ge=0.0,
+        le=3600.0,
+    )
 
     # --- Storage
     s3_bucket: str | None = setting(
