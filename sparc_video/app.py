@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
+from sparc_video.audit import AuditLog
 from sparc_video.cameras.credentials import CredentialCipher
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.records import CameraStore
@@ -103,6 +104,7 @@ class App:
     signer: ManifestSigner
     uploads: Uploads
     database: Database
+    audit: AuditLog
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -155,4 +157,5 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             recordings=Recordings(settings, camera_store, storage, file_prober),
             uploads=deps.uploads,
             database=deps.database,
+            audit=AuditLog(deps.database),
         )

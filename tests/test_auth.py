@@ -34,7 +34,13 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sparc.video.v1 import camera_service_pb2, export_pb2, export_service_pb2, upload_service_pb2
+from sparc.video.v1 import (
+    audit_service_pb2,
+    camera_service_pb2,
+    export_pb2,
+    export_service_pb2,
+    upload_service_pb2,
+)
 from sparc.video.v1 import export_service_pb2_grpc as export_grpc
 
 from sparc_video.api.auth_interceptor import AuthInterceptor
@@ -73,6 +79,7 @@ SERVICES = [
     export_service_pb2.DESCRIPTOR.services_by_name["ExportService"],
     camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"],
     upload_service_pb2.DESCRIPTOR.services_by_name["UploadService"],
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
 ]
 # What an allowed call with an empty request may answer: it got past authorization.
 ADMITTED = {

@@ -22,7 +22,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sparc_video.app import open_database_if_configured
+from sparc_video.app import open_configured_database
 from sparc_video.cli import main as cli
 from sparc_video.core.embedded_redis import free_port
 from sparc_video.core.errors import Unavailable
@@ -244,7 +244,7 @@ async def test_the_pool_settings_reach_the_pool_and_slow_queries_are_logged(
     )
     caplog.set_level(logging.WARNING, logger="sparc_video.database.pool")
     slow = sample("database_slow_queries_total")
-    async with open_database_if_configured(settings) as database:
+    async with open_configured_database(settings) as database:
         assert database is not None
         assert database.pool.get_max_size() == 3 and database.slow_query_s == 0.1
         await database.fetchval("SELECT 1")

@@ -17,6 +17,7 @@ import pytest
 from sparc.video.v1 import export_pb2, export_service_pb2
 
 from sparc_video.core.settings import Settings
+from sparc_video.exports.catalog import ExportFilter
 from sparc_video.media.synth import make_sample_clip, read_frame_index
 from tests.camera_helpers import violation_fields
 from tests.fixtures.service import RunningService, start_service
@@ -224,7 +225,7 @@ async def test_bad_operations_are_invalid_argument(
         *fragments,
     )
     assert await api_only.app.queue.depth() == 0
-    records, _ = await api_only.app.store.page(page_size=10, page_token="", state=None)
+    records, _ = await api_only.app.store.page(page_size=10, page_token="", keep=ExportFilter())
     assert records == []
 
 

@@ -28,6 +28,7 @@ from sparc.video.v1 import export_service_pb2 as esvc
 from sparc_video.cameras.records import RecordingRecord
 from sparc_video.core.settings import Settings
 from sparc_video.evidence import manifest
+from sparc_video.exports.catalog import ExportFilter
 from sparc_video.exports.models import CameraRange
 from sparc_video.exports.sources import plan_coverage
 from sparc_video.media.probe import StreamInfo
@@ -419,7 +420,7 @@ async def test_a_recording_being_deleted_is_not_held(
         assert recording_id in (error.details() or "")
         assert await app.queue.depth() == 0
         assert not await app.redis.exists(app.store.keys.recording_holds(recording_id))
-        assert (await app.store.page(page_size=10, page_token="", state=None))[0] == []
+        assert (await app.store.page(page_size=10, page_token="", keep=ExportFilter()))[0] == []
 
 
 async def test_source_validation(service_settings: Callable[..., Settings], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 from sparc_video.core.embedded_redis import EmbeddedRedis, free_port
 from sparc_video.core.errors import PermanentProcessingError, ProcessingTimeout
 from sparc_video.core.settings import Settings
+from sparc_video.exports.catalog import ExportFilter
 from sparc_video.exports.models import ExportState
 from sparc_video.media.synth import make_sample_clip
 from tests import sandbox_targets
@@ -529,7 +530,7 @@ async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
         await app.redis.delete(app.store.keys.reconciler_lock)
         report = await reconciler.run_once()
         assert report.pruned == 3
-        remaining, _ = await app.store.page(page_size=10, page_token="", state=None)
+        remaining, _ = await app.store.page(page_size=10, page_token="", keep=ExportFilter())
         assert [r.name for r in remaining] == names[:2:-1]  # the two newest
 
         await app.redis.delete(app.store.keys.reconciler_lock)
@@ -538,7 +539,7 @@ async def test_retention_keeps_newest_failed_exports_and_expires_finished_ones(
         )
         await asyncio.sleep(1.1)
         assert (await expiring.run_once()).pruned == 2
-        assert (await app.store.page(page_size=10, page_token="", state=None))[0] == []
+        assert (await app.store.page(page_size=10, page_token="", keep=ExportFilter()))[0] == []
         for name in names:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await service.exports.GetExport(export_service_pb2.GetExportRequest(name=name))

@@ -23,6 +23,7 @@ from sparc_video.core.embedded_redis import EmbeddedRedis
 from sparc_video.core.errors import InvalidArgument, ResourceExhausted
 from sparc_video.core.settings import Settings
 from sparc_video.database.urls import asyncpg_dsn
+from sparc_video.exports.catalog import ExportFilter
 from sparc_video.exports.event_log import EventKind
 from sparc_video.exports.models import ExportRecord, ExportState
 from sparc_video.exports.records import StaleWrite
@@ -221,17 +222,21 @@ async def test_lists_page_by_requester_case_and_state_from_the_database(
         token = ""
         while True:
             page, token = await store.page(
-                page_size=2, page_token=token, state=ExportState.QUEUED, requester="bob"
+                page_size=2,
+                page_token=token,
+                keep=ExportFilter(state=ExportState.QUEUED, requester="bob"),
             )
             seen += [r.id for r in page]
             if not token:
                 break
         assert seen == ["e6", "e4", "e2", "e0"]  # newest first
-        case, _ = await store.page(page_size=10, page_token="", state=None, case_id="case-2")
+        case, _ = await store.page(page_size=10, page_token="", keep=ExportFilter(case_id="case-2"))
         assert [r.id for r in case] == ["e6", "e5", "e4"]
-        _, unfiltered_token = await store.page(page_size=1, page_token="", state=None)
+        _, unfiltered_token = await store.page(page_size=1, page_token="", keep=ExportFilter())
         with pytest.raises(InvalidArgument) as replayed:
-            await store.page(page_size=2, page_token=unfiltered_token, state=None, requester="bob")
+            await store.page(
+                page_size=2, page_token=unfiltered_token, keep=ExportFilter(requester="bob")
+            )
         assert "same filter" in replayed.value.message
 
 

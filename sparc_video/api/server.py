@@ -12,6 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from sparc.video.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     camera_service_pb2,
     camera_service_pb2_grpc,
     export_service_pb2,
@@ -20,6 +22,7 @@ from sparc.video.v1 import (
     upload_service_pb2_grpc,
 )
 
+from sparc_video.api.audit.handlers import AuditServicer
 from sparc_video.api.auth_interceptor import AuthInterceptor
 from sparc_video.api.cameras.handlers import CameraServicer
 from sparc_video.api.exports.handlers import ExportServicer
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 EXPORT_SERVICE = export_service_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name
 CAMERA_SERVICE = camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"].full_name
 UPLOAD_SERVICE = upload_service_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
+AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -84,7 +88,9 @@ class Server:
         )
         self._health_servicer = HealthServicer()
         self.health = HealthMonitor(
-            app, self._health_servicer, [EXPORT_SERVICE, CAMERA_SERVICE, UPLOAD_SERVICE]
+            app,
+            self._health_servicer,
+            [EXPORT_SERVICE, CAMERA_SERVICE, UPLOAD_SERVICE, AUDIT_SERVICE],
         )
         self.metrics = ServiceCollector(
             app.store,
@@ -103,6 +109,9 @@ class Server:
         upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
             UploadServicer(app.uploads), self._grpc
         )
+        audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+            AuditServicer(app.audit), self._grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, self._grpc)
         if settings.grpc_reflection != "off":
             reflection.enable_server_reflection(
@@ -110,6 +119,7 @@ class Server:
                     EXPORT_SERVICE,
                     CAMERA_SERVICE,
                     UPLOAD_SERVICE,
+                    AUDIT_SERVICE,
                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                     reflection.SERVICE_NAME,
                 ],

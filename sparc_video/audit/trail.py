@@ -8,12 +8,15 @@ linked and until when, never the signed links.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.database.pool import Connection, Database
 
 
@@ -107,3 +110,34 @@ class AuditLog:
             )
             for row in rows
         ]
+
+    async def page(
+        self, *, case_id: str = "", resource: str = "", page_size: int, page_token: str
+    ) -> tuple[list[AuditRecord], str]:
+        """A page of a trail (as `trail`) and the next page's token ("" on the last). The
+        token is bound to the trail it pages through."""
+        scope = f"case:{case_id}" if case_id else f"resource:{resource}"
+        after_id = _decode_token(page_token, scope) if page_token else 0
+        records = await self.trail(
+            case_id=case_id, resource=resource, after_id=after_id, limit=page_size + 1
+        )
+        if len(records) <= page_size:
+            return records, ""
+        records = records[:page_size]
+        return records, _encode_token(records[-1].id, scope)
+
+
+def _encode_token(after_id: int, scope: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([after_id, scope]).encode()).decode()
+
+
+def _decode_token(token: str, scope: str) -> int:
+    try:
+        after_id, token_scope = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if token_scope != scope or type(after_id) is not int:
+            raise ValueError
+        return after_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "not a token from a previous call for the same trail")]
+        ) from None

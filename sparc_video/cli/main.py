@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from sparc_video.cli.audit import audit
 from sparc_video.cli.cameras import camera
 from sparc_video.cli.exports import export
 from sparc_video.cli.migrate import migrate_command
@@ -66,6 +67,7 @@ for group in (export, queue, camera, recording):
 cli.add_command(verify)
 cli.add_command(upload)
 cli.add_command(migrate_command)
+cli.add_command(audit)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ The package, one concern per module (everything is importable from here):
 - `cameras`: `AsyncCameraClient` (cameras and recordings).
 - `uploads`: `AsyncUploadClient` (`upload_file`: a local file into storage as an export
   source, in parts, resumable, with no storage credentials).
+- `audit`: `AsyncAuditClient` (the audit trail of a case or a resource; admins).
 - `sync`: `ExportClient` and `CameraClient`, the same APIs for synchronous code.
 """
 
+from sparc_video.client.audit import AsyncAuditClient, AuditEntry
 from sparc_video.client.cameras import AsyncCameraClient, Camera, CameraCredentials, Recording
 from sparc_video.client.channel import (
     CAMERA_RETRIED_METHODS,
@@ -106,9 +108,11 @@ __all__ = [
     "SERVICE_NAME",
     "STATUS_DETAILS_KEY",
     "TERMINAL_STATES",
+    "AsyncAuditClient",
     "AsyncCameraClient",
     "AsyncExportClient",
     "AsyncUploadClient",
+    "AuditEntry",
     "Camera",
     "CameraClient",
     "CameraCredentials",

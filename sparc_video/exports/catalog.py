@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sparc_video.audit import AuditEntry
@@ -21,6 +22,19 @@ from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.database.pool import Connection, Database
 from sparc_video.exports.event_log import decode_record, encode_record
 from sparc_video.exports.models import DownloadGrant, ExportRecord, ExportState, Priority
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """What a listing keeps: each given field must match (all indexed columns)."""
+
+    state: ExportState | None = None
+    requester: str | None = None
+    case_id: str | None = None
+    # Unix seconds: created at or after, and before.
+    created_after: float | None = None
+    created_before: float | None = None
+
 
 # More work inside a durable write's transaction (a download grant's row).
 InTransaction = Callable[[Connection], Awaitable[None]]
@@ -171,24 +185,15 @@ class ExportCatalog:
         *,
         page_size: int,
         page_token: str,
-        state: ExportState | None = None,
-        requester: str | None = None,
-        case_id: str | None = None,
-        created_after: float | None = None,
-        created_before: float | None = None,
+        keep: ExportFilter,
     ) -> tuple[list[ExportRecord], str]:
         """A page of exports, newest first, and the next page's token ("" on the last).
 
         Each filter is an indexed column; the token is bound to the filters it was made with.
         """
-        filters: dict[str, Any] = {
-            "state": state.value if state else None,
-            "requester": requester,
-            "case_id": case_id,
-            "after": created_after,
-            "before": created_before,
-        }
+        filters: dict[str, Any] = asdict(keep)
         bound = json.dumps(filters, sort_keys=True)
+        created_after, created_before = keep.created_after, keep.created_before
         where: list[str] = []
         args: list[Any] = []
 
@@ -198,7 +203,7 @@ class ExportCatalog:
 
         for column in ("state", "requester", "case_id"):
             if filters[column] is not None:
-                where.append(f"{column} = {arg(filters[column])}")
+                where.append(f"{column} = {arg(str(filters[column]))}")
         if created_after is not None:
             where.append(f"create_time >= to_timestamp({arg(created_after)})")
         if created_before is not None:

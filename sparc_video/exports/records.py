@@ -33,7 +33,7 @@ from sparc_video.audit.trail import append
 from sparc_video.core.errors import ExportNotFound, FailedPrecondition, ResourceExhausted
 from sparc_video.core.keys import Keys
 from sparc_video.database.pool import Database
-from sparc_video.exports.catalog import ExportCatalog, InTransaction
+from sparc_video.exports.catalog import ExportCatalog, ExportFilter, InTransaction
 from sparc_video.exports.event_log import (
     EventKind,
     ExportEvent,
@@ -346,25 +346,13 @@ class ExportStore:
         return holder.decode() if holder is not None else None
 
     async def page(
-        self,
-        *,
-        page_size: int,
-        page_token: str,
-        state: ExportState | None,
-        requester: str | None = None,
-        case_id: str | None = None,
+        self, *, page_size: int, page_token: str, keep: ExportFilter
     ) -> tuple[list[ExportRecord], str]:
-        """A page of exports, newest first, and the token of the next page ("" when last).
-
-        With `requester`, only the exports that principal created; with `case_id`, only
-        that case's. Read from PostgreSQL (indexed); progress comes from Redis where live.
+        """A page of exports matching `keep`, newest first, and the token of the next page
+        ("" when last). Read from PostgreSQL (indexed); progress comes from Redis where live.
         """
         records, token = await self.catalog.page(
-            page_size=page_size,
-            page_token=page_token,
-            state=state,
-            requester=requester,
-            case_id=case_id,
+            page_size=page_size, page_token=page_token, keep=keep
         )
         live = [r.id for r in records if not r.state.terminal]
         if live:

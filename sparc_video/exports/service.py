@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sparc_video.audit import Action, AuditEntry
 from sparc_video.core.errors import (
@@ -21,7 +21,7 @@ from sparc_video.core.errors import (
 )
 from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
-from sparc_video.exports.catalog import grant_row
+from sparc_video.exports.catalog import ExportFilter, grant_row
 from sparc_video.exports.event_log import EventKind, ExportEvent
 from sparc_video.exports.events import EventHub
 from sparc_video.exports.models import (
@@ -252,15 +252,14 @@ class Exports:
         return _visible(await self._store.get(export_id), caller)
 
     async def page(
-        self, caller: Principal, page_size: int, page_token: str, state: ExportState | None
+        self, caller: Principal, page_size: int, page_token: str, keep: ExportFilter
     ) -> tuple[list[ExportRecord], str]:
         """Admins page through every export; anyone else through the exports it created."""
-        return await self._store.page(
-            page_size=page_size,
-            page_token=page_token,
-            state=state,
-            requester=None if caller.sees_all else caller.id,
-        )
+        if not caller.sees_all:
+            if keep.requester not in (None, caller.id):
+                return [], ""  # another's exports: none visible
+            keep = replace(keep, requester=caller.id)
+        return await self._store.page(page_size=page_size, page_token=page_token, keep=keep)
 
     async def cancel(self, caller: Principal, export_id: str) -> ExportRecord:
         def to_cancelled(record: ExportRecord) -> str:

@@ -14,6 +14,7 @@ from sparc_video.core.roles import Role as Role
 _EXPORTS = "/sparc.video.v1.ExportService/"
 _CAMERAS = "/sparc.video.v1.CameraService/"
 _UPLOADS = "/sparc.video.v1.UploadService/"
+_AUDIT = "/sparc.video.v1.AuditService/"
 
 # The least role each RPC needs, by full gRPC method name.
 METHOD_ROLES: dict[str, Role] = {
@@ -49,6 +50,8 @@ METHOD_ROLES: dict[str, Role] = {
     _CAMERAS + "DeleteCamera": Role.ADMIN,
     _CAMERAS + "DeleteRecording": Role.ADMIN,
     _EXPORTS + "GetQueueStats": Role.ADMIN,
+    # The chain of custody names every principal's actions on every case.
+    _AUDIT + "ListAuditEntries": Role.ADMIN,
 }
 
 # Callable without credentials: load balancers and orchestrators probe health anonymously.

@@ -63,7 +63,7 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     ) -> export_service_pb2.ListExportsResponse:
         args = validation.list_args(request)
         records, next_token = await self._exports.page(
-            current_principal(), args.page_size, args.page_token, args.state
+            current_principal(), args.page_size, args.page_token, args.keep
         )
         return export_service_pb2.ListExportsResponse(
             exports=[proto_mapping.export_to_proto(r) for r in records],

@@ -90,7 +90,10 @@ class ListExportsRequest(_message.Message):
     page_token: _builtins.str
     """next_page_token of the previous page."""
     filter: _builtins.str
-    """Optional: `state = SUCCEEDED` (also `STATE_SUCCEEDED`) keeps exports in that state."""
+    """Optional: comparisons joined by AND, e.g. `state = SUCCEEDED AND case_id = "c-7" AND
+    create_time >= "2026-12-01T00:00:00Z"`. Fields: `state` (`=`, NAME or STATE_NAME),
+    `requester` and `case_id` (`=`), `create_time` (`>=`, `<`; RFC 3339).
+    """
     def __init__(
         self,
         *,

@@ -6,13 +6,13 @@ here, all of it at once, and raised as one InvalidArgument.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sparc.video.v1 import export_service_pb2
 
 from sparc_video.api.common import raise_if_any
 from sparc_video.api.exports.requests.edits import require_capture_times
+from sparc_video.api.exports.requests.filters import parse_export_filter
 from sparc_video.api.exports.requests.metadata import (
     validate_case_id,
     validate_priority,
@@ -22,14 +22,14 @@ from sparc_video.api.exports.requests.metadata import (
 from sparc_video.api.exports.requests.operations import validate_operations
 from sparc_video.api.exports.requests.sources import validate_source
 from sparc_video.core.errors import FieldViolation, InvalidArgument
-from sparc_video.exports.models import ExportState, Priority
+from sparc_video.exports.catalog import ExportFilter
+from sparc_video.exports.models import Priority
 from sparc_video.exports.operations import Operation
 from sparc_video.exports.service import AuditFields
 from sparc_video.exports.sources import SourceSpec
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-_FILTER_RE = re.compile(r'^\s*state\s*=\s*"?(?:STATE_)?([A-Za-z]+)"?\s*$')
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,14 @@ def create_args(request: export_service_pb2.CreateExportRequest) -> CreateArgs:
 class ListArgs:
     page_size: int
     page_token: str
-    state: ExportState | None
+    keep: ExportFilter
 
 
 def list_args(request: export_service_pb2.ListExportsRequest) -> ListArgs:
     if request.page_size < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    return ListArgs(page_size, request.page_token, _parse_filter(request.filter))
+    return ListArgs(page_size, request.page_token, parse_export_filter(request.filter))
 
 
 def download_ttl_s(request: export_service_pb2.GetExportDownloadUrlRequest) -> int:
@@ -87,20 +87,3 @@ def download_ttl_s(request: export_service_pb2.GetExportDownloadUrlRequest) -> i
     if request.HasField("ttl") and ttl_s <= 0:
         raise InvalidArgument([FieldViolation("ttl", "must be at least 1 second")])
     return ttl_s
-
-
-def _parse_filter(text: str) -> ExportState | None:
-    if not text.strip():
-        return None
-    match = _FILTER_RE.match(text)
-    state = match.group(1).upper() if match else ""
-    if state not in ExportState.__members__:
-        names = ", ".join(ExportState.__members__)
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "filter", f"{text!r}: supported is `state = NAME` with NAME one of {names}"
-                )
-            ]
-        )
-    return ExportState(state)

@@ -1,0 +1,1 @@
+"""gRPC handlers of sparc.video.v1.AuditService."""
