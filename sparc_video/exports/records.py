@@ -22,6 +22,7 @@ its progress, which never goes to PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -116,37 +117,50 @@ class ExportStore:
         record.create_time = record.update_time = now
         record.revision = 1
         catalog = self.catalog
-        async with catalog.database.transaction() as connection:
-            await catalog.lock_requester(connection, record.requester)
-            if record.request_id:
-                existing = await catalog.request_owner(
-                    record.requester, record.request_id, connection
+        live = False
+        try:
+            async with catalog.database.transaction() as connection:
+                await catalog.lock_requester(connection, record.requester)
+                if record.request_id:
+                    existing = await catalog.request_owner(
+                        record.requester, record.request_id, connection
+                    )
+                    if existing is not None:
+                        return await self.get(existing), False
+                if max_unfinished and (
+                    await catalog.count_unfinished(connection, record.requester) >= max_unfinished
+                ):
+                    raise ResourceExhausted(
+                        f"{record.requester!r} already has {max_unfinished} unfinished "
+                        "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
+                        "cancel one",
+                        subject=f"principal:{record.requester}",
+                        retry_after_s=QUEUED_QUOTA_RETRY_S,
+                        reason="QUEUED_EXPORTS_QUOTA",
+                    )
+                await catalog.insert(connection, record)
+                await append(
+                    connection,
+                    AuditEntry(
+                        record.requester,
+                        Action.EXPORT_CREATE,
+                        record.name,
+                        record.case_id,
+                        {
+                            "purpose": record.purpose,
+                            "source": record.recording or record.source_key,
+                        },
+                    ),
                 )
-                if existing is not None:
-                    return await self.get(existing), False
-            if max_unfinished and (
-                await catalog.count_unfinished(connection, record.requester) >= max_unfinished
-            ):
-                raise ResourceExhausted(
-                    f"{record.requester!r} already has {max_unfinished} unfinished "
-                    "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
-                    "cancel one",
-                    subject=f"principal:{record.requester}",
-                    retry_after_s=QUEUED_QUOTA_RETRY_S,
-                    reason="QUEUED_EXPORTS_QUOTA",
-                )
-            await catalog.insert(connection, record)
-            await append(
-                connection,
-                AuditEntry(
-                    record.requester,
-                    Action.EXPORT_CREATE,
-                    record.name,
-                    record.case_id,
-                    {"purpose": record.purpose, "source": record.recording or record.source_key},
-                ),
-            )
-            await self._create_in_redis(record, also, now)
+                await self._create_in_redis(record, also, now)
+                live = True
+        except BaseException:
+            if live:
+                # The commit failed after the live copy was written: take it back, so nobody
+                # reads an export that was never acknowledged (its queued job finds no row).
+                with contextlib.suppress(Exception):
+                    await self._forget_live(record)
+            raise
         return record, True
 
     async def _create_in_redis(
@@ -373,6 +387,10 @@ class ExportStore:
         await self.catalog.delete(
             record.id, AuditEntry(principal, Action.EXPORT_DELETE, record.name, record.case_id)
         )
+        await self._forget_live(record)
+
+    async def _forget_live(self, record: ExportRecord) -> None:
+        """Remove the live copy: record, events, lease and the holds of its recordings."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(
                 self.keys.export(record.id), self.keys.events(record.id), self.keys.lease(record.id)

@@ -33,6 +33,7 @@ from typing import Any
 from arq import Retry
 
 from sparc_video.core.errors import (
+    ExportNotFound,
     JobCancelled,
     PermanentProcessingError,
     ProcessingError,
@@ -119,6 +120,11 @@ class ExportJob:
         except LeaseHeld as exc:
             log.info("export %s: %s; leaving it to that attempt", self.export_id, exc.message)
             return "duplicate"
+        except ExportNotFound:
+            # Deleted meanwhile, or a create whose commit failed after its job was queued:
+            # the export was never acknowledged, so there is nothing to run.
+            log.info("export %s does not exist; nothing to do", self.export_id)
+            return "skipped"
         if record is None:
             return "skipped"
         self.workdir = scratch.attempt_dir(
