@@ -46,3 +46,20 @@ def test_modules_stay_small_or_say_why_they_are_long() -> None:
         if text.count("\n") > MAX_LINES and LONG_BECAUSE not in text[:3000]:
             too_long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
     assert not too_long, too_long
+
+
+def test_the_documented_layers_are_the_contract() -> None:
+    """docs/architecture.md's layer table lists pyproject's import-linter layers, row by row."""
+    import re
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    layers = [
+        sorted(name.strip().removeprefix("sparc_video.") for name in row.split("|"))
+        for row in contract["layers"]
+    ]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| \d+(?: \((?:top|bottom)\))? \| ([^|]+) \|", doc, re.M)
+    documented = [sorted(re.findall(r"`(\w+)`", row)) for row in rows]
+    assert documented == layers
