@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -135,6 +137,20 @@ def _exposed(text: str) -> set[str]:
     return names
 
 
+async def _scrape_when_up(session: aiohttp.ClientSession, url: str) -> str:
+    """The page at `url`, once its server listens: the in-loop worker opens its metrics port
+    after its database pool and Redis, a moment after the service is up."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            async with session.get(url) as reply:
+                assert reply.status == 200, url
+                return await reply.text()
+        except aiohttp.ClientConnectorError:
+            assert time.monotonic() < deadline, f"nothing listens at {url}"
+            await asyncio.sleep(0.1)
+
+
 async def test_every_expression_names_metrics_the_service_exports(
     service_settings: Callable[..., Settings],
 ) -> None:
@@ -143,9 +159,7 @@ async def test_every_expression_names_metrics_the_service_exports(
     async with start_service(settings) as service, aiohttp.ClientSession() as session:
         scraped = ""
         for url in (f"{service.http_url}/metrics", f"http://127.0.0.1:{worker_port}/metrics"):
-            async with session.get(url) as reply:
-                assert reply.status == 200, url
-                scraped += await reply.text()
+            scraped += await _scrape_when_up(session, url)
     exported = _exposed(scraped) | _SYNTHETIC
     # The storage alert needs the local backend's capacity series, present in this setup.
     assert {"video_storage_free_bytes", "video_storage_capacity_bytes"} <= exported

@@ -61,6 +61,10 @@ _CONNECTION_LOST = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    # What a pooled connection whose backend was terminated raises at its next statement
+    # ("cannot switch to state ...; another operation is in progress").
+    asyncpg.InternalClientError,
 )
 
 # A pooled connection (asyncpg-stubs make the proxy generic in its record type).

@@ -2,9 +2,9 @@
 
 The job's only argument is the export id. Each run is one attempt:
 
-- It starts by moving the record to RUNNING with the next attempt number and taking the export's
-  lease (a Redis key with a TTL) in the same transaction. If another live attempt holds the lease
-  (arq can start a job twice), this run leaves without touching anything.
+- It starts by moving the record to RUNNING with the next attempt number (fenced in PostgreSQL)
+  and taking the export's lease (a Redis key with a TTL); a run that finds another live lease
+  (arq can start a job twice) or a newer revision leaves without touching anything.
 - While it runs, a keeper task renews the lease twice a second and reads the export's state in
   the same call. CANCELLED (CancelExport) or a lost lease (this worker was presumed dead and the
   export moved on) stops the attempt: the media child is stopped, partial outputs are deleted.
@@ -102,8 +102,8 @@ class ExportJob:
         )
         self.workdir = worker.settings.temp_dir / f"{export_id}.new"
         self._stop: JobCancelled | StaleWrite | None = None
-        # Set once the attempt writes its outcome, which releases the lease: from then on a
-        # lease the keeper finds gone is our own doing, not a sign the export moved on.
+        # Set once the attempt writes its outcome (which releases the lease): a lease gone then
+        # is our own doing.
         self._concluded = False
         # Set once that write went through: it dropped the lease if it was still ours.
         self._lease_released = False
@@ -120,9 +120,7 @@ class ExportJob:
         except LeaseHeld as exc:
             log.info("export %s: %s; leaving it to that attempt", self.export_id, exc.message)
             return "duplicate"
-        except ExportNotFound:
-            # Deleted meanwhile, or a create whose commit failed after its job was queued:
-            # the export was never acknowledged, so there is nothing to run.
+        except ExportNotFound:  # deleted, or a create that never committed: nothing to run
             log.info("export %s does not exist; nothing to do", self.export_id)
             return "skipped"
         if record is None:
@@ -310,8 +308,7 @@ class ExportJob:
         )
 
     async def _finish(self, started: ExportRecord, outputs: list[Output]) -> None:
-        # Temp files go before the terminal state is visible: a watcher seeing SUCCEEDED (or
-        # FAILED) may rely on the worker having cleaned up.
+        # Temp files go before a terminal state is visible: a watcher may rely on it.
         await self._remove_workdir()
         end_time = time.time()
         # The record as this attempt started it holds everything the manifest needs that a
