@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from sparc_video.audit import Action, AuditEntry
+from sparc_video.audit import Action, AuditEntry, trail
 from sparc_video.audit.trail import append
 from sparc_video.cameras.audit_entries import recording_entry
 from sparc_video.cameras.page_tokens import decode_token, encode_token, position
@@ -32,7 +32,7 @@ from sparc_video.core.errors import (
     FailedPrecondition,
     NotFound,
 )
-from sparc_video.database.pool import Connection, Database
+from sparc_video.database.pool import Database
 from sparc_video.media.probe import StreamInfo
 
 # Cameras read per query while a page is filled by a filter evaluated here.
@@ -157,7 +157,17 @@ class DeletionGuard(Protocol):
     async def end_delete(self, recording_id: str, *, deleted: bool) -> None: ...
 
 
-_INSERT_RECORDING = """
+# A recording, its camera's bound and its audit entry in one statement: atomic by itself and
+# one round trip (registration rate is what a recorder of many cameras needs). The bound is
+# raised only when longer, so most inserts leave the camera row unlocked; a reader that sees
+# the recording sees the bound that covers it.
+_INSERT_RECORDING = f"""
+WITH bound AS (
+    UPDATE cameras SET longest_recording_ns = $4::bigint - $3::bigint
+    WHERE id = $2 AND longest_recording_ns < $4::bigint - $3::bigint
+), audit AS (
+    INSERT INTO audit_log ({trail.COLUMNS}) VALUES ($9, $10, $11, $12, $13::jsonb)
+)
 INSERT INTO recordings (id, camera_id, start_ns, end_ns, storage_key, sha256, record,
                         create_time)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, to_timestamp($8))
@@ -315,8 +325,18 @@ class CameraStore:
     async def create_recording(self, record: RecordingRecord, principal: str) -> RecordingRecord:
         record.create_time = time.time()
         try:
-            async with self._database.transaction() as connection:
-                await self._insert_recording(connection, record, principal)
+            await self._database.execute(
+                _INSERT_RECORDING,
+                record.id,
+                record.camera_id,
+                record.start_ns,
+                record.end_ns,
+                record.object_key,
+                record.sha256,
+                record.to_json(),
+                record.create_time,
+                *trail.row(recording_entry(principal, Action.RECORDING_CREATE, record)),
+            )
         except asyncpg.ForeignKeyViolationError:
             raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist") from None
         except asyncpg.UniqueViolationError:
@@ -325,31 +345,6 @@ class CameraStore:
                 raise
             raise await self._registered(record.object_key, owner) from None
         return record
-
-    async def _insert_recording(
-        self, connection: Connection, record: RecordingRecord, principal: str
-    ) -> None:
-        # Raised only when longer, so most inserts leave the camera row alone (no row lock
-        # serialising a camera's registrations); same transaction: a reader that sees the
-        # recording sees the bound that covers it.
-        await connection.execute(
-            "UPDATE cameras SET longest_recording_ns = $2 "
-            "WHERE id = $1 AND longest_recording_ns < $2",
-            record.camera_id,
-            record.duration_ns,
-        )
-        await connection.execute(
-            _INSERT_RECORDING,
-            record.id,
-            record.camera_id,
-            record.start_ns,
-            record.end_ns,
-            record.object_key,
-            record.sha256,
-            record.to_json(),
-            record.create_time,
-        )
-        await append(connection, recording_entry(principal, Action.RECORDING_CREATE, record))
 
     async def recording_for_object(self, object_key: str) -> str | None:
         owner = await self._database.fetchval(
