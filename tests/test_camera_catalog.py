@@ -20,11 +20,11 @@ from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.audit import Action, AuditLog
 from sparc_video.cameras.records import (
-    CameraHasRecordings,
     CameraNotFound,
     CameraRecord,
     CameraStore,
     RecordingRecord,
+    RecordingsChanged,
     TimeRange,
 )
 from sparc_video.core.embedded_redis import EmbeddedRedis
@@ -153,40 +153,46 @@ async def test_overlap_reads_are_exact_at_the_boundaries(database_url: str) -> N
 
 
 async def test_registration_racing_a_camera_deletion(database_url: str) -> None:
+    # Registrations spread over ~40 ms; the deletion (as DeleteCamera with force: read the
+    # recordings, delete them with the camera, again if they changed) lands earlier each
+    # round than the last, before, among and after them.
     async with store_on(database_url) as (store, database):
         for attempt in range(5):
             camera_id = f"race-{attempt}"
             await store.create_camera(CameraRecord(id=camera_id, stream_url="rtsp://x/"), "t")
 
             async def register(index: int, camera_id: str = camera_id) -> bool:
+                await asyncio.sleep(0.002 * index)
+                record = recording(camera_id, index, index * 1000, 1000)
+                record.id = f"{camera_id}-{index}"
                 try:
-                    record = recording(camera_id, index, index * 1000, 1000)
-                    record.id = f"{camera_id}-{index}"
                     await store.create_recording(record, "t")
                     return True
                 except CameraNotFound:
                     return False
 
-            async def delete(camera_id: str = camera_id, delay_s: float = 0.001 * attempt) -> bool:
-                # Later each round: the deletion lands before, among and after the inserts.
+            async def delete(camera_id: str = camera_id, delay_s: float = 0.008 * attempt) -> int:
                 await asyncio.sleep(delay_s)
-                try:
-                    await store.delete_camera(camera_id, [], force=False, principal="t")
-                    return True
-                except CameraHasRecordings:
-                    return False
+                while True:
+                    recordings = await store.all_recordings(camera_id)
+                    try:
+                        await store.delete_camera(camera_id, recordings, force=True, principal="t")
+                        return len(recordings)
+                    except RecordingsChanged:
+                        continue
 
-            outcome = await asyncio.gather(delete(), *(register(i) for i in range(20)))
-            deleted, registered = outcome[0], sum(outcome[1:])
+            deleted, *registered = await asyncio.gather(delete(), *(register(i) for i in range(20)))
+            # Every acknowledged recording went with the camera; none was left behind or
+            # registered after it.
+            assert deleted == sum(registered)
             rows = await database.fetchval(
                 "SELECT count(*) FROM recordings WHERE camera_id = $1", camera_id
             )
-            # Never a recording of a deleted camera; every acknowledged one is stored.
-            assert rows == (0 if deleted else registered)
-            if deleted:
-                assert registered == 0
-                with pytest.raises(CameraNotFound):
-                    await store.get_camera(camera_id)
+            assert rows == 0
+            with pytest.raises(CameraNotFound):
+                await store.get_camera(camera_id)
+            # A registration that lost the race was refused as such, never half-written.
+            assert registered == sorted(registered, reverse=True)
 
 
 async def test_camera_and_recording_changes_are_audited(
