@@ -126,7 +126,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         hub = EventHub(settings.redis_url, keys)
         await hub.start()
         stack.push_async_callback(hub.aclose)
-        camera_store = CameraStore(redis, keys, RecordingHolds(redis, keys))
+        camera_store = CameraStore(deps.database, RecordingHolds(deps.database))
         # Apart, so a few long recording reads never hold up quick stream probes.
         stream_prober = MediaProber(settings.processing_memory_limit, concurrency=8)
         file_prober = MediaProber(settings.processing_memory_limit, concurrency=2)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +19,7 @@ from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.core.errors import ObjectNotFound
 from sparc_video.core.settings import Settings
+from sparc_video.database.urls import asyncpg_dsn
 from tests.camera_helpers import (
     LOOPBACK_CAMERAS,
     camera_service,
@@ -264,6 +266,7 @@ async def test_bad_camera_requests_name_the_fields(
 async def test_credentials_are_never_returned_nor_logged(
     service_settings: Callable[..., Settings],
     redis_url: str,
+    database_url: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -365,8 +368,9 @@ async def test_credentials_are_never_returned_nor_logged(
         assert not moved.has_credentials and moved.status == Camera.STATUS_UNSPECIFIED
         unreachable = await call(stub.ProbeCamera, svc.ProbeCameraRequest(name=name))
         assert reason_of(unreachable.error) == "CONNECTION_REFUSED"
-        # Back to the stream with its log-in, then a look at what Redis holds at rest: only
-        # the encrypted token.
+        # Back to the stream with its log-in, then a look at what PostgreSQL holds at rest
+        # (only the encrypted token; audit entries name what changed, never a value) and at
+        # everything in Redis.
         await call(
             stub.UpdateCamera,
             svc.UpdateCameraRequest(
@@ -374,10 +378,27 @@ async def test_credentials_are_never_returned_nor_logged(
                 update_mask=mask("stream_url"),
             ),
         )
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            record = await connection.fetchval(
+                "SELECT record FROM cameras WHERE id = $1", name.split("/")[1]
+            )
+            assert json.loads(record)["secrets"].startswith("gAAAA")
+            seen.append(record.encode())
+            entries = await connection.fetch(
+                "SELECT action, details::text AS details FROM audit_log WHERE resource = $1", name
+            )
+            seen += [row["details"].encode() for row in entries]
+            changes = [
+                json.loads(row["details"])["fields"]
+                for row in entries
+                if row["action"] == "camera.credentials.change"
+            ]
+            assert ["password"] in changes and ["username", "password", "query.token"] in changes
+        finally:
+            await connection.close()
         client = aioredis.Redis.from_url(redis_url)
         try:
-            record = await client.get(f"{settings.redis_prefix}:camera:{name.split('/')[1]}")
-            assert record is not None and b'"secrets":"gAAAA' in record
             async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
                 seen.append(key)
                 if await client.type(key) == b"string":

@@ -411,7 +411,10 @@ async def test_a_recording_being_deleted_is_not_held(
         first = f.recordings[0]
         recording_id = first.name.rsplit("/", 1)[1]
         app = f.service.app
-        await app.redis.set(app.store.keys.recording_deleting(recording_id), "1", ex=60)
+        await app.database.execute(
+            "UPDATE recordings SET deleting_until = now() + interval '60 seconds' WHERE id = $1",
+            recording_id,
+        )
         error = await expect_error(
             create(f.service, export_pb2.ExportSource(recording=first.name)),
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -419,7 +422,8 @@ async def test_a_recording_being_deleted_is_not_held(
         assert reason_of(status_of(error)) == "RECORDING_DELETED"
         assert recording_id in (error.details() or "")
         assert await app.queue.depth() == 0
-        assert not await app.redis.exists(app.store.keys.recording_holds(recording_id))
+        held = "SELECT count(*) FROM retention_holds WHERE recording_id = $1"
+        assert await app.database.fetchval(held, recording_id) == 0
         assert (await app.store.page(page_size=10, page_token="", keep=ExportFilter()))[0] == []
 
 

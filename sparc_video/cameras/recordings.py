@@ -72,7 +72,9 @@ class Recordings:
         self._storage = storage
         self._prober = prober
 
-    async def create(self, camera_id: str, object_key: str, start_ns: int) -> RecordingRecord:
+    async def create(
+        self, camera_id: str, object_key: str, start_ns: int, principal: str
+    ) -> RecordingRecord:
         owner = object_key.split("/")[1] if object_key.startswith("cameras/") else camera_id
         if owner != camera_id:
             # Deleting camera `owner` deletes everything under its folder.
@@ -117,7 +119,7 @@ class Recordings:
             size_bytes=read.size_bytes,
             sha256=read.sha256,
         )
-        return await self._store.create_recording(record)
+        return await self._store.create_recording(record, principal)
 
     def _check_limits(self, object_key: str, read: FileRead) -> None:
         """The media limits exports apply, so a registered recording can be exported."""
@@ -157,7 +159,7 @@ class Recordings:
             camera_id, window=window, page_size=page_size, page_token=page_token
         )
 
-    async def delete(self, camera_id: str, recording_id: str) -> None:
+    async def delete(self, camera_id: str, recording_id: str, principal: str) -> None:
         record = await self.get(camera_id, recording_id)
         # Refused while an unfinished export reads it; from here on no new export can.
         await self._store.holds.begin_delete(record.id, record.name)
@@ -166,7 +168,7 @@ class Recordings:
             # Object first: if that fails, the record still points at it and the call can be
             # repeated; the other order could leave an object no record knows about.
             await self._storage.delete(record.object_key)
-            await self._store.delete_recording(record)
+            await self._store.delete_recording(record, principal)
             deleted = True
         finally:
             await self._store.holds.end_delete(record.id, deleted=deleted)

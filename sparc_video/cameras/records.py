@@ -1,41 +1,41 @@
-"""Camera and recording records in Redis, under the service's key prefix (names in keys.py).
+"""Cameras and recordings in PostgreSQL, the system of record (DESIGN.md, "Where records
+live"); Redis holds none of them, so losing it loses no camera, recording or hold.
 
-A camera is one JSON record (its secrets an encrypted token, see credentials.py) and an entry in
-the id-ordered index of cameras. A recording is one JSON record, an entry in its camera's index
-and a claim on its storage object. The camera index holds `START_NS:END_NS:ID`, zero-padded,
-so listing by start time and finding the recordings that overlap a time range are lexicographic
-range reads; the camera's longest recording bounds how far before a range an overlapping
-recording can start. Writes that must agree (a recording and its camera, a camera deleted while
-recordings are added) run in WATCH/MULTI/EXEC transactions.
+A camera is a `cameras` row (the CameraRecord as JSONB, its secrets an encrypted token, see
+credentials.py); a recording a `recordings` row, times in integer nanoseconds, its storage key
+unique. Recordings overlapping [a, b) (`start_ns < b AND end_ns > a`) are read through the
+(camera_id, start_ns) index from `a - longest` on, `longest` being the camera's longest
+recording (raised in the insert's transaction): the scan touches only the range's surroundings.
+A recording's insert locks its camera row (FOR KEY SHARE, by the foreign key) and a camera's
+deletion takes it FOR UPDATE first: one waits for the other, and the deletion then sees the new
+recording. Every change commits with its audit entries in the same transaction.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+import asyncpg
 
+from sparc_video.audit import Action, AuditEntry, trail
+from sparc_video.audit.trail import append
+from sparc_video.cameras.audit_entries import recording_entry
+from sparc_video.cameras.page_tokens import decode_token, encode_token, position
 from sparc_video.core.errors import (
     AlreadyExists,
     ErrorRecord,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
     NotFound,
 )
-from sparc_video.core.keys import Keys
-from sparc_video.core.transactions import watched
+from sparc_video.database.pool import Database
 from sparc_video.media.probe import StreamInfo
 
-# Digits of a zero-padded nanosecond time in an index entry: enough until the year 5138.
-_NS_DIGITS = 20
+# Cameras read per query while a page is filled by a filter evaluated here.
 _BATCH = 200
 
 
@@ -49,6 +49,12 @@ class RecordingNotFound(NotFound):
 
 class CameraHasRecordings(FailedPrecondition):
     reason = "CAMERA_HAS_RECORDINGS"
+
+
+class RecordingInUse(FailedPrecondition):
+    """A hold (an unfinished export, a case) keeps the recording: it cannot be deleted."""
+
+    reason = "RECORDING_IN_USE"
 
 
 class CameraStatus(enum.StrEnum):
@@ -119,10 +125,6 @@ class RecordingRecord:
     def end_ns(self) -> int:
         return self.start_ns + self.duration_ns
 
-    @property
-    def index_entry(self) -> str:
-        return f"{self.start_ns:0{_NS_DIGITS}d}:{self.end_ns:0{_NS_DIGITS}d}:{self.id}"
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
@@ -155,54 +157,93 @@ class DeletionGuard(Protocol):
     async def end_delete(self, recording_id: str, *, deleted: bool) -> None: ...
 
 
+# A recording, its camera's bound and its audit entry in one statement: atomic by itself and
+# one round trip (registration rate is what a recorder of many cameras needs). The bound is
+# raised only when longer, so most inserts leave the camera row unlocked; a reader that sees
+# the recording sees the bound that covers it.
+_INSERT_RECORDING = f"""
+WITH bound AS (
+    UPDATE cameras SET longest_recording_ns = $4::bigint - $3::bigint
+    WHERE id = $2 AND longest_recording_ns < $4::bigint - $3::bigint
+), audit AS (
+    INSERT INTO audit_log ({trail.COLUMNS}) VALUES ($9, $10, $11, $12, $13::jsonb)
+)
+INSERT INTO recordings (id, camera_id, start_ns, end_ns, storage_key, sha256, record,
+                        create_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, to_timestamp($8))
+"""
+
+
 class CameraStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, holds: DeletionGuard) -> None:
-        self._redis = redis
-        self.keys = keys
+    def __init__(self, database: Database, holds: DeletionGuard) -> None:
+        self._database = database
         self.holds = holds
 
     # Cameras
 
-    async def create_camera(self, record: CameraRecord) -> CameraRecord:
+    async def create_camera(self, record: CameraRecord, principal: str) -> CameraRecord:
         record.create_time = record.update_time = time.time()
-        key = self.keys.camera(record.id)
-
-        async def create(pipe: Pipeline) -> CameraRecord:
-            if await pipe.exists(key):
+        async with self._database.transaction() as connection:
+            status = await connection.execute(
+                "INSERT INTO cameras (id, display_name, record, create_time, update_time) "
+                "VALUES ($1, $2, $3::jsonb, to_timestamp($4), to_timestamp($4)) "
+                "ON CONFLICT (id) DO NOTHING",
+                record.id,
+                record.display_name,
+                record.to_json(),
+                record.create_time,
+            )
+            if status != "INSERT 0 1":
                 raise AlreadyExists(f"camera {record.name} exists already")
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(key, record.to_json())
-            pipe.zadd(self.keys.all_cameras, {record.id: 0})
-            return record
-
-        return await watched(self._redis, [key], create)
+            await append(
+                connection,
+                AuditEntry(
+                    principal,
+                    Action.CAMERA_CREATE,
+                    record.name,
+                    details={
+                        "stream_url": record.stream_url,
+                        "has_credentials": bool(record.secrets),
+                    },
+                ),
+            )
+        return record
 
     async def get_camera(self, camera_id: str) -> CameraRecord:
-        raw = await self._redis.get(self.keys.camera(camera_id))
+        raw = await self._database.fetchval("SELECT record FROM cameras WHERE id = $1", camera_id)
         if raw is None:
             raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
         return CameraRecord.from_json(raw)
 
     async def update_camera(
-        self, camera_id: str, change: Callable[[CameraRecord], bool]
+        self,
+        camera_id: str,
+        change: Callable[[CameraRecord], bool],
+        audit: Callable[[CameraRecord], Iterable[AuditEntry]] | None = None,
     ) -> CameraRecord:
-        """Apply `change` (mutating the record; False to write nothing) atomically, re-running
-        it when the record changed meanwhile."""
-        key = self.keys.camera(camera_id)
-
-        async def update(pipe: Pipeline) -> CameraRecord:
-            raw = await pipe.get(key)
+        """Apply `change` (mutating the record; False to write nothing) to the row, locked
+        until the write commits with the `audit` entries made from the changed record."""
+        async with self._database.transaction() as connection:
+            raw = await connection.fetchval(
+                "SELECT record FROM cameras WHERE id = $1 FOR UPDATE", camera_id
+            )
             if raw is None:
                 raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
             record = CameraRecord.from_json(raw)
             if not change(record):
                 return record
             record.update_time = time.time()
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(key, record.to_json())
-            return record
-
-        return await watched(self._redis, [key], update)
+            await connection.execute(
+                "UPDATE cameras SET display_name = $2, record = $3::jsonb, "
+                "update_time = to_timestamp($4) WHERE id = $1",
+                camera_id,
+                record.display_name,
+                record.to_json(),
+                record.update_time,
+            )
+            if audit is not None:
+                await append(connection, *audit(record))
+        return record
 
     async def page_cameras(
         self,
@@ -213,85 +254,103 @@ class CameraStore:
         keep: Callable[[CameraRecord], bool],
     ) -> tuple[list[CameraRecord], str]:
         """Cameras in id order that `keep` accepts. The token is bound to `scope` (the filter)."""
-        after = _decode_token(page_token, scope) if page_token else None
+        after = decode_token(page_token, scope) if page_token else ""
         found: list[CameraRecord] = []
-        lower = f"({after}" if after else "-"
         while len(found) <= page_size:
-            ids = await self._redis.zrangebylex(self.keys.all_cameras, lower, "+", 0, _BATCH)
-            if not ids:
+            rows = await self._database.fetch(
+                "SELECT id, record FROM cameras WHERE id > $1 ORDER BY id LIMIT $2",
+                after,
+                _BATCH,
+            )
+            found += [r for r in (CameraRecord.from_json(row["record"]) for row in rows) if keep(r)]
+            if len(rows) < _BATCH:
                 break
-            raws = await self._redis.mget([self.keys.camera(i.decode()) for i in ids])
-            for raw in raws:
-                # None: deleted between the two reads.
-                if raw is not None and keep(record := CameraRecord.from_json(raw)):
-                    found.append(record)
-            lower = f"({ids[-1].decode()}"
+            after = rows[-1]["id"]
         page = found[:page_size]
-        next_token = _encode_token(page[-1].id, scope) if len(found) > page_size else ""
+        next_token = encode_token(page[-1].id, scope) if len(found) > page_size else ""
         return page, next_token
 
     async def delete_camera(
-        self, camera_id: str, recordings: list[RecordingRecord], *, force: bool
+        self, camera_id: str, recordings: list[RecordingRecord], *, force: bool, principal: str
     ) -> None:
         """Delete the camera and these recordings, which must be all it has.
 
         When they are not: CameraHasRecordings, or with `force` RecordingsChanged, so the
         caller can delete the objects of the new ones first and try again.
         """
-        key = self.keys.camera(camera_id)
-        index = self.keys.camera_recordings(camera_id)
-
-        async def delete(pipe: Pipeline) -> None:
-            if not await pipe.exists(key):
+        async with self._database.transaction() as connection:
+            # Locked first: a recording inserted from now on waits for this transaction (its
+            # foreign key check), then fails because the camera is gone.
+            if (
+                await connection.fetchval(
+                    "SELECT 1 FROM cameras WHERE id = $1 FOR UPDATE", camera_id
+                )
+                is None
+            ):
                 raise CameraNotFound(f"camera cameras/{camera_id} does not exist")
-            entries = {e.decode() for e in await pipe.zrange(index, 0, -1)}
-            if entries != {r.index_entry for r in recordings}:
+            ids = {
+                row["id"]
+                for row in await connection.fetch(
+                    "SELECT id FROM recordings WHERE camera_id = $1", camera_id
+                )
+            }
+            if ids != {r.id for r in recordings}:
                 if not force:
                     raise CameraHasRecordings(
-                        f"camera cameras/{camera_id} has {len(entries)} recording(s); "
+                        f"camera cameras/{camera_id} has {len(ids)} recording(s); "
                         "delete them first, or pass force to delete them with it"
                     )
                 raise RecordingsChanged()
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.delete(key, index, self.keys.camera_longest_recording(camera_id))
-            pipe.zrem(self.keys.all_cameras, camera_id)
-            for recording in recordings:
-                pipe.delete(
-                    self.keys.recording(recording.id),
-                    self.keys.recording_object(recording.object_key),
-                )
-
-        await watched(self._redis, [key, index], delete)
+            try:
+                await connection.execute("DELETE FROM recordings WHERE camera_id = $1", camera_id)
+            except asyncpg.ForeignKeyViolationError:
+                raise RecordingInUse(
+                    f"a recording of camera cameras/{camera_id} is held; try again once the "
+                    "exports reading it end"
+                ) from None
+            await connection.execute("DELETE FROM cameras WHERE id = $1", camera_id)
+            await append(
+                connection,
+                *(recording_entry(principal, Action.RECORDING_DELETE, r) for r in recordings),
+                AuditEntry(
+                    principal,
+                    Action.CAMERA_DELETE,
+                    f"cameras/{camera_id}",
+                    details={"recordings": len(recordings)},
+                ),
+            )
 
     # Recordings
 
-    async def create_recording(self, record: RecordingRecord) -> RecordingRecord:
+    async def create_recording(self, record: RecordingRecord, principal: str) -> RecordingRecord:
         record.create_time = time.time()
-        camera = self.keys.camera(record.camera_id)
-        claim = self.keys.recording_object(record.object_key)
-        longest = self.keys.camera_longest_recording(record.camera_id)
-
-        async def create(pipe: Pipeline) -> RecordingRecord:
-            if not await pipe.exists(camera):
-                raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist")
-            owner = await pipe.get(claim)
-            if owner is not None:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-                raise await self._registered(record.object_key, owner.decode())
-            current = int(await pipe.get(longest) or 0)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.set(self.keys.recording(record.id), record.to_json())
-            pipe.set(claim, record.id)
-            pipe.zadd(self.keys.camera_recordings(record.camera_id), {record.index_entry: 0})
-            if record.duration_ns > current:
-                pipe.set(longest, record.duration_ns)
-            return record
-
-        return await watched(self._redis, [camera, claim, longest], create)
+        try:
+            await self._database.execute(
+                _INSERT_RECORDING,
+                record.id,
+                record.camera_id,
+                record.start_ns,
+                record.end_ns,
+                record.object_key,
+                record.sha256,
+                record.to_json(),
+                record.create_time,
+                *trail.row(recording_entry(principal, Action.RECORDING_CREATE, record)),
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist") from None
+        except asyncpg.UniqueViolationError:
+            owner = await self.recording_for_object(record.object_key)
+            if owner is None:  # deleted meanwhile: the caller may simply try again
+                raise
+            raise await self._registered(record.object_key, owner) from None
+        return record
 
     async def recording_for_object(self, object_key: str) -> str | None:
-        owner = await self._redis.get(self.keys.recording_object(object_key))
-        return owner.decode() if owner is not None else None
+        owner = await self._database.fetchval(
+            "SELECT id FROM recordings WHERE storage_key = $1", object_key
+        )
+        return None if owner is None else str(owner)
 
     async def already_registered(self, object_key: str) -> AlreadyExists | None:
         owner = await self.recording_for_object(object_key)
@@ -305,7 +364,9 @@ class CameraStore:
         return AlreadyExists(f"object {object_key!r} is registered already, as {name}")
 
     async def get_recording(self, recording_id: str) -> RecordingRecord:
-        raw = await self._redis.get(self.keys.recording(recording_id))
+        raw = await self._database.fetchval(
+            "SELECT record FROM recordings WHERE id = $1", recording_id
+        )
         if raw is None:
             raise RecordingNotFound(f"recording {recording_id} does not exist")
         return RecordingRecord.from_json(raw)
@@ -320,81 +381,56 @@ class CameraStore:
     ) -> tuple[list[RecordingRecord], str]:
         """Recordings overlapping `window`, by start time; the token is bound to the query."""
         scope = f"{camera_id}:{window.start_ns}:{window.end_ns}"
-        after = _decode_token(page_token, scope) if page_token else None
-        index = self.keys.camera_recordings(camera_id)
-        if after is not None:
-            lower = f"({after}"
-        elif window.start_ns is not None:
-            longest = int(await self._redis.get(self.keys.camera_longest_recording(camera_id)) or 0)
-            lower = f"[{max(0, window.start_ns - longest):0{_NS_DIGITS}d}"
-        else:
-            lower = "-"
-        # Entries sort by start time first: "(START" excludes every entry starting at or after
-        # the end of the window.
-        upper = f"({window.end_ns:0{_NS_DIGITS}d}" if window.end_ns is not None else "+"
-        entries: list[str] = []
-        more = False
-        while not more:
-            batch = [
-                e.decode() for e in await self._redis.zrangebylex(index, lower, upper, 0, _BATCH)
-            ]
-            for entry in batch:
-                if window.start_ns is not None and int(entry.split(":")[1]) <= window.start_ns:
-                    continue
-                if len(entries) == page_size:
-                    more = True
-                    break
-                entries.append(entry)
-            if len(batch) < _BATCH:
-                break
-            lower = f"({batch[-1]}"
-        ids = [entry.rsplit(":", 1)[1] for entry in entries]
-        raws = await self._redis.mget([self.keys.recording(i) for i in ids]) if ids else []
-        records = [RecordingRecord.from_json(raw) for raw in raws if raw is not None]
-        next_token = _encode_token(entries[-1], scope) if more and entries else ""
+        args: list[Any] = [camera_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["camera_id = $1"]
+        if window.end_ns is not None:
+            where.append(f"start_ns < {arg(window.end_ns)}")
+        if window.start_ns is not None:
+            start = arg(window.start_ns)
+            # The lower bound makes this an index range scan: nothing starting earlier than
+            # the camera's longest recording before the window can reach into it.
+            where.append(
+                f"end_ns > {start} AND start_ns >= {start} - "
+                "(SELECT longest_recording_ns FROM cameras WHERE id = $1)"
+            )
+        if page_token:
+            last_start, last_id = position(decode_token(page_token, scope))
+            first = arg(last_start)
+            where.append(f"start_ns >= {first} AND (start_ns, id) > ({first}, {arg(last_id)})")
+        rows = await self._database.fetch(
+            f"SELECT record FROM recordings WHERE {' AND '.join(where)} "
+            f"ORDER BY start_ns, id LIMIT {arg(page_size + 1)}",
+            *args,
+        )
+        records = [RecordingRecord.from_json(row["record"]) for row in rows[:page_size]]
+        next_token = ""
+        if len(rows) > page_size:
+            next_token = encode_token(f"{records[-1].start_ns}:{records[-1].id}", scope)
         return records, next_token
 
     async def all_recordings(self, camera_id: str) -> list[RecordingRecord]:
-        entries = await self._redis.zrange(self.keys.camera_recordings(camera_id), 0, -1)
-        ids = [e.decode().rsplit(":", 1)[1] for e in entries]
-        records: list[RecordingRecord] = []
-        for start in range(0, len(ids), _BATCH):
-            batch = ids[start : start + _BATCH]
-            raws = await self._redis.mget([self.keys.recording(i) for i in batch])
-            records += [RecordingRecord.from_json(raw) for raw in raws if raw is not None]
-        return records
+        rows = await self._database.fetch(
+            "SELECT record FROM recordings WHERE camera_id = $1 ORDER BY start_ns, id", camera_id
+        )
+        return [RecordingRecord.from_json(row["record"]) for row in rows]
 
-    async def delete_recording(self, record: RecordingRecord) -> None:
-        claim = self.keys.recording_object(record.object_key)
-
-        async def delete(pipe: Pipeline) -> None:
-            owner = await pipe.get(claim)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.delete(self.keys.recording(record.id))
-            pipe.zrem(self.keys.camera_recordings(record.camera_id), record.index_entry)
-            if owner is not None and owner.decode() == record.id:
-                pipe.delete(claim)
-
-        await watched(self._redis, [claim], delete)
+    async def delete_recording(self, record: RecordingRecord, principal: str) -> None:
+        async with self._database.transaction() as connection:
+            try:
+                status = await connection.execute("DELETE FROM recordings WHERE id = $1", record.id)
+            except asyncpg.ForeignKeyViolationError:
+                # The guard (begin_delete) refuses first; this is the database's own refusal.
+                raise RecordingInUse(f"recording {record.name} is held") from None
+            if status == "DELETE 1":
+                await append(
+                    connection, recording_entry(principal, Action.RECORDING_DELETE, record)
+                )
 
 
 class RecordingsChanged(Exception):
     """A camera's recordings changed while it was being deleted with them."""
-
-
-# Page tokens are opaque to clients (AIP-158) but bound to the query they page through, so a
-# token cannot be replayed against another filter, camera or time range.
-def _encode_token(last: str, scope: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([last, scope]).encode()).decode()
-
-
-def _decode_token(token: str, scope: str) -> str:
-    try:
-        last, token_scope = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if token_scope != scope or not isinstance(last, str) or not last:
-            raise ValueError
-        return last
-    except (ValueError, TypeError):
-        raise InvalidArgument(
-            [FieldViolation("page_token", "not a token from a previous call with the same query")]
-        ) from None

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sparc_video.audit import Action, AuditEntry
+from sparc_video.cameras.audit_entries import credential_fields
 from sparc_video.cameras.credentials import CredentialCipher, CredentialsUnreadable
 from sparc_video.cameras.records import (
     CameraRecord,
@@ -145,7 +147,7 @@ class Cameras:
             compose(record.stream_url, secrets), timeout_s, snapshot=snapshot, policy=self._policy
         )
 
-    async def create(self, fields: CameraFields, camera_id: str) -> CameraRecord:
+    async def create(self, fields: CameraFields, camera_id: str, principal: str) -> CameraRecord:
         camera_id = camera_id or new_id()
         assert fields.stream_url is not None, "validation requires stream_url"
         await self._check_address(fields.stream_url)
@@ -161,7 +163,7 @@ class Cameras:
             secrets=self._cipher.encrypt(camera_id, secrets),
             has_userinfo=secrets.has_userinfo,
         )
-        return await self._store.create_camera(record)
+        return await self._store.create_camera(record, principal)
 
     async def get(self, camera_id: str) -> CameraRecord:
         return await self._store.get_camera(camera_id)
@@ -174,12 +176,16 @@ class Cameras:
         )
 
     async def update(
-        self, camera_id: str, fields: CameraFields, paths: frozenset[str]
+        self, camera_id: str, fields: CameraFields, paths: frozenset[str], principal: str
     ) -> CameraRecord:
         if "stream_url" in paths:
             await self._check_address(fields.stream_url)
+        # What the change did, for the audit entries written in its transaction.
+        changed: list[str] = []
+        changed_secrets: list[str] = []
 
         def change(record: CameraRecord) -> bool:
+            before = CameraRecord.from_json(record.to_json())
             if paths & {"stream_url", "credentials"}:
                 public, secrets = merge_secrets(
                     record.stream_url,
@@ -187,7 +193,9 @@ class Cameras:
                     fields.stream_url if "stream_url" in paths else None,
                     fields.credentials if "credentials" in paths else None,
                 )
-                if public != record.stream_url or secrets != self._stored_secrets(record):
+                stored = self._stored_secrets(record)
+                if public != record.stream_url or secrets != stored:
+                    changed_secrets.extend(credential_fields(stored, secrets))
                     # What was seen of the old stream says nothing about the new one.
                     record.stream_url = public
                     record.secrets = self._cipher.encrypt(record.id, secrets)
@@ -199,13 +207,32 @@ class Cameras:
                 setattr(record, name, getattr(fields, name))
             if "labels" in paths:
                 record.labels = dict(fields.labels)
+            changed.extend(
+                name
+                for name in ("display_name", "site", "location", "labels", "enabled", "stream_url")
+                if getattr(before, name) != getattr(record, name)
+            )
             return True
 
-        return await self._store.update_camera(camera_id, change)
+        def audit(record: CameraRecord) -> list[AuditEntry]:
+            details = {"fields": changed}
+            entries = [AuditEntry(principal, Action.CAMERA_UPDATE, record.name, details=details)]
+            if changed_secrets:
+                entries.append(
+                    AuditEntry(
+                        principal,
+                        Action.CAMERA_CREDENTIALS_CHANGE,
+                        record.name,
+                        details={"fields": changed_secrets},
+                    )
+                )
+            return entries
 
-    async def delete(self, camera_id: str, force: bool) -> None:
+        return await self._store.update_camera(camera_id, change, audit)
+
+    async def delete(self, camera_id: str, force: bool, principal: str) -> None:
         if not force:
-            await self._store.delete_camera(camera_id, [], force=False)
+            await self._store.delete_camera(camera_id, [], force=False, principal=principal)
         else:
             await self._store.get_camera(camera_id)
             marked: set[str] = set()
@@ -223,7 +250,9 @@ class Cameras:
                     for recording in recordings:
                         await self._storage.delete(recording.object_key)
                     try:
-                        await self._store.delete_camera(camera_id, recordings, force=True)
+                        await self._store.delete_camera(
+                            camera_id, recordings, force=True, principal=principal
+                        )
                         deleted = True
                         break
                     except RecordingsChanged:

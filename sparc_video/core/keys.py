@@ -30,42 +30,6 @@ class Keys:
         """Token of the attempt running the export; expires unless the worker renews it."""
         return f"{self.prefix}:export:{export_id}:lease"
 
-    def camera(self, camera_id: str) -> str:
-        """The camera record (JSON; its secrets encrypted)."""
-        return f"{self.prefix}:camera:{camera_id}"
-
-    @property
-    def all_cameras(self) -> str:
-        """Sorted set of every camera id (score 0: listed in id order)."""
-        return f"{self.prefix}:cameras"
-
-    def camera_recordings(self, camera_id: str) -> str:
-        """Sorted set (score 0) of a camera's recordings as `START_NS:END_NS:ID`, zero-padded
-        so lexicographic order is start time order and time ranges are lex ranges."""
-        return f"{self.prefix}:camera:{camera_id}:recordings"
-
-    def camera_longest_recording(self, camera_id: str) -> str:
-        """Longest duration (ns) of any recording the camera ever had: how far before a time
-        range a recording overlapping it can start."""
-        return f"{self.prefix}:camera:{camera_id}:longest-recording"
-
-    def recording(self, recording_id: str) -> str:
-        """The recording record (JSON)."""
-        return f"{self.prefix}:recording:{recording_id}"
-
-    def recording_object(self, object_key: str) -> str:
-        """Storage key → id of the recording registered for it (one recording per object)."""
-        return f"{self.prefix}:recording-object:{object_key}"
-
-    def recording_holds(self, recording_id: str) -> str:
-        """Set of the ids of the unfinished exports reading the recording: while it has one,
-        the recording cannot be deleted. An export leaves it in the write that ends it."""
-        return f"{self.prefix}:recording:{recording_id}:holds"
-
-    def recording_deleting(self, recording_id: str) -> str:
-        """Set (with a TTL) while the recording is being deleted: no export may hold it."""
-        return f"{self.prefix}:recording:{recording_id}:deleting"
-
     def upload(self, upload_id: str) -> str:
         """The upload record (JSON; UploadService)."""
         return f"{self.prefix}:upload:{upload_id}"

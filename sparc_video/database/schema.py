@@ -102,12 +102,15 @@ export_state_changes = Table(
 
 # cameras: the camera catalogue. `record` is the CameraRecord: public stream URL (no
 # credentials), labels, status, last probe; its `secrets` are the Fernet ciphertext of the
-# stream credentials, never the plaintext.
+# stream credentials, never the plaintext. `longest_recording_ns` is the longest duration any
+# of its recordings ever had, raised in the transaction that inserts a longer one: how far
+# before a time range an overlapping recording can start (the lower bound of the index scan).
 cameras = Table(
     "cameras",
     metadata,
     Column("id", Text, primary_key=True),
     Column("display_name", Text, nullable=False, server_default=""),
+    Column("longest_recording_ns", BigInteger, nullable=False, server_default=text("0")),
     Column("record", JSONB, nullable=False),
     Column("create_time", _TZ, nullable=False),
     Column("update_time", _TZ, nullable=False),
@@ -117,6 +120,8 @@ cameras = Table(
 # segments, 30 days is 8.6 million). Overlap with [a, b): camera_id = c AND start_ns < b AND
 # end_ns > a, read through (camera_id, start_ns) bounded below by the camera's longest segment.
 # A camera with recordings cannot be deleted (RESTRICT): its recordings go first.
+# `deleting_until` is set while DeleteRecording removes the object (until then no export may
+# hold it); it lapses by itself if that deletion died half-way.
 recordings = Table(
     "recordings",
     metadata,
@@ -133,6 +138,7 @@ recordings = Table(
     Column("sha256", Text, nullable=False),
     Column("record", JSONB, nullable=False),
     Column("create_time", _TZ, nullable=False, server_default=_NOW),
+    Column("deleting_until", _TZ, nullable=True),
     CheckConstraint("end_ns >= start_ns", name="ordered"),
     UniqueConstraint("storage_key"),
     Index(None, "camera_id", "start_ns"),

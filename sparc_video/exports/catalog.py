@@ -91,6 +91,34 @@ class ExportCatalog:
             _STATE_CHANGE, record.id, record.attempt, None, record.state.value, "created"
         )
 
+    async def hold_recordings(
+        self, connection: Connection, export_id: str, recording_ids: Iterable[str]
+    ) -> str | None:
+        """Hold the recordings the new export reads, in its transaction; the id of one that is
+        gone or being deleted (nothing held then: the caller rolls back), else None.
+
+        FOR SHARE waits for a DeleteRecording that locked the row to mark it, and then reads
+        the mark; a later one waits for this transaction and then finds the hold.
+        """
+        wanted = sorted(set(recording_ids))
+        if not wanted:
+            return None
+        rows = await connection.fetch(
+            "SELECT id FROM recordings WHERE id = ANY($1::text[]) "
+            "AND (deleting_until IS NULL OR deleting_until <= now()) ORDER BY id FOR SHARE",
+            wanted,
+        )
+        available = {row["id"] for row in rows}
+        missing = [i for i in wanted if i not in available]
+        if missing:
+            return missing[0]
+        await connection.execute(
+            "INSERT INTO retention_holds (recording_id, export_id) SELECT unnest($1::text[]), $2",
+            wanted,
+            export_id,
+        )
+        return None
+
     async def lock_requester(self, connection: Connection, requester: str) -> None:
         """Serialise one principal's creates until the transaction ends, so its request ids
         and its unfinished-exports quota are checked and written without a race."""
@@ -129,7 +157,8 @@ class ExportCatalog:
     ) -> bool:
         """Write `record` (its `revision` already the next one) if the row is still at
         `read_revision`, with a state-change row when the state changed and `audit` entries;
-        False, writing nothing, when another writer changed the row first."""
+        False, writing nothing, when another writer changed the row first. An export that
+        ends lets go of its recordings' holds in the same transaction."""
         async with self.database.transaction() as connection:
             status = await connection.execute(
                 _SAVE,
@@ -152,6 +181,10 @@ class ExportCatalog:
                     old_state.value,
                     record.state.value,
                     reason or (record.error.reason if record.error else ""),
+                )
+            if record.state.terminal:
+                await connection.execute(
+                    "DELETE FROM retention_holds WHERE export_id = $1", record.id
                 )
             await append(connection, *audit)
             if also is not None:

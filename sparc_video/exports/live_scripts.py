@@ -1,32 +1,23 @@
-"""The Lua scripts that write an export's live copy in Redis (record, event stream, lease,
-recording holds), each one round trip and atomic; `records.ExportStore` runs them after (or,
+"""The Lua scripts that write an export's live copy in Redis (record, event stream, lease),
+each one round trip and atomic; `records.ExportStore` runs them after (or,
 for a create, inside) the PostgreSQL transaction that makes the change durable."""
 
-# The Redis part of a create. ARGV: the number of recordings to hold and each one's record and
-# deleting keys, then the writes: their number, and each as its number of words followed by
-# the words. Keys are named in ARGV: the service runs on one Redis (no cluster), and one script
-# serves every shape of create.
+# The Redis part of a create (record, event, the job on the queue) in one step. ARGV: each
+# write as its number of words followed by the words. Keys are named in ARGV: the service runs
+# on one Redis (no cluster), and one script serves every shape of create.
 CREATE = """
-local i = 2
-for r = 1, tonumber(ARGV[1]) do
-  if redis.call('EXISTS', ARGV[i]) == 0 or redis.call('EXISTS', ARGV[i + 1]) == 1 then
-    return {'recording', r}
-  end
-  i = i + 2
-end
-local writes = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, writes do
+local i = 1
+while i <= #ARGV do
   local words = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + words))
   i = i + words + 1
 end
-return {'created'}
+return 1
 """
 
 # A durable change, after PostgreSQL committed it. KEYS: record, events, lease. ARGV: revision,
 # record, kind, time, stream length, seconds to keep a finished export (0: unfinished), lease
-# action ('acquire', 'release' or ''), token, lease ms, then recordings' hold sets to leave.
+# action ('acquire', 'release' or ''), token, lease ms. (Recording holds are PostgreSQL rows.)
 # The record and its event are written only over an older revision (a late writer never undoes
 # a newer one); the lease action always applies: PostgreSQL already chose this writer.
 PUT = """
@@ -40,7 +31,6 @@ if newer then
   if tonumber(ARGV[6]) > 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[6])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
-    for i = 10, #ARGV do redis.call('SREM', ARGV[i], cjson.decode(ARGV[2])['id']) end
   end
 end
 if ARGV[7] == 'acquire' then

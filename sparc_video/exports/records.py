@@ -13,9 +13,10 @@ its progress, which never goes to PostgreSQL.
 - A progress write replaces the Redis record only if it is still the one it read
   (`live_scripts.PROGRESS`, compare-and-set on the whole value), so it never undoes a
   durable write.
-- Creation runs the Redis part (recording holds, record, event, job) inside the still-open
-  PostgreSQL transaction: refused holds roll the row back; a commit that fails leaves a job
-  whose first write finds no row, and the export was never acknowledged.
+- Creation holds the recordings it reads (`retention_holds` rows, in its transaction: a
+  recording gone or being deleted rolls it back), then runs the Redis part (record, event,
+  job) inside the still-open PostgreSQL transaction: a commit that fails leaves a job whose
+  first write finds no row, and the export was never acknowledged.
 - Reads use Redis and fall back to PostgreSQL: finished records expire from Redis with their
   events, and a flushed Redis loses nothing (the reconciler re-queues unfinished exports).
 """
@@ -108,8 +109,8 @@ class ExportStore:
         the queue) is written to Redis with the record, only when the export is created.
 
         The recordings the export reads (`record.recording_holds`) get a hold in the same
-        step, which fails with RecordingUnavailable if one of them is gone or being deleted:
-        an export never starts on footage a DeleteRecording is removing.
+        transaction, which fails with RecordingUnavailable if one of them is gone or being
+        deleted: an export never starts on footage a DeleteRecording is removing.
 
         Returns (record, created).
         """
@@ -139,6 +140,14 @@ class ExportStore:
                         reason="QUEUED_EXPORTS_QUOTA",
                     )
                 await catalog.insert(connection, record)
+                unavailable = await catalog.hold_recordings(
+                    connection, record.id, record.recording_holds
+                )
+                if unavailable is not None:
+                    raise RecordingUnavailable(
+                        f"recording {unavailable} was deleted or is being deleted; "
+                        "create the export again to use the footage that is left"
+                    )
                 await append(
                     connection,
                     AuditEntry(
@@ -166,12 +175,8 @@ class ExportStore:
     async def _create_in_redis(
         self, record: ExportRecord, also: Sequence[Command], now: float
     ) -> None:
-        holds = record.recording_holds
         encoded = encode_record(record)
         writes: list[Command] = [
-            ("SADD", self.keys.recording_holds(recording_id), record.id) for recording_id in holds
-        ]
-        writes += [
             ("SET", self.keys.export(record.id), encoded),
             (
                 "XADD",
@@ -189,19 +194,11 @@ class ExportStore:
             ),
             *also,
         ]
-        args: list[Any] = [len(holds)]
-        for recording_id in holds:
-            args += [self.keys.recording(recording_id), self.keys.recording_deleting(recording_id)]
-        args.append(len(writes))
+        args: list[Any] = []
         for command in writes:
             args.append(len(command))
             args += command
-        outcome = await self._create(args=args)
-        if outcome[0].decode() == "recording":
-            raise RecordingUnavailable(
-                f"recording {holds[int(outcome[1]) - 1]} was deleted or is being deleted; "
-                "create the export again to use the footage that is left"
-            )
+        await self._create(args=args)
 
     async def request_owner(self, requester: str, request_id: str) -> str | None:
         """The id of the export a principal's request_id created, if any."""
@@ -322,7 +319,6 @@ class ExportStore:
             lease.token if lease else "",
             lease.ttl_ms if lease else 0,
         ]
-        args += [self.keys.recording_holds(r) for r in record.recording_holds]
         await self._put(keys=keys, args=args)
 
     async def _catch_up(self, export_id: str) -> None:
@@ -383,21 +379,18 @@ class ExportStore:
         return oldest[0] if oldest else None
 
     async def delete(self, record: ExportRecord, principal: str) -> None:
-        """Forget an export (retention): its row (audited), its events, lease and holds."""
+        """Forget an export (retention): its row (audited; its holds go with it), its events
+        and lease."""
         await self.catalog.delete(
             record.id, AuditEntry(principal, Action.EXPORT_DELETE, record.name, record.case_id)
         )
         await self._forget_live(record)
 
     async def _forget_live(self, record: ExportRecord) -> None:
-        """Remove the live copy: record, events, lease and the holds of its recordings."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(
-                self.keys.export(record.id), self.keys.events(record.id), self.keys.lease(record.id)
-            )
-            for recording_id in record.recording_holds:
-                pipe.srem(self.keys.recording_holds(recording_id), record.id)
-            await pipe.execute()
+        """Remove the live copy: record, events and lease."""
+        await self._redis.delete(
+            self.keys.export(record.id), self.keys.events(record.id), self.keys.lease(record.id)
+        )
 
     async def oldest(self, state: ExportState, count: int) -> list[ExportRecord]:
         """Up to `count` exports in `state`, oldest first."""

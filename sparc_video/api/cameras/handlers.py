@@ -18,6 +18,7 @@ from sparc_video.api.common import duration, timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
+from sparc_video.security.auth import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 svc = camera_service_pb2
@@ -32,7 +33,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self, request: svc.CreateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
         camera_id, fields = validation.create_camera_args(request)
-        return camera_to_proto(await self._cameras.create(fields, camera_id))
+        caller = current_principal().id
+        return camera_to_proto(await self._cameras.create(fields, camera_id, caller))
 
     async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
         camera_id = validation.parse_camera_name(request.name)
@@ -52,12 +54,15 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self, request: svc.UpdateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
         camera_id, fields, paths = validation.update_camera_args(request)
-        return camera_to_proto(await self._cameras.update(camera_id, fields, paths))
+        caller = current_principal().id
+        return camera_to_proto(await self._cameras.update(camera_id, fields, paths, caller))
 
     async def DeleteCamera(
         self, request: svc.DeleteCameraRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._cameras.delete(validation.parse_camera_name(request.name), request.force)
+        await self._cameras.delete(
+            validation.parse_camera_name(request.name), request.force, current_principal().id
+        )
         return empty_pb2.Empty()
 
     async def ProbeCamera(
@@ -100,7 +105,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self, request: svc.CreateRecordingRequest, context: Context
     ) -> camera_pb2.Recording:
         camera_id, key, start_ns = validation.create_recording_args(request)
-        return recording_to_proto(await self._recordings.create(camera_id, key, start_ns))
+        caller = current_principal().id
+        return recording_to_proto(await self._recordings.create(camera_id, key, start_ns, caller))
 
     async def GetRecording(
         self, request: svc.GetRecordingRequest, context: Context
@@ -128,7 +134,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self, request: svc.DeleteRecordingRequest, context: Context
     ) -> empty_pb2.Empty:
         camera_id, recording_id = validation.parse_recording_name(request.name)
-        await self._recordings.delete(camera_id, recording_id)
+        await self._recordings.delete(camera_id, recording_id, current_principal().id)
         return empty_pb2.Empty()
 
     async def CreateRecordingUploadUrl(

@@ -101,6 +101,9 @@ def upgrade() -> None:
         "cameras",
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("display_name", sa.Text(), server_default="", nullable=False),
+        sa.Column(
+            "longest_recording_ns", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
         sa.Column("record", _JSONB, nullable=False),
         sa.Column("create_time", _TZ, nullable=False),
         sa.Column("update_time", _TZ, nullable=False),
@@ -117,6 +120,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.Text(), nullable=False),
         sa.Column("record", _JSONB, nullable=False),
         sa.Column("create_time", _TZ, server_default=sa.text("now()"), nullable=False),
+        sa.Column("deleting_until", _TZ, nullable=True),
         sa.CheckConstraint("end_ns >= start_ns", name=op.f("ck_recordings_ordered")),
         sa.ForeignKeyConstraint(
             ["camera_id"],
