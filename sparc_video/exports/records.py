@@ -14,21 +14,24 @@ its progress, which never goes to PostgreSQL.
   (`live_scripts.PROGRESS`, compare-and-set on the whole value), so it never undoes a
   durable write.
 - Creation holds the recordings it reads (`retention_holds` rows, in its transaction: a
-  recording gone or being deleted rolls it back), then runs the Redis part (record, event,
-  job) inside the still-open PostgreSQL transaction: a commit that fails leaves a job whose
-  first write finds no row, and the export was never acknowledged.
+  recording gone or being deleted rolls it back), commits, and only then writes the Redis
+  part (record, event, job): a job on the queue always finds its row (written inside the
+  transaction, a fast worker could take the job before the commit, find nothing and drop
+  it). When that Redis write fails the export is committed all the same: the reconciler
+  queues it from PostgreSQL, as it does after Redis lost its queue.
 - Reads use Redis and fall back to PostgreSQL: finished records expire from Redis with their
   events, and a flushed Redis loses nothing (the reconciler re-queues unfinished exports).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from sparc_video.audit import Action, AuditEntry
 from sparc_video.audit.trail import append
@@ -48,6 +51,8 @@ from sparc_video.exports.leases import RELEASE_LEASE, RENEW_LEASE, Lease, LeaseH
 from sparc_video.exports.live_scripts import CREATE, PROGRESS, PUT
 from sparc_video.exports.models import ExportRecord, ExportState
 from sparc_video.exports.worker_registry import WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 # Events kept per export: enough for any watcher that reconnects within the progress of a job
 # (progress is published about twice a second) while bounding memory.
@@ -118,58 +123,55 @@ class ExportStore:
         record.create_time = record.update_time = now
         record.revision = 1
         catalog = self.catalog
-        live = False
+        async with catalog.database.transaction() as connection:
+            await catalog.lock_requester(connection, record.requester)
+            if record.request_id:
+                existing = await catalog.request_owner(
+                    record.requester, record.request_id, connection
+                )
+                if existing is not None:
+                    return await self.get(existing), False
+            if max_unfinished and (
+                await catalog.count_unfinished(connection, record.requester) >= max_unfinished
+            ):
+                raise ResourceExhausted(
+                    f"{record.requester!r} already has {max_unfinished} unfinished "
+                    "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
+                    "cancel one",
+                    subject=f"principal:{record.requester}",
+                    retry_after_s=QUEUED_QUOTA_RETRY_S,
+                    reason="QUEUED_EXPORTS_QUOTA",
+                )
+            await catalog.insert(connection, record)
+            unavailable = await catalog.hold_recordings(
+                connection, record.id, record.recording_holds
+            )
+            if unavailable is not None:
+                raise RecordingUnavailable(
+                    f"recording {unavailable} was deleted or is being deleted; "
+                    "create the export again to use the footage that is left"
+                )
+            await append(
+                connection,
+                AuditEntry(
+                    record.requester,
+                    Action.EXPORT_CREATE,
+                    record.name,
+                    record.case_id,
+                    {
+                        "purpose": record.purpose,
+                        "source": record.recording or record.source_key,
+                    },
+                ),
+            )
         try:
-            async with catalog.database.transaction() as connection:
-                await catalog.lock_requester(connection, record.requester)
-                if record.request_id:
-                    existing = await catalog.request_owner(
-                        record.requester, record.request_id, connection
-                    )
-                    if existing is not None:
-                        return await self.get(existing), False
-                if max_unfinished and (
-                    await catalog.count_unfinished(connection, record.requester) >= max_unfinished
-                ):
-                    raise ResourceExhausted(
-                        f"{record.requester!r} already has {max_unfinished} unfinished "
-                        "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
-                        "cancel one",
-                        subject=f"principal:{record.requester}",
-                        retry_after_s=QUEUED_QUOTA_RETRY_S,
-                        reason="QUEUED_EXPORTS_QUOTA",
-                    )
-                await catalog.insert(connection, record)
-                unavailable = await catalog.hold_recordings(
-                    connection, record.id, record.recording_holds
-                )
-                if unavailable is not None:
-                    raise RecordingUnavailable(
-                        f"recording {unavailable} was deleted or is being deleted; "
-                        "create the export again to use the footage that is left"
-                    )
-                await append(
-                    connection,
-                    AuditEntry(
-                        record.requester,
-                        Action.EXPORT_CREATE,
-                        record.name,
-                        record.case_id,
-                        {
-                            "purpose": record.purpose,
-                            "source": record.recording or record.source_key,
-                        },
-                    ),
-                )
-                await self._create_in_redis(record, also, now)
-                live = True
-        except BaseException:
-            if live:
-                # The commit failed after the live copy was written: take it back, so nobody
-                # reads an export that was never acknowledged (its queued job finds no row).
-                with contextlib.suppress(Exception):
-                    await self._forget_live(record)
-            raise
+            await self._create_in_redis(record, also, now)
+        except (RedisError, OSError) as exc:
+            # Committed is acknowledged: the reconciler's next round finds the QUEUED row with
+            # no job and queues it; reads fall back to PostgreSQL until then.
+            log.warning(
+                "export %s committed but not queued (%s); the reconciler queues it", record.id, exc
+            )
         return record, True
 
     async def _create_in_redis(
