@@ -143,7 +143,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 queue,
                 storage,
                 hub,
-                ExportSources(camera_store, settings.max_export_range_s),
+                ExportSources(camera_store, settings.max_export_range_s, deps.database),
                 claim_source=deps.uploads.claim_source,
             ),
             signer=deps.signer,
