@@ -93,10 +93,10 @@ async def register_segment(
     token: int,
     gap: PendingGap | None,
     principal: str,
-) -> None:
+) -> int:
     """Insert the recording (with its audit entry), and before it the gap `gap` explains, if
-    the camera's footage stopped earlier than this segment starts. Fenced if the camera was
-    taken over since `token` was issued."""
+    the camera's footage stopped earlier than this segment starts; the gap's length (ns, 0:
+    none). Fenced if the camera was taken over since `token` was issued."""
     record.create_time = time.time()
     async with database.transaction() as connection:
         held = await connection.fetchval(
@@ -108,9 +108,11 @@ async def register_segment(
             raise Fenced(
                 f"camera cameras/{record.camera_id} was taken over (fence {token} is stale)"
             )
+        gap_ns = 0
         if gap is not None:
             last_end = await _last_end(connection, record.camera_id)
             if last_end is not None and last_end < record.start_ns:
+                gap_ns = record.start_ns - last_end
                 await connection.execute(
                     "INSERT INTO recording_gaps (camera_id, start_ns, end_ns, reason, detail, "
                     "recorder_id) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,6 +124,7 @@ async def register_segment(
                     record.recorder_id,
                 )
         await connection.execute(INSERT_RECORDING, *recording_row(record, principal))
+    return gap_ns
 
 
 async def _last_end(connection: Connection, camera_id: str) -> int | None:
