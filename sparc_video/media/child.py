@@ -35,7 +35,7 @@ from av.video.stream import VideoStream
 from sparc_video.core.errors import MediaError
 from sparc_video.core.file_hashes import file_digest
 from sparc_video.media import child_protocol, safe_open
-from sparc_video.media.safe_open import ffmpeg_message, stream_options
+from sparc_video.media.safe_open import ffmpeg_message, live_stream_options
 from sparc_video.media.still import encode_jpeg
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
 
@@ -60,17 +60,9 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
 
     policy = AddressPolicy.from_json(request.get("policy", {}))
     url, protocol_options = _pin(url, policy)
-    micros = str(int(timeout_s * 1_000_000))
     options = {
         **protocol_options,
-        **stream_options(urlsplit(url).scheme),
-        # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
-        "timeout": micros,
-        "rw_timeout": micros,
-        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
-        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
-        # `source=` address the camera's SETUP reply names, past the address policy.
-        "rtsp_transport": "tcp",
+        **live_stream_options(urlsplit(url).scheme, timeout_s),
         # Enough to find the streams of a camera feed without waiting seconds for more.
         "analyzeduration": "2000000",
         "probesize": str(5 * 1024 * 1024),

@@ -93,6 +93,22 @@ def stream_options(scheme: str) -> dict[str, str]:
     }
 
 
+def live_stream_options(scheme: str, timeout_s: float) -> dict[str, str]:
+    """stream_options, and the transport and socket timeouts every read of a live stream uses
+    (the camera probe and snapshot, the recorder's ingest)."""
+    micros = str(int(timeout_s * 1_000_000))
+    return {
+        **stream_options(scheme),
+        # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
+        "timeout": micros,
+        "rw_timeout": micros,
+        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
+        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
+        # `source=` address the camera's SETUP reply names, past the address policy.
+        "rtsp_transport": "tcp",
+    }
+
+
 def open_file(path: Path, what: str = "the source") -> InputContainer:
     """Open an untrusted local file for reading; MediaError(NOT_A_VIDEO) when FFmpeg cannot or
     may not.
