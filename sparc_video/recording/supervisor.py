@@ -89,6 +89,7 @@ class CameraSupervisor:
         delay = RECONNECT_FIRST_S
         while not self._stop.is_set():
             await self._publish(RecordingState.CONNECTING)
+            failure: IngestFailure | None
             try:
                 stream = await open_stream(
                     self._parts.cameras,
