@@ -57,7 +57,7 @@ class Recorder:
         storage: ManagedStorage,
         recorder_id: str | None = None,
         forget_object: Callable[[str], Awaitable[None]] | None = None,
-        on_stored: Callable[[str, int], object] | None = None,
+        on_stored: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self.recorder_id = recorder_id or new_recorder_id()
         self._settings = settings

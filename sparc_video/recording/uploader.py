@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -45,7 +45,7 @@ class Uploader:
         storage: Storage,
         database: Database,
         buffer: SegmentBuffer,
-        on_stored: Callable[[str, int], object] | None = None,
+        on_stored: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
         self._database = database
@@ -141,7 +141,10 @@ class Uploader:
         key = object_key(segment.camera_id, segment.start_ns)
         await self._storage.upload_file(segment.path, key, "video/mp4", sha256=segment.sha256)
         if self._on_stored is not None:
-            self._on_stored(key, segment.size_bytes)
+            try:
+                await self._on_stored(key, segment.size_bytes)
+            except Exception:  # the storage-used gauge is advisory; the segment is not
+                log.warning("storage use of %s not counted", key, exc_info=True)
         record = RecordingRecord(
             id=new_id(),
             camera_id=segment.camera_id,
