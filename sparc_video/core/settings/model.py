@@ -357,7 +357,7 @@ class Settings(BaseSettings):
         "Recorder",
         "Most bytes of segments waiting in RECORDER_BUFFER_DIR; past it new segments are "
         "dropped and recorded as a storage_unavailable gap",
-        ge=1024**2,
+        ge=64 * 1024,
         kind="size",
     )
     recording_retention_days: int = setting(
