@@ -166,3 +166,41 @@ async def test_a_full_buffer_drops_segments_as_a_storage_unavailable_gap(
 
 def _dropped() -> float:
     return REGISTRY.get_sample_value("video_recorder_segments_dropped_total") or 0.0
+
+
+@pytest.mark.timeout(240)
+async def test_segments_left_in_the_buffer_are_uploaded_by_the_next_start(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
+    buffer = settings.recorder_buffer_dir / "cam"
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+        async with open_storage(settings) as storage:
+            async with running_recorder(settings, database, storage, "first"):
+
+                async def registered(n: int) -> bool:
+                    return len(await store.all_recordings("cam")) >= n
+
+                await wait_for(lambda: registered(1), 60, "a segment")
+                moto.stop()
+
+                async def buffered() -> bool:
+                    return len(list(buffer.glob("*.mp4"))) >= 2
+
+                await wait_for(buffered, 60, "segments waiting in the buffer")
+            # Stopped while storage was away: its segments stay on disk.
+            left = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
+            assert len(left) >= 2
+            moto.start()
+            async with running_recorder(settings, database, storage, "second"):
+
+                async def uploaded() -> bool:
+                    starts = {r.start_ns for r in await store.all_recordings("cam")}
+                    return set(left) <= starts
+
+                await wait_for(uploaded, 90, "the left segments registered")
+    found = await store.all_recordings("cam")
+    assert [r.create_time for r in found] == sorted(r.create_time for r in found)
+    assert {r.recorder_id for r in found if r.start_ns in left} == {"first"}
+    assert not list(buffer.glob(f"{left[0]}.*"))
