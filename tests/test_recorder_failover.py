@@ -5,6 +5,7 @@ twice or overlaps another."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -137,4 +138,42 @@ async def test_a_killed_recorders_cameras_are_taken_over_within_the_bound(
     failover = [g for g in line.gaps if g.reason is GapReason.RECORDER_FAILOVER]
     assert failover and failover[0].start_ns == found[first_b - 1].end_ns
     assert failover[0].end_ns == found[first_b].start_ns
+    await redis.aclose()
+
+
+@pytest.mark.timeout(180)
+async def test_sigterm_finishes_the_open_segment_and_releases_the_camera(
+    service_settings: Callable[..., Settings], database: Database, tmp_path: Path
+) -> None:
+    settings = service_settings()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url, segment_s=30.0)
+        process = start_recorder(settings, tmp_path / "buffer")
+        try:
+
+            async def recording() -> bool:
+                raw = await redis.get(keys.recording_status("cam"))
+                return raw is not None and b'"state":"recording"' in raw
+
+            async def held() -> bool:
+                return await redis.exists(keys.recorder_lease("cam")) == 1
+
+            await wait_for(held, 60, "the camera held")
+            # Segments are 30 s: nothing is registered until the stop closes the open one.
+            await wait_for(recording, 60, "recording")
+            assert await store.all_recordings("cam") == []
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(process.wait, 60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    found = await store.all_recordings("cam")
+    assert len(found) == 1 and found[0].duration_ns > 0
+    assert await redis.exists(keys.recorder_lease("cam")) == 0
+    assert await redis.zcard(keys.recorders) == 0
+    reason = await database.fetchval("SELECT recorder_release_reason FROM cameras WHERE id = 'cam'")
+    assert reason == GapReason.RECORDER_FAILOVER.value
     await redis.aclose()

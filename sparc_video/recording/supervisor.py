@@ -75,6 +75,8 @@ class CameraSupervisor:
         self.task: asyncio.Task[None] | None = None
         # Whether the current run delivered a segment: the backoff starts over if it did.
         self._delivered_any = False
+        # Whether the current run received packets (statistics came).
+        self._packets_this_run = False
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"record {self.camera_id}")
@@ -88,6 +90,7 @@ class CameraSupervisor:
     async def _run(self) -> None:
         delay = RECONNECT_FIRST_S
         while not self._stop.is_set():
+            self._packets_this_run = False
             await self._publish(RecordingState.CONNECTING)
             failure: IngestFailure | None
             try:
@@ -160,6 +163,7 @@ class CameraSupervisor:
             await self._publish(RecordingState.RECORDING)
 
     def _on_stats(self, stats: IngestStats) -> None:
+        self._packets_this_run = True
         self._state = RecordingStatus(
             self.camera_id,
             self._state.state,
@@ -189,8 +193,12 @@ class CameraSupervisor:
             log.debug("status of camera %s not written", self.camera_id, exc_info=True)
 
     async def refresh_status(self) -> None:
-        """Rewrite the status with the latest statistics (the recorder's heartbeat calls it)."""
-        await self._publish(self._state.state)
+        """Rewrite the status with the latest statistics (the recorder's round calls it): a
+        connecting camera whose packets flow is recording before its first segment ends."""
+        state = self._state.state
+        if state is RecordingState.CONNECTING and self._packets_this_run:
+            state = RecordingState.RECORDING
+        await self._publish(state)
 
     @property
     def state(self) -> RecordingState:
