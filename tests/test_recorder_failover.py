@@ -158,7 +158,7 @@ async def test_sigterm_finishes_the_open_segment_and_releases_the_camera(
                 return raw is not None and b'"state":"recording"' in raw
 
             async def held() -> bool:
-                return await redis.exists(keys.recorder_lease("cam")) == 1
+                return bool(await redis.exists(keys.recorder_lease("cam")) == 1)
 
             await wait_for(held, 60, "the camera held")
             # Segments are 30 s: nothing is registered until the stop closes the open one.
