@@ -4,12 +4,16 @@ stamped frames, the camera's clock in RTCP, faults, several viewers, authenticat
 from __future__ import annotations
 
 import itertools
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -252,3 +256,23 @@ def test_stop_leaves_no_thread_or_socket() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith(f"test-camera-{port}-")]
     with socket.create_server(("127.0.0.1", port)):
         pass
+
+
+def test_the_test_camera_command() -> None:
+    """`sparc-video test-camera` prints its URL, serves the clock it was given, requires the
+    credentials it was given, and ends cleanly on SIGTERM."""
+    command = [str(Path(sys.executable).parent / "sparc-video"), "test-camera", "--port", "0"]
+    command += ["--clock-start", "2026-01-01", "--username", "u", "--password", "p"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split()[0]
+            with pytest.raises(av.error.HTTPUnauthorizedError):
+                open_stream(url)
+            with open_stream(url.replace("rtsp://", "rtsp://u:p@")) as container:
+                stamp = next(frames(container))[0]
+            new_year = 1_767_225_600_000_000
+            assert new_year <= stamp.capture_time_us < new_year + 600 * 1_000_000
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
