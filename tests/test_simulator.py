@@ -143,6 +143,16 @@ def test_fast_pace_wraps_rtp_times() -> None:
     assert times == sorted(times) and times[-1] - times[0] >= 90_000
 
 
+def test_a_pre_encoded_loop() -> None:
+    """`loop_s`: the same second of pictures again and again, the client's times running on."""
+    with TestCamera(loop_s=1.0) as cam, open_stream(cam.url) as container:
+        seen = _take(frames(container), 40)
+    indices = [stamp.index for stamp, _ in seen]
+    assert all(b == (a + 1) % 25 for a, b in itertools.pairwise(indices))
+    times = [frame.pts for _, frame in seen if frame.pts is not None]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+
 def test_two_viewers_get_one_live_stream() -> None:
     with TestCamera() as cam, open_stream(cam.url) as first:
         first_frames = frames(first)

@@ -91,6 +91,12 @@ def _size(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]:
     help="the schemes offered, in order (repeatable; default both, digest first)",
 )
 @click.option("--text/--no-text", default=_DEFAULTS["text"], help="also write the stamp as text")
+@click.option(
+    "--loop-s",
+    type=float,
+    help="encode this many seconds once and loop them (for sizes too slow to encode live; "
+    "the pictures' stamps repeat each loop)",
+)
 @click.option("--duration-s", type=float, help="stop after this many seconds")
 def test_camera_command(
     host: str,
@@ -108,6 +114,7 @@ def test_camera_command(
     password: str | None,
     schemes: tuple[str, ...],
     text: bool,
+    loop_s: float | None,
     duration_s: float | None,
 ) -> int:
     """Serve a test camera over RTSP (RTP interleaved on TCP) until stopped.
@@ -125,7 +132,7 @@ def test_camera_command(
     try:
         camera = TestCamera(
             fps=fps, size=size, codec=codec, audio=audio, rtcp=rtcp, clock=clock, pace=pace,
-            auth=auth, text=text, host=host, port=port, path=path,
+            auth=auth, text=text, loop_s=loop_s, host=host, port=port, path=path,
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -48,13 +48,16 @@ class TestCamera:
         gop_s: float = 1.0,
         threads: int = 1,
         rtp_offsets: tuple[int, int] | None = None,
+        loop_s: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/cam",
     ) -> None:
         if pace not in PACES:
             raise ValueError(f"pace {pace!r}: one of {', '.join(PACES)}")
-        self.config = StreamConfig(fps, size, codec, audio, text, gop_s, threads, rtp_offsets)
+        self.config = StreamConfig(
+            fps, size, codec, audio, text, gop_s, threads, rtp_offsets, loop_s
+        )
         self.rtcp, self.pace, self.auth = rtcp, pace, auth
         self.clock = clock or CameraClock()
         self.host, self.port, self.path = host, port, path
