@@ -73,7 +73,7 @@ class TestCamera:
         self._stop = threading.Event()
         self._source_stop = threading.Event()
         self._listener: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()
         self._source_thread: threading.Thread | None = None
         self._source: Source | None = None
 
@@ -99,14 +99,16 @@ class TestCamera:
         """Close every connection and end every thread; the port is free afterwards."""
         self._stop.set()
         self._stop_source()
-        for thread in self._threads:
-            thread.join()
+        while True:  # a connection accepted meanwhile is dropped on the next round
+            self.drop()
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                break
+            for thread in threads:
+                thread.join()
         if self._listener is not None:
             self._listener.close()
-        self.drop()
-        for connection in list(self._connections):
-            for thread in connection.threads:
-                thread.join()
 
     @property
     def url(self) -> str:
@@ -182,7 +184,7 @@ class TestCamera:
     def _start_source(self) -> None:
         self._source_stop = threading.Event()
         self._source = Source(self.config, self.clock.camera_us())
-        self._source_thread = self._spawn(self._capture, "source", track=False)
+        self._source_thread = self._spawn(self._capture, "source")
 
     def _stop_source(self) -> None:
         self._source_stop.set()
@@ -227,12 +229,19 @@ class TestCamera:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _spawn(self, target: Any, name: str, *args: Any, track: bool = True) -> threading.Thread:
-        thread = threading.Thread(
-            target=target, args=args, name=f"test-camera-{self.port}-{name}", daemon=True
-        )
-        if track:
-            self._threads.append(thread)
+    def _spawn(self, target: Any, name: str, *args: Any) -> threading.Thread:
+        """A thread `stop()` waits for; it forgets itself when it ends."""
+
+        def run() -> None:
+            try:
+                target(*args)
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=f"test-camera-{self.port}-{name}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
         thread.start()
         return thread
 
@@ -246,15 +255,11 @@ class TestCamera:
             except OSError:
                 return
             conn.settimeout(None)
-            connection = Connection(conn)
+            connection = Connection(conn, _FAST_QUEUE if self.pace == "fast" else 0)
             with self._lock:
                 self._connections.add(connection)
                 self.total_connections += 1
-            reader = threading.Thread(
-                target=self._serve, args=(connection,), name=f"test-camera-{self.port}-conn"
-            )
-            connection.threads.append(reader)
-            reader.start()
+            self._spawn(self._serve, "connection", connection)
 
     def _serve(self, connection: Connection) -> None:
         try:
@@ -340,11 +345,7 @@ class TestCamera:
             self.total_plays += 1
             self._force_key = True
             self._lock.notify_all()
-        writer = threading.Thread(
-            target=self._write, args=(connection,), name=f"test-camera-{self.port}-writer"
-        )
-        connection.threads.append(writer)
-        writer.start()
+        self._spawn(self._write, "writer", connection)
 
     def _write(self, connection: Connection) -> None:
         """Send each burst (from a keyframe on), preceded by sender reports when due."""

@@ -14,16 +14,15 @@ from sparc_video.simulator.source import Burst
 
 
 class Connection:
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, queue_size: int) -> None:
         self.conn = conn
         self.nonce = new_nonce()
         self.session_id = secrets.token_hex(8)
         self.channels: dict[int, int] = {}  # track → interleaved RTP channel
-        self.queue: queue.Queue[Burst | None] = queue.Queue()
+        self.queue: queue.Queue[Burst | None] = queue.Queue(queue_size)
         self.playing = False
         self.closed = False
         self.send_lock = threading.Lock()
-        self.threads: list[threading.Thread] = []
 
     def send(self, data: bytes) -> None:
         with self.send_lock:
@@ -43,7 +42,15 @@ class Reply:
         self.headers: list[tuple[str, str]] = []
 
     def bytes(self) -> bytes:
-        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 461: "Unsupported Transport"}
+        reasons = {
+            200: "OK",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            461: "Unsupported Transport",
+            503: "Service Unavailable",
+        }
         reason = reasons.get(self.status, "Error")
         return response(self.status, reason, self.cseq, self.headers, self.body)
 
