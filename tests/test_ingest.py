@@ -33,10 +33,13 @@ from sparc_video.recording.ingest.writer import (
     read_metadata,
 )
 from sparc_video.recording.reasons import GapReason
+from sparc_video.security.address_policy import AddressPolicy
 from sparc_video.simulator import Auth, CameraClock, FrameStamp, TestCamera, read_stamp
 
 # Short segments keep the suite fast; the stall bound is what a loaded CI machine tolerates.
 POLICY = SegmentPolicy(target_s=1.0, stall_timeout_s=3.0, open_timeout_s=10.0, rtcp_wait_s=2.0)
+# The test camera is on loopback, which the camera address policy refuses unless allowed.
+LOOPBACK = AddressPolicy(allowed_networks=("127.0.0.0/8",))
 # A camera still set to New Year: its RTCP clock is far from this machine's.
 NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -72,7 +75,7 @@ def start(url: str, buffer_dir: Path, policy: SegmentPolicy = POLICY) -> Run:
     def body() -> None:
         try:
             run_ingest(
-                IngestSource(url, url.split("@")[-1], "cam-1"),
+                IngestSource(url, url.split("@")[-1], "cam-1", LOOPBACK),
                 policy,
                 buffer_dir,
                 run.segments.append,
@@ -298,7 +301,7 @@ async def test_ingest_from_asyncio(tmp_path: Path) -> None:
             stop.set()
 
     with TestCamera() as cam:
-        source = IngestSource(cam.url, cam.url, "cam-1")
+        source = IngestSource(cam.url, cam.url, "cam-1", LOOPBACK)
         await asyncio.wait_for(
             ingest(source, POLICY, tmp_path, on_segment, lambda _: None, stop), 60
         )
@@ -325,3 +328,17 @@ async def test_ingest_failure_from_asyncio(tmp_path: Path) -> None:
             60,
         )
     assert failure.value.reason == GapReason.CAMERA_UNREACHABLE
+
+
+def test_address_policy_is_applied(tmp_path: Path) -> None:
+    with TestCamera() as cam:
+        run = Run()
+        with pytest.raises(IngestFailure) as failure:
+            # The default policy: loopback is no camera's address.
+            run_ingest(
+                IngestSource(cam.url, cam.url), POLICY, tmp_path, run.segments.append,
+                run.stats.append, run.stop,
+            )  # fmt: skip
+        assert cam.total_connections == 0
+    assert failure.value.reason == GapReason.CAMERA_UNREACHABLE
+    assert "CAMERA_ALLOWED_NETWORKS" in failure.value.message
