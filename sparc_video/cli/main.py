@@ -39,6 +39,7 @@ from sparc_video.cli.output import silence_stdout
 from sparc_video.cli.queue import queue
 from sparc_video.cli.recordings import recording
 from sparc_video.cli.runner import configure_logging
+from sparc_video.cli.test_camera import test_camera_command
 from sparc_video.cli.uploads import upload
 from sparc_video.cli.verify import verify
 from sparc_video.core.settings import Settings, SettingsError, reveal
@@ -68,6 +69,7 @@ cli.add_command(verify)
 cli.add_command(upload)
 cli.add_command(migrate_command)
 cli.add_command(audit)
+cli.add_command(test_camera_command)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
-import secrets
 import socket
 import threading
 import time
@@ -17,7 +16,8 @@ from typing import Any
 
 from sparc_video.simulator import rtp
 from sparc_video.simulator.clock import US_PER_S, CameraClock
-from sparc_video.simulator.rtsp import Auth, Reader, Request, new_nonce, response
+from sparc_video.simulator.connection import Connection, Reply, interleave
+from sparc_video.simulator.rtsp import Auth, Reader, Request
 from sparc_video.simulator.source import Burst, Source, StreamConfig
 
 PACES = ("realtime", "fast")
@@ -25,30 +25,6 @@ _SR_INTERVAL_US = US_PER_S
 # Realtime: ten seconds of frames may wait for a slow reader before it is dropped; fast: the
 # source waits for the slowest reader (as fast as the socket takes).
 _QUEUE_S, _FAST_QUEUE = 10, 8
-
-
-class _Connection:
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
-        self.nonce = new_nonce()
-        self.session_id = secrets.token_hex(8)
-        self.channels: dict[int, int] = {}  # track → interleaved RTP channel
-        self.queue: queue.Queue[Burst | None] = queue.Queue()
-        self.playing = False
-        self.closed = False
-        self.send_lock = threading.Lock()
-        self.threads: list[threading.Thread] = []
-
-    def send(self, data: bytes) -> None:
-        with self.send_lock:
-            self.conn.sendall(data)
-
-    def close(self) -> None:
-        self.closed = True
-        with contextlib.suppress(OSError):
-            self.conn.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(queue.Full):
-            self.queue.put_nowait(None)
 
 
 class TestCamera:
@@ -72,13 +48,16 @@ class TestCamera:
         gop_s: float = 1.0,
         threads: int = 1,
         rtp_offsets: tuple[int, int] | None = None,
+        loop_s: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/cam",
     ) -> None:
         if pace not in PACES:
             raise ValueError(f"pace {pace!r}: one of {', '.join(PACES)}")
-        self.config = StreamConfig(fps, size, codec, audio, text, gop_s, threads, rtp_offsets)
+        self.config = StreamConfig(
+            fps, size, codec, audio, text, gop_s, threads, rtp_offsets, loop_s
+        )
         self.rtcp, self.pace, self.auth = rtcp, pace, auth
         self.clock = clock or CameraClock()
         self.host, self.port, self.path = host, port, path
@@ -90,7 +69,7 @@ class TestCamera:
         self._stalled = False
         self._force_key = False
         self._lock = threading.Condition()
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._stop = threading.Event()
         self._source_stop = threading.Event()
         self._listener: socket.socket | None = None
@@ -235,7 +214,7 @@ class TestCamera:
                 for connection in watchers:
                     self._offer(connection, burst, stop)
 
-    def _offer(self, connection: _Connection, burst: Burst, stop: threading.Event) -> None:
+    def _offer(self, connection: Connection, burst: Burst, stop: threading.Event) -> None:
         if self.pace == "realtime":
             if connection.queue.qsize() > _QUEUE_S * self.config.fps:
                 connection.close()  # too slow a reader: as a camera's send buffer overflows
@@ -267,7 +246,7 @@ class TestCamera:
             except OSError:
                 return
             conn.settimeout(None)
-            connection = _Connection(conn)
+            connection = Connection(conn)
             with self._lock:
                 self._connections.add(connection)
                 self.total_connections += 1
@@ -277,7 +256,7 @@ class TestCamera:
             connection.threads.append(reader)
             reader.start()
 
-    def _serve(self, connection: _Connection) -> None:
+    def _serve(self, connection: Connection) -> None:
         try:
             with contextlib.suppress(OSError):
                 reader = Reader(connection.conn)
@@ -291,12 +270,12 @@ class TestCamera:
             with self._lock:
                 self._connections.discard(connection)
 
-    def _answer(self, connection: _Connection, request: Request) -> bool:
+    def _answer(self, connection: Connection, request: Request) -> bool:
         """Reply to one request; False ends the connection."""
         self.requests.append(request.line)
         if request.method == "SETUP":
             self.requests.append(f"Transport: {request.headers.get('transport', '')}")
-        reply = _Reply(request.cseq)
+        reply = Reply(request.cseq)
         refusal, auth, nonce = self._refusal, self.auth, connection.nonce
         if refusal is not None:
             reply.status = refusal
@@ -334,7 +313,7 @@ class TestCamera:
             connection.playing = False
         return method != "TEARDOWN"
 
-    def _setup(self, connection: _Connection, request: Request, reply: _Reply, tracks: int) -> bool:
+    def _setup(self, connection: Connection, request: Request, reply: Reply, tracks: int) -> bool:
         transport = request.headers.get("transport", "")
         track = request.url.rstrip("/").rpartition("trackID=")[2]
         if not track.isdigit() or int(track) >= tracks:
@@ -355,7 +334,7 @@ class TestCamera:
         reply.headers.append(("Session", f"{connection.session_id};timeout=60"))
         return True
 
-    def _play(self, connection: _Connection) -> None:
+    def _play(self, connection: Connection) -> None:
         with self._lock:
             connection.playing = True
             self.total_plays += 1
@@ -367,7 +346,7 @@ class TestCamera:
         connection.threads.append(writer)
         writer.start()
 
-    def _write(self, connection: _Connection) -> None:
+    def _write(self, connection: Connection) -> None:
         """Send each burst (from a keyframe on), preceded by sender reports when due."""
         source = self._source
         assert source is not None
@@ -393,26 +372,11 @@ class TestCamera:
                             packets,
                             octets,
                         )
-                        out.append(_interleave(channel + 1, report))
+                        out.append(interleave(channel + 1, report))
                 for track, packet in burst.packets:
                     if track in connection.channels:
-                        out.append(_interleave(connection.channels[track], packet))
+                        out.append(interleave(connection.channels[track], packet))
                         counts[track][0] += 1
                         counts[track][1] += len(packet) - 12
                 connection.send(b"".join(out))
         connection.close()
-
-
-class _Reply:
-    def __init__(self, cseq: str) -> None:
-        self.cseq, self.status, self.body = cseq, 200, ""
-        self.headers: list[tuple[str, str]] = []
-
-    def bytes(self) -> bytes:
-        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 461: "Unsupported Transport"}
-        reason = reasons.get(self.status, "Error")
-        return response(self.status, reason, self.cseq, self.headers, self.body)
-
-
-def _interleave(channel: int, packet: bytes) -> bytes:
-    return b"$" + bytes([channel]) + len(packet).to_bytes(2, "big") + packet

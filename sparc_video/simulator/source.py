@@ -30,7 +30,10 @@ _AUDIO_CHUNK = {"aac": 1024, "pcmu": 160}  # samples an encoder takes per frame 
 @dataclass(frozen=True)
 class StreamConfig:
     """What a camera streams. `gop_s`: seconds between keyframes; `threads`: the encoder's
-    (one by default: a simulator must not take every core of a test machine)."""
+    (one by default: a simulator must not take every core of a test machine); `loop_s`: encode
+    that many seconds once and send them in a loop, for sizes and codecs too slow to encode
+    live (the pictures' stamps then repeat each loop; RTP and RTCP times still follow the
+    clock; a new viewer waits for the loop's next keyframe)."""
 
     fps: int = 25
     size: tuple[int, int] = (320, 180)
@@ -40,6 +43,7 @@ class StreamConfig:
     gop_s: float = 1.0
     threads: int = 1
     rtp_offsets: tuple[int, int] | None = None  # (video, audio); None: random
+    loop_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in VIDEO_CODECS:
@@ -92,6 +96,7 @@ class Source:
                 )
             )
         self._background = _background(*self._size)
+        self._loop = self._preencode() if config.loop_s else []
 
     @property
     def size(self) -> tuple[int, int]:
@@ -125,6 +130,7 @@ class Source:
             self._encoder = self._video_encoder(self._size)
             self._background = _background(*self._size)
             self.tracks[0] = self._video_track(self._size)
+            self._loop = self._preencode() if self.config.loop_s else []
         if encode:
             self._encode_video(burst, keyframe)
         if self._audio is not None:
@@ -132,23 +138,35 @@ class Source:
         return burst
 
     def _encode_video(self, burst: Burst, keyframe: bool) -> None:
-        luma = self._background.copy()
-        draw_stamp(luma, burst.stamp, text=self.config.text)
-        width, height = self._size
-        planes = np.concatenate([luma, np.full((height // 2, width), 128, np.uint8)])
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        frame.pts = burst.stamp.index
-        if keyframe:
-            frame.pict_type = PictureType.I
-        timestamp = self.rtp_time(0, burst.stamp.capture_time_us)
+        if self._loop:
+            nals = self._loop[burst.stamp.index % len(self._loop)]
+        else:
+            nals = self._video_nals(burst.stamp, keyframe)
         codec = self.config.codec
-        nals = [n for p in self._encoder.encode(frame) for n in rtp.nal_units(bytes(p))]
         kind = rtp.h264_kind if codec == "h264" else rtp.h265_kind
         burst.keyframe = any(kind(n) in ((5,) if codec == "h264" else (19, 20, 21)) for n in nals)
+        timestamp = self.rtp_time(0, burst.stamp.capture_time_us)
         payloads = [p for nal in nals for p in rtp.video_payloads(nal, codec)]
         for number, payload in enumerate(payloads):
             marker = number == len(payloads) - 1
             burst.packets.append((0, self._packet(0, timestamp, payload, marker)))
+
+    def _preencode(self) -> list[list[bytes]]:
+        assert self.config.loop_s is not None
+        count = max(1, round(self.config.loop_s * self.config.fps))
+        loop = [self._video_nals(FrameStamp(i, self.capture_us(i)), False) for i in range(count)]
+        return loop
+
+    def _video_nals(self, stamp: FrameStamp, keyframe: bool) -> list[bytes]:
+        luma = self._background.copy()
+        draw_stamp(luma, stamp, text=self.config.text)
+        width, height = self._size
+        planes = np.concatenate([luma, np.full((height // 2, width), 128, np.uint8)])
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.pts = stamp.index
+        if keyframe:
+            frame.pict_type = PictureType.I
+        return [n for p in self._encoder.encode(frame) for n in rtp.nal_units(bytes(p))]
 
     def _encode_audio(self, burst: Burst, frames_done: int, encode: bool) -> None:
         assert self._audio is not None and self.config.audio is not None

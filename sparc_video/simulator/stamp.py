@@ -43,11 +43,12 @@ def _bits(stamp: FrameStamp) -> np.ndarray:
 
 
 def _cells(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """(top, bottom, left, right) of each cell, row by row."""
-    cell_h = height // _ROW_SHARE
-    cell_w = width // COLUMNS
+    """(top, bottom, left, right) of each cell, row by row, as shares of the picture so that
+    a scaled picture has its cells at the same places."""
+    rows = [round(r * height / _ROW_SHARE) for r in range(ROWS + 1)]
+    columns = [round(c * width / COLUMNS) for c in range(COLUMNS + 1)]
     return [
-        (r * cell_h, (r + 1) * cell_h, c * cell_w, (c + 1) * cell_w)
+        (rows[r], rows[r + 1], columns[c], columns[c + 1])
         for r in range(ROWS)
         for c in range(COLUMNS)
     ]
