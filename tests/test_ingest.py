@@ -224,6 +224,7 @@ def test_audio_is_carried_or_dropped_with_a_reason(
         assert len(container.streams.audio) == (1 if carried else 0)
     if carried is None:
         assert segment.audio_note is not None and "pcm_mulaw" in segment.audio_note
+    check_timeline(run.segments, 40_000_000)
 
 
 def test_h265(tmp_path: Path) -> None:
