@@ -3,11 +3,12 @@ statistics it delivers, and the one failure it raises (with the gap reason it st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from sparc_video.recording.reasons import GapReason
+from sparc_video.security.address_policy import AddressPolicy
 
 
 class ClockSource(StrEnum):
@@ -24,6 +25,9 @@ class IngestSource:
     display_url: str  # safe to log and show
     # Written into each segment's init, so a segment names its camera/stream by itself.
     stream_id: str = ""
+    # The camera address policy (CAMERA_ALLOWED_NETWORKS): checked, and the address pinned,
+    # right before connecting, as for every other camera connection.
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from av.container import InputContainer
 from av.packet import Packet
 from av.stream import Stream
 
-from sparc_video.media.safe_open import ffmpeg_message, live_stream_options, main_audio
+from sparc_video.media.safe_open import (
+    HostNotFound,
+    ffmpeg_message,
+    live_stream_options,
+    main_audio,
+    pin_stream_url,
+)
 from sparc_video.recording.ingest.models import (
     IngestFailure,
     IngestSource,
@@ -34,6 +40,8 @@ from sparc_video.recording.ingest.models import (
 from sparc_video.recording.ingest.segmenter import Segmenter
 from sparc_video.recording.ingest.writer import audio_refusal
 from sparc_video.recording.reasons import GapReason
+from sparc_video.security.address_policy import AddressRefused
+from sparc_video.security.stream_urls import redact_text
 
 _UNREACHABLE_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT}
@@ -76,11 +84,17 @@ def run_ingest(
 
 
 def _open(source: IngestSource, policy: SegmentPolicy) -> InputContainer:
-    options = live_stream_options(urlsplit(source.url).scheme, policy.open_timeout_s)
+    try:
+        url, pinned = pin_stream_url(source.url, source.policy)
+    except (AddressRefused, HostNotFound) as exc:
+        raise IngestFailure(
+            GapReason.CAMERA_UNREACHABLE, f"{source.display_url} is not opened: {exc}"
+        ) from None
+    options = {**pinned, **live_stream_options(urlsplit(url).scheme, policy.open_timeout_s)}
     started = time.monotonic()
     try:
         return av.open(
-            source.url,
+            url,
             "r",
             options=options,
             timeout=(policy.open_timeout_s, policy.stall_timeout_s),
@@ -93,6 +107,7 @@ def _open(source: IngestSource, policy: SegmentPolicy) -> InputContainer:
 def _open_failure(source: IngestSource, exc: BaseException, timed_out: bool) -> IngestFailure:
     shown = source.display_url
     detail = ffmpeg_message(exc) if isinstance(exc, av.error.FFmpegError) else type(exc).__name__
+    detail = redact_text(detail)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         return IngestFailure(GapReason.AUTHENTICATION_FAILED, f"{shown} refused the log-in")
     if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
@@ -133,7 +148,7 @@ def _pump(
             raise IngestFailure(GapReason.STREAM_ENDED, f"{shown} ended the stream") from None
         except av.error.FFmpegError as exc:
             raise IngestFailure(
-                GapReason.STREAM_ENDED, f"{shown} broke off ({ffmpeg_message(exc)})"
+                GapReason.STREAM_ENDED, f"{shown} broke off ({redact_text(ffmpeg_message(exc))})"
             ) from None
         now = time.monotonic()
         if packet.stream is segmenter.video_in and packet.size:

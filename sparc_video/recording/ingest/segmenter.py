@@ -74,6 +74,7 @@ class Segmenter:
         self._first_pts = 0
         self._unwrap = Unwrapper()
         self._last_pts: int | None = None
+        self._last_audio: int | None = None
         self._interval = 0
         self._segment: _Open | None = None
         self._sequence = 0
@@ -160,6 +161,9 @@ class Segmenter:
             return
         if packet.pts < segment.audio_offset:
             return  # belongs before this segment's first picture
+        if self._last_audio is not None and packet.pts <= self._last_audio:
+            return  # out of order or repeated: the muxer would refuse it
+        self._last_audio = packet.pts
         segment.writer.write(packet, segment.writer.audio, segment.audio_offset)
 
     def _begin(self, pts: int, sps: bytes | None, size: tuple[int, int]) -> None:
