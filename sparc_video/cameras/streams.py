@@ -1,15 +1,13 @@
 """The stream a long-lived reader (the recorder) opens: the camera's URL with its credentials
-composed in, after the address policy allowed where its host resolves now. The same steps as a
-probe or snapshot (`service.py`), for a reader that is not the media child."""
+composed in, as a probe or snapshot composes it (`service.py`). The reader checks the address
+policy and pins the address right before it connects (`media.safe_open.pin_stream_url`)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from sparc_video.cameras.credentials import CredentialCipher
 from sparc_video.cameras.records import CameraStore
-from sparc_video.security.address_policy import AddressPolicy
 from sparc_video.security.stream_urls import StreamSecrets, compose, display_url, scrub
 
 
@@ -27,13 +25,10 @@ class CameraStream:
         return scrub(text, self.secrets)
 
 
-async def open_stream(
-    store: CameraStore, cipher: CredentialCipher, policy: AddressPolicy, camera_id: str
-) -> CameraStream:
-    """The camera's stream; AddressRefused where its host is not allowed, CameraNotFound,
-    CredentialsUnreadable where the stored secrets no longer decrypt."""
+async def open_stream(store: CameraStore, cipher: CredentialCipher, camera_id: str) -> CameraStream:
+    """The camera's stream; CameraNotFound, or CredentialsUnreadable where the stored secrets
+    no longer decrypt."""
     record = await store.get_camera(camera_id)
-    await asyncio.to_thread(policy.check_url, record.stream_url)
     secrets = cipher.decrypt(record.id, record.secrets)
     return CameraStream(
         camera_id,

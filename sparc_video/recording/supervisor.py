@@ -34,7 +34,7 @@ from sparc_video.recording.policy import RecordingPolicy
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
 from sparc_video.recording.uploader import Uploader
-from sparc_video.security.address_policy import AddressPolicy, AddressRefused
+from sparc_video.security.address_policy import AddressPolicy
 
 if TYPE_CHECKING:
     from sparc_video.core.settings import Settings
@@ -94,16 +94,17 @@ class CameraSupervisor:
             await self._publish(RecordingState.CONNECTING)
             failure: IngestFailure | None
             try:
-                stream = await open_stream(
-                    self._parts.cameras,
-                    self._parts.cipher,
-                    self._parts.address_policy,
-                    self.camera_id,
-                )
-            except (AddressRefused, SparcVideoError) as exc:
-                failure = IngestFailure(GapReason.CAMERA_UNREACHABLE, str(exc))
+                stream = await open_stream(self._parts.cameras, self._parts.cipher, self.camera_id)
+            except SparcVideoError as exc:
+                failure = IngestFailure(GapReason.CAMERA_UNREACHABLE, exc.message)
             else:
-                failure = await self._ingest(IngestSource(stream.url, stream.display_url))
+                source = IngestSource(
+                    stream.url,
+                    stream.display_url,
+                    stream_id=self.camera_id,
+                    policy=self._parts.address_policy,
+                )
+                failure = await self._ingest(source)
                 if failure is not None:
                     failure = IngestFailure(failure.reason, stream.scrub(failure.message))
             if failure is None:
@@ -124,6 +125,9 @@ class CameraSupervisor:
             await ingest(source, policy, folder, self._on_segment, self._on_stats, self._stop)
         except IngestFailure as failure:
             return failure
+        except Exception as exc:  # a bug must not leave a held camera unrecorded: retry
+            log.exception("camera %s: ingest failed unexpectedly", self.camera_id)
+            return IngestFailure(GapReason.CAMERA_UNREACHABLE, f"recorder error: {exc}")
         return None
 
     async def _on_segment(self, segment: SegmentFile) -> None:
