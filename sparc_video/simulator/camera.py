@@ -150,7 +150,9 @@ class TestCamera:
 
     def resume(self) -> None:
         """Send again, from a keyframe."""
-        self._force_key, self._stalled = True, False
+        with self._lock:
+            self._force_key, self._stalled = True, False
+            self._lock.notify_all()
 
     def set_size(self, width: int, height: int) -> None:
         """Change resolution mid-stream: the next frame is a keyframe with new SPS/PPS in band;
@@ -201,14 +203,16 @@ class TestCamera:
             capture_us = source.capture_us(index)
             with self._lock:
                 watchers = [c for c in self._connections if c.playing and not c.closed]
-                if self.pace == "fast" and not watchers:
+                # Fast pace runs on simulated time: with nobody to send to, it stands still.
+                if self.pace == "fast" and (self._stalled or not watchers):
                     self._lock.wait(0.1)
                     continue
             due_s = self.clock.real_us(capture_us) / 1e6 - time.time()
             if self.pace == "realtime" and stop.wait(max(0.0, due_s)):
                 return
             live = bool(watchers) and not self._stalled
-            keyframe, self._force_key = self._force_key and live, self._force_key and not live
+            with self._lock:
+                keyframe, self._force_key = self._force_key and live, self._force_key and not live
             burst = source.burst(index, keyframe=keyframe, encode=live)
             self.frames_captured = index + 1
             index += 1
