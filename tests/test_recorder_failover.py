@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.timeline import timeline
 from sparc_video.simulator import TestCamera
 from sparc_video.storage import LocalStorage
+from tests.fixtures.redis import free_port
 from tests.fixtures.service import settings_env
 from tests.recorder_helpers import (
     add_recorded_camera,
@@ -45,12 +47,15 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield opened
 
 
-def start_recorder(settings: Settings, buffer_dir: Path) -> subprocess.Popen[bytes]:
+def start_recorder(
+    settings: Settings, buffer_dir: Path, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         "PATH": "/usr/bin:/bin",
         **settings_env(settings),
         "CAMERA_ALLOWED_NETWORKS": "127.0.0.0/8",
         "RECORDER_BUFFER_DIR": str(buffer_dir),
+        "RECORDER_METRICS_PORT": str(metrics_port),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "sparc_video.cli", "recorder"],
@@ -150,7 +155,8 @@ async def test_sigterm_finishes_the_open_segment_and_releases_the_camera(
     keys = Keys(settings.redis_prefix)
     with TestCamera(size=(160, 96), fps=10) as camera:
         store = await add_recorded_camera(database, "cam", camera.url, segment_s=30.0)
-        process = start_recorder(settings, tmp_path / "buffer")
+        metrics_port = free_port()
+        process = start_recorder(settings, tmp_path / "buffer", metrics_port)
         try:
 
             async def recording() -> bool:
@@ -164,6 +170,8 @@ async def test_sigterm_finishes_the_open_segment_and_releases_the_camera(
             # Segments are 30 s: nothing is registered until the stop closes the open one.
             await wait_for(recording, 60, "recording")
             assert await store.all_recordings("cam") == []
+            metrics = await asyncio.to_thread(_scrape, metrics_port)
+            assert 'video_recorder_cameras_recording{state="recording"} 1.0' in metrics
             process.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(process.wait, 60) == 0
         finally:
@@ -177,3 +185,8 @@ async def test_sigterm_finishes_the_open_segment_and_releases_the_camera(
     reason = await database.fetchval("SELECT recorder_release_reason FROM cameras WHERE id = 'cam'")
     assert reason == GapReason.RECORDER_FAILOVER.value
     await redis.aclose()
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())

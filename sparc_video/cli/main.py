@@ -196,6 +196,10 @@ def recorder(log_level: str) -> int:
 async def _record(settings: Settings) -> None:
     from sparc_video.app import run_recorder
 
+    if settings.recorder_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.recorder_metrics_port, addr=settings.http_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -386,6 +386,15 @@ class Settings(BaseSettings):
         ge=0.05,
         le=60.0,
     )
+    recorder_metrics_port: int = setting(
+        9092,
+        "RECORDER_METRICS_PORT",
+        "Recorder",
+        "Port of `sparc-video recorder`'s /metrics (on HTTP_HOST); 0 runs none (under `dev` "
+        "the server's /metrics has them)",
+        ge=0,
+        le=65535,
+    )
     recorder_retention_interval_s: float = setting(
         600.0,
         "RECORDER_RETENTION_INTERVAL",
