@@ -5,10 +5,12 @@ in reverse order."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from sparc_video.audit import AuditLog
@@ -29,6 +31,8 @@ from sparc_video.exports.records import ExportStore
 from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
+from sparc_video.observability.metrics import StorageUsage
+from sparc_video.recording.recorder import Recorder
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
 
@@ -143,7 +147,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 queue,
                 storage,
                 hub,
-                ExportSources(camera_store, settings.max_export_range_s),
+                ExportSources(camera_store, settings.max_export_range_s, deps.database),
                 claim_source=deps.uploads.claim_source,
             ),
             signer=deps.signer,
@@ -159,3 +163,30 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             database=deps.database,
             audit=AuditLog(deps.database),
         )
+
+
+async def run_recorder(
+    settings: Settings, stop: asyncio.Event, recorder_id: str | None = None
+) -> None:
+    """A recorder (`sparc-video recorder`, or inside `dev`) until `stop` is set: its cameras
+    are released and its buffered segments uploaded as far as the stop allows."""
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with (
+            open_configured_database(settings) as database,
+            open_storage(settings) as storage,
+        ):
+            # The storage-used gauge, kept in step with what recorders write and sweep.
+            usage = StorageUsage(redis, Keys(settings.redis_prefix))
+            recorder = Recorder(
+                settings,
+                database,
+                redis,
+                storage,
+                recorder_id,
+                forget_object=usage.forget_prefix,
+                on_stored=usage.record,
+            )
+            await recorder.run(stop, CameraStore(database, RecordingHolds(database)))
+    finally:
+        await redis.aclose()

@@ -173,12 +173,12 @@ async def test_a_database_that_stops_answering_turns_not_serving_until_it_return
 
 
 @pytest.mark.timeout(120)
-def test_serve_and_worker_refuse_to_start_without_a_database(
+def test_serve_worker_and_recorder_refuse_to_start_without_a_database(
     service_settings: Callable[..., Settings],
 ) -> None:
     env = settings_env(service_settings())
     del env["DATABASE_URL"]
-    for command in ("serve", "worker"):
+    for command in ("serve", "worker", "recorder"):
         started = subprocess.run(
             [sys.executable, "-m", "sparc_video.cli", command],
             cwd=ROOT,

@@ -130,6 +130,7 @@ async def _migrate(url: str) -> str:
 
 
 async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> None:
+    from sparc_video.app import run_recorder
     from sparc_video.database.urls import redacted
     from sparc_video.evidence.signing import ManifestSigner
     from workers.job.runner import build_worker
@@ -147,6 +148,9 @@ async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> 
 
     worker = build_worker(settings, handle_signals=False)
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")
+    # The recorder too, like the worker: cameras whose recording policy is on get recorded.
+    recorder_stop = asyncio.Event()
+    recorder_task = asyncio.create_task(run_recorder(settings, recorder_stop), name="dev-recorder")
     # Creates the key in the data directory on the first run, as the server would.
     signer = ManifestSigner.from_settings(settings)
     print(
@@ -167,6 +171,9 @@ async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> 
     try:
         await host.serve(settings, asyncio.Event())
     finally:
+        recorder_stop.set()
+        with contextlib.suppress(Exception):
+            await recorder_task
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task

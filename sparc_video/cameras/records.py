@@ -116,6 +116,10 @@ class RecordingRecord:
     size_bytes: int
     sha256: str
     create_time: float = 0.0
+    # Set by a recorder (sparc_video/recording): its id, and where the start time came from
+    # ("rtcp": the camera's sender reports, "receive": the recorder's clock). "" when uploaded.
+    recorder_id: str = ""
+    clock_source: str = ""
 
     @property
     def name(self) -> str:
@@ -161,7 +165,7 @@ class DeletionGuard(Protocol):
 # one round trip (registration rate is what a recorder of many cameras needs). The bound is
 # raised only when longer, so most inserts leave the camera row unlocked; a reader that sees
 # the recording sees the bound that covers it.
-_INSERT_RECORDING = f"""
+INSERT_RECORDING = f"""
 WITH bound AS (
     UPDATE cameras SET longest_recording_ns = $4::bigint - $3::bigint
     WHERE id = $2 AND longest_recording_ns < $4::bigint - $3::bigint
@@ -172,6 +176,21 @@ INSERT INTO recordings (id, camera_id, start_ns, end_ns, storage_key, sha256, re
                         create_time)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, to_timestamp($8))
 """
+
+
+def recording_row(record: RecordingRecord, principal: str) -> tuple[Any, ...]:
+    """The arguments of INSERT_RECORDING."""
+    return (
+        record.id,
+        record.camera_id,
+        record.start_ns,
+        record.end_ns,
+        record.object_key,
+        record.sha256,
+        record.to_json(),
+        record.create_time,
+        *trail.row(recording_entry(principal, Action.RECORDING_CREATE, record)),
+    )
 
 
 class CameraStore:
@@ -325,18 +344,7 @@ class CameraStore:
     async def create_recording(self, record: RecordingRecord, principal: str) -> RecordingRecord:
         record.create_time = time.time()
         try:
-            await self._database.execute(
-                _INSERT_RECORDING,
-                record.id,
-                record.camera_id,
-                record.start_ns,
-                record.end_ns,
-                record.object_key,
-                record.sha256,
-                record.to_json(),
-                record.create_time,
-                *trail.row(recording_entry(principal, Action.RECORDING_CREATE, record)),
-            )
+            await self._database.execute(INSERT_RECORDING, *recording_row(record, principal))
         except asyncpg.ForeignKeyViolationError:
             raise CameraNotFound(f"camera cameras/{record.camera_id} does not exist") from None
         except asyncpg.UniqueViolationError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from sparc_video.cli.output import silence_stdout
 from sparc_video.cli.queue import queue
 from sparc_video.cli.recordings import recording
 from sparc_video.cli.runner import configure_logging
+from sparc_video.cli.test_camera import test_camera_command
 from sparc_video.cli.uploads import upload
 from sparc_video.cli.verify import verify
 from sparc_video.core.settings import Settings, SettingsError, reveal
@@ -68,6 +70,7 @@ cli.add_command(verify)
 cli.add_command(upload)
 cli.add_command(migrate_command)
 cli.add_command(audit)
+cli.add_command(test_camera_command)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ class CommandHost:
         except (SettingsError, SigningKeyNotConfigured) as exc:
             click.echo(f"sparc-video: {exc}", err=True)
             raise click.exceptions.Exit(ExitCode.USAGE) from None
-        if role in ("serve", "worker") and not reveal(settings.database_url):
+        if role in ("serve", "worker", "recorder") and not reveal(settings.database_url):
             click.echo(
                 f"sparc-video: `{role}` needs DATABASE_URL, the PostgreSQL that holds every "
                 "export, camera and audit entry (run `sparc-video migrate` once against it); "
@@ -119,10 +122,16 @@ class CommandHost:
         install_uvloop()
 
     def with_data_dir(self, settings: Settings, data_dir: Path) -> Settings:
-        """Local storage under `data_dir/storage`, unless LOCAL_STORAGE_DIR says otherwise."""
-        if settings.local_storage_dir != Settings().local_storage_dir:
-            return settings
-        return settings.replace(local_storage_dir=data_dir / "storage")
+        """Local storage under `data_dir/storage` and the recorder's buffer under
+        `data_dir/recorder-buffer`, unless LOCAL_STORAGE_DIR or RECORDER_BUFFER_DIR say
+        otherwise."""
+        defaults = Settings()
+        changes: dict[str, Any] = {}
+        if settings.local_storage_dir == defaults.local_storage_dir:
+            changes["local_storage_dir"] = data_dir / "storage"
+        if settings.recorder_buffer_dir == defaults.recorder_buffer_dir:
+            changes["recorder_buffer_dir"] = data_dir / "recorder-buffer"
+        return settings.replace(**changes) if changes else settings
 
     async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None:
         from sparc_video.api.server import serve
@@ -170,6 +179,32 @@ def serve(log_level: str) -> int:
     settings = HOST.settings("serve")
     HOST.start(settings, "sparc-video")
     return HOST.run(lambda: asyncio.run(HOST.serve(settings)))
+
+
+@cli.command("recorder", exit_codes=SERVICE_EXITS, environment=True)
+@log_level_option
+def recorder(log_level: str) -> int:
+    """Run a recorder: it records its share of the cameras whose recording policy is on
+    (replicas share them out through Redis) until SIGTERM, then finishes its open segments,
+    uploads what it can and lets its cameras go."""
+    _configure(click.get_current_context())
+    settings = HOST.settings("recorder")
+    HOST.start(settings, "sparc-video-recorder")
+    return HOST.run(lambda: asyncio.run(_record(settings)))
+
+
+async def _record(settings: Settings) -> None:
+    from sparc_video.app import run_recorder
+
+    if settings.recorder_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.recorder_metrics_port, addr=settings.http_host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_recorder(settings, stop)
 
 
 def data_dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -114,6 +114,28 @@ class Keys:
         """Pub/sub channel told of every enqueue, so idle workers start the job without polling."""
         return f"{self.prefix}:queue:wakeup"
 
+    @property
+    def recorders(self) -> str:
+        """Sorted set recorder id → when its membership lapses (unix ms) unless renewed."""
+        return f"{self.prefix}:recorders"
+
+    def recorder_lease(self, camera_id: str) -> str:
+        """Id of the recorder recording the camera; expires unless that recorder renews it."""
+        return f"{self.prefix}:camera:{camera_id}:recorder"
+
+    @property
+    def retention_lock(self) -> str:
+        """Held by the one recorder sweeping expired recorded segments."""
+        return f"{self.prefix}:recorders:retention"
+
+    def recording_status(self, camera_id: str) -> str:
+        """The camera's live recording status (JSON), written by the recorder holding it."""
+        return f"{self.prefix}:camera:{camera_id}:recording"
+
+    def recording_events(self, camera_id: str) -> str:
+        """Stream of the camera's recording status as each change was written (WatchCamera)."""
+        return f"{self.prefix}:camera:{camera_id}:recording:events"
+
 
 def _segment(principal: str) -> str:
     """A principal id as one key segment: identities such as `spiffe://a/b` hold `:` and `/`,

@@ -105,6 +105,11 @@ export_state_changes = Table(
 # stream credentials, never the plaintext. `longest_recording_ns` is the longest duration any
 # of its recordings ever had, raised in the transaction that inserts a longer one: how far
 # before a time range an overlapping recording can start (the lower bound of the index scan).
+# The recording policy (mode, segment target, retention; NULL retention: RECORDING_RETENTION_DAYS)
+# is in columns, so recorders list the cameras to record through a partial index. The recorder
+# columns fence continuous recording (`recording/fencing.py`): a recorder taking the camera over
+# raises `recorder_fence` and registers segments only while it still equals its token;
+# `recorder_release_reason` is why the last holder let go (NULL while held, or after a death).
 cameras = Table(
     "cameras",
     metadata,
@@ -114,6 +119,15 @@ cameras = Table(
     Column("record", JSONB, nullable=False),
     Column("create_time", _TZ, nullable=False),
     Column("update_time", _TZ, nullable=False),
+    Column("recording_mode", Text, nullable=False, server_default="OFF"),
+    Column("segment_target_ms", Integer, nullable=False, server_default=text("60000")),
+    Column("retention_days", Integer, nullable=True),
+    Column("recorder_fence", BigInteger, nullable=False, server_default=text("0")),
+    Column("recorder_id", Text, nullable=True),
+    Column("recorder_release_reason", Text, nullable=True),
+    CheckConstraint("recording_mode IN ('OFF', 'CONTINUOUS')", name="recording_mode"),
+    CheckConstraint("segment_target_ms > 0", name="segment_target"),
+    Index(None, "recording_mode", "id", postgresql_where=text("recording_mode <> 'OFF'")),
 )
 
 # recordings: one row per recorded segment of a camera (millions: 200 cameras, one-minute
@@ -142,6 +156,30 @@ recordings = Table(
     CheckConstraint("end_ns >= start_ns", name="ordered"),
     UniqueConstraint("storage_key"),
     Index(None, "camera_id", "start_ns"),
+)
+
+# recording_gaps: why a continuously recorded camera has no footage over [start_ns, end_ns)
+# (recording/reasons.py), written by the recorder with the segment that ends the gap. Gaps can
+# be long (a camera away for a day), so ranges are read by end: end_ns > a AND start_ns < b.
+recording_gaps = Table(
+    "recording_gaps",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("recorder_id", Text, nullable=False, server_default=""),
+    Column("create_time", _TZ, nullable=False, server_default=_NOW),
+    CheckConstraint("end_ns > start_ns", name="ordered"),
+    CheckConstraint(
+        "reason IN ('camera_unreachable', 'authentication_failed', 'stream_ended', "
+        "'stream_stalled', 'no_keyframe', 'recorder_failover', 'storage_unavailable', "
+        "'policy_off')",
+        name="reason",
+    ),
+    Index(None, "camera_id", "end_ns"),
 )
 
 # retention_holds: a recording read by an export that has not ended (or held for a case) cannot

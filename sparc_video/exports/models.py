@@ -141,6 +141,9 @@ class CoverageGap:
     start_ns: int
     end_ns: int
     output_offset_ns: int
+    # Why a recorder has no footage here (`recording/reasons.py` values, comma-separated in
+    # time order when several explain parts of it); "" when no stored gap explains it.
+    reason: str = ""
 
     @property
     def duration_ns(self) -> int:

@@ -9,12 +9,14 @@ the coverage the client sees is the footage the output shows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sparc_video.cameras.records import CameraStore, RecordingNotFound, RecordingRecord, TimeRange
 from sparc_video.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from sparc_video.database.pool import Database
 from sparc_video.exports.models import CameraRange, Coverage, CoverageGap, CoverageSpan
+from sparc_video.recording.timeline import TimelineGap, stored_gaps
 
 _PAGE = 1000
 
@@ -51,9 +53,13 @@ SourceSpec = str | RecordingSource | CameraRange
 
 
 class ExportSources:
-    def __init__(self, cameras: CameraStore, max_range_s: int) -> None:
+    def __init__(
+        self, cameras: CameraStore, max_range_s: int, database: Database | None = None
+    ) -> None:
         self._cameras = cameras
         self._max_range_ns = max_range_s * 10**9
+        # Where the recorder's gaps are read, to give the coverage's gaps their reasons.
+        self._database = database
 
     async def recording(self, source: RecordingSource) -> ResolvedSource:
         try:
@@ -94,6 +100,11 @@ class ExportSources:
         await self._cameras.get_camera(wanted.camera_id)
         recordings = await self._overlapping(wanted)
         coverage = plan_coverage(recordings, wanted)
+        if self._database is not None and coverage.gaps:
+            explained = await stored_gaps(
+                self._database, wanted.camera_id, wanted.start_ns, wanted.end_ns
+            )
+            coverage = explain_gaps(coverage, explained)
         if not coverage.spans:
             raise NoFootage(
                 f"camera cameras/{wanted.camera_id} has no recording between "
@@ -153,6 +164,20 @@ def plan_coverage(recordings: list[RecordingRecord], wanted: CameraRange) -> Cov
     if cursor < wanted.end_ns and spans:
         gap_until(wanted.end_ns)
     return Coverage(spans=tuple(spans), gaps=tuple(gaps))
+
+
+def explain_gaps(coverage: Coverage, explained: list[TimelineGap]) -> Coverage:
+    """The coverage with each gap's reasons: those of the stored gaps overlapping it."""
+
+    def reason(gap: CoverageGap) -> str:
+        found: list[str] = []
+        for stored in explained:
+            overlaps = stored.start_ns < gap.end_ns and stored.end_ns > gap.start_ns
+            if overlaps and stored.reason is not None and stored.reason.value not in found:
+                found.append(stored.reason.value)
+        return ",".join(found)
+
+    return replace(coverage, gaps=tuple(replace(g, reason=reason(g)) for g in coverage.gaps))
 
 
 def _iso(ns: int) -> str:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import av.error
@@ -35,7 +35,12 @@ from av.video.stream import VideoStream
 from sparc_video.core.errors import MediaError
 from sparc_video.core.file_hashes import file_digest
 from sparc_video.media import child_protocol, safe_open
-from sparc_video.media.safe_open import ffmpeg_message, stream_options
+from sparc_video.media.safe_open import (
+    HostNotFound,
+    ffmpeg_message,
+    live_stream_options,
+    pin_stream_url,
+)
 from sparc_video.media.still import encode_jpeg
 from sparc_video.security.address_policy import REFUSED_REASON, AddressPolicy, AddressRefused
 
@@ -60,17 +65,9 @@ def read_stream(request: dict[str, Any]) -> dict[str, Any]:
 
     policy = AddressPolicy.from_json(request.get("policy", {}))
     url, protocol_options = _pin(url, policy)
-    micros = str(int(timeout_s * 1_000_000))
     options = {
         **protocol_options,
-        **stream_options(urlsplit(url).scheme),
-        # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
-        "timeout": micros,
-        "rw_timeout": micros,
-        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
-        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
-        # `source=` address the camera's SETUP reply names, past the address policy.
-        "rtsp_transport": "tcp",
+        **live_stream_options(urlsplit(url).scheme, timeout_s),
         # Enough to find the streams of a camera feed without waiting seconds for more.
         "analyzeduration": "2000000",
         "probesize": str(5 * 1024 * 1024),
@@ -159,38 +156,14 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pin(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
-    """Resolve the host once, check every address against the policy, and return the URL to
-    open with options: FFmpeg connects to the address checked here, never to a later lookup
-    of the name (which a hostile DNS server could answer differently)."""
-    parts = urlsplit(url)
     try:
-        addresses = policy.check_url(url)
+        return pin_stream_url(url, policy)
     except AddressRefused as exc:
         raise Failure(REFUSED_REASON, str(exc)) from None
-    if not addresses:
-        raise Failure("HOST_NOT_FOUND", f"the host name {parts.hostname!r} does not resolve")
-    scheme = parts.scheme.lower()
-    options: dict[str, str] = {}
-    if scheme in ("http", "https"):
-        # A redirect could lead anywhere, the policy's refused addresses included: none is
-        # followed, and a camera must be registered with its final URL.
-        options["max_redirects"] = "0"
-    if scheme not in _PINNED_SCHEMES:
-        # rtsps/https keep the name, which TLS (SNI) needs; their lookup is checked above but
-        # not pinned, a window the README states.
-        return url, options
-    address = addresses[0]
-    host = f"[{address}]" if ":" in address else address
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    port = f":{parts.port}" if parts.port else ""
-    if scheme == "http":
-        # The camera still sees the name it was registered with.
-        options["headers"] = f"Host: {hostport}\r\n"
-    netloc = f"{userinfo}{at}{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), options
+    except HostNotFound as exc:
+        raise Failure("HOST_NOT_FOUND", str(exc)) from None
 
 
-_PINNED_SCHEMES = frozenset({"rtsp", "http"})
 REDIRECT_REFUSED = {
     "ok": False,
     "reason": "REDIRECT_REFUSED",

@@ -6,8 +6,10 @@ FFmpeg is kept on a short leash: only the protocols a source is made of (no nest
 for local files; a stream's scheme opens only its own transport), only the common containers (no
 playlists such as HLS, DASH or ffconcat, which can make FFmpeg read other files or hosts), and
 only a list of mainstream decoders (FFmpeg's many rarely used decoders are where most of its
-security bugs are found), with a cap on picture size. Imports PyAV: the server process itself
-never imports this module, only its media child does.
+security bugs are found), with a cap on picture size. A stream's host is resolved and checked
+against the camera address policy once, and FFmpeg connects to the address checked
+(`pin_stream_url`). Imports PyAV: the API server itself never imports this module; its media
+child and the recorder's ingest do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
@@ -24,6 +27,7 @@ from av.stream import Disposition, Stream
 from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError
+from sparc_video.security.address_policy import AddressPolicy
 
 # Each stream scheme opens only the protocols it is made of: an RTSP stream cannot turn into an
 # HTTP fetch, nor anything into a file read.
@@ -91,6 +95,59 @@ def stream_options(scheme: str) -> dict[str, str]:
         "format_whitelist": ",".join(STREAM_FORMATS),
         "codec_whitelist": DECODER_WHITELIST,
     }
+
+
+def live_stream_options(scheme: str, timeout_s: float) -> dict[str, str]:
+    """stream_options, and the transport and socket timeouts every read of a live stream uses
+    (the camera probe and snapshot, the recorder's ingest)."""
+    micros = str(int(timeout_s * 1_000_000))
+    return {
+        **stream_options(scheme),
+        # Socket I/O timeouts (RTSP, HTTP) and any protocol's read/write timeout, microseconds.
+        "timeout": micros,
+        "rw_timeout": micros,
+        # Interleaved RTP over the RTSP connection only: through firewalls and NAT it is the
+        # transport that works, and over UDP FFmpeg sends RTP/RTCP packets to whatever
+        # `source=` address the camera's SETUP reply names, past the address policy.
+        "rtsp_transport": "tcp",
+    }
+
+
+class HostNotFound(LookupError):
+    """A stream URL's host name does not resolve."""
+
+
+def pin_stream_url(url: str, policy: AddressPolicy) -> tuple[str, dict[str, str]]:
+    """Resolve the host once, check every address against the policy, and return the URL to
+    open with options: FFmpeg connects to the address checked here, never to a later lookup
+    of the name (which a hostile DNS server could answer differently). Raises AddressRefused
+    (the policy's) or HostNotFound."""
+    parts = urlsplit(url)
+    addresses = policy.check_url(url)  # AddressRefused
+    if not addresses:
+        raise HostNotFound(f"the host name {parts.hostname!r} does not resolve")
+    scheme = parts.scheme.lower()
+    options: dict[str, str] = {}
+    if scheme in ("http", "https"):
+        # A redirect could lead anywhere, the policy's refused addresses included: none is
+        # followed, and a camera must be registered with its final URL.
+        options["max_redirects"] = "0"
+    if scheme not in _PINNED_SCHEMES:
+        # rtsps/https keep the name, which TLS (SNI) needs; their lookup is checked above but
+        # not pinned, a window the README states.
+        return url, options
+    address = addresses[0]
+    host = f"[{address}]" if ":" in address else address
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port else ""
+    if scheme == "http":
+        # The camera still sees the name it was registered with.
+        options["headers"] = f"Host: {hostport}\r\n"
+    netloc = f"{userinfo}{at}{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), options
+
+
+_PINNED_SCHEMES = frozenset({"rtsp", "http"})
 
 
 def open_file(path: Path, what: str = "the source") -> InputContainer:

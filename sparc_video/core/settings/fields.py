@@ -20,6 +20,7 @@ GROUPS = (
     "Storage",
     "Cameras and evidence",
     "Workers",
+    "Recorder",
     "Limits",
     "Retention",
     "Observability",

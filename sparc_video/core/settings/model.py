@@ -342,6 +342,68 @@ class Settings(BaseSettings):
         le=65535,
     )
 
+    # --- Recorder (`sparc-video recorder`, continuous recording: sparc_video/recording)
+    recorder_buffer_dir: Path = setting(
+        Path("./var/recorder-buffer"),
+        "RECORDER_BUFFER_DIR",
+        "Recorder",
+        "Local disk where segments wait until storage has them; left-over files are uploaded "
+        "when a recorder starts",
+        shown="./var/recorder-buffer",
+    )
+    recorder_buffer_max: Size = setting(
+        2 * 1024**3,
+        "RECORDER_BUFFER_MAX",
+        "Recorder",
+        "Most bytes of segments waiting in RECORDER_BUFFER_DIR; past it new segments are "
+        "dropped and recorded as a storage_unavailable gap",
+        ge=64 * 1024,
+        kind="size",
+    )
+    recording_retention_days: int = setting(
+        30,
+        "RECORDING_RETENTION_DAYS",
+        "Recorder",
+        "Days a recorded segment is kept when its camera's policy names no retention",
+        ge=1,
+        le=36500,
+    )
+    recorder_lease_ttl_s: float = setting(
+        6.0,
+        "RECORDER_LEASE_TTL",
+        "Recorder",
+        "Seconds a recorder's camera leases and membership outlive its last renewal (renewed "
+        "every third of it): a dead recorder's cameras are taken within this plus "
+        "RECORDER_POLL_INTERVAL",
+        ge=0.5,
+        le=300.0,
+    )
+    recorder_poll_interval_s: float = setting(
+        1.0,
+        "RECORDER_POLL_INTERVAL",
+        "Recorder",
+        "Seconds between a recorder's reads of the policies, its peers and free cameras",
+        ge=0.05,
+        le=60.0,
+    )
+    recorder_metrics_port: int = setting(
+        9092,
+        "RECORDER_METRICS_PORT",
+        "Recorder",
+        "Port of `sparc-video recorder`'s /metrics (on HTTP_HOST); 0 runs none (under `dev` "
+        "the server's /metrics has them)",
+        ge=0,
+        le=65535,
+    )
+    recorder_retention_interval_s: float = setting(
+        600.0,
+        "RECORDER_RETENTION_INTERVAL",
+        "Recorder",
+        "Seconds between the retention sweeps of recorded segments",
+        ge=0.1,
+        le=DAY,
+    )
+
     # --- Limits
     max_upload_size: Size = setting(
         5 * 1000**3,

@@ -1,0 +1,234 @@
+"""A recorder: holds its share of the cameras to record and records them until stopped.
+
+Each round (every RECORDER_POLL_INTERVAL, at most a third of RECORDER_LEASE_TTL apart) renews
+its membership and leases, re-reads the policies, lets go of cameras no longer wanted (policy
+OFF) or above its share, takes free ones up to it, and rewrites the held cameras' statuses. A
+taken camera is fenced in PostgreSQL (`fencing.take_over`) before its first segment; a lost one
+(the lease lapsed and another took it) is dropped at once, its unregistered segments refused by
+the fence. Stopping (SIGTERM) closes each open segment, uploads what storage takes within the
+grace, releases the cameras with their reason and leaves the membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from sparc_video.cameras.credentials import CredentialCipher
+from sparc_video.cameras.records import CameraStore
+from sparc_video.core.keys import Keys
+from sparc_video.core.settings import Settings
+from sparc_video.database.pool import Database
+from sparc_video.observability import recorder_metrics as metrics
+from sparc_video.recording import fencing, retention
+from sparc_video.recording.buffer import SegmentBuffer
+from sparc_video.recording.fencing import PendingGap
+from sparc_video.recording.leases import RecorderLeases, share
+from sparc_video.recording.policy import RecordingPolicy, cameras_to_record
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
+from sparc_video.recording.supervisor import CameraSupervisor, RecorderParts
+from sparc_video.recording.uploader import Uploader
+from sparc_video.security.address_policy import AddressPolicy
+from sparc_video.storage import ManagedStorage
+
+log = logging.getLogger(__name__)
+# How long a camera let go (shutdown, handover, policy OFF) may take to upload its last segments.
+RELEASE_UPLOAD_S = 10.0
+
+
+def new_recorder_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Recorder:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        redis: aioredis.Redis,
+        storage: ManagedStorage,
+        recorder_id: str | None = None,
+        forget_object: Callable[[str], Awaitable[None]] | None = None,
+        on_stored: Callable[[str, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self.recorder_id = recorder_id or new_recorder_id()
+        self._settings = settings
+        self._database = database
+        self._redis = redis
+        self._storage = storage
+        self._forget_object = forget_object
+        keys = Keys(settings.redis_prefix)
+        self._keys = keys
+        self.leases = RecorderLeases(redis, keys, self.recorder_id, settings.recorder_lease_ttl_s)
+        self._cameras = CameraStore(database, _NoDeletes())
+        buffer = SegmentBuffer(settings.recorder_buffer_dir, settings.recorder_buffer_max)
+        self._uploader = Uploader(storage, database, buffer, on_stored)
+        self._parts = RecorderParts(
+            self.recorder_id,
+            settings,
+            self._cameras,
+            CredentialCipher.from_settings(settings),
+            AddressPolicy.from_settings(settings),
+            buffer,
+            self._uploader,
+            StatusBoard(redis, keys, 3 * settings.recorder_lease_ttl_s),
+        )
+        self.supervisors: dict[str, CameraSupervisor] = {}
+        self._tokens: dict[str, int] = {}
+
+    @property
+    def held(self) -> set[str]:
+        return set(self.supervisors)
+
+    async def run(self, stop: asyncio.Event, sweeper: CameraStore | None = None) -> None:
+        """Record until `stop` is set, then let everything go. `sweeper`: the camera store
+        (with the exports' deletion guard) to run the retention sweep with."""
+        for segment in await asyncio.to_thread(self._parts.buffer.leftovers):
+            self._uploader.put(segment)
+        interval = min(
+            self._settings.recorder_poll_interval_s, self._settings.recorder_lease_ttl_s / 3
+        )
+        sweeping = asyncio.create_task(self._sweep_forever(sweeper, stop)) if sweeper else None
+        try:
+            while not stop.is_set():
+                try:
+                    await self.round()
+                except Exception:  # Redis or PostgreSQL away: the next round tries again
+                    log.warning("recorder %s: round failed", self.recorder_id, exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+        finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
+            await self.shutdown()
+
+    async def round(self) -> None:
+        live = await self.leases.heartbeat()
+        held = await self.leases.renew(sorted(self.supervisors))
+        for camera_id in sorted(set(self.supervisors) - held):
+            log.warning("recorder %s lost camera %s", self.recorder_id, camera_id)
+            await self._drop(camera_id)
+        wanted = {c.camera_id: c.policy for c in await cameras_to_record(self._database)}
+        holders = await self.leases.holders(sorted(set(wanted) - held))
+        free = [c for c, holder in holders.items() if holder is None]
+        plan = share(sorted(wanted), held, free, len(live), seed=self.recorder_id)
+        for camera_id in plan.release:
+            reason = (
+                GapReason.POLICY_OFF if camera_id not in wanted else GapReason.RECORDER_FAILOVER
+            )
+            await self._let_go(camera_id, reason)
+        for camera_id in plan.take:
+            await self._take(camera_id, wanted[camera_id])
+        for camera_id, supervisor in list(self.supervisors.items()):
+            policy = wanted.get(camera_id)
+            if policy is not None and policy != supervisor.policy:
+                await self._restart(camera_id, policy)
+            else:
+                await supervisor.refresh_status()
+        self._count_states()
+
+    async def _take(self, camera_id: str, policy: RecordingPolicy) -> None:
+        if not await self.leases.acquire(camera_id):
+            return
+        try:
+            takeover = await fencing.take_over(self._database, camera_id, self.recorder_id)
+        except Exception:
+            await self.leases.release(camera_id)
+            raise
+        log.info(
+            "recorder %s took camera %s (fence %d)", self.recorder_id, camera_id, takeover.token
+        )
+        self._tokens[camera_id] = takeover.token
+        self._uploader.hold(camera_id, takeover.token)
+        gap = None
+        if takeover.last_end_ns is not None:
+            gap = PendingGap(takeover.gap_reason, f"taken by recorder {self.recorder_id}")
+        self._start(camera_id, policy, gap)
+
+    def _start(self, camera_id: str, policy: RecordingPolicy, gap: PendingGap | None) -> None:
+        supervisor = CameraSupervisor(camera_id, policy, self._parts, gap)
+        self.supervisors[camera_id] = supervisor
+        supervisor.start()
+
+    async def _restart(self, camera_id: str, policy: RecordingPolicy) -> None:
+        """A new segment length: the open segment is closed, the next starts where it ended."""
+        await self.supervisors.pop(camera_id).stop()
+        self._start(camera_id, policy, None)
+
+    async def _let_go(self, camera_id: str, reason: GapReason) -> None:
+        supervisor = self.supervisors.pop(camera_id, None)
+        if supervisor is not None:
+            await supervisor.stop()
+        if not await self._uploader.drain(camera_id, RELEASE_UPLOAD_S):
+            log.warning("camera %s let go with segments still buffered", camera_id)
+        self._uploader.let_go(camera_id)
+        token = self._tokens.pop(camera_id, None)
+        if token is not None:
+            await fencing.release(self._database, camera_id, token, reason)
+        await self.leases.release(camera_id)
+        state = RecordingState.OFF if reason is GapReason.POLICY_OFF else RecordingState.CONNECTING
+        await self._parts.status.write(RecordingStatus(camera_id, state))
+        self._parts.status.forget(camera_id)
+
+    async def _drop(self, camera_id: str) -> None:
+        """Lost: stop without releasing anything (another recorder holds it now)."""
+        supervisor = self.supervisors.pop(camera_id, None)
+        self._uploader.let_go(camera_id)
+        self._tokens.pop(camera_id, None)
+        if supervisor is not None:
+            await supervisor.stop()
+        self._parts.status.forget(camera_id)
+
+    async def shutdown(self) -> None:
+        for camera_id in sorted(self.supervisors):
+            try:
+                await self._let_go(camera_id, GapReason.RECORDER_FAILOVER)
+            except Exception:
+                log.warning("camera %s not released cleanly", camera_id, exc_info=True)
+        await self._uploader.aclose()
+        with contextlib.suppress(Exception):
+            await self.leases.leave()
+        self._count_states()
+
+    def _count_states(self) -> None:
+        for state in (RecordingState.RECORDING, RecordingState.CONNECTING, RecordingState.FAILING):
+            metrics.CAMERAS_RECORDING.labels(state.value).set(
+                sum(1 for s in self.supervisors.values() if s.state is state)
+            )
+
+    async def _sweep_forever(self, cameras: CameraStore, stop: asyncio.Event) -> None:
+        lock = self._keys.retention_lock
+        while not stop.is_set():
+            ttl_ms = int(self._settings.recorder_retention_interval_s * 1000)
+            try:
+                if await self._redis.set(lock, self.recorder_id, nx=True, px=ttl_ms):
+                    await retention.sweep(
+                        self._database,
+                        cameras,
+                        self._storage,
+                        self._settings.recording_retention_days,
+                        forget=self._forget_object,
+                    )
+            except Exception:
+                log.warning("retention sweep failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.recorder_retention_interval_s)
+
+
+class _NoDeletes:
+    """The supervisors' camera store only reads cameras: it never deletes a recording."""
+
+    async def begin_delete(self, recording_id: str, recording_name: str) -> None:
+        raise AssertionError("the recorder's camera store deletes nothing")
+
+    async def end_delete(self, recording_id: str, *, deleted: bool) -> None:
+        raise AssertionError("the recorder's camera store deletes nothing")

@@ -1,0 +1,177 @@
+"""Buffered segments to storage and the catalogue, in order per camera.
+
+A camera's segments go one after another: upload (a deterministic key, so a retry after a
+crash overwrites the same object), register with the recorder's fence (`fencing.py`), then
+remove the local files. Storage or PostgreSQL failing is retried with capped backoff for as
+long as it takes: the buffer holds the segments meanwhile. A segment is registered only while
+the recorder holds its camera; a fenced one (the camera was taken over) is discarded, since the
+new holder's failover gap already covers its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from sparc_video.cameras.records import RecordingRecord
+from sparc_video.core.ids import new_id
+from sparc_video.database.pool import Database
+from sparc_video.media.probe import StreamInfo
+from sparc_video.observability import recorder_metrics as metrics
+from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
+from sparc_video.recording.fencing import Fenced, register_segment
+from sparc_video.storage import Storage
+
+log = logging.getLogger(__name__)
+RETRY_FIRST_S = 0.5
+RETRY_CAP_S = 10.0
+PRINCIPAL = "system:recorder"
+
+
+def object_key(camera_id: str, start_ns: int) -> str:
+    """Where a recorded segment is stored: under its camera (deleted with it), named by its
+    start so a retried upload overwrites itself."""
+    return f"cameras/{camera_id}/recorder/{start_ns}.mp4"
+
+
+class Uploader:
+    def __init__(
+        self,
+        storage: Storage,
+        database: Database,
+        buffer: SegmentBuffer,
+        on_stored: Callable[[str, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._database = database
+        self._buffer = buffer
+        self._on_stored = on_stored
+        self._queues: dict[str, deque[BufferedSegment]] = {}
+        self._tokens: dict[str, int] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._idle: dict[str, asyncio.Event] = {}
+
+    def put(self, segment: BufferedSegment) -> None:
+        self._queues.setdefault(segment.camera_id, deque()).append(segment)
+        self._idle.setdefault(segment.camera_id, asyncio.Event()).clear()
+        self._kick(segment.camera_id)
+
+    def hold(self, camera_id: str, token: int) -> None:
+        """Register the camera's segments with this fence token from now on."""
+        self._tokens[camera_id] = token
+        self._kick(camera_id)
+
+    def pending(self, camera_id: str) -> int:
+        return len(self._queues.get(camera_id, ()))
+
+    async def drain(self, camera_id: str, timeout_s: float) -> bool:
+        """Wait until the camera's queue is empty (False if it is not within `timeout_s`)."""
+        if not self._queues.get(camera_id):
+            return True
+        idle = self._idle.setdefault(camera_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def let_go(self, camera_id: str) -> None:
+        """Stop registering the camera's segments (they stay buffered for a later hold)."""
+        self._tokens.pop(camera_id, None)
+        task = self._tasks.pop(camera_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _kick(self, camera_id: str) -> None:
+        if camera_id not in self._tokens or not self._queues.get(camera_id):
+            return
+        task = self._tasks.get(camera_id)
+        if task is None or task.done():
+            self._tasks[camera_id] = asyncio.create_task(self._run(camera_id))
+
+    async def _run(self, camera_id: str) -> None:
+        queue = self._queues[camera_id]
+        while queue and camera_id in self._tokens:
+            segment = queue[0]
+            delay = RETRY_FIRST_S
+            while True:
+                try:
+                    await self._store(segment, self._tokens[camera_id])
+                    break
+                except Fenced:
+                    log.warning(
+                        "camera %s was taken over; discarding its buffered segments", camera_id
+                    )
+                    self._tokens.pop(camera_id, None)
+                    while queue:
+                        self._buffer.remove(queue.popleft())
+                    metrics.FENCED_SEGMENTS.inc()
+                    break
+                except Exception as exc:  # storage or PostgreSQL away: wait for them
+                    log.warning(
+                        "segment %s of camera %s not stored yet (%s); retrying in %g s",
+                        segment.start_ns,
+                        camera_id,
+                        exc,
+                        delay,
+                    )
+                    metrics.UPLOAD_RETRIES.inc()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_CAP_S)
+            if queue and queue[0] is segment:
+                queue.popleft()
+                self._buffer.remove(segment)
+            metrics.BUFFER_BYTES.set(self._buffer.used_bytes)
+        if not queue:
+            self._idle.setdefault(camera_id, asyncio.Event()).set()
+
+    async def _store(self, segment: BufferedSegment, token: int) -> None:
+        key = object_key(segment.camera_id, segment.start_ns)
+        await self._storage.upload_file(segment.path, key, "video/mp4", sha256=segment.sha256)
+        if self._on_stored is not None:
+            try:
+                await self._on_stored(key, segment.size_bytes)
+            except Exception:  # the storage-used gauge is advisory; the segment is not
+                log.warning("storage use of %s not counted", key, exc_info=True)
+        record = RecordingRecord(
+            id=new_id(),
+            camera_id=segment.camera_id,
+            object_key=key,
+            start_ns=segment.start_ns,
+            duration_ns=segment.end_ns - segment.start_ns,
+            stream=StreamInfo(
+                "mp4",
+                segment.video_codec,
+                segment.width,
+                segment.height,
+                segment.fps,
+                segment.audio_codec,
+            ),
+            frame_count=segment.frames,
+            size_bytes=segment.size_bytes,
+            sha256=segment.sha256,
+            recorder_id=segment.recorder_id,
+            clock_source=segment.clock_source,
+        )
+        try:
+            gap_ns = await register_segment(self._database, record, token, segment.gap, PRINCIPAL)
+            if gap_ns and segment.gap is not None:
+                metrics.GAP_SECONDS.labels(segment.gap.reason.value).inc(gap_ns / 1e9)
+        except asyncpg.UniqueViolationError:
+            # Registered by an earlier run that died before removing the local files.
+            log.info("segment %s was registered already", key)
+        metrics.SEGMENTS_WRITTEN.inc()
+        metrics.BYTES_WRITTEN.inc(segment.size_bytes)
+        metrics.UPLOAD_LATENCY.observe(max(0.0, time.time() - segment.end_ns / 1e9))

@@ -1,0 +1,163 @@
+"""The recording catalogue in a real PostgreSQL: policies (audited), the cameras to record,
+fenced segment registration with the gaps it closes, and timelines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sparc_video.audit import Action, AuditLog
+from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingRecord
+from sparc_video.core.errors import InvalidArgument
+from sparc_video.database.pool import Database, open_database
+from sparc_video.exports.holds import RecordingHolds
+from sparc_video.exports.models import CameraRange
+from sparc_video.exports.sources import ExportSources
+from sparc_video.media.probe import StreamInfo
+from sparc_video.recording.fencing import (
+    Fenced,
+    PendingGap,
+    register_segment,
+    release,
+    take_over,
+)
+from sparc_video.recording.policy import (
+    RecordingMode,
+    RecordingPolicy,
+    cameras_to_record,
+    get_policy,
+    set_policy,
+)
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.timeline import RecordedSpan, TimelineGap, timeline
+
+S = 10**9
+T0 = 1_700_000_000 * S
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    async with open_database(database_url) as opened:
+        yield opened
+
+
+async def add_camera(database: Database, camera_id: str) -> None:
+    store = CameraStore(database, RecordingHolds(database))
+    await store.create_camera(CameraRecord(id=camera_id, stream_url="rtsp://cam/x"), "alice")
+
+
+def segment(camera_id: str, start_s: float, end_s: float, recorder: str = "r1") -> RecordingRecord:
+    start = T0 + round(start_s * S)
+    return RecordingRecord(
+        id=f"{camera_id}-{start}",
+        camera_id=camera_id,
+        object_key=f"cameras/{camera_id}/recorder/{start}.mp4",
+        start_ns=start,
+        duration_ns=T0 + round(end_s * S) - start,
+        stream=StreamInfo("mp4", "h264", 320, 240, 25.0, ""),
+        frame_count=25,
+        size_bytes=1000,
+        sha256="ab" * 32,
+        recorder_id=recorder,
+        clock_source="receive",
+    )
+
+
+async def test_policies_are_audited_and_list_the_cameras_to_record(database: Database) -> None:
+    for camera_id in ("b", "a", "c"):
+        await add_camera(database, camera_id)
+    assert await get_policy(database, "a") == RecordingPolicy()
+    assert await cameras_to_record(database) == []
+    on = RecordingPolicy(RecordingMode.CONTINUOUS, segment_s=2.0, retention_days=7)
+    await set_policy(database, "b", on, "alice")
+    await set_policy(database, "a", RecordingPolicy(RecordingMode.CONTINUOUS), "bob")
+    assert await get_policy(database, "b") == on
+    assert [c.camera_id for c in await cameras_to_record(database)] == ["a", "b"]
+    with pytest.raises(InvalidArgument):
+        await set_policy(database, "c", RecordingPolicy(segment_s=0.01), "alice")
+    trail = await AuditLog(database).trail(resource="cameras/b")
+    changes = [r.entry for r in trail if r.entry.action == Action.CAMERA_UPDATE]
+    assert len(changes) == 1 and changes[0].principal == "alice"
+    assert changes[0].details["recording_policy"]["mode"] == "CONTINUOUS"
+
+
+async def test_a_fenced_recorder_registers_nothing_and_the_failover_gap_is_exact(
+    database: Database,
+) -> None:
+    await add_camera(database, "cam")
+    first = await take_over(database, "cam", "r1")
+    assert first.last_end_ns is None
+    await register_segment(database, segment("cam", 0, 2), first.token, None, "system:recorder")
+    await register_segment(database, segment("cam", 2, 4), first.token, None, "system:recorder")
+    # r1 dies without releasing; r2 takes over: its token is newer, r1's no longer counts.
+    second = await take_over(database, "cam", "r2")
+    assert second.token > first.token
+    assert second.last_end_ns == T0 + 4 * S
+    assert second.gap_reason is GapReason.RECORDER_FAILOVER
+    with pytest.raises(Fenced):
+        await register_segment(database, segment("cam", 4, 6), first.token, None, "system:recorder")
+    assert not await release(database, "cam", first.token, GapReason.POLICY_OFF)
+    gap = PendingGap(second.gap_reason, "r1 stopped renewing")
+    await register_segment(database, segment("cam", 9, 11, "r2"), second.token, gap, "system:r")
+    found = await timeline(database, "cam", T0, T0 + 12 * S)
+    assert found.spans == (
+        RecordedSpan(T0, T0 + 4 * S, 2),
+        RecordedSpan(T0 + 9 * S, T0 + 11 * S, 1),
+    )
+    assert found.gaps == (
+        TimelineGap(
+            T0 + 4 * S, T0 + 9 * S, GapReason.RECORDER_FAILOVER, "r1 stopped renewing", "r2"
+        ),
+        TimelineGap(T0 + 11 * S, T0 + 12 * S, None),
+    )
+    # A release says why: the next holder's first gap carries it.
+    assert await release(database, "cam", second.token, GapReason.POLICY_OFF)
+    third = await take_over(database, "cam", "r1")
+    assert third.gap_reason is GapReason.POLICY_OFF
+
+
+async def test_registrations_racing_a_takeover_end_before_the_takeover_reads(
+    database: Database,
+) -> None:
+    """Whatever the interleaving, the new holder's view of the last end includes every segment
+    the old holder got registered, and none is registered after the takeover."""
+    await add_camera(database, "race")
+    old = await take_over(database, "race", "r1")
+
+    async def old_holder() -> list[int]:
+        registered: list[int] = []
+        for i in range(40):
+            try:
+                await register_segment(
+                    database, segment("race", i, i + 1), old.token, None, "system:r"
+                )
+            except Fenced:
+                break
+            registered.append(i)
+        return registered
+
+    task = asyncio.create_task(old_holder())
+    await asyncio.sleep(0)
+    new = await take_over(database, "race", "r2")
+    registered = await task
+    expected_end = T0 + (registered[-1] + 1) * S if registered else None
+    assert new.last_end_ns == expected_end
+
+
+async def test_a_camera_range_coverage_names_the_reasons_of_its_gaps(database: Database) -> None:
+    await add_camera(database, "cov")
+    held = await take_over(database, "cov", "r1")
+    await register_segment(database, segment("cov", 0, 2), held.token, None, "system:r")
+    gap = PendingGap(GapReason.CAMERA_UNREACHABLE, "connection refused")
+    await register_segment(database, segment("cov", 5, 7), held.token, gap, "system:r")
+    sources = ExportSources(
+        CameraStore(database, RecordingHolds(database)), 3600, database=database
+    )
+    resolved = await sources.camera_range(CameraRange("cov", T0, T0 + 8 * S))
+    assert resolved.coverage is not None
+    assert [(g.start_ns - T0, g.end_ns - T0, g.reason) for g in resolved.coverage.gaps] == [
+        (2 * S, 5 * S, "camera_unreachable"),
+        (7 * S, 8 * S, ""),
+    ]

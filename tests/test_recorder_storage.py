@@ -1,0 +1,206 @@
+"""The recorder when storage goes away: a moto S3 server of the test's own, stopped and started
+again on the same port. Segments wait in the buffer and are uploaded in order once it is back,
+with no gap; only a full buffer drops segments, recorded as a storage_unavailable gap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from sparc_video.core.settings import Settings
+from sparc_video.database.pool import Database, open_database
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.timeline import timeline
+from sparc_video.simulator import TestCamera
+from sparc_video.storage import open_storage
+from tests.fixtures.redis import free_port
+from tests.fixtures.s3 import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, s3_client
+from tests.recorder_helpers import FAST, add_recorded_camera, running_recorder, wait_for
+
+BUCKET = "recordings"
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    async with open_database(database_url) as opened:
+        yield opened
+
+
+class Moto:
+    """A moto server that can be stopped and started again on its port (empty again)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        s3_client(self.endpoint).create_bucket(Bucket=BUCKET)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+@pytest.fixture
+def moto() -> Iterator[Moto]:
+    server = Moto()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def s3(moto: Moto, **more: object) -> dict[str, object]:
+    return {
+        **FAST,
+        "s3_bucket": BUCKET,
+        "s3_endpoint_url": moto.endpoint,
+        "aws_region": REGION,
+        "aws_access_key_id": DUMMY_ACCESS_KEY,
+        "aws_secret_access_key": DUMMY_SECRET_KEY,
+        **more,
+    }
+
+
+@pytest.mark.timeout(240)
+async def test_segments_wait_for_storage_and_go_up_in_order_without_a_gap(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+        async with (
+            open_storage(settings) as storage,
+            running_recorder(settings, database, storage, "rec") as recorder,
+        ):
+
+            async def registered(n: int) -> bool:
+                return len(await store.all_recordings("cam")) >= n
+
+            await wait_for(lambda: registered(2), 60, "segments before the outage")
+            moto.stop()
+            before = len(await store.all_recordings("cam"))
+            buffer = settings.recorder_buffer_dir / "cam"
+
+            async def buffered(n: int) -> bool:
+                return len(list(buffer.glob("*.mp4"))) >= n
+
+            await wait_for(lambda: buffered(3), 60, "segments waiting in the buffer")
+            assert len(await store.all_recordings("cam")) <= before + 1
+            moto.start()
+            waiting = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
+            await wait_for(lambda: registered(before + len(waiting) + 1), 90, "uploads resumed")
+            assert recorder.held == {"cam"}
+    found = await store.all_recordings("cam")
+    # Registered in the order they were recorded: creation follows start.
+    assert [r.create_time for r in found] == sorted(r.create_time for r in found)
+    assert {w for w in waiting} <= {r.start_ns for r in found}
+    line = await timeline(database, "cam", found[0].start_ns, found[-1].end_ns)
+    assert line.gaps == (), line.gaps
+    assert len(line.spans) == 1
+    client = s3_client(moto.endpoint)
+    for record in found:
+        if record.start_ns in waiting:
+            head = client.head_object(Bucket=BUCKET, Key=record.object_key)
+            assert head["ContentLength"] == record.size_bytes
+
+
+@pytest.mark.timeout(240)
+async def test_a_full_buffer_drops_segments_as_a_storage_unavailable_gap(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    settings = service_settings(
+        **s3(moto, recorder_buffer_dir=tmp_path / "buffer", recorder_buffer_max=64 * 1024)
+    )
+    with TestCamera(size=(320, 180), fps=25) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+        async with (
+            open_storage(settings) as storage,
+            running_recorder(settings, database, storage, "rec"),
+        ):
+
+            async def registered(n: int) -> bool:
+                return len(await store.all_recordings("cam")) >= n
+
+            await wait_for(lambda: registered(1), 60, "a segment before the outage")
+            moto.stop()
+            dropped = _dropped()
+
+            async def dropping() -> bool:
+                return _dropped() >= dropped + 2
+
+            await wait_for(dropping, 90, "segments dropped by the full buffer")
+            before = len(await store.all_recordings("cam"))
+            moto.start()
+            await wait_for(lambda: registered(before + 2), 90, "uploads resumed")
+    found = await store.all_recordings("cam")
+    line = await timeline(database, "cam", found[0].start_ns, found[-1].end_ns)
+    assert [g.reason for g in line.gaps] == [GapReason.STORAGE_UNAVAILABLE], line.gaps
+
+
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("video_recorder_segments_dropped_total") or 0.0
+
+
+@pytest.mark.timeout(240)
+async def test_segments_left_in_the_buffer_are_uploaded_by_the_next_start(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
+    buffer = settings.recorder_buffer_dir / "cam"
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+        async with open_storage(settings) as storage:
+            async with running_recorder(settings, database, storage, "first"):
+
+                async def registered(n: int) -> bool:
+                    return len(await store.all_recordings("cam")) >= n
+
+                await wait_for(lambda: registered(1), 60, "a segment")
+                moto.stop()
+
+                async def buffered() -> bool:
+                    return len(list(buffer.glob("*.mp4"))) >= 2
+
+                await wait_for(buffered, 60, "segments waiting in the buffer")
+            # Stopped while storage was away: its segments stay on disk.
+            left = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
+            assert len(left) >= 2
+            moto.start()
+            async with running_recorder(settings, database, storage, "second"):
+
+                async def uploaded() -> bool:
+                    starts = {r.start_ns for r in await store.all_recordings("cam")}
+                    return set(left) <= starts
+
+                await wait_for(uploaded, 90, "the left segments registered")
+    found = await store.all_recordings("cam")
+    assert [r.create_time for r in found] == sorted(r.create_time for r in found)
+    assert {r.recorder_id for r in found if r.start_ns in left} == {"first"}
+    assert not list(buffer.glob(f"{left[0]}.*"))
