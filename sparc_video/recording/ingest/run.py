@@ -5,7 +5,11 @@ thread of its own, never on the event loop. Every wait is bounded: opening by Py
 timeout and FFmpeg's socket timeouts, each packet read by PyAV's read timeout (its interrupt
 callback ends any blocking FFmpeg call, however the camera misbehaves), and the time since the
 last video packet is checked here as well, for a camera that keeps sending everything but
-pictures. `stop` is looked at between packets, which a live camera sends many times a second.
+pictures. `stop` is looked at between packets, which a live camera sends many times a second;
+a camera that has gone silent keeps a stop waiting until the read timeout (`stall_timeout_s`).
+
+Not covered here (unlike the media child, which exits on FFmpeg's "Redirecting to" log line): an
+RTSP redirect is followed by FFmpeg to a host the address policy never saw.
 """
 
 from __future__ import annotations
