@@ -53,7 +53,7 @@ USER 10001:10001
 WORKDIR /var/lib/sparc-video
 
 # gRPC API, HTTP (metrics, health, local downloads), a worker's own /metrics.
-EXPOSE 50051 8080 9091
+EXPOSE 50051 8080 9091 9092
 # Both commands drain on SIGTERM: the server stops taking calls and ends watches so clients
 # resume elsewhere; the worker hands unfinished exports back (WORKER_SHUTDOWN_GRACE).
 STOPSIGNAL SIGTERM

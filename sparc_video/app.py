@@ -32,7 +32,6 @@ from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.observability.metrics import StorageUsage
-from sparc_video.recording.recorder import Recorder
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
 
@@ -170,6 +169,10 @@ async def run_recorder(
 ) -> None:
     """A recorder (`sparc-video recorder`, or inside `dev`) until `stop` is set: its cameras
     are released and its buffered segments uploaded as far as the stop allows."""
+    # Imported here: the recorder's ingest loads PyAV, which the API server never imports
+    # (a test holds it to that), and `open_app` lives in this module too.
+    from sparc_video.recording.recorder import Recorder
+
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
         async with (
