@@ -32,6 +32,7 @@ from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.observability.metrics import StorageUsage
+from sparc_video.recording.control import RecordingControl
 from sparc_video.recording.recorder import Recorder
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
@@ -109,6 +110,7 @@ class App:
     uploads: Uploads
     database: Database
     audit: AuditLog
+    recording: RecordingControl
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -162,6 +164,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             uploads=deps.uploads,
             database=deps.database,
             audit=AuditLog(deps.database),
+            recording=RecordingControl(deps.database, redis, keys),
         )
 
 

@@ -13,11 +13,13 @@ from sparc_video.api.cameras.mapping import (
     camera_to_proto,
     recording_to_proto,
     stream_info_to_proto,
+    timeline_to_proto,
 )
 from sparc_video.api.common import duration, timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
+from sparc_video.recording.control import RecordingControl
 from sparc_video.security.auth import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -25,20 +27,25 @@ svc = camera_service_pb2
 
 
 class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
-    def __init__(self, cameras: Cameras, recordings: Recordings) -> None:
+    def __init__(
+        self, cameras: Cameras, recordings: Recordings, recording: RecordingControl
+    ) -> None:
         self._cameras = cameras
         self._recordings = recordings
+        self._recording = recording
 
     async def CreateCamera(
         self, request: svc.CreateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
         camera_id, fields = validation.create_camera_args(request)
         caller = current_principal().id
-        return camera_to_proto(await self._cameras.create(fields, camera_id, caller))
+        record = await self._cameras.create(fields, camera_id, caller)
+        return camera_to_proto(record, await self._recording.view(record.id))
 
     async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
         camera_id = validation.parse_camera_name(request.name)
-        return camera_to_proto(await self._cameras.get(camera_id))
+        record = await self._cameras.get(camera_id)
+        return camera_to_proto(record, await self._recording.view(camera_id))
 
     async def ListCameras(
         self, request: svc.ListCamerasRequest, context: Context
@@ -46,16 +53,25 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         size = validation.page_size(request.page_size)
         condition = validation.camera_filter(request.filter)
         records, next_token = await self._cameras.page(size, request.page_token, condition)
+        views = await self._recording.views([r.id for r in records])
         return svc.ListCamerasResponse(
-            cameras=[camera_to_proto(r) for r in records], next_page_token=next_token
+            cameras=[camera_to_proto(r, views.get(r.id)) for r in records],
+            next_page_token=next_token,
         )
 
     async def UpdateCamera(
         self, request: svc.UpdateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        camera_id, fields, paths = validation.update_camera_args(request)
+        camera_id, fields, paths, change = validation.update_camera_args(request)
         caller = current_principal().id
-        return camera_to_proto(await self._cameras.update(camera_id, fields, paths, caller))
+        # The policy first: its check refuses a bad one before the record changes.
+        if change is not None:
+            await self._recording.update(camera_id, change, caller)
+        if paths or change is None:
+            record = await self._cameras.update(camera_id, fields, paths, caller)
+        else:
+            record = await self._cameras.get(camera_id)
+        return camera_to_proto(record, await self._recording.view(camera_id))
 
     async def DeleteCamera(
         self, request: svc.DeleteCameraRequest, context: Context
@@ -100,6 +116,12 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             height=snapshot.height,
             size_bytes=snapshot.size_bytes,
         )
+
+    async def GetCameraTimeline(
+        self, request: svc.GetCameraTimelineRequest, context: Context
+    ) -> svc.GetCameraTimelineResponse:
+        camera_id, start_ns, end_ns = validation.timeline_range(request)
+        return timeline_to_proto(await self._recording.timeline(camera_id, start_ns, end_ns))
 
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context

@@ -55,6 +55,10 @@ class CameraServiceStub:
     """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
     UNAVAILABLE when the stream cannot be read (the reason says why).
     """
+    GetCameraTimeline: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraTimelineRequest, _camera_service_pb2.GetCameraTimelineResponse]
+    """A camera's continuous recording over a time range: the spans recorded and the gaps
+    between them, each with the reason the recorder stored for it.
+    """
     CreateRecording: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]
     """Registers a video object in storage as a recording of a camera, starting at a given
     capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -95,6 +99,10 @@ class CameraServiceAsyncStub(CameraServiceStub):
     CaptureSnapshot: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.CaptureSnapshotRequest, _camera_service_pb2.CaptureSnapshotResponse]  # type: ignore[assignment]
     """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
     UNAVAILABLE when the stream cannot be read (the reason says why).
+    """
+    GetCameraTimeline: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraTimelineRequest, _camera_service_pb2.GetCameraTimelineResponse]  # type: ignore[assignment]
+    """A camera's continuous recording over a time range: the spans recorded and the gaps
+    between them, each with the reason the recorder stored for it.
     """
     CreateRecording: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]  # type: ignore[assignment]
     """Registers a video object in storage as a recording of a camera, starting at a given
@@ -175,6 +183,16 @@ class CameraServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_camera_service_pb2.CaptureSnapshotResponse, _abc.Awaitable[_camera_service_pb2.CaptureSnapshotResponse]]:
         """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
         UNAVAILABLE when the stream cannot be read (the reason says why).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCameraTimeline(
+        self,
+        request: _camera_service_pb2.GetCameraTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_camera_service_pb2.GetCameraTimelineResponse, _abc.Awaitable[_camera_service_pb2.GetCameraTimelineResponse]]:
+        """A camera's continuous recording over a time range: the spans recorded and the gaps
+        between them, each with the reason the recorder stored for it.
         """
 
     @_abc_1.abstractmethod

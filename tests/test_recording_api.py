@@ -1,0 +1,254 @@
+"""The continuous-recording API over gRPC with a real server: the policy set through
+UpdateCamera and read back by GetCamera and ListCameras, its checks, the status beside it, the
+timeline with the recorder's gap reasons, and who may call what."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
+from sparc.video.v1 import camera_service_pb2 as svc
+
+from sparc_video.api.cameras.mapping import GAP_REASONS
+from sparc_video.core.settings import Settings
+from sparc_video.recording.fencing import PendingGap, register_segment, take_over
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
+from tests.camera_helpers import camera_service, expect_error, violations_of
+from tests.test_auth import as_static, auth_settings, service_with
+from tests.test_recorder_catalog import T0, S, segment
+
+Camera = camera_pb2.Camera
+Policy = camera_pb2.RecordingPolicy
+Gap = svc.TimelineGap
+
+
+def mask(*paths: str) -> field_mask_pb2.FieldMask:
+    return field_mask_pb2.FieldMask(paths=list(paths))
+
+
+def ts(ns: int) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromNanoseconds(ns)
+    return message
+
+
+def test_every_gap_reason_has_its_own_proto_value() -> None:
+    assert set(GAP_REASONS.to_proto) == set(GapReason)
+    assert 0 not in GAP_REASONS.from_proto
+
+
+async def test_update_camera_sets_the_policy_and_reads_return_it_with_the_status(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        stub = cams.stub
+        created = await stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="yard", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        assert created.recording_policy.mode == Policy.MODE_OFF
+        assert created.recording_status.state == camera_pb2.RecordingStatus.STATE_OFF
+
+        updated = await stub.UpdateCamera(
+            svc.UpdateCameraRequest(
+                camera=Camera(
+                    name="cameras/yard",
+                    display_name="ignored",
+                    recording_policy=Policy(
+                        mode=Policy.MODE_CONTINUOUS,
+                        segment_duration=duration_pb2.Duration(seconds=30),
+                        retention_days=7,
+                    ),
+                ),
+                update_mask=mask("recording_policy"),
+            )
+        )
+        assert updated.display_name == ""
+        policy = updated.recording_policy
+        assert (policy.mode, policy.segment_duration.seconds, policy.retention_days) == (
+            Policy.MODE_CONTINUOUS,
+            30,
+            7,
+        )
+        # No recorder holds it yet.
+        assert updated.recording_status.state == camera_pb2.RecordingStatus.STATE_CONNECTING
+        got = await stub.GetCamera(svc.GetCameraRequest(name="cameras/yard"))
+        assert got.recording_policy == policy
+
+        # One subfield: the rest stays.
+        changed = await stub.UpdateCamera(
+            svc.UpdateCameraRequest(
+                camera=Camera(name="cameras/yard", recording_policy=Policy(retention_days=0)),
+                update_mask=mask("recording_policy.retention_days", "display_name"),
+            )
+        )
+        assert changed.recording_policy.retention_days == 0
+        assert changed.recording_policy.segment_duration.seconds == 30
+        assert changed.recording_policy.mode == Policy.MODE_CONTINUOUS
+
+        # The status a recorder writes comes back.
+        board = StatusBoard(cams.service.app.redis, cams.service.app.store.keys, 60)
+        await board.write(
+            RecordingStatus(
+                "yard",
+                RecordingState.FAILING,
+                recorder_id="rec-1",
+                last_error="connection refused",
+                last_packet_ns=T0,
+                bitrate_bps=2e6,
+                fps=25.0,
+            )
+        )
+        listed = await stub.ListCameras(svc.ListCamerasRequest())
+        status = listed.cameras[0].recording_status
+        assert status.state == camera_pb2.RecordingStatus.STATE_FAILING
+        assert (status.recorder, status.last_error, status.fps) == (
+            "rec-1",
+            "connection refused",
+            25.0,
+        )
+        assert status.last_packet_time.ToNanoseconds() == T0
+        assert listed.cameras[0].recording_policy.mode == Policy.MODE_CONTINUOUS
+
+
+async def test_a_bad_policy_is_refused_naming_its_fields(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        stub = cams.stub
+        await stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="yard", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        error = await expect_error(
+            stub.UpdateCamera(
+                svc.UpdateCameraRequest(
+                    camera=Camera(
+                        name="cameras/yard",
+                        recording_policy=Policy(
+                            mode=Policy.MODE_CONTINUOUS,
+                            segment_duration=duration_pb2.Duration(seconds=7200),
+                            retention_days=-1,
+                        ),
+                    ),
+                    update_mask=mask("recording_policy"),
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert set(violations_of(error)) == {
+            "recording_policy.segment_duration",
+            "recording_policy.retention_days",
+        }
+        error = await expect_error(
+            stub.UpdateCamera(
+                svc.UpdateCameraRequest(
+                    camera=Camera(name="cameras/yard", recording_policy=Policy(mode=9)),
+                    update_mask=mask("recording_policy.mode"),
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert set(violations_of(error)) == {"camera.recording_policy.mode"}
+        got = await stub.GetCamera(svc.GetCameraRequest(name="cameras/yard"))
+        assert got.recording_policy.mode == Policy.MODE_OFF
+
+
+async def test_the_timeline_returns_spans_and_gaps_with_their_reasons(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        stub = cams.stub
+        await stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        database = cams.service.app.database
+        held = await take_over(database, "cam", "r1")
+        await register_segment(database, segment("cam", 0, 2), held.token, None, "system:r")
+        await register_segment(database, segment("cam", 2, 4), held.token, None, "system:r")
+        gap = PendingGap(GapReason.CAMERA_UNREACHABLE, "connection refused")
+        await register_segment(database, segment("cam", 6, 8), held.token, gap, "system:r")
+
+        found = await stub.GetCameraTimeline(
+            svc.GetCameraTimelineRequest(
+                name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + 10 * S)
+            )
+        )
+        spans = [
+            (s.start_time.ToNanoseconds(), s.end_time.ToNanoseconds(), s.segment_count)
+            for s in found.spans
+        ]
+        assert spans == [(T0, T0 + 4 * S, 2), (T0 + 6 * S, T0 + 8 * S, 1)]
+        gaps = [
+            (g.start_time.ToNanoseconds(), g.end_time.ToNanoseconds(), g.reason, g.detail)
+            for g in found.gaps
+        ]
+        assert gaps == [
+            (T0 + 4 * S, T0 + 6 * S, Gap.REASON_CAMERA_UNREACHABLE, "connection refused"),
+            (T0 + 8 * S, T0 + 10 * S, Gap.REASON_UNSPECIFIED, ""),
+        ]
+        assert found.gaps[0].recorder == "r1"
+
+        for request, field in (
+            (svc.GetCameraTimelineRequest(name="cameras/cam", end_time=ts(T0)), "start_time"),
+            (
+                svc.GetCameraTimelineRequest(
+                    name="cameras/cam", start_time=ts(T0), end_time=ts(T0)
+                ),
+                "end_time",
+            ),
+            (
+                svc.GetCameraTimelineRequest(
+                    name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + 40 * 86400 * S)
+                ),
+                "end_time",
+            ),
+        ):
+            error = await expect_error(
+                stub.GetCameraTimeline(request), grpc.StatusCode.INVALID_ARGUMENT
+            )
+            assert field in violations_of(error)
+        await expect_error(
+            stub.GetCameraTimeline(
+                svc.GetCameraTimelineRequest(
+                    name="cameras/nope", start_time=ts(T0), end_time=ts(T0 + S)
+                )
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        )
+
+
+@pytest.mark.parametrize(("principal", "may_update"), [("viewer-1", False), ("op-a", True)])
+async def test_viewers_read_the_timeline_and_operators_set_policies(
+    service_settings: Callable[..., Settings], principal: str, may_update: bool
+) -> None:
+    async with service_with(auth_settings(service_settings)) as service:
+        stub = camera_service_pb2_grpc.CameraServiceStub(service.channel)
+        admin = as_static("admin-1")
+        await stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x")),
+            metadata=admin,
+        )
+        metadata = as_static(principal)
+        found = await stub.GetCameraTimeline(
+            svc.GetCameraTimelineRequest(
+                name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + S)
+            ),
+            metadata=metadata,
+        )
+        assert len(found.gaps) == 1
+        update = stub.UpdateCamera(
+            svc.UpdateCameraRequest(
+                camera=Camera(
+                    name="cameras/cam", recording_policy=Policy(mode=Policy.MODE_CONTINUOUS)
+                ),
+                update_mask=mask("recording_policy.mode"),
+            ),
+            metadata=metadata,
+        )
+        if may_update:
+            assert (await update).recording_policy.mode == Policy.MODE_CONTINUOUS
+        else:
+            await expect_error(update, grpc.StatusCode.PERMISSION_DENIED)
