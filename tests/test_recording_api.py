@@ -4,6 +4,7 @@ timeline with the recorder's gap reasons, and who may call what."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 import grpc
@@ -19,6 +20,7 @@ from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
 from tests.camera_helpers import camera_service, expect_error, violations_of
 from tests.test_auth import as_static, auth_settings, service_with
+from tests.test_cli import sparc_video
 from tests.test_recorder_catalog import T0, S, segment
 
 Camera = camera_pb2.Camera
@@ -252,3 +254,70 @@ async def test_viewers_read_the_timeline_and_operators_set_policies(
             assert (await update).recording_policy.mode == Policy.MODE_CONTINUOUS
         else:
             await expect_error(update, grpc.StatusCode.PERMISSION_DENIED)
+
+
+async def test_record_status_and_timeline_through_the_cli(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        target = ["--target", cams.service.target]
+        created = await sparc_video(
+            "camera", "create", "gate-7", "--stream-url", "rtsp://gate7.local/stream", *target
+        )
+        assert created.rc == 0, created.stderr
+
+        on = await sparc_video(
+            "camera", "record", "gate-7", "--on", "--segment", "30s", "--retention-days", "9",
+            "--format", "json", *target,
+        )  # fmt: skip
+        assert on.rc == 0, on.stderr
+        assert on.json["recordingPolicy"] == {
+            "mode": "MODE_CONTINUOUS",
+            "segmentDuration": "30s",
+            "retentionDays": 9,
+        }
+        shorter = await sparc_video("camera", "record", "gate-7", "--segment", "1.5m", *target)
+        assert shorter.rc == 0, shorter.stderr
+        status = await sparc_video("camera", "status", "gate-7", *target)
+        assert status.rc == 0, status.stderr
+        assert "recording CONTINUOUS" in status.stdout
+        assert "90s" in status.stdout and "9 days" in status.stdout
+        assert "CONNECTING" in status.stdout
+
+        bad = await sparc_video("camera", "record", "gate-7", "--segment", "2h", *target)
+        assert bad.rc == 5, bad.stderr
+        assert "recording_policy.segment_duration" in bad.stderr
+        unparsable = await sparc_video("camera", "record", "gate-7", "--segment", "soon", *target)
+        assert unparsable.rc == 2 and "60s" in unparsable.stderr
+        nothing = await sparc_video("camera", "record", "gate-7", *target)
+        assert nothing.rc == 2, nothing.stderr
+
+        database = cams.service.app.database
+        held = await take_over(database, "gate-7", "r1")
+        await register_segment(database, segment("gate-7", 0, 2), held.token, None, "system:r")
+        gap = PendingGap(GapReason.STREAM_STALLED, "no packet for 10 s")
+        await register_segment(database, segment("gate-7", 5, 7), held.token, gap, "system:r")
+        start = datetime.datetime.fromtimestamp(T0 / S, datetime.UTC)
+        end = start + datetime.timedelta(seconds=7)
+        found = await sparc_video(
+            "camera", "timeline", "gate-7", "--from", start.isoformat(), "--to",
+            end.isoformat(), *target,
+        )  # fmt: skip
+        assert found.rc == 0, found.stderr
+        lines = found.stdout.splitlines()
+        assert lines[0].split() == ["KIND", "START", "END", "LENGTH", "REASON"]
+        assert [line.split()[0] for line in lines[1:]] == ["RECORDED", "GAP", "RECORDED"]
+        assert "STREAM_STALLED: no packet for 10 s" in lines[2] and "3s" in lines[2]
+        as_json = await sparc_video(
+            "camera", "timeline", "gate-7", "--from", start.isoformat(), "--to",
+            end.isoformat(), "--format", "json", *target,
+        )  # fmt: skip
+        assert as_json.json["gaps"][0]["reason"] == "REASON_STREAM_STALLED"
+        naive = await sparc_video(
+            "camera", "timeline", "gate-7", "--from", "2026-01-01T00:00:00", "--to",
+            end.isoformat(), *target,
+        )  # fmt: skip
+        assert naive.rc == 2, naive.stderr
+
+        off = await sparc_video("camera", "record", "gate-7", "--off", *target)
+        assert off.rc == 0 and "recording OFF" in off.stdout

@@ -189,6 +189,8 @@ class CameraClient(SyncClient[AsyncCameraClient]):
     delete_camera = blocking(AsyncCameraClient.delete_camera)
     probe_camera = blocking(AsyncCameraClient.probe_camera)
     capture_snapshot = blocking(AsyncCameraClient.capture_snapshot)
+    set_recording_policy = blocking(AsyncCameraClient.set_recording_policy)
+    get_camera_timeline = blocking(AsyncCameraClient.get_camera_timeline)
     create_recording = blocking(AsyncCameraClient.create_recording)
     get_recording = blocking(AsyncCameraClient.get_recording)
     list_recordings = blocking(AsyncCameraClient.list_recordings)
