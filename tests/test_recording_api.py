@@ -4,7 +4,9 @@ timeline with the recorder's gap reasons, and who may call what."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import subprocess
 from collections.abc import Callable
 
 import grpc
@@ -14,13 +16,15 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.api.cameras.mapping import GAP_REASONS
+from sparc_video.client.cameras import AsyncCameraClient
+from sparc_video.client.errors import NotFoundError
 from sparc_video.core.settings import Settings
 from sparc_video.recording.fencing import PendingGap, register_segment, take_over
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
 from tests.camera_helpers import camera_service, expect_error, violations_of
 from tests.test_auth import as_static, auth_settings, service_with
-from tests.test_cli import sparc_video
+from tests.test_cli import SPARC_VIDEO, client_env, sparc_video
 from tests.test_recorder_catalog import T0, S, segment
 
 Camera = camera_pb2.Camera
@@ -321,3 +325,122 @@ async def test_record_status_and_timeline_through_the_cli(
 
         off = await sparc_video("camera", "record", "gate-7", "--off", *target)
         assert off.rc == 0 and "recording OFF" in off.stdout
+
+
+async def test_watch_camera_streams_the_status_then_its_changes(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        stub = cams.stub
+        await stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        board = StatusBoard(cams.service.app.redis, cams.service.app.store.keys, 60)
+        call = stub.WatchCamera(svc.WatchCameraRequest(name="cameras/cam"))
+        stream = call.__aiter__()
+        first = await asyncio.wait_for(stream.__anext__(), 10)
+        assert first.event_id == ""
+        assert first.recording_status.state == camera_pb2.RecordingStatus.STATE_OFF
+        await board.write(RecordingStatus("cam", RecordingState.CONNECTING, recorder_id="r1"))
+        await board.write(
+            RecordingStatus("cam", RecordingState.RECORDING, recorder_id="r1", fps=25.0)
+        )
+        second = await asyncio.wait_for(stream.__anext__(), 10)
+        third = await asyncio.wait_for(stream.__anext__(), 10)
+        call.cancel()
+        assert second.event_id and second.recording_status.recorder == "r1"
+        assert second.recording_status.state == camera_pb2.RecordingStatus.STATE_CONNECTING
+        assert third.recording_status.state == camera_pb2.RecordingStatus.STATE_RECORDING
+        assert third.recording_status.fps == 25.0
+
+        # Resuming replays what came after the event given, without a fresh status first.
+        resumed = stub.WatchCamera(
+            svc.WatchCameraRequest(name="cameras/cam", after_event_id=second.event_id)
+        )
+        replayed = await asyncio.wait_for(resumed.__aiter__().__anext__(), 10)
+        resumed.cancel()
+        assert replayed.event_id == third.event_id
+
+        async def first_message(request: svc.WatchCameraRequest) -> None:
+            async for _ in stub.WatchCamera(request):
+                return
+
+        await expect_error(
+            first_message(svc.WatchCameraRequest(name="cameras/nope")), grpc.StatusCode.NOT_FOUND
+        )
+        await expect_error(
+            first_message(svc.WatchCameraRequest(name="cameras/nope", after_event_id="1-0")),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        error = await expect_error(
+            first_message(svc.WatchCameraRequest(name="cameras/cam", after_event_id="soon")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert "after_event_id" in violations_of(error)
+
+
+async def test_the_client_watches_a_camera(service_settings: Callable[..., Settings]) -> None:
+    async with camera_service(service_settings()) as cams:
+        await cams.stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        board = StatusBoard(cams.service.app.redis, cams.service.app.store.keys, 60)
+        async with AsyncCameraClient(cams.service.target) as client:
+            seen: list[int] = []
+            async for change in client.watch_camera("cam"):
+                seen.append(change.recording_status.state)
+                if len(seen) == 1:
+                    await board.write(RecordingStatus("cam", RecordingState.FAILING))
+                else:
+                    break
+            assert seen == [
+                camera_pb2.RecordingStatus.STATE_OFF,
+                camera_pb2.RecordingStatus.STATE_FAILING,
+            ]
+            with pytest.raises(NotFoundError):
+                async for _ in client.watch_camera("nope"):
+                    pass
+
+
+async def test_camera_status_watch_prints_each_change(
+    service_settings: Callable[..., Settings],
+) -> None:
+    async with camera_service(service_settings()) as cams:
+        await cams.stub.CreateCamera(
+            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x"))
+        )
+        board = StatusBoard(cams.service.app.redis, cams.service.app.store.keys, 60)
+        proc = await asyncio.create_subprocess_exec(
+            str(SPARC_VIDEO), "camera", "status", "cam", "--watch",
+            "--target", cams.service.target,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(60):
+                first = await proc.stdout.readline()
+                assert b"cameras/cam  recording OFF" in first
+                lines = [first]
+                while b"state:" not in lines[-1]:
+                    lines.append(await proc.stdout.readline())
+                # The watch opens after the status is shown: a change before it is not
+                # printed, so changes are made until one is.
+                change = b""
+                for attempt in range(30):
+                    await board.write(
+                        RecordingStatus(
+                            "cam",
+                            RecordingState.FAILING,
+                            recorder_id="r9",
+                            last_error=f"refused {attempt}",
+                        )
+                    )
+                    try:
+                        change = await asyncio.wait_for(proc.stdout.readline(), 1)
+                        break
+                    except TimeoutError:
+                        continue
+        finally:
+            proc.terminate()
+            await proc.wait()
+        assert b"FAILING  recorder r9  error: refused" in change

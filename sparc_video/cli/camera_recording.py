@@ -68,8 +68,11 @@ async def record(
 
 @camera.command("status", exit_codes=client_exits())
 @name_argument
+@click.option(
+    "--watch", is_flag=True, help="then print every change the recorder reports, until Ctrl-C"
+)
 @client_command(AsyncCameraClient)
-async def status(session: Session, client: AsyncCameraClient, name: str) -> int:
+async def status(session: Session, client: AsyncCameraClient, name: str, watch: bool) -> int:
     """Show camera NAME's recording policy and what its recorder last reported."""
     found = await client.get_camera(name)
     if session.json:
@@ -81,8 +84,36 @@ async def status(session: Session, client: AsyncCameraClient, name: str) -> int:
             )
         )
     else:
-        print(describe_recording(found))
+        print(describe_recording(found), flush=True)
+    if not watch:
+        return ExitCode.OK
+    async for change in client.watch_camera(name):
+        if not change.event_id:
+            continue  # the status now: shown above
+        if session.json:
+            print_json(change)
+        else:
+            print(f"{utc(_now())}  {describe_status(change.recording_status)}", flush=True)
     return ExitCode.OK
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def describe_status(state: camera_pb2.RecordingStatus) -> str:
+    parts = [camera_pb2.RecordingStatus.State.Name(state.state).removeprefix("STATE_")]
+    if state.recorder:
+        parts.append(f"recorder {state.recorder}")
+    if state.bitrate_bps:
+        parts.append(f"{state.bitrate_bps / 1000:.0f} kbit/s")
+    if state.fps:
+        parts.append(f"{state.fps:g} fps")
+    if state.last_error:
+        parts.append(f"error: {state.last_error}")
+    return "  ".join(parts)
 
 
 @camera.command("timeline", exit_codes=client_exits())

@@ -191,6 +191,7 @@ class CameraClient(SyncClient[AsyncCameraClient]):
     capture_snapshot = blocking(AsyncCameraClient.capture_snapshot)
     set_recording_policy = blocking(AsyncCameraClient.set_recording_policy)
     get_camera_timeline = blocking(AsyncCameraClient.get_camera_timeline)
+    watch_camera = iterating(AsyncCameraClient.watch_camera)
     create_recording = blocking(AsyncCameraClient.create_recording)
     get_recording = blocking(AsyncCameraClient.get_recording)
     list_recordings = blocking(AsyncCameraClient.list_recordings)

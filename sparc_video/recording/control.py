@@ -5,6 +5,7 @@ holding the database and Redis the recorders write to."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
@@ -18,7 +19,12 @@ from sparc_video.recording.policy import (
     get_policy,
     set_policy,
 )
-from sparc_video.recording.status import RecordingState, RecordingStatus, read_status
+from sparc_video.recording.status import (
+    RecordingState,
+    RecordingStatus,
+    read_status,
+    watch_status,
+)
 from sparc_video.recording.timeline import Timeline, timeline
 
 # The longest range one timeline request may cover.
@@ -80,6 +86,22 @@ class RecordingControl:
     async def timeline(self, camera_id: str, start_ns: int, end_ns: int) -> Timeline:
         await get_policy(self._database, camera_id)  # NOT_FOUND for an unknown camera
         return await timeline(self._database, camera_id, start_ns, end_ns)
+
+    async def watch(
+        self, camera_id: str, after_event_id: str = ""
+    ) -> AsyncIterator[tuple[str, RecordingStatus]]:
+        """("", the status now) unless resuming, then (event id, status) for every change
+        after `after_event_id` (empty: from now on) until the caller stops iterating."""
+        after = after_event_id
+        if not after:
+            # The newest change before the status is read: none is lost between the two.
+            newest = await self._redis.xrevrange(self._keys.recording_events(camera_id), count=1)
+            after = newest[0][0].decode() if newest else "0"
+            yield "", (await self.view(camera_id)).status
+        else:
+            await get_policy(self._database, camera_id)  # NOT_FOUND for an unknown camera
+        async for event_id, status in watch_status(self._redis, self._keys, camera_id, after):
+            yield event_id, status
 
     async def _status(self, camera_id: str, policy: RecordingPolicy) -> RecordingStatus:
         status = await read_status(self._redis, self._keys, camera_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ from sparc_video.api.cameras import requests as validation
 from sparc_video.api.cameras.mapping import (
     camera_to_proto,
     recording_to_proto,
+    status_to_proto,
     stream_info_to_proto,
     timeline_to_proto,
 )
@@ -19,6 +21,7 @@ from sparc_video.api.common import duration, timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
+from sparc_video.exports.event_log import parse_event_id
 from sparc_video.recording.control import RecordingControl
 from sparc_video.security.auth import current_principal
 
@@ -122,6 +125,16 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     ) -> svc.GetCameraTimelineResponse:
         camera_id, start_ns, end_ns = validation.timeline_range(request)
         return timeline_to_proto(await self._recording.timeline(camera_id, start_ns, end_ns))
+
+    async def WatchCamera(
+        self, request: svc.WatchCameraRequest, context: Context
+    ) -> AsyncIterator[svc.WatchCameraResponse]:
+        camera_id = validation.parse_camera_name(request.name)
+        after = parse_event_id(request.after_event_id) if request.after_event_id else ""
+        async for event_id, status in self._recording.watch(camera_id, after):
+            yield svc.WatchCameraResponse(
+                recording_status=status_to_proto(status), event_id=event_id
+            )
 
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context

@@ -17,7 +17,7 @@ from sparc_video.media.probe import StreamInfo
 from sparc_video.recording.control import RecordingView
 from sparc_video.recording.policy import RecordingMode
 from sparc_video.recording.reasons import GapReason
-from sparc_video.recording.status import RecordingState
+from sparc_video.recording.status import RecordingState, RecordingStatus
 from sparc_video.recording.timeline import Timeline
 from sparc_video.security.stream_urls import display_url
 
@@ -98,7 +98,10 @@ def recording_policy_to_proto(view: RecordingView) -> camera_pb2.RecordingPolicy
 
 
 def recording_status_to_proto(view: RecordingView) -> camera_pb2.RecordingStatus:
-    status = view.status
+    return status_to_proto(view.status)
+
+
+def status_to_proto(status: RecordingStatus) -> camera_pb2.RecordingStatus:
     message = camera_pb2.RecordingStatus(
         state=RECORDING_STATES.to_proto[status.state],
         last_error=status.last_error,

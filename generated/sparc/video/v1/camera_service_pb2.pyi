@@ -561,6 +561,62 @@ class TimelineGap(_message.Message):
 Global___TimelineGap: _TypeAlias = TimelineGap  # noqa: Y015
 
 @_typing.final
+class WatchCameraRequest(_message.Message):
+    """Request for WatchCamera."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`cameras/{camera}`."""
+    after_event_id: _builtins.str
+    """Resume after this event (a WatchCameraResponse.event_id seen before): the changes after
+    it that are still kept (the last 200) come first. Empty: from now on.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        after_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event_id", b"after_event_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCameraRequest: _TypeAlias = WatchCameraRequest  # noqa: Y015
+
+@_typing.final
+class WatchCameraResponse(_message.Message):
+    """One message of WatchCamera."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_STATUS_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Id of the change; empty for the status the stream starts with."""
+    @_builtins.property
+    def recording_status(self) -> _camera_pb2.RecordingStatus:
+        """The camera's recording status as of this message."""
+
+    def __init__(
+        self,
+        *,
+        recording_status: _camera_pb2.RecordingStatus | None = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recording_status", b"recording_status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "recording_status", b"recording_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCameraResponse: _TypeAlias = WatchCameraResponse  # noqa: Y015
+
+@_typing.final
 class CreateRecordingRequest(_message.Message):
     """Request for CreateRecording."""
 

@@ -77,6 +77,11 @@ class CameraServiceStub:
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.SerializeToString,
                 response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.FromString,
                 _registered_method=True)
+        self.WatchCamera = channel.unary_stream(
+                '/sparc.video.v1.CameraService/WatchCamera',
+                request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
+                _registered_method=True)
         self.CreateRecording = channel.unary_unary(
                 '/sparc.video.v1.CameraService/CreateRecording',
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CreateRecordingRequest.SerializeToString,
@@ -168,6 +173,15 @@ class CameraServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCamera(self, request, context):
+        """Server stream of a camera's recording status: the status now, then every change the
+        recorder holding it reports (state, error, recorder), and its statistics every few
+        seconds while they move. Runs until the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateRecording(self, request, context):
         """Registers a video object in storage as a recording of a camera, starting at a given
         capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -248,6 +262,11 @@ def add_CameraServiceServicer_to_server(servicer, server):
                     servicer.GetCameraTimeline,
                     request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.FromString,
                     response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.SerializeToString,
+            ),
+            'WatchCamera': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCamera,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.SerializeToString,
             ),
             'CreateRecording': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRecording,
@@ -492,6 +511,33 @@ class CameraService:
             '/sparc.video.v1.CameraService/GetCameraTimeline',
             sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.SerializeToString,
             sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCamera(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparc.video.v1.CameraService/WatchCamera',
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
             options,
             channel_credentials,
             insecure,
