@@ -32,6 +32,7 @@ from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import MediaProber
 from sparc_video.observability.metrics import StorageUsage
+from sparc_video.recording.control import RecordingControl
 from sparc_video.storage import ManagedStorage, Storage, open_storage
 from sparc_video.uploads import Uploads, UploadStore
 
@@ -108,6 +109,7 @@ class App:
     uploads: Uploads
     database: Database
     audit: AuditLog
+    recording: RecordingControl
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -161,6 +163,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             uploads=deps.uploads,
             database=deps.database,
             audit=AuditLog(deps.database),
+            recording=RecordingControl(deps.database, redis, keys),
         )
 
 

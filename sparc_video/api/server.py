@@ -104,7 +104,7 @@ class Server:
             ExportServicer(app.exports, app.signer), self._grpc
         )
         camera_service_pb2_grpc.add_CameraServiceServicer_to_server(
-            CameraServicer(app.cameras, app.recordings), self._grpc
+            CameraServicer(app.cameras, app.recordings, app.recording), self._grpc
         )
         upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
             UploadServicer(app.uploads), self._grpc

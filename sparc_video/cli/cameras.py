@@ -1,4 +1,5 @@
-"""`sparc-video camera create|get|list|update|delete|probe|snapshot`: cameras on a server.
+"""`sparc-video camera create|get|list|update|delete|probe|snapshot`: cameras on a server
+(`record`, `status` and `timeline` are in camera_recording.py).
 
 A camera password is read from a file (`--password-file`) or the SPARC_VIDEO_CAMERA_PASSWORD
 variable, never from the command line (every user sees it in `ps`); the server never returns

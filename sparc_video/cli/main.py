@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from sparc_video.cli import camera_recording  # noqa: F401  (adds `camera record|status|timeline`)
 from sparc_video.cli.audit import audit
 from sparc_video.cli.cameras import camera
 from sparc_video.cli.exports import export

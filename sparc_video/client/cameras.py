@@ -23,13 +23,14 @@ from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
 from sparc_video.client.channel import ChannelClient
-from sparc_video.client.errors import unary
+from sparc_video.client.errors import error_from_call, unary
 from sparc_video.client.operations import duration as _duration
 from sparc_video.client.operations import timestamp as _timestamp
 
 Camera = camera_pb2.Camera
 CameraCredentials = camera_pb2.CameraCredentials
 Recording = camera_pb2.Recording
+RecordingPolicy = camera_pb2.RecordingPolicy
 
 
 def camera_name(name_or_id: str) -> str:
@@ -131,6 +132,76 @@ class AsyncCameraClient(ChannelClient):
             request.url_ttl.CopyFrom(_duration(url_ttl))
         return await unary(self._stub.CaptureSnapshot(request, timeout=self._deadline(timeout)))
 
+    # -- continuous recording -----------------------------------------------------------------
+
+    async def set_recording_policy(
+        self,
+        name: str,
+        *,
+        continuous: bool | None = None,
+        segment_duration: float | datetime.timedelta | None = None,
+        retention_days: int | None = None,
+        timeout: float | None = None,
+    ) -> Camera:
+        """Change the parts of the camera's recording policy given (None: keep them):
+        recorded continuously or not, the segment length, the days kept (0: the service
+        default). Returns the camera with its policy and recording status."""
+        policy = RecordingPolicy()
+        paths: list[str] = []
+        if continuous is not None:
+            policy.mode = (
+                RecordingPolicy.MODE_CONTINUOUS if continuous else RecordingPolicy.MODE_OFF
+            )
+            paths.append("recording_policy.mode")
+        if segment_duration is not None:
+            policy.segment_duration.CopyFrom(_duration(segment_duration))
+            paths.append("recording_policy.segment_duration")
+        if retention_days is not None:
+            policy.retention_days = retention_days
+            paths.append("recording_policy.retention_days")
+        if not paths:
+            raise ValueError(
+                "nothing to change: give continuous, segment_duration or retention_days"
+            )
+        camera = Camera(name=camera_name(name), recording_policy=policy)
+        return await self.update_camera(camera, paths, timeout=timeout)
+
+    async def get_camera_timeline(
+        self,
+        name: str,
+        start_time: datetime.datetime,
+        end_time: datetime.datetime,
+        *,
+        timeout: float | None = None,
+    ) -> camera_service_pb2.GetCameraTimelineResponse:
+        """The camera's recorded spans and the gaps between them (with their reasons) over
+        [start_time, end_time), both timezone-aware."""
+        request = camera_service_pb2.GetCameraTimelineRequest(
+            name=camera_name(name),
+            start_time=_timestamp(start_time),
+            end_time=_timestamp(end_time),
+        )
+        return await unary(self._stub.GetCameraTimeline(request, timeout=self._deadline(timeout)))
+
+    async def watch_camera(
+        self, name: str, *, after_event_id: str = ""
+    ) -> AsyncIterator[camera_service_pb2.WatchCameraResponse]:
+        """The camera's recording status now (unless resuming after `after_event_id`), then
+        every change its recorder reports, until the caller stops iterating. Not resumed
+        after an error: call again with the last `event_id` seen."""
+        call = self._stub.WatchCamera(
+            camera_service_pb2.WatchCameraRequest(
+                name=camera_name(name), after_event_id=after_event_id
+            )
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError:
+            raise await error_from_call(call) from None
+        finally:
+            call.cancel()
+
     # -- recordings ---------------------------------------------------------------------------
 
     async def create_recording(
@@ -230,5 +301,6 @@ __all__ = [
     "Camera",
     "CameraCredentials",
     "Recording",
+    "RecordingPolicy",
     "camera_name",
 ]

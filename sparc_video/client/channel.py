@@ -49,7 +49,13 @@ RETRIED_METHODS = (
 )
 # Reads only: a retried CreateCamera would answer ALREADY_EXISTS for a camera the first attempt
 # made, a retried delete NOT_FOUND for one it deleted.
-CAMERA_RETRIED_METHODS = ("GetCamera", "ListCameras", "GetRecording", "ListRecordings")
+CAMERA_RETRIED_METHODS = (
+    "GetCamera",
+    "ListCameras",
+    "GetRecording",
+    "ListRecordings",
+    "GetCameraTimeline",
+)
 SERVICE_CONFIG: dict[str, Any] = {
     "methodConfig": [
         {

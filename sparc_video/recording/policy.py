@@ -94,6 +94,14 @@ async def get_policy(database: Database, camera_id: str) -> RecordingPolicy:
     return _policy(row)
 
 
+async def get_policies(database: Database, camera_ids: list[str]) -> dict[str, RecordingPolicy]:
+    """The policies of those of the cameras that exist."""
+    rows = await database.fetch(
+        f"SELECT id, {_COLUMNS} FROM cameras WHERE id = ANY($1::text[])", camera_ids
+    )
+    return {row["id"]: _policy(row) for row in rows}
+
+
 async def set_policy(
     database: Database, camera_id: str, policy: RecordingPolicy, principal: str
 ) -> RecordingPolicy:

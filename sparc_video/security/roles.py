@@ -31,6 +31,8 @@ METHOD_ROLES: dict[str, Role] = {
     _CAMERAS + "ListCameras": Role.VIEWER,
     _CAMERAS + "GetRecording": Role.VIEWER,
     _CAMERAS + "ListRecordings": Role.VIEWER,
+    _CAMERAS + "GetCameraTimeline": Role.VIEWER,
+    _CAMERAS + "WatchCamera": Role.VIEWER,
     # Work that costs compute, touches cameras or adds data.
     _EXPORTS + "CreateExport": Role.OPERATOR,
     _EXPORTS + "CancelExport": Role.OPERATOR,

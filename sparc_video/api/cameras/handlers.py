@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,12 +13,16 @@ from sparc_video.api.cameras import requests as validation
 from sparc_video.api.cameras.mapping import (
     camera_to_proto,
     recording_to_proto,
+    status_to_proto,
     stream_info_to_proto,
+    timeline_to_proto,
 )
 from sparc_video.api.common import duration, timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.recordings import Recordings
 from sparc_video.cameras.service import Cameras
+from sparc_video.exports.event_log import parse_event_id
+from sparc_video.recording.control import RecordingControl
 from sparc_video.security.auth import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -25,20 +30,25 @@ svc = camera_service_pb2
 
 
 class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
-    def __init__(self, cameras: Cameras, recordings: Recordings) -> None:
+    def __init__(
+        self, cameras: Cameras, recordings: Recordings, recording: RecordingControl
+    ) -> None:
         self._cameras = cameras
         self._recordings = recordings
+        self._recording = recording
 
     async def CreateCamera(
         self, request: svc.CreateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
         camera_id, fields = validation.create_camera_args(request)
         caller = current_principal().id
-        return camera_to_proto(await self._cameras.create(fields, camera_id, caller))
+        record = await self._cameras.create(fields, camera_id, caller)
+        return camera_to_proto(record, await self._recording.view(record.id))
 
     async def GetCamera(self, request: svc.GetCameraRequest, context: Context) -> camera_pb2.Camera:
         camera_id = validation.parse_camera_name(request.name)
-        return camera_to_proto(await self._cameras.get(camera_id))
+        record = await self._cameras.get(camera_id)
+        return camera_to_proto(record, await self._recording.view(camera_id))
 
     async def ListCameras(
         self, request: svc.ListCamerasRequest, context: Context
@@ -46,16 +56,25 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         size = validation.page_size(request.page_size)
         condition = validation.camera_filter(request.filter)
         records, next_token = await self._cameras.page(size, request.page_token, condition)
+        views = await self._recording.views([r.id for r in records])
         return svc.ListCamerasResponse(
-            cameras=[camera_to_proto(r) for r in records], next_page_token=next_token
+            cameras=[camera_to_proto(r, views.get(r.id)) for r in records],
+            next_page_token=next_token,
         )
 
     async def UpdateCamera(
         self, request: svc.UpdateCameraRequest, context: Context
     ) -> camera_pb2.Camera:
-        camera_id, fields, paths = validation.update_camera_args(request)
+        camera_id, fields, paths, change = validation.update_camera_args(request)
         caller = current_principal().id
-        return camera_to_proto(await self._cameras.update(camera_id, fields, paths, caller))
+        # The policy first: its check refuses a bad one before the record changes.
+        if change is not None:
+            await self._recording.update(camera_id, change, caller)
+        if paths or change is None:
+            record = await self._cameras.update(camera_id, fields, paths, caller)
+        else:
+            record = await self._cameras.get(camera_id)
+        return camera_to_proto(record, await self._recording.view(camera_id))
 
     async def DeleteCamera(
         self, request: svc.DeleteCameraRequest, context: Context
@@ -100,6 +119,22 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             height=snapshot.height,
             size_bytes=snapshot.size_bytes,
         )
+
+    async def GetCameraTimeline(
+        self, request: svc.GetCameraTimelineRequest, context: Context
+    ) -> svc.GetCameraTimelineResponse:
+        camera_id, start_ns, end_ns = validation.timeline_range(request)
+        return timeline_to_proto(await self._recording.timeline(camera_id, start_ns, end_ns))
+
+    async def WatchCamera(
+        self, request: svc.WatchCameraRequest, context: Context
+    ) -> AsyncIterator[svc.WatchCameraResponse]:
+        camera_id = validation.parse_camera_name(request.name)
+        after = parse_event_id(request.after_event_id) if request.after_event_id else ""
+        async for event_id, status in self._recording.watch(camera_id, after):
+            yield svc.WatchCameraResponse(
+                recording_status=status_to_proto(status), event_id=event_id
+            )
 
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context

@@ -7,12 +7,18 @@ A camera's secrets never reach a message: the stream URL goes out in its public 
 from __future__ import annotations
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from sparc.video.v1 import camera_pb2
+from sparc.video.v1 import camera_pb2, camera_service_pb2
 
 from sparc_video.api.common import timestamp
 from sparc_video.api.status import error_status
 from sparc_video.cameras.records import CameraRecord, CameraStatus, RecordingRecord
+from sparc_video.exports.enums import ProtoEnum
 from sparc_video.media.probe import StreamInfo
+from sparc_video.recording.control import RecordingView
+from sparc_video.recording.policy import RecordingMode
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.status import RecordingState, RecordingStatus
+from sparc_video.recording.timeline import Timeline
 from sparc_video.security.stream_urls import display_url
 
 _STATUSES = {
@@ -21,8 +27,40 @@ _STATUSES = {
     CameraStatus.OFFLINE: camera_pb2.Camera.STATUS_OFFLINE,
 }
 
+# Each recording enum and its domain values, declared once and read both ways.
+RECORDING_MODES: ProtoEnum[camera_pb2.RecordingPolicy.Mode.ValueType, RecordingMode] = ProtoEnum(
+    {
+        RecordingMode.OFF: camera_pb2.RecordingPolicy.MODE_OFF,
+        RecordingMode.CONTINUOUS: camera_pb2.RecordingPolicy.MODE_CONTINUOUS,
+    },
+    unspecified=RecordingMode.OFF,
+)
+RECORDING_STATES: ProtoEnum[camera_pb2.RecordingStatus.State.ValueType, RecordingState] = ProtoEnum(
+    {
+        RecordingState.OFF: camera_pb2.RecordingStatus.STATE_OFF,
+        RecordingState.CONNECTING: camera_pb2.RecordingStatus.STATE_CONNECTING,
+        RecordingState.RECORDING: camera_pb2.RecordingStatus.STATE_RECORDING,
+        RecordingState.FAILING: camera_pb2.RecordingStatus.STATE_FAILING,
+    }
+)
+_Gap = camera_service_pb2.TimelineGap
+GAP_REASONS: ProtoEnum[camera_service_pb2.TimelineGap.Reason.ValueType, GapReason] = ProtoEnum(
+    {
+        GapReason.CAMERA_UNREACHABLE: _Gap.REASON_CAMERA_UNREACHABLE,
+        GapReason.AUTHENTICATION_FAILED: _Gap.REASON_AUTHENTICATION_FAILED,
+        GapReason.STREAM_ENDED: _Gap.REASON_STREAM_ENDED,
+        GapReason.STREAM_STALLED: _Gap.REASON_STREAM_STALLED,
+        GapReason.NO_KEYFRAME: _Gap.REASON_NO_KEYFRAME,
+        GapReason.RECORDER_FAILOVER: _Gap.REASON_RECORDER_FAILOVER,
+        GapReason.STORAGE_UNAVAILABLE: _Gap.REASON_STORAGE_UNAVAILABLE,
+        GapReason.POLICY_OFF: _Gap.REASON_POLICY_OFF,
+    }
+)
 
-def camera_to_proto(record: CameraRecord) -> camera_pb2.Camera:
+
+def camera_to_proto(
+    record: CameraRecord, recording: RecordingView | None = None
+) -> camera_pb2.Camera:
     message = camera_pb2.Camera(
         name=record.name,
         display_name=record.display_name,
@@ -44,7 +82,61 @@ def camera_to_proto(record: CameraRecord) -> camera_pb2.Camera:
         message.stream_info.CopyFrom(stream_info_to_proto(record.stream))
     if record.last_error is not None:
         message.last_error.CopyFrom(error_status(record.last_error))
+    if recording is not None:
+        message.recording_policy.CopyFrom(recording_policy_to_proto(recording))
+        message.recording_status.CopyFrom(recording_status_to_proto(recording))
     return message
+
+
+def recording_policy_to_proto(view: RecordingView) -> camera_pb2.RecordingPolicy:
+    policy = view.policy
+    return camera_pb2.RecordingPolicy(
+        mode=RECORDING_MODES.to_proto[policy.mode],
+        segment_duration=duration_ns(round(policy.segment_s * 10**9)),
+        retention_days=policy.retention_days or 0,
+    )
+
+
+def recording_status_to_proto(view: RecordingView) -> camera_pb2.RecordingStatus:
+    return status_to_proto(view.status)
+
+
+def status_to_proto(status: RecordingStatus) -> camera_pb2.RecordingStatus:
+    message = camera_pb2.RecordingStatus(
+        state=RECORDING_STATES.to_proto[status.state],
+        last_error=status.last_error,
+        bitrate_bps=status.bitrate_bps,
+        fps=status.fps,
+        recorder=status.recorder_id,
+    )
+    if status.last_packet_ns is not None:
+        message.last_packet_time.CopyFrom(timestamp_ns(status.last_packet_ns))
+    return message
+
+
+def timeline_to_proto(found: Timeline) -> camera_service_pb2.GetCameraTimelineResponse:
+    return camera_service_pb2.GetCameraTimelineResponse(
+        spans=[
+            camera_service_pb2.TimelineSpan(
+                start_time=timestamp_ns(span.start_ns),
+                end_time=timestamp_ns(span.end_ns),
+                segment_count=span.segments,
+            )
+            for span in found.spans
+        ],
+        gaps=[
+            camera_service_pb2.TimelineGap(
+                start_time=timestamp_ns(gap.start_ns),
+                end_time=timestamp_ns(gap.end_ns),
+                reason=_Gap.REASON_UNSPECIFIED
+                if gap.reason is None
+                else GAP_REASONS.to_proto[gap.reason],
+                detail=gap.detail,
+                recorder=gap.recorder_id,
+            )
+            for gap in found.gaps
+        ],
+    )
 
 
 def stream_info_to_proto(stream: StreamInfo) -> camera_pb2.StreamInfo:
@@ -64,9 +156,7 @@ def recording_to_proto(record: RecordingRecord) -> camera_pb2.Recording:
         object_key=record.object_key,
         start_time=timestamp_ns(record.start_ns),
         end_time=timestamp_ns(record.end_ns),
-        duration=duration_pb2.Duration(
-            seconds=record.duration_ns // 10**9, nanos=record.duration_ns % 10**9
-        ),
+        duration=duration_ns(record.duration_ns),
         format=record.stream.format,
         video_codec=record.stream.video_codec,
         audio_codec=record.stream.audio_codec,
@@ -84,3 +174,7 @@ def timestamp_ns(ns: int) -> timestamp_pb2.Timestamp:
     message = timestamp_pb2.Timestamp()
     message.FromNanoseconds(ns)
     return message
+
+
+def duration_ns(ns: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=ns // 10**9, nanos=ns % 10**9)

@@ -13,6 +13,7 @@ import time
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2
 
+from sparc_video.api.cameras.mapping import RECORDING_MODES
 from sparc_video.api.common import parse_camera_name as parse_camera_name
 from sparc_video.api.common import parse_recording_name as parse_recording_name
 from sparc_video.api.common import raise_if_any as raise_if_any
@@ -27,6 +28,8 @@ from sparc_video.cameras.service import (
     Credentials,
 )
 from sparc_video.core.errors import FieldViolation, InvalidArgument
+from sparc_video.recording.control import MAX_TIMELINE_S, PolicyChange
+from sparc_video.recording.policy import RecordingMode, RecordingPolicy
 from sparc_video.security.stream_urls import ParsedStreamUrl, parse_stream_url
 
 DEFAULT_PAGE_SIZE = 50
@@ -47,9 +50,13 @@ _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _OUTPUT_ONLY = frozenset(
     {
         "name", "has_credentials", "status", "last_seen_time", "last_probe_time",
-        "stream_info", "last_error", "create_time", "update_time",
+        "stream_info", "last_error", "create_time", "update_time", "recording_status",
     }
 )  # fmt: skip
+# Update mask paths that change the recording policy, not the camera's record.
+_POLICY = "recording_policy"
+_POLICY_FIELDS = ("mode", "segment_duration", "retention_days")
+POLICY_PATHS = frozenset({_POLICY, *(f"{_POLICY}.{name}" for name in _POLICY_FIELDS)})
 _TERM_RE = re.compile(
     r'\s*(?P<field>[A-Za-z_][\w.-]*)\s*=\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^\s"]+))\s*'
 )
@@ -138,6 +145,7 @@ def update_paths(
             "enabled": camera.HasField("enabled"),
             "stream_url": bool(camera.stream_url),
             "credentials": camera.HasField("credentials"),
+            _POLICY: camera.HasField("recording_policy"),
         }
         paths = frozenset(name for name, present in populated.items() if present)
         if not paths:
@@ -148,18 +156,67 @@ def update_paths(
     chosen: set[str] = set()
     for index, path in enumerate(mask.paths):
         if path == "*":
-            chosen |= UPDATABLE
-        elif path in UPDATABLE:
+            chosen |= UPDATABLE | {_POLICY}
+        elif path in UPDATABLE or path in POLICY_PATHS:
             chosen.add(path)
         elif path not in _OUTPUT_ONLY:
             violations.append(
                 FieldViolation(
                     f"update_mask.paths[{index}]",
                     f"{path[:100]!r} is not a field of Camera that can be updated; use "
-                    f"{', '.join(sorted(UPDATABLE))} or *",
+                    f"{', '.join(sorted(UPDATABLE | POLICY_PATHS))} or *",
                 )
             )
     return frozenset(chosen)
+
+
+def policy_change(
+    policy: camera_pb2.RecordingPolicy, paths: frozenset[str], violations: list[FieldViolation]
+) -> PolicyChange | None:
+    """What an update changes of the recording policy; None when its mask names none of it.
+    The whole `recording_policy` replaces the policy: what it leaves out takes the defaults."""
+    whole = _POLICY in paths
+    named = {name for name in _POLICY_FIELDS if whole or f"{_POLICY}.{name}" in paths}
+    if not named:
+        return None
+    mode: RecordingMode | None = None
+    if "mode" in named:
+        mode = RECORDING_MODES.from_proto.get(policy.mode)
+        if mode is None:
+            violations.append(
+                FieldViolation("camera.recording_policy.mode", f"unknown mode {policy.mode}")
+            )
+    segment_s: float | None = None
+    if "segment_duration" in named:
+        if policy.HasField("segment_duration"):
+            segment_s = policy.segment_duration.ToNanoseconds() / 1e9
+        elif whole:
+            segment_s = RecordingPolicy().segment_s
+        else:
+            violations.append(
+                FieldViolation("camera.recording_policy.segment_duration", "required")
+            )
+    retention_days = policy.retention_days if "retention_days" in named else None
+    return PolicyChange(mode, segment_s, retention_days)
+
+
+def timeline_range(
+    request: camera_service_pb2.GetCameraTimelineRequest,
+) -> tuple[str, int, int]:
+    """(camera id, start ns, end ns): both times required, in order, at most 31 days apart."""
+    camera_id = parse_camera_name(request.name)
+    violations: list[FieldViolation] = []
+    for field in ("start_time", "end_time"):
+        if not request.HasField(field):
+            violations.append(FieldViolation(field, "required"))
+    raise_if_any(violations)
+    time_range(request.start_time, request.end_time)
+    start_ns, end_ns = request.start_time.ToNanoseconds(), request.end_time.ToNanoseconds()
+    if end_ns - start_ns > MAX_TIMELINE_S * 10**9:
+        raise InvalidArgument(
+            [FieldViolation("end_time", f"at most {MAX_TIMELINE_S // 86400} days after start_time")]
+        )
+    return camera_id, start_ns, end_ns
 
 
 def camera_filter(text: str) -> CameraFilter:
@@ -298,14 +355,16 @@ def create_camera_args(request: camera_service_pb2.CreateCameraRequest) -> tuple
 
 def update_camera_args(
     request: camera_service_pb2.UpdateCameraRequest,
-) -> tuple[str, CameraFields, frozenset[str]]:
-    """(camera id, fields, the paths to change)."""
+) -> tuple[str, CameraFields, frozenset[str], PolicyChange | None]:
+    """(camera id, fields, the paths of the record to change, the policy change if any)."""
     camera_id = parse_camera_name(request.camera.name, "camera.name")
     violations: list[FieldViolation] = []
     paths = update_paths(request.update_mask, request.camera, violations)
-    fields = camera_fields(request.camera, violations, paths)
+    record_paths = paths - POLICY_PATHS
+    fields = camera_fields(request.camera, violations, record_paths)
+    change = policy_change(request.camera.recording_policy, paths, violations)
     raise_if_any(violations)
-    return camera_id, fields, paths
+    return camera_id, fields, record_paths, change
 
 
 def create_recording_args(

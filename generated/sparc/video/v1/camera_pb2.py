@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/camera.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xd2\x05\n\x06\x43\x61mera\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x10\n\x08location\x18\x04 \x01(\t\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".sparc.video.v1.Camera.LabelsEntry\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nstream_url\x18\x07 \x01(\t\x12\x36\n\x0b\x63redentials\x18\x08 \x01(\x0b\x32!.sparc.video.v1.CameraCredentials\x12\x17\n\x0fhas_credentials\x18\t \x01(\x08\x12-\n\x06status\x18\n \x01(\x0e\x32\x1d.sparc.video.v1.Camera.Status\x12\x32\n\x0elast_seen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_probe_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bstream_info\x18\r \x01(\x0b\x32\x1a.sparc.video.v1.StreamInfo\x12&\n\nlast_error\x18\x0e \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_ONLINE\x10\x01\x12\x12\n\x0eSTATUS_OFFLINE\x10\x02\x42\n\n\x08_enabled\"7\n\x11\x43\x61meraCredentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"r\n\nStreamInfo\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0b\x61udio_codec\x18\x06 \x01(\t\"\x88\x03\n\tRecording\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nobject_key\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0b\n\x03\x66ps\x18\x0b \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x0c \x01(\x03\x12\x12\n\nsize_bytes\x18\r \x01(\x03\x12\x0e\n\x06sha256\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsparc/video/v1/camera.proto\x12\x0esparc.video.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xc8\x06\n\x06\x43\x61mera\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x10\n\x08location\x18\x04 \x01(\t\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".sparc.video.v1.Camera.LabelsEntry\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nstream_url\x18\x07 \x01(\t\x12\x36\n\x0b\x63redentials\x18\x08 \x01(\x0b\x32!.sparc.video.v1.CameraCredentials\x12\x17\n\x0fhas_credentials\x18\t \x01(\x08\x12-\n\x06status\x18\n \x01(\x0e\x32\x1d.sparc.video.v1.Camera.Status\x12\x32\n\x0elast_seen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_probe_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bstream_info\x18\r \x01(\x0b\x32\x1a.sparc.video.v1.StreamInfo\x12&\n\nlast_error\x18\x0e \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10recording_policy\x18\x11 \x01(\x0b\x32\x1f.sparc.video.v1.RecordingPolicy\x12\x39\n\x10recording_status\x18\x12 \x01(\x0b\x32\x1f.sparc.video.v1.RecordingStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_ONLINE\x10\x01\x12\x12\n\x0eSTATUS_OFFLINE\x10\x02\x42\n\n\x08_enabled\"\xd3\x01\n\x0fRecordingPolicy\x12\x32\n\x04mode\x18\x01 \x01(\x0e\x32$.sparc.video.v1.RecordingPolicy.Mode\x12\x33\n\x10segment_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eretention_days\x18\x03 \x01(\x05\"?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0c\n\x08MODE_OFF\x10\x01\x12\x13\n\x0fMODE_CONTINUOUS\x10\x02\"\xb2\x02\n\x0fRecordingStatus\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32%.sparc.video.v1.RecordingStatus.State\x12\x12\n\nlast_error\x18\x02 \x01(\t\x12\x34\n\x10last_packet_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x62itrate_bps\x18\x04 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x10\n\x08recorder\x18\x06 \x01(\t\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tSTATE_OFF\x10\x01\x12\x14\n\x10STATE_CONNECTING\x10\x02\x12\x13\n\x0fSTATE_RECORDING\x10\x03\x12\x11\n\rSTATE_FAILING\x10\x04\"7\n\x11\x43\x61meraCredentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"r\n\nStreamInfo\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x01\x12\x13\n\x0b\x61udio_codec\x18\x06 \x01(\t\"\x88\x03\n\tRecording\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nobject_key\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0b\n\x03\x66ps\x18\x0b \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x0c \x01(\x03\x12\x12\n\nsize_bytes\x18\r \x01(\x03\x12\x0e\n\x06sha256\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAMERA_LABELSENTRY']._loaded_options = None
   _globals['_CAMERA_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CAMERA']._serialized_start=138
-  _globals['_CAMERA']._serialized_end=860
-  _globals['_CAMERA_LABELSENTRY']._serialized_start=730
-  _globals['_CAMERA_LABELSENTRY']._serialized_end=775
-  _globals['_CAMERA_STATUS']._serialized_start=777
-  _globals['_CAMERA_STATUS']._serialized_end=848
-  _globals['_CAMERACREDENTIALS']._serialized_start=862
-  _globals['_CAMERACREDENTIALS']._serialized_end=917
-  _globals['_STREAMINFO']._serialized_start=919
-  _globals['_STREAMINFO']._serialized_end=1033
-  _globals['_RECORDING']._serialized_start=1036
-  _globals['_RECORDING']._serialized_end=1428
+  _globals['_CAMERA']._serialized_end=978
+  _globals['_CAMERA_LABELSENTRY']._serialized_start=848
+  _globals['_CAMERA_LABELSENTRY']._serialized_end=893
+  _globals['_CAMERA_STATUS']._serialized_start=895
+  _globals['_CAMERA_STATUS']._serialized_end=966
+  _globals['_RECORDINGPOLICY']._serialized_start=981
+  _globals['_RECORDINGPOLICY']._serialized_end=1192
+  _globals['_RECORDINGPOLICY_MODE']._serialized_start=1129
+  _globals['_RECORDINGPOLICY_MODE']._serialized_end=1192
+  _globals['_RECORDINGSTATUS']._serialized_start=1195
+  _globals['_RECORDINGSTATUS']._serialized_end=1501
+  _globals['_RECORDINGSTATUS_STATE']._serialized_start=1394
+  _globals['_RECORDINGSTATUS_STATE']._serialized_end=1501
+  _globals['_CAMERACREDENTIALS']._serialized_start=1503
+  _globals['_CAMERACREDENTIALS']._serialized_end=1558
+  _globals['_STREAMINFO']._serialized_start=1560
+  _globals['_STREAMINFO']._serialized_end=1674
+  _globals['_RECORDING']._serialized_start=1677
+  _globals['_RECORDING']._serialized_end=2069
 # @@protoc_insertion_point(module_scope)

@@ -89,6 +89,8 @@ class Camera(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RECORDING_POLICY_FIELD_NUMBER: _builtins.int
+    RECORDING_STATUS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `cameras/{camera}`. Output only."""
     display_name: _builtins.str
@@ -151,6 +153,16 @@ class Camera(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
 
+    @_builtins.property
+    def recording_policy(self) -> Global___RecordingPolicy:
+        """Whether and how the camera is recorded continuously; set with UpdateCamera (update mask
+        `recording_policy`).
+        """
+
+    @_builtins.property
+    def recording_status(self) -> Global___RecordingStatus:
+        """What the recorder holding the camera last reported. Output only."""
+
     def __init__(
         self,
         *,
@@ -170,16 +182,150 @@ class Camera(_message.Message):
         last_error: _status_pb2.Status | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        recording_policy: Global___RecordingPolicy | None = ...,
+        recording_status: Global___RecordingStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "credentials", b"credentials", "enabled", b"enabled", "last_error", b"last_error", "last_probe_time", b"last_probe_time", "last_seen_time", b"last_seen_time", "stream_info", b"stream_info", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "credentials", b"credentials", "enabled", b"enabled", "last_error", b"last_error", "last_probe_time", b"last_probe_time", "last_seen_time", b"last_seen_time", "recording_policy", b"recording_policy", "recording_status", b"recording_status", "stream_info", b"stream_info", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "enabled", b"enabled", "has_credentials", b"has_credentials", "labels", b"labels", "last_error", b"last_error", "last_probe_time", b"last_probe_time", "last_seen_time", b"last_seen_time", "location", b"location", "name", b"name", "site", b"site", "status", b"status", "stream_info", b"stream_info", "stream_url", b"stream_url", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "enabled", b"enabled", "has_credentials", b"has_credentials", "labels", b"labels", "last_error", b"last_error", "last_probe_time", b"last_probe_time", "last_seen_time", b"last_seen_time", "location", b"location", "name", b"name", "recording_policy", b"recording_policy", "recording_status", b"recording_status", "site", b"site", "status", b"status", "stream_info", b"stream_info", "stream_url", b"stream_url", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
 
 Global___Camera: _TypeAlias = Camera  # noqa: Y015
+
+@_typing.final
+class RecordingPolicy(_message.Message):
+    """Whether a camera is recorded continuously, in segments of what length, kept how long."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RecordingPolicy._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: RecordingPolicy._Mode.ValueType  # 0
+        """Not given: reads as MODE_OFF."""
+        MODE_OFF: RecordingPolicy._Mode.ValueType  # 1
+        """Not recorded."""
+        MODE_CONTINUOUS: RecordingPolicy._Mode.ValueType  # 2
+        """Recorded around the clock."""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """Whether the camera is recorded."""
+
+    MODE_UNSPECIFIED: RecordingPolicy.Mode.ValueType  # 0
+    """Not given: reads as MODE_OFF."""
+    MODE_OFF: RecordingPolicy.Mode.ValueType  # 1
+    """Not recorded."""
+    MODE_CONTINUOUS: RecordingPolicy.Mode.ValueType  # 2
+    """Recorded around the clock."""
+
+    MODE_FIELD_NUMBER: _builtins.int
+    SEGMENT_DURATION_FIELD_NUMBER: _builtins.int
+    RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    mode: Global___RecordingPolicy.Mode.ValueType
+    """Whether the camera is recorded."""
+    retention_days: _builtins.int
+    """How many days segments are kept, 1 to 36500; 0 = the service default
+    (RECORDING_RETENTION_DAYS).
+    """
+    @_builtins.property
+    def segment_duration(self) -> _duration_pb2.Duration:
+        """The length a segment aims at, 0.5 seconds to 1 hour; 60 seconds when not given."""
+
+    def __init__(
+        self,
+        *,
+        mode: Global___RecordingPolicy.Mode.ValueType = ...,
+        segment_duration: _duration_pb2.Duration | None = ...,
+        retention_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment_duration", b"segment_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "retention_days", b"retention_days", "segment_duration", b"segment_duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordingPolicy: _TypeAlias = RecordingPolicy  # noqa: Y015
+
+@_typing.final
+class RecordingStatus(_message.Message):
+    """A camera's live recording status, as the recorder holding it reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RecordingStatus._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: RecordingStatus._State.ValueType  # 0
+        """Never reported."""
+        STATE_OFF: RecordingStatus._State.ValueType  # 1
+        """Not recorded: the policy is off."""
+        STATE_CONNECTING: RecordingStatus._State.ValueType  # 2
+        """Recorded by policy, but no recorder has the stream yet."""
+        STATE_RECORDING: RecordingStatus._State.ValueType  # 3
+        """Packets are arriving and being stored."""
+        STATE_FAILING: RecordingStatus._State.ValueType  # 4
+        """The stream fails; `last_error` says why."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """What the recorder is doing with the camera."""
+
+    STATE_UNSPECIFIED: RecordingStatus.State.ValueType  # 0
+    """Never reported."""
+    STATE_OFF: RecordingStatus.State.ValueType  # 1
+    """Not recorded: the policy is off."""
+    STATE_CONNECTING: RecordingStatus.State.ValueType  # 2
+    """Recorded by policy, but no recorder has the stream yet."""
+    STATE_RECORDING: RecordingStatus.State.ValueType  # 3
+    """Packets are arriving and being stored."""
+    STATE_FAILING: RecordingStatus.State.ValueType  # 4
+    """The stream fails; `last_error` says why."""
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_PACKET_TIME_FIELD_NUMBER: _builtins.int
+    BITRATE_BPS_FIELD_NUMBER: _builtins.int
+    FPS_FIELD_NUMBER: _builtins.int
+    RECORDER_FIELD_NUMBER: _builtins.int
+    state: Global___RecordingStatus.State.ValueType
+    """What the recorder is doing with the camera."""
+    last_error: _builtins.str
+    """The last failure, free of credentials; empty when none."""
+    bitrate_bps: _builtins.float
+    """Bits per second received lately."""
+    fps: _builtins.float
+    """Frames per second received lately."""
+    recorder: _builtins.str
+    """The id of the recorder holding the camera; empty when none does."""
+    @_builtins.property
+    def last_packet_time(self) -> _timestamp_pb2.Timestamp:
+        """When the last packet arrived."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___RecordingStatus.State.ValueType = ...,
+        last_error: _builtins.str = ...,
+        last_packet_time: _timestamp_pb2.Timestamp | None = ...,
+        bitrate_bps: _builtins.float = ...,
+        fps: _builtins.float = ...,
+        recorder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_packet_time", b"last_packet_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bitrate_bps", b"bitrate_bps", "fps", b"fps", "last_error", b"last_error", "last_packet_time", b"last_packet_time", "recorder", b"recorder", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordingStatus: _TypeAlias = RecordingStatus  # noqa: Y015
 
 @_typing.final
 class CameraCredentials(_message.Message):

@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from sparc.video.v1 import camera_pb2 as _camera_pb2
 import builtins as _builtins
@@ -150,7 +151,9 @@ class UpdateCameraRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change: `display_name`, `site`, `location`, `labels` (the whole map),
-        `enabled`, `stream_url`, `credentials` (empty credentials remove them); `*` for all of
+        `enabled`, `stream_url`, `credentials` (empty credentials remove them),
+        `recording_policy` (the whole policy) or one of `recording_policy.mode`,
+        `recording_policy.segment_duration`, `recording_policy.retention_days`; `*` for all of
         them. Output-only fields are ignored. Empty: every field set to a non-default value.
         """
 
@@ -369,6 +372,249 @@ class CaptureSnapshotResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaptureSnapshotResponse: _TypeAlias = CaptureSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class GetCameraTimelineRequest(_message.Message):
+    """Request for GetCameraTimeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`cameras/{camera}`."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the range. Required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the range, after `start_time`, at most 31 days later. Required."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "name", b"name", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCameraTimelineRequest: _TypeAlias = GetCameraTimelineRequest  # noqa: Y015
+
+@_typing.final
+class GetCameraTimelineResponse(_message.Message):
+    """Response for GetCameraTimeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPANS_FIELD_NUMBER: _builtins.int
+    GAPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spans(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineSpan]:
+        """Recorded footage, segments that meet merged into one span, in time order."""
+
+    @_builtins.property
+    def gaps(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineGap]:
+        """The parts of the range without footage, in time order."""
+
+    def __init__(
+        self,
+        *,
+        spans: _abc.Iterable[Global___TimelineSpan] | None = ...,
+        gaps: _abc.Iterable[Global___TimelineGap] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gaps", b"gaps", "spans", b"spans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCameraTimelineResponse: _TypeAlias = GetCameraTimelineResponse  # noqa: Y015
+
+@_typing.final
+class TimelineSpan(_message.Message):
+    """A stretch of recorded footage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SEGMENT_COUNT_FIELD_NUMBER: _builtins.int
+    segment_count: _builtins.int
+    """How many recordings the span is made of."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the span, clipped to the range asked for."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the span, clipped to the range asked for."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        segment_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "segment_count", b"segment_count", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineSpan: _TypeAlias = TimelineSpan  # noqa: Y015
+
+@_typing.final
+class TimelineGap(_message.Message):
+    """A stretch without footage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Reason:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TimelineGap._Reason.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        REASON_UNSPECIFIED: TimelineGap._Reason.ValueType  # 0
+        """No stored gap explains it: no recorder ran, or the footage was deleted."""
+        REASON_CAMERA_UNREACHABLE: TimelineGap._Reason.ValueType  # 1
+        """The camera did not answer."""
+        REASON_AUTHENTICATION_FAILED: TimelineGap._Reason.ValueType  # 2
+        """The camera refused the stored credentials."""
+        REASON_STREAM_ENDED: TimelineGap._Reason.ValueType  # 3
+        """The camera ended the stream."""
+        REASON_STREAM_STALLED: TimelineGap._Reason.ValueType  # 4
+        """The stream stopped delivering packets."""
+        REASON_NO_KEYFRAME: TimelineGap._Reason.ValueType  # 5
+        """The stream delivered no keyframe to start a segment on."""
+        REASON_RECORDER_FAILOVER: TimelineGap._Reason.ValueType  # 6
+        """The camera moved from one recorder to another."""
+        REASON_STORAGE_UNAVAILABLE: TimelineGap._Reason.ValueType  # 7
+        """Segments could not be written to storage."""
+        REASON_POLICY_OFF: TimelineGap._Reason.ValueType  # 8
+        """The recording policy was off."""
+
+    class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
+        """Why there is no footage."""
+
+    REASON_UNSPECIFIED: TimelineGap.Reason.ValueType  # 0
+    """No stored gap explains it: no recorder ran, or the footage was deleted."""
+    REASON_CAMERA_UNREACHABLE: TimelineGap.Reason.ValueType  # 1
+    """The camera did not answer."""
+    REASON_AUTHENTICATION_FAILED: TimelineGap.Reason.ValueType  # 2
+    """The camera refused the stored credentials."""
+    REASON_STREAM_ENDED: TimelineGap.Reason.ValueType  # 3
+    """The camera ended the stream."""
+    REASON_STREAM_STALLED: TimelineGap.Reason.ValueType  # 4
+    """The stream stopped delivering packets."""
+    REASON_NO_KEYFRAME: TimelineGap.Reason.ValueType  # 5
+    """The stream delivered no keyframe to start a segment on."""
+    REASON_RECORDER_FAILOVER: TimelineGap.Reason.ValueType  # 6
+    """The camera moved from one recorder to another."""
+    REASON_STORAGE_UNAVAILABLE: TimelineGap.Reason.ValueType  # 7
+    """Segments could not be written to storage."""
+    REASON_POLICY_OFF: TimelineGap.Reason.ValueType  # 8
+    """The recording policy was off."""
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    RECORDER_FIELD_NUMBER: _builtins.int
+    reason: Global___TimelineGap.Reason.ValueType
+    """Why there is no footage."""
+    detail: _builtins.str
+    """What the recorder noted, free of credentials; may be empty."""
+    recorder: _builtins.str
+    """The recorder that stored the gap; empty when none did."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the gap, clipped to the range asked for."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the gap, clipped to the range asked for."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: Global___TimelineGap.Reason.ValueType = ...,
+        detail: _builtins.str = ...,
+        recorder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "end_time", b"end_time", "reason", b"reason", "recorder", b"recorder", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineGap: _TypeAlias = TimelineGap  # noqa: Y015
+
+@_typing.final
+class WatchCameraRequest(_message.Message):
+    """Request for WatchCamera."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`cameras/{camera}`."""
+    after_event_id: _builtins.str
+    """Resume after this event (a WatchCameraResponse.event_id seen before): the changes after
+    it that are still kept (the last 200) come first. Empty: from now on.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        after_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event_id", b"after_event_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCameraRequest: _TypeAlias = WatchCameraRequest  # noqa: Y015
+
+@_typing.final
+class WatchCameraResponse(_message.Message):
+    """One message of WatchCamera."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_STATUS_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Id of the change; empty for the status the stream starts with."""
+    @_builtins.property
+    def recording_status(self) -> _camera_pb2.RecordingStatus:
+        """The camera's recording status as of this message."""
+
+    def __init__(
+        self,
+        *,
+        recording_status: _camera_pb2.RecordingStatus | None = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recording_status", b"recording_status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "recording_status", b"recording_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCameraResponse: _TypeAlias = WatchCameraResponse  # noqa: Y015
 
 @_typing.final
 class CreateRecordingRequest(_message.Message):

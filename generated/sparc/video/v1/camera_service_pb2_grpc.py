@@ -72,6 +72,16 @@ class CameraServiceStub:
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotRequest.SerializeToString,
                 response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotResponse.FromString,
                 _registered_method=True)
+        self.GetCameraTimeline = channel.unary_unary(
+                '/sparc.video.v1.CameraService/GetCameraTimeline',
+                request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.FromString,
+                _registered_method=True)
+        self.WatchCamera = channel.unary_stream(
+                '/sparc.video.v1.CameraService/WatchCamera',
+                request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
+                _registered_method=True)
         self.CreateRecording = channel.unary_unary(
                 '/sparc.video.v1.CameraService/CreateRecording',
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CreateRecordingRequest.SerializeToString,
@@ -155,6 +165,23 @@ class CameraServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCameraTimeline(self, request, context):
+        """A camera's continuous recording over a time range: the spans recorded and the gaps
+        between them, each with the reason the recorder stored for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchCamera(self, request, context):
+        """Server stream of a camera's recording status: the status now, then every change the
+        recorder holding it reports (state, error, recorder), and its statistics every few
+        seconds while they move. Runs until the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateRecording(self, request, context):
         """Registers a video object in storage as a recording of a camera, starting at a given
         capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -230,6 +257,16 @@ def add_CameraServiceServicer_to_server(servicer, server):
                     servicer.CaptureSnapshot,
                     request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotRequest.FromString,
                     response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotResponse.SerializeToString,
+            ),
+            'GetCameraTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCameraTimeline,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.SerializeToString,
+            ),
+            'WatchCamera': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCamera,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.SerializeToString,
             ),
             'CreateRecording': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRecording,
@@ -447,6 +484,60 @@ class CameraService:
             '/sparc.video.v1.CameraService/CaptureSnapshot',
             sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotRequest.SerializeToString,
             sparc_dot_video_dot_v1_dot_camera__service__pb2.CaptureSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCameraTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparc.video.v1.CameraService/GetCameraTimeline',
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCamera(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparc.video.v1.CameraService/WatchCamera',
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,15 @@ class CameraServiceStub:
     """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
     UNAVAILABLE when the stream cannot be read (the reason says why).
     """
+    GetCameraTimeline: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraTimelineRequest, _camera_service_pb2.GetCameraTimelineResponse]
+    """A camera's continuous recording over a time range: the spans recorded and the gaps
+    between them, each with the reason the recorder stored for it.
+    """
+    WatchCamera: _grpc.UnaryStreamMultiCallable[_camera_service_pb2.WatchCameraRequest, _camera_service_pb2.WatchCameraResponse]
+    """Server stream of a camera's recording status: the status now, then every change the
+    recorder holding it reports (state, error, recorder), and its statistics every few
+    seconds while they move. Runs until the client cancels.
+    """
     CreateRecording: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]
     """Registers a video object in storage as a recording of a camera, starting at a given
     capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -95,6 +104,15 @@ class CameraServiceAsyncStub(CameraServiceStub):
     CaptureSnapshot: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.CaptureSnapshotRequest, _camera_service_pb2.CaptureSnapshotResponse]  # type: ignore[assignment]
     """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
     UNAVAILABLE when the stream cannot be read (the reason says why).
+    """
+    GetCameraTimeline: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraTimelineRequest, _camera_service_pb2.GetCameraTimelineResponse]  # type: ignore[assignment]
+    """A camera's continuous recording over a time range: the spans recorded and the gaps
+    between them, each with the reason the recorder stored for it.
+    """
+    WatchCamera: _aio.UnaryStreamMultiCallable[_camera_service_pb2.WatchCameraRequest, _camera_service_pb2.WatchCameraResponse]  # type: ignore[assignment]
+    """Server stream of a camera's recording status: the status now, then every change the
+    recorder holding it reports (state, error, recorder), and its statistics every few
+    seconds while they move. Runs until the client cancels.
     """
     CreateRecording: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]  # type: ignore[assignment]
     """Registers a video object in storage as a recording of a camera, starting at a given
@@ -175,6 +193,27 @@ class CameraServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_camera_service_pb2.CaptureSnapshotResponse, _abc.Awaitable[_camera_service_pb2.CaptureSnapshotResponse]]:
         """Grabs one frame of the live stream as a JPEG into storage and returns a download URL.
         UNAVAILABLE when the stream cannot be read (the reason says why).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCameraTimeline(
+        self,
+        request: _camera_service_pb2.GetCameraTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_camera_service_pb2.GetCameraTimelineResponse, _abc.Awaitable[_camera_service_pb2.GetCameraTimelineResponse]]:
+        """A camera's continuous recording over a time range: the spans recorded and the gaps
+        between them, each with the reason the recorder stored for it.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchCamera(
+        self,
+        request: _camera_service_pb2.WatchCameraRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_camera_service_pb2.WatchCameraResponse], _abc.AsyncIterator[_camera_service_pb2.WatchCameraResponse]]:
+        """Server stream of a camera's recording status: the status now, then every change the
+        recorder holding it reports (state, error, recorder), and its statistics every few
+        seconds while they move. Runs until the client cancels.
         """
 
     @_abc_1.abstractmethod
