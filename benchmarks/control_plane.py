@@ -3,9 +3,14 @@
     .venv/bin/python -m benchmarks.control_plane [--quick] [--only pickup,progress,...]
 
 Starts the real service as separate processes (`sparc-video serve`, and `sparc-video worker`
-where a figure needs one) against a local Redis (its own key prefix) and moto's S3 server, drives
-load from this process with grpc.aio clients (progress events are published from another
-process, as a worker would), and prints each figure with p50/p95/p99 beside its target.
+where a figure needs one) against a local Redis (its own key prefix), a PostgreSQL database of
+its own (the system of record, created and migrated for the run, dropped at its end) and moto's
+S3 server, drives load from this process with grpc.aio clients (progress events are published
+from another process, as a worker would), and prints each figure with p50/p95/p99 beside its
+target.
+
+PostgreSQL: the server at $DATABASE_URL when it answers, else the one on 127.0.0.1:5432 (trust
+auth, user postgres or root), else an embedded PostgreSQL 16 (pgserver) started for the run.
 
 Figures (targets from issue 9):
 
@@ -56,6 +61,10 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video.core.embedded_redis import EmbeddedRedis, answers, free_port
 from sparc_video.core.event_loop import install_uvloop
+from sparc_video.database import embedded as embedded_postgres
+from sparc_video.database.migrations import migrate
+from sparc_video.database.urls import redacted
+from tests.fixtures.postgres import create_database, drop_database, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -67,6 +76,11 @@ MIB = 1024 * 1024
 # Channels to one target share a TCP connection unless told otherwise; like separate clients,
 # each of ours gets its own (and so its own HTTP/2 stream limit).
 SEPARATE_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+# Where a PostgreSQL is looked for when $DATABASE_URL is unset or does not answer.
+LOCAL_POSTGRES_URLS = (
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    "postgresql://root@127.0.0.1:5432/postgres",
+)
 
 
 # --- results -------------------------------------------------------------------------------
@@ -198,6 +212,8 @@ class Env:
     grpc_port: int
     workdir: Path
     procs: Processes
+    database_url: str
+    signing_key: str
     server: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
     source_key: str = "bench/clip.mp4"
@@ -212,6 +228,8 @@ class Env:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'generated'}",
             "REDIS_URL": self.redis_url,
             "REDIS_PREFIX": self.prefix,
+            "DATABASE_URL": self.database_url,
+            "MANIFEST_SIGNING_KEY": self.signing_key,
             "GRPC_HOST": "127.0.0.1",
             "GRPC_PORT": str(self.grpc_port),
             "HTTP_HOST": "127.0.0.1",
@@ -323,6 +341,64 @@ def local_redis(workdir: Path) -> Iterator[str]:
         server.stop()
 
 
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A PostgreSQL server that answers: $DATABASE_URL, else a local one on 5432, else an
+    embedded one with its data in the work dir (stopped at the end)."""
+    for url in (os.environ.get("DATABASE_URL", ""), *LOCAL_POSTGRES_URLS):
+        if url and embedded_postgres.answers(url):
+            yield url
+            return
+    with embedded_postgres.ensure_database(None, workdir / "postgres") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def run_database(workdir: Path) -> Iterator[str]:
+    """A new database for this run on `postgres_server`, migrated to the newest revision;
+    dropped at the end."""
+    with postgres_server(workdir) as server_url:
+        url = create_database(server_url)
+        try:
+            run_sync(migrate(url))
+            print(f"... PostgreSQL: {redacted(url)}", file=sys.stderr, flush=True)
+            yield url
+        finally:
+            drop_database(server_url, url)
+
+
+def new_signing_key() -> str:
+    """An Ed25519 key in PEM for MANIFEST_SIGNING_KEY (serve and worker refuse to start
+    without one)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+@contextlib.asynccontextmanager
+async def export_store(redis_url: str, prefix: str, database_url: str) -> AsyncIterator[Any]:
+    """An ExportStore over the run's Redis prefix and database, as the service opens it."""
+    from sparc_video.core.keys import Keys
+    from sparc_video.database.pool import open_database
+    from sparc_video.exports.records import ExportStore
+
+    client = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        async with open_database(database_url, min_size=1, max_size=8) as database:
+            yield ExportStore(client, Keys(prefix), database, event_retention_s=3600)
+    finally:
+        await client.aclose()
+
+
 def s3_client(endpoint: str) -> Any:
     import boto3
 
@@ -425,23 +501,29 @@ async def watch_to_end(
 
 
 def publisher_main(
-    redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    export_ids: list[str],
+    rounds: int,
+    interval_s: float,
 ) -> None:
     """Write `rounds` progress events to every export, then SUCCEEDED, as the job does."""
-    asyncio.run(_publish(redis_url, prefix, export_ids, rounds, interval_s))
+    asyncio.run(_publish(redis_url, prefix, database_url, export_ids, rounds, interval_s))
 
 
 async def _publish(
-    redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    export_ids: list[str],
+    rounds: int,
+    interval_s: float,
 ) -> None:
-    from sparc_video.core.keys import Keys
     from sparc_video.exports.event_log import EventKind
     from sparc_video.exports.models import ExportState, Progress
-    from sparc_video.exports.records import ExportStore
 
-    client = aioredis.Redis.from_url(redis_url)
-    store = ExportStore(client, Keys(prefix), event_retention_s=3600)
-    try:
+    async with export_store(redis_url, prefix, database_url) as store:
         next_at = time.monotonic()
         for n in range(rounds + 1):
 
@@ -464,22 +546,16 @@ async def _publish(
             await asyncio.gather(*(store.update(export_id, change) for export_id in export_ids))
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-    finally:
-        await client.aclose()
 
 
-async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
+async def create_records(redis_url: str, prefix: str, database_url: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
     from sparc_video.core.ids import new_id
-    from sparc_video.core.keys import Keys
     from sparc_video.exports.models import ExportRecord, ExportState
     from sparc_video.exports.operations import ThumbnailOp
-    from sparc_video.exports.records import ExportStore
 
-    client = aioredis.Redis.from_url(redis_url)
-    store = ExportStore(client, Keys(prefix), event_retention_s=3600)
     ids = []
-    try:
+    async with export_store(redis_url, prefix, database_url) as store:
         for _ in range(count):
             record = ExportRecord(
                 id=new_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
@@ -493,8 +569,6 @@ async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
 
             await store.update(record.id, running)
             ids.append(record.id)
-    finally:
-        await client.aclose()
     return ids
 
 
@@ -504,7 +578,7 @@ def spawn_publisher(
     ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(
         target=publisher_main,
-        args=(env.redis_url, env.prefix, export_ids, rounds, interval_s),
+        args=(env.redis_url, env.prefix, env.database_url, export_ids, rounds, interval_s),
         daemon=True,
     )
     proc.start()
@@ -552,7 +626,7 @@ async def bench_pickup(env: Env, samples: int) -> list[Row]:
 
 
 async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -> list[Row]:
-    [export_id] = await create_records(env.redis_url, env.prefix, 1)
+    [export_id] = await create_records(env.redis_url, env.prefix, env.database_url, 1)
     name = f"exports/{export_id}"
     latencies: list[float] = []
     received: list[int] = []
@@ -674,17 +748,117 @@ async def bench_rpc(env: Env, creates: int, gets: int, concurrency: int) -> list
 async def forget_exports(env: Env, export_ids: list[str]) -> None:
     from sparc_video.core.keys import Keys
     from sparc_video.exports.queue import ExportQueue
-    from sparc_video.exports.records import ExportStore
 
-    client = await create_pool(RedisSettings.from_dsn(env.redis_url))
-    try:
-        store = ExportStore(client, Keys(env.prefix), event_retention_s=3600)
-        queue = ExportQueue(client, Keys(env.prefix))
+    async with export_store(env.redis_url, env.prefix, env.database_url) as store:
+        queue = ExportQueue(store.redis, Keys(env.prefix))
         for export_id in export_ids:
             await queue.remove(export_id)
-            await store.delete(await store.get(export_id))
+            await store.delete(await store.get(export_id), "bench")
+
+
+def redis_bytes(url: str, prefix: str) -> int:
+    """What the keys under `prefix` take in Redis (MEMORY USAGE, summed): unlike used_memory,
+    not moved by other users of the same Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        total = 0
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            total += int(client.memory_usage(key, samples=0) or 0)
+        return total
     finally:
-        await client.aclose()
+        client.close()
+
+
+async def postgres_bytes(database_url: str) -> int:
+    """The run database's tables with their indexes and TOAST (alembic's own excluded)."""
+    import asyncpg
+
+    from sparc_video.database.urls import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute("VACUUM ANALYZE")  # so the free space map and stats are current
+        return int(
+            await connection.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm') "
+                "AND c.relname <> 'alembic_version'"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def bench_memory(env: Env, exports: int, retention_s: int) -> list[Row]:
+    """Memory per 100,000 finished exports: Redis (the live copies, while their retention runs
+    and after it) and PostgreSQL (the rows: records, audit entries, holds).
+
+    The exports are written through ExportStore as the service writes them (created, RUNNING,
+    SUCCEEDED) without a worker; the store here keeps finished records `retention_s` seconds
+    (the service's EVENT_RETENTION_S does the same with its own value)."""
+    from sparc_video.core.ids import new_id
+    from sparc_video.exports.models import ExportRecord, ExportState
+    from sparc_video.exports.operations import ThumbnailOp
+
+    redis_before = await asyncio.to_thread(redis_bytes, env.redis_url, env.prefix)
+    pg_before = await postgres_bytes(env.database_url)
+    scale = 100_000 / exports
+    async with export_store(env.redis_url, env.prefix, env.database_url) as store:
+        store._event_retention_s = retention_s
+
+        def running(r: Any) -> str:
+            r.state = ExportState.RUNNING
+            r.attempt = 1
+            return "state"
+
+        def succeeded(r: Any) -> str:
+            r.state = ExportState.SUCCEEDED
+            r.progress.percent = 100.0
+            return "state"
+
+        async def one(i: int) -> None:
+            record = ExportRecord(
+                id=new_id(), source_key=env.source_key, operations=[ThumbnailOp()]
+            )
+            await store.create(record)
+            await store.update(record.id, running)
+            await store.update(record.id, succeeded)
+
+        start = time.perf_counter()
+        await run_concurrently(exports, 8, one)
+        written_s = time.perf_counter() - start
+        finished_at = time.monotonic()
+    redis_retained = await asyncio.to_thread(redis_bytes, env.redis_url, env.prefix)
+    pg_after = await postgres_bytes(env.database_url)
+    await asyncio.sleep(max(0.0, finished_at + retention_s + 2 - time.monotonic()))
+    redis_expired = await asyncio.to_thread(redis_bytes, env.redis_url, env.prefix)
+    mib = 1024 * 1024
+    return [
+        Row(
+            f"Redis, per 100,000 finished exports (after the {retention_s} s retention)",
+            [],
+            f"{(redis_expired - redis_before) * scale / mib:,.2f} MiB "
+            f"({redis_before:,} B before, {redis_expired:,} B after; {exports:,} exports)",
+            "no growth",
+            redis_expired - redis_before <= 0,
+        ),
+        Row(
+            "Redis, per 100,000 finished exports (within their retention)",
+            [],
+            f"{(redis_retained - redis_before) * scale / mib:,.1f} MiB "
+            f"({(redis_retained - redis_before) / exports:,.0f} B/export)",
+            "(bounded by EVENT_RETENTION_S)",
+        ),
+        Row(
+            "PostgreSQL, per 100,000 exports (tables, indexes, TOAST)",
+            [],
+            f"{(pg_after - pg_before) * scale / mib:,.1f} MiB "
+            f"({(pg_after - pg_before) / exports:,.0f} B/export; "
+            f"{exports / written_s:,.0f} exports/s written)",
+            "(system of record)",
+        ),
+    ]
 
 
 async def bench_watchers(
@@ -692,7 +866,7 @@ async def bench_watchers(
 ) -> list[Row]:
     assert env.server is not None
     pid = env.server.pid
-    ids = await create_records(env.redis_url, env.prefix, exports)
+    ids = await create_records(env.redis_url, env.prefix, env.database_url, exports)
     hub_name = f"{env.prefix}:event-hub"
     admin = aioredis.Redis.from_url(env.redis_url)
 
@@ -1070,7 +1244,16 @@ def make_clip(path: Path, width: int = 160, height: int = 90, frames: int = 10) 
 
 # --- main ----------------------------------------------------------------------------------
 
-SCENARIOS = ("pickup", "progress", "rpc", "watchers", "queue", "priority", "storage")
+SCENARIOS = (
+    "pickup",
+    "progress",
+    "rpc",
+    "memory",
+    "watchers",
+    "queue",
+    "priority",
+    "storage",
+)
 
 
 async def run_scenarios(env: Env, args: argparse.Namespace, only: set[str]) -> list[Row]:
@@ -1083,6 +1266,7 @@ async def run_scenarios(env: Env, args: argparse.Namespace, only: set[str]) -> l
             "rpc",
             lambda: bench_rpc(env, 2000 if quick else 10000, 5000 if quick else 20000, 16),
         ),
+        ("memory", lambda: bench_memory(env, 2000 if quick else 10000, 5)),
         ("watchers", lambda: bench_watchers(env, 200, 10, 5 if quick else 10, 0.5)),
         ("queue", lambda: bench_queue_overhead(env, 200 if quick else 1000, 4)),
         ("priority", lambda: bench_priority(env, 12 if quick else 30, 2)),
@@ -1117,7 +1301,11 @@ def main() -> int:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     rows: list[Row] = []
     try:
-        with local_redis(workdir) as redis_url, moto_server(procs) as endpoint:
+        with (
+            local_redis(workdir) as redis_url,
+            run_database(workdir) as database_url,
+            moto_server(procs) as endpoint,
+        ):
             bucket = f"bench-{uuid.uuid4().hex[:12]}"
             client = s3_client(endpoint)
             client.create_bucket(Bucket=bucket)
@@ -1130,6 +1318,8 @@ def main() -> int:
                 grpc_port=free_port(),
                 workdir=workdir,
                 procs=procs,
+                database_url=database_url,
+                signing_key=new_signing_key(),
             )
             clip = workdir / "clip.mp4"
             make_clip(clip)
