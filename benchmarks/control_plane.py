@@ -64,7 +64,7 @@ from sparc_video.core.event_loop import install_uvloop
 from sparc_video.database import embedded as embedded_postgres
 from sparc_video.database.migrations import migrate
 from sparc_video.database.urls import redacted
-from tests.fixtures.postgres import create_database, drop_database, run_sync
+from tests.fixtures.postgres import _admin, create_database, drop_database, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -249,6 +249,13 @@ class Env:
             "server",
             [
                 PYTHON,
+                # BENCH_SERVER_PROFILE=path: run the server under cProfile, stats written there
+                # when it stops.
+                *(
+                    ["-m", "cProfile", "-o", os.environ["BENCH_SERVER_PROFILE"]]
+                    if os.environ.get("BENCH_SERVER_PROFILE")
+                    else []
+                ),
                 "-m",
                 "sparc_video.cli.main",
                 "--log-level",
@@ -361,6 +368,17 @@ def run_database(workdir: Path) -> Iterator[str]:
         url = create_database(server_url)
         try:
             run_sync(migrate(url))
+            # Diagnosis only (not a production setting): BENCH_SYNCHRONOUS_COMMIT=off shows what
+            # the commit's WAL flush costs the figures.
+            synchronous_commit = os.environ.get("BENCH_SYNCHRONOUS_COMMIT")
+            if synchronous_commit in ("on", "off", "local"):
+                name = url.rsplit("/", 1)[1].split("?", 1)[0]
+                run_sync(
+                    _admin(
+                        server_url,
+                        f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}',
+                    )
+                )
             print(f"... PostgreSQL: {redacted(url)}", file=sys.stderr, flush=True)
             yield url
         finally:
