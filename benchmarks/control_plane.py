@@ -276,9 +276,8 @@ class Env:
             raise RuntimeError(f"server exited; see {self.workdir / 'server.log'}")
         channel = grpc.insecure_channel(self.target)
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
+            health: Any = health_pb2_grpc.HealthStub(channel)  # its stubs name no methods
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
         except grpc.RpcError:
             return False
@@ -295,9 +294,10 @@ class Env:
         client = redis.Redis.from_url(self.redis_url)
         try:
             # A worker announces itself once its context is open (heartbeat sorted set).
-            wait_until(
-                lambda: client.zcard(f"{self.prefix}:workers") > 0, "the worker", timeout_s=60
-            )
+            def announced() -> bool:
+                return int(client.zcard(f"{self.prefix}:workers")) > 0  # type: ignore[arg-type]
+
+            wait_until(announced, "the worker", timeout_s=60)
         finally:
             client.close()
         time.sleep(0.5)
@@ -421,7 +421,7 @@ async def export_store(redis_url: str, prefix: str, database_url: str) -> AsyncI
 
 
 def s3_client(endpoint: str) -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client(
         "s3",
@@ -435,7 +435,8 @@ def s3_client(endpoint: str) -> Any:
 def clean_redis(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     try:
-        ids = [m.decode() for m in client.zrange(f"{prefix}:exports", 0, -1)]
+        members: list[bytes] = client.zrange(f"{prefix}:exports", 0, -1)  # type: ignore[assignment]
+        ids = [m.decode() for m in members]
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for export_id in ids:
             keys += [
@@ -468,7 +469,7 @@ def thumbnail_request(
 
 
 def seconds(ts: Any) -> float:
-    return float(ts.seconds) + ts.nanos / 1e9
+    return float(ts.seconds) + float(ts.nanos) / 1e9
 
 
 async def run_concurrently(
@@ -491,16 +492,21 @@ async def run_concurrently(
 _CHANNELS: dict[int, grpc.aio.Channel] = {}
 
 
-def stub_channel(stub: export_service_pb2_grpc.ExportServiceStub) -> grpc.aio.Channel:
+def async_stub(channel: grpc.aio.Channel) -> export_service_pb2_grpc.ExportServiceAsyncStub:
+    """The export service's stub on a grpc.aio channel (typed as the async stub)."""
+    return export_service_pb2_grpc.ExportServiceStub(channel)
+
+
+def stub_channel(stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> grpc.aio.Channel:
     return _CHANNELS[id(stub)]
 
 
 @contextlib.asynccontextmanager
 async def channel_stub(
     target: str,
-) -> AsyncIterator[export_service_pb2_grpc.ExportServiceStub]:
+) -> AsyncIterator[export_service_pb2_grpc.ExportServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(target)
-    stub = export_service_pb2_grpc.ExportServiceStub(channel)
+    stub = async_stub(channel)
     _CHANNELS[id(stub)] = channel
     try:
         yield stub
@@ -510,7 +516,7 @@ async def channel_stub(
 
 
 async def watch_to_end(
-    stub: export_service_pb2_grpc.ExportServiceStub, name: str
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, name: str
 ) -> list[export_service_pb2.WatchExportResponse]:
     messages = []
     async for message in stub.WatchExport(export_service_pb2.WatchExportRequest(name=name)):
@@ -654,7 +660,7 @@ async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -
     ready = 0
     all_ready = asyncio.Event()
 
-    async def watcher(stub: export_service_pb2_grpc.ExportServiceStub) -> None:
+    async def watcher(stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> None:
         nonlocal ready
         count = 0
         async for message in stub.WatchExport(export_service_pb2.WatchExportRequest(name=name)):
@@ -673,7 +679,7 @@ async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -
         for _ in range(max(1, watchers // 100))
     ]
     try:
-        stubs = [export_service_pb2_grpc.ExportServiceStub(c) for c in channels]
+        stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
         tasks = [asyncio.create_task(watcher(stubs[i % len(stubs)])) for i in range(watchers)]
         await asyncio.wait_for(all_ready.wait(), 60)
         publisher = spawn_publisher(env, [export_id], events, 1 / rate_hz)
@@ -742,7 +748,7 @@ async def bench_rpc(env: Env, creates: int, gets: int, concurrency: int) -> list
             )
         )
         # The ceiling: grpc.aio's own cost per call, with a handler that does next to nothing.
-        health = health_pb2_grpc.HealthStub(stub_channel(stub))
+        health: Any = health_pb2_grpc.HealthStub(stub_channel(stub))
         check = health_pb2.HealthCheckRequest(service="")
 
         async def ping(i: int) -> None:
@@ -784,7 +790,7 @@ def redis_bytes(url: str, prefix: str) -> tuple[int, int]:
     try:
         total = persistent = 0
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            size = int(client.memory_usage(key, samples=0) or 0)
+            size = int(client.memory_usage(key, samples=0) or 0)  # type: ignore[arg-type]
             total += size
             if client.ttl(key) == -1:
                 persistent += size
@@ -904,7 +910,7 @@ async def bench_watchers(
     milestones = {exports: asyncio.Event(), total: asyncio.Event()}
     release: dict[int, asyncio.Event] = {}
 
-    async def watcher(n: int, stub: export_service_pb2_grpc.ExportServiceStub) -> None:
+    async def watcher(n: int, stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> None:
         nonlocal ready
         ids_seen: list[str] = []
         request = export_service_pb2.WatchExportRequest(name=f"exports/{ids[n % exports]}")
@@ -924,7 +930,7 @@ async def bench_watchers(
         grpc.aio.insecure_channel(env.target, options=SEPARATE_CONNECTION)
         for _ in range(max(1, total // 100))
     ]
-    stubs = [export_service_pb2_grpc.ExportServiceStub(c) for c in channels]
+    stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
     peak_rss = rss_before
     sampling = True
 
@@ -1010,7 +1016,7 @@ def _event_key(event_id: str) -> tuple[int, int]:
 
 
 async def create_many(
-    stub: export_service_pb2_grpc.ExportServiceStub,
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub,
     source_key: str,
     count: int,
     priority: int = 0,
@@ -1027,7 +1033,7 @@ async def create_many(
 
 
 async def fetch_all(
-    stub: export_service_pb2_grpc.ExportServiceStub, names: list[str]
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, names: list[str]
 ) -> list[export_pb2.Export]:
     found: list[export_pb2.Export] = []
 
@@ -1038,7 +1044,9 @@ async def fetch_all(
     return found
 
 
-async def wait_all_done(stub: export_service_pb2_grpc.ExportServiceStub, timeout_s: float) -> None:
+async def wait_all_done(
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         stats = await stub.GetQueueStats(export_service_pb2.GetQueueStatsRequest())
@@ -1150,6 +1158,8 @@ def transfer_main(which: str, direction: str, args: dict[str, Any], out: Any) ->
         else:
             client.download_file(args["bucket"], key, str(path))
     else:
+        from pydantic import SecretStr
+
         from sparc_video.core.settings import Settings
         from sparc_video.storage.s3 import S3Storage
 
@@ -1157,8 +1167,8 @@ def transfer_main(which: str, direction: str, args: dict[str, Any], out: Any) ->
             s3_bucket=args["bucket"],
             s3_endpoint_url=args["endpoint"],
             aws_region=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=SecretStr(ACCESS_KEY),
+            aws_secret_access_key=SecretStr(SECRET_KEY),
         )
 
         async def go() -> float:
