@@ -3,16 +3,24 @@
     .venv/bin/python -m benchmarks.control_plane [--quick] [--only pickup,progress,...]
 
 Starts the real service as separate processes (`sparc-video serve`, and `sparc-video worker`
-where a figure needs one) against a local Redis (its own key prefix) and moto's S3 server, drives
-load from this process with grpc.aio clients (progress events are published from another
-process, as a worker would), and prints each figure with p50/p95/p99 beside its target.
+where a figure needs one) against a local Redis (its own key prefix), a PostgreSQL database of
+its own (the system of record, created and migrated for the run, dropped at its end) and moto's
+S3 server, drives load from this process with grpc.aio clients (progress events are published
+from another process, as a worker would), and prints each figure with p50/p95/p99 beside its
+target.
+
+PostgreSQL: the server at $DATABASE_URL when it answers, else the one on 127.0.0.1:5432 (trust
+auth, user postgres or root), else an embedded PostgreSQL 16 (pgserver) started for the run.
 
 Figures (targets from issue 9):
 
 - pickup: CreateExport returned → the worker's job started (the record's start_time), idle
   worker, one export at a time.
 - progress: an event written to Redis → received by each of 100 WatchExport clients.
-- CreateExport / GetExport: calls per second and latency from one client process.
+- CreateExport / GetExport: calls per second and latency from one client process, beside a
+  grpc.health Check on the same server (the floor cost of one Python gRPC call here).
+- memory: Redis bytes per 100,000 finished exports while they are retained and after their
+  retention (finished records expire from Redis), and PostgreSQL bytes per 100,000 exports.
 - watchers: 2,000 WatchExport streams over 200 exports on one server process: its RSS, its Redis
   connections, and whether every stream saw every event in order.
 - queue overhead: 1,000 tiny exports through one worker with 4 slots; per export, the time its
@@ -56,6 +64,10 @@ from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_gr
 
 from sparc_video.core.embedded_redis import EmbeddedRedis, answers, free_port
 from sparc_video.core.event_loop import install_uvloop
+from sparc_video.database import embedded as embedded_postgres
+from sparc_video.database.migrations import migrate
+from sparc_video.database.urls import redacted
+from tests.fixtures.postgres import _admin, create_database, drop_database, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -67,6 +79,11 @@ MIB = 1024 * 1024
 # Channels to one target share a TCP connection unless told otherwise; like separate clients,
 # each of ours gets its own (and so its own HTTP/2 stream limit).
 SEPARATE_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+# Where a PostgreSQL is looked for when $DATABASE_URL is unset or does not answer.
+LOCAL_POSTGRES_URLS = (
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    "postgresql://root@127.0.0.1:5432/postgres",
+)
 
 
 # --- results -------------------------------------------------------------------------------
@@ -198,6 +215,8 @@ class Env:
     grpc_port: int
     workdir: Path
     procs: Processes
+    database_url: str
+    signing_key: str
     server: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
     source_key: str = "bench/clip.mp4"
@@ -212,6 +231,8 @@ class Env:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'generated'}",
             "REDIS_URL": self.redis_url,
             "REDIS_PREFIX": self.prefix,
+            "DATABASE_URL": self.database_url,
+            "MANIFEST_SIGNING_KEY": self.signing_key,
             "GRPC_HOST": "127.0.0.1",
             "GRPC_PORT": str(self.grpc_port),
             "HTTP_HOST": "127.0.0.1",
@@ -231,6 +252,13 @@ class Env:
             "server",
             [
                 PYTHON,
+                # BENCH_SERVER_PROFILE=path: run the server under cProfile, stats written there
+                # when it stops.
+                *(
+                    ["-m", "cProfile", "-o", os.environ["BENCH_SERVER_PROFILE"]]
+                    if os.environ.get("BENCH_SERVER_PROFILE")
+                    else []
+                ),
                 "-m",
                 "sparc_video.cli.main",
                 "--log-level",
@@ -248,9 +276,8 @@ class Env:
             raise RuntimeError(f"server exited; see {self.workdir / 'server.log'}")
         channel = grpc.insecure_channel(self.target)
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
+            health: Any = health_pb2_grpc.HealthStub(channel)  # its stubs name no methods
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
         except grpc.RpcError:
             return False
@@ -267,9 +294,10 @@ class Env:
         client = redis.Redis.from_url(self.redis_url)
         try:
             # A worker announces itself once its context is open (heartbeat sorted set).
-            wait_until(
-                lambda: client.zcard(f"{self.prefix}:workers") > 0, "the worker", timeout_s=60
-            )
+            def announced() -> bool:
+                return int(client.zcard(f"{self.prefix}:workers")) > 0  # type: ignore[arg-type]
+
+            wait_until(announced, "the worker", timeout_s=60)
         finally:
             client.close()
         time.sleep(0.5)
@@ -323,8 +351,77 @@ def local_redis(workdir: Path) -> Iterator[str]:
         server.stop()
 
 
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A PostgreSQL server that answers: $DATABASE_URL, else a local one on 5432, else an
+    embedded one with its data in the work dir (stopped at the end)."""
+    for url in (os.environ.get("DATABASE_URL", ""), *LOCAL_POSTGRES_URLS):
+        if url and embedded_postgres.answers(url):
+            yield url
+            return
+    with embedded_postgres.ensure_database(None, workdir / "postgres") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def run_database(workdir: Path) -> Iterator[str]:
+    """A new database for this run on `postgres_server`, migrated to the newest revision;
+    dropped at the end."""
+    with postgres_server(workdir) as server_url:
+        url = create_database(server_url)
+        try:
+            run_sync(migrate(url))
+            # Diagnosis only (not a production setting): BENCH_SYNCHRONOUS_COMMIT=off shows what
+            # the commit's WAL flush costs the figures.
+            synchronous_commit = os.environ.get("BENCH_SYNCHRONOUS_COMMIT")
+            if synchronous_commit in ("on", "off", "local"):
+                name = url.rsplit("/", 1)[1].split("?", 1)[0]
+                run_sync(
+                    _admin(
+                        server_url,
+                        f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}',
+                    )
+                )
+            print(f"... PostgreSQL: {redacted(url)}", file=sys.stderr, flush=True)
+            yield url
+        finally:
+            drop_database(server_url, url)
+
+
+def new_signing_key() -> str:
+    """An Ed25519 key in PEM for MANIFEST_SIGNING_KEY (serve and worker refuse to start
+    without one)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+@contextlib.asynccontextmanager
+async def export_store(redis_url: str, prefix: str, database_url: str) -> AsyncIterator[Any]:
+    """An ExportStore over the run's Redis prefix and database, as the service opens it."""
+    from sparc_video.core.keys import Keys
+    from sparc_video.database.pool import open_database
+    from sparc_video.exports.records import ExportStore
+
+    client = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        async with open_database(database_url, min_size=1, max_size=8) as database:
+            yield ExportStore(client, Keys(prefix), database, event_retention_s=3600)
+    finally:
+        await client.aclose()
+
+
 def s3_client(endpoint: str) -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client(
         "s3",
@@ -338,7 +435,8 @@ def s3_client(endpoint: str) -> Any:
 def clean_redis(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     try:
-        ids = [m.decode() for m in client.zrange(f"{prefix}:exports", 0, -1)]
+        members: list[bytes] = client.zrange(f"{prefix}:exports", 0, -1)  # type: ignore[assignment]
+        ids = [m.decode() for m in members]
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for export_id in ids:
             keys += [
@@ -371,7 +469,7 @@ def thumbnail_request(
 
 
 def seconds(ts: Any) -> float:
-    return float(ts.seconds) + ts.nanos / 1e9
+    return float(ts.seconds) + float(ts.nanos) / 1e9
 
 
 async def run_concurrently(
@@ -394,16 +492,21 @@ async def run_concurrently(
 _CHANNELS: dict[int, grpc.aio.Channel] = {}
 
 
-def stub_channel(stub: export_service_pb2_grpc.ExportServiceStub) -> grpc.aio.Channel:
+def async_stub(channel: grpc.aio.Channel) -> export_service_pb2_grpc.ExportServiceAsyncStub:
+    """The export service's stub on a grpc.aio channel (typed as the async stub)."""
+    return export_service_pb2_grpc.ExportServiceStub(channel)
+
+
+def stub_channel(stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> grpc.aio.Channel:
     return _CHANNELS[id(stub)]
 
 
 @contextlib.asynccontextmanager
 async def channel_stub(
     target: str,
-) -> AsyncIterator[export_service_pb2_grpc.ExportServiceStub]:
+) -> AsyncIterator[export_service_pb2_grpc.ExportServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(target)
-    stub = export_service_pb2_grpc.ExportServiceStub(channel)
+    stub = async_stub(channel)
     _CHANNELS[id(stub)] = channel
     try:
         yield stub
@@ -413,7 +516,7 @@ async def channel_stub(
 
 
 async def watch_to_end(
-    stub: export_service_pb2_grpc.ExportServiceStub, name: str
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, name: str
 ) -> list[export_service_pb2.WatchExportResponse]:
     messages = []
     async for message in stub.WatchExport(export_service_pb2.WatchExportRequest(name=name)):
@@ -425,23 +528,29 @@ async def watch_to_end(
 
 
 def publisher_main(
-    redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    export_ids: list[str],
+    rounds: int,
+    interval_s: float,
 ) -> None:
     """Write `rounds` progress events to every export, then SUCCEEDED, as the job does."""
-    asyncio.run(_publish(redis_url, prefix, export_ids, rounds, interval_s))
+    asyncio.run(_publish(redis_url, prefix, database_url, export_ids, rounds, interval_s))
 
 
 async def _publish(
-    redis_url: str, prefix: str, export_ids: list[str], rounds: int, interval_s: float
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    export_ids: list[str],
+    rounds: int,
+    interval_s: float,
 ) -> None:
-    from sparc_video.core.keys import Keys
     from sparc_video.exports.event_log import EventKind
     from sparc_video.exports.models import ExportState, Progress
-    from sparc_video.exports.records import ExportStore
 
-    client = aioredis.Redis.from_url(redis_url)
-    store = ExportStore(client, Keys(prefix), event_retention_s=3600)
-    try:
+    async with export_store(redis_url, prefix, database_url) as store:
         next_at = time.monotonic()
         for n in range(rounds + 1):
 
@@ -464,22 +573,16 @@ async def _publish(
             await asyncio.gather(*(store.update(export_id, change) for export_id in export_ids))
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-    finally:
-        await client.aclose()
 
 
-async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
+async def create_records(redis_url: str, prefix: str, database_url: str, count: int) -> list[str]:
     """Exports that no worker will pick up (no job is queued): streams driven by the publisher."""
     from sparc_video.core.ids import new_id
-    from sparc_video.core.keys import Keys
     from sparc_video.exports.models import ExportRecord, ExportState
     from sparc_video.exports.operations import ThumbnailOp
-    from sparc_video.exports.records import ExportStore
 
-    client = aioredis.Redis.from_url(redis_url)
-    store = ExportStore(client, Keys(prefix), event_retention_s=3600)
     ids = []
-    try:
+    async with export_store(redis_url, prefix, database_url) as store:
         for _ in range(count):
             record = ExportRecord(
                 id=new_id(), source_key="bench/none.mp4", operations=[ThumbnailOp()]
@@ -493,8 +596,6 @@ async def create_records(redis_url: str, prefix: str, count: int) -> list[str]:
 
             await store.update(record.id, running)
             ids.append(record.id)
-    finally:
-        await client.aclose()
     return ids
 
 
@@ -504,7 +605,7 @@ def spawn_publisher(
     ctx = multiprocessing.get_context("spawn")
     proc = ctx.Process(
         target=publisher_main,
-        args=(env.redis_url, env.prefix, export_ids, rounds, interval_s),
+        args=(env.redis_url, env.prefix, env.database_url, export_ids, rounds, interval_s),
         daemon=True,
     )
     proc.start()
@@ -552,14 +653,14 @@ async def bench_pickup(env: Env, samples: int) -> list[Row]:
 
 
 async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -> list[Row]:
-    [export_id] = await create_records(env.redis_url, env.prefix, 1)
+    [export_id] = await create_records(env.redis_url, env.prefix, env.database_url, 1)
     name = f"exports/{export_id}"
     latencies: list[float] = []
     received: list[int] = []
     ready = 0
     all_ready = asyncio.Event()
 
-    async def watcher(stub: export_service_pb2_grpc.ExportServiceStub) -> None:
+    async def watcher(stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> None:
         nonlocal ready
         count = 0
         async for message in stub.WatchExport(export_service_pb2.WatchExportRequest(name=name)):
@@ -578,7 +679,7 @@ async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -
         for _ in range(max(1, watchers // 100))
     ]
     try:
-        stubs = [export_service_pb2_grpc.ExportServiceStub(c) for c in channels]
+        stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
         tasks = [asyncio.create_task(watcher(stubs[i % len(stubs)])) for i in range(watchers)]
         await asyncio.wait_for(all_ready.wait(), 60)
         publisher = spawn_publisher(env, [export_id], events, 1 / rate_hz)
@@ -647,7 +748,7 @@ async def bench_rpc(env: Env, creates: int, gets: int, concurrency: int) -> list
             )
         )
         # The ceiling: grpc.aio's own cost per call, with a handler that does next to nothing.
-        health = health_pb2_grpc.HealthStub(stub_channel(stub))
+        health: Any = health_pb2_grpc.HealthStub(stub_channel(stub))
         check = health_pb2.HealthCheckRequest(service="")
 
         async def ping(i: int) -> None:
@@ -674,17 +775,121 @@ async def bench_rpc(env: Env, creates: int, gets: int, concurrency: int) -> list
 async def forget_exports(env: Env, export_ids: list[str]) -> None:
     from sparc_video.core.keys import Keys
     from sparc_video.exports.queue import ExportQueue
-    from sparc_video.exports.records import ExportStore
 
-    client = await create_pool(RedisSettings.from_dsn(env.redis_url))
-    try:
-        store = ExportStore(client, Keys(env.prefix), event_retention_s=3600)
-        queue = ExportQueue(client, Keys(env.prefix))
+    async with export_store(env.redis_url, env.prefix, env.database_url) as store:
+        queue = ExportQueue(store.redis, Keys(env.prefix))
         for export_id in export_ids:
             await queue.remove(export_id)
-            await store.delete(await store.get(export_id))
+            await store.delete(await store.get(export_id), "bench")
+
+
+def redis_bytes(url: str, prefix: str) -> tuple[int, int]:
+    """What the keys under `prefix` take in Redis (MEMORY USAGE, summed: unlike used_memory,
+    not moved by other users of the same Redis): all of them, and those with no expiry."""
+    client = redis.Redis.from_url(url)
+    try:
+        total = persistent = 0
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            size = int(client.memory_usage(key, samples=0) or 0)  # type: ignore[arg-type]
+            total += size
+            if client.ttl(key) == -1:
+                persistent += size
+        return total, persistent
     finally:
-        await client.aclose()
+        client.close()
+
+
+async def postgres_bytes(database_url: str) -> int:
+    """The run database's tables with their indexes and TOAST (alembic's own excluded)."""
+    import asyncpg
+
+    from sparc_video.database.urls import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute("VACUUM ANALYZE")  # so the free space map and stats are current
+        return int(
+            await connection.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm') "
+                "AND c.relname <> 'alembic_version'"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def bench_memory(env: Env, exports: int, retention_s: int) -> list[Row]:
+    """Memory per 100,000 finished exports: Redis (the live copies kept for their retention,
+    and what has no expiry, i.e. would stay) and PostgreSQL (the rows: records, state changes,
+    audit entries).
+
+    The exports are written through ExportStore as the service writes them (created, RUNNING,
+    SUCCEEDED) without a worker; the store keeps finished records `retention_s` seconds, as
+    the service does with EVENT_RETENTION (a day by default, as here: none expires before it
+    is counted)."""
+    from sparc_video.core.ids import new_id
+    from sparc_video.exports.models import ExportRecord, ExportState
+    from sparc_video.exports.operations import ThumbnailOp
+
+    redis_before = await asyncio.to_thread(redis_bytes, env.redis_url, env.prefix)
+    pg_before = await postgres_bytes(env.database_url)
+    scale = 100_000 / exports
+    async with export_store(env.redis_url, env.prefix, env.database_url) as store:
+        store._event_retention_s = retention_s
+
+        def running(r: Any) -> str:
+            r.state = ExportState.RUNNING
+            r.attempt = 1
+            return "state"
+
+        def succeeded(r: Any) -> str:
+            r.state = ExportState.SUCCEEDED
+            r.progress.percent = 100.0
+            return "state"
+
+        async def one(i: int) -> None:
+            record = ExportRecord(
+                id=new_id(), source_key=env.source_key, operations=[ThumbnailOp()]
+            )
+            await store.create(record)
+            await store.update(record.id, running)
+            await store.update(record.id, succeeded)
+
+        start = time.perf_counter()
+        await run_concurrently(exports, 8, one)
+        written_s = time.perf_counter() - start
+    redis_after = await asyncio.to_thread(redis_bytes, env.redis_url, env.prefix)
+    pg_after = await postgres_bytes(env.database_url)
+    mib = 1024 * 1024
+    retained = redis_after[0] - redis_before[0]
+    persistent = redis_after[1] - redis_before[1]
+    return [
+        Row(
+            "Redis, per 100,000 finished exports: keys with no expiry",
+            [],
+            f"{persistent * scale / mib:,.2f} MiB ({persistent:,} B for {exports:,} exports; "
+            f"every other key expires after EVENT_RETENTION)",
+            "no growth",
+            persistent <= 0,
+        ),
+        Row(
+            "Redis, per 100,000 finished exports: within their retention",
+            [],
+            f"{retained * scale / mib:,.1f} MiB ({retained / exports:,.0f} B/export; "
+            f"record and event stream, expiring {retention_s:,} s after the end)",
+            "(bounded by EVENT_RETENTION)",
+        ),
+        Row(
+            "PostgreSQL, per 100,000 exports (tables, indexes, TOAST)",
+            [],
+            f"{(pg_after - pg_before) * scale / mib:,.1f} MiB "
+            f"({(pg_after - pg_before) / exports:,.0f} B/export; "
+            f"{exports / written_s:,.0f} exports/s written)",
+            "(system of record)",
+        ),
+    ]
 
 
 async def bench_watchers(
@@ -692,7 +897,7 @@ async def bench_watchers(
 ) -> list[Row]:
     assert env.server is not None
     pid = env.server.pid
-    ids = await create_records(env.redis_url, env.prefix, exports)
+    ids = await create_records(env.redis_url, env.prefix, env.database_url, exports)
     hub_name = f"{env.prefix}:event-hub"
     admin = aioredis.Redis.from_url(env.redis_url)
 
@@ -705,7 +910,7 @@ async def bench_watchers(
     milestones = {exports: asyncio.Event(), total: asyncio.Event()}
     release: dict[int, asyncio.Event] = {}
 
-    async def watcher(n: int, stub: export_service_pb2_grpc.ExportServiceStub) -> None:
+    async def watcher(n: int, stub: export_service_pb2_grpc.ExportServiceAsyncStub) -> None:
         nonlocal ready
         ids_seen: list[str] = []
         request = export_service_pb2.WatchExportRequest(name=f"exports/{ids[n % exports]}")
@@ -725,7 +930,7 @@ async def bench_watchers(
         grpc.aio.insecure_channel(env.target, options=SEPARATE_CONNECTION)
         for _ in range(max(1, total // 100))
     ]
-    stubs = [export_service_pb2_grpc.ExportServiceStub(c) for c in channels]
+    stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
     peak_rss = rss_before
     sampling = True
 
@@ -811,7 +1016,7 @@ def _event_key(event_id: str) -> tuple[int, int]:
 
 
 async def create_many(
-    stub: export_service_pb2_grpc.ExportServiceStub,
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub,
     source_key: str,
     count: int,
     priority: int = 0,
@@ -828,7 +1033,7 @@ async def create_many(
 
 
 async def fetch_all(
-    stub: export_service_pb2_grpc.ExportServiceStub, names: list[str]
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, names: list[str]
 ) -> list[export_pb2.Export]:
     found: list[export_pb2.Export] = []
 
@@ -839,7 +1044,9 @@ async def fetch_all(
     return found
 
 
-async def wait_all_done(stub: export_service_pb2_grpc.ExportServiceStub, timeout_s: float) -> None:
+async def wait_all_done(
+    stub: export_service_pb2_grpc.ExportServiceAsyncStub, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         stats = await stub.GetQueueStats(export_service_pb2.GetQueueStatsRequest())
@@ -951,6 +1158,8 @@ def transfer_main(which: str, direction: str, args: dict[str, Any], out: Any) ->
         else:
             client.download_file(args["bucket"], key, str(path))
     else:
+        from pydantic import SecretStr
+
         from sparc_video.core.settings import Settings
         from sparc_video.storage.s3 import S3Storage
 
@@ -958,8 +1167,8 @@ def transfer_main(which: str, direction: str, args: dict[str, Any], out: Any) ->
             s3_bucket=args["bucket"],
             s3_endpoint_url=args["endpoint"],
             aws_region=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=SecretStr(ACCESS_KEY),
+            aws_secret_access_key=SecretStr(SECRET_KEY),
         )
 
         async def go() -> float:
@@ -1070,7 +1279,16 @@ def make_clip(path: Path, width: int = 160, height: int = 90, frames: int = 10) 
 
 # --- main ----------------------------------------------------------------------------------
 
-SCENARIOS = ("pickup", "progress", "rpc", "watchers", "queue", "priority", "storage")
+SCENARIOS = (
+    "pickup",
+    "progress",
+    "rpc",
+    "memory",
+    "watchers",
+    "queue",
+    "priority",
+    "storage",
+)
 
 
 async def run_scenarios(env: Env, args: argparse.Namespace, only: set[str]) -> list[Row]:
@@ -1083,6 +1301,7 @@ async def run_scenarios(env: Env, args: argparse.Namespace, only: set[str]) -> l
             "rpc",
             lambda: bench_rpc(env, 2000 if quick else 10000, 5000 if quick else 20000, 16),
         ),
+        ("memory", lambda: bench_memory(env, 2000 if quick else 10000, 86400)),
         ("watchers", lambda: bench_watchers(env, 200, 10, 5 if quick else 10, 0.5)),
         ("queue", lambda: bench_queue_overhead(env, 200 if quick else 1000, 4)),
         ("priority", lambda: bench_priority(env, 12 if quick else 30, 2)),
@@ -1117,7 +1336,11 @@ def main() -> int:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     rows: list[Row] = []
     try:
-        with local_redis(workdir) as redis_url, moto_server(procs) as endpoint:
+        with (
+            local_redis(workdir) as redis_url,
+            run_database(workdir) as database_url,
+            moto_server(procs) as endpoint,
+        ):
             bucket = f"bench-{uuid.uuid4().hex[:12]}"
             client = s3_client(endpoint)
             client.create_bucket(Bucket=bucket)
@@ -1130,6 +1353,8 @@ def main() -> int:
                 grpc_port=free_port(),
                 workdir=workdir,
                 procs=procs,
+                database_url=database_url,
+                signing_key=new_signing_key(),
             )
             clip = workdir / "clip.mp4"
             make_clip(clip)
