@@ -93,7 +93,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         response = svc.ProbeCameraResponse(
             reachable=outcome.read.ok,
             probe_time=timestamp(outcome.start_time),
-            camera=camera_to_proto(outcome.camera),
+            camera=camera_to_proto(outcome.camera, await self._recording.view(outcome.camera.id)),
         )
         if outcome.read.ok and outcome.read.info is not None:
             response.stream_info.CopyFrom(stream_info_to_proto(outcome.read.info))
