@@ -391,18 +391,9 @@ def run_database(workdir: Path) -> Iterator[str]:
 def new_signing_key() -> str:
     """An Ed25519 key in PEM for MANIFEST_SIGNING_KEY (serve and worker refuse to start
     without one)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sparc_video.evidence.signing import new_private_key_pem
 
-    return (
-        Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    return new_private_key_pem().decode()
 
 
 @contextlib.asynccontextmanager

@@ -463,15 +463,7 @@ def test_a_signed_manifest_cannot_lead_the_verifier_outside_its_folder(tmp_path:
 
 
 def test_the_signing_key_is_kept_out_of_logs() -> None:
-    pem = (
-        Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    pem = signing.new_private_key_pem().decode()
     body = pem.splitlines()[1]
     redact = Redactor(settings_secrets(Settings(manifest_signing_key=pem)))
     assert body not in redact(f"loaded key {pem!r}")

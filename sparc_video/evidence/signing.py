@@ -149,7 +149,7 @@ class ManifestSigner:
             key_files.configured_or_kept(
                 reveal(settings.manifest_signing_key),
                 settings.local_storage_dir / KEY_FILE,
-                make=_new_private_key_pem,
+                make=new_private_key_pem,
                 parse=parse_private_key,
                 variable="MANIFEST_SIGNING_KEY",
                 what="manifest signing",
@@ -183,7 +183,8 @@ def require_configured_key(settings: Settings, command: str) -> None:
         )
 
 
-def _new_private_key_pem() -> bytes:
+def new_private_key_pem() -> bytes:
+    """A fresh Ed25519 private key in PEM (PKCS8), as MANIFEST_SIGNING_KEY takes it."""
     return Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
