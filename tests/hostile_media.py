@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -261,7 +262,8 @@ FILE_CASES = [
 
 
 class ConnectionCanary:
-    """A TCP listener on a loopback address that counts every connection attempt."""
+    """A TCP listener on a loopback address that counts every connection attempt and every
+    byte it is sent."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket()
@@ -270,6 +272,7 @@ class ConnectionCanary:
         self.sock.settimeout(0.1)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.connections = 0
+        self.bytes_received = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -285,7 +288,14 @@ class ConnectionCanary:
             except TimeoutError:
                 continue
             self.connections += 1
-            conn.close()
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5.0)
+            with contextlib.suppress(OSError):
+                while chunk := conn.recv(65536):
+                    self.bytes_received += len(chunk)
 
     def close(self) -> None:
         self._stop.set()

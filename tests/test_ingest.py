@@ -36,6 +36,7 @@ from sparc_video.recording.ingest.writer import (
 from sparc_video.recording.reasons import GapReason
 from sparc_video.security.address_policy import AddressPolicy
 from sparc_video.simulator import Auth, CameraClock, FrameStamp, TestCamera, read_stamp
+from tests.hostile_media import ConnectionCanary
 
 # Short segments keep the suite fast; the stall bound is what a loaded CI machine tolerates.
 POLICY = SegmentPolicy(target_s=1.0, stall_timeout_s=3.0, open_timeout_s=10.0, rtcp_wait_s=2.0)
@@ -328,6 +329,45 @@ async def test_ingest_failure_from_asyncio(tmp_path: Path) -> None:
             60,
         )
     assert failure.value.reason == GapReason.CAMERA_UNREACHABLE
+
+
+def test_a_redirect_is_refused_before_any_request_reaches_its_target(tmp_path: Path) -> None:
+    """FFmpeg follows an RTSP redirect on its own, to an address the policy never checked (here
+    one it would even allow, but unpinned): the open fails first. The target may see a TCP
+    connection begin, never a request."""
+    canary = ConnectionCanary("127.0.0.2")
+    try:
+        with TestCamera() as cam:
+            cam.redirect(f"rtsp://{canary.host}:{canary.port}/elsewhere")
+            run = start(cam.url, tmp_path)
+            assert run.done.wait(30)
+            assert isinstance(run.failure, IngestFailure)
+            assert run.failure.reason == GapReason.CAMERA_UNREACHABLE
+            assert "redirect" in run.failure.message
+            assert [r.split()[0] for r in cam.requests] == ["OPTIONS", "DESCRIBE"]
+            # The same camera, serving again, is recorded: nothing of the refusal lingers.
+            cam.redirect(None)
+            again = start(cam.url, tmp_path)
+            again.wait_for(lambda: len(again.segments) >= 1)
+            again.finish()
+        time.sleep(0.5)  # a request, had one been sent, would have arrived by now
+        assert canary.bytes_received == 0
+    finally:
+        canary.close()
+    assert again.failure is None
+
+
+def test_a_stream_without_keyframes_ends_with_no_keyframe(tmp_path: Path) -> None:
+    policy = SegmentPolicy(target_s=1.0, stall_timeout_s=3.0, keyframe_timeout_s=2.0)
+    with TestCamera() as cam:
+        cam.withhold_keyframes()
+        run = start(cam.url, tmp_path, policy)
+        assert run.done.wait(60)
+        assert cam.total_plays >= 1  # it played: packets came, never a keyframe
+    assert isinstance(run.failure, IngestFailure)
+    assert run.failure.reason == GapReason.NO_KEYFRAME
+    assert "keyframe" in run.failure.message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_address_policy_is_applied(tmp_path: Path) -> None:

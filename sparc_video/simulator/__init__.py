@@ -16,6 +16,8 @@ purpose (an offset, a rate error). RTP goes interleaved in the RTSP TCP connecti
         cam.restart(fps=10, audio="aac")  # reboot: connections closed, indices from 0
         cam.set_auth(Auth("u", "p", schemes=("digest",)))  # or TestCamera(auth=...)
         cam.refuse(401); cam.refuse(None)
+        cam.redirect("rtsp://elsewhere/cam"); cam.redirect(None)  # DESCRIBE answers 302
+        cam.withhold_keyframes()     # send only the frames between keyframes
         cam.connections, cam.total_connections, cam.playing, cam.total_plays, cam.requests
 
 Constructor: `TestCamera(*, fps=25, size=(320, 180), codec="h264" | "h265",

@@ -66,6 +66,8 @@ class TestCamera:
         self.total_plays = 0
         self.frames_captured = 0
         self._refusal: int | None = None
+        self._redirect: str | None = None
+        self._withhold_keys = False
         self._stalled = False
         self._force_key = False
         self._lock = threading.Condition()
@@ -181,6 +183,15 @@ class TestCamera:
         """Answer every request with `status` (None: serve again)."""
         self._refusal = status
 
+    def redirect(self, url: str | None) -> None:
+        """Answer DESCRIBE with "302 Moved Temporarily" to `url` (None: serve again)."""
+        self._redirect = url
+
+    def withhold_keyframes(self, withhold: bool = True) -> None:
+        """Send only the frames between keyframes, as a camera whose encoder lost its GOP
+        does: a viewer gets packets but never a picture it can start from."""
+        self._withhold_keys = withhold
+
     # -- the source --------------------------------------------------------------------------
 
     def _start_source(self) -> None:
@@ -288,6 +299,9 @@ class TestCamera:
         refusal, auth, nonce = self._refusal, self.auth, connection.nonce
         if refusal is not None:
             reply.status = refusal
+        elif request.method == "DESCRIBE" and self._redirect is not None:
+            reply.status = 302
+            reply.headers.append(("Location", self._redirect))
         elif request.method != "OPTIONS" and not (auth is None or auth.accepts(request, nonce)):
             reply.status = 401
         if reply.status == 401 and auth is not None:
@@ -360,7 +374,9 @@ class TestCamera:
         started = False
         with contextlib.suppress(OSError):
             while (burst := connection.queue.get()) is not None and not connection.closed:
-                started = started or burst.keyframe
+                if burst.keyframe and self._withhold_keys:
+                    continue
+                started = started or burst.keyframe or self._withhold_keys
                 if not started or not connection.playing:
                     continue
                 out: list[bytes] = []

@@ -44,6 +44,7 @@ class Reply:
     def bytes(self) -> bytes:
         reasons = {
             200: "OK",
+            302: "Moved Temporarily",
             401: "Unauthorized",
             403: "Forbidden",
             404: "Not Found",

@@ -7,9 +7,7 @@ callback ends any blocking FFmpeg call, however the camera misbehaves), and the 
 last video packet is checked here as well, for a camera that keeps sending everything but
 pictures. `stop` is looked at between packets, which a live camera sends many times a second;
 a camera that has gone silent keeps a stop waiting until the read timeout (`stall_timeout_s`).
-
-Not covered here (unlike the media child, which exits on FFmpeg's "Redirecting to" log line): an
-RTSP redirect is followed by FFmpeg to a host the address policy never saw.
+An RTSP redirect is refused while opening (`redirects.py`), as the media child refuses it.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from sparc_video.recording.ingest.models import (
     SegmentFile,
     SegmentPolicy,
 )
+from sparc_video.recording.ingest.redirects import redirects_refused
 from sparc_video.recording.ingest.segmenter import Segmenter
 from sparc_video.recording.ingest.writer import audio_refusal
 from sparc_video.recording.reasons import GapReason
@@ -96,16 +95,24 @@ def _open(source: IngestSource, policy: SegmentPolicy) -> InputContainer:
         ) from None
     options = {**pinned, **live_stream_options(urlsplit(url).scheme, policy.open_timeout_s)}
     started = time.monotonic()
-    try:
-        return av.open(
-            url,
-            "r",
-            options=options,
-            timeout=(policy.open_timeout_s, policy.stall_timeout_s),
-        )
-    except (av.error.FFmpegError, OSError) as exc:
-        timed_out = time.monotonic() - started >= policy.open_timeout_s * 0.95
-        raise _open_failure(source, exc, timed_out) from None
+    with redirects_refused() as redirected:
+        try:
+            return av.open(
+                url,
+                "r",
+                options=options,
+                timeout=(policy.open_timeout_s, policy.stall_timeout_s),
+            )
+        except (av.error.FFmpegError, OSError) as exc:
+            if redirected():
+                raise IngestFailure(
+                    GapReason.CAMERA_UNREACHABLE,
+                    f"{source.display_url} answered with a redirect, which is not followed (its "
+                    "target is not checked against the address policy); register the camera "
+                    "with the final URL",
+                ) from None
+            timed_out = time.monotonic() - started >= policy.open_timeout_s * 0.95
+            raise _open_failure(source, exc, timed_out) from None
 
 
 def _open_failure(source: IngestSource, exc: BaseException, timed_out: bool) -> IngestFailure:
