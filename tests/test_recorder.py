@@ -4,16 +4,15 @@ OFF picked up without a restart, a full buffer, and the camera-range export of w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import av
-import pytest
 import redis.asyncio as aioredis
 
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
-from sparc_video.database.pool import Database, open_database
+from sparc_video.database.pool import Database
 from sparc_video.recording.policy import RecordingPolicy, get_policy, set_policy
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, read_status
@@ -27,12 +26,6 @@ from tests.recorder_helpers import (
     running_recorder,
     wait_for,
 )
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(database_url) as opened:
-        yield opened
 
 
 async def test_a_recorded_camera_gets_segments_that_decode_and_gaps_with_reasons(

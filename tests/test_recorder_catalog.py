@@ -4,14 +4,13 @@ fenced segment registration with the gaps it closes, and timelines."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from sparc_video.audit import Action, AuditLog
 from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingRecord
 from sparc_video.core.errors import InvalidArgument
-from sparc_video.database.pool import Database, open_database
+from sparc_video.database.pool import Database
 from sparc_video.exports.holds import RecordingHolds
 from sparc_video.exports.models import CameraRange
 from sparc_video.exports.sources import ExportSources
@@ -35,12 +34,6 @@ from sparc_video.recording.timeline import RecordedSpan, TimelineGap, timeline
 
 S = 10**9
 T0 = 1_700_000_000 * S
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(database_url) as opened:
-        yield opened
 
 
 async def add_camera(database: Database, camera_id: str) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
-from sparc_video.database.pool import Database, open_database
+from sparc_video.database.pool import Database
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.timeline import timeline
 from sparc_video.simulator import TestCamera
@@ -39,12 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # 2-core machine may stall either process for a few seconds more.
 PROMISED_S = 10.0
 SLACK_S = 10.0
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(database_url) as opened:
-        yield opened
 
 
 def start_recorder(

@@ -4,7 +4,7 @@ unfinished export holds stays, and uploaded recordings are never swept."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +14,7 @@ from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingReco
 from sparc_video.core.errors import ObjectNotFound
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
-from sparc_video.database.pool import Database, open_database
+from sparc_video.database.pool import Database
 from sparc_video.exports.holds import RecordingHolds
 from sparc_video.media.probe import StreamInfo
 from sparc_video.observability.metrics import StorageUsage
@@ -24,12 +24,6 @@ from sparc_video.recording.retention import DAY_NS, sweep
 from sparc_video.storage import LocalStorage
 
 T0 = 1_700_000_000 * 10**9
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(database_url) as opened:
-        yield opened
 
 
 async def test_expired_segments_go_unless_an_unfinished_export_holds_them(

@@ -9,14 +9,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
 from sparc_video.core.settings import Settings
-from sparc_video.database.pool import Database, open_database
+from sparc_video.database.pool import Database
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.timeline import timeline
 from sparc_video.simulator import TestCamera
@@ -26,12 +26,6 @@ from tests.fixtures.s3 import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, s3_cli
 from tests.recorder_helpers import FAST, add_recorded_camera, running_recorder, wait_for
 
 BUCKET = "recordings"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(database_url) as opened:
-        yield opened
 
 
 class Moto:
