@@ -5,6 +5,7 @@ holding the database and Redis the recorders write to."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 
 from sparc_video.core.keys import Keys
 from sparc_video.database.pool import Database
+from sparc_video.recording.fencing import PendingGap
 from sparc_video.recording.policy import (
     RecordingMode,
     RecordingPolicy,
@@ -19,6 +21,7 @@ from sparc_video.recording.policy import (
     get_policy,
     set_policy,
 )
+from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import (
     RecordingState,
     RecordingStatus,
@@ -84,8 +87,18 @@ class RecordingControl:
         return RecordingView(policy, await self._status(camera_id, policy))
 
     async def timeline(self, camera_id: str, start_ns: int, end_ns: int) -> Timeline:
+        """The stored timeline, and while the camera's recorder is failing to record it, the
+        gap still open: from its last recorded second to now, with the failure's reason."""
         await get_policy(self._database, camera_id)  # NOT_FOUND for an unknown camera
-        return await timeline(self._database, camera_id, start_ns, end_ns)
+        status = await read_status(self._redis, self._keys, camera_id)
+        ongoing = None
+        # CONNECTING keeps the last error while it tries again after one.
+        down = (RecordingState.FAILING, RecordingState.CONNECTING)
+        if status is not None and status.state in down and status.last_error_reason:
+            ongoing = PendingGap(GapReason(status.last_error_reason), status.last_error)
+        return await timeline(
+            self._database, camera_id, start_ns, end_ns, ongoing, time.time_ns()
+        )
 
     async def watch(
         self, camera_id: str, after_event_id: str = ""

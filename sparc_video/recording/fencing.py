@@ -68,7 +68,7 @@ async def take_over(database: Database, camera_id: str, recorder_id: str) -> Tak
             camera_id,
             recorder_id,
         )
-        last_end = await _last_end(connection, camera_id)
+        last_end = await newest_end(connection, camera_id)
     released = row["recorder_release_reason"]
     # Held by nobody or released without a reason: a recorder died holding it.
     reason = GapReason(released) if released else GapReason.RECORDER_FAILOVER
@@ -110,7 +110,7 @@ async def register_segment(
             )
         gap_ns = 0
         if gap is not None:
-            last_end = await _last_end(connection, record.camera_id)
+            last_end = await newest_end(connection, record.camera_id)
             if last_end is not None and last_end < record.start_ns:
                 gap_ns = record.start_ns - last_end
                 await connection.execute(
@@ -127,7 +127,8 @@ async def register_segment(
     return gap_ns
 
 
-async def _last_end(connection: Connection, camera_id: str) -> int | None:
+async def newest_end(connection: Connection | Database, camera_id: str) -> int | None:
+    """The end of the camera's newest registered segment (None: it has none)."""
     end = await connection.fetchval(
         "SELECT end_ns FROM recordings WHERE camera_id = $1 ORDER BY start_ns DESC LIMIT 1",
         camera_id,

@@ -1,12 +1,18 @@
 """A camera's timeline over [start, end): recorded spans merged where segments meet, and the
 gaps between them with the reason the recorder stored (`reasons.py`); a hole nobody explained
-(the recorder is down, or footage was deleted) is a gap without a reason."""
+(the recorder is down, or footage was deleted) is a gap without a reason.
+
+A gap is stored only with the segment that ends it. While a camera is still down, its recorder's
+live status names the failure: given as `ongoing`, it explains the time from the camera's last
+recorded second up to now.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from sparc_video.database.pool import Database
+from sparc_video.recording.fencing import PendingGap, newest_end
 from sparc_video.recording.reasons import GapReason
 
 
@@ -59,7 +65,16 @@ async def stored_gaps(
     ]
 
 
-async def timeline(database: Database, camera_id: str, start_ns: int, end_ns: int) -> Timeline:
+async def timeline(
+    database: Database,
+    camera_id: str,
+    start_ns: int,
+    end_ns: int,
+    ongoing: PendingGap | None = None,
+    now_ns: int = 0,
+) -> Timeline:
+    """`ongoing`: why the camera is not recorded now (its recorder's last failure); it explains
+    the time after the camera's newest segment up to `now_ns`."""
     rows = await database.fetch(
         "SELECT start_ns, end_ns FROM recordings WHERE camera_id = $1 AND start_ns < $3 "
         "AND end_ns > $2 AND start_ns >= $2 - "
@@ -77,6 +92,11 @@ async def timeline(database: Database, camera_id: str, start_ns: int, end_ns: in
         else:
             spans.append(RecordedSpan(start, end, 1))
     explained = await stored_gaps(database, camera_id, start_ns, end_ns)
+    if ongoing is not None:
+        since = await newest_end(database, camera_id)
+        start, end = max(since or start_ns, start_ns), min(now_ns, end_ns)
+        if since is not None and start < end:
+            explained.append(TimelineGap(start, end, ongoing.reason, ongoing.detail))
     return Timeline(
         camera_id, start_ns, end_ns, tuple(spans), tuple(_gaps(spans, explained, start_ns, end_ns))
     )
