@@ -11,8 +11,9 @@ from sparc_video.audit import Action, AuditLog
 from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingRecord
 from sparc_video.core.errors import InvalidArgument
 from sparc_video.database.pool import Database
+from sparc_video.evidence import manifest
 from sparc_video.exports.holds import RecordingHolds
-from sparc_video.exports.models import CameraRange
+from sparc_video.exports.models import CameraRange, ExportRecord
 from sparc_video.exports.sources import ExportSources
 from sparc_video.media.probe import StreamInfo
 from sparc_video.recording.fencing import (
@@ -153,4 +154,46 @@ async def test_a_camera_range_coverage_names_the_reasons_of_its_gaps(database: D
     assert [(g.start_ns - T0, g.end_ns - T0, g.reason) for g in resolved.coverage.gaps] == [
         (2 * S, 5 * S, "camera_unreachable"),
         (7 * S, 8 * S, ""),
+    ]
+
+
+async def test_the_evidence_manifest_names_the_reasons_of_a_camera_range_gaps(
+    database: Database,
+) -> None:
+    """The reasons the coverage found go into the signed manifest's gaps, as the worker
+    writes them (`manifest.coverage_gaps`)."""
+    await add_camera(database, "man")
+    held = await take_over(database, "man", "r1")
+    await register_segment(database, segment("man", 0, 2), held.token, None, "system:r")
+    gap = PendingGap(GapReason.AUTHENTICATION_FAILED, "the camera refused the log-in")
+    await register_segment(database, segment("man", 4, 6), held.token, gap, "system:r")
+    sources = ExportSources(
+        CameraStore(database, RecordingHolds(database)), 3600, database=database
+    )
+    wanted = CameraRange("man", T0, T0 + 7 * S)
+    resolved = await sources.camera_range(wanted)
+    record = ExportRecord(
+        id="x", source_key="", operations=[], camera_range=wanted, coverage=resolved.coverage
+    )
+    context = manifest.ManifestContext(
+        sources=[],
+        gaps=manifest.coverage_gaps(record),
+        outputs=[],
+        storage_prefix="exports/x/1/",
+        end_time=record.create_time,
+        worker_id="w",
+        key_id="k",
+    )
+    assert manifest.build(record, context)["gaps"] == [
+        {
+            "camera": "cameras/man",
+            "start_time": manifest.rfc3339((T0 + 2 * S) / S),
+            "end_time": manifest.rfc3339((T0 + 4 * S) / S),
+            "reason": "authentication_failed",
+        },
+        {
+            "camera": "cameras/man",
+            "start_time": manifest.rfc3339((T0 + 6 * S) / S),
+            "end_time": manifest.rfc3339((T0 + 7 * S) / S),
+        },
     ]

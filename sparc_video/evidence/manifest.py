@@ -27,7 +27,15 @@ from sparc_video.exports.models import ExportRecord, Output
 from sparc_video.exports.proto import operation_to_proto
 
 FORMAT = "sparc-video-manifest/1"
-__all__ = ["MANIFEST_NAME", "SIGNATURE_NAME", "Gap", "ManifestContext", "SourceEntry", "build"]
+__all__ = [
+    "MANIFEST_NAME",
+    "SIGNATURE_NAME",
+    "Gap",
+    "ManifestContext",
+    "SourceEntry",
+    "build",
+    "coverage_gaps",
+]
 SERVICE_VERSION = __version__
 
 
@@ -53,6 +61,19 @@ class Gap:
     start_time: float
     end_time: float
     camera: str = ""
+    # Why the recorder has no footage there (the coverage's reasons); "" when none is known.
+    reason: str = ""
+
+
+def coverage_gaps(record: ExportRecord) -> list[Gap]:
+    """The gaps of a camera-range export's coverage, with their reasons."""
+    if record.coverage is None:
+        return []
+    camera = f"cameras/{record.camera_range.camera_id}" if record.camera_range else ""
+    return [
+        Gap(gap.start_ns / 1e9, gap.end_ns / 1e9, camera, gap.reason)
+        for gap in record.coverage.gaps
+    ]
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,8 @@ def _gap(gap: Gap) -> dict[str, Any]:
     }
     if gap.camera:
         data["camera"] = gap.camera
+    if gap.reason:
+        data["reason"] = gap.reason
     return data
 
 

@@ -96,9 +96,7 @@ class RecordingControl:
         down = (RecordingState.FAILING, RecordingState.CONNECTING)
         if status is not None and status.state in down and status.last_error_reason:
             ongoing = PendingGap(GapReason(status.last_error_reason), status.last_error)
-        return await timeline(
-            self._database, camera_id, start_ns, end_ns, ongoing, time.time_ns()
-        )
+        return await timeline(self._database, camera_id, start_ns, end_ns, ongoing, time.time_ns())
 
     async def watch(
         self, camera_id: str, after_event_id: str = ""

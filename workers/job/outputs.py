@@ -60,16 +60,12 @@ async def write_signed_manifest(
     end_time: float,
 ) -> ManifestRef:
     signer = worker.signer
-    camera = f"cameras/{record.camera_range.camera_id}" if record.camera_range else ""
     data = manifest.render(
         manifest.build(
             record,
             manifest.ManifestContext(
                 sources=list(sources),
-                gaps=[
-                    manifest.Gap(gap.start_ns / 1e9, gap.end_ns / 1e9, camera)
-                    for gap in (record.coverage.gaps if record.coverage else ())
-                ],
+                gaps=manifest.coverage_gaps(record),
                 outputs=outputs,
                 storage_prefix=prefix,
                 end_time=end_time,
