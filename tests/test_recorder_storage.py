@@ -198,3 +198,51 @@ async def test_segments_left_in_the_buffer_are_uploaded_by_the_next_start(
     assert [r.create_time for r in found] == sorted(r.create_time for r in found)
     assert {r.recorder_id for r in found if r.start_ns in left} == {"first"}
     assert not list(buffer.glob(f"{left[0]}.*"))
+
+
+@pytest.mark.timeout(300)
+async def test_segments_left_behind_a_takeover_are_never_uploaded(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    """A recorder stops with segments buffered; another records the camera meanwhile (its
+    failover gap covers their time). When the first takes the camera again, those segments are
+    stale: neither uploaded nor registered, only removed; the timeline keeps the gap."""
+    settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
+    other = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "other"))
+    buffer = settings.recorder_buffer_dir / "cam"
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+
+        async def registered_by(recorder_id: str, n: int) -> bool:
+            found = await store.all_recordings("cam")
+            return sum(1 for r in found if r.recorder_id == recorder_id) >= n
+
+        async with open_storage(settings) as storage:
+            async with running_recorder(settings, database, storage, "first"):
+                await wait_for(lambda: registered_by("first", 1), 60, "a segment")
+                moto.stop()
+
+                async def buffered() -> bool:
+                    return len(list(buffer.glob("*.mp4"))) >= 2
+
+                await wait_for(buffered, 60, "segments waiting in the buffer")
+            left = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
+            moto.start()
+            async with running_recorder(other, database, storage, "second"):
+                await wait_for(lambda: registered_by("second", 2), 60, "the other's segments")
+            async with running_recorder(settings, database, storage, "first-again"):
+                await wait_for(lambda: registered_by("first-again", 1), 60, "recorded again")
+
+                async def cleared() -> bool:
+                    return not list(buffer.glob("*.mp4"))
+
+                await wait_for(cleared, 30, "the stale segments removed")
+    found = await store.all_recordings("cam")
+    assert not {r.start_ns for r in found} & set(left)
+    listed = s3_client(moto.endpoint).list_objects_v2(Bucket=BUCKET, Prefix="cameras/cam/")
+    keys = {item["Key"] for item in listed.get("Contents", [])}
+    assert not {k for k in keys if int(k.rsplit("/", 1)[1].split(".")[0]) in left}
+    line = await timeline(database, "cam", found[0].start_ns, found[-1].end_ns)
+    failover = [g for g in line.gaps if g.reason is GapReason.RECORDER_FAILOVER]
+    # The gap before the other recorder's footage covers the stale segments' time.
+    assert any(g.start_ns <= left[0] and g.end_ns > left[-1] for g in failover), line.gaps

@@ -45,6 +45,8 @@ class BufferedSegment:
     frames: int
     recorder_id: str
     gap: PendingGap | None = None
+    # The camera's fence while it was recorded (`fencing.py`); 0: unknown (an older buffer).
+    token: int = 0
 
     def to_json(self) -> str:
         data = asdict(self)

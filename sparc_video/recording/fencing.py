@@ -127,6 +127,14 @@ async def register_segment(
     return gap_ns
 
 
+async def superseded(database: Database, camera_id: str, start_ns: int) -> bool:
+    """Whether footage registered for the camera ends after `start_ns`: a segment recorded
+    under an earlier hold (left in a buffer) that starts there lies in the time a later holder
+    recorded or explained with its failover gap, and is never registered."""
+    end = await newest_end(database, camera_id)
+    return end is not None and end > start_ns
+
+
 async def newest_end(connection: Connection | Database, camera_id: str) -> int | None:
     """The end of the camera's newest registered segment (None: it has none)."""
     end = await connection.fetchval(

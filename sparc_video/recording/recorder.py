@@ -155,7 +155,7 @@ class Recorder:
         self._start(camera_id, policy, gap)
 
     def _start(self, camera_id: str, policy: RecordingPolicy, gap: PendingGap | None) -> None:
-        supervisor = CameraSupervisor(camera_id, policy, self._parts, gap)
+        supervisor = CameraSupervisor(camera_id, policy, self._parts, gap, self._tokens[camera_id])
         self.supervisors[camera_id] = supervisor
         supervisor.start()
 

@@ -65,8 +65,10 @@ class CameraSupervisor:
         policy: RecordingPolicy,
         parts: RecorderParts,
         first_gap: PendingGap | None,
+        token: int,
     ) -> None:
         self.camera_id = camera_id
+        self.token = token
         self.policy = policy
         self._parts = parts
         self._pending = first_gap
@@ -149,6 +151,7 @@ class CameraSupervisor:
             frames=segment.frames,
             recorder_id=self._parts.recorder_id,
             gap=self._pending,
+            token=self.token,
         )
         placed = await asyncio.to_thread(self._parts.buffer.accept, buffered, segment.path)
         if placed is None:

@@ -5,7 +5,9 @@ crash overwrites the same object), register with the recorder's fence (`fencing.
 remove the local files. Storage or PostgreSQL failing is retried with capped backoff for as
 long as it takes: the buffer holds the segments meanwhile. A segment is registered only while
 the recorder holds its camera; a fenced one (the camera was taken over) is discarded, since the
-new holder's failover gap already covers its time.
+new holder's failover gap already covers its time. So is one recorded under an earlier hold of
+the camera (left in the buffer by a restart, or kept when the lease was lost) once footage
+registered since covers its time (`fencing.superseded`): checked before it is uploaded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sparc_video.database.pool import Database
 from sparc_video.media.probe import StreamInfo
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
-from sparc_video.recording.fencing import Fenced, register_segment
+from sparc_video.recording.fencing import Fenced, register_segment, superseded
 from sparc_video.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,21 @@ class Uploader:
             segment = queue[0]
             delay = RETRY_FIRST_S
             while True:
+                token = self._tokens[camera_id]
                 try:
-                    await self._store(segment, self._tokens[camera_id])
+                    if segment.token != token and await superseded(
+                        self._database, camera_id, segment.start_ns
+                    ):
+                        log.warning(
+                            "segment %s of camera %s, recorded under fence %d, is older than "
+                            "footage registered since; discarding it",
+                            segment.start_ns,
+                            camera_id,
+                            segment.token,
+                        )
+                        metrics.FENCED_SEGMENTS.inc()
+                        break
+                    await self._store(segment, token)
                     break
                 except Fenced:
                     log.warning(
