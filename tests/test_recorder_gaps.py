@@ -49,6 +49,11 @@ def retry_delays(caplog: pytest.LogCaptureFixture, camera_id: str, failure: str)
     return [float(m[1]) for r in caplog.records if (m := pattern.match(r.getMessage()))]
 
 
+async def all_uploaded(settings: Settings, camera_id: str) -> bool:
+    """Nothing of the camera's waits in the recorder's buffer: its timeline is final so far."""
+    return not list((settings.recorder_buffer_dir / camera_id).glob("*.mp4"))
+
+
 @pytest.mark.timeout(180)
 async def test_a_refused_log_in_is_an_authentication_gap_until_update_camera_fixes_it(
     service_settings: Callable[..., Settings],
@@ -108,6 +113,7 @@ async def test_a_refused_log_in_is_an_authentication_gap_until_update_camera_fix
                 status = await stub.GetCamera(svc.GetCameraRequest(name="cameras/gate"))
                 assert "refused the log-in" in status.recording_status.last_error
                 assert "n3w" not in str(status) and "s3cret" not in str(status)
+                await wait_for(lambda: all_uploaded(settings, "gate"), 30, "uploads done")
                 # The timeline's last gap is still open: from the last recorded second to now,
                 # with the failure's reason.
                 recorded_end = await database.fetchval(
@@ -178,6 +184,7 @@ async def test_a_camera_without_keyframes_is_a_no_keyframe_gap(
                     return status.last_error_reason == GapReason.NO_KEYFRAME.value
 
                 await wait_for(no_keyframe, 60, "a run ended without a keyframe")
+                await wait_for(lambda: all_uploaded(settings, "yard"), 30, "uploads done")
                 view = (await control.view("yard")).status
                 assert view.state in (RecordingState.FAILING, RecordingState.CONNECTING)
                 recorded_end = (await store.all_recordings("yard"))[-1].end_ns
