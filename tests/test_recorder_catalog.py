@@ -140,6 +140,30 @@ async def test_registrations_racing_a_takeover_end_before_the_takeover_reads(
     assert new.last_end_ns == expected_end
 
 
+async def test_an_ongoing_failure_explains_the_time_after_the_newest_segment_up_to_now(
+    database: Database,
+) -> None:
+    await add_camera(database, "down")
+    held = await take_over(database, "down", "r1")
+    await register_segment(database, segment("down", 0, 2), held.token, None, "system:r")
+    await register_segment(database, segment("down", 2, 4), held.token, None, "system:r")
+    failing = PendingGap(GapReason.AUTHENTICATION_FAILED, "the camera refused the log-in")
+    now = T0 + 10 * S
+    found = await timeline(database, "down", T0, T0 + 20 * S, failing, now)
+    assert found.gaps == (
+        TimelineGap(T0 + 4 * S, now, GapReason.AUTHENTICATION_FAILED, failing.detail),
+        TimelineGap(now, T0 + 20 * S, None),
+    )
+    # A range after the newest segment: all of it up to now is the open gap.
+    later = await timeline(database, "down", T0 + 6 * S, T0 + 8 * S, failing, now)
+    assert [(g.start_ns, g.end_ns, g.reason) for g in later.gaps] == [
+        (T0 + 6 * S, T0 + 8 * S, GapReason.AUTHENTICATION_FAILED)
+    ]
+    # A range before the newest segment's end is not explained by a failure after it.
+    earlier = await timeline(database, "down", T0 - 2 * S, T0 + 3 * S, failing, now)
+    assert earlier.gaps == (TimelineGap(T0 - 2 * S, T0, None),)
+
+
 async def test_a_camera_range_coverage_names_the_reasons_of_its_gaps(database: Database) -> None:
     await add_camera(database, "cov")
     held = await take_over(database, "cov", "r1")
