@@ -66,7 +66,7 @@ def _install_clock() -> None:
 _install_clock()
 _watch = _RedirectWatch()
 _libav = logging.getLogger("libav")
-_saved: tuple[int, bool] = (logging.NOTSET, True)
+_saved: tuple[int, bool, bool] = (logging.NOTSET, True, True)
 
 
 @contextlib.contextmanager
@@ -80,10 +80,13 @@ def redirects_refused() -> Iterator[Callable[[], bool]]:
         if not _opening:
             # FFmpeg's log lines go nowhere otherwise (PyAV's default): only while a camera
             # opens do they reach Python, and only this handler (they may carry URLs).
-            _saved = (_libav.level, _libav.propagate)
+            _saved = (_libav.level, _libav.propagate, av.logging.get_skip_repeated())
             _libav.setLevel(logging.INFO)
             _libav.propagate = False
             _libav.addHandler(_watch)
+            # PyAV holds back a line equal to the one before: the same camera redirecting
+            # again on its next try would otherwise go unseen.
+            av.logging.set_skip_repeated(False)
             av.logging.set_level(av.logging.INFO)
         _opening.add(ident)
     try:
@@ -94,6 +97,7 @@ def redirects_refused() -> Iterator[Callable[[], bool]]:
             _redirected.discard(ident)
             if not _opening:
                 av.logging.set_level(None)
+                av.logging.set_skip_repeated(_saved[2])
                 _libav.removeHandler(_watch)
                 _libav.setLevel(_saved[0])
                 _libav.propagate = _saved[1]
