@@ -7,8 +7,8 @@ recorder, so it makes the open fail instead: while a thread opens a camera, FFmp
 reach the handler here (PyAV hands them over synchronously, in the thread that logged), and once
 that thread has logged a redirect, PyAV's interrupt callback for it reads an infinite clock, so
 its open timeout has passed. FFmpeg checks the interrupt as soon as its connect() to the target
-is under way: the target may see a TCP connection opened and closed, never an RTSP request (and
-never the camera's credentials).
+is under way (and before each write): the target's name may be looked up and the target may see a
+TCP connection opened and closed, never an RTSP request (nor the camera's credentials).
 
 PyAV's interrupt callback reads `time.monotonic()` through its own module's `time`; that name is
 replaced here by a clock that is `time`'s own for every thread but one caught redirecting.
