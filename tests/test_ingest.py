@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
+from benchmarks.drift import measure, stamped_frames
 from sparc_video.recording.ingest import (
     ClockSource,
     IngestFailure,
@@ -35,7 +36,7 @@ from sparc_video.recording.ingest.writer import (
 )
 from sparc_video.recording.reasons import GapReason
 from sparc_video.security.address_policy import AddressPolicy
-from sparc_video.simulator import Auth, CameraClock, FrameStamp, TestCamera, read_stamp
+from sparc_video.simulator import Auth, CameraClock, TestCamera
 from tests.hostile_media import ConnectionCanary
 
 # Short segments keep the suite fast; the stall bound is what a loaded CI machine tolerates.
@@ -94,22 +95,6 @@ def start(url: str, buffer_dir: Path, policy: SegmentPolicy = POLICY) -> Run:
     return run
 
 
-def stamps(segment: SegmentFile) -> list[tuple[FrameStamp, int, bool]]:
-    """Each decoded frame's stamp, wall-clock ns (segment start + its PTS) and keyframe flag."""
-    found = []
-    with av.open(str(segment.path)) as container:
-        vs = container.streams.video[0]
-        assert vs.time_base is not None
-        for frame in container.decode(vs):
-            assert frame.pts is not None
-            ns = (
-                segment.start_ns
-                + frame.pts * vs.time_base.numerator * 10**9 // vs.time_base.denominator
-            )
-            found.append((read_stamp(frame), ns, frame.key_frame))
-    return found
-
-
 def check_timeline(segments: list[SegmentFile], interval_ns: int) -> None:
     """Contiguous times, keyframe starts, every frame once, and each frame's wall time within
     one frame interval of the camera's capture time."""
@@ -118,7 +103,7 @@ def check_timeline(segments: list[SegmentFile], interval_ns: int) -> None:
         assert segment.sequence == number
         if number:
             assert segment.start_ns == segments[number - 1].end_ns
-        frames = stamps(segment)
+        frames = stamped_frames(segment)
         assert frames and frames[0][2], "a segment starts with a keyframe"
         assert len(frames) == segment.frames
         for stamp, ns, _ in frames:
@@ -189,6 +174,27 @@ def test_fast_camera_across_an_rtp_wrap(tmp_path: Path) -> None:
     assert run.failure is None
     check_timeline(run.segments, 40_000_000)
     assert run.segments[-1].end_ns - run.segments[0].start_ns > 5e9
+
+
+@pytest.mark.parametrize(
+    ("hours", "segment_s"),
+    [
+        pytest.param(1, 60.0, id="1h"),
+        pytest.param(24, 600.0, id="24h", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+    ],
+)
+def test_segment_times_do_not_drift_from_the_camera_clock(
+    tmp_path: Path, hours: int, segment_s: float
+) -> None:
+    """Issue 16's wall-clock truth: over hours of a camera's own clock (simulated at fast
+    pace, across RTP timestamp wraps), every frame of every segment lands within one frame
+    interval of its stamped capture time. `python -m benchmarks.drift` is the same run."""
+    fps = 2
+    drift = measure(hours, fps, segment_s, tmp_path)
+    assert drift.frames == hours * 3600 * fps + 1
+    assert drift.segments >= hours * 3600 // segment_s
+    assert drift.max_deviation_ns <= drift.interval_ns
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resolution_change_starts_a_segment(tmp_path: Path) -> None:

@@ -21,7 +21,15 @@ import pytest
 from av.container import InputContainer
 from av.video.codeccontext import VideoCodecContext
 
-from sparc_video.simulator import Auth, CameraClock, FrameStamp, NoStamp, TestCamera, read_stamp
+from sparc_video.simulator import (
+    Auth,
+    CameraClock,
+    FrameStamp,
+    NoStamp,
+    TestCamera,
+    read_stamp,
+    rtp,
+)
 from sparc_video.simulator.stamp import draw_stamp
 
 FRAME_US = 40_000  # at the default 25 fps
@@ -257,6 +265,45 @@ def test_h265() -> None:
     with TestCamera(codec="h265") as cam, open_stream(cam.url) as container:
         assert container.streams.video[0].codec_context.name == "hevc"
         assert consecutive([s for s, _ in _take(frames(container), 10)])
+
+
+def reassemble(payloads: list[bytes], codec: str) -> tuple[bytes, list[tuple[bool, bool]]]:
+    """A depacketizer's view of one NAL's payloads: the NAL and each fragment's (S, E) bits."""
+    if len(payloads) == 1:
+        return payloads[0], []
+    head = 1 if codec == "h264" else 2
+    first, fu = payloads[0], payloads[0][head]
+    if codec == "h264":
+        nal_head = bytes([(first[0] & 0xE0) | (fu & 0x1F)])
+    else:
+        nal_head = bytes([(first[0] & 0x81) | (fu & 0x3F) << 1, first[1]])
+    bits = [(bool(p[head] & 0x80), bool(p[head] & 0x40)) for p in payloads]
+    return nal_head + b"".join(p[head + 1 :] for p in payloads), bits
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+@pytest.mark.parametrize("extra", [-1, 0, 1, 2, 3, rtp.MTU - 1, rtp.MTU, rtp.MTU + 1, rtp.MTU + 5])
+def test_fragments_never_start_and_end_in_one_packet(codec: str, extra: int) -> None:
+    # A NAL of 1401 or 1402 bytes used to go out as one FU with S and E both set: FFmpeg's HEVC
+    # depacketizer drops such a packet, and the frame with it.
+    header = bytes([0x65]) if codec == "h264" else bytes([19 << 1, 0x01])  # IDR slices
+    nal = header + bytes(range(256)) * 12
+    nal = (nal * 2)[: rtp.MTU + extra]
+    payloads = list(rtp.video_payloads(nal, codec))
+    got, bits = reassemble(payloads, codec)
+    assert got == nal
+    assert all(len(p) <= rtp.MTU + 3 for p in payloads)
+    if len(nal) > rtp.MTU:
+        assert len(bits) >= 2
+        assert bits[0] == (True, False) and bits[-1] == (False, True)
+        assert all(b == (False, False) for b in bits[1:-1])
+
+
+def test_nal_units_leave_no_zero_byte_behind() -> None:
+    sps, pps, idr = b"\x67\x42\x00\x1f", b"\x68\xce", b"\x65\x88\x84"
+    four, three = b"\x00\x00\x00\x01", b"\x00\x00\x01"
+    assert rtp.nal_units(four + sps + four + pps + three + idr) == [sps, pps, idr]
+    assert rtp.nal_units(three + sps + three + idr) == [sps, idr]
 
 
 def test_stop_leaves_no_thread_or_socket() -> None:

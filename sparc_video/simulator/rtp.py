@@ -46,8 +46,12 @@ class Track:
 
 
 def nal_units(access_unit: bytes) -> list[bytes]:
-    """The NAL units of an Annex-B access unit, start codes removed."""
-    return [part.rstrip(b"\x00") or part for part in _START_CODE.split(access_unit) if part]
+    """The NAL units of an Annex-B access unit, start codes removed.
+
+    Splitting on the 3-byte start code leaves the leading zero of a 4-byte one (00 00 00 01)
+    behind, trailing the previous NAL or alone before the first: trailing zeros are stripped
+    and a part that is nothing but zeros is no NAL at all."""
+    return [nal for part in _START_CODE.split(access_unit) if (nal := part.rstrip(b"\x00"))]
 
 
 def h264_kind(nal: bytes) -> int:
@@ -84,7 +88,11 @@ def _b64(data: bytes) -> str:
 
 
 def video_payloads(nal: bytes, codec: str) -> Iterator[bytes]:
-    """RTP payloads for one NAL unit: itself, or fragments when larger than the MTU."""
+    """RTP payloads for one NAL unit: itself, or fragments when larger than the MTU.
+
+    A fragmented NAL always makes at least two fragments: a single FU with both its start and
+    end bits set is illegal (RFC 6184 §5.8, RFC 7798 §4.4.3) and FFmpeg's depacketizers drop
+    it, so a NAL just over the MTU is cut in halves rather than into one full chunk."""
     if len(nal) <= MTU:
         yield nal
         return
@@ -94,7 +102,9 @@ def video_payloads(nal: bytes, codec: str) -> Iterator[bytes]:
     else:
         head, rest = bytes([(nal[0] & 0x81) | 49 << 1, nal[1]]), nal[2:]
         kind = h265_kind(nal)
-    chunks = [rest[i : i + MTU] for i in range(0, len(rest), MTU)]
+    count = max(2, -(-len(rest) // MTU))
+    size = -(-len(rest) // count)  # even fragments, none over the MTU
+    chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
     for index, chunk in enumerate(chunks):
         start = 0x80 if index == 0 else 0
         end = 0x40 if index == len(chunks) - 1 else 0
