@@ -35,7 +35,6 @@ class BufferedSegment:
     end_ns: int
     clock_source: str
     size_bytes: int
-    sha256: str
     video_codec: str
     width: int
     height: int
@@ -55,6 +54,8 @@ class BufferedSegment:
     def from_json(cls, folder: Path, raw: str) -> BufferedSegment:
         data: dict[str, Any] = json.loads(raw)
         data["path"] = folder / data["path"]
+        # Written by a version that hashed segments before buffering; the upload hashes now.
+        data.pop("sha256", None)
         gap = data.get("gap")
         data["gap"] = PendingGap(GapReason(gap["reason"]), gap["detail"]) if gap else None
         return cls(**data)
