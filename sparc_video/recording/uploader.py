@@ -140,8 +140,9 @@ class Uploader:
     async def _store(self, segment: BufferedSegment, token: int) -> None:
         key = object_key(segment.camera_id, segment.start_ns)
         # The storage hashes the bytes as it stores them: the recording's SHA-256 is that of
-        # the object, from one read of the segment.
-        stored = await self._storage.upload_file(segment.path, key, "video/mp4")
+        # the object, from one read of the segment. The buffer only deletes the file after
+        # this, so local storage links it instead of writing it again.
+        stored = await self._storage.upload_file(segment.path, key, "video/mp4", give_up=True)
         if self._on_stored is not None:
             try:
                 await self._on_stored(key, segment.size_bytes)
