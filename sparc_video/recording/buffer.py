@@ -4,9 +4,10 @@ have them, so a storage outage loses nothing and a restart uploads what was left
 Layout: RECORDER_BUFFER_DIR/<camera>/<start_ns>.mp4 with <start_ns>.json beside it (what the
 catalogue needs: times, clock source, codecs, and the gap the segment closes; the SHA-256 comes
 from the upload, which reads the file once). The JSON is written first and the video renamed
-into place last, so a video with its description is complete; anything else found at start (the ingest's unfinished files in `.incoming`, halves of
-a pair) is removed. Only RECORDER_BUFFER_MAX bounds it: past it a new segment is dropped and the
-camera's next segment records a storage_unavailable gap.
+into place last, so a video with its description is complete; anything else found at start
+(the ingest's unfinished files in `.incoming`, halves of a pair) is removed. Only
+RECORDER_BUFFER_MAX bounds it: past it a new segment is dropped and the camera's next segment
+records a storage_unavailable gap.
 """
 
 from __future__ import annotations
