@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -376,6 +377,42 @@ def test_a_stream_without_keyframes_ends_with_no_keyframe(tmp_path: Path) -> Non
     assert run.failure.reason == GapReason.NO_KEYFRAME
     assert "keyframe" in run.failure.message
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_ingests_do_not_hold_the_default_executor(tmp_path: Path) -> None:
+    """Each ingest has a thread of its own: with more cameras than the default executor has
+    workers, every camera still plays and the executor still runs other work (buffer moves,
+    local storage) promptly."""
+    loop = asyncio.get_running_loop()
+    workers = 2
+    executor = ThreadPoolExecutor(max_workers=workers)
+    loop.set_default_executor(executor)
+    stop = asyncio.Event()
+
+    async def on_segment(segment: SegmentFile) -> None:
+        pass
+
+    folders = [tmp_path / str(n) for n in range(workers + 2)]
+    for folder in folders:
+        folder.mkdir()
+    with TestCamera() as cam:
+        source = IngestSource(cam.url, cam.url, "cam-1", LOOPBACK)
+        runs = [
+            asyncio.create_task(ingest(source, POLICY, folder, on_segment, lambda _: None, stop))
+            for folder in folders
+        ]
+        try:
+            deadline = time.monotonic() + 30
+            while cam.playing < len(runs):
+                assert time.monotonic() < deadline, f"{cam.playing} of {len(runs)} playing"
+                ended = [run.exception() for run in runs if run.done()]
+                assert not ended, ended
+                await asyncio.sleep(0.05)
+            assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 42), 10) == 42
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*runs), 60)
+            executor.shutdown()
 
 
 def test_address_policy_is_applied(tmp_path: Path) -> None:

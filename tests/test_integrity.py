@@ -89,6 +89,24 @@ async def test_local_upload_refuses_a_file_that_is_not_what_was_hashed(
     assert leftovers == []
 
 
+async def test_local_upload_links_a_file_given_up(local_settings: Settings, tmp_path: Path) -> None:
+    """A file its caller gives up (a recorder's segment) becomes the object without a copy,
+    hashed as it is read; one that is not what was hashed is refused all the same."""
+    storage = LocalStorage.from_settings(local_settings)
+    source = tmp_path / "segment.mp4"
+    source.write_bytes(b"a finished segment")
+    info = await storage.upload_file(source, "out/segment.mp4", "video/mp4", give_up=True)
+    stored = local_settings.local_storage_dir / "out" / "segment.mp4"
+    assert stored.stat().st_ino == source.stat().st_ino
+    assert info.sha256 == sha256(b"a finished segment")
+    assert (await storage.stat("out/segment.mp4")).sha256 == info.sha256
+    with pytest.raises(Unavailable, match="changed while it was stored"):
+        await storage.upload_file(
+            source, "out/other.mp4", "video/mp4", sha256=sha256(b"x"), give_up=True
+        )
+    assert sorted(p.name for p in stored.parent.iterdir()) == [".segment.mp4.sha256", "segment.mp4"]
+
+
 async def test_a_refused_upload_leaves_the_existing_hash(
     local_settings: Settings, tmp_path: Path
 ) -> None:

@@ -161,6 +161,23 @@ def test_a_pre_encoded_loop() -> None:
     assert times == sorted(times) and len(set(times)) == len(times)
 
 
+def test_cameras_share_one_loop_at_their_bitrate() -> None:
+    """Cameras with the same settings send one loop, encoded once in the process, at about the
+    bit rate asked for (rate control caps it over a second; the noise gives it detail to fill)."""
+    bitrate = 1_000_000
+    first, second = (TestCamera(loop_s=2.0, bitrate=bitrate, size=(640, 360)) for _ in "12")
+    with first, second:
+        assert first._source is not None and second._source is not None
+        assert first._source._loop is second._source._loop
+        for cam in (first, second):
+            with open_stream(cam.url) as container:
+                sent = (p for p in container.demux(video=0) if p.size)
+                packets = list(itertools.islice(sent, 100))
+            assert packets[0].is_keyframe
+            bits = 8 * sum(p.size for p in packets) * 25 / len(packets)
+            assert 0.5 * bitrate < bits < 1.3 * bitrate
+
+
 def test_two_viewers_get_one_live_stream() -> None:
     with TestCamera() as cam, open_stream(cam.url) as first:
         first_frames = frames(first)

@@ -49,7 +49,8 @@ def _size(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]:
     cls=SparcCommand,
     exit_codes=TEST_CAMERA_EXITS,
     examples="sparc-video test-camera --port 8554 --size 1920x1080 --audio aac\n"
-    "sparc-video test-camera --username admin --password secret --auth digest",
+    "sparc-video test-camera --username admin --password secret --auth digest\n"
+    "sparc-video test-camera --size 1920x1080 --bitrate 4000000 --loop-s 10",
 )
 @click.option("--host", default=_DEFAULTS["host"], show_default=True, help="address to listen on")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, help="RTSP port (0: any free)")
@@ -97,6 +98,12 @@ def _size(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]:
     help="encode this many seconds once and loop them (for sizes too slow to encode live; "
     "the pictures' stamps repeat each loop)",
 )
+@click.option(
+    "--bitrate",
+    type=int,
+    help="bits per second the encoder aims at, e.g. 4000000 (noise in the picture to spend "
+    "them on); default: what a still picture needs",
+)
 @click.option("--duration-s", type=float, help="stop after this many seconds")
 def test_camera_command(
     host: str,
@@ -115,6 +122,7 @@ def test_camera_command(
     schemes: tuple[str, ...],
     text: bool,
     loop_s: float | None,
+    bitrate: int | None,
     duration_s: float | None,
 ) -> int:
     """Serve a test camera over RTSP (RTP interleaved on TCP) until stopped.
@@ -132,7 +140,7 @@ def test_camera_command(
     try:
         camera = TestCamera(
             fps=fps, size=size, codec=codec, audio=audio, rtcp=rtcp, clock=clock, pace=pace,
-            auth=auth, text=text, loop_s=loop_s, host=host, port=port, path=path,
+            auth=auth, text=text, loop_s=loop_s, bitrate=bitrate, host=host, port=port, path=path,
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

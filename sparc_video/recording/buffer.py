@@ -2,11 +2,12 @@
 have them, so a storage outage loses nothing and a restart uploads what was left.
 
 Layout: RECORDER_BUFFER_DIR/<camera>/<start_ns>.mp4 with <start_ns>.json beside it (what the
-catalogue needs: times, clock source, codecs, hash, and the gap the segment closes). The JSON is
-written first and the video renamed into place last, so a video with its description is
-complete; anything else found at start (the ingest's unfinished files in `.incoming`, halves of
-a pair) is removed. Only RECORDER_BUFFER_MAX bounds it: past it a new segment is dropped and the
-camera's next segment records a storage_unavailable gap.
+catalogue needs: times, clock source, codecs, and the gap the segment closes; the SHA-256 comes
+from the upload, which reads the file once). The JSON is written first and the video renamed
+into place last, so a video with its description is complete; anything else found at start
+(the ingest's unfinished files in `.incoming`, halves of a pair) is removed. Only
+RECORDER_BUFFER_MAX bounds it: past it a new segment is dropped and the camera's next segment
+records a storage_unavailable gap.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ class BufferedSegment:
     end_ns: int
     clock_source: str
     size_bytes: int
-    sha256: str
     video_codec: str
     width: int
     height: int
@@ -57,6 +57,8 @@ class BufferedSegment:
     def from_json(cls, folder: Path, raw: str) -> BufferedSegment:
         data: dict[str, Any] = json.loads(raw)
         data["path"] = folder / data["path"]
+        # Written by a version that hashed segments before buffering; the upload hashes now.
+        data.pop("sha256", None)
         gap = data.get("gap")
         data["gap"] = PendingGap(GapReason(gap["reason"]), gap["detail"]) if gap else None
         return cls(**data)

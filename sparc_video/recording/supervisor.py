@@ -141,7 +141,6 @@ class CameraSupervisor:
             end_ns=segment.end_ns,
             clock_source=segment.clock_source.value,
             size_bytes=segment.size_bytes,
-            sha256=segment.sha256,
             video_codec=segment.video_codec,
             width=segment.width,
             height=segment.height,

@@ -154,7 +154,10 @@ class Uploader:
 
     async def _store(self, segment: BufferedSegment, token: int) -> None:
         key = object_key(segment.camera_id, segment.start_ns)
-        await self._storage.upload_file(segment.path, key, "video/mp4", sha256=segment.sha256)
+        # The storage hashes the bytes as it stores them: the recording's SHA-256 is that of
+        # the object, from one read of the segment. The buffer only deletes the file after
+        # this, so local storage links it instead of writing it again.
+        stored = await self._storage.upload_file(segment.path, key, "video/mp4", give_up=True)
         if self._on_stored is not None:
             try:
                 await self._on_stored(key, segment.size_bytes)
@@ -176,7 +179,7 @@ class Uploader:
             ),
             frame_count=segment.frames,
             size_bytes=segment.size_bytes,
-            sha256=segment.sha256,
+            sha256=stored.sha256,
             recorder_id=segment.recorder_id,
             clock_source=segment.clock_source,
         )

@@ -22,9 +22,11 @@ purpose (an offset, a rate error). RTP goes interleaved in the RTSP TCP connecti
 
 Constructor: `TestCamera(*, fps=25, size=(320, 180), codec="h264" | "h265",
 audio=None | "aac" | "pcmu", rtcp=True, clock=None, pace="realtime" | "fast", auth=None,
-text=True, gop_s=1.0, threads=1, rtp_offsets=None, loop_s=None, host="127.0.0.1", port=0,
-path="/cam")`. `loop_s`: encode that many seconds once (at start) and loop them, for sizes or
-codecs too slow to encode live (H.265 at 1080p); the pictures' stamps then repeat per loop.
+text=True, gop_s=1.0, threads=1, rtp_offsets=None, loop_s=None, bitrate=None,
+host="127.0.0.1", port=0, path="/cam")`. `loop_s`: encode that many seconds once and loop them,
+for sizes or codecs too slow to encode live (H.265 at 1080p), or for many cameras in one process
+(cameras with the same settings share one loop, encoded once); the pictures' stamps then repeat
+per loop. `bitrate`: bits per second the encoder aims at, noise in the picture to spend them on.
 `pace="fast"` sends as fast as the slowest reader takes, the camera clock advancing one frame
 interval per frame (a long run in little time); it waits while nobody plays. A viewer that
 joins gets the live stream from the next keyframe (one is forced when a viewer starts).

@@ -49,6 +49,7 @@ class TestCamera:
         threads: int = 1,
         rtp_offsets: tuple[int, int] | None = None,
         loop_s: float | None = None,
+        bitrate: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/cam",
@@ -56,7 +57,7 @@ class TestCamera:
         if pace not in PACES:
             raise ValueError(f"pace {pace!r}: one of {', '.join(PACES)}")
         self.config = StreamConfig(
-            fps, size, codec, audio, text, gop_s, threads, rtp_offsets, loop_s
+            fps, size, codec, audio, text, gop_s, threads, rtp_offsets, loop_s, bitrate
         )
         self.rtcp, self.pace, self.auth = rtcp, pace, auth
         self.clock = clock or CameraClock()

@@ -1,13 +1,18 @@
 """What the test camera sends: frames stamped with their index and capture time (camera clock),
 encoded live (libx264/libx265 ultrafast, zerolatency: every frame is unique, so nothing can be
-encoded ahead), packed as RTP, with an optional tone as AAC or PCMU.
+encoded ahead), packed as RTP, with an optional tone as AAC or PCMU. A pre-encoded loop
+(`loop_s`) is encoded once per process and shared by every camera with the same settings, so
+one process serves many 1080p cameras with no encoder running.
 
 RTP times follow the camera clock: capture time times clock rate plus a per-track random offset,
 modulo 2^32, so a long or fast run wraps them as a real camera does."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -33,7 +38,9 @@ class StreamConfig:
     (one by default: a simulator must not take every core of a test machine); `loop_s`: encode
     that many seconds once and send them in a loop, for sizes and codecs too slow to encode
     live (the pictures' stamps then repeat each loop; RTP and RTCP times still follow the
-    clock; a new viewer waits for the loop's next keyframe)."""
+    clock; a new viewer waits for the loop's next keyframe). `bitrate`: bits per second the
+    encoder aims at (rate control capped at it over one second); each picture then also gets
+    fresh noise for the encoder to spend it on, as a still picture needs far less."""
 
     fps: int = 25
     size: tuple[int, int] = (320, 180)
@@ -44,6 +51,7 @@ class StreamConfig:
     threads: int = 1
     rtp_offsets: tuple[int, int] | None = None  # (video, audio); None: random
     loop_s: float | None = None
+    bitrate: int | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in VIDEO_CODECS:
@@ -53,6 +61,8 @@ class StreamConfig:
         width, height = self.size
         if width % 2 or height % 2 or width < 64 or height < 48 or self.fps < 1:
             raise ValueError("size: even, at least 64x48; fps: at least 1")
+        if self.bitrate is not None and self.bitrate < 10_000:
+            raise ValueError("bitrate: at least 10000 bits per second")
 
 
 @dataclass
@@ -96,7 +106,8 @@ class Source:
                 )
             )
         self._background = _background(*self._size)
-        self._loop = self._preencode() if config.loop_s else []
+        self._noise = random.Random()
+        self._loop = self._shared_loop() if config.loop_s else []
 
     @property
     def size(self) -> tuple[int, int]:
@@ -130,7 +141,7 @@ class Source:
             self._encoder = self._video_encoder(self._size)
             self._background = _background(*self._size)
             self.tracks[0] = self._video_track(self._size)
-            self._loop = self._preencode() if self.config.loop_s else []
+            self._loop = self._shared_loop() if self.config.loop_s else []
         if encode:
             self._encode_video(burst, keyframe)
         if self._audio is not None:
@@ -139,26 +150,36 @@ class Source:
 
     def _encode_video(self, burst: Burst, keyframe: bool) -> None:
         if self._loop:
-            nals = self._loop[burst.stamp.index % len(self._loop)]
+            picture = self._loop[burst.stamp.index % len(self._loop)]
         else:
-            nals = self._video_nals(burst.stamp, keyframe)
-        codec = self.config.codec
-        kind = rtp.h264_kind if codec == "h264" else rtp.h265_kind
-        burst.keyframe = any(kind(n) in ((5,) if codec == "h264" else (19, 20, 21)) for n in nals)
+            picture = _Picture.of(self._video_nals(burst.stamp, keyframe), self.config.codec)
+        burst.keyframe = picture.keyframe
         timestamp = self.rtp_time(0, burst.stamp.capture_time_us)
-        payloads = [p for nal in nals for p in rtp.video_payloads(nal, codec)]
+        payloads = picture.payloads
         for number, payload in enumerate(payloads):
             marker = number == len(payloads) - 1
             burst.packets.append((0, self._packet(0, timestamp, payload, marker)))
 
-    def _preencode(self) -> list[list[bytes]]:
+    def _shared_loop(self) -> list[_Picture]:
+        """The loop for this camera's settings and size, encoded by the first camera that needs
+        it (stamped with that camera's capture times) and shared from then on. What a camera
+        changes of its own (RTP offsets, sequence numbers, times) is added per packet."""
+        key = dataclasses.replace(self.config, size=self._size, rtp_offsets=None, audio=None)
+        with _LOOP_LOCK:
+            return _loop(key, self._preencode)
+
+    def _preencode(self) -> list[_Picture]:
         assert self.config.loop_s is not None
         count = max(1, round(self.config.loop_s * self.config.fps))
-        loop = [self._video_nals(FrameStamp(i, self.capture_us(i)), False) for i in range(count)]
-        return loop
+        stamps = [FrameStamp(i, self.capture_us(i)) for i in range(count)]
+        return [_Picture.of(self._video_nals(s, False), self.config.codec) for s in stamps]
 
     def _video_nals(self, stamp: FrameStamp, keyframe: bool) -> list[bytes]:
         luma = self._background.copy()
+        if self.config.bitrate is not None:
+            width, height = self._size
+            noise = self._noise.randbytes(width * height)
+            luma += np.frombuffer(noise, np.uint8).reshape(height, width) & 0x1F
         draw_stamp(luma, stamp, text=self.config.text)
         width, height = self._size
         planes = np.concatenate([luma, np.full((height // 2, width), 128, np.uint8)])
@@ -210,11 +231,16 @@ class Source:
         ctx.framerate = Fraction(config.fps)
         gop = max(1, round(config.fps * config.gop_s))
         options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop)}
+        # At most the bit rate over any second (a VBV of one second), as a camera set to it.
+        kbps = config.bitrate // 1000 if config.bitrate is not None else None
+        vbv = f":vbv-maxrate={kbps}:vbv-bufsize={kbps}" if kbps else ""
+        if config.bitrate is not None:
+            ctx.bit_rate = config.bitrate
         if config.codec == "h264":
-            options |= {"threads": str(config.threads), "x264-params": "scenecut=0"}
+            options |= {"threads": str(config.threads), "x264-params": f"scenecut=0{vbv}"}
         else:
             threads = f"pools={config.threads}:frame-threads=1"
-            options["x265-params"] = f"{threads}:scenecut=0:log-level=error:repeat-headers=1"
+            options["x265-params"] = f"{threads}:scenecut=0:log-level=error:repeat-headers=1{vbv}"
         ctx.options = options
         return ctx
 
@@ -231,6 +257,36 @@ class Source:
         fmtp = rtp.h264_fmtp(nals) if codec == "h264" else rtp.h265_fmtp(nals)
         ssrc = self.tracks[0].ssrc if hasattr(self, "tracks") else random.getrandbits(32)
         return rtp.Track("video", codec, 96, 90000, ssrc, fmtp)
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """One encoded picture as RTP payloads (NAL units, fragmented where too long for one)."""
+
+    payloads: list[bytes]
+    keyframe: bool
+
+    @classmethod
+    def of(cls, nals: list[bytes], codec: str) -> _Picture:
+        kind = rtp.h264_kind if codec == "h264" else rtp.h265_kind
+        keyframe = any(kind(n) in ((5,) if codec == "h264" else (19, 20, 21)) for n in nals)
+        return cls([p for nal in nals for p in rtp.video_payloads(nal, codec)], keyframe)
+
+
+# Cameras of one process share their loops; the last few settings (a test's resize) are kept.
+_LOOP_LOCK = threading.Lock()
+_LOOPS: dict[StreamConfig, list[_Picture]] = {}
+_LOOPS_KEPT = 4
+
+
+def _loop(key: StreamConfig, encode: Callable[[], list[_Picture]]) -> list[_Picture]:
+    """The loop for `key`, encoded on first use (the caller holds _LOOP_LOCK, so cameras
+    starting together wait for one encoding instead of running one each)."""
+    if key not in _LOOPS:
+        if len(_LOOPS) >= _LOOPS_KEPT:
+            del _LOOPS[next(iter(_LOOPS))]
+        _LOOPS[key] = encode()
+    return _LOOPS[key]
 
 
 def _audio_encoder(codec: str) -> AudioCodecContext:

@@ -45,14 +45,22 @@ class Storage(Protocol):
         ...
 
     async def upload_file(
-        self, path: Path, key: str, content_type: str, sha256: str | None = None
+        self,
+        path: Path,
+        key: str,
+        content_type: str,
+        sha256: str | None = None,
+        *,
+        give_up: bool = False,
     ) -> ObjectInfo:
         """Store the file at `path` under `key`, streaming it (multipart on S3), with its
         SHA-256 recorded on the object and returned in the ObjectInfo.
 
         `sha256`: the hash the caller already knows; the backend then records it (and the
         local backend, which hashes while copying, refuses a file that does not match).
-        None: the backend computes it.
+        None: the backend computes it. `give_up`: the caller never changes the file again
+        (it only deletes it), so the local backend may hard-link it into place instead of
+        copying it.
         """
         ...
 

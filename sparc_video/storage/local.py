@@ -22,7 +22,7 @@ import secrets
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,9 +44,11 @@ from sparc_video.storage.base import (
     checked_prefix,
 )
 from sparc_video.storage.local_files import (
+    COPY_BUFFER,
     Hashing,
     Writer,
     copy_stream,
+    link_atomic,
     read_sidecar,
     sidecar_name,
     sidecar_path,
@@ -133,13 +135,25 @@ class LocalStorage(LocalMultipart):
         return await asyncio.to_thread(copy)
 
     async def upload_file(
-        self, path: Path, key: str, content_type: str, sha256: str | None = None
+        self,
+        path: Path,
+        key: str,
+        content_type: str,
+        sha256: str | None = None,
+        *,
+        give_up: bool = False,
     ) -> ObjectInfo:
         """Hashes the bytes as it copies them; with `sha256` given, a file that does not
-        match it (changed since it was hashed) is refused and nothing is stored."""
+        match it (changed since it was hashed) is refused and nothing is stored. A file given
+        up on the same filesystem is linked, not copied: a recorder's segments are written to
+        disk once, which matters when fifty cameras' segments end at once."""
         _check_local_key(key)
 
         def copy() -> ObjectInfo:
+            if give_up:
+                linked = self._store_linked(key, path, sha256)
+                if linked is not None:
+                    return ObjectInfo(key, *linked)
             with path.open("rb") as src:
                 size, digest = self._store(key, lambda out: copy_stream(src, out), sha256)
             return ObjectInfo(key, size, digest)
@@ -319,28 +333,47 @@ class LocalStorage(LocalMultipart):
         def hashed(out: Writer) -> int:
             return write(Hashing(out, digest))
 
-        def publish_hash() -> None:
-            if expected is not None and digest.hexdigest() != expected:
-                raise Unavailable(
-                    f"{key!r}: the file changed while it was stored (sha256 "
-                    f"{digest.hexdigest()}, expected {expected}); nothing was stored"
-                )
-            # Before the object appears: whoever sees it also finds its hash.
-            write_sidecar(path, digest.hexdigest())
-
-        try:
-            size = write_atomic(path, hashed, durable=True, before_publish=publish_hash)
+        with _collisions(key):
+            size = write_atomic(
+                path,
+                hashed,
+                durable=True,
+                before_publish=lambda: _publish_hash(key, path, digest, expected),
+            )
             return size, digest.hexdigest()
-        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-            # S3 can hold both "a" and "a/b"; a directory tree cannot.
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "key",
-                        f"{key!r} collides with an existing object or folder in local storage",
-                    )
-                ]
-            ) from exc
+
+    def _store_linked(self, key: str, source: Path, expected: str | None) -> tuple[int, str] | None:
+        """`source` itself as the object, hashed as it is read once; None: not linkable."""
+        path = self._resolve(key)
+        digest = hashlib.sha256()
+
+        def check(linked: BinaryIO) -> None:
+            while chunk := linked.read(COPY_BUFFER):
+                digest.update(chunk)
+            _publish_hash(key, path, digest, expected)
+
+        with _collisions(key):
+            size = link_atomic(path, source, check)
+        return None if size is None else (size, digest.hexdigest())
+
+
+def _publish_hash(key: str, path: Path, digest: hashlib._Hash, expected: str | None) -> None:
+    if expected is not None and digest.hexdigest() != expected:
+        raise Unavailable(
+            f"{key!r}: the file changed while it was stored (sha256 "
+            f"{digest.hexdigest()}, expected {expected}); nothing was stored"
+        )
+    # Before the object appears: whoever sees it also finds its hash.
+    write_sidecar(path, digest.hexdigest())
+
+
+@contextlib.contextmanager
+def _collisions(key: str) -> Iterator[None]:
+    try:
+        yield
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+        # S3 can hold both "a" and "a/b"; a directory tree cannot.
+        raise _collision(key) from exc
 
 
 def _collision(key: str) -> InvalidArgument:

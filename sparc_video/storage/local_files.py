@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import uuid
@@ -104,6 +105,32 @@ def write_atomic(
                 os.fsync(out.fileno())
         if before_publish is not None:
             before_publish()
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return size
+
+
+def link_atomic(path: Path, source: Path, check: Callable[[BinaryIO], None]) -> int | None:
+    """Publish the file `source` itself under `path`: a hard link to a hidden temporary name,
+    `check` (reading it; raising refuses it), fsync, then the rename, as write_atomic does but
+    with no byte copied. None, with nothing done, when no link can be made (another
+    filesystem): the caller copies instead."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, temp)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            return None
+        raise
+    try:
+        with temp.open("rb") as linked:
+            check(linked)
+            os.fsync(linked.fileno())
+            size = os.fstat(linked.fileno()).st_size
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -208,7 +208,13 @@ class S3Storage(S3Multipart):
         return size
 
     async def upload_file(
-        self, path: Path, key: str, content_type: str, sha256: str | None = None
+        self,
+        path: Path,
+        key: str,
+        content_type: str,
+        sha256: str | None = None,
+        *,
+        give_up: bool = False,  # nothing to gain: the bytes are sent either way
     ) -> ObjectInfo:
         """The SHA-256 goes into the object's user metadata (`x-amz-meta-sha256`), which S3
         takes when the upload starts, so it is computed from the file before sending. Each

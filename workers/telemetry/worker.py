@@ -91,13 +91,19 @@ class InstrumentedStorage:
         return transfer.bytes
 
     async def upload_file(
-        self, path: Path, key: str, content_type: str, sha256: str | None = None
+        self,
+        path: Path,
+        key: str,
+        content_type: str,
+        sha256: str | None = None,
+        *,
+        give_up: bool = False,
     ) -> ObjectInfo:
         observer = job_observer.current()
         if observer is not None:
             observer.uploading()
         with self._transfer("upload", key) as transfer:
-            info = await self._inner.upload_file(path, key, content_type, sha256)
+            info = await self._inner.upload_file(path, key, content_type, sha256, give_up=give_up)
             transfer.bytes = info.size_bytes
         await self._written(info)
         return info

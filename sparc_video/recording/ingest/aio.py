@@ -1,9 +1,11 @@
-"""run_ingest from asyncio: the blocking loop in a thread, its segments delivered on the event
-loop in order, and the loop's stop (or cancellation) passed to the thread."""
+"""run_ingest from asyncio: the blocking loop in a thread of its own, its segments delivered on
+the event loop in order, and the loop's stop (or cancellation) passed to the thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,7 +54,7 @@ async def ingest(
         await stop.wait()
         halt.set()
 
-    thread = asyncio.ensure_future(asyncio.to_thread(run))
+    thread = _in_own_thread(run, f"ingest-{source.stream_id or source.display_url}")
     delivery = asyncio.ensure_future(deliver())
     stopper = asyncio.ensure_future(relay_stop())
     try:
@@ -70,3 +72,35 @@ async def ingest(
         # Cancelled: the thread ends at its next packet (or read timeout); its last segment
         # is still delivered.
         await asyncio.shield(asyncio.gather(thread, delivery, return_exceptions=True))
+
+
+def _in_own_thread(body: Callable[[], None], name: str) -> asyncio.Future[None]:
+    """Run `body` on a new thread (with the caller's context: its log fields); a future of its
+    outcome. Not the loop's default executor: an ingest holds its thread for as long as the
+    camera records, and that executor has only min(32, cores + 4) workers, so a recorder with
+    more cameras than that would queue the rest behind them (and every other to_thread call:
+    buffer moves, local storage) until one camera failed."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[None] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(failure: BaseException | None) -> None:
+        if outcome.done():
+            return
+        if failure is None:
+            outcome.set_result(None)
+        else:
+            outcome.set_exception(failure)
+
+    def target() -> None:
+        failure: BaseException | None = None
+        try:
+            context.run(body)
+        except BaseException as exc:  # handed to the awaiting task, as to_thread would
+            failure = exc
+        # A closed loop (RuntimeError) has nobody left awaiting the outcome.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, failure)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return outcome

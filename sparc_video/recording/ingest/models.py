@@ -51,7 +51,6 @@ class SegmentFile:
     end_ns: int  # == the next segment's start_ns within one run (no holes, no overlap)
     clock_source: ClockSource
     size_bytes: int
-    sha256: str  # hex
     video_codec: str
     width: int
     height: int

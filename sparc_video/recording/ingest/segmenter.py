@@ -194,7 +194,7 @@ class Segmenter:
         assert segment is not None and self.clock is not None
         end_ns = self.clock.at(end_pts)
         duration_ns = end_ns - segment.start_ns
-        size_bytes, sha256 = segment.writer.close(duration_ns)
+        size_bytes = segment.writer.close(duration_ns)
         frames = segment.writer.frames
         audio = segment.writer.audio
         self.on_segment(
@@ -205,7 +205,6 @@ class Segmenter:
                 end_ns=end_ns,
                 clock_source=self.clock.source,
                 size_bytes=size_bytes,
-                sha256=sha256,
                 video_codec=self._codec,
                 width=segment.size[0],
                 height=segment.size[1],

@@ -23,8 +23,6 @@ from av.packet import Packet
 from av.stream import Stream
 from av.video.codeccontext import VideoCodecContext
 
-from sparc_video.core.file_hashes import file_digest
-
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+use_metadata_tags"
 PARTIAL_SUFFIX = ".partial"
 # Keys of the metadata in each segment's init.
@@ -93,12 +91,14 @@ class SegmentWriter:
         if stream is self.video:
             self.frames += 1
 
-    def close(self, duration_ns: int) -> tuple[int, str]:
-        """Finish the file under its final name; (size, sha256)."""
+    def close(self, duration_ns: int) -> int:
+        """Finish the file under its final name; its size. Not hashed here: the upload hashes
+        the bytes as it stores them (reading the file once, not twice), and the duration
+        written into the init at the end would change a hash taken while writing."""
         self._out.close()
         _patch_duration(self._partial, duration_ns)
         self._partial.replace(self.path)
-        return file_digest(self.path)
+        return self.path.stat().st_size
 
     def abort(self) -> None:
         with contextlib.suppress(av.error.FFmpegError):
