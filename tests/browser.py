@@ -161,6 +161,32 @@ async def open_page(chromium: Chromium, folder: Path) -> AsyncIterator[Page]:
                 await process.wait()
 
 
+async def play(page: Page, for_s: float, timeout_s: float) -> tuple[float, float]:
+    """Wait until the page's <video> has played `for_s` seconds of media from where it was
+    first seen playing: (that currentTime, the current one). Fails on a media error, or the
+    page's `window.problem` where it sets one."""
+    deadline = time.monotonic() + timeout_s
+    state_of = """(() => {
+      const video = document.querySelector("video");
+      return { time: video.currentTime, ready: video.readyState,
+               problem: window.problem || (video.error && "media error " + video.error.code
+                                           + " " + video.error.message) || null };
+    })()"""
+    first: float | None = None
+    while True:
+        state = await page.evaluate(state_of)
+        if state["problem"]:
+            raise BrowserError(state["problem"])
+        # HAVE_CURRENT_DATA: a picture is on screen at currentTime.
+        if first is None and state["ready"] >= 2:
+            first = float(state["time"])
+        if first is not None and state["time"] >= first + for_s:
+            return first, float(state["time"])
+        if time.monotonic() > deadline:
+            raise BrowserError(f"not {for_s} s played within {timeout_s} s: {state}")
+        await asyncio.sleep(0.1)
+
+
 # Installed in a page: each picture its first <video> presents, drawn onto a small canvas, is
 # kept (RGB, base64) with the wall-clock time the browser expected to show it, until
 # `shown_frames` drains them. Pixels go to Python so the stamps are read by the same decoders

@@ -6,10 +6,8 @@ browser (codecs, autoplay, frame capture) from the live stream of tests/test_liv
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import av
 from aiohttp import web
 
 from sparc_video.live.fragmenter import codecs_of
-from tests.browser import Page, open_page, shown_frames, watch_video
+from tests.browser import open_page, play, shown_frames, watch_video
 from tests.fixtures.chromium import Chromium
 from tests.media import make_clip, read_frame_index
 
@@ -27,6 +25,7 @@ _PAGE = """<!doctype html>
 "use strict";
 const video = document.querySelector("video");
 const type = 'video/mp4; codecs="%(codecs)s"';
+// Read by tests.browser.play: a clear failure instead of a video that never starts.
 window.problem = MediaSource.isTypeSupported(type) ? null : "MSE cannot play " + type;
 const source = new MediaSource();
 video.src = URL.createObjectURL(source);
@@ -36,7 +35,6 @@ source.addEventListener("sourceopen", async () => {
   buffer.addEventListener("updateend", () => source.endOfStream(), { once: true });
   buffer.appendBuffer(data);
 }, { once: true });
-video.addEventListener("error", () => { window.problem = "video error " + video.error.code; });
 </script>
 """
 
@@ -77,30 +75,15 @@ async def serve(clip: bytes) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def played_s(page: Page, at_least_s: float, timeout_s: float) -> float:
-    """Wait until the video's currentTime reaches `at_least_s`; failing, say what the page
-    said (an unsupported type, a decode error)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = await page.evaluate(
-            "({time: document.querySelector('video').currentTime, problem: window.problem})"
-        )
-        assert state["problem"] is None, state["problem"]
-        if state["time"] >= at_least_s:
-            return float(state["time"])
-        assert time.monotonic() < deadline, f"currentTime {state['time']} after {timeout_s} s"
-        await asyncio.sleep(0.1)
-
-
 async def test_chromium_plays_fragmented_h264_through_media_source(
     chromium: Chromium, tmp_path: Path
 ) -> None:
     clip = fragmented(make_clip(tmp_path / "clip.mp4", duration_s=8, audio=False, gop=30))
     async with serve(clip) as url, open_page(chromium, tmp_path / "browser") as page:
         await page.navigate(url)
-        await played_s(page, 0.01, timeout_s=60)
+        await play(page, 0.01, timeout_s=60)
         await watch_video(page)
-        await played_s(page, 2.0, timeout_s=60)
+        await play(page, 2.0, timeout_s=60)
         frames = await shown_frames(page)
 
     indexes = [read_frame_index(frame.rgb) for frame in frames]
