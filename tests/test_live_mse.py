@@ -2,8 +2,7 @@
 GetCameraLiveStream hands out deliver the codecs, the init and fragments that decode; a link
 that is missing, forged, for another camera or expired is refused.
 
-Not a real browser: Debian's Chromium would have to be installed system-wide (apt), which the
-project's own files cannot do; the page's MSE code is what the bytes here feed."""
+The bytes only; a real browser playing the page is tests/test_live_browser.py."""
 
 from __future__ import annotations
 
