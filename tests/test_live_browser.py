@@ -69,7 +69,7 @@ async def test_chromium_plays_the_live_page_in_order_near_the_live_edge(
             async with open_page(chromium, tmp_path / "browser") as page:
                 await page.navigate(stream.page_url)
                 await play(page, 0.5, timeout_s=90)
-                await watch_video(page, width=camera.size[0])
+                await watch_video(page)
                 frames = await watched(page, WATCH_S)
                 behind_s = await page.evaluate(BEHIND)
                 first_s, last_s = await play(page, 1.0, timeout_s=30)
