@@ -30,6 +30,7 @@ from sparc_video.exports.queue import ExportQueue
 from sparc_video.exports.records import ExportStore
 from sparc_video.exports.service import Exports
 from sparc_video.exports.sources import ExportSources
+from sparc_video.live.hub import LiveHubs
 from sparc_video.media.probe import MediaProber
 from sparc_video.observability.metrics import StorageUsage
 from sparc_video.recording.control import RecordingControl
@@ -168,10 +169,14 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
 
 
 async def run_recorder(
-    settings: Settings, stop: asyncio.Event, recorder_id: str | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    recorder_id: str | None = None,
+    live: LiveHubs | None = None,
 ) -> None:
     """A recorder (`sparc-video recorder`, or inside `dev`) until `stop` is set: its cameras
-    are released and its buffered segments uploaded as far as the stop allows."""
+    are released and its buffered segments uploaded as far as the stop allows. `live`: the
+    hubs its cameras' live view goes to (`dev` shares them with its API server)."""
     # Imported here: the recorder's ingest loads PyAV, which the API server never imports
     # (a test holds it to that), and `open_app` lives in this module too.
     from sparc_video.recording.recorder import Recorder
@@ -192,6 +197,7 @@ async def run_recorder(
                 recorder_id,
                 forget_object=usage.forget_prefix,
                 on_stored=usage.record,
+                live=live,
             )
             await recorder.run(stop, CameraStore(database, RecordingHolds(database)))
     finally:

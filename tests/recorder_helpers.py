@@ -15,6 +15,7 @@ from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingReco
 from sparc_video.core.settings import Settings
 from sparc_video.database.pool import Database
 from sparc_video.exports.holds import RecordingHolds
+from sparc_video.live.hub import LiveHubs
 from sparc_video.recording.policy import RecordingMode, RecordingPolicy, set_policy
 from sparc_video.recording.recorder import Recorder
 from sparc_video.storage import ManagedStorage
@@ -58,9 +59,10 @@ async def running_recorder(
     storage: ManagedStorage,
     recorder_id: str,
     sweeper: CameraStore | None = None,
+    live: LiveHubs | None = None,
 ) -> AsyncIterator[Recorder]:
     redis = aioredis.Redis.from_url(settings.redis_url)
-    recorder = Recorder(settings, database, redis, storage, recorder_id)
+    recorder = Recorder(settings, database, redis, storage, recorder_id, live=live)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop, sweeper))
     try:

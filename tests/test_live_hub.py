@@ -10,7 +10,8 @@ import time
 import av
 import pytest
 
-from sparc_video.live.fragmenter import Fragment, Fragmenter, InitSegment
+from sparc_video.live.fragmenter import Fragmenter
+from sparc_video.live.fragments import Fragment, InitSegment
 from sparc_video.live.hub import LiveEnded, LiveHub, LiveHubs, NotRecordingHere
 from sparc_video.live.links import LiveLinkSigner
 from sparc_video.simulator import TestCamera

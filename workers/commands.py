@@ -24,6 +24,7 @@ from sparc_video.core.settings.fields import spec
 
 if TYPE_CHECKING:
     from sparc_video.core.embedded_redis import EmbeddedRedis
+    from sparc_video.live.hub import LiveHubs
 
 log = logging.getLogger("sparc_video")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +47,9 @@ class Host(Protocol):
 
     def with_data_dir(self, settings: Settings, data_dir: Path) -> Settings: ...
 
-    async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None: ...
+    async def serve(
+        self, settings: Settings, stop: asyncio.Event | None = None, live: LiveHubs | None = None
+    ) -> None: ...
 
     def run(self, body: Callable[[], object]) -> int: ...
 
@@ -133,6 +136,7 @@ async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> 
     from sparc_video.app import run_recorder
     from sparc_video.database.urls import redacted
     from sparc_video.evidence.signing import ManifestSigner
+    from sparc_video.live.hub import LiveHubs
     from workers.job.runner import build_worker
 
     database_url = reveal(settings.database_url)
@@ -149,8 +153,12 @@ async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> 
     worker = build_worker(settings, handle_signals=False)
     worker_task = asyncio.create_task(worker.main(), name="dev-worker")
     # The recorder too, like the worker: cameras whose recording policy is on get recorded.
+    # Its cameras' live view is served by the API server below, from the hubs they share.
+    live = LiveHubs()
     recorder_stop = asyncio.Event()
-    recorder_task = asyncio.create_task(run_recorder(settings, recorder_stop), name="dev-recorder")
+    recorder_task = asyncio.create_task(
+        run_recorder(settings, recorder_stop, live=live), name="dev-recorder"
+    )
     # Creates the key in the data directory on the first run, as the server would.
     signer = ManifestSigner.from_settings(settings)
     print(
@@ -169,7 +177,7 @@ async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> 
         flush=True,
     )
     try:
-        await host.serve(settings, asyncio.Event())
+        await host.serve(settings, asyncio.Event(), live)
     finally:
         recorder_stop.set()
         with contextlib.suppress(Exception):

@@ -1,11 +1,14 @@
-"""The HTTP port: Prometheus /metrics, /health (readiness), /healthz (liveness), local downloads."""
+"""The HTTP port: Prometheus /metrics, /health (readiness), /healthz (liveness), local downloads,
+live view for browsers (`live_http.py`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.api.health import HealthMonitor
+from sparc_video.api.live_http import live_routes
 from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.storage import Storage
 from sparc_video.storage.http_routes import local_download_routes, local_upload_routes
@@ -13,7 +16,10 @@ from sparc_video.storage.local import LocalStorage
 
 
 def build_http_app(
-    health: HealthMonitor, storage: Storage, service_metrics: ServiceCollector | None = None
+    health: HealthMonitor,
+    storage: Storage,
+    service_metrics: ServiceCollector | None = None,
+    live: LiveEndpoints | None = None,
 ) -> web.Application:
     # This server's own series (process-wide registry) plus the shared ones read from Redis,
     # which live in a registry of their own so several servers in one process never collide.
@@ -42,6 +48,8 @@ def build_http_app(
             web.get("/healthz", liveness),
         ]
     )
+    if live is not None:
+        app.add_routes(live_routes(live))
     if isinstance(storage, LocalStorage):
         app.add_routes(local_download_routes(storage))
         app.add_routes(local_upload_routes(storage))

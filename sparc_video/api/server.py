@@ -25,6 +25,7 @@ from sparc.video.v1 import (
 from sparc_video.api.audit.handlers import AuditServicer
 from sparc_video.api.auth_interceptor import AuthInterceptor
 from sparc_video.api.cameras.handlers import CameraServicer
+from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.api.exports.handlers import ExportServicer
 from sparc_video.api.health import HealthMonitor
 from sparc_video.api.http import build_http_app
@@ -36,6 +37,8 @@ from sparc_video.api.uploads.handlers import UploadServicer
 from sparc_video.app import App, open_app
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings
+from sparc_video.live.hub import LiveHubs
+from sparc_video.live.links import LiveLinkSigner
 from sparc_video.observability.metrics import StorageUsage
 from sparc_video.security.auth import Authenticator
 from sparc_video.security.quota import RateLimiter
@@ -52,9 +55,12 @@ SHUTDOWN_GRACE_S = 10.0
 class Server:
     """The gRPC API plus the HTTP port, sharing one App (clients)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, live: LiveHubs | None = None) -> None:
+        """`live`: the hubs of a recorder running in this process (`dev`), whose cameras'
+        live view this server serves; without, every camera's live view is refused here."""
         self.app = app
         settings = app.settings
+        self.live = LiveEndpoints(live or LiveHubs(), LiveLinkSigner(settings.http_base_url))
         # Refuses (AuthNotConfigured) a server that would serve anyone without saying so.
         authenticator = Authenticator(settings)
         limiter = (
@@ -104,7 +110,7 @@ class Server:
             ExportServicer(app.exports, app.signer), self._grpc
         )
         camera_service_pb2_grpc.add_CameraServiceServicer_to_server(
-            CameraServicer(app.cameras, app.recordings, app.recording), self._grpc
+            CameraServicer(app.cameras, app.recordings, app.recording, self.live), self._grpc
         )
         upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
             UploadServicer(app.uploads), self._grpc
@@ -143,10 +149,11 @@ class Server:
             self.grpc_port = self._grpc.add_insecure_port(address)
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on gRPC port {settings.grpc_port} (in use?)")
+        self.live.set_grpc_port(settings.grpc_host, self.grpc_port)
         await self.health.start()
         await self._grpc.start()
         self._http_runner = web.AppRunner(
-            build_http_app(self.health, self.app.storage, self.metrics)
+            build_http_app(self.health, self.app.storage, self.metrics, self.live)
         )
         await self._http_runner.setup()
         await web.TCPSite(self._http_runner, settings.http_host, settings.http_port).start()
@@ -176,15 +183,18 @@ class Server:
             await self._http_runner.cleanup()
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, live: LiveHubs | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully. `live`: see
+    Server."""
     Authenticator(settings)  # no auth configured: refuse before connecting to anything
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with open_app(settings) as app:
-        server = Server(app)
+        server = Server(app, live)
         await server.start()
         await stop.wait()
         log.info("shutting down")

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -45,6 +45,9 @@ from sparc_video.cli.test_camera import test_camera_command
 from sparc_video.cli.uploads import upload
 from sparc_video.cli.verify import verify
 from sparc_video.core.settings import Settings, SettingsError, reveal
+
+if TYPE_CHECKING:
+    from sparc_video.live.hub import LiveHubs
 
 COMMANDS_GROUP = "sparc_video.commands"
 log = logging.getLogger("sparc_video")
@@ -134,10 +137,12 @@ class CommandHost:
             changes["recorder_buffer_dir"] = data_dir / "recorder-buffer"
         return settings.replace(**changes) if changes else settings
 
-    async def serve(self, settings: Settings, stop: asyncio.Event | None = None) -> None:
+    async def serve(
+        self, settings: Settings, stop: asyncio.Event | None = None, live: LiveHubs | None = None
+    ) -> None:
         from sparc_video.api.server import serve
 
-        await serve(settings, stop)
+        await serve(settings, stop, live)
 
     def run(self, body: Callable[[], object]) -> int:
         """Run a server-side command's body; what stops it becomes an exit code."""

@@ -15,7 +15,6 @@ import io
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import av
@@ -24,20 +23,9 @@ from av.container import OutputContainer
 from av.packet import Packet
 from av.stream import Stream
 
+from sparc_video.live.fragments import Fragment, InitSegment
+
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
-
-
-@dataclass(frozen=True)
-class InitSegment:
-    data: bytes  # ftyp + moov
-    codecs: str  # the RFC 6381 codecs string MSE needs, e.g. avc1.42C01E ("" when unknown)
-
-
-@dataclass(frozen=True)
-class Fragment:
-    data: bytes  # moof + mdat of one frame
-    keyframe: bool
-    capture_ns: int  # wall-clock ns of the frame
 
 
 class _Sink(io.RawIOBase):

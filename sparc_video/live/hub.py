@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from sparc_video.core.errors import FailedPrecondition, Unavailable
-from sparc_video.live.fragmenter import Fragment, InitSegment
+from sparc_video.live.fragments import Fragment, InitSegment
 
 RING_SIZE = 256
 MAX_LAG = 50

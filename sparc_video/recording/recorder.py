@@ -26,6 +26,7 @@ from sparc_video.cameras.records import CameraStore
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
 from sparc_video.database.pool import Database
+from sparc_video.live.hub import LiveHubs
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording import fencing, retention
 from sparc_video.recording.buffer import SegmentBuffer
@@ -58,6 +59,7 @@ class Recorder:
         recorder_id: str | None = None,
         forget_object: Callable[[str], Awaitable[None]] | None = None,
         on_stored: Callable[[str, int], Awaitable[None]] | None = None,
+        live: LiveHubs | None = None,
     ) -> None:
         self.recorder_id = recorder_id or new_recorder_id()
         self._settings = settings
@@ -80,6 +82,7 @@ class Recorder:
             buffer,
             self._uploader,
             StatusBoard(redis, keys, 3 * settings.recorder_lease_ttl_s),
+            live,
         )
         self.supervisors: dict[str, CameraSupervisor] = {}
         self._tokens: dict[str, int] = {}

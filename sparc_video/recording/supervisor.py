@@ -19,6 +19,7 @@ from sparc_video.cameras.credentials import CredentialCipher
 from sparc_video.cameras.records import CameraStore
 from sparc_video.cameras.streams import open_stream
 from sparc_video.core.errors import SparcVideoError
+from sparc_video.live.hub import LiveHub, LiveHubs
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
 from sparc_video.recording.fencing import PendingGap
@@ -30,6 +31,7 @@ from sparc_video.recording.ingest import (
     SegmentPolicy,
     ingest,
 )
+from sparc_video.recording.live_view import LiveTap
 from sparc_video.recording.policy import RecordingPolicy
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
@@ -56,6 +58,8 @@ class RecorderParts:
     buffer: SegmentBuffer
     uploader: Uploader
     status: StatusBoard
+    # Where each held camera's live view is published (None: no live view from this recorder).
+    live: LiveHubs | None = None
 
 
 class CameraSupervisor:
@@ -73,12 +77,15 @@ class CameraSupervisor:
         self._stop = asyncio.Event()
         self._state = RecordingStatus(camera_id, RecordingState.CONNECTING, parts.recorder_id)
         self.task: asyncio.Task[None] | None = None
+        self._hub: LiveHub | None = None
         # Whether the current run delivered a segment: the backoff starts over if it did.
         self._delivered_any = False
         # Whether the current run received packets (statistics came).
         self._packets_this_run = False
 
     def start(self) -> None:
+        if self._parts.live is not None:
+            self._hub = self._parts.live.open(self.camera_id)
         self.task = asyncio.create_task(self._run(), name=f"record {self.camera_id}")
 
     async def stop(self) -> None:
@@ -86,6 +93,8 @@ class CameraSupervisor:
         self._stop.set()
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
+        if self._hub is not None and self._parts.live is not None:
+            self._parts.live.close(self.camera_id, self._hub)
 
     async def _run(self) -> None:
         delay = RECONNECT_FIRST_S
@@ -121,8 +130,9 @@ class CameraSupervisor:
     async def _ingest(self, source: IngestSource) -> IngestFailure | None:
         policy = SegmentPolicy(target_s=self.policy.segment_s)
         folder = self._parts.buffer.incoming_dir(self.camera_id)
+        tap = LiveTap(self._hub, asyncio.get_running_loop()) if self._hub else None
         try:
-            await ingest(source, policy, folder, self._on_segment, self._on_stats, self._stop)
+            await ingest(source, policy, folder, self._on_segment, self._on_stats, self._stop, tap)
         except IngestFailure as failure:
             return failure
         except Exception as exc:  # a bug must not leave a held camera unrecorded: retry

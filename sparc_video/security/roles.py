@@ -33,6 +33,10 @@ METHOD_ROLES: dict[str, Role] = {
     _CAMERAS + "ListRecordings": Role.VIEWER,
     _CAMERAS + "GetCameraTimeline": Role.VIEWER,
     _CAMERAS + "WatchCamera": Role.VIEWER,
+    # Live view: watching a camera is what a viewer is for. The browser's signed links are
+    # handed out by GetCameraLiveStream, so they carry this same check.
+    _CAMERAS + "GetCameraLiveStream": Role.VIEWER,
+    _CAMERAS + "StreamCameraLive": Role.VIEWER,
     # Work that costs compute, touches cameras or adds data.
     _EXPORTS + "CreateExport": Role.OPERATOR,
     _EXPORTS + "CancelExport": Role.OPERATOR,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from google.protobuf import empty_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
 from sparc_video.api.cameras import requests as validation
+from sparc_video.api.cameras.live import LiveEndpoints, parse_live_stream_name
 from sparc_video.api.cameras.mapping import (
     camera_to_proto,
     recording_to_proto,
@@ -31,11 +33,16 @@ svc = camera_service_pb2
 
 class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     def __init__(
-        self, cameras: Cameras, recordings: Recordings, recording: RecordingControl
+        self,
+        cameras: Cameras,
+        recordings: Recordings,
+        recording: RecordingControl,
+        live: LiveEndpoints,
     ) -> None:
         self._cameras = cameras
         self._recordings = recordings
         self._recording = recording
+        self._live = live
 
     async def CreateCamera(
         self, request: svc.CreateCameraRequest, context: Context
@@ -135,6 +142,23 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
             yield svc.WatchCameraResponse(
                 recording_status=status_to_proto(status), event_id=event_id
             )
+
+    async def GetCameraLiveStream(
+        self, request: svc.GetCameraLiveStreamRequest, context: Context
+    ) -> camera_pb2.CameraLiveStream:
+        camera_id = parse_live_stream_name(request.name)
+        await self._cameras.get(camera_id)
+        view = await self._recording.view(camera_id)
+        return self._live.describe(camera_id, view.status.recorder_id)
+
+    async def StreamCameraLive(
+        self, request: svc.StreamCameraLiveRequest, context: Context
+    ) -> AsyncIterator[svc.StreamCameraLiveResponse]:
+        camera_id = validation.parse_camera_name(request.name)
+        await self._cameras.get(camera_id)
+        async with aclosing(self._live.stream(camera_id, request.after_sequence)) as messages:
+            async for message in messages:
+                yield message
 
     async def CreateRecording(
         self, request: svc.CreateRecordingRequest, context: Context

@@ -7,6 +7,7 @@ from sparc_video.recording.ingest.models import (
     IngestFailure,
     IngestSource,
     IngestStats,
+    PacketTap,
     SegmentFile,
     SegmentPolicy,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "IngestFailure",
     "IngestSource",
     "IngestStats",
+    "PacketTap",
     "SegmentFile",
     "SegmentPolicy",
     "ingest",

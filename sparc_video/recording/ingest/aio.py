@@ -11,6 +11,7 @@ from pathlib import Path
 from sparc_video.recording.ingest.models import (
     IngestSource,
     IngestStats,
+    PacketTap,
     SegmentFile,
     SegmentPolicy,
 )
@@ -24,6 +25,7 @@ async def ingest(
     on_segment: Callable[[SegmentFile], Awaitable[None]],
     on_stats: Callable[[IngestStats], None],
     stop: asyncio.Event,
+    tap: PacketTap | None = None,
 ) -> None:
     """The same as run_ingest, from asyncio: runs it in a thread and awaits on_segment for each
     segment, in order, on the loop. Cancelling it stops the thread and waits for it (its last
@@ -40,7 +42,7 @@ async def ingest(
 
     def run() -> None:
         try:
-            run_ingest(source, policy, buffer_dir, segment_ready, stats_ready, halt)
+            run_ingest(source, policy, buffer_dir, segment_ready, stats_ready, halt, tap)
         finally:
             loop.call_soon_threadsafe(segments.put_nowait, None)
 

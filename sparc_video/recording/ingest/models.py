@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, Protocol
 
 from sparc_video.recording.reasons import GapReason
 from sparc_video.security.address_policy import AddressPolicy
@@ -76,3 +77,14 @@ class IngestFailure(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+class PacketTap(Protocol):
+    """Sees a run's video packets as they are read, before the segmenter (live view). Called
+    in the ingest thread; it must not raise or block."""
+
+    def begin(self, video: Any) -> None: ...
+
+    def packet(self, packet: Any, capture_ns: int) -> None: ...
+
+    def end(self) -> None: ...

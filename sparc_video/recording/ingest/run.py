@@ -38,6 +38,7 @@ from sparc_video.recording.ingest.models import (
     IngestFailure,
     IngestSource,
     IngestStats,
+    PacketTap,
     SegmentFile,
     SegmentPolicy,
 )
@@ -60,6 +61,7 @@ def run_ingest(
     on_segment: Callable[[SegmentFile], None],
     on_stats: Callable[[IngestStats], None],
     stop: threading.Event,
+    tap: PacketTap | None = None,
 ) -> None:
     """Blocking; run it in a thread. Returns after `stop` is set (the open segment is closed
     and handed to on_segment first). Raises IngestFailure for everything else (the open
@@ -75,8 +77,10 @@ def run_ingest(
         segmenter = Segmenter(
             source, policy, buffer_dir, video, None if audio_note else audio, audio_note, on_segment
         )
+        if tap is not None:
+            tap.begin(video)
         try:
-            _pump(container, segmenter, policy, on_stats, stop)
+            _pump(container, segmenter, policy, on_stats, stop, tap)
         except BaseException:
             try:
                 segmenter.finish()
@@ -84,6 +88,9 @@ def run_ingest(
                 # The failure may be the segment's own (a full disk): drop what cannot close.
                 segmenter.abort()
             raise
+        finally:
+            if tap is not None:
+                tap.end()
         segmenter.finish()
 
 
@@ -131,6 +138,7 @@ def _pump(
     policy: SegmentPolicy,
     on_stats: Callable[[IngestStats], None],
     stop: threading.Event,
+    tap: PacketTap | None,
 ) -> None:
     shown = segmenter.source.display_url
     streams = [segmenter.video_in] + ([segmenter.audio_in] if segmenter.audio_in else [])
@@ -167,7 +175,13 @@ def _pump(
             continue
         window_bytes += packet.size
         realtime = container.start_time_realtime
-        segmenter.feed(packet, time.time_ns(), realtime)
+        received_ns = time.time_ns()
+        if tap is not None and packet.stream is segmenter.video_in:
+            # Before the segmenter, which rewrites the packet as it muxes it.
+            clock = segmenter.clock
+            pts = packet.pts
+            tap.packet(packet, clock.at(pts) if clock and pts is not None else received_ns)
+        segmenter.feed(packet, received_ns, realtime)
         if not segmenter.started and now - opened > policy.keyframe_timeout_s:
             raise IngestFailure(
                 GapReason.NO_KEYFRAME,

@@ -487,3 +487,51 @@ class Recording(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Recording: _TypeAlias = Recording  # noqa: Y015
+
+@_typing.final
+class CameraLiveStream(_message.Message):
+    """How to watch a camera live, from the process whose recorder holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GRPC_TARGET_FIELD_NUMBER: _builtins.int
+    RECORDER_FIELD_NUMBER: _builtins.int
+    PAGE_URL_FIELD_NUMBER: _builtins.int
+    WEBSOCKET_URL_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource name, `cameras/{camera}/liveStream`. Output only."""
+    grpc_target: _builtins.str
+    """host:port of the gRPC server serving StreamCameraLive for the camera. Output only."""
+    recorder: _builtins.str
+    """The recorder holding the camera (its id). Output only."""
+    page_url: _builtins.str
+    """A page playing the stream in a browser (Media Source Extensions); signed, expires at
+    `expire_time`. Output only.
+    """
+    websocket_url: _builtins.str
+    """The WebSocket the page reads: the init segment, then fragments, as binary messages;
+    signed, expires at `expire_time`. Output only.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the links stop being accepted (a stream opened before goes on). Output only."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        grpc_target: _builtins.str = ...,
+        recorder: _builtins.str = ...,
+        page_url: _builtins.str = ...,
+        websocket_url: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grpc_target", b"grpc_target", "name", b"name", "page_url", b"page_url", "recorder", b"recorder", "websocket_url", b"websocket_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CameraLiveStream: _TypeAlias = CameraLiveStream  # noqa: Y015

@@ -617,6 +617,152 @@ class WatchCameraResponse(_message.Message):
 Global___WatchCameraResponse: _TypeAlias = WatchCameraResponse  # noqa: Y015
 
 @_typing.final
+class GetCameraLiveStreamRequest(_message.Message):
+    """Request for GetCameraLiveStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`cameras/{camera}/liveStream`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCameraLiveStreamRequest: _TypeAlias = GetCameraLiveStreamRequest  # noqa: Y015
+
+@_typing.final
+class StreamCameraLiveRequest(_message.Message):
+    """Request for StreamCameraLive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`cameras/{camera}`."""
+    after_sequence: _builtins.int
+    """Resume after this fragment (a LiveFragment.sequence seen before); 0, or a fragment no
+    longer held: from the newest keyframe.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamCameraLiveRequest: _TypeAlias = StreamCameraLiveRequest  # noqa: Y015
+
+@_typing.final
+class StreamCameraLiveResponse(_message.Message):
+    """One message of StreamCameraLive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INIT_SEGMENT_FIELD_NUMBER: _builtins.int
+    FRAGMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def init_segment(self) -> Global___LiveInitSegment:
+        """Decoder configuration (`ftyp` + `moov`): feed it before the fragments that follow."""
+
+    @_builtins.property
+    def fragment(self) -> Global___LiveFragment:
+        """One frame (`moof` + `mdat`)."""
+
+    def __init__(
+        self,
+        *,
+        init_segment: Global___LiveInitSegment | None = ...,
+        fragment: Global___LiveFragment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fragment", b"fragment", "init_segment", b"init_segment", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fragment", b"fragment", "init_segment", b"init_segment", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["init_segment", "fragment"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___StreamCameraLiveResponse: _TypeAlias = StreamCameraLiveResponse  # noqa: Y015
+
+@_typing.final
+class LiveInitSegment(_message.Message):
+    """The init segment of a live stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    CODECS_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """`ftyp` and `moov` boxes."""
+    codecs: _builtins.str
+    """RFC 6381 codecs of the video track, e.g. `avc1.42C01E` (what MSE's addSourceBuffer
+    needs); empty when not known.
+    """
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        codecs: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codecs", b"codecs", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveInitSegment: _TypeAlias = LiveInitSegment  # noqa: Y015
+
+@_typing.final
+class LiveFragment(_message.Message):
+    """One frame of a live stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    KEYFRAME_FIELD_NUMBER: _builtins.int
+    CAPTURE_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Increasing by one per fragment; a later stream of the camera numbers above an earlier."""
+    data: _builtins.bytes
+    """`moof` and `mdat` boxes."""
+    keyframe: _builtins.bool
+    """Whether the frame is a keyframe (a decoder may start here)."""
+    @_builtins.property
+    def capture_time(self) -> _timestamp_pb2.Timestamp:
+        """When the camera captured the frame (its RTCP clock when it sends one, else receive time)."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        keyframe: _builtins.bool = ...,
+        capture_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "data", b"data", "keyframe", b"keyframe", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveFragment: _TypeAlias = LiveFragment  # noqa: Y015
+
+@_typing.final
 class CreateRecordingRequest(_message.Message):
     """Request for CreateRecording."""
 

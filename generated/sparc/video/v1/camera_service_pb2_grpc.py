@@ -82,6 +82,16 @@ class CameraServiceStub:
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
                 response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
                 _registered_method=True)
+        self.GetCameraLiveStream = channel.unary_unary(
+                '/sparc.video.v1.CameraService/GetCameraLiveStream',
+                request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraLiveStreamRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_camera__pb2.CameraLiveStream.FromString,
+                _registered_method=True)
+        self.StreamCameraLive = channel.unary_stream(
+                '/sparc.video.v1.CameraService/StreamCameraLive',
+                request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveRequest.SerializeToString,
+                response_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveResponse.FromString,
+                _registered_method=True)
         self.CreateRecording = channel.unary_unary(
                 '/sparc.video.v1.CameraService/CreateRecording',
                 request_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.CreateRecordingRequest.SerializeToString,
@@ -182,6 +192,26 @@ class CameraServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCameraLiveStream(self, request, context):
+        """Where and how to watch a camera live: the gRPC target serving StreamCameraLive for it,
+        and short-lived signed links to a browser page and its WebSocket. FAILED_PRECONDITION
+        while the camera is not being recorded here (live view comes from its recorder).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamCameraLive(self, request, context):
+        """Server stream of a camera's live video as fragmented MP4: an init segment first (and
+        again whenever the camera's stream restarts), then one fragment per frame. A client that
+        falls behind skips to the newest keyframe. Resumable by `after_sequence` while the
+        recorder still holds the fragments after it. FAILED_PRECONDITION while the camera is
+        not being recorded here; UNAVAILABLE when its recording stops mid-stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateRecording(self, request, context):
         """Registers a video object in storage as a recording of a camera, starting at a given
         capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -267,6 +297,16 @@ def add_CameraServiceServicer_to_server(servicer, server):
                     servicer.WatchCamera,
                     request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.FromString,
                     response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.SerializeToString,
+            ),
+            'GetCameraLiveStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCameraLiveStream,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraLiveStreamRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_camera__pb2.CameraLiveStream.SerializeToString,
+            ),
+            'StreamCameraLive': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamCameraLive,
+                    request_deserializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveRequest.FromString,
+                    response_serializer=sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveResponse.SerializeToString,
             ),
             'CreateRecording': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRecording,
@@ -538,6 +578,60 @@ class CameraService:
             '/sparc.video.v1.CameraService/WatchCamera',
             sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraRequest.SerializeToString,
             sparc_dot_video_dot_v1_dot_camera__service__pb2.WatchCameraResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCameraLiveStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparc.video.v1.CameraService/GetCameraLiveStream',
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.GetCameraLiveStreamRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_camera__pb2.CameraLiveStream.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamCameraLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparc.video.v1.CameraService/StreamCameraLive',
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveRequest.SerializeToString,
+            sparc_dot_video_dot_v1_dot_camera__service__pb2.StreamCameraLiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,18 @@ class CameraServiceStub:
     recorder holding it reports (state, error, recorder), and its statistics every few
     seconds while they move. Runs until the client cancels.
     """
+    GetCameraLiveStream: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraLiveStreamRequest, _camera_pb2.CameraLiveStream]
+    """Where and how to watch a camera live: the gRPC target serving StreamCameraLive for it,
+    and short-lived signed links to a browser page and its WebSocket. FAILED_PRECONDITION
+    while the camera is not being recorded here (live view comes from its recorder).
+    """
+    StreamCameraLive: _grpc.UnaryStreamMultiCallable[_camera_service_pb2.StreamCameraLiveRequest, _camera_service_pb2.StreamCameraLiveResponse]
+    """Server stream of a camera's live video as fragmented MP4: an init segment first (and
+    again whenever the camera's stream restarts), then one fragment per frame. A client that
+    falls behind skips to the newest keyframe. Resumable by `after_sequence` while the
+    recorder still holds the fragments after it. FAILED_PRECONDITION while the camera is
+    not being recorded here; UNAVAILABLE when its recording stops mid-stream.
+    """
     CreateRecording: _grpc.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]
     """Registers a video object in storage as a recording of a camera, starting at a given
     capture time. Reads the whole object: its duration, codecs, size and SHA-256.
@@ -113,6 +125,18 @@ class CameraServiceAsyncStub(CameraServiceStub):
     """Server stream of a camera's recording status: the status now, then every change the
     recorder holding it reports (state, error, recorder), and its statistics every few
     seconds while they move. Runs until the client cancels.
+    """
+    GetCameraLiveStream: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.GetCameraLiveStreamRequest, _camera_pb2.CameraLiveStream]  # type: ignore[assignment]
+    """Where and how to watch a camera live: the gRPC target serving StreamCameraLive for it,
+    and short-lived signed links to a browser page and its WebSocket. FAILED_PRECONDITION
+    while the camera is not being recorded here (live view comes from its recorder).
+    """
+    StreamCameraLive: _aio.UnaryStreamMultiCallable[_camera_service_pb2.StreamCameraLiveRequest, _camera_service_pb2.StreamCameraLiveResponse]  # type: ignore[assignment]
+    """Server stream of a camera's live video as fragmented MP4: an init segment first (and
+    again whenever the camera's stream restarts), then one fragment per frame. A client that
+    falls behind skips to the newest keyframe. Resumable by `after_sequence` while the
+    recorder still holds the fragments after it. FAILED_PRECONDITION while the camera is
+    not being recorded here; UNAVAILABLE when its recording stops mid-stream.
     """
     CreateRecording: _aio.UnaryUnaryMultiCallable[_camera_service_pb2.CreateRecordingRequest, _camera_pb2.Recording]  # type: ignore[assignment]
     """Registers a video object in storage as a recording of a camera, starting at a given
@@ -214,6 +238,30 @@ class CameraServiceServicer(metaclass=_abc_1.ABCMeta):
         """Server stream of a camera's recording status: the status now, then every change the
         recorder holding it reports (state, error, recorder), and its statistics every few
         seconds while they move. Runs until the client cancels.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCameraLiveStream(
+        self,
+        request: _camera_service_pb2.GetCameraLiveStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_camera_pb2.CameraLiveStream, _abc.Awaitable[_camera_pb2.CameraLiveStream]]:
+        """Where and how to watch a camera live: the gRPC target serving StreamCameraLive for it,
+        and short-lived signed links to a browser page and its WebSocket. FAILED_PRECONDITION
+        while the camera is not being recorded here (live view comes from its recorder).
+        """
+
+    @_abc_1.abstractmethod
+    def StreamCameraLive(
+        self,
+        request: _camera_service_pb2.StreamCameraLiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_camera_service_pb2.StreamCameraLiveResponse], _abc.AsyncIterator[_camera_service_pb2.StreamCameraLiveResponse]]:
+        """Server stream of a camera's live video as fragmented MP4: an init segment first (and
+        again whenever the camera's stream restarts), then one fragment per frame. A client that
+        falls behind skips to the newest keyframe. Resumable by `after_sequence` while the
+        recorder still holds the fragments after it. FAILED_PRECONDITION while the camera is
+        not being recorded here; UNAVAILABLE when its recording stops mid-stream.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,73 @@
+"""Live view on the HTTP port, for browsers: the player page and its WebSocket.
+
+Both take the signed link GetCameraLiveStream hands out (a browser has no gRPC credentials):
+`GET /cameras/{camera}/live?expires=..&sig=..` is the page, and the page opens the WebSocket at
+the same path plus `/ws` with the same query. The WebSocket sends, as go2rtc's MSE mode does, a
+text message naming the codecs, then the init segment and one binary message per frame; again
+a text message and an init whenever the camera's stream restarts. A link is checked when the
+page or socket opens; a socket opened in time goes on after the link expires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import aclosing
+
+from aiohttp import web
+
+from sparc_video.api.cameras.live import LiveEndpoints
+from sparc_video.api.live_page import render_page
+from sparc_video.core.errors import SparcVideoError
+from sparc_video.live.fragments import InitSegment
+
+log = logging.getLogger(__name__)
+
+
+def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
+    def check(request: web.Request) -> str:
+        camera_id = request.match_info["camera"]
+        query = request.query
+        problem = live.signer.problem(camera_id, query.get("expires", ""), query.get("sig", ""))
+        if problem is not None:
+            raise web.HTTPForbidden(text=problem + "\n")
+        return camera_id
+
+    async def page(request: web.Request) -> web.Response:
+        camera_id = check(request)
+        return web.Response(
+            text=render_page(camera_id),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        camera_id = check(request)
+        try:
+            hub = live.hubs.get(camera_id)
+        except SparcVideoError as exc:
+            raise web.HTTPConflict(text=exc.message + "\n") from None
+        ws = web.WebSocketResponse(heartbeat=30.0)
+        await ws.prepare(request)
+        try:
+            async with aclosing(hub.watch()) as items:
+                async for item in items:
+                    if ws.closed:
+                        break
+                    if isinstance(item, InitSegment):
+                        await ws.send_str(json.dumps({"type": "init", "codecs": item.codecs}))
+                        await ws.send_bytes(item.data)
+                    else:
+                        await ws.send_bytes(item.fragment.data)
+        except SparcVideoError as exc:  # the recording stopped: say so, then close
+            await ws.send_str(json.dumps({"type": "end", "message": exc.message}))
+        except ConnectionError:
+            pass  # the browser left
+        finally:
+            await ws.close()
+        return ws
+
+    return [
+        web.get("/cameras/{camera}/live", page),
+        web.get("/cameras/{camera}/live/ws", socket),
+    ]
