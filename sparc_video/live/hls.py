@@ -40,6 +40,7 @@ SEGMENTS_WITH_PARTS = 2
 # A request for a segment this far past the newest is refused at once (RFC 8216bis 6.2.5.2).
 MAX_MSN_AHEAD = 2
 BLOCK_TIMEOUT_S = 3.0 * TARGET_DURATION_S
+_EPSILON_S = 1e-6  # durations are sums of floats
 
 
 class HlsRequestError(ValueError):
@@ -160,17 +161,17 @@ class HlsPackager:
         elif self._segment_s(current) >= SEGMENT_MIN_S and keyframe:
             self._close_segment()
             self._start_segment(capture_ns)
-        elif self._segment_s(current) + duration > TARGET_DURATION_S:
+        elif self._segment_s(current) + duration > TARGET_DURATION_S + _EPSILON_S:
             self._close_segment()
             self._start_segment(capture_ns)
-        elif self._open is not None and self._open.duration_s + duration > PART_TARGET_S:
+        elif self._open is not None and self._open.duration_s + duration > PART_TARGET_S + _EPSILON_S:
             self._close_part()
         if self._open is None:
             self._open = _Open(sequence, sequence, duration, keyframe)
         else:
             self._open.last, self._open.duration_s = sequence, self._open.duration_s + duration
             self._open.independent |= keyframe
-        if self._open.duration_s >= PART_CLOSE_S - 1e-6:
+        if self._open.duration_s >= PART_CLOSE_S - _EPSILON_S:
             self._close_part()
 
     def _segment_s(self, segment: Segment) -> float:
