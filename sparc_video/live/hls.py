@@ -107,7 +107,9 @@ class HlsPackager:
 
     @property
     def ready(self) -> bool:
-        return bool(self.segments) and bool(self.segments[0].parts)
+        """A playlist is worth sending: it lists a complete segment (players without parts
+        have nothing to play before)."""
+        return any(segment.complete for segment in self.segments)
 
     @property
     def epoch(self) -> int:
