@@ -19,6 +19,7 @@ from sparc_video.simulator import TestCamera
 from tests.camera_helpers import expect_error, reason_of, status_of
 from tests.live_helpers import consecutive, frame_indices, live_setup, watch
 from tests.recorder_helpers import FAST
+from tests.test_cli import sparc_video
 
 
 def live_settings(make: Callable[..., Settings], tmp_path: Path) -> Settings:
@@ -106,3 +107,27 @@ async def _first(
 ) -> None:
     async for _ in call:
         break
+
+
+async def test_the_cli_saves_a_playable_live_file_and_prints_the_links(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    output = tmp_path / "live.mp4"
+    with TestCamera(size=(160, 96)) as camera:
+        async with live_setup(live_settings(service_settings, tmp_path), camera) as live:
+            target = ["--target", live.service.target]
+            saved = await sparc_video(
+                "camera", "live", "cam", "--output", str(output), "--seconds", "2", *target
+            )
+            assert saved.rc == 0, saved.stderr
+            assert "frames to" in saved.stdout
+            links = await sparc_video(
+                "camera", "live", "cam", "--link", "--format", "json", *target
+            )
+            assert links.rc == 0, links.stderr
+            assert links.json["pageUrl"].startswith(live.service.http_url)
+            refused = await sparc_video("camera", "live", "nobody", "--link", *target)
+            assert refused.rc != 0 and "nobody" in refused.stderr
+    indices = await asyncio.to_thread(frame_indices, output.read_bytes())
+    # Two seconds at 25 fps, from a keyframe, every frame there.
+    assert len(indices) >= 25 and consecutive(indices), indices

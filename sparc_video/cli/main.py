@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sparc_video.cli import camera_recording  # noqa: F401  (adds `camera record|status|timeline`)
+from sparc_video.cli import (
+    camera_live,  # noqa: F401  (adds `camera live`)
+    camera_recording,  # noqa: F401  (adds `camera record|status|timeline`)
+)
 from sparc_video.cli.audit import audit
 from sparc_video.cli.cameras import camera
 from sparc_video.cli.exports import export

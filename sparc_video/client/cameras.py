@@ -202,6 +202,37 @@ class AsyncCameraClient(ChannelClient):
         finally:
             call.cancel()
 
+    # -- live view ----------------------------------------------------------------------------
+
+    async def get_camera_live_stream(
+        self, name: str, *, timeout: float | None = None
+    ) -> camera_pb2.CameraLiveStream:
+        """Where to watch camera `name` live: the gRPC target and signed browser links (they
+        expire after a few minutes). FailedPreconditionError while it is not being recorded."""
+        request = camera_service_pb2.GetCameraLiveStreamRequest(
+            name=camera_name(name) + "/liveStream"
+        )
+        return await unary(self._stub.GetCameraLiveStream(request, timeout=self._deadline(timeout)))
+
+    async def stream_camera_live(
+        self, name: str, *, after_sequence: int = 0
+    ) -> AsyncIterator[camera_service_pb2.StreamCameraLiveResponse]:
+        """Camera `name`'s live video as fragmented MP4: an init segment, then one fragment
+        per frame (an init again when the camera's stream restarts), until the caller stops
+        iterating. Not resumed after an error: call again with the last `sequence` seen."""
+        call = self._stub.StreamCameraLive(
+            camera_service_pb2.StreamCameraLiveRequest(
+                name=camera_name(name), after_sequence=after_sequence
+            )
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError:
+            raise await error_from_call(call) from None
+        finally:
+            call.cancel()
+
     # -- recordings ---------------------------------------------------------------------------
 
     async def create_recording(

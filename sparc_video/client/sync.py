@@ -192,6 +192,8 @@ class CameraClient(SyncClient[AsyncCameraClient]):
     set_recording_policy = blocking(AsyncCameraClient.set_recording_policy)
     get_camera_timeline = blocking(AsyncCameraClient.get_camera_timeline)
     watch_camera = iterating(AsyncCameraClient.watch_camera)
+    get_camera_live_stream = blocking(AsyncCameraClient.get_camera_live_stream)
+    stream_camera_live = iterating(AsyncCameraClient.stream_camera_live)
     create_recording = blocking(AsyncCameraClient.create_recording)
     get_recording = blocking(AsyncCameraClient.get_recording)
     list_recordings = blocking(AsyncCameraClient.list_recordings)
