@@ -62,7 +62,9 @@ def _check_playlist(text: str) -> None:
     """RFC 8216bis rules a player relies on, for this packager's playlists."""
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
-    tags = dict(line[1:].split(":", 1) for line in lines if line.startswith("#EXT-X-") and ":" in line)
+    tags = dict(
+        line[1:].split(":", 1) for line in lines if line.startswith("#EXT-X-") and ":" in line
+    )
     target = int(tags["EXT-X-TARGETDURATION"])
     part_target = float(tags["EXT-X-PART-INF"].split("=")[1])
     assert "CAN-BLOCK-RELOAD=YES" in tags["EXT-X-SERVER-CONTROL"]
@@ -107,7 +109,7 @@ def test_segments_start_at_keyframes_and_parts_make_them_up() -> None:
     assert "INDEPENDENT=YES" in text and "?expires=1&sig=ab" in text
     open_segment = packager.segments[-1]
     assert not open_segment.complete
-    assert f'hls/{open_segment.msn}.{len(open_segment.parts)}.m4s' in text.splitlines()[-1]
+    assert f"hls/{open_segment.msn}.{len(open_segment.parts)}.m4s" in text.splitlines()[-1]
     # A segment's bytes are its fragments as the hub holds them.
     first = complete[0]
     data = packager.data(first.first, first.last)
@@ -193,7 +195,7 @@ class LowLatencyViewer:
         self._http, self._url = http, url
         self._base = url.split("?")[0].rsplit("/", 1)[0] + "/"
         self._init = b""
-        self._decoder: av.VideoCodecContext | None = None
+        self._decoder: av.CodecContext | None = None
         self.played: list[tuple[int, float]] = []  # (frame index, latency s)
         self.reloads = 0
 
@@ -227,12 +229,13 @@ class LowLatencyViewer:
         with av.open(io.BytesIO(self._init + part), "r", format="mp4") as container:
             stream = container.streams.video[0]
             if self._decoder is None:
-                self._decoder = av.VideoCodecContext.create(stream.codec_context.name, "r")
+                self._decoder = av.CodecContext.create(stream.codec_context.name, "r")
                 self._decoder.extradata = stream.codec_context.extradata
+            decoder = self._decoder
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
-                for frame in self._decoder.decode(packet):
+                for frame in decoder.decode(packet):
                     now = time.time()
                     with contextlib.suppress(NoStamp):
                         stamp = read_stamp(frame)

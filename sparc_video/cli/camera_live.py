@@ -30,7 +30,9 @@ from sparc_video.client.cameras import AsyncCameraClient
     show_default=True,
     help="how long to record into --output",
 )
-@click.option("--link", is_flag=True, help="print the signed links to watch it in a browser or an HLS player")
+@click.option(
+    "--link", is_flag=True, help="print the signed links to watch it in a browser or HLS player"
+)
 @client_command(AsyncCameraClient)
 async def live(
     session: Session,

@@ -41,6 +41,7 @@ SEGMENTS_WITH_PARTS = 2
 MAX_MSN_AHEAD = 2
 BLOCK_TIMEOUT_S = 3.0 * TARGET_DURATION_S
 _EPSILON_S = 1e-6  # durations are sums of floats
+_PART_MAX_S = PART_TARGET_S + _EPSILON_S
 
 
 class HlsRequestError(ValueError):
@@ -130,8 +131,9 @@ class HlsPackager:
         while self._next <= hub.newest_sequence:
             item = hub.fragment(self._next)
             assert item is not None
-            self._add(item.sequence, item.fragment.data, item.fragment.keyframe,
-                      item.fragment.capture_ns)
+            self._add(
+                item.sequence, item.fragment.data, item.fragment.keyframe, item.fragment.capture_ns
+            )
             self._next += 1
 
     def _new_run(self) -> None:
@@ -157,16 +159,13 @@ class HlsPackager:
         duration = boxes.fragment_duration(data, self._fallback_ticks) / self._timescale
         current = self.segments[-1] if self.segments and not self.segments[-1].complete else None
         if current is None:
-            if not keyframe and self._next_msn is None:
-                return  # the stream's first segment starts at a keyframe
+            if not keyframe:
+                return  # after a start, a new run or a gap: a decoder needs a keyframe first
             self._start_segment(capture_ns)
-        elif self._segment_s(current) >= SEGMENT_MIN_S and keyframe:
+        elif self._cut_before(current, duration, keyframe):
             self._close_segment()
             self._start_segment(capture_ns)
-        elif self._segment_s(current) + duration > TARGET_DURATION_S + _EPSILON_S:
-            self._close_segment()
-            self._start_segment(capture_ns)
-        elif self._open is not None and self._open.duration_s + duration > PART_TARGET_S + _EPSILON_S:
+        elif self._open is not None and self._open.duration_s + duration > _PART_MAX_S:
             self._close_part()
         if self._open is None:
             self._open = _Open(sequence, sequence, duration, keyframe)
@@ -176,8 +175,13 @@ class HlsPackager:
         if self._open.duration_s >= PART_CLOSE_S - _EPSILON_S:
             self._close_part()
 
-    def _segment_s(self, segment: Segment) -> float:
-        return segment.duration_s + (self._open.duration_s if self._open else 0.0)
+    def _cut_before(self, current: Segment, duration: float, keyframe: bool) -> bool:
+        """Whether a frame starts a new segment: a keyframe once the open one is long enough,
+        any frame that would take it past the target duration."""
+        so_far = current.duration_s + (self._open.duration_s if self._open else 0.0)
+        if keyframe and so_far >= SEGMENT_MIN_S:
+            return True
+        return so_far + duration > TARGET_DURATION_S + _EPSILON_S
 
     def _start_segment(self, capture_ns: int) -> None:
         if self._next_msn is None:
@@ -340,4 +344,3 @@ class UriMaker:
 def _date_time(capture_ns: int) -> str:
     when = datetime.fromtimestamp(capture_ns / 1e9, UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
