@@ -304,6 +304,12 @@ async def test_an_hls_player_plays_the_live_stream_through_its_signed_link(
                     text = await response.text()
                 _check_playlist(text)
                 segment = next(line for line in text.splitlines() if line.startswith("hls/"))
-                async with http.get(base.rsplit("/", 1)[0] + "/" + segment) as response:
+                segment_url = base.rsplit("/", 1)[0] + "/" + segment
+                async with http.get(segment_url) as response:
                     assert response.status == 200
                     assert (await response.read())[4:8] == b"moof"
+                async with http.get(segment_url.split("?")[0]) as response:
+                    assert response.status == 403  # segments want the link too
+                newest = max(number for (number, _), _, _ in _parts(text))
+                async with http.get(f"{stream.hls_url}&_HLS_msn={newest + 10}") as response:
+                    assert response.status == 400  # too far ahead to wait for
