@@ -20,7 +20,7 @@ import pytest
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.core.settings import Settings
-from sparc_video.live import hls
+from sparc_video.live import boxes, hls
 from sparc_video.live.fragments import Fragment, InitSegment
 from sparc_video.live.hls import HlsPackager, HlsRequestError, UriMaker
 from sparc_video.live.hub import LiveHub
@@ -144,6 +144,24 @@ def test_the_window_follows_the_ring_and_numbers_stay_stable() -> None:
     text = packager.playlist(UriMaker(""))
     assert "#EXT-X-DISCONTINUITY\n" in text and f"init-{hub.epoch}.mp4" in text
     assert packager.segments[0].msn > max(numbers.values())
+
+
+def test_durations_come_from_trun_or_tfhd_and_bad_boxes_are_left_out() -> None:
+    # trun with per-sample durations (flag 0x100) and a data offset (0x01): two frames.
+    trun = _box(b"trun", struct.pack(">IIiII", 0x101, 2, 0, 3000, 4200))
+    moof = _box(b"moof", _box(b"traf", trun))
+    assert boxes.fragment_duration(moof, fallback=0) == 7200
+    assert boxes.fragment_duration(_fragment(0, True).data, fallback=0) == FRAME_TICKS
+    with pytest.raises(boxes.BadBoxes):
+        boxes.fragment_duration(b"\x00\x00\x00\x40moof", fallback=0)
+    hub = _hub(10)
+    hub.publish(Fragment(b"\x00\x00\x00\x40moof", False, 0))
+    for index in range(11, 40):
+        hub.publish(_fragment(index, index % 25 == 0))
+    packager = HlsPackager(hub)
+    packager.sync()
+    skipped = hub.first_sequence + 10
+    assert all(not p.first <= skipped <= p.last for s in packager.segments for p in s.parts)
 
 
 async def test_a_blocking_reload_returns_when_the_part_appears() -> None:

@@ -51,7 +51,7 @@ def build_http_app(
     )
     if live is not None:
         app.add_routes(live_routes(live))
-        app.add_routes(hls_routes(live.hubs, live.signer))
+        app.add_routes(hls_routes(live))
     if isinstance(storage, LocalStorage):
         app.add_routes(local_download_routes(storage))
         app.add_routes(local_upload_routes(storage))

@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.core.errors import SparcVideoError
 from sparc_video.live.hls import BLOCK_TIMEOUT_S, HlsPackager, HlsRequestError, UriMaker
 from sparc_video.live.hub import LiveHub, LiveHubs
-from sparc_video.live.links import LiveLinkSigner
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _NAME = re.compile(r"(?:init-(?P<epoch>\d+)\.mp4|(?P<msn>\d+)(?:\.(?P<part>\d+))?\.m4s)")
@@ -46,8 +46,8 @@ class HlsStreams:
         return packager
 
 
-def hls_routes(hubs: LiveHubs, signer: LiveLinkSigner) -> list[web.RouteDef]:
-    streams = HlsStreams(hubs)
+def hls_routes(live: LiveEndpoints) -> list[web.RouteDef]:
+    streams, signer = HlsStreams(live.hubs), live.signer
 
     def check(request: web.Request) -> tuple[str, str]:
         """The camera and the link's query to repeat in the playlist's URIs; 403 when the

@@ -19,6 +19,7 @@ Pure logic on the event loop: reading the ring, durations from the boxes, the pl
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ SEGMENTS_WITH_PARTS = 2
 # A request for a segment this far past the newest is refused at once (RFC 8216bis 6.2.5.2).
 MAX_MSN_AHEAD = 2
 BLOCK_TIMEOUT_S = 3.0 * TARGET_DURATION_S
+
+log = logging.getLogger(__name__)
 _EPSILON_S = 1e-6  # durations are sums of floats
 _PART_MAX_S = PART_TARGET_S + _EPSILON_S
 
@@ -156,7 +159,12 @@ class HlsPackager:
             self.segments.pop(0)
 
     def _add(self, sequence: int, data: bytes, keyframe: bool, capture_ns: int) -> None:
-        duration = boxes.fragment_duration(data, self._fallback_ticks) / self._timescale
+        try:
+            duration = boxes.fragment_duration(data, self._fallback_ticks) / self._timescale
+        except boxes.BadBoxes:  # not the fragmenter's boxes: leave it out, the rest plays
+            log.warning("camera %s: HLS skips fragment %d", self.hub.camera_id, sequence)
+            self._close_part()  # parts are runs of sequences: end this one before it
+            return
         current = self.segments[-1] if self.segments and not self.segments[-1].complete else None
         if current is None:
             if not keyframe:
