@@ -183,9 +183,10 @@ class LiveHubs:
         hub = self._hubs.get(camera_id)
         if hub is None or hub.closed:
             raise NotRecordingHere(
-                f"camera {camera_id} is not being recorded by this service, so it has no live "
+                f"camera {camera_id} is not being recorded in this process, so it has no live "
                 "stream here: turn its recording on (UpdateCamera recording_policy) and wait "
-                "for its recording status to be RECORDING"
+                "for its recording status to be RECORDING (live view is served by the process "
+                "running its recorder: `sparc-video dev`)"
             )
         return hub
 
