@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import struct
 import tempfile
 import time
@@ -141,6 +142,12 @@ async def _view(url: str, count: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -168,8 +175,13 @@ def main() -> None:
         for count in (int(v) for v in args.viewers.split(",")):
             before = rss_mb(service.pid or 0)
             viewers, pipe = _spawn(viewers_main, url, count, args.seconds)
-            time.sleep(args.seconds * 0.8)
+            time.sleep(args.seconds * 0.1)
+            cpu = [_cpu_s(service.pid or 0), _cpu_s(viewers.pid or 0), time.monotonic()]
+            time.sleep(args.seconds * 0.7)
             during = rss_mb(service.pid or 0)
+            wall = time.monotonic() - cpu[2]
+            service_cpu = (_cpu_s(service.pid or 0) - cpu[0]) / wall * 100
+            viewers_cpu = (_cpu_s(viewers.pid or 0) - cpu[1]) / wall * 100
             result = pipe.recv()
             viewers.join()
             rows.append(_row("LL-HLS parts, decoded (probe)", count, result["latencies"]))
@@ -177,7 +189,8 @@ def main() -> None:
             notes.append(
                 f"{count} viewers: service RSS {before:.0f} -> {during:.0f} MB "
                 f"({(during - before) / count * 1024:.0f} KiB per viewer); parts per viewer "
-                f"min {min(parts)}, max {max(parts)} in {args.seconds:g} s; "
+                f"min {min(parts)}, max {max(parts)} in {args.seconds:g} s; CPU: service "
+                f"{service_cpu:.0f} %, viewers' process {viewers_cpu:.0f} % of a core; "
                 f"errors {result['errors'] or 'none'}"
             )
         service_pipe.send("stop")

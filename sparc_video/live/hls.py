@@ -108,6 +108,7 @@ class HlsPackager:
         self._next_msn: int | None = None
         self._open: _Open | None = None
         self._pending_discontinuity = False
+        self._rendered: tuple[tuple[int, int, str], str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -254,6 +255,14 @@ class HlsPackager:
         return b"".join(pieces)
 
     def playlist(self, uri: UriMaker) -> str:
+        """The playlist text; made once per change of the packager and link, since every
+        viewer of a camera asks for the same one after each part (blocking reloads)."""
+        key = (self._epoch, self._next, uri.suffix)
+        if self._rendered is None or self._rendered[0] != key:
+            self._rendered = (key, self._render(uri))
+        return self._rendered[1]
+
+    def _render(self, uri: UriMaker) -> str:
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:9",
@@ -337,16 +346,16 @@ class UriMaker:
     resolving a relative URI drops the playlist's query)."""
 
     def __init__(self, query: str) -> None:
-        self._suffix = f"?{query}" if query else ""
+        self.suffix = f"?{query}" if query else ""
 
     def init(self, epoch: int) -> str:
-        return f"hls/init-{epoch}.mp4{self._suffix}"
+        return f"hls/init-{epoch}.mp4{self.suffix}"
 
     def segment(self, msn: int) -> str:
-        return f"hls/{msn}.m4s{self._suffix}"
+        return f"hls/{msn}.m4s{self.suffix}"
 
     def part(self, msn: int, part: int) -> str:
-        return f"hls/{msn}.{part}.m4s{self._suffix}"
+        return f"hls/{msn}.{part}.m4s{self.suffix}"
 
 
 def _date_time(capture_ns: int) -> str:
