@@ -283,6 +283,7 @@ async def test_an_hls_player_plays_the_live_stream_through_its_signed_link(
                         assert response.status == 403, url
                 async with http.get(stream.hls_url) as response:
                     assert response.status == 200
+                    assert response.headers["Access-Control-Allow-Origin"] == "*"
                     text = await response.text()
                 _check_playlist(text)
                 segment = next(line for line in text.splitlines() if line.startswith("hls/"))

@@ -23,7 +23,13 @@ from sparc_video.live.hub import LiveHub, LiveHubs
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _NAME = re.compile(r"(?:init-(?P<epoch>\d+)\.mp4|(?P<msn>\d+)(?:\.(?P<part>\d+))?\.m4s)")
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# Any origin's player may read what a signed link names: the link is the credential, and a page
+# holding it could hand it to a player of its own origin anyway (hls.js on a dashboard).
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Access-Control-Allow-Origin": "*",
+}
 
 
 class HlsStreams:
@@ -75,7 +81,7 @@ def hls_routes(live: LiveEndpoints) -> list[web.RouteDef]:
         if not ready:
             raise web.HTTPServiceUnavailable(text="the live stream has nothing newer yet\n")
         return web.Response(
-            text=packager.playlist(UriMaker(query)), content_type=PLAYLIST_TYPE, headers=_NO_STORE
+            text=packager.playlist(UriMaker(query)), content_type=PLAYLIST_TYPE, headers=_HEADERS
         )
 
     async def media(request: web.Request) -> web.Response:
@@ -128,4 +134,4 @@ def _number(request: web.Request, key: str) -> int | None:
 
 
 def _mp4(data: bytes) -> web.Response:
-    return web.Response(body=data, content_type="video/mp4", headers=_NO_STORE)
+    return web.Response(body=data, content_type="video/mp4", headers=_HEADERS)
