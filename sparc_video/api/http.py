@@ -1,5 +1,5 @@
 """The HTTP port: Prometheus /metrics, /health (readiness), /healthz (liveness), local downloads,
-live view for browsers (`live_http.py`)."""
+live view for browsers (`live_http.py`) and HLS players (`live_hls.py`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.api.health import HealthMonitor
+from sparc_video.api.live_hls import hls_routes
 from sparc_video.api.live_http import live_routes
 from sparc_video.api.service_metrics import ServiceCollector
 from sparc_video.storage import Storage
@@ -50,6 +51,7 @@ def build_http_app(
     )
     if live is not None:
         app.add_routes(live_routes(live))
+        app.add_routes(hls_routes(live))
     if isinstance(storage, LocalStorage):
         app.add_routes(local_download_routes(storage))
         app.add_routes(local_upload_routes(storage))

@@ -30,7 +30,9 @@ from sparc_video.client.cameras import AsyncCameraClient
     show_default=True,
     help="how long to record into --output",
 )
-@click.option("--link", is_flag=True, help="print the signed links to watch it in a browser")
+@click.option(
+    "--link", is_flag=True, help="print the signed links to watch it in a browser or HLS player"
+)
 @client_command(AsyncCameraClient)
 async def live(
     session: Session,
@@ -48,6 +50,7 @@ async def live(
         session.message(
             stream,
             f"page:      {stream.page_url}\nwebsocket: {stream.websocket_url}\n"
+            f"hls:       {stream.hls_url}\n"
             f"gRPC:      {stream.grpc_target} (recorder {stream.recorder})\n"
             f"expires:   {utc(stream.expire_time)}",
         )

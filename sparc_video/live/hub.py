@@ -90,6 +90,21 @@ class LiveHub:
     def newest_sequence(self) -> int:
         return self._next - 1
 
+    @property
+    def oldest_sequence(self) -> int:
+        """The oldest sequence the ring still holds (newest_sequence + 1 when it holds none)."""
+        return self._oldest
+
+    def fragment(self, sequence: int) -> SequencedFragment | None:
+        """A fragment by sequence while the ring holds it (HLS reads segments this way)."""
+        if not self._oldest <= sequence < self._next:
+            return None
+        return self._slots[sequence % len(self._slots)]
+
+    async def changed(self) -> None:
+        """Returns at the next fragment, init or close (a waiter adds its own deadline)."""
+        await self._arrived.wait()
+
     def _newest_keyframe(self) -> int | None:
         keyframe = self._keyframe
         return keyframe if keyframe is not None and keyframe >= self._oldest else None

@@ -1,4 +1,5 @@
-"""Short-lived signed links to watch one camera in a browser: the page and its WebSocket.
+"""Short-lived signed links to watch one camera: the browser page and its WebSocket, and the
+HLS playlist with its segments.
 
 A browser cannot send the gRPC credentials, so GetCameraLiveStream (which checks them) hands out
 links carrying the camera, an expiry and an HMAC-SHA256 over both. The key is made per process
@@ -22,6 +23,7 @@ LINK_TTL_S = 300
 class LiveLinks:
     page_url: str
     websocket_url: str
+    hls_url: str  # the (LL-)HLS media playlist, for HLS players (api/live_hls.py)
     expires: int  # seconds since the epoch
 
 
@@ -36,7 +38,10 @@ class LiveLinkSigner:
         path = f"/cameras/{quote(camera_id, safe='')}/live"
         socket_base = "ws" + self.base_url.removeprefix("http")
         return LiveLinks(
-            f"{self.base_url}{path}?{query}", f"{socket_base}{path}/ws?{query}", expires
+            f"{self.base_url}{path}?{query}",
+            f"{socket_base}{path}/ws?{query}",
+            f"{self.base_url}{path}.m3u8?{query}",
+            expires,
         )
 
     def problem(self, camera_id: str, expires: str, sig: str) -> str | None:

@@ -41,6 +41,7 @@ class LiveEndpoints:
             recorder=recorder_id,
             page_url=links.page_url,
             websocket_url=links.websocket_url,
+            hls_url=links.hls_url,
             expire_time=timestamp(links.expires),
         )
 

@@ -500,6 +500,7 @@ class CameraLiveStream(_message.Message):
     PAGE_URL_FIELD_NUMBER: _builtins.int
     WEBSOCKET_URL_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    HLS_URL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `cameras/{camera}/liveStream`. Output only."""
     grpc_target: _builtins.str
@@ -514,6 +515,10 @@ class CameraLiveStream(_message.Message):
     """The WebSocket the page reads: the init segment, then fragments, as binary messages;
     signed, expires at `expire_time`. Output only.
     """
+    hls_url: _builtins.str
+    """The (LL-)HLS media playlist, for HLS players and browsers with native HLS; its segments
+    carry the same signature, so an HLS session lasts until `expire_time`. Output only.
+    """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the links stop being accepted (a stream opened before goes on). Output only."""
@@ -527,10 +532,11 @@ class CameraLiveStream(_message.Message):
         page_url: _builtins.str = ...,
         websocket_url: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        hls_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grpc_target", b"grpc_target", "name", b"name", "page_url", b"page_url", "recorder", b"recorder", "websocket_url", b"websocket_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "grpc_target", b"grpc_target", "hls_url", b"hls_url", "name", b"name", "page_url", b"page_url", "recorder", b"recorder", "websocket_url", b"websocket_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
