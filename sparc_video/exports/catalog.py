@@ -20,6 +20,7 @@ from sparc_video.audit import AuditEntry, trail
 from sparc_video.audit.trail import append
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.database.pool import Connection, Database
+from sparc_video.database.schema import UNFINISHED_EXPORTS
 from sparc_video.exports.event_log import decode_record, encode_record
 from sparc_video.exports.models import DownloadGrant, ExportRecord, ExportState, Priority
 
@@ -39,7 +40,6 @@ class ExportFilter:
 # More work inside a durable write's transaction (a download grant's row).
 InTransaction = Callable[[Connection], Awaitable[None]]
 
-_UNFINISHED = [s.value for s in ExportState if not s.terminal]
 
 # A create in one statement: the export's row, its first state change and its audit entry,
 # all or none (a statement is atomic on its own, so the common create needs no transaction and
@@ -164,10 +164,9 @@ class ExportCatalog:
         row = await connection.fetchrow(
             "SELECT (SELECT id FROM exports WHERE requester = $1 AND request_id = $2 "
             "AND request_id <> '') AS owner, (SELECT count(*) FROM exports "
-            "WHERE requester = $1 AND state = ANY($3::text[])) AS unfinished",
+            f"WHERE requester = $1 AND {UNFINISHED_EXPORTS}) AS unfinished",
             requester,
             request_id,
-            _UNFINISHED,
         )
         assert row is not None  # a SELECT without FROM returns its one row
         owner = row["owner"]
