@@ -255,6 +255,7 @@ class ExportJob:
                 media_limits=MediaLimits(
                     max_frame_pixels=settings.max_frame_pixels,
                     max_duration_s=settings.max_source_duration_s,
+                    worker_concurrency=settings.worker_concurrency,
                 ),
             )
         except PermanentProcessingError as exc:

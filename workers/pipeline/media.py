@@ -59,10 +59,13 @@ class MediaInfo:
 @dataclass(frozen=True)
 class MediaLimits:
     """Operator limits on sources (MAX_FRAME_PIXELS, MAX_SOURCE_DURATION; 0: no duration
-    limit), checked on the probe before any work: a source past them fails permanently."""
+    limit), checked on the probe before any work: a source past them fails permanently.
+    `worker_concurrency` (VIDEO_WORKER_CONCURRENCY): the jobs sharing the worker's cores, which
+    limits the threads of each (see `workers.pipeline.cores`)."""
 
     max_frame_pixels: int = MAX_PIXELS
     max_duration_s: float = 0.0
+    worker_concurrency: int = 1
 
     def check(self, info: MediaInfo) -> None:
         if info.width * info.height > self.max_frame_pixels:
