@@ -37,6 +37,8 @@ from sparc_video.media.still import FULL_RANGE
 
 _FrameT = TypeVar("_FrameT", VideoFrame, AudioFrame)
 if TYPE_CHECKING:
+    from sparc_video.core.settings import Settings
+
     # Packet is invariant in its stream type (and not subscriptable at run time); demuxing
     # several streams gives Packet[Stream].
     AnyPacket: TypeAlias = Packet[VideoStream] | Packet[AudioStream] | Packet[Stream]
@@ -66,6 +68,14 @@ class MediaLimits:
     max_frame_pixels: int = MAX_PIXELS
     max_duration_s: float = 0.0
     worker_concurrency: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> MediaLimits:
+        return cls(
+            max_frame_pixels=settings.max_frame_pixels,
+            max_duration_s=settings.max_source_duration_s,
+            worker_concurrency=settings.worker_concurrency,
+        )
 
     def check(self, info: MediaInfo) -> None:
         if info.width * info.height > self.max_frame_pixels:
