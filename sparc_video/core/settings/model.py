@@ -253,7 +253,13 @@ class Settings(BaseSettings):
 
     # --- Workers
     worker_concurrency: int = setting(
-        2, "VIDEO_WORKER_CONCURRENCY", "Workers", "Jobs one worker runs at once", ge=1, le=256
+        2,
+        "VIDEO_WORKER_CONCURRENCY",
+        "Workers",
+        "Jobs one worker runs at once; each job's media threads get the worker's cores (CPU "
+        "affinity, cgroup CPU quota) divided by it",
+        ge=1,
+        le=256,
     )
     temp_dir: Path = setting(
         Path("/tmp/sparc-video"), "VIDEO_TEMP_DIR", "Workers", "Worker scratch space"
