@@ -44,7 +44,7 @@ def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
     async def socket(request: web.Request) -> web.WebSocketResponse:
         camera_id = check(request)
         try:
-            hub = live.hubs.get(camera_id)
+            hub = await live.hubs.attach(camera_id)
         except SparcVideoError as exc:
             raise web.HTTPConflict(text=exc.message + "\n") from None
         ws = web.WebSocketResponse(heartbeat=30.0)
