@@ -154,12 +154,12 @@ class Recorder:
         for camera_id in sorted(self.live_only & set(wanted)):
             # Turned on while watched: recorded from here on, on the same connection.
             self.live_only.discard(camera_id)
-            policy = wanted[camera_id]
-            if policy.segment_s == self.supervisors[camera_id].policy.segment_s:
-                self.supervisors[camera_id].record(policy)
+            turned_on = wanted[camera_id]
+            if turned_on.segment_s == self.supervisors[camera_id].policy.segment_s:
+                self.supervisors[camera_id].record(turned_on)
             else:  # a new segment length needs a new run: a brief handover, viewers restart
                 await self.supervisors.pop(camera_id).stop()
-                self._start(camera_id, policy, PendingGap(GapReason.POLICY_OFF, "was off"))
+                self._start(camera_id, turned_on, PendingGap(GapReason.POLICY_OFF, "was off"))
         held -= self.live_only
         holders = await self.leases.holders(sorted(set(wanted) - held))
         free = [c for c, holder in holders.items() if holder is None]
