@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pytest
 import redis.asyncio as aioredis
 from sparc.video.v1 import camera_service_pb2 as svc
 from sparc.video.v1 import camera_service_pb2_grpc
@@ -20,7 +21,7 @@ from sparc_video.cameras.records import CameraRecord, CameraStore
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
 from sparc_video.exports.holds import RecordingHolds
-from sparc_video.live.hub import LiveHubs
+from sparc_video.live.hub import LiveHubs, LiveUnavailable, NotRecordingHere
 from sparc_video.recording.policy import RecordingMode, RecordingPolicy, set_policy
 from sparc_video.recording.recorder import Recorder
 from sparc_video.simulator import TestCamera
@@ -162,3 +163,30 @@ async def _first(
 ) -> None:
     async for _ in call:
         break
+
+
+async def test_hubs_attach_asks_the_opener_once_and_passes_on_its_answer() -> None:
+    hubs = LiveHubs()
+    with pytest.raises(NotRecordingHere):  # no recorder here: nothing opens on demand
+        await hubs.attach("cam")
+    asked: list[str] = []
+    hubs.set_opener("rec", asked.append)
+    waiting = [asyncio.create_task(hubs.attach("cam")) for _ in range(2)]
+    await wait_for(lambda: _true(asked == ["cam"]), 5, "the opener is asked once")
+    hub = hubs.open("cam")
+    assert [await w for w in waiting] == [hub, hub]
+    assert hub.viewers == 0 and hub.idle_s >= 0
+    refused = asyncio.create_task(hubs.attach("other"))
+    await wait_for(lambda: _true("other" in asked), 5, "the opener is asked for another")
+    hubs.refuse("other", NotRecordingHere("held elsewhere"))
+    with pytest.raises(NotRecordingHere):
+        await refused
+    with pytest.raises(LiveUnavailable):
+        await hubs.attach("silent", timeout_s=0.05)
+    hub.close(LiveUnavailable("camera unreachable"))
+    with pytest.raises(LiveUnavailable):
+        await hub.started()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -83,7 +83,15 @@ class LiveHub:
 
     async def started(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait for the first init; the failure if the hub closes first, LiveUnavailable when
-        none comes in time."""
+        none comes in time. The caller counts as a viewer meanwhile: a camera opened on demand
+        is not let go under it, and its linger starts when this returns."""
+        self._join()
+        try:
+            await self._until_started(timeout_s)
+        finally:
+            self._leave()
+
+    async def _until_started(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while self.init is None:
             if self.closed:
@@ -161,7 +169,7 @@ class LiveHub:
     ) -> AsyncGenerator[InitSegment | SequencedFragment, None]:
         """The init, then fragments from where `after_sequence` says (see `_start`); the init
         again whenever the camera's run changes. LiveEnded when the hub closes."""
-        self.viewers += 1
+        self._join()
         try:
             epoch = -1
             position: int | None = None
@@ -184,9 +192,15 @@ class LiveHub:
                     continue
                 await arrived.wait()
         finally:
-            self.viewers -= 1
-            if not self.viewers:
-                self._idle_since = time.monotonic()
+            self._leave()
+
+    def _join(self) -> None:
+        self.viewers += 1
+
+    def _leave(self) -> None:
+        self.viewers -= 1
+        if not self.viewers:
+            self._idle_since = time.monotonic()
 
 
 class LiveHubs:
