@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import MappingProxyType
 from typing import Any, TextIO
 
@@ -95,7 +95,12 @@ def bind(**fields: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        _CONTEXT.reset(token)
+        # ValueError: closed from another context. gRPC drops a server stream's generator
+        # when its client leaves during a write (every live viewer that stops watching) and
+        # the event loop's finalizer closes it in a task of its own; the fields set here
+        # ended with the task that set them.
+        with suppress(ValueError):
+            _CONTEXT.reset(token)
 
 
 def update(**fields: Any) -> None:
