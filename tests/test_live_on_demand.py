@@ -32,7 +32,7 @@ from tests.fixtures.service import RunningService, start_service
 from tests.live_helpers import consecutive, frame_indices, watch
 from tests.recorder_helpers import FAST, running_recorder, wait_for
 
-LINGER_S = 1.0
+LINGER_S = 3.0
 # How long a let-go may take past the linger: a recorder round, the ingest thread's stop.
 DEADLINE_S = 20.0
 
