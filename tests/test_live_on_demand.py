@@ -1,16 +1,19 @@
 """Live view on demand from a real recorder: a camera whose recording is OFF is opened for its
 viewers (one connection however many), closed LIVE_LINGER after the last leaves with nothing
-recorded, recorded in place when recording is turned on meanwhile; an unreachable camera's
-viewers are told why, and a camera another recorder holds is not opened a second time."""
+recorded, the same for a browser's WebSocket, recorded in place when recording is turned on
+meanwhile; an unreachable camera's viewers are told why, and a camera another recorder holds
+is not opened a second time."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 import redis.asyncio as aioredis
@@ -93,6 +96,23 @@ async def test_a_camera_not_recorded_opens_once_for_its_viewers_and_closes_after
             assert camera.total_plays == 2
 
 
+async def test_a_browser_websocket_opens_a_camera_not_recorded(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with TestCamera(size=(160, 96)) as camera:
+        async with on_demand(service_settings, tmp_path, camera.url) as live:
+            # A link signed here, so the WebSocket (not GetCameraLiveStream) asks for the camera.
+            links = live.service.server.live.signer.links("cam")
+            async with aiohttp.ClientSession() as http, http.ws_connect(links.websocket_url) as ws:
+                hello = json.loads(await ws.receive_str(timeout=40))
+                assert hello["type"] == "init"
+                data = [await ws.receive_bytes(timeout=30) for _ in range(11)]
+            assert consecutive(frame_indices(b"".join(data)))
+            assert camera.total_plays == 1
+            # The browser closed its socket: it no longer counts as a viewer.
+            await wait_for(lambda: _closed(camera), LINGER_S + DEADLINE_S, "the camera closes")
+
+
 async def test_recording_turned_on_while_watched_keeps_the_connection(
     service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -112,6 +132,10 @@ async def test_recording_turned_on_while_watched_keeps_the_connection(
             assert not viewer.done()
             viewer.cancel()
             await asyncio.gather(viewer, return_exceptions=True)
+
+
+async def _closed(camera: TestCamera) -> bool:
+    return camera.playing == 0
 
 
 async def _playing(camera: TestCamera) -> bool:
