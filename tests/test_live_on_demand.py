@@ -134,6 +134,26 @@ async def test_recording_turned_on_while_watched_keeps_the_connection(
             await asyncio.gather(viewer, return_exceptions=True)
 
 
+async def test_recording_turned_on_with_another_segment_length_hands_over(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with TestCamera(size=(160, 96)) as camera:
+        async with on_demand(service_settings, tmp_path, camera.url) as live:
+            viewer = asyncio.create_task(watch(live.stub, 10**6))
+            await wait_for(lambda: _playing(camera), 60, "the camera opens for the viewer")
+            on = RecordingPolicy(RecordingMode.CONTINUOUS, 2.0)
+            await set_policy(live.service.app.database, "cam", on, "alice")
+
+            async def recorded() -> bool:
+                return bool(await live.store.all_recordings("cam"))
+
+            await wait_for(recorded, 60, "a segment is recorded")
+            # A second connection replaced the first; the viewer's stream ended.
+            assert camera.total_plays == 2 and camera.playing == 1
+            error = await expect_error(viewer, grpc.StatusCode.UNAVAILABLE)
+            assert reason_of(status_of(error)) == "LIVE_STREAM_ENDED"
+
+
 async def _closed(camera: TestCamera) -> bool:
     return camera.playing == 0
 

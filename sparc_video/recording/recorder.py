@@ -157,7 +157,7 @@ class Recorder:
             turned_on = wanted[camera_id]
             if turned_on.segment_s == self.supervisors[camera_id].policy.segment_s:
                 self.supervisors[camera_id].record(turned_on)
-            else:  # a new segment length needs a new run: a brief handover, viewers restart
+            else:  # a new segment length needs a new run: a brief handover, viewers' streams end
                 await self.supervisors.pop(camera_id).stop()
                 self._start(camera_id, turned_on, PendingGap(GapReason.POLICY_OFF, "was off"))
         held -= self.live_only
