@@ -234,6 +234,7 @@ class LiveHubs:
         waiting = self._waiting.pop(camera_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_exception(error)
+            waiting.exception()  # its viewers may all have left: no "never retrieved" log
 
     async def attach(self, camera_id: str, timeout_s: float = START_TIMEOUT_S) -> LiveHub:
         """The camera's hub, opened on demand by this process's recorder when nothing records
