@@ -149,7 +149,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         camera_id = parse_live_stream_name(request.name)
         await self._cameras.get(camera_id)
         view = await self._recording.view(camera_id)
-        return self._live.describe(camera_id, view.status.recorder_id)
+        return await self._live.describe(camera_id, view.status.recorder_id)
 
     async def StreamCameraLive(
         self, request: svc.StreamCameraLiveRequest, context: Context

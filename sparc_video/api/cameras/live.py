@@ -31,9 +31,13 @@ class LiveEndpoints:
             host = urlsplit(self.signer.base_url).hostname or "127.0.0.1"
         self.grpc_target = f"{host}:{port}"
 
-    def describe(self, camera_id: str, recorder_id: str) -> camera_pb2.CameraLiveStream:
-        """The camera's live stream; CAMERA_NOT_RECORDING unless this process records it."""
-        self.hubs.get(camera_id)
+    async def describe(self, camera_id: str, recorder_id: str) -> camera_pb2.CameraLiveStream:
+        """The camera's live stream, once its first picture came (a camera whose recording is
+        OFF is opened on demand; LIVE_LINGER keeps it open for the links' first viewer);
+        CAMERA_NOT_RECORDING when this process cannot serve it."""
+        hub = await self.hubs.attach(camera_id)
+        await hub.started()
+        recorder_id = recorder_id or self.hubs.recorder_id
         links = self.signer.links(camera_id)
         return camera_pb2.CameraLiveStream(
             name=f"cameras/{camera_id}/liveStream",
@@ -48,7 +52,7 @@ class LiveEndpoints:
     async def stream(
         self, camera_id: str, after_sequence: int
     ) -> AsyncGenerator[camera_service_pb2.StreamCameraLiveResponse, None]:
-        hub = self.hubs.get(camera_id)
+        hub = await self.hubs.attach(camera_id)
         async with aclosing(hub.watch(after_sequence)) as items:
             async for item in items:
                 yield to_message(item)

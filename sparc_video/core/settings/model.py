@@ -392,6 +392,15 @@ class Settings(BaseSettings):
         ge=0.05,
         le=60.0,
     )
+    live_linger_s: float = setting(
+        10.0,
+        "LIVE_LINGER",
+        "Recorder",
+        "Seconds a camera whose recording is OFF, opened on demand for live view, stays open "
+        "after its last viewer left (a viewer back within it finds it still open)",
+        ge=0.0,
+        le=3600.0,
+    )
     recorder_metrics_port: int = setting(
         9092,
         "RECORDER_METRICS_PORT",
