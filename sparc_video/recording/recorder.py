@@ -123,6 +123,7 @@ class Recorder:
             self._settings.recorder_poll_interval_s, self._settings.recorder_lease_ttl_s / 3
         )
         sweeping = asyncio.create_task(self._sweep_forever(sweeper, stop)) if sweeper else None
+        keeping = asyncio.create_task(self._keep_leases(stop))
         try:
             while not stop.is_set():
                 try:
@@ -131,10 +132,26 @@ class Recorder:
                     log.warning("recorder %s: round failed", self.recorder_id, exc_info=True)
                 await self._pause(stop, interval)
         finally:
-            if sweeping is not None:
-                sweeping.cancel()
-                await asyncio.gather(sweeping, return_exceptions=True)
+            background = [task for task in (sweeping, keeping) if task is not None]
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self.shutdown()
+
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Renew membership and leases every third of the TTL on a cadence of their own. A round
+        also renews, but it waits on PostgreSQL and on camera starts: on a loaded machine a slow
+        round let a healthy recorder's leases lapse and another recorder took its cameras.
+        Losses are still acted on by the round, which renews first thing."""
+        interval = self._settings.recorder_lease_ttl_s / 3
+        while not stop.is_set():
+            try:
+                await self.leases.heartbeat()
+                await self.leases.renew(sorted(self.supervisors))
+            except Exception:  # Redis away: the round reports it; the next renewal tries again
+                log.debug("recorder %s: lease renewal failed", self.recorder_id, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     async def _pause(self, stop: asyncio.Event, interval: float) -> None:
         """Until the next round: `interval`, or sooner when stopped or a viewer asks."""
