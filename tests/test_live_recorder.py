@@ -1,0 +1,88 @@
+"""Live view from a separate `sparc-video recorder` process (the Kubernetes deployment): the
+API's GetCameraLiveStream points at the address the recorder holding the camera advertises;
+StreamCameraLive there and the WebSocket behind the API-signed link deliver frames that decode;
+a link signed with another key is refused."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from pydantic import SecretStr
+from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
+from sparc.video.v1 import camera_service_pb2 as svc
+
+from sparc_video.core.settings import Settings
+from sparc_video.live.links import LiveLinkSigner
+from sparc_video.simulator import TestCamera
+from tests.fixtures.redis import free_port
+from tests.fixtures.service import start_service
+from tests.live_helpers import frame_indices, watch
+from tests.recorder_helpers import FAST, add_recorded_camera, start_recorder, wait_for
+
+FRAGMENTS = 20
+
+
+@pytest.mark.timeout(240)
+async def test_a_separate_recorder_serves_its_cameras_live_view_at_its_advertised_address(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = service_settings(**FAST, live_link_key=SecretStr(secrets.token_hex(32)))
+    grpc_port, http_port = free_port(), free_port()
+    live_env = {
+        "RECORDER_LIVE_GRPC_PORT": str(grpc_port),
+        "RECORDER_LIVE_HTTP_PORT": str(http_port),
+        "RECORDER_ADVERTISE_ADDRESS": "127.0.0.1",
+    }
+    with TestCamera(size=(160, 96)) as camera:
+        async with start_service(settings, worker=False) as service:
+            await add_recorded_camera(service.app.database, "cam", camera.url, segment_s=2.0)
+            process = start_recorder(settings, tmp_path / "buffer", env=live_env)
+            try:
+                stub = camera_service_pb2_grpc.CameraServiceStub(service.channel)
+                request = svc.GetCameraLiveStreamRequest(name="cameras/cam/liveStream")
+                found: list[camera_pb2.CameraLiveStream] = []
+
+                async def described() -> bool:
+                    try:
+                        found.append(await stub.GetCameraLiveStream(request))
+                    except grpc.aio.AioRpcError:
+                        return False  # not yet held (CAMERA_NOT_RECORDING)
+                    return True
+
+                await wait_for(described, 90, "GetCameraLiveStream answers for the recorder")
+                stream = found[-1]
+                assert stream.grpc_target == f"127.0.0.1:{grpc_port}"
+                assert stream.recorder
+                base = f"http://127.0.0.1:{http_port}/cameras/cam/live?"
+                assert stream.page_url.startswith(base)
+                ws_url = stream.websocket_url
+                assert ws_url.startswith(f"ws://127.0.0.1:{http_port}/cameras/cam/live/ws?")
+
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                    inits, got = await watch(
+                        camera_service_pb2_grpc.CameraServiceStub(channel), FRAGMENTS
+                    )
+                data = inits[0].data + b"".join(f.data for f in got)
+                assert len(frame_indices(data)) == FRAGMENTS
+
+                async with aiohttp.ClientSession() as http:
+                    async with http.ws_connect(ws_url) as ws:
+                        hello = json.loads(await ws.receive_str(timeout=30))
+                        assert hello["type"] == "init"
+                        parts = [await ws.receive_bytes(timeout=30) for _ in range(FRAGMENTS + 1)]
+                    assert len(frame_indices(b"".join(parts))) == FRAGMENTS
+
+                    stranger = LiveLinkSigner(f"http://127.0.0.1:{http_port}", b"k" * 32)
+                    forged = stranger.links("cam")
+                    for url in (forged.page_url, forged.hls_url):
+                        async with http.get(url) as answer:
+                            assert answer.status == 403, (url, answer.status)
+            finally:
+                process.terminate()
+                process.wait(60)
