@@ -5,6 +5,7 @@ a link signed with another key is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Callable
@@ -13,12 +14,18 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from pydantic import SecretStr
 from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
 from sparc.video.v1 import camera_service_pb2 as svc
 
+from sparc_video.api.cameras.live import LiveEndpoints
+from sparc_video.core.errors import FailedPrecondition, Unavailable
+from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
+from sparc_video.live.hub import LiveHubs
 from sparc_video.live.links import LiveLinkSigner
+from sparc_video.recording.leases import LiveAddress
 from sparc_video.simulator import TestCamera
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import start_service
@@ -83,6 +90,27 @@ async def test_a_separate_recorder_serves_its_cameras_live_view_at_its_advertise
                     for url in (forged.page_url, forged.hls_url):
                         async with http.get(url) as answer:
                             assert answer.status == 403, (url, answer.status)
-            finally:
                 process.terminate()
-                process.wait(60)
+                assert await asyncio.to_thread(process.wait, 60) == 0
+                # Stopped, it no longer advertises where it served.
+                redis = aioredis.Redis.from_url(settings.redis_url)
+                keys = Keys(settings.redis_prefix)
+                assert not await redis.keys(keys.recorder_live_address("*"))
+                await redis.aclose()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def test_a_camera_whose_recorder_serves_no_live_view_is_unavailable() -> None:
+    """Held by a recorder that advertises no live address (no live ports, or just died)."""
+    live = LiveEndpoints(LiveHubs(), LiveLinkSigner("http://127.0.0.1:1", b"k" * 32))
+    with pytest.raises(Unavailable) as raised:
+        live.describe("cam", "rec-1", None)
+    assert raised.value.reason == "LIVE_VIEW_UNREACHABLE" and "rec-1" in raised.value.message
+    with pytest.raises(FailedPrecondition):  # held by no recorder: CAMERA_NOT_RECORDING
+        live.describe("cam", "", None)
+    there = live.describe("cam", "rec-1", LiveAddress("rec-1.r:50052", "http://rec-1.r:8081"))
+    assert there.grpc_target == "rec-1.r:50052"
+    assert there.hls_url.startswith("http://rec-1.r:8081/cameras/cam/live.m3u8?")
