@@ -38,7 +38,6 @@ PROMISED_S = 10.0
 SLACK_S = 10.0
 
 
-
 @pytest.mark.timeout(240)
 async def test_a_killed_recorders_cameras_are_taken_over_within_the_bound(
     service_settings: Callable[..., Settings], database: Database, tmp_path: Path
