@@ -40,8 +40,9 @@ from sparc_video.database.migrations import (
     migrate,
 )
 from sparc_video.database.pool import CHECK_APPLICATION_NAME, Database, open_database
-from sparc_video.database.schema import metadata
+from sparc_video.database.schema import UNFINISHED_EXPORTS, metadata
 from sparc_video.database.urls import asyncpg_dsn, redacted, sqlalchemy_url, with_database
+from sparc_video.exports.models import ExportState
 
 
 def nothing_listens() -> str:
@@ -119,6 +120,23 @@ async def test_the_migrated_schema_matches_the_metadata(database_url: str) -> No
     finally:
         await connection.close()
     assert tables == {*metadata.tables, "alembic_version"}
+
+
+async def test_the_quota_counts_unfinished_exports_through_their_partial_index(
+    database_url: str,
+) -> None:
+    unfinished = ", ".join(f"'{s.value}'" for s in ExportState if not s.terminal)
+    assert f"state IN ({unfinished})" == UNFINISHED_EXPORTS
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute("SET enable_seqscan = off")  # an empty table: any plan does
+        plan = await connection.fetch(
+            f"EXPLAIN SELECT count(*) FROM exports WHERE requester = $1 AND {UNFINISHED_EXPORTS}",
+            "alice",
+        )
+    finally:
+        await connection.close()
+    assert "ix_exports_requester_unfinished" in " ".join(row[0] for row in plan)
 
 
 async def test_migrate_reports_an_unreachable_database_as_unavailable() -> None:

@@ -195,6 +195,10 @@ async def test_quota_and_request_ids_hold_across_concurrent_creates(
         created = [o for o in outcomes if isinstance(o, tuple)]
         refused = [o for o in outcomes if isinstance(o, ResourceExhausted)]
         assert len(created) == 3 and len(refused) == 5, outcomes
+        # At the quota, a retry of a request that created an export gets that export back.
+        first, _ = created[0]
+        retried, was_created = await store.create(record(first.request_id), max_unfinished=3)
+        assert (retried.id, was_created) == (first.id, False)
         # The same request id, at once from many callers: one export.
         same = await asyncio.gather(
             *(store.create(record("dup"), max_unfinished=0) for _ in range(5))

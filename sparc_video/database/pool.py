@@ -245,12 +245,20 @@ async def open_database(
         assert database is not None
         connection.add_query_logger(database.log_query)
 
+    async def reset(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+        """Nothing to undo on release. asyncpg's default reset sends a statement per release
+        (UNLISTEN, RESET ALL, advisory unlock, CLOSE ALL): a round trip on every call that
+        nothing here needs, since no code sets session state (its advisory locks are
+        transaction-scoped, it never LISTENs, SETs or keeps a cursor open). asyncpg still rolls
+        back a transaction left open before calling this."""
+
     pool: asyncpg.Pool[asyncpg.Record] = asyncpg.create_pool(
         asyncpg_dsn(url),
         min_size=min(min_size, max_size),
         max_size=max_size,
         timeout=connect_timeout_s,
         init=init,
+        reset=reset,
     )
     database = Database(pool, url, slow_query_s=slow_query_s)
     try:

@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sparc_video.audit import AuditEntry
+from sparc_video.audit import AuditEntry, trail
 from sparc_video.audit.trail import append
 from sparc_video.core.errors import FieldViolation, InvalidArgument
 from sparc_video.database.pool import Connection, Database
+from sparc_video.database.schema import UNFINISHED_EXPORTS
 from sparc_video.exports.event_log import decode_record, encode_record
 from sparc_video.exports.models import DownloadGrant, ExportRecord, ExportState, Priority
 
@@ -39,13 +40,27 @@ class ExportFilter:
 # More work inside a durable write's transaction (a download grant's row).
 InTransaction = Callable[[Connection], Awaitable[None]]
 
-_UNFINISHED = [s.value for s in ExportState if not s.terminal]
 
-_INSERT = """
-INSERT INTO exports (id, state, requester, case_id, purpose, priority, attempt, request_id,
-                     revision, create_time, update_time, end_time, record)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), to_timestamp($11),
-        to_timestamp($12), $13::jsonb)
+# A create in one statement: the export's row, its first state change and its audit entry,
+# all or none (a statement is atomic on its own, so the common create needs no transaction and
+# pays one round trip). A request_id its requester used before inserts nothing and returns no
+# row: the caller then reads the export it names (a concurrent create of the same id waits here
+# for the other one's commit, then conflicts).
+_CREATE = f"""
+WITH new AS (
+    INSERT INTO exports (id, state, requester, case_id, purpose, priority, attempt, request_id,
+                         revision, create_time, update_time, end_time, record)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10), to_timestamp($11),
+            to_timestamp($12), $13::jsonb)
+    ON CONFLICT (requester, request_id) WHERE request_id <> '' DO NOTHING
+    RETURNING id
+), change AS (
+    INSERT INTO export_state_changes (export_id, attempt, from_state, to_state, reason)
+    SELECT id, $7, NULL, $2, 'created' FROM new
+), audit AS (
+    INSERT INTO audit_log ({trail.COLUMNS}) SELECT $14, $15, $16, $17, $18::jsonb FROM new
+)
+SELECT count(*) FROM new
 """
 
 _SAVE = """
@@ -68,10 +83,19 @@ class ExportCatalog:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def insert(self, connection: Connection, record: ExportRecord) -> None:
-        """The new export's row and its first state change, in the caller's transaction."""
-        await connection.execute(
-            _INSERT,
+    async def insert(
+        self,
+        record: ExportRecord,
+        encoded: str,
+        audit: AuditEntry,
+        connection: Connection | None = None,
+    ) -> bool:
+        """The new export's row (`encoded`: the record as `encode_record` makes it), its first
+        state change and `audit`, in one statement (in the caller's transaction, if given);
+        False, writing nothing, when its requester's request_id names an export already."""
+        fetchval = self.database.fetchval if connection is None else connection.fetchval
+        created = await fetchval(
+            _CREATE,
             record.id,
             record.state.value,
             record.requester,
@@ -85,11 +109,10 @@ class ExportCatalog:
             record.create_time,
             record.update_time,
             record.end_time,
-            encode_record(record),
+            encoded,
+            *trail.row(audit),
         )
-        await connection.execute(
-            _STATE_CHANGE, record.id, record.attempt, None, record.state.value, "created"
-        )
+        return bool(created)
 
     async def hold_recordings(
         self, connection: Connection, export_id: str, recording_ids: Iterable[str]
@@ -126,24 +149,28 @@ class ExportCatalog:
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"exports:{requester}"
         )
 
-    async def request_owner(
-        self, requester: str, request_id: str, connection: Connection | None = None
-    ) -> str | None:
+    async def request_owner(self, requester: str, request_id: str) -> str | None:
         """The id of the export a principal's request_id created, if any."""
-        query = "SELECT id FROM exports WHERE requester = $1 AND request_id = $2"
-        if connection is not None:
-            value = await connection.fetchval(query, requester, request_id)
-        else:
-            value = await self.database.fetchval(query, requester, request_id)
+        value = await self.database.fetchval(
+            "SELECT id FROM exports WHERE requester = $1 AND request_id = $2", requester, request_id
+        )
         return None if value is None else str(value)
 
-    async def count_unfinished(self, connection: Connection, requester: str) -> int:
-        value = await connection.fetchval(
-            "SELECT count(*) FROM exports WHERE requester = $1 AND state = ANY($2::text[])",
+    async def owner_and_unfinished(
+        self, connection: Connection, requester: str, request_id: str
+    ) -> tuple[str | None, int]:
+        """In one round trip: the export `request_id` names ("" names none) and how many
+        unfinished exports `requester` has (what its quota counts)."""
+        row = await connection.fetchrow(
+            "SELECT (SELECT id FROM exports WHERE requester = $1 AND request_id = $2 "
+            "AND request_id <> '') AS owner, (SELECT count(*) FROM exports "
+            f"WHERE requester = $1 AND {UNFINISHED_EXPORTS}) AS unfinished",
             requester,
-            _UNFINISHED,
+            request_id,
         )
-        return int(value)
+        assert row is not None  # a SELECT without FROM returns its one row
+        owner = row["owner"]
+        return (None if owner is None else str(owner)), int(row["unfinished"])
 
     async def save(
         self,

@@ -34,10 +34,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sparc_video.audit import Action, AuditEntry
-from sparc_video.audit.trail import append
 from sparc_video.core.errors import ExportNotFound, FailedPrecondition, ResourceExhausted
 from sparc_video.core.keys import Keys
-from sparc_video.database.pool import Database
+from sparc_video.database.pool import Connection, Database
 from sparc_video.exports.catalog import ExportCatalog, ExportFilter, InTransaction
 from sparc_video.exports.event_log import (
     EventKind,
@@ -122,50 +121,36 @@ class ExportStore:
         now = time.time()
         record.create_time = record.update_time = now
         record.revision = 1
+        # Encoded once: PostgreSQL's row and Redis's copy (and its first event) are this text.
+        encoded = encode_record(record)
+        audit = AuditEntry(
+            record.requester,
+            Action.EXPORT_CREATE,
+            record.name,
+            record.case_id,
+            {"purpose": record.purpose, "source": record.recording or record.source_key},
+        )
         catalog = self.catalog
-        async with catalog.database.transaction() as connection:
-            await catalog.lock_requester(connection, record.requester)
-            if record.request_id:
-                existing = await catalog.request_owner(
-                    record.requester, record.request_id, connection
-                )
-                if existing is not None:
-                    return await self.get(existing), False
-            if max_unfinished and (
-                await catalog.count_unfinished(connection, record.requester) >= max_unfinished
-            ):
-                raise ResourceExhausted(
-                    f"{record.requester!r} already has {max_unfinished} unfinished "
-                    "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
-                    "cancel one",
-                    subject=f"principal:{record.requester}",
-                    retry_after_s=QUEUED_QUOTA_RETRY_S,
-                    reason="QUEUED_EXPORTS_QUOTA",
-                )
-            await catalog.insert(connection, record)
-            unavailable = await catalog.hold_recordings(
-                connection, record.id, record.recording_holds
-            )
-            if unavailable is not None:
-                raise RecordingUnavailable(
-                    f"recording {unavailable} was deleted or is being deleted; "
-                    "create the export again to use the footage that is left"
-                )
-            await append(
-                connection,
-                AuditEntry(
-                    record.requester,
-                    Action.EXPORT_CREATE,
-                    record.name,
-                    record.case_id,
-                    {
-                        "purpose": record.purpose,
-                        "source": record.recording or record.source_key,
-                    },
-                ),
-            )
+        if max_unfinished or record.recording_holds:
+            async with catalog.database.transaction() as connection:
+                if max_unfinished:
+                    existing = await self._check_quota(connection, record, max_unfinished)
+                    if existing is not None:
+                        return await self.get(existing), False
+                created = await catalog.insert(record, encoded, audit, connection)
+                if created:
+                    await self._hold(connection, record)
+        else:
+            # The common create: one statement, no transaction, no lock; the unique
+            # (requester, request_id) index settles concurrent creates of one request.
+            created = await catalog.insert(record, encoded, audit)
+        if not created:
+            existing = await catalog.request_owner(record.requester, record.request_id)
+            if existing is None:  # created, then deleted (retention) since: a new request
+                return await self.create(record, max_unfinished=max_unfinished, also=also)
+            return await self.get(existing), False
         try:
-            await self._create_in_redis(record, also, now)
+            await self._create_in_redis(record, encoded, also, now)
         except (RedisError, OSError) as exc:
             # Committed is acknowledged: the reconciler's next round finds the QUEUED row with
             # no job and queues it; reads fall back to PostgreSQL until then.
@@ -174,10 +159,42 @@ class ExportStore:
             )
         return record, True
 
+    async def _check_quota(
+        self, connection: Connection, record: ExportRecord, max_unfinished: int
+    ) -> str | None:
+        """With the requester's creates serialised (a transaction-scoped advisory lock, taken
+        only here: without a quota the unique index alone settles request ids), the export its
+        request_id names already, if any (a retry gets it even at the quota), else None; or
+        ResourceExhausted when it has `max_unfinished` unfinished exports."""
+        catalog = self.catalog
+        await catalog.lock_requester(connection, record.requester)
+        existing, unfinished = await catalog.owner_and_unfinished(
+            connection, record.requester, record.request_id
+        )
+        if existing is None and unfinished >= max_unfinished:
+            raise ResourceExhausted(
+                f"{record.requester!r} already has {max_unfinished} unfinished "
+                "exports (QUOTA_MAX_QUEUED_EXPORTS); wait for one to finish or "
+                "cancel one",
+                subject=f"principal:{record.requester}",
+                retry_after_s=QUEUED_QUOTA_RETRY_S,
+                reason="QUEUED_EXPORTS_QUOTA",
+            )
+        return existing
+
+    async def _hold(self, connection: Connection, record: ExportRecord) -> None:
+        unavailable = await self.catalog.hold_recordings(
+            connection, record.id, record.recording_holds
+        )
+        if unavailable is not None:
+            raise RecordingUnavailable(
+                f"recording {unavailable} was deleted or is being deleted; "
+                "create the export again to use the footage that is left"
+            )
+
     async def _create_in_redis(
-        self, record: ExportRecord, also: Sequence[Command], now: float
+        self, record: ExportRecord, encoded: str, also: Sequence[Command], now: float
     ) -> None:
-        encoded = encode_record(record)
         writes: list[Command] = [
             ("SET", self.keys.export(record.id), encoded),
             (
