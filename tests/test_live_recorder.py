@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +30,9 @@ from sparc_video.live.links import LiveLinkSigner
 from sparc_video.recording.leases import LiveAddress
 from sparc_video.simulator import TestCamera
 from tests.fixtures.redis import free_port
-from tests.fixtures.service import start_service
+from tests.fixtures.service import settings_env, start_service
 from tests.live_helpers import frame_indices, watch
-from tests.recorder_helpers import FAST, add_recorded_camera, start_recorder, wait_for
+from tests.recorder_helpers import FAST, ROOT, add_recorded_camera, start_recorder, wait_for
 
 FRAGMENTS = 20
 
@@ -114,3 +116,27 @@ def test_a_camera_whose_recorder_serves_no_live_view_is_unavailable() -> None:
     there = live.describe("cam", "rec-1", LiveAddress("rec-1.r:50052", "http://rec-1.r:8081"))
     assert there.grpc_target == "rec-1.r:50052"
     assert there.hls_url.startswith("http://rec-1.r:8081/cameras/cam/live.m3u8?")
+
+
+def test_a_live_recorder_on_s3_storage_refuses_to_start_without_the_shared_link_key(
+    service_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Pods sharing no directory would each keep a link key: every API link refused."""
+    env = {
+        **settings_env(service_settings()),
+        "PATH": "/usr/bin:/bin",
+        "S3_BUCKET": "recordings",
+        "RECORDER_METRICS_PORT": "0",
+        "RECORDER_LIVE_GRPC_PORT": str(free_port()),
+        "RECORDER_LIVE_HTTP_PORT": str(free_port()),
+    }
+    env.pop("LIVE_LINK_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "sparc_video.cli", "recorder"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert b"LIVE_LINK_KEY" in done.stderr, done.stderr[-2000:]

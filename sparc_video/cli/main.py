@@ -221,6 +221,13 @@ async def _record(settings: Settings) -> None:
         raise ValueError(
             "RECORDER_LIVE_GRPC_PORT and RECORDER_LIVE_HTTP_PORT are set together (live view)"
         )
+    if settings.s3_bucket and not reveal(settings.live_link_key):
+        # Pods sharing no storage directory would each keep a key of their own: every link
+        # the API signs would be refused here.
+        raise ValueError(
+            "a recorder serving live view with S3 storage needs LIVE_LINK_KEY, the same as "
+            "the API's (docs/live.md, Deployment)"
+        )
     from sparc_video.api.live_server import LiveServer
     from sparc_video.live.hub import LiveHubs
 
