@@ -22,17 +22,21 @@ from sparc.video.v1 import camera_pb2, camera_service_pb2_grpc
 from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.api.cameras.live import LiveEndpoints
+from sparc_video.api.live_server import LiveServer
 from sparc_video.core.errors import FailedPrecondition, Unavailable
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
+from sparc_video.live.fragments import InitSegment
 from sparc_video.live.hub import LiveHubs
 from sparc_video.live.links import LiveLinkSigner
 from sparc_video.recording.leases import LiveAddress
 from sparc_video.simulator import TestCamera
+from tests.camera_helpers import expect_error
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import settings_env, start_service
 from tests.live_helpers import frame_indices, watch
 from tests.recorder_helpers import FAST, ROOT, add_recorded_camera, start_recorder, wait_for
+from tests.test_auth import TOKENS, auth_settings, bearer
 
 FRAGMENTS = 20
 
@@ -140,3 +144,44 @@ def test_a_live_recorder_on_s3_storage_refuses_to_start_without_the_shared_link_
     )
     assert done.returncode != 0
     assert b"LIVE_LINK_KEY" in done.stderr, done.stderr[-2000:]
+
+
+async def test_the_recorders_live_port_takes_the_apis_authentication_and_roles(
+    service_settings: Callable[..., Settings],
+) -> None:
+    settings = auth_settings(
+        service_settings,
+        grpc_host="127.0.0.1",
+        recorder_live_grpc_port=free_port(),
+        recorder_live_http_port=free_port(),
+        recorder_advertise_address="127.0.0.1",
+    )
+    hubs = LiveHubs()
+    hubs.open("cam").publish_init(InitSegment(b"init", "avc1.42C01E"))
+    server = LiveServer(settings, hubs)
+    address = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(address.grpc_target) as channel:
+            stub = camera_service_pb2_grpc.CameraServiceStub(channel)
+            request = svc.StreamCameraLiveRequest(name="cameras/cam")
+
+            async def first(metadata: tuple[tuple[str, str], ...]) -> svc.StreamCameraLiveResponse:
+                call = stub.StreamCameraLive(request, metadata=metadata, timeout=30)
+                async for message in call:
+                    call.cancel()
+                    return message
+                raise AssertionError("the stream ended without a message")
+
+            await expect_error(first(()), grpc.StatusCode.UNAUTHENTICATED)
+            message = await first(bearer(TOKENS["viewer-1"][1]))
+            assert message.init_segment.data == b"init"
+            # Only live view is served here; the camera catalogue is the API's.
+            await expect_error(
+                stub.GetCamera(
+                    svc.GetCameraRequest(name="cameras/cam"),
+                    metadata=bearer(TOKENS["admin-1"][1]),
+                ),
+                grpc.StatusCode.UNIMPLEMENTED,
+            )
+    finally:
+        await server.stop(0)
