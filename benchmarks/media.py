@@ -1,6 +1,7 @@
 """Media benchmark: our worker pipeline against the ffmpeg CLI, case by case, in the same run.
 
     .venv/bin/python -m benchmarks.media [--quick] [--only transcode,trim,...] [--dir DIR]
+        [--repeat N] [--trace] [--stages auto|serial|threaded] [--scaling 1,2,4,8,16]
 
 Installs Debian's ffmpeg (`apt-get install -y ffmpeg`) when the CLI is missing, generates the
 inputs with it once (kept in --dir: a 1080p30 clip with audio, testsrc2 with temporal noise and a
@@ -23,6 +24,11 @@ Cases (targets from issue 3):
   re-encode). Target: <= 0.5x.
 - rss: the 1080p transcode's peak RSS on the short and the long clip. Target: <= 300 MB and not
   growing with the length.
+
+The threads our side used are printed (`workers.pipeline.cores`); `--trace` adds, per video pass,
+each stage's time busy and waiting per frame (`benchmarks.media_threads`), `--stages` forces the
+stages into threads or one loop whatever the cores, and `--scaling` adds the transcode on 1, 2,
+4, ... cores (CPU affinity for both sides; counts above this machine's cores are skipped).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
+
+from benchmarks import media_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 FFMPEG_LOG = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
@@ -78,16 +86,26 @@ class Row:
 
 
 def measured_plan(
-    source: Path, workdir: Path, operations: list[Any], send: Connection, cancel: Event
+    source: Path,
+    workdir: Path,
+    operations: list[Any],
+    knobs: media_threads.Knobs,
+    send: Connection,
+    cancel: Event,
 ) -> None:
-    """Runs in the media child: the plan, then this process's own resource usage."""
+    """Runs in the media child: the plan, then this process's own resource usage, the threads
+    it had and the stages' trace."""
+    from workers.pipeline.render.stages import tracing
     from workers.sandbox.child import run_plan
 
+    budget = knobs.apply()
     before = resource.getrusage(resource.RUSAGE_SELF)
-    files = run_plan(source, workdir, operations, lambda _: None, cancel)
+    with tracing() as traces:
+        files = run_plan(source, workdir, operations, lambda _: None, cancel)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    send.send(("done", {"cpu_s": cpu, "rss_kb": after.ru_maxrss, "files": files}))
+    body = {"cpu_s": cpu, "rss_kb": after.ru_maxrss, "files": files}
+    send.send(("done", {**body, "budget": budget, "traces": traces}))
 
 
 def run_ours(
@@ -113,7 +131,7 @@ def run_ours(
     async def go() -> dict[str, Any]:
         result: dict[str, Any] = await run_target_in_child(
             target,
-            (source, workdir, operations),
+            (source, workdir, operations, KNOBS),
             ignore,
             timeout_s=7200,
             limits=ProcessLimits(),
@@ -123,6 +141,7 @@ def run_ours(
     started = time.perf_counter()
     body = asyncio.run(go())
     wall = time.perf_counter() - started
+    media_threads.seen(workdir.name, body["budget"], body["traces"])
     return Measure(wall, body["cpu_s"], body["rss_kb"] * 1024), body["files"]
 
 
@@ -153,7 +172,9 @@ def ensure_ffmpeg() -> str:
 
 def run_ffmpeg(*args: str | Path) -> Measure:
     started = time.perf_counter()
-    process = subprocess.Popen(["ffmpeg", *FFMPEG_LOG, *map(str, args)])
+    process = subprocess.Popen(
+        ["ffmpeg", *FFMPEG_LOG, *map(str, args)], preexec_fn=KNOBS.pin_this_process
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -220,6 +241,9 @@ def make_inputs(directory: Path, seconds: int, repeat: int) -> tuple[Path, Path,
 # --- cases ---------------------------------------------------------------------------------------
 
 
+# The threads and cores of the run (--stages, --scaling); the scaling case changes `cpus`.
+KNOBS = media_threads.Knobs()
+
 # Runs per side: cases alternate ours/ffmpeg this many times and keep each side's fastest run,
 # so that other work on the machine skews both sides alike (see --repeat).
 REPEAT = 1
@@ -241,7 +265,7 @@ def compare(
     return best[0], best[1], best_theirs
 
 
-def case_transcode(short: Path, work: Path, rows: list[Row]) -> Measure:
+def case_transcode(short: Path, work: Path, rows: list[Row], label: str = "") -> Measure:
     from sparc_video.exports.operations import TranscodeOp
 
     op = TranscodeOp(width=1280, height=720, bitrate_bps=1_000_000, preset="fast")
@@ -258,7 +282,7 @@ def case_transcode(short: Path, work: Path, rows: list[Row]) -> Measure:
     theirs_psnr = psnr(theirs_path, short, 1280, 720)
     rows.append(
         Row(
-            "transcode 1080p->720p h264 1000k fast",
+            "transcode 1080p->720p h264 1000k fast" + label,
             ours,
             theirs,
             "wall <= 1.02x, PSNR >= ffmpeg - 0.5 dB",
@@ -456,6 +480,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/sparc-video-bench"))
     parser.add_argument(
+        "--trace", action="store_true", help="print each video pass's stage times per frame"
+    )
+    parser.add_argument(
+        "--stages",
+        choices=("auto", "serial", "threaded"),
+        default="auto",
+        help="run our stages in threads or one loop whatever the cores (default: by the cores)",
+    )
+    parser.add_argument(
+        "--scaling",
+        default="",
+        help="comma-separated core counts: the transcode again on each, both sides pinned",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -464,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     global REPEAT
     REPEAT = max(1, args.repeat)
+    KNOBS.stages = args.stages
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     ensure_ffmpeg()
@@ -494,9 +533,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "rss" in chosen and short_run is not None:
         print("rss (long transcode) ...", flush=True)
         case_rss(short_run, long, work, rows, seconds * repeat)
+    for count in media_threads.core_counts(args.scaling):
+        print(f"transcode on {count} cores ...", flush=True)
+        KNOBS.pin(count)
+        case_transcode(short, work, rows, f" on {count} cores")
+    KNOBS.pin(0)
     load_after = os.getloadavg()
     print()
     print(table(rows))
+    print()
+    print(media_threads.report(trace=args.trace))
     print(
         f"\nload average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
         f"after: {'/'.join(f'{v:.2f}' for v in load_after)} (other work on the machine skews "

@@ -109,15 +109,15 @@ async def test_a_separate_recorder_serves_its_cameras_live_view_at_its_advertise
                     process.wait()
 
 
-def test_a_camera_whose_recorder_serves_no_live_view_is_unavailable() -> None:
+async def test_a_camera_whose_recorder_serves_no_live_view_is_unavailable() -> None:
     """Held by a recorder that advertises no live address (no live ports, or just died)."""
     live = LiveEndpoints(LiveHubs(), LiveLinkSigner("http://127.0.0.1:1", b"k" * 32))
     with pytest.raises(Unavailable) as raised:
-        live.describe("cam", "rec-1", None)
+        await live.describe("cam", "rec-1", None)
     assert raised.value.reason == "LIVE_VIEW_UNREACHABLE" and "rec-1" in raised.value.message
     with pytest.raises(FailedPrecondition):  # held by no recorder: CAMERA_NOT_RECORDING
-        live.describe("cam", "", None)
-    there = live.describe("cam", "rec-1", LiveAddress("rec-1.r:50052", "http://rec-1.r:8081"))
+        await live.describe("cam", "", None)
+    there = await live.describe("cam", "rec-1", LiveAddress("rec-1.r:50052", "http://rec-1.r:8081"))
     assert there.grpc_target == "rec-1.r:50052"
     assert there.hls_url.startswith("http://rec-1.r:8081/cameras/cam/live.m3u8?")
 

@@ -10,6 +10,7 @@ page or socket opens; a socket opened in time goes on after the link expires.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import aclosing
@@ -20,6 +21,7 @@ from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.api.live_page import render_page
 from sparc_video.core.errors import SparcVideoError
 from sparc_video.live.fragments import InitSegment
+from sparc_video.live.hub import LiveHub
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,25 @@ def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
     async def socket(request: web.Request) -> web.WebSocketResponse:
         camera_id = check(request)
         try:
-            hub = live.hubs.get(camera_id)
+            hub = await live.hubs.attach(camera_id)
         except SparcVideoError as exc:
             raise web.HTTPConflict(text=exc.message + "\n") from None
         ws = web.WebSocketResponse(heartbeat=30.0)
         await ws.prepare(request)
+        sending = asyncio.create_task(send(ws, hub))
+        try:
+            # Read what the browser sends (nothing but its close): the socket notices a browser
+            # that closes it only while reading, and a viewer who left must not keep counting
+            # (a camera opened on demand is let go LIVE_LINGER after its last viewer).
+            async for _ in ws:
+                pass
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            await ws.close()
+        return ws
+
+    async def send(ws: web.WebSocketResponse, hub: LiveHub) -> None:
         try:
             async with aclosing(hub.watch()) as items:
                 async for item in items:
@@ -65,7 +81,6 @@ def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
             pass  # the browser left
         finally:
             await ws.close()
-        return ws
 
     return [
         web.get("/cameras/{camera}/live", page),

@@ -9,13 +9,17 @@ the recorder or the other viewers.
 Sequence numbers start at the hub's opening time in microseconds and count up by one per
 fragment: a hub opened later (the camera taken over, the recorder restarted) numbers above any
 earlier one, so `after_sequence` from an older hub never lands on an unrelated fragment.
+
+On demand: a camera nobody records here gets a hub when a viewer asks (`LiveHubs.attach`): the
+recorder of this process, registered as the hubs' opener, takes the camera live-only and lets
+it go LIVE_LINGER after its hub's last viewer left (`idle_s`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from sparc_video.core.errors import FailedPrecondition, Unavailable
@@ -23,6 +27,9 @@ from sparc_video.live.fragments import Fragment, InitSegment
 
 RING_SIZE = 256
 MAX_LAG = 50
+# How long a viewer of a camera opened on demand waits for its first picture: the ingest's own
+# open and first-keyframe timeouts (10 s each) end a camera that never answers before this.
+START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,12 @@ class NotRecordingHere(FailedPrecondition):
     reason = "CAMERA_NOT_RECORDING"
 
 
+class LiveUnavailable(Unavailable):
+    """A camera opened on demand for live view could not be read (the message says why)."""
+
+    reason = "CAMERA_UNAVAILABLE"
+
+
 class LiveHub:
     def __init__(self, camera_id: str, ring_size: int = RING_SIZE, max_lag: int = MAX_LAG) -> None:
         self.camera_id = camera_id
@@ -58,7 +71,44 @@ class LiveHub:
         self.epoch = 0
         self._arrived = asyncio.Event()
         self.closed = False
+        # Why it closed, when a failure closed it: what its viewers are told.
+        self.failure: Unavailable | None = None
         self.viewers = 0
+        self._idle_since = time.monotonic()
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last viewer left (or the hub opened); 0 while anyone watches."""
+        return 0.0 if self.viewers else time.monotonic() - self._idle_since
+
+    async def started(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait for the first init; the failure if the hub closes first, LiveUnavailable when
+        none comes in time. The caller counts as a viewer meanwhile: a camera opened on demand
+        is not let go under it, and its linger starts when this returns."""
+        self._join()
+        try:
+            await self._until_started(timeout_s)
+        finally:
+            self._leave()
+
+    async def _until_started(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.init is None:
+            if self.closed:
+                raise self._ended()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LiveUnavailable(
+                    f"camera {self.camera_id} sent no picture within {timeout_s:g} s"
+                )
+            arrived = self._arrived
+            try:
+                await asyncio.wait_for(arrived.wait(), left)
+            except TimeoutError:
+                continue
+
+    def _ended(self) -> Unavailable:
+        return self.failure or LiveEnded(f"the live stream of camera {self.camera_id} ended")
 
     def publish_init(self, init: InitSegment) -> None:
         """A new run of the camera: fragments of the old init no longer decode after it."""
@@ -78,7 +128,8 @@ class LiveHub:
             self._keyframe = sequence
         self._wake()
 
-    def close(self) -> None:
+    def close(self, failure: Unavailable | None = None) -> None:
+        self.failure = self.failure or failure
         self.closed = True
         self._wake()
 
@@ -133,13 +184,13 @@ class LiveHub:
     ) -> AsyncGenerator[InitSegment | SequencedFragment, None]:
         """The init, then fragments from where `after_sequence` says (see `_start`); the init
         again whenever the camera's run changes. LiveEnded when the hub closes."""
-        self.viewers += 1
+        self._join()
         try:
             epoch = -1
             position: int | None = None
             while True:
                 if self.closed:
-                    raise LiveEnded(f"the live stream of camera {self.camera_id} ended")
+                    raise self._ended()
                 arrived = self._arrived
                 if self.init is not None and epoch != self.epoch:
                     epoch = self.epoch
@@ -156,7 +207,15 @@ class LiveHub:
                     continue
                 await arrived.wait()
         finally:
-            self.viewers -= 1
+            self._leave()
+
+    def _join(self) -> None:
+        self.viewers += 1
+
+    def _leave(self) -> None:
+        self.viewers -= 1
+        if not self.viewers:
+            self._idle_since = time.monotonic()
 
 
 class LiveHubs:
@@ -165,13 +224,51 @@ class LiveHubs:
 
     def __init__(self) -> None:
         self._hubs: dict[str, LiveHub] = {}
+        # The recorder of this process, asked to open a camera for a viewer (None: no recorder
+        # here, so no camera opens on demand), and its id.
+        self._opener: Callable[[str], None] | None = None
+        self.recorder_id = ""
+        # Viewers waiting for a camera opened on demand: resolved by open() or refuse().
+        self._waiting: dict[str, asyncio.Future[LiveHub]] = {}
+
+    def set_opener(self, recorder_id: str, opener: Callable[[str], None]) -> None:
+        self.recorder_id, self._opener = recorder_id, opener
 
     def open(self, camera_id: str) -> LiveHub:
         old = self._hubs.get(camera_id)
         if old is not None:
             old.close()
         hub = self._hubs[camera_id] = LiveHub(camera_id)
+        waiting = self._waiting.pop(camera_id, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(hub)
         return hub
+
+    def refuse(self, camera_id: str, error: Exception) -> None:
+        """The recorder will not open the camera for its waiting viewers: why."""
+        waiting = self._waiting.pop(camera_id, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_exception(error)
+            waiting.exception()  # its viewers may all have left: no "never retrieved" log
+
+    async def attach(self, camera_id: str, timeout_s: float = START_TIMEOUT_S) -> LiveHub:
+        """The camera's hub, opened on demand by this process's recorder when nothing records
+        it here; NotRecordingHere without a recorder, the refusal or LiveUnavailable else."""
+        hub = self._hubs.get(camera_id)
+        if (hub is not None and not hub.closed) or self._opener is None:
+            return self.get(camera_id)
+        waiting = self._waiting.get(camera_id)
+        if waiting is None:
+            waiting = self._waiting[camera_id] = asyncio.get_running_loop().create_future()
+            self._opener(camera_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
+        except TimeoutError:
+            if self._waiting.get(camera_id) is waiting:
+                del self._waiting[camera_id]
+            raise LiveUnavailable(
+                f"camera {camera_id} was not opened for live view within {timeout_s:g} s"
+            ) from None
 
     def close(self, camera_id: str, hub: LiveHub) -> None:
         hub.close()

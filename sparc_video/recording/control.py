@@ -115,9 +115,12 @@ class RecordingControl:
         async for event_id, status in watch_status(self._redis, self._keys, camera_id, after):
             yield event_id, status
 
-    async def live_address(self, recorder_id: str) -> LiveAddress | None:
-        """Where the recorder serves live view (None: nowhere, or it is gone)."""
-        return await read_live_address(self._redis, self._keys, recorder_id)
+    async def live_holder(self, camera_id: str) -> tuple[str, LiveAddress | None]:
+        """The recorder holding the camera's lease ("" none; recording or live only) and
+        where it serves live view (None: nowhere, or it is gone)."""
+        holder = await self._redis.get(self._keys.recorder_lease(camera_id))
+        recorder_id = holder.decode() if isinstance(holder, bytes) else (holder or "")
+        return recorder_id, await read_live_address(self._redis, self._keys, recorder_id)
 
     async def _status(self, camera_id: str, policy: RecordingPolicy) -> RecordingStatus:
         status = await read_status(self._redis, self._keys, camera_id)

@@ -7,6 +7,11 @@ taken camera is fenced in PostgreSQL (`fencing.take_over`) before its first segm
 (the lease lapsed and another took it) is dropped at once, its unregistered segments refused by
 the fence. Stopping (SIGTERM) closes each open segment, uploads what storage takes within the
 grace, releases the cameras with their reason and leaves the membership.
+
+On demand (`live_view`'s hubs ask through `want_live`): a camera whose recording is OFF is taken
+live-only with the same lease and fence, so across replicas one connection still reads it; it
+is let go LIVE_LINGER after its last viewer left, and becomes recorded in place (no second
+connection) when its recording is turned on meanwhile. Live-only cameras are outside the share.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ from sparc_video.cameras.records import CameraStore
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
 from sparc_video.database.pool import Database
-from sparc_video.live.hub import LiveHubs
+from sparc_video.live.hub import LiveHubs, NotRecordingHere
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording import fencing, retention
 from sparc_video.recording.buffer import SegmentBuffer
 from sparc_video.recording.fencing import PendingGap
 from sparc_video.recording.leases import RecorderLeases, share
-from sparc_video.recording.policy import RecordingPolicy, cameras_to_record
+from sparc_video.recording.policy import (
+    RecordingMode,
+    RecordingPolicy,
+    cameras_to_record,
+    get_policy,
+)
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
 from sparc_video.recording.supervisor import CameraSupervisor, RecorderParts
@@ -91,6 +101,19 @@ class Recorder:
         )
         self.supervisors: dict[str, CameraSupervisor] = {}
         self._tokens: dict[str, int] = {}
+        self._live = live
+        # Cameras held for their viewers only, and those viewers asked for since the last round.
+        self.live_only: set[str] = set()
+        self._live_requests: set[str] = set()
+        self._wake = asyncio.Event()
+        if live is not None:
+            live.set_opener(self.recorder_id, self.want_live)
+
+    def want_live(self, camera_id: str) -> None:
+        """A viewer in this process asks for a camera nothing here records: the next round
+        (started now) takes it live-only, or refuses through the hubs."""
+        self._live_requests.add(camera_id)
+        self._wake.set()
 
     @property
     def held(self) -> set[str]:
@@ -111,13 +134,20 @@ class Recorder:
                     await self.round()
                 except Exception:  # Redis or PostgreSQL away: the next round tries again
                     log.warning("recorder %s: round failed", self.recorder_id, exc_info=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
+                await self._pause(stop, interval)
         finally:
             if sweeping is not None:
                 sweeping.cancel()
                 await asyncio.gather(sweeping, return_exceptions=True)
             await self.shutdown()
+
+    async def _pause(self, stop: asyncio.Event, interval: float) -> None:
+        """Until the next round: `interval`, or sooner when stopped or a viewer asks."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        self._wake.clear()
 
     async def round(self) -> None:
         live = await self.leases.heartbeat()
@@ -126,6 +156,16 @@ class Recorder:
             log.warning("recorder %s lost camera %s", self.recorder_id, camera_id)
             await self._drop(camera_id)
         wanted = {c.camera_id: c.policy for c in await cameras_to_record(self._database)}
+        for camera_id in sorted(self.live_only & set(wanted)):
+            # Turned on while watched: recorded from here on, on the same connection.
+            self.live_only.discard(camera_id)
+            turned_on = wanted[camera_id]
+            if turned_on.segment_s == self.supervisors[camera_id].policy.segment_s:
+                self.supervisors[camera_id].record(turned_on)
+            else:  # a new segment length needs a new run: a brief handover, viewers' streams end
+                await self.supervisors.pop(camera_id).stop()
+                self._start(camera_id, turned_on, PendingGap(GapReason.POLICY_OFF, "was off"))
+        held -= self.live_only
         holders = await self.leases.holders(sorted(set(wanted) - held))
         free = [c for c, holder in holders.items() if holder is None]
         plan = share(sorted(wanted), held, free, len(live), seed=self.recorder_id)
@@ -136,7 +176,10 @@ class Recorder:
             await self._let_go(camera_id, reason)
         for camera_id in plan.take:
             await self._take(camera_id, wanted[camera_id])
+        await self._serve_viewers()
         for camera_id, supervisor in list(self.supervisors.items()):
+            if camera_id in self.live_only:
+                continue
             policy = wanted.get(camera_id)
             if policy is not None and policy != supervisor.policy:
                 await self._restart(camera_id, policy)
@@ -144,9 +187,39 @@ class Recorder:
                 await supervisor.refresh_status()
         self._count_states()
 
-    async def _take(self, camera_id: str, policy: RecordingPolicy) -> None:
-        if not await self.leases.acquire(camera_id):
+    async def _serve_viewers(self) -> None:
+        """Take the cameras viewers asked for live-only; let go of those whose viewers left
+        LIVE_LINGER ago or whose connection failed (its viewers were told why)."""
+        linger = self._settings.live_linger_s
+        for camera_id in sorted(self.live_only):
+            supervisor = self.supervisors[camera_id]
+            hub = supervisor.hub
+            ended = supervisor.task is None or supervisor.task.done()
+            if ended or hub is None or hub.idle_s >= linger:
+                await self._let_go(camera_id, GapReason.POLICY_OFF)
+        # After the let-goes: a viewer back for a camera whose connection failed tries anew.
+        requests, self._live_requests = self._live_requests, set()
+        for camera_id in sorted(requests - set(self.supervisors)):
+            try:
+                await self._take_live(camera_id)
+            except Exception as exc:
+                if self._live is not None:
+                    self._live.refuse(camera_id, exc)
+
+    async def _take_live(self, camera_id: str) -> None:
+        policy = await get_policy(self._database, camera_id)
+        if policy.mode is RecordingMode.OFF and await self._take(camera_id, policy, True):
             return
+        holder = (await self.leases.holders([camera_id]))[camera_id]
+        raise NotRecordingHere(
+            f"camera {camera_id} is read by recorder {holder or '(none yet)'}, not by this "
+            "process's recorder: live view is served by the process running the recorder "
+            "holding the camera"
+        )
+
+    async def _take(self, camera_id: str, policy: RecordingPolicy, live_only: bool = False) -> bool:
+        if not await self.leases.acquire(camera_id):
+            return False
         try:
             takeover = await fencing.take_over(self._database, camera_id, self.recorder_id)
         except Exception:
@@ -160,10 +233,21 @@ class Recorder:
         gap = None
         if takeover.last_end_ns is not None:
             gap = PendingGap(takeover.gap_reason, f"taken by recorder {self.recorder_id}")
-        self._start(camera_id, policy, gap)
+        if live_only:
+            self.live_only.add(camera_id)
+        self._start(camera_id, policy, gap, live_only)
+        return True
 
-    def _start(self, camera_id: str, policy: RecordingPolicy, gap: PendingGap | None) -> None:
-        supervisor = CameraSupervisor(camera_id, policy, self._parts, gap, self._tokens[camera_id])
+    def _start(
+        self,
+        camera_id: str,
+        policy: RecordingPolicy,
+        gap: PendingGap | None,
+        live_only: bool = False,
+    ) -> None:
+        supervisor = CameraSupervisor(
+            camera_id, policy, self._parts, gap, self._tokens[camera_id], live_only
+        )
         self.supervisors[camera_id] = supervisor
         supervisor.start()
 
@@ -173,6 +257,9 @@ class Recorder:
         self._start(camera_id, policy, None)
 
     async def _let_go(self, camera_id: str, reason: GapReason) -> None:
+        if camera_id in self.live_only:
+            reason = GapReason.POLICY_OFF  # never recorded here: the camera was off
+        self.live_only.discard(camera_id)
         supervisor = self.supervisors.pop(camera_id, None)
         if supervisor is not None:
             await supervisor.stop()
@@ -189,6 +276,7 @@ class Recorder:
 
     async def _drop(self, camera_id: str) -> None:
         """Lost: stop without releasing anything (another recorder holds it now)."""
+        self.live_only.discard(camera_id)
         supervisor = self.supervisors.pop(camera_id, None)
         self._uploader.let_go(camera_id)
         self._tokens.pop(camera_id, None)
@@ -210,7 +298,7 @@ class Recorder:
     def _count_states(self) -> None:
         for state in (RecordingState.RECORDING, RecordingState.CONNECTING, RecordingState.FAILING):
             metrics.CAMERAS_RECORDING.labels(state.value).set(
-                sum(1 for s in self.supervisors.values() if s.state is state)
+                sum(1 for s in self.supervisors.values() if s.state is state and not s.live_only)
             )
 
     async def _sweep_forever(self, cameras: CameraStore, stop: asyncio.Event) -> None:

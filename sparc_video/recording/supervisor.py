@@ -5,6 +5,11 @@ closes (the reason of the failure, takeover or dropped segment before it) and on
 uploader. A failure ends the recorded span; the next run starts after a capped exponential
 backoff (reset by a delivered segment), so a camera that keeps failing costs little and one
 that comes back is recorded again within RECONNECT_CAP_S.
+
+Live-only (a camera whose recording is OFF, opened for its viewers): the same ingest, publishing
+to the hub, but each segment is deleted as it closes, no status is written, and a failure ends
+the run (its message closes the hub for the viewers) instead of retrying. `record` turns it into
+a recording one in place, on the same connection.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from sparc_video.cameras.credentials import CredentialCipher
 from sparc_video.cameras.records import CameraStore
 from sparc_video.cameras.streams import open_stream
 from sparc_video.core.errors import SparcVideoError
-from sparc_video.live.hub import LiveHub, LiveHubs
+from sparc_video.live.hub import LiveHub, LiveHubs, LiveUnavailable
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
 from sparc_video.recording.fencing import PendingGap
@@ -70,10 +75,12 @@ class CameraSupervisor:
         parts: RecorderParts,
         first_gap: PendingGap | None,
         token: int,
+        live_only: bool = False,
     ) -> None:
         self.camera_id = camera_id
         self.token = token
         self.policy = policy
+        self.live_only = live_only
         self._parts = parts
         self._pending = first_gap
         self._stop = asyncio.Event()
@@ -89,6 +96,16 @@ class CameraSupervisor:
         if self._parts.live is not None:
             self._hub = self._parts.live.open(self.camera_id)
         self.task = asyncio.create_task(self._run(), name=f"record {self.camera_id}")
+
+    @property
+    def hub(self) -> LiveHub | None:
+        return self._hub
+
+    def record(self, policy: RecordingPolicy) -> None:
+        """Recording turned on while live-only: keep the connection, keep segments from the one
+        in progress on; the footage before it was not wanted (a POLICY_OFF gap)."""
+        self.policy, self.live_only = policy, False
+        self._pending = PendingGap(GapReason.POLICY_OFF, "recording was off")
 
     async def stop(self) -> None:
         """Close the open segment (handed over first) and stop; the buffer keeps it."""
@@ -120,6 +137,11 @@ class CameraSupervisor:
                     failure = IngestFailure(failure.reason, stream.scrub(failure.message))
             if failure is None:
                 return
+            if self.live_only:
+                # Nobody asked for it to be recorded: its viewers are told why, and it is let go.
+                if self._hub is not None:
+                    self._hub.close(LiveUnavailable(failure.message))
+                return
             self._pending = PendingGap(failure.reason, failure.message)
             metrics.RECONNECTS.labels(failure.reason.value).inc()
             log.info("camera %s: %s; again in %g s", self.camera_id, failure.message, delay)
@@ -144,6 +166,9 @@ class CameraSupervisor:
 
     async def _on_segment(self, segment: SegmentFile) -> None:
         self._delivered_any = True
+        if self.live_only:
+            await asyncio.to_thread(segment.path.unlink, True)
+            return
         buffered = BufferedSegment(
             camera_id=self.camera_id,
             path=segment.path,
@@ -192,6 +217,8 @@ class CameraSupervisor:
         )
 
     async def _publish(self, state: RecordingState, failure: IngestFailure | None = None) -> None:
+        if self.live_only:
+            return  # not recorded: its status stays OFF
         current = self._state
         self._state = RecordingStatus(
             self.camera_id,

@@ -252,10 +252,7 @@ class ExportJob:
                 # Chapters, subtitles and watermark clocks without a base time of their own.
                 wall_clock=wall_clock_of(record),
                 hardware=await self.worker.hardware(),
-                media_limits=MediaLimits(
-                    max_frame_pixels=settings.max_frame_pixels,
-                    max_duration_s=settings.max_source_duration_s,
-                ),
+                media_limits=MediaLimits.of(settings),
             )
         except PermanentProcessingError as exc:
             if exc.reason == CRASH_REASON and not _crashed_before(record):

@@ -22,6 +22,7 @@ from av.video.stream import VideoStream
 
 from sparc_video.core.errors import PermanentProcessingError
 from sparc_video.media import codecs
+from workers.pipeline.cores import ThreadBudget
 
 # SVT-AV1 logs its whole configuration to stderr unless told otherwise (1: errors only).
 os.environ.setdefault("SVT_LOG", "1")
@@ -127,8 +128,10 @@ def add_video_stream(
     height: int,
     rate: Fraction | None,
     time_base: Fraction,
+    budget: ThreadBudget | None = None,
 ) -> VideoStream:
-    """A video stream configured for `enc`; colour tags are the caller's."""
+    """A video stream configured for `enc`, with the threads of `budget` (None: FFmpeg's
+    choice); colour tags are the caller's."""
     stream = out.add_stream(enc.encoder, rate=rate) if rate else out.add_stream(enc.encoder)
     assert isinstance(stream, VideoStream)
     ctx = stream.codec_context
@@ -139,6 +142,8 @@ def add_video_stream(
     # The default is slice threading, which is much slower than frame threads here.
     ctx.thread_type = "AUTO"
     ctx.thread_count = 0
+    if budget is not None:
+        ctx.thread_count = budget.x264_threads if enc.encoder == "libx264" else budget.codec_threads
     options = _video_options(enc, ctx, width)
     if enc.rate.max_bitrate_bps is not None:
         options["maxrate"] = str(enc.rate.max_bitrate_bps)

@@ -104,7 +104,8 @@ class FilterChain:
 
     Output is limited-range video ("tv") for encoders, or with `full_range` full-range BT.601
     (JPEG and RGB pictures). The graph is rebuilt when the input changes (streams may switch
-    resolution midway) and skipped when there is nothing to do. `size` is what comes out.
+    resolution midway) and skipped when there is nothing to do; `threads` are its slice
+    threads (0: FFmpeg's choice). `size` is what comes out.
     """
 
     def __init__(
@@ -114,8 +115,10 @@ class FilterChain:
         pix_fmt: str,
         *,
         full_range: bool = False,
+        threads: int = 0,
     ) -> None:
         self._first = size
+        self._threads = threads
         self._steps = list(steps)
         self._pix_fmt = pix_fmt
         self._full_range = full_range
@@ -178,6 +181,8 @@ class FilterChain:
         steps: list[Resize | Overlay | Redact],
     ) -> None:
         graph = Graph()
+        # Slice threads for scale, overlay and blur (0: FFmpeg's choice, from the affinity).
+        graph.threads = self._threads
         aspect = sar if sar is not None and sar > 0 else Fraction(1)
         time_base = str(frame.time_base or Fraction(1, 1000))
         source = graph.add(

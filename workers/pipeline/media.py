@@ -37,6 +37,8 @@ from sparc_video.media.still import FULL_RANGE
 
 _FrameT = TypeVar("_FrameT", VideoFrame, AudioFrame)
 if TYPE_CHECKING:
+    from sparc_video.core.settings import Settings
+
     # Packet is invariant in its stream type (and not subscriptable at run time); demuxing
     # several streams gives Packet[Stream].
     AnyPacket: TypeAlias = Packet[VideoStream] | Packet[AudioStream] | Packet[Stream]
@@ -59,10 +61,21 @@ class MediaInfo:
 @dataclass(frozen=True)
 class MediaLimits:
     """Operator limits on sources (MAX_FRAME_PIXELS, MAX_SOURCE_DURATION; 0: no duration
-    limit), checked on the probe before any work: a source past them fails permanently."""
+    limit), checked on the probe before any work: a source past them fails permanently.
+    `worker_concurrency` (VIDEO_WORKER_CONCURRENCY): the jobs sharing the worker's cores, which
+    limits the threads of each (see `workers.pipeline.cores`)."""
 
     max_frame_pixels: int = MAX_PIXELS
     max_duration_s: float = 0.0
+    worker_concurrency: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> MediaLimits:
+        return cls(
+            max_frame_pixels=settings.max_frame_pixels,
+            max_duration_s=settings.max_source_duration_s,
+            worker_concurrency=settings.worker_concurrency,
+        )
 
     def check(self, info: MediaInfo) -> None:
         if info.width * info.height > self.max_frame_pixels:

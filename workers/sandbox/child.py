@@ -27,6 +27,7 @@ from sparc_video.exports.operations import Operation
 from sparc_video.exports.plan import VideoPlan, compile_plan
 from workers.pipeline import PassProgress, probe
 from workers.pipeline.assets import asset_paths
+from workers.pipeline.cores import job_budget
 from workers.pipeline.encoders import HardwareReport, probe_hardware
 from workers.pipeline.join import JoinMethod, JoinResult, JoinSpec, join_segments
 from workers.pipeline.media import MediaLimits
@@ -223,7 +224,9 @@ def run_plan(
     workdir.mkdir(parents=True, exist_ok=True)
     joined = _join(join, source, report, cancel) if join is not None else None
     info = probe(source)
-    (limits or MediaLimits()).check(info)
+    limits = limits or MediaLimits()
+    limits.check(info)
+    budget = job_budget(limits.worker_concurrency)
     try:
         plan = compile_plan(
             operations, capture_time=wall_clock.capture_time if wall_clock else None
@@ -239,7 +242,7 @@ def run_plan(
     for index, current in enumerate(passes):
         progress.index = index
         if isinstance(current, VideoPass):
-            result = run_video_pass(current, progress, info)
+            result = run_video_pass(current, progress, info, budget)
             out = result.info
             video = ProducedFile(
                 kind=OutputKind.VIDEO,

@@ -148,9 +148,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     ) -> camera_pb2.CameraLiveStream:
         camera_id = parse_live_stream_name(request.name)
         await self._cameras.get(camera_id)
-        recorder_id = (await self._recording.view(camera_id)).status.recorder_id
-        address = await self._recording.live_address(recorder_id)
-        return self._live.describe(camera_id, recorder_id, address)
+        recorder_id, address = await self._recording.live_holder(camera_id)
+        return await self._live.describe(camera_id, recorder_id, address)
 
     async def StreamCameraLive(
         self, request: svc.StreamCameraLiveRequest, context: Context

@@ -38,24 +38,29 @@ class LiveEndpoints:
             host = urlsplit(self.signer.base_url).hostname or "127.0.0.1"
         self.grpc_target = f"{host}:{port}"
 
-    def describe(
+    async def describe(
         self, camera_id: str, recorder_id: str, address: LiveAddress | None
     ) -> camera_pb2.CameraLiveStream:
-        """The camera's live stream: on this process when it records the camera, else at
-        `address`, the live address of the recorder holding it. CAMERA_NOT_RECORDING when no
-        recorder does, LIVE_VIEW_UNREACHABLE when its recorder advertises no live address."""
+        """The camera's live stream. `recorder_id`: the recorder holding the camera, `address`:
+        where it serves live view. Served here when this process's recorder holds it (`dev`),
+        once its first picture came (a camera whose recording is OFF is opened on demand;
+        LIVE_LINGER keeps it open for the links' first viewer); else at `address`.
+        CAMERA_NOT_RECORDING when no recorder holds it and none here can open it,
+        LIVE_VIEW_UNREACHABLE when its recorder serves no live view."""
+        here = camera_id in self.hubs or recorder_id in ("", self.hubs.recorder_id)
         grpc_target, base_url = self.grpc_target, ""
-        if camera_id not in self.hubs:
-            if address is None:
-                if recorder_id:
-                    raise RecorderServesNoLive(
-                        f"camera {camera_id} is recorded by recorder {recorder_id}, which "
-                        "serves no live view (RECORDER_LIVE_GRPC_PORT and "
-                        "RECORDER_LIVE_HTTP_PORT unset) or has stopped; try again shortly"
-                    )
-                self.hubs.get(camera_id)  # CAMERA_NOT_RECORDING
-            else:
-                grpc_target, base_url = address.grpc_target, address.http_base_url
+        if here or (address is None and self.hubs.recorder_id):
+            hub = await self.hubs.attach(camera_id)  # a recorder here names the other holder
+            await hub.started()
+            recorder_id = recorder_id or self.hubs.recorder_id
+        elif address is None:
+            raise RecorderServesNoLive(
+                f"camera {camera_id} is held by recorder {recorder_id}, which serves no live "
+                "view (RECORDER_LIVE_GRPC_PORT and RECORDER_LIVE_HTTP_PORT unset) or has "
+                "stopped; try again shortly"
+            )
+        else:
+            grpc_target, base_url = address.grpc_target, address.http_base_url
         links = self.signer.links(camera_id, base_url=base_url)
         return camera_pb2.CameraLiveStream(
             name=f"cameras/{camera_id}/liveStream",
@@ -70,7 +75,7 @@ class LiveEndpoints:
     async def stream(
         self, camera_id: str, after_sequence: int
     ) -> AsyncGenerator[camera_service_pb2.StreamCameraLiveResponse, None]:
-        hub = self.hubs.get(camera_id)
+        hub = await self.hubs.attach(camera_id)
         async with aclosing(hub.watch(after_sequence)) as items:
             async for item in items:
                 yield to_message(item)

@@ -253,7 +253,13 @@ class Settings(BaseSettings):
 
     # --- Workers
     worker_concurrency: int = setting(
-        2, "VIDEO_WORKER_CONCURRENCY", "Workers", "Jobs one worker runs at once", ge=1, le=256
+        2,
+        "VIDEO_WORKER_CONCURRENCY",
+        "Workers",
+        "Jobs one worker runs at once; each job's media threads get the worker's cores (CPU "
+        "affinity, cgroup CPU quota) divided by it",
+        ge=1,
+        le=256,
     )
     temp_dir: Path = setting(
         Path("/tmp/sparc-video"), "VIDEO_TEMP_DIR", "Workers", "Worker scratch space"
@@ -385,6 +391,15 @@ class Settings(BaseSettings):
         "Seconds between a recorder's reads of the policies, its peers and free cameras",
         ge=0.05,
         le=60.0,
+    )
+    live_linger_s: float = setting(
+        10.0,
+        "LIVE_LINGER",
+        "Recorder",
+        "Seconds a camera whose recording is OFF, opened on demand for live view, stays open "
+        "after its last viewer left (a viewer back within it finds it still open)",
+        ge=0.0,
+        le=3600.0,
     )
     recorder_metrics_port: int = setting(
         9092,

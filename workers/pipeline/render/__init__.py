@@ -10,6 +10,7 @@ from __future__ import annotations
 import av
 
 from sparc_video.media.safe_open import open_file
+from workers.pipeline.cores import ThreadBudget, job_budget
 from workers.pipeline.media import MediaInfo, probe
 from workers.pipeline.progress import ProgressFn, ProgressReporter
 from workers.pipeline.render.copy import CopyPass
@@ -20,9 +21,12 @@ from workers.pipeline.render.streams import close_after_failure
 __all__ = ["VideoEncode", "VideoPass", "VideoResult", "run_video_pass"]
 
 
-def run_video_pass(p: VideoPass, progress: ProgressFn, source: MediaInfo) -> VideoResult:
-    """Run `p`; `progress` is called at least every REPORT_INTERVAL_S and once at 100%, and
-    whatever it raises stops the pass. `dst` is removed after any failure."""
+def run_video_pass(
+    p: VideoPass, progress: ProgressFn, source: MediaInfo, budget: ThreadBudget | None = None
+) -> VideoResult:
+    """Run `p` with the threads of `budget` (None: every core this process may use);
+    `progress` is called at least every REPORT_INTERVAL_S and once at 100%, and whatever it
+    raises stops the pass. `dst` is removed after any failure."""
     end_s = source.duration_s if p.end_s is None else min(p.end_s, source.duration_s)
     reporter = ProgressReporter(progress, max(0.0, end_s - p.start_s))
     reporter.start()
@@ -35,7 +39,8 @@ def run_video_pass(p: VideoPass, progress: ProgressFn, source: MediaInfo) -> Vid
                 if p.video is None:
                     first_key = CopyPass(inp, out, p, p.end_s, reporter).run()
                 else:
-                    EncodePass(inp, out, p, p.video, p.end_s, reporter).run()
+                    threads = budget or job_budget()
+                    EncodePass(inp, out, p, p.video, p.end_s, reporter, threads).run()
             except BaseException:
                 close_after_failure(out)
                 raise

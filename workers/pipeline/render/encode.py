@@ -1,10 +1,17 @@
 """The re-encoding video pass: decode → filter (upright, scale, watermarks) → encode, with exact
-trimming and frame-rate conversion on the way; one frame in, one out."""
+trimming and frame-rate conversion on the way; one frame in, one out.
+
+The three overlap (see `stages`): decoding, with all the timing decisions (trim, frame rate,
+output timestamps), filtering, then encoding and muxing in the caller's thread, which reports
+progress. The encoder and muxer see the same calls in the same order whether the stages run in
+threads or not, so the file is the same.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import av
 import av.error
@@ -16,6 +23,7 @@ from av.video.stream import VideoStream
 
 from sparc_video.core.errors import MediaError
 from sparc_video.media.safe_open import audio_stream, video_stream
+from workers.pipeline.cores import ThreadBudget
 from workers.pipeline.encoders import (
     AudioEncoder,
     add_audio_stream,
@@ -30,10 +38,8 @@ from workers.pipeline.media import (
     start_time_s,
 )
 from workers.pipeline.progress import ProgressReporter
-
-if TYPE_CHECKING:
-    pass
 from workers.pipeline.render.spec import VideoEncode, VideoPass
+from workers.pipeline.render.stages import Pipeline
 from workers.pipeline.render.streams import (
     LIMITED_RANGE,
     AudioMuxer,
@@ -42,6 +48,20 @@ from workers.pipeline.render.streams import (
     cut_audio,
     seek,
 )
+
+
+@dataclass
+class _Picture:
+    """A decoded frame (filtered, once through the filter stage) and where it goes in the
+    output: (pts, duration, media time done) per output frame; a frame rate conversion may
+    show it several times."""
+
+    frame: VideoFrame
+    start_s: float  # source time, for timed filters
+    placements: list[tuple[int, int, float]]
+
+
+_Item = _Picture | AudioFrame
 
 
 class EncodePass:
@@ -53,9 +73,11 @@ class EncodePass:
         video: VideoEncode,
         end_s: float | None,
         reporter: ProgressReporter,
+        budget: ThreadBudget,
     ) -> None:
-        self._inp, self._out, self._reporter = inp, out, reporter
+        self._inp, self._out, self._reporter, self._budget = inp, out, reporter, budget
         self._vs = video_stream(inp)
+        self._vs.codec_context.thread_count = budget.codec_threads
         self._audio = audio_stream(inp) if p.audio is not None else None
         self._origin_s = start_time_s(inp)
         self._start_s = p.start_s
@@ -69,9 +91,13 @@ class EncodePass:
         )
         self._src_frame_s = 1 / float(src_rate) if src_rate else self._clock.frame_s
         self._sar = self._vs.codec_context.sample_aspect_ratio
-        self._filters = FilterChain(video.size, video.steps, video.encoder.pix_fmt)
+        self._filters = FilterChain(
+            video.size, video.steps, video.encoder.pix_fmt, threads=budget.codec_threads
+        )
         width, height = self._filters.size
-        self._ovs = add_video_stream(out, video.encoder, width, height, rate, self._clock.time_base)
+        self._ovs = add_video_stream(
+            out, video.encoder, width, height, rate, self._clock.time_base, budget
+        )
         # Tagged like the source, so players use the same colour matrix; the filters' output
         # is limited range.
         ctx, dec = self._ovs.codec_context, self._vs.codec_context
@@ -81,7 +107,9 @@ class EncodePass:
             dec.color_trc,
         )
         ctx.color_range = LIMITED_RANGE
-        self._resampler = FrameRate(video.fps, self._length_s) if video.fps else None
+        self._resampler: FrameRate[_Picture] | None = (
+            FrameRate(video.fps, self._length_s) if video.fps else None
+        )
         self._frames = 0
         self._video_done = False
         self._oas: AudioStream | None = None
@@ -94,6 +122,15 @@ class EncodePass:
             self._audio_done = False
 
     def run(self) -> None:
+        with Pipeline(threaded=self._budget.pipelined) as pipe:
+            decoded = pipe.source("decode", self._decoded())
+            pipe.drain("encode", pipe.map("filter", decoded, self._filter), self._encode)
+        self._out.mux(self._ovs.encode(None))
+        if self._oas is not None:
+            self._audio_mux(self._oas.encode(None))
+
+    def _decoded(self) -> Iterator[_Item]:
+        """Demux and decode, deciding which frames go where: the first stage."""
         streams: list[VideoStream | AudioStream] = [self._vs]
         if self._oas is not None and self._audio is not None:
             streams.append(self._audio)
@@ -105,10 +142,12 @@ class EncodePass:
                 if packet.stream is self._vs:
                     if not self._video_done:
                         for frame in decode_video(self._vs, packet):
-                            self._video_frame(frame)
+                            yield from self._video_frame(frame)
                 elif self._audio is not None and not self._audio_done:
                     for aframe in decode_audio(self._audio, packet):
-                        self._audio_frame(aframe)
+                        cut = self._audio_frame(aframe)
+                        if cut is not None:
+                            yield cut
                 if self._video_done and self._audio_done:
                     break
         except av.error.InvalidDataError as exc:
@@ -119,18 +158,15 @@ class EncodePass:
                     f"the source video cannot be decoded ({exc.strerror})", reason="UNDECODABLE"
                 ) from exc
         if self._resampler is not None:
-            for picture, at_s in self._resampler.flush():
-                self._emit(picture, at_s, self._resampler.frame_s)
+            held = self._resampler.flush()
+            yield from self._placed(held, self._resampler.frame_s)
         if self._frames == 0:
             raise MediaError(
                 "the source video cannot be decoded: no picture in it could be decoded",
                 reason="UNDECODABLE",
             )
-        self._out.mux(self._ovs.encode(None))
-        if self._oas is not None:
-            self._audio_mux(self._oas.encode(None))
 
-    def _video_frame(self, frame: VideoFrame) -> None:
+    def _video_frame(self, frame: VideoFrame) -> Iterator[_Picture]:
         start_s = frame_time_s(frame, self._origin_s)
         if start_s is None:
             # No timestamps (some AVI): the frame follows the previous one.
@@ -144,28 +180,57 @@ class EncodePass:
         if self._length_s is not None and at_s >= self._length_s - tolerance:
             self._video_done = True
             return
-        picture = self._filters(frame, self._sar, start_s)
+        picture = _Picture(frame, start_s, [])
         if self._resampler is None:
-            self._emit(picture, at_s, duration_s)
+            yield from self._placed(iter([(picture, at_s)]), duration_s)
         else:
-            for held, held_at in self._resampler.push(picture, at_s, duration_s):
-                self._emit(held, held_at, self._resampler.frame_s)
+            # The resampler holds each frame until the next one says how long it shows: what
+            # it gives back are earlier frames.
+            held = self._resampler.push(picture, at_s, duration_s)
+            yield from self._placed(held, self._resampler.frame_s)
 
-    def _emit(self, picture: VideoFrame, at_s: float, duration_s: float) -> None:
-        placed = self._clock.place(at_s, duration_s)
-        if placed is None:
+    def _placed(
+        self, pictures: Iterator[tuple[_Picture, float]], duration_s: float
+    ) -> Iterator[_Picture]:
+        """`pictures` (each at an output time) with their output timestamps, each picture
+        once, whatever the number of times it shows; one never placed is left out."""
+        current: _Picture | None = None
+        for picture, at_s in pictures:
+            placed = self._clock.place(at_s, duration_s)
+            if placed is None:
+                continue
+            if current is not None and current is not picture:
+                yield current
+            current = picture
+            current.placements.append((*placed, at_s + duration_s))
+            self._frames += 1
+        if current is not None:
+            yield current
+
+    def _filter(self, item: _Item) -> _Item:
+        """The second stage: the filters, for the pictures that are shown."""
+        if isinstance(item, _Picture):
+            item.frame = self._filters(item.frame, self._sar, item.start_s)
+        return item
+
+    def _encode(self, item: _Item) -> None:
+        """The last stage: encode and mux, report progress (the cancellation point)."""
+        if not isinstance(item, _Picture):
+            assert self._oas is not None
+            self._audio_mux(self._oas.encode(item))
             return
-        picture.time_base = self._clock.time_base
-        picture.pts, picture.duration = placed
-        # Encoders obey the frame type a frame carries, and decoded frames carry the source's:
-        # let the encoder choose its own I/P/B structure, as the ffmpeg tool does.
-        picture.pict_type = PictureType.NONE
-        self._out.mux(self._ovs.encode(picture))
-        self._frames += 1
-        self._reporter.tick(at_s + duration_s, frames=1)
+        picture = item.frame
+        for pts, duration, done_s in item.placements:
+            picture.time_base = self._clock.time_base
+            picture.pts, picture.duration = pts, duration
+            # Encoders obey the frame type a frame carries, and decoded frames carry the
+            # source's: let the encoder choose its own I/P/B structure, as the ffmpeg tool does.
+            picture.pict_type = PictureType.NONE
+            self._out.mux(self._ovs.encode(picture))
+            self._reporter.tick(done_s, frames=1)
 
-    def _audio_frame(self, frame: AudioFrame) -> None:
-        assert self._oas is not None
+    def _audio_frame(self, frame: AudioFrame) -> AudioFrame | None:
+        """The part of an audio frame to encode, timed for the output, or None."""
         rate = frame.sample_rate
         if frame.pts is None or frame.time_base is None:
             frame.time_base = Fraction(1, rate)
@@ -175,12 +240,12 @@ class EncodePass:
         if cut is None:
             if self._length_s is not None and at_s >= self._length_s:
                 self._audio_done = True
-            return
+            return None
         frame, at_s = cut
         # Overlapping or pre-start audio would break the muxer's monotonic timestamps.
         if at_s < self._audio_next_s - 0.5 / rate:
-            return
+            return None
         self._audio_next_s = at_s + frame.samples / rate
         frame.time_base = Fraction(1, rate)
         frame.pts = round(at_s * rate)
-        self._audio_mux(self._oas.encode(frame))
+        return frame

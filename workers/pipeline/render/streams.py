@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import av
 import av.error
 import numpy as np
 from av.audio.frame import AudioFrame
 from av.container import InputContainer, OutputContainer
-from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from sparc_video.media.codecs import Container
@@ -21,6 +20,8 @@ from workers.pipeline.media import decode_video, undecodable
 if TYPE_CHECKING:
     from workers.pipeline.media import AnyPacket
 
+
+_P = TypeVar("_P")
 
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
 # How far before the start to seek when a seek lands after it (MPEG-TS seeks by timestamp, and
@@ -128,31 +129,30 @@ def cut_audio(
     return cut, at_s + head / rate
 
 
-class FrameRate:
+class FrameRate(Generic[_P]):
     """Frame rate conversion as FFmpeg's `fps` filter does it: output frame k shows the source
-    frame on screen at k / rate (so frames are dropped or repeated)."""
+    frame on screen at k / rate (so frames are dropped or repeated). Pictures are anything
+    standing for a frame."""
 
     def __init__(self, rate: Fraction, length_s: float | None) -> None:
         self._rate = rate
         self.frame_s = 1 / float(rate)
         self._length_s = length_s
-        self._held: tuple[VideoFrame, float, float] | None = None
+        self._held: tuple[_P, float, float] | None = None
         self._next = 0
 
-    def push(
-        self, picture: VideoFrame, at_s: float, duration_s: float
-    ) -> Iterator[tuple[VideoFrame, float]]:
+    def push(self, picture: _P, at_s: float, duration_s: float) -> Iterator[tuple[_P, float]]:
         if self._held is not None:
             yield from self._emit_until(at_s)
         self._held = (picture, at_s, duration_s)
 
-    def flush(self) -> Iterator[tuple[VideoFrame, float]]:
+    def flush(self) -> Iterator[tuple[_P, float]]:
         """The last frame, for as long as it is shown."""
         if self._held is not None:
             yield from self._emit_until(self._held[1] + self._held[2])
             self._held = None
 
-    def _emit_until(self, until_s: float) -> Iterator[tuple[VideoFrame, float]]:
+    def _emit_until(self, until_s: float) -> Iterator[tuple[_P, float]]:
         assert self._held is not None
         picture = self._held[0]
         while True:
