@@ -52,8 +52,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/sparc-video
 
-# gRPC API, HTTP (metrics, health, local downloads), a worker's own /metrics.
-EXPOSE 50051 8080 9091 9092
+# gRPC API, HTTP (metrics, health, local downloads), a worker's and a recorder's own /metrics,
+# a recorder's live view (gRPC, HTTP) as docs/recording.md's manifest sets them.
+EXPOSE 50051 8080 9091 9092 50052 8081
 # Both commands drain on SIGTERM: the server stops taking calls and ends watches so clients
 # resume elsewhere; the worker hands unfinished exports back (WORKER_SHUTDOWN_GRACE).
 STOPSIGNAL SIGTERM

@@ -173,10 +173,12 @@ async def run_recorder(
     stop: asyncio.Event,
     recorder_id: str | None = None,
     live: LiveHubs | None = None,
+    live_address: str = "",
 ) -> None:
     """A recorder (`sparc-video recorder`, or inside `dev`) until `stop` is set: its cameras
     are released and its buffered segments uploaded as far as the stop allows. `live`: the
-    hubs its cameras' live view goes to (`dev` shares them with its API server)."""
+    hubs its cameras' live view goes to (`dev` shares them with its API server; a recorder's
+    live server serves them at `live_address`, which it advertises with its leases)."""
     # Imported here: the recorder's ingest loads PyAV, which the API server never imports
     # (a test holds it to that), and `open_app` lives in this module too.
     from sparc_video.recording.recorder import Recorder
@@ -198,6 +200,7 @@ async def run_recorder(
                 forget_object=usage.forget_prefix,
                 on_stored=usage.record,
                 live=live,
+                live_address=live_address,
             )
             await recorder.run(stop, CameraStore(database, RecordingHolds(database)))
     finally:

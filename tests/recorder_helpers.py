@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -19,6 +22,9 @@ from sparc_video.live.hub import LiveHubs
 from sparc_video.recording.policy import RecordingMode, RecordingPolicy, set_policy
 from sparc_video.recording.recorder import Recorder
 from sparc_video.storage import ManagedStorage
+from tests.fixtures.service import settings_env
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Short segments and leases so a test sees many of each in seconds.
 FAST = {
@@ -81,3 +87,26 @@ def assert_contiguous_or_gapped(found: list[RecordingRecord]) -> None:
     """No two segments overlap; time order is start order."""
     for before, after in itertools.pairwise(found):
         assert after.start_ns >= before.end_ns, (before, after)
+
+
+def start_recorder(
+    settings: Settings,
+    buffer_dir: Path,
+    metrics_port: int = 0,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`sparc-video recorder` as a real OS process; `env`: variables beyond the settings."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sparc_video.cli", "recorder"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            **settings_env(settings),
+            "CAMERA_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "RECORDER_BUFFER_DIR": str(buffer_dir),
+            "RECORDER_METRICS_PORT": str(metrics_port),
+            **(env or {}),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

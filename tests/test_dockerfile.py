@@ -346,3 +346,21 @@ def test_documented_pools_fit_postgres_default_max_connections() -> None:
 def test_roles_list_their_environment(role: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([role, "--help"]) == 0
     assert "REDIS_URL" in capsys.readouterr().out
+
+
+def test_documented_recorder_manifest_serves_live_view_through_a_headless_service() -> None:
+    """docs/recording.md: each recorder pod advertises its name under a headless Service whose
+    ports are the live ports its environment sets, all EXPOSEd by the image."""
+    text = (ROOT / "docs" / "recording.md").read_text()
+    (block,) = code_blocks(text[text.index("### Kubernetes") :], "yaml")
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(block) if d}
+    recorder = objects[("StatefulSet", "sparc-video-recorder")]
+    service = objects[("Service", recorder["spec"]["serviceName"])]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == recorder["spec"]["selector"]["matchLabels"]
+    (container,) = recorder["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    live = {int(env["RECORDER_LIVE_GRPC_PORT"]), int(env["RECORDER_LIVE_HTTP_PORT"])}
+    assert live == {p["port"] for p in service["spec"]["ports"]}
+    assert live <= {p["containerPort"] for p in container["ports"]} and live <= exposed()
+    assert f".{service['metadata']['name']}." in env["RECORDER_ADVERTISE_ADDRESS"]

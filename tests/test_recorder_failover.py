@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -26,38 +24,18 @@ from sparc_video.recording.timeline import timeline
 from sparc_video.simulator import TestCamera
 from sparc_video.storage import LocalStorage
 from tests.fixtures.redis import free_port
-from tests.fixtures.service import settings_env
 from tests.recorder_helpers import (
     add_recorded_camera,
     assert_contiguous_or_gapped,
     running_recorder,
+    start_recorder,
     wait_for,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 # The promise, with the default settings (lease TTL 6 s, poll 1 s): 10 s. A loaded
 # 2-core machine may stall either process for a few seconds more.
 PROMISED_S = 10.0
 SLACK_S = 10.0
-
-
-def start_recorder(
-    settings: Settings, buffer_dir: Path, metrics_port: int = 0
-) -> subprocess.Popen[bytes]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        **settings_env(settings),
-        "CAMERA_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "RECORDER_BUFFER_DIR": str(buffer_dir),
-        "RECORDER_METRICS_PORT": str(metrics_port),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sparc_video.cli", "recorder"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.timeout(240)

@@ -52,6 +52,39 @@ AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].fu
 SHUTDOWN_GRACE_S = 10.0
 
 
+def interceptors(
+    settings: Settings, authenticator: Authenticator, limiter: RateLimiter | None
+) -> list[grpc.aio.ServerInterceptor]:
+    """Outermost first. Tracing and metrics see the final status of every call, the error
+    interceptor turns whatever a handler or authentication raises into it. The API's server
+    and a recorder's live server (`live_server.py`) both use these."""
+    return [
+        tracing_interceptor(),
+        ObservabilityInterceptor(),
+        ErrorInterceptor(),
+        AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
+        # Innermost: it replaces how the request is decoded (see its module).
+        RequestDecodingInterceptor(),
+    ]
+
+
+def listen(server: grpc.aio.Server, settings: Settings, port: int) -> int:
+    """Add GRPC_HOST:`port` to `server`, over TLS when TLS_CERT is set; the port bound."""
+    address = f"{settings.grpc_host}:{port}"
+    if settings.tls_cert:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key, settings.tls_cert)],
+            root_certificates=settings.tls_client_ca or None,
+            require_client_auth=bool(settings.tls_client_ca) and settings.tls_require_client_cert,
+        )
+        bound = server.add_secure_port(address, credentials)
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise OSError(f"cannot listen on gRPC port {port} (in use?)")
+    return bound
+
+
 class Server:
     """The gRPC API plus the HTTP port, sharing one App (clients)."""
 
@@ -60,7 +93,9 @@ class Server:
         live view this server serves; without, every camera's live view is refused here."""
         self.app = app
         settings = app.settings
-        self.live = LiveEndpoints(live or LiveHubs(), LiveLinkSigner(settings.http_base_url))
+        self.live = LiveEndpoints(
+            live or LiveHubs(), LiveLinkSigner.from_settings(settings, settings.http_base_url)
+        )
         # Refuses (AuthNotConfigured) a server that would serve anyone without saying so.
         authenticator = Authenticator(settings)
         limiter = (
@@ -69,16 +104,7 @@ class Server:
             else None
         )
         self._grpc = grpc.aio.server(
-            # Outermost first. Tracing and metrics see the final status of every call, the
-            # error interceptor turns whatever a handler or authentication raises into it.
-            interceptors=[
-                tracing_interceptor(),
-                ObservabilityInterceptor(),
-                ErrorInterceptor(),
-                AuthInterceptor(authenticator, limiter, reflection=settings.grpc_reflection),
-                # Innermost: it replaces how the request is decoded (see its module).
-                RequestDecodingInterceptor(),
-            ],
+            interceptors=interceptors(settings, authenticator, limiter),
             options=[
                 # GRPC_MAX_MESSAGE_SIZE: a larger request is refused by gRPC itself with
                 # RESOURCE_EXHAUSTED ("received message larger than max") before any handler.
@@ -136,19 +162,7 @@ class Server:
 
     async def start(self) -> None:
         settings = self.app.settings
-        address = f"{settings.grpc_host}:{settings.grpc_port}"
-        if settings.tls_cert:
-            credentials = grpc.ssl_server_credentials(
-                [(settings.tls_key, settings.tls_cert)],
-                root_certificates=settings.tls_client_ca or None,
-                require_client_auth=bool(settings.tls_client_ca)
-                and settings.tls_require_client_cert,
-            )
-            self.grpc_port = self._grpc.add_secure_port(address, credentials)
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(address)
-        if self.grpc_port == 0:
-            raise OSError(f"cannot listen on gRPC port {settings.grpc_port} (in use?)")
+        self.grpc_port = listen(self._grpc, settings, settings.grpc_port)
         self.live.set_grpc_port(settings.grpc_host, self.grpc_port)
         await self.health.start()
         await self._grpc.start()

@@ -213,7 +213,31 @@ async def _record(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_recorder(settings, stop)
+    ports = (settings.recorder_live_grpc_port, settings.recorder_live_http_port)
+    if not any(ports):
+        await run_recorder(settings, stop)
+        return
+    if not all(ports):
+        raise ValueError(
+            "RECORDER_LIVE_GRPC_PORT and RECORDER_LIVE_HTTP_PORT are set together (live view)"
+        )
+    if settings.s3_bucket and not reveal(settings.live_link_key):
+        # Pods sharing no storage directory would each keep a key of their own: every link
+        # the API signs would be refused here.
+        raise ValueError(
+            "a recorder serving live view with S3 storage needs LIVE_LINK_KEY, the same as "
+            "the API's (docs/live.md, Deployment)"
+        )
+    from sparc_video.api.live_server import LiveServer
+    from sparc_video.live.hub import LiveHubs
+
+    hubs = LiveHubs()
+    server = LiveServer(settings, hubs)
+    address = await server.start()
+    try:
+        await run_recorder(settings, stop, live=hubs, live_address=address.encode())
+    finally:
+        await server.stop()
 
 
 def data_dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

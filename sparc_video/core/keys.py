@@ -123,6 +123,11 @@ class Keys:
         """Id of the recorder recording the camera; expires unless that recorder renews it."""
         return f"{self.prefix}:camera:{camera_id}:recorder"
 
+    def recorder_live_address(self, recorder_id: str) -> str:
+        """Where the recorder serves live view (JSON: grpc_target, http_base_url); expires
+        with its membership unless renewed."""
+        return f"{self.prefix}:recorders:{recorder_id}:live"
+
     @property
     def retention_lock(self) -> str:
         """Held by the one recorder sweeping expired recorded segments."""

@@ -283,7 +283,8 @@ class LiveHubs:
                 f"camera {camera_id} is not being recorded in this process, so it has no live "
                 "stream here: turn its recording on (UpdateCamera recording_policy) and wait "
                 "for its recording status to be RECORDING (live view is served by the process "
-                "running its recorder: `sparc-video dev`)"
+                "running its recorder: `sparc-video dev`, or the `sparc-video recorder` with "
+                "live ports that GetCameraLiveStream points to)"
             )
         return hub
 

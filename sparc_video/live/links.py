@@ -2,9 +2,9 @@
 HLS playlist with its segments.
 
 A browser cannot send the gRPC credentials, so GetCameraLiveStream (which checks them) hands out
-links carrying the camera, an expiry and an HMAC-SHA256 over both. The key is made per process
-and never leaves it: a link is good only on the process that made it, which is the one holding
-the camera's hub (the recorder and the API share a process, see docs/live.md).
+links carrying the camera, an expiry and an HMAC-SHA256 over both. The API signs them and the
+recorder holding the camera's hub checks them, often in another process (docs/live.md): both
+read the key from LIVE_LINK_KEY, or (one machine, `dev`) from a key file they share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+from sparc_video.core import key_files
+from sparc_video.core.settings import Settings, reveal
+
 LINK_TTL_S = 300
+KEY_FILE = ".live-link-key"
+MIN_KEY_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,32 @@ class LiveLinkSigner:
         self._key = key or secrets.token_bytes(32)
         self.base_url = base_url.rstrip("/")
 
-    def links(self, camera_id: str, ttl_s: int = LINK_TTL_S) -> LiveLinks:
+    @classmethod
+    def from_settings(cls, settings: Settings, base_url: str) -> LiveLinkSigner:
+        """LIVE_LINK_KEY, else the key kept in LOCAL_STORAGE_DIR: an API and the recorders
+        must agree on it, which a kept key only gives processes sharing that directory."""
+        key = key_files.configured_or_kept(
+            reveal(settings.live_link_key),
+            settings.local_storage_dir / KEY_FILE,
+            make=lambda: (secrets.token_hex(32) + "\n").encode("ascii"),
+            parse=_key,
+            variable="LIVE_LINK_KEY",
+            what="live link",
+            shared=bool(settings.s3_bucket),
+        )
+        return cls(base_url, key)
+
+    def links(self, camera_id: str, ttl_s: int = LINK_TTL_S, base_url: str = "") -> LiveLinks:
+        """Links on `base_url` (the recorder serving the camera), else on this signer's."""
+        base = (base_url or self.base_url).rstrip("/")
         expires = int(time.time()) + ttl_s
         query = urlencode({"expires": str(expires), "sig": self._sign(camera_id, expires)})
         path = f"/cameras/{quote(camera_id, safe='')}/live"
-        socket_base = "ws" + self.base_url.removeprefix("http")
+        socket_base = "ws" + base.removeprefix("http")
         return LiveLinks(
-            f"{self.base_url}{path}?{query}",
+            f"{base}{path}?{query}",
             f"{socket_base}{path}/ws?{query}",
-            f"{self.base_url}{path}.m3u8?{query}",
+            f"{base}{path}.m3u8?{query}",
             expires,
         )
 
@@ -58,3 +80,10 @@ class LiveLinkSigner:
     def _sign(self, camera_id: str, expires: int) -> str:
         message = f"live\n{camera_id}\n{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def _key(text: str) -> bytes:
+    key = text.strip()
+    if len(key) < MIN_KEY_CHARS:
+        raise ValueError(f"LIVE_LINK_KEY must be {MIN_KEY_CHARS} characters or more")
+    return key.encode("utf-8")

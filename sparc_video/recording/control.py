@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from sparc_video.core.keys import Keys
 from sparc_video.database.pool import Database
 from sparc_video.recording.fencing import PendingGap
+from sparc_video.recording.leases import LiveAddress, read_live_address
 from sparc_video.recording.policy import (
     RecordingMode,
     RecordingPolicy,
@@ -113,6 +114,13 @@ class RecordingControl:
             await get_policy(self._database, camera_id)  # NOT_FOUND for an unknown camera
         async for event_id, status in watch_status(self._redis, self._keys, camera_id, after):
             yield event_id, status
+
+    async def live_holder(self, camera_id: str) -> tuple[str, LiveAddress | None]:
+        """The recorder holding the camera's lease ("" none; recording or live only) and
+        where it serves live view (None: nowhere, or it is gone)."""
+        holder = await self._redis.get(self._keys.recorder_lease(camera_id))
+        recorder_id = holder.decode() if isinstance(holder, bytes) else (holder or "")
+        return recorder_id, await read_live_address(self._redis, self._keys, recorder_id)
 
     async def _status(self, camera_id: str, policy: RecordingPolicy) -> RecordingStatus:
         status = await read_status(self._redis, self._keys, camera_id)

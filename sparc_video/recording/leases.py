@@ -14,6 +14,7 @@ believe it holds a camera: PostgreSQL's fence (`fencing.py`) refuses its segment
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -80,8 +81,18 @@ def share(
 class RecorderLeases:
     """One recorder's view of the leases in Redis."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, recorder_id: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        recorder_id: str,
+        ttl_s: float,
+        live_address: str = "",
+    ) -> None:
+        """`live_address`: where this recorder serves live view (`LiveAddress.encode`), kept
+        beside its membership so the API can send viewers here; "" serves none."""
         self._redis = redis
+        self._live_address = live_address
         self._keys = keys
         self.recorder_id = recorder_id
         self.ttl_ms = max(1, int(ttl_s * 1000))
@@ -95,10 +106,17 @@ class RecorderLeases:
         members = await self._heartbeat(
             keys=[self._keys.recorders], args=[self.recorder_id, now + self.ttl_ms, now]
         )
+        if self._live_address:
+            await self._redis.set(
+                self._keys.recorder_live_address(self.recorder_id),
+                self._live_address,
+                px=self.ttl_ms,
+            )
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def leave(self) -> None:
         await self._redis.zrem(self._keys.recorders, self.recorder_id)
+        await self._redis.delete(self._keys.recorder_live_address(self.recorder_id))
 
     async def acquire(self, camera_id: str) -> bool:
         taken = await self._redis.set(
@@ -126,3 +144,28 @@ class RecorderLeases:
             c: (v.decode() if isinstance(v, bytes) else v)
             for c, v in zip(camera_ids, values, strict=True)
         }
+
+
+@dataclass(frozen=True)
+class LiveAddress:
+    """Where a recorder serves live view, as viewers reach it."""
+
+    grpc_target: str  # host:port of StreamCameraLive
+    http_base_url: str  # the page, WebSocket and HLS
+
+    def encode(self) -> str:
+        return json.dumps({"grpc_target": self.grpc_target, "http_base_url": self.http_base_url})
+
+
+async def read_live_address(
+    redis: aioredis.Redis, keys: Keys, recorder_id: str
+) -> LiveAddress | None:
+    """The live address the recorder advertised with its last heartbeat; None when it serves
+    no live view or its membership lapsed."""
+    if not recorder_id:
+        return None
+    raw = await redis.get(keys.recorder_live_address(recorder_id))
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return LiveAddress(str(data["grpc_target"]), str(data["http_base_url"]))

@@ -70,7 +70,10 @@ class Recorder:
         forget_object: Callable[[str], Awaitable[None]] | None = None,
         on_stored: Callable[[str, int], Awaitable[None]] | None = None,
         live: LiveHubs | None = None,
+        live_address: str = "",
     ) -> None:
+        """`live_address`: where this process serves its hubs' live view (`LiveAddress`,
+        encoded), advertised with every heartbeat; "" when it serves none."""
         self.recorder_id = recorder_id or new_recorder_id()
         self._settings = settings
         self._database = database
@@ -79,7 +82,9 @@ class Recorder:
         self._forget_object = forget_object
         keys = Keys(settings.redis_prefix)
         self._keys = keys
-        self.leases = RecorderLeases(redis, keys, self.recorder_id, settings.recorder_lease_ttl_s)
+        self.leases = RecorderLeases(
+            redis, keys, self.recorder_id, settings.recorder_lease_ttl_s, live_address
+        )
         self._cameras = CameraStore(database, _NoDeletes())
         buffer = SegmentBuffer(settings.recorder_buffer_dir, settings.recorder_buffer_max)
         self._uploader = Uploader(storage, database, buffer, on_stored)

@@ -148,8 +148,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     ) -> camera_pb2.CameraLiveStream:
         camera_id = parse_live_stream_name(request.name)
         await self._cameras.get(camera_id)
-        view = await self._recording.view(camera_id)
-        return await self._live.describe(camera_id, view.status.recorder_id)
+        recorder_id, address = await self._recording.live_holder(camera_id)
+        return await self._live.describe(camera_id, recorder_id, address)
 
     async def StreamCameraLive(
         self, request: svc.StreamCameraLiveRequest, context: Context

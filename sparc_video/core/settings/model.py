@@ -410,6 +410,42 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
     )
+    recorder_live_grpc_port: int = setting(
+        0,
+        "RECORDER_LIVE_GRPC_PORT",
+        "Recorder",
+        "Port of `sparc-video recorder`'s live-view gRPC server (StreamCameraLive for the "
+        "cameras it holds, on GRPC_HOST, with the API's TLS and authentication); 0 runs none "
+        "(under `dev` the API serves live view)",
+        ge=0,
+        le=65535,
+    )
+    recorder_live_http_port: int = setting(
+        0,
+        "RECORDER_LIVE_HTTP_PORT",
+        "Recorder",
+        "Port of `sparc-video recorder`'s live-view HTTP server (the browser page, its "
+        "WebSocket and LL-HLS, on HTTP_HOST); 0 runs none",
+        ge=0,
+        le=65535,
+    )
+    recorder_advertise_address: str = setting(
+        "",
+        "RECORDER_ADVERTISE_ADDRESS",
+        "Recorder",
+        "Host name viewers reach this recorder's live ports at (in Kubernetes the pod's name "
+        "under its headless service); GetCameraLiveStream points grpc_target and the links there",
+        shown="this host's name",
+    )
+    live_link_key: Secret = setting(
+        None,
+        "LIVE_LINK_KEY",
+        "Recorder",
+        "HMAC key of live-view links (32 characters or more): the API signs them, the recorder "
+        "holding the camera checks them, so every API and recorder process needs the same one",
+        shown="a key file in LOCAL_STORAGE_DIR",
+        file=True,
+    )
     recorder_retention_interval_s: float = setting(
         600.0,
         "RECORDER_RETENTION_INTERVAL",
