@@ -18,10 +18,12 @@ that report gives the packet's RTP time (`AV_PKT_DATA_PRFT` side data, `rtpdec.c
 epoch). `sender_time_us` reads it, and the segmenter re-anchors its clock on it at each segment
 start (`WallClock.reanchored`), so a segment starts at the camera's wall time and only the
 time within one segment runs on the media clock (at most `ppm x segment length` off at its end:
-6 ms for 100 ppm and 60 s segments). That needs no RTCP parsing of our own and no rate
-estimate: FFmpeg already parses every report (over RTSP-over-TCP interleaved too) and does the
-RTP-to-NTP arithmetic. The first anchor is FFmpeg's `start_time_realtime` (the camera's NTP
-time of PTS 0, from its first sender report, `rtsp.c`) when a packet carries no report time.
+6 ms for 100 ppm and 60 s segments; with audio too, FFmpeg already derives PTS from the latest
+report, to keep the tracks in sync, and the error stays within one report interval's). That
+needs no RTCP parsing of our own and no rate estimate: FFmpeg already parses every report (over
+RTSP-over-TCP interleaved too) and does the RTP-to-NTP arithmetic. The first anchor is
+FFmpeg's `start_time_realtime` (the camera's NTP time of PTS 0, from its first sender report,
+`rtsp.c`) when a packet carries no report time.
 """
 
 from __future__ import annotations
