@@ -1,12 +1,15 @@
 """Drift benchmark (issue 16, "Wall-clock truth"): over a long run, do segment times stay within
 one frame interval of the camera's clock?
 
-    .venv/bin/python -m benchmarks.drift --hours 24 [--fps 2] [--segment-s 600]
+    .venv/bin/python -m benchmarks.drift --hours 24 [--fps 2] [--segment-s 600] [--ppm 100]
 
 A test camera (sparc_video.simulator) whose clock is set to 2026-01-01 sends at fast pace: its
 clock advances one frame interval per frame, so simulated hours take minutes, and everything
 it sends (each frame's stamped capture time, RTP times, RTCP sender reports) follows that clock
-alone, never this machine's. Its 90 kHz RTP times start half an hour short of the 32-bit wrap,
+alone, never this machine's. Its RTP (media) clock runs `--ppm` faster than its wall clock, as
+a real camera's crystal does (100 ppm: 8.6 s a day), while its sender reports map RTP times to
+its wall clock truthfully; a recorder that timed segments by RTP times from one anchor would
+drift by that much. Its 90 kHz RTP times start half an hour short of the 32-bit wrap,
 so every run of an hour or more crosses a wrap (a 24-hour run two). The recorder's real ingest
 (`run_ingest`: FFmpeg's RTSP client over loopback, the RTCP anchor, the segmenter) cuts it into
 segments; each segment is decoded as it is handed over and every frame's wall time (the
@@ -111,15 +114,21 @@ class _Window:
             self.stop.set()
 
 
-def measure(hours: float, fps: int, segment_s: float, buffer_dir: Path) -> Drift:
-    """The first `hours` of camera time, recorded by the real ingest, each frame checked."""
+def measure(
+    hours: float, fps: int, segment_s: float, buffer_dir: Path, rtp_ppm: float = 0.0
+) -> Drift:
+    """The first `hours` of camera time, recorded by the real ingest, each frame checked; the
+    camera's RTP clock `rtp_ppm` faster than its wall clock."""
     stop = threading.Event()
     # Both ends included: the frame `hours` after the first is checked too.
     window = _Window(round(hours * 3600 * fps) + 1, fps, stop)
     # Stall bounds as for a loaded CI machine: the camera and the checks share its cores.
     policy = SegmentPolicy(target_s=segment_s, stall_timeout_s=30.0, open_timeout_s=30.0)
     camera = TestCamera(
-        fps=fps, pace="fast", clock=CameraClock.at(CAMERA_START), rtp_offsets=RTP_OFFSETS
+        fps=fps,
+        pace="fast",
+        clock=CameraClock.at(CAMERA_START, rtp_ppm=rtp_ppm),
+        rtp_offsets=RTP_OFFSETS,
     )
     started = time.monotonic()
     with camera:
@@ -135,11 +144,15 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--fps", type=int, default=2)
     parser.add_argument("--segment-s", type=float, default=600.0)
+    parser.add_argument(
+        "--ppm", type=float, default=100.0, help="the camera's RTP clock rate error"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        drift = measure(args.hours, args.fps, args.segment_s, Path(directory))
+        drift = measure(args.hours, args.fps, args.segment_s, Path(directory), args.ppm)
     print(
-        f"{args.hours:g} h of camera time at {args.fps} fps, {args.segment_s:g} s segments: "
+        f"{args.hours:g} h of camera time at {args.fps} fps, {args.segment_s:g} s segments, "
+        f"RTP clock {args.ppm:+g} ppm: "
         f"{drift.segments} segments, {drift.frames} frames, max deviation "
         f"{drift.max_intervals:.3f} frame intervals ({drift.max_deviation_ns / 1000:.1f} µs), "
         f"wall {drift.wall_s:.1f} s"

@@ -21,6 +21,7 @@ import pytest
 from av.container import InputContainer
 from av.video.codeccontext import VideoCodecContext
 
+from sparc_video.recording.ingest.clock import sender_time_us
 from sparc_video.simulator import (
     Auth,
     CameraClock,
@@ -134,6 +135,36 @@ def test_camera_clock_offset_and_rate() -> None:
     assert clock.real_us(clock.camera_us(1_500_000_000)) == pytest.approx(1_500_000_000)
     believes = CameraClock.at(datetime(2026, 1, 1, tzinfo=UTC))
     assert abs(believes.camera_us() - 1_767_225_600_000_000) < 60_000_000
+
+
+def test_rtp_clock_runs_off_the_camera_clock_and_sender_reports_stay_true() -> None:
+    """`rtp_ppm` (at fast pace too): RTP times advance 1 % faster than the camera's clock, and
+    each sender report maps an RTP time to the camera time it was taken at. The reader's time of
+    a packet (FFmpeg's, by the latest report at the nominal rate) is then off by at most 1 % of
+    the time since that report (one second at most), never more."""
+    rtp_ppm = 10_000
+    clock = CameraClock.at(datetime(2026, 1, 1, tzinfo=UTC), rtp_ppm=rtp_ppm)
+    reported: dict[int, int | None] = {}  # pts → the camera time its latest report gives it
+    seen: list[tuple[FrameStamp, int]] = []
+    with TestCamera(pace="fast", clock=clock) as cam, open_stream(cam.url) as container:
+        for packet in container.demux(video=0):
+            if packet.pts is not None:
+                reported[packet.pts] = sender_time_us(packet)
+            seen += [(read_stamp(f), f.pts) for f in packet.decode() if f.pts is not None]
+            if len(seen) >= 100:
+                break
+    assert consecutive([stamp for stamp, _ in seen])
+    (first, first_pts), (last, last_pts) = seen[0], seen[-1]
+    span_us = last.capture_time_us - first.capture_time_us
+    expected = span_us * 90_000 * (1_000_000 + rtp_ppm) // 10**12
+    assert abs((last_pts - first_pts) - expected) <= 1
+    errors = [
+        abs(us - stamp.capture_time_us)
+        for stamp, pts in seen
+        if (us := reported.get(pts)) is not None
+    ]
+    assert len(errors) > len(seen) // 2
+    assert min(errors) <= 2 and max(errors) <= rtp_ppm + 2  # 1 % of 1 s, in µs
 
 
 def test_fast_pace_wraps_rtp_times() -> None:

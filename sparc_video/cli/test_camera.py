@@ -76,6 +76,11 @@ def _size(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]:
 )
 @click.option("--ppm", default=0.0, help="the camera clock's rate error, parts per million")
 @click.option(
+    "--rtp-ppm",
+    default=0.0,
+    help="how much faster the RTP (media) clock runs than the camera's clock, parts per million",
+)
+@click.option(
     "--pace",
     type=click.Choice(PACES),
     default=_DEFAULTS["pace"],
@@ -116,6 +121,7 @@ def test_camera_command(
     rtcp: bool,
     clock_start: datetime | None,
     ppm: float,
+    rtp_ppm: float,
     pace: str,
     username: str | None,
     password: str | None,
@@ -128,12 +134,17 @@ def test_camera_command(
     """Serve a test camera over RTSP (RTP interleaved on TCP) until stopped.
 
     Every frame shows its index and the camera's capture time as black and white blocks (and
-    text); RTCP sender reports carry the camera's clock (--clock-start, --ppm)."""
+    text); RTCP sender reports carry the camera's clock (--clock-start, --ppm), RTP times its
+    media clock (--rtp-ppm)."""
     if (username is None) != (password is None):
         raise click.UsageError("--username and --password go together")
     if clock_start is not None and clock_start.tzinfo is None:
         clock_start = clock_start.replace(tzinfo=UTC)
-    clock = CameraClock.at(clock_start, ppm) if clock_start else CameraClock(ppm=ppm)
+    clock = (
+        CameraClock.at(clock_start, ppm, rtp_ppm)
+        if clock_start
+        else CameraClock(ppm=ppm, rtp_ppm=rtp_ppm)
+    )
     auth = None
     if username is not None and password is not None:
         auth = Auth(username, password, schemes or AUTH_SCHEMES)

@@ -4,7 +4,9 @@ checking an install (`sparc-video test-camera`).
 It streams live, at the camera's own pace, frames that each carry their index and capture time
 (camera clock) as black and white blocks that survive compression; `read_stamp` reads them back
 from a decoded frame. RTCP sender reports carry the camera clock, which a test sets wrong on
-purpose (an offset, a rate error). RTP goes interleaved in the RTSP TCP connection.
+purpose (an offset, a rate error); RTP times count the camera's media clock, which may run
+`rtp_ppm` off its wall clock as a real camera's crystal does. RTP goes interleaved in the RTSP
+TCP connection.
 
     with TestCamera(fps=25, size=(320, 180), rtcp=True,
                     clock=CameraClock(offset_s=3600, ppm=50)) as cam:

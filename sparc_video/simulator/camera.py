@@ -197,7 +197,7 @@ class TestCamera:
 
     def _start_source(self) -> None:
         self._source_stop = threading.Event()
-        self._source = Source(self.config, self.clock.camera_us())
+        self._source = Source(self.config, self.clock.camera_us(), self.clock.rtp_ppm)
         self._source_thread = self._spawn(self._capture, "source")
 
     def _stop_source(self) -> None:

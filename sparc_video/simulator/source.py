@@ -5,7 +5,9 @@ encoded ahead), packed as RTP, with an optional tone as AAC or PCMU. A pre-encod
 one process serves many 1080p cameras with no encoder running.
 
 RTP times follow the camera clock: capture time times clock rate plus a per-track random offset,
-modulo 2^32, so a long or fast run wraps them as a real camera does."""
+modulo 2^32, so a long or fast run wraps them as a real camera does. A media clock running
+`rtp_ppm` off the camera clock (`CameraClock.rtp_ppm`) scales the elapsed ticks, exactly, in
+integers (parts per billion): RTP time = offset + elapsed µs x rate x (1 + rtp_ppm / 1e6)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ AUDIO_CODECS = ("aac", "pcmu")
 _ENCODERS = {"h264": "libx264", "h265": "libx265"}
 _AUDIO_RATES = {"aac": 48000, "pcmu": 8000}
 _AUDIO_CHUNK = {"aac": 1024, "pcmu": 160}  # samples an encoder takes per frame (PCMU: 20 ms)
+_PPB = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,10 @@ class Burst:
 class Source:
     """Encodes and packs frames; not thread-safe (one source thread calls it)."""
 
-    def __init__(self, config: StreamConfig, start_us: int) -> None:
+    def __init__(self, config: StreamConfig, start_us: int, rtp_ppm: float = 0.0) -> None:
         self.config = config
         self.start_us = start_us
+        self._rtp_ppb = _PPB + round(rtp_ppm * 1000)  # media clock ticks per 1e9 nominal
         offsets = config.rtp_offsets or (random.getrandbits(32), random.getrandbits(32))
         self._offsets = offsets
         self._sequence = [random.getrandbits(16), random.getrandbits(16)]
@@ -126,7 +130,8 @@ class Source:
 
     def rtp_time(self, track: int, camera_us: int) -> int:
         rate = self.tracks[track].clock_rate
-        return (self._offsets[track] + (camera_us - self.start_us) * rate // 1_000_000) % 2**32
+        ticks = (camera_us - self.start_us) * rate * self._rtp_ppb // (1_000_000 * _PPB)
+        return (self._offsets[track] + ticks) % 2**32
 
     def capture_us(self, index: int) -> int:
         return self.start_us + index * 1_000_000 // self.config.fps
@@ -213,7 +218,8 @@ class Source:
                 pts = packet.pts if packet.pts is not None else first
                 data = bytes(packet)
                 payload = rtp.aac_payload(data) if codec == "aac" else data
-                timestamp = (self._offsets[1] + pts) % 2**32
+                # Samples counted on the media clock, as the video's ticks are.
+                timestamp = (self._offsets[1] + pts * self._rtp_ppb // _PPB) % 2**32
                 burst.packets.append((1, self._packet(1, timestamp, payload, True)))
 
     def _packet(self, track: int, timestamp: int, payload: bytes, marker: bool) -> bytes:

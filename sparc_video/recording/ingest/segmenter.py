@@ -3,8 +3,10 @@
 A segment begins at a keyframe and ends where the next begins: at the first keyframe at or after
 `target_s`, or at a keyframe whose parameter sets (SPS) differ from the segment's, which is how
 a camera changes resolution (the new segment gets an init describing the new pictures). Times
-come from one `WallClock` per run; until it is known (the camera's first RTCP sender report, or
-`rtcp_wait_s` without one) packets wait in memory.
+come from a `WallClock`; until it is known (the camera's first RTCP sender report, or
+`rtcp_wait_s` without one) packets wait in memory. At each segment start the clock moves onto
+the camera's latest sender report (`clock.py` says why): the segment that ends there ends where
+the next begins, at the report's time, so consecutive segments stay contiguous.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 
 from sparc_video.media.safe_open import DECODER_WHITELIST, MAX_PIXELS
-from sparc_video.recording.ingest.clock import NS_PER_S, Unwrapper, WallClock
+from sparc_video.recording.ingest.clock import NS_PER_S, Unwrapper, WallClock, sender_time_us
 from sparc_video.recording.ingest.models import IngestSource, SegmentFile, SegmentPolicy
 from sparc_video.recording.ingest.writer import (
     META_CLOCK,
@@ -132,12 +134,15 @@ class Segmenter:
         if packet.is_keyframe:
             sps = self._sps(packet)
             if segment is None:
+                self._reanchor(packet, pts)
                 self._begin(pts, sps, self._size)
             elif sps is not None and segment.sps is not None and sps != segment.sps:
                 size = self._picture_size(packet) or segment.size
+                self._reanchor(packet, pts)
                 self._close(pts)
                 self._begin(pts, sps, size)
             elif (pts - segment.start_pts) * self._tb >= Fraction(self.policy.target_s):
+                self._reanchor(packet, pts)
                 self._close(pts)
                 self._begin(pts, sps or segment.sps, segment.size)
             elif segment.sps is None:
@@ -149,6 +154,16 @@ class Segmenter:
         # Written timestamps start at 0 in each segment (the unwrapped PTS less its start).
         offset = segment.start_pts - (pts - self._pts_raw(packet))
         segment.writer.write(packet, segment.writer.video, offset)
+
+    def _reanchor(self, packet: Packet[Stream], pts: int) -> None:
+        """Follow the camera's latest sender report from the segment starting at `pts` on;
+        a report that would put this start at or before the open segment's is ignored (a
+        camera clock set back mid-run), so segment times only run forward."""
+        assert self.clock is not None
+        moved = self.clock.reanchored(sender_time_us(packet), pts)
+        segment = self._segment
+        if segment is None or moved.at(pts) > segment.start_ns:
+            self.clock = moved
 
     def _pts_raw(self, packet: Packet[Stream]) -> int:
         raw = packet.pts if packet.pts is not None else packet.dts
