@@ -191,8 +191,9 @@ async def test_registration_racing_a_camera_deletion(database_url: str) -> None:
             assert rows == 0
             with pytest.raises(CameraNotFound):
                 await store.get_camera(camera_id)
-            # A registration that lost the race was refused as such, never half-written.
-            assert registered == sorted(registered, reverse=True)
+            # A registration that lost the race was refused as such (CameraNotFound above), never
+            # half-written (no row left). Which ones lose is not promised: on a loaded machine a
+            # registration started later can reach PostgreSQL before one started earlier.
 
 
 async def test_camera_and_recording_changes_are_audited(
