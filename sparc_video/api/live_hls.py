@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from sparc_video.api.cameras.live import LiveEndpoints
+from sparc_video.api.live_http import signed_camera
 from sparc_video.core.errors import SparcVideoError
 from sparc_video.live.hls import BLOCK_TIMEOUT_S, HlsPackager, HlsRequestError, UriMaker
 from sparc_video.live.hub import LiveHub, LiveHubs
@@ -53,17 +54,13 @@ class HlsStreams:
 
 
 def hls_routes(live: LiveEndpoints) -> list[web.RouteDef]:
-    streams, signer = HlsStreams(live.hubs), live.signer
+    streams = HlsStreams(live.hubs)
 
     def check(request: web.Request) -> tuple[str, str]:
-        """The camera and the link's query to repeat in the playlist's URIs; 403 when the
-        link is missing, expired or not signed here."""
-        camera_id = request.match_info["camera"]
-        expires, sig = request.query.get("expires", ""), request.query.get("sig", "")
-        problem = signer.problem(camera_id, expires, sig)
-        if problem is not None:
-            raise web.HTTPForbidden(text=problem + "\n")
-        return camera_id, urlencode({"expires": expires, "sig": sig})
+        """The camera and the link's query to repeat in the playlist's URIs."""
+        camera_id = signed_camera(live, request)
+        query = {key: request.query[key] for key in ("expires", "sig")}
+        return camera_id, urlencode(query)
 
     async def playlist(request: web.Request) -> web.Response:
         camera_id, query = check(request)

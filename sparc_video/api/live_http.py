@@ -26,14 +26,20 @@ from sparc_video.live.hub import LiveHub
 log = logging.getLogger(__name__)
 
 
+def signed_camera(live: LiveEndpoints, request: web.Request) -> str:
+    """The camera a live request names, once its signed link checks out (page, WebSocket and
+    HLS alike); 403 when the link is missing, expired or not signed with this key."""
+    camera_id = request.match_info["camera"]
+    query = request.query
+    problem = live.signer.problem(camera_id, query.get("expires", ""), query.get("sig", ""))
+    if problem is not None:
+        raise web.HTTPForbidden(text=problem + "\n")
+    return camera_id
+
+
 def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
     def check(request: web.Request) -> str:
-        camera_id = request.match_info["camera"]
-        query = request.query
-        problem = live.signer.problem(camera_id, query.get("expires", ""), query.get("sig", ""))
-        if problem is not None:
-            raise web.HTTPForbidden(text=problem + "\n")
-        return camera_id
+        return signed_camera(live, request)
 
     async def page(request: web.Request) -> web.Response:
         camera_id = check(request)
