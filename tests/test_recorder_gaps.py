@@ -176,6 +176,17 @@ async def test_a_camera_without_keyframes_is_a_no_keyframe_gap(
                     return len(await store.all_recordings("yard")) >= n
 
                 await wait_for(lambda: at_least(2), 40, "two segments")
+
+                async def recording() -> bool:
+                    return (await control.view("yard")).status.state is RecordingState.RECORDING
+
+                await wait_for(recording, 30, "recording")
+                # While recording, the open segment is not a gap: the timeline ends where the
+                # catalogue does.
+                first_start = (await store.all_recordings("yard"))[0].start_ns
+                line = await control.timeline("yard", first_start, time.time_ns() + 10**9)
+                assert line.spans[-1].end_ns == line.end_ns, line
+                assert all(gap.end_ns <= line.spans[-1].start_ns for gap in line.gaps), line.gaps
                 camera.withhold_keyframes()
                 camera.drop()
 

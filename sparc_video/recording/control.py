@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from sparc_video.core.keys import Keys
 from sparc_video.database.pool import Database
-from sparc_video.recording.fencing import PendingGap
+from sparc_video.recording.fencing import PendingGap, newest_end
 from sparc_video.recording.leases import LiveAddress, read_live_address
 from sparc_video.recording.policy import (
     RecordingMode,
@@ -89,7 +89,8 @@ class RecordingControl:
 
     async def timeline(self, camera_id: str, start_ns: int, end_ns: int) -> Timeline:
         """The stored timeline, and while the camera's recorder is failing to record it, the
-        gap still open: from its last recorded second to now, with the failure's reason."""
+        gap still open: from its last recorded second to now, with the failure's reason. While
+        it records, the timeline ends at its newest registered second."""
         await get_policy(self._database, camera_id)  # NOT_FOUND for an unknown camera
         status = await read_status(self._redis, self._keys, camera_id)
         ongoing = None
@@ -97,6 +98,12 @@ class RecordingControl:
         down = (RecordingState.FAILING, RecordingState.CONNECTING)
         if status is not None and status.state in down and status.last_error_reason:
             ongoing = PendingGap(GapReason(status.last_error_reason), status.last_error)
+        if status is not None and status.state is RecordingState.RECORDING:
+            # The time after the newest registered segment is in the segment being recorded (or
+            # waiting in the buffer), not a gap: the timeline stops where the catalogue does.
+            newest = await newest_end(self._database, camera_id)
+            if newest is not None and newest < end_ns:
+                end_ns = max(start_ns, newest)
         return await timeline(self._database, camera_id, start_ns, end_ns, ongoing, time.time_ns())
 
     async def watch(
