@@ -82,9 +82,18 @@ def s3(moto: Moto, **more: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    "outage_s",
+    # A few segments in the default run; the minute-long outage with `-m slow`.
+    [0.0, pytest.param(60.0, marks=pytest.mark.slow, id="a-minute")],
+)
 async def test_segments_wait_for_storage_and_go_up_in_order_without_a_gap(
-    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+    service_settings: Callable[..., Settings],
+    database: Database,
+    moto: Moto,
+    tmp_path: Path,
+    outage_s: float,
 ) -> None:
     settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
     with TestCamera(size=(160, 96), fps=10) as camera:
@@ -106,6 +115,14 @@ async def test_segments_wait_for_storage_and_go_up_in_order_without_a_gap(
                 return len(list(buffer.glob("*.mp4"))) >= n
 
             await wait_for(lambda: buffered(3), 60, "segments waiting in the buffer")
+
+            async def outage_covered() -> bool:
+                # Buffered segments are named by their start (ns): storage has been away for
+                # at least the time from the first to the newest.
+                starts = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
+                return bool(starts) and (starts[-1] - starts[0]) / 1e9 >= outage_s
+
+            await wait_for(outage_covered, outage_s + 90, "the outage's length in the buffer")
             assert len(await store.all_recordings("cam")) <= before + 1
             moto.start()
             waiting = sorted(int(p.stem) for p in buffer.glob("*.mp4"))
