@@ -25,6 +25,7 @@ import struct
 import tempfile
 import time
 import uuid
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ from benchmarks.control_plane import local_redis, pct, rss_mb, run_database
 FPS = 25
 
 
-def camera_main(size: tuple[int, int], send: Connection) -> None:
+def camera_main(size: tuple[int, int], send: Connection, bitrate: int | None = None) -> None:
     from sparc_video.simulator import TestCamera
 
-    with TestCamera(size=size, fps=FPS, threads=2) as cam:
+    with TestCamera(size=size, fps=FPS, threads=2, bitrate=bitrate) as cam:
         send.send(cam.url)
         send.recv()
 
@@ -232,6 +233,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--viewers", default="1,50,200")
     parser.add_argument("--size", default="640x360")
+    # The camera sends 4 Mbit/s (--bitrate 4000000); the still test picture alone far less.
+    parser.add_argument("--bitrate", type=int, default=None)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     counts = [int(v) for v in args.viewers.split(",")]
@@ -240,7 +243,7 @@ def main() -> None:
         local_redis(Path(folder)) as redis_url,
         run_database(Path(folder)) as database_url,
     ):
-        cam, cam_pipe = _spawn(camera_main, (width, height))
+        cam, cam_pipe = _spawn(partial(camera_main, bitrate=args.bitrate), (width, height))
         url = cam_pipe.recv()
         service, service_pipe = _spawn(service_main, redis_url, database_url, url, folder)
         target, ws_url = service_pipe.recv()
