@@ -67,13 +67,16 @@ async def _live(hubs: LiveHubs) -> bool:
 
 
 async def watch(
-    stub: camera_service_pb2_grpc.CameraServiceStub, fragments: int, after_sequence: int = 0
+    stub: camera_service_pb2_grpc.CameraServiceStub,
+    fragments: int,
+    after_sequence: int = 0,
+    name: str = "cameras/cam",
 ) -> tuple[list[svc.LiveInitSegment], list[svc.LiveFragment]]:
     """Read StreamCameraLive until `fragments` fragments came: (inits, fragments)."""
     inits: list[svc.LiveInitSegment] = []
     got: list[svc.LiveFragment] = []
     call = stub.StreamCameraLive(
-        svc.StreamCameraLiveRequest(name="cameras/cam", after_sequence=after_sequence)
+        svc.StreamCameraLiveRequest(name=name, after_sequence=after_sequence)
     )
     async for message in call:
         if message.HasField("init_segment"):

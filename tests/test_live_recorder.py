@@ -1,5 +1,6 @@
 """Live view from a separate `sparc-video recorder` process (the Kubernetes deployment): the
-API's GetCameraLiveStream points at the address the recorder holding the camera advertises;
+API's GetCameraLiveStream points at the address the recorder holding the camera advertises (for
+a camera nobody holds, recording OFF, the recorder that opens it on demand);
 StreamCameraLive there and the WebSocket behind the API-signed link deliver frames that decode;
 a link signed with another key is refused."""
 
@@ -23,6 +24,7 @@ from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.api.cameras.live import LiveEndpoints
 from sparc_video.api.live_server import LiveServer
+from sparc_video.cameras.records import CameraRecord
 from sparc_video.core.errors import FailedPrecondition, Unavailable
 from sparc_video.core.keys import Keys
 from sparc_video.core.settings import Settings
@@ -52,9 +54,13 @@ async def test_a_separate_recorder_serves_its_cameras_live_view_at_its_advertise
         "RECORDER_LIVE_HTTP_PORT": str(http_port),
         "RECORDER_ADVERTISE_ADDRESS": "127.0.0.1",
     }
-    with TestCamera(size=(160, 96)) as camera:
+    with TestCamera(size=(160, 96)) as camera, TestCamera(size=(160, 96)) as idle_camera:
         async with start_service(settings, worker=False) as service:
-            await add_recorded_camera(service.app.database, "cam", camera.url, segment_s=2.0)
+            store = await add_recorded_camera(
+                service.app.database, "cam", camera.url, segment_s=2.0
+            )
+            # Recording OFF: opened on demand by the recorder the API sends its viewers to.
+            await store.create_camera(CameraRecord(id="idle", stream_url=idle_camera.url), "t")
             process = start_recorder(settings, tmp_path / "buffer", env=live_env)
             try:
                 stub = camera_service_pb2_grpc.CameraServiceStub(service.channel)
@@ -96,6 +102,16 @@ async def test_a_separate_recorder_serves_its_cameras_live_view_at_its_advertise
                     for url in (forged.page_url, forged.hls_url):
                         async with http.get(url) as answer:
                             assert answer.status == 403, (url, answer.status)
+                idle = await stub.GetCameraLiveStream(
+                    svc.GetCameraLiveStreamRequest(name="cameras/idle/liveStream")
+                )
+                assert (idle.grpc_target, idle.recorder) == (stream.grpc_target, stream.recorder)
+                assert idle_camera.total_plays == 0  # nobody watches yet
+                async with grpc.aio.insecure_channel(idle.grpc_target) as channel:
+                    stub_there = camera_service_pb2_grpc.CameraServiceStub(channel)
+                    inits, got = await watch(stub_there, FRAGMENTS, name="cameras/idle")
+                assert len(frame_indices(inits[0].data + b"".join(f.data for f in got))) > 0
+                assert idle_camera.total_plays == 1
                 process.terminate()
                 assert await asyncio.to_thread(process.wait, 60) == 0
                 # Stopped, it no longer advertises where it served.

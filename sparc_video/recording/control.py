@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sparc_video.core.keys import Keys
 from sparc_video.database.pool import Database
 from sparc_video.recording.fencing import PendingGap, newest_end
-from sparc_video.recording.leases import LiveAddress, read_live_address
+from sparc_video.recording.leases import LiveAddress, live_opener, read_live_address
 from sparc_video.recording.policy import (
     RecordingMode,
     RecordingPolicy,
@@ -123,10 +123,15 @@ class RecordingControl:
             yield event_id, status
 
     async def live_holder(self, camera_id: str) -> tuple[str, LiveAddress | None]:
-        """The recorder holding the camera's lease ("" none; recording or live only) and
-        where it serves live view (None: nowhere, or it is gone)."""
+        """The recorder holding the camera's lease (recording or live only) and where it serves
+        live view (None: nowhere, or it is gone); for a camera nobody holds, the recorder to
+        open it on demand (`live_opener`; "" when no recorder serves live view)."""
         holder = await self._redis.get(self._keys.recorder_lease(camera_id))
         recorder_id = holder.decode() if isinstance(holder, bytes) else (holder or "")
+        if not recorder_id:
+            # Nobody reads it (recording OFF): the recorder that will open it on demand when
+            # the first viewer reaches its live port.
+            return await live_opener(self._redis, self._keys, camera_id)
         return recorder_id, await read_live_address(self._redis, self._keys, recorder_id)
 
     async def _status(self, camera_id: str, policy: RecordingPolicy) -> RecordingStatus:

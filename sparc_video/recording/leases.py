@@ -14,6 +14,7 @@ believe it holds a camera: PostgreSQL's fence (`fencing.py`) refuses its segment
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -169,3 +170,24 @@ async def read_live_address(
         return None
     data = json.loads(raw)
     return LiveAddress(str(data["grpc_target"]), str(data["http_base_url"]))
+
+
+async def live_opener(
+    redis: aioredis.Redis, keys: Keys, camera_id: str
+) -> tuple[str, LiveAddress | None]:
+    """The recorder that should open a camera nobody holds for its viewers: of the live
+    recorders serving live view, the one ranking first for this camera (rendezvous hashing, so
+    every API replica sends a camera's viewers to the same recorder, and one recorder's
+    departure moves only its own cameras). ("", None) when none serves live view."""
+    now = int(time.time() * 1000)
+    members = await redis.zrangebyscore(keys.recorders, now, "+inf")
+    ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+    def rank(recorder_id: str) -> bytes:
+        return hashlib.sha256(f"{camera_id}\0{recorder_id}".encode()).digest()
+
+    for recorder_id in sorted(ids, key=rank, reverse=True):
+        address = await read_live_address(redis, keys, recorder_id)
+        if address is not None:
+            return recorder_id, address
+    return "", None
