@@ -13,7 +13,7 @@ import pytest
 from sparc_video.live.fragmenter import Fragmenter
 from sparc_video.live.fragments import Fragment, InitSegment
 from sparc_video.live.hub import LiveEnded, LiveHub, LiveHubs, NotRecordingHere
-from sparc_video.live.links import LiveLinkSigner
+from sparc_video.live.links import LinkSessions, LiveLinkSigner
 from sparc_video.simulator import TestCamera
 from tests.live_helpers import consecutive, frame_indices
 
@@ -157,3 +157,25 @@ def test_live_links_are_signed_and_expire() -> None:
     assert "expired" in (signer.problem("yard", q2["expires"], q2["sig"]) or "")
     other = LiveLinkSigner("http://127.0.0.1:8080")
     assert other.problem("yard", query["expires"], query["sig"]) is not None
+
+
+def test_a_link_in_use_outlives_its_expiry_while_its_requests_go_on() -> None:
+    """An HLS player keeps requesting the URL it was given: admitted while valid, the link stays
+    good while used at most `idle_s` apart, for its camera only; an unused one expires."""
+    signer = LiveLinkSigner("http://127.0.0.1:8080")
+    links = signer.links("yard", ttl_s=60)
+    query = dict(part.split("=") for part in links.hls_url.split("?")[1].split("&"))
+    expires, sig = query["expires"], query["sig"]
+    sessions = LinkSessions(idle_s=30)
+    end = float(expires)
+    assert sessions.admit(signer, "yard", expires, sig, now=end - 50) is None
+    # Used every 20 s past its expiry: still good.
+    for at in (end - 20, end, end + 20, end + 40, end + 60):
+        assert sessions.admit(signer, "yard", expires, sig, now=at) is None, at
+    assert sessions.admit(signer, "gate", expires, sig, now=end + 70) is not None
+    # Idle for longer than 30 s once expired: refused, as is a link never used before expiry.
+    assert "expired" in (sessions.admit(signer, "yard", expires, sig, now=end + 100) or "")
+    fresh = LinkSessions(idle_s=30)
+    assert "expired" in (fresh.admit(signer, "yard", expires, sig, now=end + 1) or "")
+    forged = "0" * 64
+    assert sessions.admit(signer, "yard", expires, forged, now=end - 10) is not None

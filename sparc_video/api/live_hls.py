@@ -3,9 +3,10 @@
 `GET /cameras/{camera}/live.m3u8?expires=..&sig=..` is the media playlist (the same signed link
 query as the live page and its WebSocket, see live/links.py); the init segment, segments and
 parts are under `/cameras/{camera}/hls/`, each named in the playlist with the link's query.
-Every request is checked against the link, so an HLS session ends when its link expires: the
-player needs a new link from GetCameraLiveStream then (a player sends nothing else we could
-check). Blocking playlist reloads (`_HLS_msn`, `_HLS_part`) and preload-hinted parts wait on
+Every request is checked against the link; a link admitted while valid stays good past its
+expiry as long as the player's requests go on (`LinkSessions`: at most 30 s apart), as a
+WebSocket opened in time outlives its link; a player that stopped needs a new link.
+Blocking playlist reloads (`_HLS_msn`, `_HLS_part`) and preload-hinted parts wait on
 the hub until what they name exists, or answer 503 after three target durations.
 """
 
@@ -21,6 +22,7 @@ from sparc_video.api.live_http import signed_camera
 from sparc_video.core.errors import SparcVideoError
 from sparc_video.live.hls import BLOCK_TIMEOUT_S, HlsPackager, HlsRequestError, UriMaker
 from sparc_video.live.hub import LiveHub, LiveHubs
+from sparc_video.live.links import LinkSessions
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _NAME = re.compile(r"(?:init-(?P<epoch>\d+)\.mp4|(?P<msn>\d+)(?:\.(?P<part>\d+))?\.m4s)")
@@ -54,11 +56,11 @@ class HlsStreams:
 
 
 def hls_routes(live: LiveEndpoints) -> list[web.RouteDef]:
-    streams = HlsStreams(live.hubs)
+    streams, sessions = HlsStreams(live.hubs), LinkSessions()
 
     def check(request: web.Request) -> tuple[str, str]:
         """The camera and the link's query to repeat in the playlist's URIs."""
-        camera_id = signed_camera(live, request)
+        camera_id = signed_camera(live, request, sessions)
         query = {key: request.query[key] for key in ("expires", "sig")}
         return camera_id, urlencode(query)
 

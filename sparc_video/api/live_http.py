@@ -22,16 +22,23 @@ from sparc_video.api.live_page import render_page
 from sparc_video.core.errors import SparcVideoError
 from sparc_video.live.fragments import InitSegment
 from sparc_video.live.hub import LiveHub
+from sparc_video.live.links import LinkSessions
 
 log = logging.getLogger(__name__)
 
 
-def signed_camera(live: LiveEndpoints, request: web.Request) -> str:
+def signed_camera(
+    live: LiveEndpoints, request: web.Request, sessions: LinkSessions | None = None
+) -> str:
     """The camera a live request names, once its signed link checks out (page, WebSocket and
-    HLS alike); 403 when the link is missing, expired or not signed with this key."""
+    HLS alike); 403 when the link is missing, expired or not signed with this key. With
+    `sessions` (HLS), a link in use stays good past its expiry while its requests go on."""
     camera_id = request.match_info["camera"]
-    query = request.query
-    problem = live.signer.problem(camera_id, query.get("expires", ""), query.get("sig", ""))
+    expires, sig = request.query.get("expires", ""), request.query.get("sig", "")
+    if sessions is not None:
+        problem = sessions.admit(live.signer, camera_id, expires, sig)
+    else:
+        problem = live.signer.problem(camera_id, expires, sig)
     if problem is not None:
         raise web.HTTPForbidden(text=problem + "\n")
     return camera_id

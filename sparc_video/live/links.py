@@ -66,11 +66,14 @@ class LiveLinkSigner:
             expires,
         )
 
-    def problem(self, camera_id: str, expires: str, sig: str) -> str | None:
-        """Why a link is refused (malformed, expired, not signed here), or None when good."""
+    def problem(
+        self, camera_id: str, expires: str, sig: str, now: float | None = None
+    ) -> str | None:
+        """Why a link is refused (malformed, expired, not signed here), or None when good.
+        `now`: the time to judge its expiry at (seconds since the epoch; default: now)."""
         if not expires.isdigit() or not sig:
             return "the live link is malformed: ask GetCameraLiveStream for a new one"
-        if int(expires) < time.time():
+        if int(expires) < (time.time() if now is None else now):
             return "the live link has expired: ask GetCameraLiveStream for a new one"
         expected = self._sign(camera_id, int(expires))
         if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
@@ -87,3 +90,49 @@ def _key(text: str) -> bytes:
     if len(key) < MIN_KEY_CHARS:
         raise ValueError(f"LIVE_LINK_KEY must be {MIN_KEY_CHARS} characters or more")
     return key.encode("utf-8")
+
+
+class LinkSessions:
+    """Links in use stay good past their expiry while they are used.
+
+    An HLS player keeps requesting the playlist URL it was given, every part-duration, for as
+    long as it plays: with a 300 s link it would stop after five minutes. A WebSocket opened in
+    time goes on after its link expires; this gives HLS the same: a link admitted while valid
+    remains admitted as long as its requests come at most `idle_s` apart. Kept in memory by the
+    process serving the camera's hub (the only one its requests reach).
+    """
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._last_used: dict[tuple[str, str], float] = {}
+        self._purged = 0.0
+
+    def admit(
+        self,
+        signer: LiveLinkSigner,
+        camera_id: str,
+        expires: str,
+        sig: str,
+        now: float | None = None,
+    ) -> str | None:
+        """None when the link is good now, or was admitted and used within `idle_s`; else why
+        it is refused."""
+        at = time.time() if now is None else now
+        problem = signer.problem(camera_id, expires, sig, at)
+        session = (camera_id, sig)
+        last = self._last_used.get(session)
+        if problem is not None and last is not None and at - last <= self.idle_s:
+            # Admitted before and in use since: only the signature is checked again.
+            problem = signer.problem(camera_id, expires, sig, now=float(expires))
+        if problem is None:
+            self._last_used[session] = at
+            self._purge(at)
+        return problem
+
+    def _purge(self, at: float) -> None:
+        if at - self._purged < self.idle_s:
+            return
+        self._purged = at
+        stale = [key for key, last in self._last_used.items() if at - last > self.idle_s]
+        for key in stale:
+            del self._last_used[key]
