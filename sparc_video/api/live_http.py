@@ -45,11 +45,8 @@ def signed_camera(
 
 
 def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
-    def check(request: web.Request) -> str:
-        return signed_camera(live, request)
-
     async def page(request: web.Request) -> web.Response:
-        camera_id = check(request)
+        camera_id = signed_camera(live, request)
         return web.Response(
             text=render_page(camera_id),
             content_type="text/html",
@@ -57,7 +54,7 @@ def live_routes(live: LiveEndpoints) -> list[web.RouteDef]:
         )
 
     async def socket(request: web.Request) -> web.WebSocketResponse:
-        camera_id = check(request)
+        camera_id = signed_camera(live, request)
         try:
             hub = await live.hubs.attach(camera_id)
         except SparcVideoError as exc:
