@@ -137,6 +137,32 @@ def test_validation_does_not_import_pyav_or_pillow() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_media_child_runs_a_plan_without_the_settings_model(tmp_path: Path) -> None:
+    """What the worker's forkserver preloads, and a plan run after it, leave the settings
+    model (pydantic-settings, the signing keys: 25 MB of every media child's peak RSS) out."""
+    code = (
+        "import sys; from pathlib import Path; import workers.sandbox.child as child;"
+        "from sparc_video.media.synth import make_sample_clip;"
+        "from sparc_video.exports.operations import TranscodeOp, WatermarkOp, ThumbnailOp;"
+        f"d = Path({str(tmp_path)!r}); clip = make_sample_clip(d / 'in.mp4', width=320,"
+        " height=240, duration_s=1.0);"
+        "child.run_plan(clip, d / 'w1', [WatermarkOp(text='x'), TranscodeOp(width=160,"
+        " height=120)], lambda _: None);"
+        "child.run_plan(clip, d / 'w2', [ThumbnailOp(width=64)], lambda _: None);"
+        "bad = {'sparc_video.core.settings', 'pydantic_settings'} & set(sys.modules);"
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'generated'}"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 # --- composition ---------------------------------------------------------------------------
 
 

@@ -22,11 +22,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sparc_video.core.settings import Settings
 from sparc_video.security.stream_urls import DEFAULT_PORTS
+
+if TYPE_CHECKING:
+    # Only for from_settings' signature: the media child imports this module, and the settings
+    # model (pydantic-settings, the signing keys) is 25 MB of its peak RSS it never uses.
+    from sparc_video.core.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 POLICY_NAME = "CAMERA_ALLOWED_NETWORKS"
