@@ -12,7 +12,7 @@ import grpc
 import redis.asyncio as aioredis
 from sparc.video.v1 import export_service_pb2, export_service_pb2_grpc
 
-from benchmarks.control_plane.api import SEPARATE_CONNECTION, seconds
+from benchmarks.control_plane.api import SEPARATE_CONNECTION, async_stub, seconds
 from benchmarks.control_plane.env import Env
 from benchmarks.control_plane.processes import rss_mb, tcp_connections_to
 from benchmarks.control_plane.results import Row, pct
@@ -131,7 +131,7 @@ async def bench_progress(env: Env, watchers: int, events: int, rate_hz: float) -
         for _ in range(max(1, watchers // 100))
     ]
     try:
-        stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
+        stubs = [async_stub(c) for c in channels]
         tasks = [asyncio.create_task(watcher(stubs[i % len(stubs)])) for i in range(watchers)]
         await asyncio.wait_for(all_ready.wait(), 60)
         publisher = spawn_publisher(env, [export_id], events, 1 / rate_hz)
@@ -191,7 +191,7 @@ async def bench_watchers(
         grpc.aio.insecure_channel(env.target, options=SEPARATE_CONNECTION)
         for _ in range(max(1, total // 100))
     ]
-    stubs = [export_service_pb2_grpc.ExportServiceAsyncStub(c) for c in channels]
+    stubs = [async_stub(c) for c in channels]
     peak_rss = rss_before
     sampling = True
 
