@@ -30,7 +30,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from benchmarks.control_plane import local_redis, pct, rss_mb, run_database
+from benchmarks.control_plane.processes import rss_mb
+from benchmarks.control_plane.results import pct
+from benchmarks.control_plane.services import local_redis, run_database
 
 FPS = 25
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.control_plane import local_redis, rss_mb, run_database
+from benchmarks.control_plane.processes import rss_mb
+from benchmarks.control_plane.services import local_redis, run_database
 from benchmarks.live import FPS, Probe, _row, _spawn, camera_main, service_main
 
 

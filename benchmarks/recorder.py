@@ -40,16 +40,9 @@ from pathlib import Path
 
 import asyncpg
 
-from benchmarks.control_plane import (
-    PYTHON,
-    ROOT,
-    Processes,
-    cpu_s,
-    local_redis,
-    pct,
-    rss_mb,
-    run_database,
-)
+from benchmarks.control_plane.processes import PYTHON, ROOT, Processes, cpu_s, rss_mb
+from benchmarks.control_plane.results import pct
+from benchmarks.control_plane.services import local_redis, run_database
 from sparc_video.cameras.records import CameraRecord, CameraStore, RecordingRecord
 from sparc_video.database.pool import open_database
 from sparc_video.database.urls import asyncpg_dsn

@@ -232,7 +232,8 @@ class S3Storage(S3Multipart):
         # boto3's own managed transfer in its threads: aioboto3's upload reads, hashes (SigV4
         # payload hash, CRC32) and sends every part on the event loop, one part at a time in
         # effect; s3transfer's threads do that in parallel, with the GIL released while
-        # hashing. Measured (benchmarks/control_plane.py): 0.6x of boto3's throughput before.
+        # hashing. Measured (benchmarks/control_plane/storage.py): 0.6x of boto3's throughput
+        # before.
         future = self._uploads().upload(
             str(path),
             self.bucket,
