@@ -1,7 +1,7 @@
 """Media benchmark: our worker pipeline against the ffmpeg CLI, case by case, in the same run.
 
     .venv/bin/python -m benchmarks.media [--quick] [--only transcode,trim,...] [--dir DIR]
-        [--repeat N] [--trace] [--stages auto|serial|threaded] [--scaling 1,2,4,8,16]
+        [--repeat N] [--trace] [--stages auto|serial|threaded] [--scaling 1,2,4,8,16] [--profile]
 
 Installs Debian's ffmpeg (`apt-get install -y ffmpeg`) when the CLI is missing, generates the
 inputs with it once (kept in --dir: a 1080p30 clip with audio, testsrc2 with temporal noise and a
@@ -29,6 +29,8 @@ The threads our side used are printed (`workers.pipeline.cores`); `--trace` adds
 each stage's time busy and waiting per frame (`benchmarks.media_threads`), `--stages` forces the
 stages into threads or one loop whatever the cores, and `--scaling` adds the transcode on 1, 2,
 4, ... cores (CPU affinity for both sides; counts above this machine's cores are skipped).
+`--profile` splits our media child's CPU into calls into C and Python (`benchmarks.media_profile`;
+it slows our side, so its timings are not comparable).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from benchmarks import media_threads
+from benchmarks import media_profile, media_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 FFMPEG_LOG = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
@@ -100,12 +102,13 @@ def measured_plan(
 
     budget = knobs.apply()
     before = resource.getrusage(resource.RUSAGE_SELF)
-    with tracing() as traces:
+    with tracing() as traces, media_profile.profiled(knobs.profile) as profile:
         files = run_plan(source, workdir, operations, lambda _: None, cancel)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     body = {"cpu_s": cpu, "rss_kb": after.ru_maxrss, "files": files}
-    send.send(("done", {**body, "budget": budget, "traces": traces}))
+    profiled = media_profile.summary(profile, cpu) if profile is not None else None
+    send.send(("done", {**body, "budget": budget, "traces": traces, "profile": profiled}))
 
 
 def run_ours(
@@ -142,6 +145,7 @@ def run_ours(
     body = asyncio.run(go())
     wall = time.perf_counter() - started
     media_threads.seen(workdir.name, body["budget"], body["traces"])
+    media_profile.seen(workdir.name, body["profile"])
     return Measure(wall, body["cpu_s"], body["rss_kb"] * 1024), body["files"]
 
 
@@ -494,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma-separated core counts: the transcode again on each, both sides pinned",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile our media child: CPU in C calls vs Python (slows our side: no timings)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -503,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     global REPEAT
     REPEAT = max(1, args.repeat)
     KNOBS.stages = args.stages
+    KNOBS.profile = args.profile
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     ensure_ffmpeg()
@@ -543,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(rows))
     print()
     print(media_threads.report(trace=args.trace))
+    if args.profile:
+        print()
+        print(media_profile.report())
     print(
         f"\nload average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
         f"after: {'/'.join(f'{v:.2f}' for v in load_after)} (other work on the machine skews "

@@ -18,6 +18,7 @@ class Knobs:
 
     stages: str = "auto"  # "auto" | "serial" | "threaded"
     cpus: tuple[int, ...] = ()  # pin to these CPUs; (): as started
+    profile: bool = False  # cProfile the plan (benchmarks.media_profile)
 
     def pin(self, count: int) -> None:
         """Pin the next runs to `count` CPUs (0: no pinning)."""
