@@ -556,6 +556,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.profile:
         print()
         print(media_profile.report())
+        print()
+        print(media_profile.stage_costs(short))
     print(
         f"\nload average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
         f"after: {'/'.join(f'{v:.2f}' for v in load_after)} (other work on the machine skews "

@@ -10,15 +10,21 @@ encoding stage). Each function's own time (tottime) is put in one of three kinds
 
 cProfile adds its own cost to every Python call, so the Python kinds are upper bounds. The
 question it answers (issue 18): how much of our CPU is per-frame Python that the ffmpeg CLI
-does not have.
+does not have. `stage_costs` then sets decoding and scaling, as our pass does them, beside the
+CLI doing the same into a null output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import cProfile
+import os
 import pstats
+import resource
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 _KINDS = ("calls into C", "our Python", "other Python")
@@ -87,3 +93,49 @@ def report() -> str:
         for secs, name, count in body["top"]:
             lines.append(f"  {secs:7.2f} s  {count:6d} x {name}")
     return "\n".join(lines)
+
+
+def stage_costs(source: Path, rounds: int = 2) -> str:
+    """Decoding alone, then decoding and scaling to 720p, as our pass does them (PyAV, the
+    pass's filter chain) and as the CLI does them into a null output: CPU seconds each."""
+    lines = ["stage CPU against the CLI (video only, null output; each round alternates sides):"]
+    for _ in range(rounds):
+        for scale in (False, True):
+            ours_wall, ours_cpu = _ours_stages(source, scale)
+            args = ["-vf", "scale=1280:720"] if scale else []
+            theirs_wall, theirs_cpu = _cli_stages(source, args)
+            lines.append(
+                f"- {'decode + scale to 720p' if scale else 'decode'}: ours {ours_cpu:.2f} s CPU "
+                f"({ours_wall:.2f} s wall), ffmpeg {theirs_cpu:.2f} s ({theirs_wall:.2f} s)"
+            )
+    return "\n".join(lines)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ours_stages(source: Path, scale: bool) -> tuple[float, float]:
+    import av
+
+    from workers.pipeline.filters import FilterChain, Resize
+
+    started, cpu = time.perf_counter(), _cpu_s()
+    with av.open(str(source)) as inp:
+        stream = inp.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        chain = FilterChain((stream.width, stream.height), [Resize(1280, 720)], "yuv420p")
+        for packet in inp.demux(stream):
+            for frame in packet.decode():
+                if scale:
+                    chain(frame)
+    return time.perf_counter() - started, _cpu_s() - cpu
+
+
+def _cli_stages(source: Path, args: list[str]) -> tuple[float, float]:
+    started = time.perf_counter()
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(source)]
+    process = subprocess.Popen([*command, "-map", "0:v", *args, "-f", "null", "-"])
+    _, _, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime
