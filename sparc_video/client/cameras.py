@@ -23,7 +23,7 @@ from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
 from sparc_video.client.channel import ChannelClient
-from sparc_video.client.errors import error_from_call, unary
+from sparc_video.client.errors import streamed, unary
 from sparc_video.client.operations import duration as _duration
 from sparc_video.client.operations import timestamp as _timestamp
 
@@ -183,24 +183,19 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.GetCameraTimeline(request, timeout=self._deadline(timeout)))
 
-    async def watch_camera(
+    def watch_camera(
         self, name: str, *, after_event_id: str = ""
     ) -> AsyncIterator[camera_service_pb2.WatchCameraResponse]:
         """The camera's recording status now (unless resuming after `after_event_id`), then
         every change its recorder reports, until the caller stops iterating. Not resumed
         after an error: call again with the last `event_id` seen."""
-        call = self._stub.WatchCamera(
-            camera_service_pb2.WatchCameraRequest(
-                name=camera_name(name), after_event_id=after_event_id
+        return streamed(
+            lambda: self._stub.WatchCamera(
+                camera_service_pb2.WatchCameraRequest(
+                    name=camera_name(name), after_event_id=after_event_id
+                )
             )
         )
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError:
-            raise await error_from_call(call) from None
-        finally:
-            call.cancel()
 
     # -- live view ----------------------------------------------------------------------------
 
@@ -214,24 +209,19 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.GetCameraLiveStream(request, timeout=self._deadline(timeout)))
 
-    async def stream_camera_live(
+    def stream_camera_live(
         self, name: str, *, after_sequence: int = 0
     ) -> AsyncIterator[camera_service_pb2.StreamCameraLiveResponse]:
         """Camera `name`'s live video as fragmented MP4: an init segment, then one fragment
         per frame (an init again when the camera's stream restarts), until the caller stops
         iterating. Not resumed after an error: call again with the last `sequence` seen."""
-        call = self._stub.StreamCameraLive(
-            camera_service_pb2.StreamCameraLiveRequest(
-                name=camera_name(name), after_sequence=after_sequence
+        return streamed(
+            lambda: self._stub.StreamCameraLive(
+                camera_service_pb2.StreamCameraLiveRequest(
+                    name=camera_name(name), after_sequence=after_sequence
+                )
             )
         )
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError:
-            raise await error_from_call(call) from None
-        finally:
-            call.cancel()
 
     # -- recordings ---------------------------------------------------------------------------
 
