@@ -127,12 +127,10 @@ def spans() -> InMemorySpanExporter:
     return memory
 
 
-def s3_service_settings(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, **overrides: Any
-) -> Settings:
-    return service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
+def observed_settings(s3_service_settings: Callable[..., Settings], **overrides: Any) -> Settings:
+    """S3 settings whose credentials a log check can recognise, retrying and checking health
+    quickly."""
+    return s3_service_settings(
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         retry_initial_delay_s=0.1,
@@ -202,12 +200,10 @@ async def wait_for_worker_count(
 
 
 async def test_metrics_of_real_exports_on_server_and_worker(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
+    s3_service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     worker_port = free_port()
-    good = s3_service_settings(
-        service_settings, s3_endpoint, s3_bucket, worker_metrics_port=worker_port
-    )
+    good = observed_settings(s3_service_settings, worker_metrics_port=worker_port)
     # A worker whose S3 endpoint denies access (as S3 does to revoked credentials): its
     # download fails, transiently. The retry delay should outlast that worker's stop, so the
     # next attempt runs on the good worker; on a slow machine it may fail once more first, so
@@ -626,13 +622,11 @@ def captured_logs(settings: Settings, level: str = "DEBUG") -> Iterator[io.Strin
 
 
 async def test_json_logs_carry_export_job_attempt_and_trace_and_no_secrets(
-    service_settings: Callable[..., Settings],
-    s3_endpoint: str,
-    s3_bucket: str,
+    s3_service_settings: Callable[..., Settings],
     spans: InMemorySpanExporter,
     tmp_path: Path,
 ) -> None:
-    settings = s3_service_settings(service_settings, s3_endpoint, s3_bucket, log_format="json")
+    settings = observed_settings(s3_service_settings, log_format="json")
     with captured_logs(settings) as stream:
         async with start_service(settings) as service:
             clip = tmp_path / "clip.mp4"
