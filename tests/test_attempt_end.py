@@ -28,6 +28,7 @@ from tests.test_observability import (
     observed_settings,
     wait_for_state,
 )
+from tests.web_server import serving_app
 
 State = export_pb2.Export
 # Longer than the keeper's 0.5 s tick.
@@ -63,14 +64,8 @@ async def slow_listing_s3(upstream: str) -> AsyncIterator[str]:
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{path:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
+        async with serving_app(app) as url:
+            yield url
 
 
 async def test_a_succeeded_retry_keeps_its_outputs_when_cleanup_is_slow(

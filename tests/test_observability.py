@@ -45,6 +45,7 @@ from tests.fixtures.prometheus import PrometheusTools
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
+from tests.web_server import serving_app
 
 State = export_pb2.Export
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -161,14 +162,8 @@ async def denying_s3() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{path:.*}", deny)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url
 
 
 async def arq_finished(service: RunningService, *names: str) -> None:
@@ -423,14 +418,8 @@ async def otlp_receiver() -> AsyncIterator[tuple[str, list[Any]]]:
 
     app = web.Application()
     app.add_routes([web.post("/v1/traces", traces)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url, received
 
 
 def _span_id(span: ReadableSpan) -> str:
