@@ -32,6 +32,7 @@ from tests.camera_helpers import (
     status_of,
     violations_of,
 )
+from tests.secret_checks import assert_in_none, logged_text, redis_contents
 from tests.test_grpcurl import grpcurl
 
 Camera = camera_pb2.Camera
@@ -399,22 +400,14 @@ async def test_credentials_are_never_returned_nor_logged(
             await connection.close()
         client = aioredis.Redis.from_url(redis_url)
         try:
-            async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
-                seen.append(key)
-                if await client.type(key) == b"string":
-                    seen.append(await client.get(key) or b"")
+            seen += await redis_contents(client, settings.redis_prefix)
         finally:
             await client.aclose()
         await call(stub.DeleteCamera, svc.DeleteCameraRequest(name=name))
 
     assert len(seen) > 20
-    for blob in seen:
-        for secret in secrets:
-            assert secret.encode() not in blob, (secret, blob[:300])
-    logged = "\n".join(
-        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}"
-        for record in caplog.records
-    )
+    assert_in_none(secrets, seen)
+    logged = logged_text(caplog)
     for secret in secrets:
         assert secret not in logged
 
