@@ -22,7 +22,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
-from sparc_video.client.channel import ChannelClient
+from sparc_video.client.channel import ChannelClient, all_pages
 from sparc_video.client.errors import streamed, unary
 from sparc_video.client.operations import duration as _duration
 from sparc_video.client.operations import timestamp as _timestamp
@@ -74,16 +74,12 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.ListCameras(request, timeout=self._deadline(timeout)))
 
-    async def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
+    def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
         """Every camera (matching the filter), following page tokens."""
-        token = ""
-        while True:
-            page = await self.list_cameras(page_size=page_size, page_token=token, filter=filter)
-            for camera in page.cameras:
-                yield camera
-            token = page.next_page_token
-            if not token:
-                return
+        return all_pages(
+            lambda token: self.list_cameras(page_size=page_size, page_token=token, filter=filter),
+            lambda page: page.cameras,
+        )
 
     async def update_camera(
         self, camera: Camera, update_mask: Sequence[str], *, timeout: float | None = None
@@ -268,7 +264,7 @@ class AsyncCameraClient(ChannelClient):
             request.end_time.CopyFrom(_timestamp(end_time))
         return await unary(self._stub.ListRecordings(request, timeout=self._deadline(timeout)))
 
-    async def iter_recordings(
+    def iter_recordings(
         self,
         camera: str,
         *,
@@ -276,20 +272,16 @@ class AsyncCameraClient(ChannelClient):
         end_time: datetime.datetime | None = None,
         page_size: int = 0,
     ) -> AsyncIterator[Recording]:
-        token = ""
-        while True:
-            page = await self.list_recordings(
+        return all_pages(
+            lambda token: self.list_recordings(
                 camera,
                 start_time=start_time,
                 end_time=end_time,
                 page_size=page_size,
                 page_token=token,
-            )
-            for recording in page.recordings:
-                yield recording
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.recordings,
+        )
 
     async def delete_recording(self, name: str, *, timeout: float | None = None) -> None:
         """Delete the recording and its stored object."""
