@@ -420,19 +420,24 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
         live_stream(await in_thread(make_ts_clip, tmp_path / "clip.ts"), "u", "p") as live,
     ):
         stub, storage = cams.stub, cams.service.app.storage
-        camera = await stub.CreateCamera(
-            svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
-        )
-        await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
-        recording = await stub.CreateRecording(
-            svc.CreateRecordingRequest(
-                parent=camera.name,
-                recording=camera_pb2.Recording(
-                    object_key="nvr/gate/0001.ts",
-                    start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
-                ),
+
+        async def gate_with_a_recording() -> tuple[Camera, camera_pb2.Recording]:
+            camera = await stub.CreateCamera(
+                svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
             )
-        )
+            await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
+            recording = await stub.CreateRecording(
+                svc.CreateRecordingRequest(
+                    parent=camera.name,
+                    recording=camera_pb2.Recording(
+                        object_key="nvr/gate/0001.ts",
+                        start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
+                    ),
+                )
+            )
+            return camera, recording
+
+        camera, recording = await gate_with_a_recording()
         snapshot = await stub.CaptureSnapshot(svc.CaptureSnapshotRequest(name=camera.name))
         assert snapshot.storage_key.startswith("cameras/gate/snapshots/")
 
@@ -453,19 +458,7 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
             with pytest.raises(ObjectNotFound):
                 await storage.stat(key)
         # The object is free to be registered again, for a new camera of the same id.
-        await stub.CreateCamera(
-            svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
-        )
-        await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
-        again = await stub.CreateRecording(
-            svc.CreateRecordingRequest(
-                parent=camera.name,
-                recording=camera_pb2.Recording(
-                    object_key="nvr/gate/0001.ts",
-                    start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
-                ),
-            )
-        )
+        _, again = await gate_with_a_recording()
         assert again.name != recording.name
 
 
