@@ -25,9 +25,10 @@ from tests.test_export_e2e import create_request, thumbnail
 from tests.test_observability import (
     arq_finished,
     denying_s3,
-    s3_service_settings,
+    observed_settings,
     wait_for_state,
 )
+from tests.web_server import serving_app
 
 State = export_pb2.Export
 # Longer than the keeper's 0.5 s tick.
@@ -63,20 +64,14 @@ async def slow_listing_s3(upstream: str) -> AsyncIterator[str]:
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{path:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
+        async with serving_app(app) as url:
+            yield url
 
 
 async def test_a_succeeded_retry_keeps_its_outputs_when_cleanup_is_slow(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
+    s3_service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    good = s3_service_settings(service_settings, s3_endpoint, s3_bucket)
+    good = observed_settings(s3_service_settings)
     clip = tmp_path / "clip.mp4"
     make_sample_clip(clip, width=160, height=90, duration_s=0.5)
     async with start_service(good, worker=False) as service:

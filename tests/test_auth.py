@@ -64,6 +64,7 @@ from tests.camera_helpers import expect_error as expect
 from tests.camera_helpers import status_of
 from tests.fixtures.service import RunningService, settings_env, start_service
 from tests.pki import CertificateAuthority, Issued
+from tests.secret_checks import assert_in_none, logged_text, redis_contents
 from tests.test_cli import client_env, sparc_video
 
 ISSUER = "https://id.example.test"
@@ -836,19 +837,10 @@ async def test_tokens_and_jwt_secrets_are_never_returned_logged_stored_or_traced
             await call(stub.CreateExport, create_request("rid"), metadata)
             await call(stub.ListExports, export_service_pb2.ListExportsRequest(), metadata)
             await call(stub.GetQueueStats, export_service_pb2.GetQueueStatsRequest(), metadata)
-        client = service.app.redis
-        async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
-            seen.append(key)
-            if await client.type(key) == b"string":
-                seen.append(await client.get(key) or b"")
+        seen += await redis_contents(service.app.redis, settings.redis_prefix)
     assert len(seen) > 20
-    for blob in seen:
-        for secret in secrets:
-            assert secret.encode() not in blob, (secret, blob[:300])
-    logged = "\n".join(
-        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}"
-        for record in caplog.records
-    )
+    assert_in_none(secrets, seen)
+    logged = logged_text(caplog)
     traced = "\n".join(
         f"{span.attributes!r} {span.status.description!r} "
         + " ".join(f"{event.name} {event.attributes!r}" for event in span.events)

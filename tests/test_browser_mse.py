@@ -18,6 +18,7 @@ from sparc_video.live.fragmenter import codecs_of
 from tests.browser import open_page, play, shown_frames, watch_video
 from tests.fixtures.chromium import Chromium
 from tests.media import make_clip, read_frame_index
+from tests.web_server import serving_app
 
 _PAGE = """<!doctype html>
 <video autoplay muted playsinline></video>
@@ -66,13 +67,8 @@ async def serve(clip: bytes) -> AsyncIterator[str]:
 
     app = web.Application()
     app.add_routes([web.get("/", index), web.get("/clip.mp4", media)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield f"{url}/"
 
 
 async def test_chromium_plays_fragmented_h264_through_media_source(

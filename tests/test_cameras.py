@@ -32,6 +32,7 @@ from tests.camera_helpers import (
     status_of,
     violations_of,
 )
+from tests.secret_checks import assert_in_none, logged_text, redis_contents
 from tests.test_grpcurl import grpcurl
 
 Camera = camera_pb2.Camera
@@ -399,22 +400,14 @@ async def test_credentials_are_never_returned_nor_logged(
             await connection.close()
         client = aioredis.Redis.from_url(redis_url)
         try:
-            async for key in client.scan_iter(match=f"{settings.redis_prefix}:*"):
-                seen.append(key)
-                if await client.type(key) == b"string":
-                    seen.append(await client.get(key) or b"")
+            seen += await redis_contents(client, settings.redis_prefix)
         finally:
             await client.aclose()
         await call(stub.DeleteCamera, svc.DeleteCameraRequest(name=name))
 
     assert len(seen) > 20
-    for blob in seen:
-        for secret in secrets:
-            assert secret.encode() not in blob, (secret, blob[:300])
-    logged = "\n".join(
-        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}"
-        for record in caplog.records
-    )
+    assert_in_none(secrets, seen)
+    logged = logged_text(caplog)
     for secret in secrets:
         assert secret not in logged
 
@@ -427,19 +420,24 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
         live_stream(await in_thread(make_ts_clip, tmp_path / "clip.ts"), "u", "p") as live,
     ):
         stub, storage = cams.stub, cams.service.app.storage
-        camera = await stub.CreateCamera(
-            svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
-        )
-        await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
-        recording = await stub.CreateRecording(
-            svc.CreateRecordingRequest(
-                parent=camera.name,
-                recording=camera_pb2.Recording(
-                    object_key="nvr/gate/0001.ts",
-                    start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
-                ),
+
+        async def gate_with_a_recording() -> tuple[Camera, camera_pb2.Recording]:
+            camera = await stub.CreateCamera(
+                svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
             )
-        )
+            await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
+            recording = await stub.CreateRecording(
+                svc.CreateRecordingRequest(
+                    parent=camera.name,
+                    recording=camera_pb2.Recording(
+                        object_key="nvr/gate/0001.ts",
+                        start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
+                    ),
+                )
+            )
+            return camera, recording
+
+        camera, recording = await gate_with_a_recording()
         snapshot = await stub.CaptureSnapshot(svc.CaptureSnapshotRequest(name=camera.name))
         assert snapshot.storage_key.startswith("cameras/gate/snapshots/")
 
@@ -460,19 +458,7 @@ async def test_delete_camera_refuses_while_recordings_exist_unless_forced(
             with pytest.raises(ObjectNotFound):
                 await storage.stat(key)
         # The object is free to be registered again, for a new camera of the same id.
-        await stub.CreateCamera(
-            svc.CreateCameraRequest(camera_id="gate", camera=Camera(stream_url=live.url()))
-        )
-        await storage.upload_file(tmp_path / "clip.ts", "nvr/gate/0001.ts", "video/mp2t")
-        again = await stub.CreateRecording(
-            svc.CreateRecordingRequest(
-                parent=camera.name,
-                recording=camera_pb2.Recording(
-                    object_key="nvr/gate/0001.ts",
-                    start_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
-                ),
-            )
-        )
+        _, again = await gate_with_a_recording()
         assert again.name != recording.name
 
 

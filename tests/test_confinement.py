@@ -16,7 +16,7 @@ from sparc.video.v1 import camera_service_pb2 as svc
 
 from sparc_video.core.settings import Settings
 from tests.camera_helpers import reason_of, status_of, violations_of
-from tests.fixtures.service import start_service
+from tests.fixtures.service import RunningService, start_service
 from tests.test_export_e2e import create_request, put_clip, thumbnail, transcode, watch_to_end
 
 State = export_pb2.Export
@@ -46,16 +46,31 @@ async def refused(
     return info.value
 
 
+async def gate_camera(
+    service: RunningService,
+) -> tuple[camera_service_pb2_grpc.CameraServiceStub, camera_pb2.Camera]:
+    """The camera stub, and a camera `gate` (whose own folder is cameras/gate/)."""
+    cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
+    camera = await cameras.CreateCamera(
+        svc.CreateCameraRequest(
+            camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate.invalid/s")
+        )
+    )
+    return cameras, camera
+
+
+def recording_request(camera: camera_pb2.Camera, key: str) -> svc.CreateRecordingRequest:
+    return svc.CreateRecordingRequest(
+        parent=camera.name,
+        recording=camera_pb2.Recording(object_key=key, start_time={"seconds": 1_700_000_000}),
+    )
+
+
 async def test_hostile_keys_are_invalid_argument_for_sources_watermarks_and_recordings(
     service_settings: Callable[..., Settings],
 ) -> None:
     async with start_service(service_settings(), worker=False) as service:
-        cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
-        camera = await cameras.CreateCamera(
-            svc.CreateCameraRequest(
-                camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate.invalid/s")
-            )
-        )
+        cameras, camera = await gate_camera(service)
         await service.app.storage.put_bytes("in/a.mp4", b"x", "video/mp4")
         for key in HOSTILE_KEYS:
             error = await refused(service.exports.CreateExport(create_request(key, thumbnail())))
@@ -64,16 +79,7 @@ async def test_hostile_keys_are_invalid_argument_for_sources_watermarks_and_reco
                 service.exports.CreateExport(create_request("in/a.mp4", watermark(key)))
             )
             assert "export.operations[0].watermark.image_object_key" in violations_of(error), key
-            error = await refused(
-                cameras.CreateRecording(
-                    svc.CreateRecordingRequest(
-                        parent=camera.name,
-                        recording=camera_pb2.Recording(
-                            object_key=key, start_time={"seconds": 1_700_000_000}
-                        ),
-                    )
-                )
-            )
+            error = await refused(cameras.CreateRecording(recording_request(camera, key)))
             assert "recording.object_key" in violations_of(error), key
         assert await service.app.queue.depth() == 0
 
@@ -114,28 +120,19 @@ async def test_inputs_come_only_from_allowed_prefixes(
         assert created.state == State.STATE_QUEUED
 
         # Recordings: the allowed prefixes, and the camera's own folder (its upload links).
-        cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
-        camera = await cameras.CreateCamera(
-            svc.CreateCameraRequest(
-                camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate.invalid/s")
-            )
-        )
+        cameras, camera = await gate_camera(service)
 
-        def recording(key: str) -> svc.CreateRecordingRequest:
-            return svc.CreateRecordingRequest(
-                parent=camera.name,
-                recording=camera_pb2.Recording(
-                    object_key=key, start_time={"seconds": 1_700_000_000}
-                ),
-            )
-
-        error = await refused(cameras.CreateRecording(recording("other/a.mp4")))
+        error = await refused(cameras.CreateRecording(recording_request(camera, "other/a.mp4")))
         assert "SOURCE_KEY_PREFIXES" in violations_of(error)["recording.object_key"]
-        error = await refused(cameras.CreateRecording(recording("cameras/gate/snapshots/a.jpg")))
+        error = await refused(
+            cameras.CreateRecording(recording_request(camera, "cameras/gate/snapshots/a.jpg"))
+        )
         assert "recording.object_key" in violations_of(error)
         # Past confinement, these are only missing.
         for key in ("cameras/gate/uploads/x.mp4", "in/missing.mp4"):
-            await refused(cameras.CreateRecording(recording(key)), grpc.StatusCode.NOT_FOUND)
+            await refused(
+                cameras.CreateRecording(recording_request(camera, key)), grpc.StatusCode.NOT_FOUND
+            )
 
 
 async def test_outputs_stay_under_the_exports_prefix_and_links_expire(
@@ -289,12 +286,7 @@ async def test_recordings_past_the_media_limits_are_refused(
 ) -> None:
     settings = service_settings(max_frame_pixels=200 * 120, max_source_duration_s=1.5)
     async with start_service(settings, worker=False) as service:
-        cameras = camera_service_pb2_grpc.CameraServiceStub(service.channel)
-        camera = await cameras.CreateCamera(
-            svc.CreateCameraRequest(
-                camera_id="gate", camera=camera_pb2.Camera(stream_url="rtsp://gate.invalid/s")
-            )
-        )
+        cameras, camera = await gate_camera(service)
         clips = {
             "big": ((320, 180, 1.0), "FRAME_TOO_LARGE", "above MAX_FRAME_PIXELS (24,000)"),
             "long": ((160, 90, 2.5), "SOURCE_TOO_LONG", "above MAX_SOURCE_DURATION (1.5 s)"),
@@ -305,14 +297,7 @@ async def test_recordings_past_the_media_limits_are_refused(
             key = f"cameras/gate/uploads/{name}.mp4"
             await put_clip(service, folder, key, width=width, height=height, duration_s=seconds)
             error = await refused(
-                cameras.CreateRecording(
-                    svc.CreateRecordingRequest(
-                        parent=camera.name,
-                        recording=camera_pb2.Recording(
-                            object_key=key, start_time={"seconds": 1_700_000_000}
-                        ),
-                    )
-                ),
+                cameras.CreateRecording(recording_request(camera, key)),
                 grpc.StatusCode.FAILED_PRECONDITION,
             )
             assert reason_of(status_of(error)) == reason

@@ -134,29 +134,8 @@ async def run_full_export(
     assert abs(index - middle) <= 1, (index, middle)
 
 
-async def test_export_through_s3(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
-) -> None:
-    settings = service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    async with start_service(settings) as service:
-        await run_full_export(
-            service,
-            tmp_path,
-            {"width": 640, "height": 360, "duration_s": 3.0},
-            resolution="320x180",
-            thumb_size="160x90",
-        )
-
-
-async def test_export_through_local_storage(
-    service_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
-    async with start_service(service_settings()) as service:
+async def test_export_through_storage(backend_service_settings: Settings, tmp_path: Path) -> None:
+    async with start_service(backend_service_settings) as service:
         await run_full_export(
             service,
             tmp_path,
@@ -168,17 +147,11 @@ async def test_export_through_local_storage(
 
 @pytest.mark.slow
 async def test_1080p_export_through_s3(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
+    s3_service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """The full-size case: 1080p 10 s with audio → h264 1280x720 + 320x240 thumbnail (slow: the
-    same path at 640x360 runs by default in test_export_through_s3)."""
-    settings = service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    async with start_service(settings) as service:
+    same path at 640x360 runs by default in test_export_through_storage)."""
+    async with start_service(s3_service_settings()) as service:
         await run_full_export(
             service,
             tmp_path,

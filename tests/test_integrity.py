@@ -178,30 +178,6 @@ def test_signing_key_from_pem_base64_file_or_the_storage_dir(tmp_path: Path) -> 
 # --- manifests, end to end --------------------------------------------------------------------
 
 
-def s3_service_settings(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str
-) -> Settings:
-    return service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-@pytest.fixture(params=["s3", "local"])
-def integrity_settings(
-    request: pytest.FixtureRequest, service_settings: Callable[..., Settings]
-) -> Settings:
-    if request.param == "local":
-        return service_settings()
-    return s3_service_settings(
-        service_settings,
-        request.getfixturevalue("s3_endpoint"),
-        request.getfixturevalue("s3_bucket"),
-    )
-
-
 async def finished_export(
     service: RunningService, client: AsyncExportClient, tmp_path: Path
 ) -> export_pb2.Export:
@@ -228,10 +204,10 @@ async def stored_bytes(service: RunningService, key: str, tmp_path: Path) -> byt
 
 
 async def test_manifest_is_signed_and_matches_the_stored_objects(
-    integrity_settings: Settings, tmp_path: Path
+    backend_service_settings: Settings, tmp_path: Path
 ) -> None:
     async with (
-        start_service(integrity_settings) as service,
+        start_service(backend_service_settings) as service,
         AsyncExportClient(service.target) as client,
     ):
         export = await finished_export(service, client, tmp_path)
@@ -284,18 +260,20 @@ async def test_manifest_is_signed_and_matches_the_stored_objects(
             assert entry["size_bytes"] == output.size_bytes == len(stored)
             # The hash recorded on the object itself (S3 metadata, local sidecar).
             assert (await service.app.storage.stat(output.storage_key)).sha256 == output.sha256
-        if integrity_settings.s3_bucket:
-            s3 = s3_client(str(integrity_settings.s3_endpoint_url))
+        if backend_service_settings.s3_bucket:
+            s3 = s3_client(str(backend_service_settings.s3_endpoint_url))
             for output in export.outputs:
-                head = s3.head_object(Bucket=integrity_settings.s3_bucket, Key=output.storage_key)
+                head = s3.head_object(
+                    Bucket=backend_service_settings.s3_bucket, Key=output.storage_key
+                )
                 assert head["Metadata"]["sha256"] == output.sha256
 
 
 async def test_download_then_verify_round_trip_and_tampering(
-    integrity_settings: Settings, tmp_path: Path
+    backend_service_settings: Settings, tmp_path: Path
 ) -> None:
     async with (
-        start_service(integrity_settings) as service,
+        start_service(backend_service_settings) as service,
         AsyncExportClient(service.target) as client,
     ):
         export = await finished_export(service, client, tmp_path)
@@ -545,16 +523,14 @@ async def test_serve_and_worker_refuse_to_start_without_a_signing_key(
 
 
 async def test_separate_server_and_worker_processes_sign_bundles_that_verify_across_a_rotation(
-    service_settings: Callable[..., Settings],
-    s3_endpoint: str,
-    s3_bucket: str,
+    s3_service_settings: Callable[..., Settings],
     worker_processes: Callable[[Settings], WorkerProcess],
     tmp_path: Path,
 ) -> None:
     """As the README's docker and Kubernetes deployments run it: the server and a worker in
     separate processes with separate data directories, sharing only S3, Redis and the key."""
     first_key, second_key = _new_key_pem(), _new_key_pem()
-    base = s3_service_settings(service_settings, s3_endpoint, s3_bucket)
+    base = s3_service_settings()
     bundles: list[tuple[Path, str]] = []
     for key, retired in ((first_key, None), (second_key, first_key)):
         retired_public = (

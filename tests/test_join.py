@@ -46,6 +46,16 @@ def span(path: Path, offset_s: float, duration_s: float) -> JoinSegment:
     return JoinSegment(path, 0, duration_s, offset_s)
 
 
+def keyframe_cuts(recordings: list[Path]) -> tuple[JoinSegment, ...]:
+    """1 s into the first recording (a keyframe) to its end, the second whole, the third's
+    first second (up to its next keyframe): 4 s that can be copied."""
+    return (
+        span(recordings[0], 1.0, 1.0),
+        span(recordings[1], 0.0, 2.0),
+        span(recordings[2], 0.0, 1.0),
+    )
+
+
 def video_packets(path: Path) -> list[tuple[Fraction, bytes]]:
     """(pts in seconds, bytes) in decode order."""
     with av.open(str(path)) as container:
@@ -81,14 +91,7 @@ def audio_frames(path: Path) -> Iterator[tuple[int, int]]:
 
 
 def test_cuts_on_keyframes_copy_the_packets(recordings: list[Path], tmp_path: Path) -> None:
-    # 1 s into the first recording (a keyframe) to the end, the second whole, the third's
-    # first second (up to its next keyframe): 4 s.
-    result, methods = join(
-        tmp_path,
-        span(recordings[0], 1.0, 1.0),
-        span(recordings[1], 0.0, 2.0),
-        span(recordings[2], 0.0, 1.0),
-    )
+    result, methods = join(tmp_path, *keyframe_cuts(recordings))
     assert result.method == JoinMethod("copy", "")
     assert set(methods) == {"copy"}
     assert result.offsets_s == (0.0, 1.0, 3.0)
@@ -117,12 +120,7 @@ def test_cuts_on_keyframes_copy_the_packets(recordings: list[Path], tmp_path: Pa
 
 
 def test_copied_audio_runs_without_holes(recordings: list[Path], tmp_path: Path) -> None:
-    result, _ = join(
-        tmp_path,
-        span(recordings[0], 1.0, 1.0),
-        span(recordings[1], 0.0, 2.0),
-        span(recordings[2], 0.0, 1.0),
-    )
+    result, _ = join(tmp_path, *keyframe_cuts(recordings))
     assert result.method.name == "copy"
     laid = list(audio_frames(result.path))
     frame_samples = AUDIO_RATE // FPS

@@ -45,6 +45,7 @@ from tests.fixtures.prometheus import PrometheusTools
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import RunningService, WorkerProcess, start_service
 from tests.test_export_e2e import create_request, thumbnail, transcode, watch_to_end
+from tests.web_server import serving_app
 
 State = export_pb2.Export
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -127,12 +128,10 @@ def spans() -> InMemorySpanExporter:
     return memory
 
 
-def s3_service_settings(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, **overrides: Any
-) -> Settings:
-    return service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
+def observed_settings(s3_service_settings: Callable[..., Settings], **overrides: Any) -> Settings:
+    """S3 settings whose credentials a log check can recognise, retrying and checking health
+    quickly."""
+    return s3_service_settings(
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         retry_initial_delay_s=0.1,
@@ -163,14 +162,8 @@ async def denying_s3() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{path:.*}", deny)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url
 
 
 async def arq_finished(service: RunningService, *names: str) -> None:
@@ -202,12 +195,10 @@ async def wait_for_worker_count(
 
 
 async def test_metrics_of_real_exports_on_server_and_worker(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str, tmp_path: Path
+    s3_service_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     worker_port = free_port()
-    good = s3_service_settings(
-        service_settings, s3_endpoint, s3_bucket, worker_metrics_port=worker_port
-    )
+    good = observed_settings(s3_service_settings, worker_metrics_port=worker_port)
     # A worker whose S3 endpoint denies access (as S3 does to revoked credentials): its
     # download fails, transiently. The retry delay should outlast that worker's stop, so the
     # next attempt runs on the good worker; on a slow machine it may fail once more first, so
@@ -427,14 +418,8 @@ async def otlp_receiver() -> AsyncIterator[tuple[str, list[Any]]]:
 
     app = web.Application()
     app.add_routes([web.post("/v1/traces", traces)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url, received
 
 
 def _span_id(span: ReadableSpan) -> str:
@@ -626,13 +611,11 @@ def captured_logs(settings: Settings, level: str = "DEBUG") -> Iterator[io.Strin
 
 
 async def test_json_logs_carry_export_job_attempt_and_trace_and_no_secrets(
-    service_settings: Callable[..., Settings],
-    s3_endpoint: str,
-    s3_bucket: str,
+    s3_service_settings: Callable[..., Settings],
     spans: InMemorySpanExporter,
     tmp_path: Path,
 ) -> None:
-    settings = s3_service_settings(service_settings, s3_endpoint, s3_bucket, log_format="json")
+    settings = observed_settings(s3_service_settings, log_format="json")
     with captured_logs(settings) as stream:
         async with start_service(settings) as service:
             clip = tmp_path / "clip.mp4"

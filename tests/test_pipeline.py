@@ -314,9 +314,9 @@ def test_progress_reporter_never_goes_backwards(every_frame: None) -> None:
     assert [r.media_time_s for r in reports] == [0.5, 0.5, 2.0]
 
 
-def test_cancelling_from_progress_stops_the_transcode(
-    clip: Path, tmp_path: Path, every_frame: None
-) -> None:
+def cancelled_transcode(clip: Path, dst: Path) -> list[PassProgress]:
+    """Transcode `clip` to `dst` with a progress callback that cancels once 5 frames are done
+    (JobCancelled must come out); the reports the callback got."""
     reports: list[PassProgress] = []
 
     def cancel_after_a_few(p: PassProgress) -> None:
@@ -324,9 +324,16 @@ def test_cancelling_from_progress_stops_the_transcode(
         if p.frames >= 5:
             raise JobCancelled()
 
-    dst = tmp_path / "out.mp4"
     with pytest.raises(JobCancelled):
         transcode(clip, dst, TranscodeOp(preset="ultrafast"), cancel_after_a_few)
+    return reports
+
+
+def test_cancelling_from_progress_stops_the_transcode(
+    clip: Path, tmp_path: Path, every_frame: None
+) -> None:
+    dst = tmp_path / "out.mp4"
+    reports = cancelled_transcode(clip, dst)
     assert reports[-1].frames == 5  # nothing more was done after the callback raised
     assert not dst.exists()
 

@@ -172,15 +172,9 @@ async def test_processing_timeout_kills_the_child(
 
 
 async def test_transient_storage_failure_is_retried_with_backoff_then_fails(
-    service_settings: Callable[..., Settings],
-    s3_endpoint: str,
-    s3_bucket: str,
+    s3_service_settings: Callable[..., Settings],
 ) -> None:
-    good = service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+    good = s3_service_settings(
         job_max_tries=3,
         **FAST_RECOVERY,
     )
@@ -211,16 +205,10 @@ async def test_transient_storage_failure_is_retried_with_backoff_then_fails(
 
 
 async def test_transient_failure_then_success_on_a_healthy_worker(
-    service_settings: Callable[..., Settings],
-    s3_endpoint: str,
-    s3_bucket: str,
+    s3_service_settings: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
-    good = service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+    good = s3_service_settings(
         **FAST_RECOVERY,
     )
     unreachable = good.replace(s3_endpoint_url="http://127.0.0.1:9")
@@ -621,13 +609,9 @@ async def test_timeouts_are_retried_only_when_configured(
 
 
 async def test_cancel_of_a_retrying_export_takes_its_job_off_the_queue(
-    service_settings: Callable[..., Settings], s3_endpoint: str, s3_bucket: str
+    s3_service_settings: Callable[..., Settings],
 ) -> None:
-    good = service_settings(
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+    good = s3_service_settings(
         **{**FAST_RECOVERY, "retry_initial_delay_s": 30.0},
     )
     unreachable = good.replace(s3_endpoint_url="http://127.0.0.1:9")

@@ -19,6 +19,7 @@ from sparc_video.core.settings import Settings
 from sparc_video.storage import LocalStorage, S3Storage, Storage, open_storage, validate_key
 from sparc_video.storage.http_routes import local_download_routes
 from tests.fixtures.s3 import MIB, free_port, s3_client
+from tests.web_server import serving_app
 
 
 @asynccontextmanager
@@ -26,13 +27,8 @@ async def serving(storage: LocalStorage, port: int) -> AsyncIterator[None]:
     """The HTTP server local-storage links point at, as the service runs it."""
     app = web.Application()
     app.add_routes(local_download_routes(storage))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with serving_app(app, port):
         yield
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from sparc_video.security.roles import Role
 from sparc_video.storage import LocalStorage, MultipartStorage, S3Storage
 from sparc_video.storage.local_multipart import MULTIPART_DIR
 from sparc_video.uploads import Uploads, UploadState, UploadStore
+from sparc_video.uploads.models import UploadPart
 from tests.camera_helpers import expect_error, violations_of
 from tests.fixtures.service import RunningService, start_service
 from tests.test_cli import sparc_video
@@ -471,30 +472,26 @@ async def test_many_parts_come_a_hundred_urls_at_a_time(
             caller, "many.mp4", len(body), hashlib.sha256(body).hexdigest(), ""
         )
         record = view.record
+
+        async def write_parts(parts: Sequence[UploadPart]) -> None:
+            for part in parts:
+                start = (part.number - 1) * 1000
+                await storage.write_part(
+                    record.object_key,
+                    record.storage_upload_id,
+                    part.number,
+                    chunks(body[start : start + part.size_bytes]),
+                    part.size_bytes,
+                )
+
         assert record.part_count == 151
         assert [p.number for p in view.missing] == list(range(1, 101))
-        for part in view.missing:
-            start = (part.number - 1) * 1000
-            await storage.write_part(
-                record.object_key,
-                record.storage_upload_id,
-                part.number,
-                chunks(body[start : start + part.size_bytes]),
-                part.size_bytes,
-            )
+        await write_parts(view.missing)
         view = await uploads.get(caller, record.id)
         assert len(view.stored) == 100
         assert [p.number for p in view.missing] == list(range(101, 152))
         assert view.missing[-1].size_bytes == 528
-        for part in view.missing:
-            start = (part.number - 1) * 1000
-            await storage.write_part(
-                record.object_key,
-                record.storage_upload_id,
-                part.number,
-                chunks(body[start : start + part.size_bytes]),
-                part.size_bytes,
-            )
+        await write_parts(view.missing)
         done = await uploads.complete(caller, record.id)
         assert done.record.state == UploadState.COMPLETED
         path = await storage.local_path(record.object_key)

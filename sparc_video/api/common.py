@@ -81,12 +81,20 @@ def parse_recording_name(name: str, field: str = "name") -> tuple[str, str]:
 
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    message = timestamp_pb2.Timestamp()
-    message.FromNanoseconds(int(seconds * 1e9))
-    return message
+    return timestamp_ns(int(seconds * 1e9))
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
+    return duration_ns(int(seconds * 1e9))
+
+
+def timestamp_ns(ns: int) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromNanoseconds(ns)
+    return message
+
+
+def duration_ns(ns: int) -> duration_pb2.Duration:
     message = duration_pb2.Duration()
-    message.FromNanoseconds(int(seconds * 1e9))
+    message.FromNanoseconds(ns)
     return message

@@ -12,10 +12,11 @@ Watch), and reads the final status from the context, which is where `abort()` le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -125,6 +126,30 @@ class _Observation:
             time.perf_counter() - self.started
         )
 
+    @contextlib.contextmanager
+    def running(self, context: Context, *, stream: bool = False) -> Iterator[None]:
+        """Around the handler: counts a response stream as active while it runs, and finishes
+        with whatever it raised (GeneratorExit and CancelledError included: a client gone)."""
+        gauge = _streams(self.service, self.method) if stream else None
+        if gauge is not None:
+            gauge.inc()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if gauge is not None:
+                gauge.dec()
+            self.finish(context, error)
+
+    def log_fields(self, request: Any) -> dict[str, str]:
+        fields = {"rpc": self.method}
+        if (export_id := _export_id(request)) is not None:
+            fields["export_id"] = export_id
+        return fields
+
 
 def wrap_handler(
     handler: grpc.RpcMethodHandler[_Req, _Resp],
@@ -176,18 +201,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Any]:
         async def observed(request: Any, context: Context) -> Any:
             obs = _Observation(details, rpc_type)
-            fields = {"rpc": obs.method}
-            if (export_id := _export_id(request)) is not None:
-                fields["export_id"] = export_id
-            with logging_setup.bind(**fields):
-                error: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    obs.finish(context, error)
+            with logging_setup.bind(**obs.log_fields(request)), obs.running(context):
+                return await behavior(request, context)
 
         return observed
 
@@ -199,38 +214,18 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
             async def observed_gen(request: Any, context: Context) -> AsyncIterator[Any]:
                 obs = _Observation(details, rpc_type)
-                gauge = _streams(obs.service, obs.method)
-                fields = {"rpc": obs.method}
-                if (export_id := _export_id(request)) is not None:
-                    fields["export_id"] = export_id
-                with logging_setup.bind(**fields):
-                    gauge.inc()
-                    error: BaseException | None = None
-                    try:
-                        async for item in behavior(request, context):
-                            yield item
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        gauge.dec()
-                        obs.finish(context, error)
+                with (
+                    logging_setup.bind(**obs.log_fields(request)),
+                    obs.running(context, stream=True),
+                ):
+                    async for item in behavior(request, context):
+                        yield item
 
             return observed_gen
 
         async def observed_coro(request: Any, context: Context) -> Any:
             obs = _Observation(details, rpc_type)
-            gauge = _streams(obs.service, obs.method)
-            with logging_setup.bind(rpc=obs.method):
-                gauge.inc()
-                error: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    gauge.dec()
-                    obs.finish(context, error)
+            with logging_setup.bind(rpc=obs.method), obs.running(context, stream=True):
+                return await behavior(request, context)
 
         return observed_coro

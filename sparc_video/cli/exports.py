@@ -30,7 +30,7 @@ from sparc_video.cli.options import (
     client_exits,
     connection_options,
 )
-from sparc_video.cli.output import as_json, print_json, print_table
+from sparc_video.cli.output import as_json, more, print_json, print_table
 from sparc_video.cli.progress import (
     MODES,
     Display,
@@ -312,8 +312,7 @@ async def list_(
             )
         )
     print_table(rows, ("NAME", "STATE", "PROGRESS", "CREATED", "SOURCE"))
-    if page.next_page_token:
-        print(f"more: --page-token {page.next_page_token}", file=sys.stderr)
+    more(page.next_page_token)
     return ExitCode.OK
 
 

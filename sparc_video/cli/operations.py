@@ -18,6 +18,7 @@ from sparc.video.v1 import export_pb2
 
 from sparc_video.cli.progress import utc
 from sparc_video.cli.runner import UsageError
+from sparc_video.client.operations import duration
 
 OPERATION_FIELDS = {
     f.name: f for f in export_pb2.Operation.DESCRIPTOR.oneofs_by_name["operation"].fields
@@ -111,10 +112,7 @@ def _convert(kind: str, key: str, fd: FieldDescriptor, value: str) -> Any:
             x, y, width, height = (float(n) for n in numbers)
             return export_pb2.RedactOptions.Region(x=x, y=y, width=width, height=height)
         if fd.message_type is not None:
-            seconds = float(value.removesuffix("s"))
-            message = duration_pb2.Duration()
-            message.FromNanoseconds(int(seconds * 1e9))
-            return message
+            return duration(float(value.removesuffix("s")))
         return value
     except ValueError as exc:
         raise UsageError(f"--{kind}: {key}={value!r}: {exc}") from None

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from sparc.video.v1 import audit_service_pb2, audit_service_pb2_grpc
 
-from sparc_video.client.channel import ChannelClient
+from sparc_video.client.channel import ChannelClient, all_pages
 from sparc_video.client.errors import unary
 
 AuditEntry = audit_service_pb2.AuditEntry
@@ -35,17 +35,13 @@ class AsyncAuditClient(ChannelClient):
         )
         return await unary(self._stub.ListAuditEntries(request, timeout=self._deadline(timeout)))
 
-    async def iter_audit_entries(
+    def iter_audit_entries(
         self, *, case_id: str = "", resource: str = ""
     ) -> AsyncIterator[AuditEntry]:
         """The whole trail, oldest first, following page tokens."""
-        token = ""
-        while True:
-            page = await self.list_audit_entries(
+        return all_pages(
+            lambda token: self.list_audit_entries(
                 case_id=case_id, resource=resource, page_token=token
-            )
-            for entry in page.audit_entries:
-                yield entry
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.audit_entries,
+        )

@@ -22,8 +22,8 @@ import grpc
 from google.protobuf import field_mask_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
-from sparc_video.client.channel import ChannelClient
-from sparc_video.client.errors import error_from_call, unary
+from sparc_video.client.channel import ChannelClient, all_pages
+from sparc_video.client.errors import streamed, unary
 from sparc_video.client.operations import duration as _duration
 from sparc_video.client.operations import timestamp as _timestamp
 
@@ -74,16 +74,12 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.ListCameras(request, timeout=self._deadline(timeout)))
 
-    async def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
+    def iter_cameras(self, *, filter: str = "", page_size: int = 0) -> AsyncIterator[Camera]:
         """Every camera (matching the filter), following page tokens."""
-        token = ""
-        while True:
-            page = await self.list_cameras(page_size=page_size, page_token=token, filter=filter)
-            for camera in page.cameras:
-                yield camera
-            token = page.next_page_token
-            if not token:
-                return
+        return all_pages(
+            lambda token: self.list_cameras(page_size=page_size, page_token=token, filter=filter),
+            lambda page: page.cameras,
+        )
 
     async def update_camera(
         self, camera: Camera, update_mask: Sequence[str], *, timeout: float | None = None
@@ -183,24 +179,19 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.GetCameraTimeline(request, timeout=self._deadline(timeout)))
 
-    async def watch_camera(
+    def watch_camera(
         self, name: str, *, after_event_id: str = ""
     ) -> AsyncIterator[camera_service_pb2.WatchCameraResponse]:
         """The camera's recording status now (unless resuming after `after_event_id`), then
         every change its recorder reports, until the caller stops iterating. Not resumed
         after an error: call again with the last `event_id` seen."""
-        call = self._stub.WatchCamera(
-            camera_service_pb2.WatchCameraRequest(
-                name=camera_name(name), after_event_id=after_event_id
+        return streamed(
+            lambda: self._stub.WatchCamera(
+                camera_service_pb2.WatchCameraRequest(
+                    name=camera_name(name), after_event_id=after_event_id
+                )
             )
         )
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError:
-            raise await error_from_call(call) from None
-        finally:
-            call.cancel()
 
     # -- live view ----------------------------------------------------------------------------
 
@@ -214,24 +205,19 @@ class AsyncCameraClient(ChannelClient):
         )
         return await unary(self._stub.GetCameraLiveStream(request, timeout=self._deadline(timeout)))
 
-    async def stream_camera_live(
+    def stream_camera_live(
         self, name: str, *, after_sequence: int = 0
     ) -> AsyncIterator[camera_service_pb2.StreamCameraLiveResponse]:
         """Camera `name`'s live video as fragmented MP4: an init segment, then one fragment
         per frame (an init again when the camera's stream restarts), until the caller stops
         iterating. Not resumed after an error: call again with the last `sequence` seen."""
-        call = self._stub.StreamCameraLive(
-            camera_service_pb2.StreamCameraLiveRequest(
-                name=camera_name(name), after_sequence=after_sequence
+        return streamed(
+            lambda: self._stub.StreamCameraLive(
+                camera_service_pb2.StreamCameraLiveRequest(
+                    name=camera_name(name), after_sequence=after_sequence
+                )
             )
         )
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError:
-            raise await error_from_call(call) from None
-        finally:
-            call.cancel()
 
     # -- recordings ---------------------------------------------------------------------------
 
@@ -278,7 +264,7 @@ class AsyncCameraClient(ChannelClient):
             request.end_time.CopyFrom(_timestamp(end_time))
         return await unary(self._stub.ListRecordings(request, timeout=self._deadline(timeout)))
 
-    async def iter_recordings(
+    def iter_recordings(
         self,
         camera: str,
         *,
@@ -286,20 +272,16 @@ class AsyncCameraClient(ChannelClient):
         end_time: datetime.datetime | None = None,
         page_size: int = 0,
     ) -> AsyncIterator[Recording]:
-        token = ""
-        while True:
-            page = await self.list_recordings(
+        return all_pages(
+            lambda token: self.list_recordings(
                 camera,
                 start_time=start_time,
                 end_time=end_time,
                 page_size=page_size,
                 page_token=token,
-            )
-            for recording in page.recordings:
-                yield recording
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.recordings,
+        )
 
     async def delete_recording(self, name: str, *, timeout: float | None = None) -> None:
         """Delete the recording and its stored object."""

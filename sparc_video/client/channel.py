@@ -17,9 +17,9 @@ token, the service config that makes gRPC retry reads and creates, and reconnect
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypedDict, Unpack
+from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack
 
 import grpc
 
@@ -170,6 +170,30 @@ def open_channel(
             credentials, grpc.access_token_call_credentials(token)
         )
     return grpc.aio.secure_channel(target, credentials, options=channel_options)
+
+
+class _Page(Protocol):
+    @property
+    def next_page_token(self) -> str: ...
+
+
+_P = TypeVar("_P", bound=_Page)
+_T = TypeVar("_T")
+
+
+async def all_pages(
+    fetch: Callable[[str], Awaitable[_P]], items: Callable[[_P], Iterable[_T]]
+) -> AsyncIterator[_T]:
+    """Every item of a listing: `fetch(page_token)` from the first page ("") until a page
+    names no next one."""
+    token = ""
+    while True:
+        page = await fetch(token)
+        for item in items(page):
+            yield item
+        token = page.next_page_token
+        if not token:
+            return
 
 
 class ChannelClient:

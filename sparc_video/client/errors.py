@@ -8,7 +8,7 @@ attributes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -185,3 +185,19 @@ async def unary(call: grpc.aio.UnaryUnaryCall[Any, _Result]) -> _Result:
         return await call
     except grpc.aio.AioRpcError:
         raise await error_from_call(call) from None
+
+
+async def streamed(
+    start: Callable[[], grpc.aio.UnaryStreamCall[Any, _Result]],
+) -> AsyncIterator[_Result]:
+    """Iterate the server-streaming call `start` makes; a failure as its ServiceError. The call
+    starts at the first iteration (as an async generator method's would) and is cancelled when
+    the caller stops iterating, so the server stops sending."""
+    call = start()
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError:
+        raise await error_from_call(call) from None
+    finally:
+        call.cancel()

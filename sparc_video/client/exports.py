@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from sparc.video.v1 import export_pb2, export_service_pb2, export_service_pb2_grpc
 
-from sparc_video.client.channel import ChannelClient
+from sparc_video.client.channel import ChannelClient, all_pages
 from sparc_video.client.downloads import DownloadedFile, DownloadProgress, download_outputs
 from sparc_video.client.errors import ServiceError, UnavailableError, error_from_call, unary
 from sparc_video.client.operations import duration, export_name
@@ -111,20 +111,16 @@ class AsyncExportClient(ChannelClient):
         )
         return await unary(self._stub.ListExports(request, timeout=self._deadline(timeout)))
 
-    async def iter_exports(
+    def iter_exports(
         self, *, filter: str = "", state: str = "", page_size: int = 0
     ) -> AsyncIterator[Export]:
         """Every export (matching the filter), newest first, following page tokens."""
-        token = ""
-        while True:
-            page = await self.list_exports(
+        return all_pages(
+            lambda token: self.list_exports(
                 page_size=page_size, page_token=token, filter=filter, state=state
-            )
-            for export in page.exports:
-                yield export
-            token = page.next_page_token
-            if not token:
-                return
+            ),
+            lambda page: page.exports,
+        )
 
     async def cancel_export(self, name: str, *, timeout: float | None = None) -> Export:
         """Stop an unfinished export; FailedPreconditionError once it has ended."""

@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -97,20 +97,26 @@ def write_atomic(
             # delete_prefix removed the emptied folder between mkdir and open: once more.
             if attempt:
                 raise
-    try:
+    with _published(temp, path):
         with out:
             size = write(out)
             if durable:
-                out.flush()
-                os.fsync(out.fileno())
+                flush_durably(out)
         if before_publish is not None:
             before_publish()
+    return size
+
+
+@contextlib.contextmanager
+def _published(temp: Path, path: Path) -> Iterator[None]:
+    """Renames `temp` to `path` once the block succeeds; removes it if anything fails."""
+    try:
+        yield
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    return size
 
 
 def link_atomic(path: Path, source: Path, check: Callable[[BinaryIO], None]) -> int | None:
@@ -126,16 +132,10 @@ def link_atomic(path: Path, source: Path, check: Callable[[BinaryIO], None]) -> 
         if exc.errno in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
             return None
         raise
-    try:
-        with temp.open("rb") as linked:
-            check(linked)
-            os.fsync(linked.fileno())
-            size = os.fstat(linked.fileno()).st_size
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
+    with _published(temp, path), temp.open("rb") as linked:
+        check(linked)
+        os.fsync(linked.fileno())
+        size = os.fstat(linked.fileno()).st_size
     return size
 
 

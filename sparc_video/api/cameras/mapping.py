@@ -6,10 +6,9 @@ A camera's secrets never reach a message: the stream URL goes out in its public 
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2, timestamp_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2
 
-from sparc_video.api.common import timestamp
+from sparc_video.api.common import duration_ns, timestamp, timestamp_ns
 from sparc_video.api.status import error_status
 from sparc_video.cameras.records import CameraRecord, CameraStatus, RecordingRecord
 from sparc_video.exports.enums import ProtoEnum
@@ -168,13 +167,3 @@ def recording_to_proto(record: RecordingRecord) -> camera_pb2.Recording:
         sha256=record.sha256,
         create_time=timestamp(record.create_time),
     )
-
-
-def timestamp_ns(ns: int) -> timestamp_pb2.Timestamp:
-    message = timestamp_pb2.Timestamp()
-    message.FromNanoseconds(ns)
-    return message
-
-
-def duration_ns(ns: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=ns // 10**9, nanos=ns % 10**9)

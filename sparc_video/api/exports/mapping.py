@@ -3,10 +3,10 @@ use are in `exports/enums.py`, operations as messages in `exports/proto.py`)."""
 
 from __future__ import annotations
 
-from google.protobuf import duration_pb2
 from sparc.video.v1 import export_pb2
 
 from sparc_video.api.common import duration as duration
+from sparc_video.api.common import duration_ns
 from sparc_video.api.common import timestamp as timestamp
 from sparc_video.api.status import ERROR_DOMAIN as ERROR_DOMAIN
 from sparc_video.api.status import error_status as error_status
@@ -93,27 +93,21 @@ def source_to_proto(record: ExportRecord) -> export_pb2.ExportSource:
     return export_pb2.ExportSource(object_key=record.source_key)
 
 
-def _ns_duration(ns: int) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(ns)
-    return message
-
-
 def coverage_to_proto(coverage: Coverage) -> export_pb2.Coverage:
     message = export_pb2.Coverage(
-        covered_duration=_ns_duration(coverage.covered_ns),
-        gap_duration=_ns_duration(coverage.gap_ns),
+        covered_duration=duration_ns(coverage.covered_ns),
+        gap_duration=duration_ns(coverage.gap_ns),
     )
     for span in coverage.spans:
         item = message.spans.add(
             recording=span.recording_name,
-            source_offset=_ns_duration(span.source_offset_ns),
-            output_offset=_ns_duration(span.output_offset_ns),
+            source_offset=duration_ns(span.source_offset_ns),
+            output_offset=duration_ns(span.output_offset_ns),
         )
         item.start_time.FromNanoseconds(span.start_ns)
         item.end_time.FromNanoseconds(span.end_ns)
     for gap in coverage.gaps:
-        hole = message.gaps.add(output_offset=_ns_duration(gap.output_offset_ns))
+        hole = message.gaps.add(output_offset=duration_ns(gap.output_offset_ns))
         hole.start_time.FromNanoseconds(gap.start_ns)
         hole.end_time.FromNanoseconds(gap.end_ns)
     return message

@@ -3,6 +3,9 @@ list as a whole (`sparc_video.exports.plan`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sparc.video.v1 import export_pb2
 
 from sparc_video.api.exports.requests.edits import redact, trim, watermark
@@ -29,25 +32,12 @@ def validate_operations(
         violations.append(FieldViolation(prefix, f"at most {MAX_OPERATIONS} operations"))
     for index, op in enumerate(operations):
         field = f"{prefix}[{index}]"
-        which = op.WhichOneof("operation")
-        parsed: Operation | None
-        if which == "transcode":
-            parsed = transcode(op.transcode, f"{field}.transcode", violations)
-        elif which == "thumbnail":
-            parsed = thumbnail(op.thumbnail, f"{field}.thumbnail", violations)
-        elif which == "convert":
-            parsed = convert(op.convert, f"{field}.convert", violations)
-        elif which == "compress":
-            parsed = compress(op.compress, f"{field}.compress", violations)
-        elif which == "watermark":
-            parsed = watermark(op.watermark, f"{field}.watermark", violations)
-        elif which == "trim":
-            parsed = trim(op.trim, f"{field}.trim", violations)
-        elif which == "redact":
-            parsed = redact(op.redact, f"{field}.redact", violations)
-        else:
+        which = op.WhichOneof("operation") or ""
+        parse = _PARSERS.get(which)
+        if parse is None:
             violations.append(FieldViolation(field, f"set one of: {', '.join(_KINDS)}"))
-            parsed = None
+            continue
+        parsed = parse(getattr(op, which), f"{field}.{which}", violations)
         if parsed is not None:
             result.append(parsed)
     if len(violations) == before:
@@ -55,4 +45,15 @@ def validate_operations(
     return result
 
 
-_KINDS = ("transcode", "convert", "compress", "watermark", "trim", "redact", "thumbnail")
+# Each kind of the Operation oneof and its options' parser (the parser gets the field of the
+# same name); the order is the one the violations list them in.
+_PARSERS: dict[str, Callable[[Any, str, list[FieldViolation]], Operation | None]] = {
+    "transcode": transcode,
+    "convert": convert,
+    "compress": compress,
+    "watermark": watermark,
+    "trim": trim,
+    "redact": redact,
+    "thumbnail": thumbnail,
+}
+_KINDS = tuple(_PARSERS)
