@@ -33,7 +33,8 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def balance_round(recorder: RecorderLeases, held: set[str]) -> None:
-    """What a recorder's round does with leases (recorder.py), without recording."""
+    """What a recorder's lease keeper and round do with leases (recorder.py), without
+    recording: renew, drop the lost, take up to the share."""
     live = await recorder.heartbeat()
     held &= await recorder.renew(sorted(held))
     holders = await recorder.holders(sorted(set(CAMERAS) - held))

@@ -4,6 +4,8 @@ with no gap; only a full buffer drops segments, recorded as a storage_unavailabl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -263,3 +265,61 @@ async def test_segments_left_behind_a_takeover_are_never_uploaded(
     failover = [g for g in line.gaps if g.reason is GapReason.RECORDER_FAILOVER]
     # The gap before the other recorder's footage covers the stale segments' time.
     assert any(g.start_ns <= left[0] and g.end_ns > left[-1] for g in failover), line.gaps
+
+
+@pytest.mark.timeout(300)
+async def test_a_segment_changed_while_storage_is_away_is_not_catalogued_and_is_kept(
+    service_settings: Callable[..., Settings], database: Database, moto: Moto, tmp_path: Path
+) -> None:
+    settings = service_settings(**s3(moto, recorder_buffer_dir=tmp_path / "buffer"))
+    buffer = settings.recorder_buffer_dir / "cam"
+    refused = _changed()
+    with TestCamera(size=(160, 96), fps=10) as camera:
+        store = await add_recorded_camera(database, "cam", camera.url)
+        async with (
+            open_storage(settings) as storage,
+            running_recorder(settings, database, storage, "rec") as recorder,
+        ):
+
+            async def registered_after(start_ns: int) -> bool:
+                return any(r.start_ns > start_ns for r in await store.all_recordings("cam"))
+
+            await wait_for(lambda: registered_after(0), 60, "a segment before the outage")
+            moto.stop()
+
+            async def buffered() -> bool:
+                return len(list(buffer.glob("*.mp4"))) >= 2
+
+            await wait_for(buffered, 60, "segments waiting in the buffer")
+            # The newest waits behind the others, which storage refuses: changed in place.
+            victim = max(buffer.glob("*.mp4"), key=lambda p: int(p.stem))
+
+            async def hashed_while_waiting() -> bool:
+                description = json.loads(victim.with_suffix(".json").read_text())
+                return bool(description.get("sha256"))
+
+            await wait_for(hashed_while_waiting, 30, "the waiting segment hashed")
+            changed = bytearray(victim.read_bytes())
+            changed[len(changed) // 2] ^= 0xFF
+            victim.write_bytes(changed)
+            moto.start()
+            await wait_for(lambda: registered_after(int(victim.stem)), 90, "uploads resumed")
+            assert recorder.held == {"cam"}
+    found = await store.all_recordings("cam")
+    assert int(victim.stem) not in {r.start_ns for r in found}
+    assert _changed() == refused + 1
+    # Kept for inspection as it was found, with the hash it was recorded with.
+    kept = buffer / ".changed" / victim.name
+    assert kept.read_bytes() == changed and not victim.exists()
+    recorded = json.loads(kept.with_suffix(".json").read_text())["sha256"]
+    assert recorded and recorded != hashlib.sha256(changed).hexdigest()
+    # Its upload was deleted, not left behind (the server restarted empty: only what went up
+    # since is there).
+    listed = s3_client(moto.endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]
+    keys = {o["Key"] for o in listed}
+    assert keys and all(k.endswith(".mp4") for k in keys)
+    assert f"cameras/cam/recorder/{victim.stem}.mp4" not in keys
+
+
+def _changed() -> float:
+    return REGISTRY.get_sample_value("video_recorder_segments_changed_total") or 0.0

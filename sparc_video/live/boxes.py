@@ -1,5 +1,6 @@
-"""The few ISO BMFF fields HLS needs from live view's fMP4, read without PyAV (the API process
-never imports it): the track's timescale from the init segment, a fragment's duration.
+"""ISO BMFF boxes read without PyAV (the API process never imports it): the box walk the
+fragmenter cuts its muxer's output with, and the few fields HLS needs from live view's fMP4:
+the track's timescale from the init segment, a fragment's duration.
 
 Only what FFmpeg's mp4 muxer writes for one video track is read: the first trak's mdhd, the
 trex default, and per fragment the tfhd default or the trun sample durations.
@@ -13,24 +14,53 @@ from collections.abc import Iterator
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"mvex", b"moof", b"traf"}
 _TFHD_BASE_OFFSET, _TFHD_DESCRIPTION, _TFHD_DURATION = 0x01, 0x02, 0x08
 _TRUN_OFFSET, _TRUN_FIRST_FLAGS, _TRUN_DURATION = 0x01, 0x04, 0x100
+_HEADER, _LARGE = struct.Struct(">I4s"), struct.Struct(">Q")
 
 
 class BadBoxes(ValueError):
     """The bytes are not the fMP4 the fragmenter writes."""
 
 
-def _walk(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, end) of every box, depth first, into the containers HLS reads."""
+def boxes(
+    data: bytes | bytearray, start: int = 0, end: int | None = None, *, growing: bool = False
+) -> Iterator[tuple[bytes, int, int, int]]:
+    """(type, start, payload start, end) of each box in `data[start:end]`, at that level only.
+
+    The header is a 32-bit size and the type; size 1 puts a 64-bit size after the type, size 0
+    runs the box to `end`. `growing`: the data is a stream still being written (the
+    fragmenter's muxer output), so a box not complete yet ends the walk (a size-0 box completes
+    only with the stream) instead of raising BadBoxes.
+    """
     end = len(data) if end is None else end
     position = start
     while position + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, position)
-        if size < 8 or position + size > end:
+        size, kind = _HEADER.unpack_from(data, position)
+        header = 8
+        if size == 1:
+            if position + 16 > end:
+                if growing:
+                    return
+                raise BadBoxes(f"a {kind!r} box's 64-bit size is cut off")
+            (size,) = _LARGE.unpack_from(data, position + 8)
+            header = 16
+        elif size == 0:
+            if growing:
+                return
+            size = end - position
+        if size < header or position + size > end:
+            if growing:
+                return
             raise BadBoxes(f"a {kind!r} box of {size} bytes overruns its parent")
-        yield kind, position + 8, position + size
-        if kind in _CONTAINERS:
-            yield from _walk(data, position + 8, position + size)
+        yield kind, position, position + header, position + size
         position += size
+
+
+def _walk(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, end) of every box, depth first, into the containers HLS reads."""
+    for kind, _, payload, box_end in boxes(data, start, end):
+        yield kind, payload, box_end
+        if kind in _CONTAINERS:
+            yield from _walk(data, payload, box_end)
 
 
 def _first(data: bytes, kind: bytes) -> tuple[int, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from av.container import OutputContainer
 from av.packet import Packet
 from av.stream import Stream
 
+from sparc_video.live.boxes import boxes
 from sparc_video.live.fragments import Fragment, InitSegment
 
 MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
@@ -96,7 +96,7 @@ class Fragmenter:
         data, position = self._sink.data, 0
         init = self._init
         moof_start: int | None = None
-        for kind, start, end in _boxes(data):
+        for kind, start, _, end in boxes(data, growing=True):
             position = end
             if kind in (b"ftyp", b"moov"):
                 init += data[start:end]
@@ -113,18 +113,6 @@ class Fragmenter:
         if moof_start is not None:
             position = moof_start  # a moof whose mdat is still to come
         del data[:position]
-
-
-def _boxes(data: bytearray) -> list[tuple[bytes, int, int]]:
-    """The complete top-level boxes in `data`: (type, start, end)."""
-    found, position = [], 0
-    while position + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, position)
-        if size < 8 or position + size > len(data):
-            break
-        found.append((kind, position, position + size))
-        position += size
-    return found
 
 
 def codecs_of(init: bytes) -> str:

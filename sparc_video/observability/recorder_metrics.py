@@ -42,6 +42,11 @@ BUFFER_DROPPED = Counter(
     "video_recorder_segments_dropped_total",
     "Segments dropped because RECORDER_BUFFER_MAX was reached (a storage_unavailable gap).",
 )
+CHANGED_SEGMENTS = Counter(
+    "video_recorder_segments_changed_total",
+    "Buffered segments whose bytes no longer matched their SHA-256 taken when they were "
+    "finished: not catalogued, kept in RECORDER_BUFFER_DIR/<camera>/.changed.",
+)
 FENCED_SEGMENTS = Counter(
     "video_recorder_fenced_total",
     "Times a recorder found its camera taken over and discarded its unregistered segments.",

@@ -2,12 +2,14 @@
 have them, so a storage outage loses nothing and a restart uploads what was left.
 
 Layout: RECORDER_BUFFER_DIR/<camera>/<start_ns>.mp4 with <start_ns>.json beside it (what the
-catalogue needs: times, clock source, codecs, and the gap the segment closes; the SHA-256 comes
-from the upload, which reads the file once). The JSON is written first and the video renamed
-into place last, so a video with its description is complete; anything else found at start
-(the ingest's unfinished files in `.incoming`, halves of a pair) is removed. Only
-RECORDER_BUFFER_MAX bounds it: past it a new segment is dropped and the camera's next segment
-records a storage_unavailable gap.
+catalogue needs: times, clock source, codecs, the gap the segment closes, and, once the
+segment has to wait for storage, its SHA-256 (`pin_hash`): the upload must then store exactly
+those bytes). The JSON is written first and the video renamed into place last, so a video with its
+description is complete; anything else found at start (the ingest's unfinished files in
+`.incoming`, halves of a pair) is removed. A segment whose bytes changed while it waited is
+moved to `<camera>/.changed` for inspection, never deleted. Only RECORDER_BUFFER_MAX bounds
+the buffer: past it a new segment is dropped and the camera's next segment records a
+storage_unavailable gap.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sparc_video.core.file_hashes import file_sha256
 from sparc_video.recording.fencing import PendingGap
 from sparc_video.recording.reasons import GapReason
 
 log = logging.getLogger(__name__)
 INCOMING = ".incoming"
+CHANGED = ".changed"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class BufferedSegment:
     gap: PendingGap | None = None
     # The camera's fence while it was recorded (`fencing.py`); 0: unknown (an older buffer).
     token: int = 0
+    # Hex SHA-256 taken when it started waiting for storage (`pin_hash`), as a restart reads
+    # it from the description; "": not hashed before its upload.
+    sha256: str = ""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -57,8 +64,6 @@ class BufferedSegment:
     def from_json(cls, folder: Path, raw: str) -> BufferedSegment:
         data: dict[str, Any] = json.loads(raw)
         data["path"] = folder / data["path"]
-        # Written by a version that hashed segments before buffering; the upload hashes now.
-        data.pop("sha256", None)
         gap = data.get("gap")
         data["gap"] = PendingGap(GapReason(gap["reason"]), gap["detail"]) if gap else None
         return cls(**data)
@@ -105,6 +110,28 @@ class SegmentBuffer:
         segment.path.with_suffix(".json").unlink(missing_ok=True)
         with self._lock:
             self._used = max(0, self._used - segment.size_bytes)
+
+    def pin_hash(self, segment: BufferedSegment) -> str:
+        """The SHA-256 of the segment's bytes now, written into its description (one read, of
+        a file finished moments ago) so a restart checks the upload against it too."""
+        digest = file_sha256(segment.path)
+        description = segment.path.with_suffix(".json")
+        partial = description.with_suffix(".json.part")
+        partial.write_text(replace(segment, sha256=digest).to_json())
+        os.replace(partial, description)
+        return digest
+
+    def set_aside(self, segment: BufferedSegment) -> Path:
+        """Move a segment whose bytes changed while buffered, with its description, out of the
+        way to `<camera>/.changed` (no longer counted in the buffer's use); the folder."""
+        folder = self.root / segment.camera_id / CHANGED
+        folder.mkdir(parents=True, exist_ok=True)
+        description = segment.path.with_suffix(".json")
+        os.replace(description, folder / description.name)
+        os.replace(segment.path, folder / segment.path.name)
+        with self._lock:
+            self._used = max(0, self._used - segment.size_bytes)
+        return folder
 
     def leftovers(self) -> list[BufferedSegment]:
         """What an earlier run left, oldest first per camera (counted in the buffer's use);

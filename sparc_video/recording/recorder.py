@@ -1,12 +1,16 @@
 """A recorder: holds its share of the cameras to record and records them until stopped.
 
-Each round (every RECORDER_POLL_INTERVAL, at most a third of RECORDER_LEASE_TTL apart) renews
-its membership and leases, re-reads the policies, lets go of cameras no longer wanted (policy
-OFF) or above its share, takes free ones up to it, and rewrites the held cameras' statuses. A
-taken camera is fenced in PostgreSQL (`fencing.take_over`) before its first segment; a lost one
-(the lease lapsed and another took it) is dropped at once, its unregistered segments refused by
-the fence. Stopping (SIGTERM) closes each open segment, uploads what storage takes within the
-grace, releases the cameras with their reason and leaves the membership.
+Membership and leases are renewed by one task of their own (`_keep_leases`, every third of
+RECORDER_LEASE_TTL), never by the rounds: a round waits on PostgreSQL and camera starts, and a
+slow one must not let leases lapse. Each round (every RECORDER_POLL_INTERVAL, at most a third of
+the TTL apart) drops the cameras the keeper found lost, re-reads the policies, lets go of
+cameras no longer wanted (policy OFF) or above its share, takes free ones up to it, and
+rewrites the held cameras' statuses. A taken camera is fenced in PostgreSQL
+(`fencing.take_over`) before its first segment; a lost one (the lease lapsed and another took
+it, or it was deleted) is dropped by the round the keeper wakes, its unregistered segments
+refused by the fence meanwhile. Stopping (SIGTERM) closes each open segment, uploads what
+storage takes within the grace, releases the cameras with their reason and leaves the
+membership.
 
 On demand (`live_view`'s hubs ask through `want_live`): a camera whose recording is OFF is taken
 live-only with the same lease and fence, so across replicas one connection still reads it; it
@@ -100,7 +104,12 @@ class Recorder:
             live,
         )
         self.supervisors: dict[str, CameraSupervisor] = {}
+        # The fence token of each camera held (its lease renewed), from its take to its release.
         self._tokens: dict[str, int] = {}
+        # What the lease keeper last found: the live recorders (None: not renewed yet) and the
+        # cameras lost since the last round, with the token they were held under.
+        self._members: list[str] | None = None
+        self._lost: dict[str, int] = {}
         self._live = live
         # Cameras held for their viewers only, and those viewers asked for since the last round.
         self.live_only: set[str] = set()
@@ -128,7 +137,7 @@ class Recorder:
             self._settings.recorder_poll_interval_s, self._settings.recorder_lease_ttl_s / 3
         )
         sweeping = asyncio.create_task(self._sweep_forever(sweeper, stop)) if sweeper else None
-        keeping = asyncio.create_task(self._keep_leases(stop))
+        keeping = asyncio.create_task(self._keep_leases(stop), name=self.lease_keeper_name)
         try:
             while not stop.is_set():
                 try:
@@ -143,20 +152,38 @@ class Recorder:
             await asyncio.gather(*background, return_exceptions=True)
             await self.shutdown()
 
+    @property
+    def lease_keeper_name(self) -> str:
+        """The name of the task that alone renews membership and leases."""
+        return f"recorder {self.recorder_id} leases"
+
     async def _keep_leases(self, stop: asyncio.Event) -> None:
-        """Renew membership and leases every third of the TTL on a cadence of their own. A round
-        also renews, but it waits on PostgreSQL and on camera starts: on a loaded machine a slow
-        round let a healthy recorder's leases lapse and another recorder took its cameras.
-        Losses are still acted on by the round, which renews first thing."""
+        """The only renewer of membership and leases, every third of the TTL on a cadence of
+        its own: a round waits on PostgreSQL and on camera starts, and on a loaded machine a
+        slow round let a healthy recorder's leases lapse and another recorder took its cameras.
+        Renewing in the rounds as well doubled the Redis traffic for nothing. It wakes the round
+        after its first renewal (rounds wait for the membership) and on every loss."""
         interval = self._settings.recorder_lease_ttl_s / 3
         while not stop.is_set():
             try:
-                await self.leases.heartbeat()
-                await self.leases.renew(sorted(self.supervisors))
-            except Exception:  # Redis away: the round reports it; the next renewal tries again
-                log.debug("recorder %s: lease renewal failed", self.recorder_id, exc_info=True)
+                await self._renew()
+            except Exception:  # Redis away: the next renewal tries again
+                log.warning("recorder %s: lease renewal failed", self.recorder_id, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+    async def _renew(self) -> None:
+        """Renew the membership and the leases of the cameras held now; record the live
+        recorders and each lease lost with the fence token it was held under, so the round
+        drops only that hold (not a later one of the same camera, taken while this ran)."""
+        held = dict(self._tokens)
+        first = self._members is None
+        self._members = await self.leases.heartbeat()
+        renewed = await self.leases.renew(sorted(held))
+        lost = {c: token for c, token in held.items() if c not in renewed}
+        self._lost.update(lost)
+        if first or lost:
+            self._wake.set()
 
     async def _pause(self, stop: asyncio.Event, interval: float) -> None:
         """Until the next round: `interval`, or sooner when stopped or a viewer asks."""
@@ -167,11 +194,15 @@ class Recorder:
         self._wake.clear()
 
     async def round(self) -> None:
-        live = await self.leases.heartbeat()
-        held = await self.leases.renew(sorted(self.supervisors))
-        for camera_id in sorted(set(self.supervisors) - held):
-            log.warning("recorder %s lost camera %s", self.recorder_id, camera_id)
-            await self._drop(camera_id)
+        """Act on the lease keeper's last renewal; nothing before its first one."""
+        live = self._members
+        if live is None:
+            return
+        lost, self._lost = self._lost, {}
+        for camera_id, token in sorted(lost.items()):
+            if self._tokens.get(camera_id) == token:
+                log.warning("recorder %s lost camera %s", self.recorder_id, camera_id)
+                await self._drop(camera_id)
         wanted = {c.camera_id: c.policy for c in await cameras_to_record(self._database)}
         for camera_id in sorted(self.live_only & set(wanted)):
             # Turned on while watched: recorded from here on, on the same connection.
@@ -182,7 +213,7 @@ class Recorder:
             else:  # a new segment length needs a new run: a brief handover, viewers' streams end
                 await self.supervisors.pop(camera_id).stop()
                 self._start(camera_id, turned_on, PendingGap(GapReason.POLICY_OFF, "was off"))
-        held -= self.live_only
+        held = set(self.supervisors) - self.live_only
         holders = await self.leases.holders(sorted(set(wanted) - held))
         free = [c for c, holder in holders.items() if holder is None]
         plan = share(sorted(wanted), held, free, len(live), seed=self.recorder_id)

@@ -8,6 +8,14 @@ the recorder holds its camera; a fenced one (the camera was taken over) is disca
 new holder's failover gap already covers its time. So is one recorded under an earlier hold of
 the camera (left in the buffer by a restart, or kept when the lease was lost) once footage
 registered since covers its time (`fencing.superseded`): checked before it is uploaded.
+
+The bytes stored must be the bytes recorded. The storage hashes what it stores (one read); a
+segment stored right away needs nothing more. One that has to wait (its first attempt failed,
+or it was queued behind another) is hashed as it starts waiting, into its description
+(`SegmentBuffer.pin_hash`: a second read, only for segments that wait). When it goes up, a
+stored hash that differs (the file changed on disk while it waited) is refused: the object is
+deleted, the segment not catalogued, the refusal logged as an error and counted, and the file
+moved aside for inspection. Its time is left without a recording (no gap reason names it yet).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 
@@ -27,7 +36,7 @@ from sparc_video.media.probe import StreamInfo
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
 from sparc_video.recording.fencing import Fenced, register_segment, superseded
-from sparc_video.storage import Storage
+from sparc_video.storage import ManagedStorage
 
 log = logging.getLogger(__name__)
 RETRY_FIRST_S = 0.5
@@ -41,10 +50,14 @@ def object_key(camera_id: str, start_ns: int) -> str:
     return f"cameras/{camera_id}/recorder/{start_ns}.mp4"
 
 
+class SegmentChanged(Exception):
+    """The bytes stored are not those hashed when the segment was finished."""
+
+
 class Uploader:
     def __init__(
         self,
-        storage: Storage,
+        storage: ManagedStorage,
         database: Database,
         buffer: SegmentBuffer,
         on_stored: Callable[[str, int], Awaitable[None]] | None = None,
@@ -57,9 +70,17 @@ class Uploader:
         self._tokens: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._idle: dict[str, asyncio.Event] = {}
+        # The hashes of waiting segments taken as they started waiting (`_pin`), by file.
+        self._hashes: dict[Path, str] = {}
+        self._pinning: set[asyncio.Task[None]] = set()
 
     def put(self, segment: BufferedSegment) -> None:
-        self._queues.setdefault(segment.camera_id, deque()).append(segment)
+        queue = self._queues.setdefault(segment.camera_id, deque())
+        if queue and not segment.sha256:  # it waits behind another: hashed now, not later
+            pinning = asyncio.create_task(self._pin(segment))
+            self._pinning.add(pinning)
+            pinning.add_done_callback(self._pinning.discard)
+        queue.append(segment)
         self._idle.setdefault(segment.camera_id, asyncio.Event()).clear()
         self._kick(segment.camera_id)
 
@@ -90,7 +111,7 @@ class Uploader:
             task.cancel()
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._pinning]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -108,6 +129,7 @@ class Uploader:
         while queue and camera_id in self._tokens:
             segment = queue[0]
             delay = RETRY_FIRST_S
+            set_aside = False
             while True:
                 token = self._tokens[camera_id]
                 try:
@@ -125,12 +147,19 @@ class Uploader:
                         break
                     await self._store(segment, token)
                     break
+                except SegmentChanged as changed:
+                    folder = await asyncio.to_thread(self._buffer.set_aside, segment)
+                    log.error("%s; not catalogued, the file is kept in %s", changed, folder)
+                    metrics.CHANGED_SEGMENTS.inc()
+                    set_aside = True
+                    break
                 except Fenced:
                     log.warning(
                         "camera %s was taken over; discarding its buffered segments", camera_id
                     )
                     self._tokens.pop(camera_id, None)
                     while queue:
+                        self._hashes.pop(queue[0].path, None)
                         self._buffer.remove(queue.popleft())
                     metrics.FENCED_SEGMENTS.inc()
                     break
@@ -143,21 +172,45 @@ class Uploader:
                         delay,
                     )
                     metrics.UPLOAD_RETRIES.inc()
+                    await self._pin(segment)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_CAP_S)
             if queue and queue[0] is segment:
+                self._hashes.pop(segment.path, None)
                 queue.popleft()
-                self._buffer.remove(segment)
+                if not set_aside:
+                    self._buffer.remove(segment)
             metrics.BUFFER_BYTES.set(self._buffer.used_bytes)
         if not queue:
             self._idle.setdefault(camera_id, asyncio.Event()).set()
 
+    async def _pin(self, segment: BufferedSegment) -> None:
+        """Hash a segment about to wait, unless it was already, so what goes up later must be
+        the bytes as they were recorded."""
+        if segment.sha256 or segment.path in self._hashes:
+            return
+        try:
+            digest = await asyncio.to_thread(self._buffer.pin_hash, segment)
+        except OSError:  # gone meanwhile (uploaded, or removed by hand): nothing to pin
+            log.info("segment %s not hashed while waiting", segment.path, exc_info=True)
+            return
+        if any(waiting is segment for waiting in self._queues.get(segment.camera_id, ())):
+            self._hashes[segment.path] = digest
+
     async def _store(self, segment: BufferedSegment, token: int) -> None:
         key = object_key(segment.camera_id, segment.start_ns)
-        # The storage hashes the bytes as it stores them: the recording's SHA-256 is that of
-        # the object, from one read of the segment. The buffer only deletes the file after
-        # this, so local storage links it instead of writing it again.
+        # The storage hashes the bytes as it stores them (one read of the segment), compared
+        # with the hash taken when the segment started waiting, if it did, rather than handed
+        # over as `sha256`: S3 would record a given hash without checking it. The buffer only
+        # deletes the file after this, so local storage links it instead of writing it again.
         stored = await self._storage.upload_file(segment.path, key, "video/mp4", give_up=True)
+        recorded = segment.sha256 or self._hashes.get(segment.path, "")
+        if recorded and stored.sha256 != recorded:
+            await self._storage.delete(key)  # not the footage recorded: nothing may serve it
+            raise SegmentChanged(
+                f"segment {segment.start_ns} of camera {segment.camera_id} changed on disk "
+                f"while buffered: sha256 {stored.sha256} stored, {recorded} recorded"
+            )
         if self._on_stored is not None:
             try:
                 await self._on_stored(key, segment.size_bytes)
