@@ -137,7 +137,11 @@ class Recorder:
             self._settings.recorder_poll_interval_s, self._settings.recorder_lease_ttl_s / 3
         )
         sweeping = asyncio.create_task(self._sweep_forever(sweeper, stop)) if sweeper else None
-        keeping = asyncio.create_task(self._keep_leases(stop), name=self.lease_keeper_name)
+        # The keeper outlives the rounds: while the cameras are let go (each may wait up to
+        # RELEASE_UPLOAD_S for storage) their leases must not lapse, or another recorder takes
+        # a camera and the fence refuses the segments this one is still uploading.
+        released = asyncio.Event()
+        keeping = asyncio.create_task(self._keep_leases(released), name=self.lease_keeper_name)
         try:
             while not stop.is_set():
                 try:
@@ -146,31 +150,35 @@ class Recorder:
                     log.warning("recorder %s: round failed", self.recorder_id, exc_info=True)
                 await self._pause(stop, interval)
         finally:
-            background = [task for task in (sweeping, keeping) if task is not None]
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await self.shutdown()
+            if sweeping is not None:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
+            try:
+                await self.release_all()
+            finally:
+                released.set()
+                await asyncio.gather(keeping, return_exceptions=True)
+                await self.leave()
 
     @property
     def lease_keeper_name(self) -> str:
         """The name of the task that alone renews membership and leases."""
         return f"recorder {self.recorder_id} leases"
 
-    async def _keep_leases(self, stop: asyncio.Event) -> None:
+    async def _keep_leases(self, until: asyncio.Event) -> None:
         """The only renewer of membership and leases, every third of the TTL on a cadence of
         its own: a round waits on PostgreSQL and on camera starts, and on a loaded machine a
         slow round let a healthy recorder's leases lapse and another recorder took its cameras.
         Renewing in the rounds as well doubled the Redis traffic for nothing. It wakes the round
         after its first renewal (rounds wait for the membership) and on every loss."""
         interval = self._settings.recorder_lease_ttl_s / 3
-        while not stop.is_set():
+        while not until.is_set():
             try:
                 await self._renew()
             except Exception:  # Redis away: the next renewal tries again
                 log.warning("recorder %s: lease renewal failed", self.recorder_id, exc_info=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(until.wait(), interval)
 
     async def _renew(self) -> None:
         """Renew the membership and the leases of the cameras held now; record the live
@@ -332,12 +340,22 @@ class Recorder:
             await supervisor.stop()
         self._parts.status.forget(camera_id)
 
-    async def shutdown(self) -> None:
-        for camera_id in sorted(self.supervisors):
+    async def release_all(self) -> None:
+        """Let every camera go at once: each finishes its open segment and has RELEASE_UPLOAD_S
+        to upload what is buffered. One after another, a few cameras with storage slow to
+        answer outlasted the pod's termination grace (30 s) and the rest were killed unreleased.
+        """
+
+        async def release(camera_id: str) -> None:
             try:
                 await self._let_go(camera_id, GapReason.RECORDER_FAILOVER)
             except Exception:
                 log.warning("camera %s not released cleanly", camera_id, exc_info=True)
+
+        await asyncio.gather(*(release(camera_id) for camera_id in sorted(self.supervisors)))
+
+    async def leave(self) -> None:
+        """After `release_all` and with the lease keeper stopped (it would join again)."""
         await self._uploader.aclose()
         with contextlib.suppress(Exception):
             await self.leases.leave()
