@@ -21,6 +21,7 @@ from sparc.video.v1 import export_pb2, export_service_pb2
 from sparc_video.audit import Action, AuditLog
 from sparc_video.core.embedded_redis import EmbeddedRedis
 from sparc_video.core.errors import InvalidArgument, ResourceExhausted
+from sparc_video.core.ids import new_id
 from sparc_video.core.settings import Settings
 from sparc_video.database.urls import asyncpg_dsn
 from sparc_video.exports.catalog import ExportFilter
@@ -180,8 +181,11 @@ async def test_quota_and_request_ids_hold_across_concurrent_creates(
         store = service.app.store
 
         def record(request_id: str) -> ExportRecord:
+            # A new id per call, as CreateExport gives each request: one id for all would make
+            # concurrent inserts collide on the primary key, which ON CONFLICT (requester,
+            # request_id) does not settle, instead of on the request id under test.
             return ExportRecord(
-                id=f"x{request_id}",
+                id=new_id(),
                 source_key="in/a.mp4",
                 operations=[],
                 requester="alice",
