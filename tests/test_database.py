@@ -279,11 +279,17 @@ async def test_the_check_answers_while_long_queries_hold_every_pool_connection(
     """The check has a connection of its own: a saturated pool shows in the waiting gauge, not
     as PostgreSQL being down."""
     async with open_database(database_url, max_size=2) as database:
-        holding = [asyncio.create_task(database.execute("SELECT pg_sleep(3)")) for _ in range(2)]
+        holding = [asyncio.create_task(database.execute("SELECT pg_sleep(10)")) for _ in range(2)]
         waiting = asyncio.create_task(database.fetchval("SELECT 1"))
         try:
             deadline = time.monotonic() + 10
-            while sample("database_pool_waiting") < 1 or database.pool.get_idle_size() > 0:
+            # Full: both connections open and busy, and a query waiting. The waiting gauge
+            # also counts an acquire still opening its connection, so it alone is not enough.
+            while (
+                sample("database_pool_waiting") < 1
+                or database.pool.get_size() < 2
+                or database.pool.get_idle_size() > 0
+            ):
                 assert time.monotonic() < deadline, "the pool never filled"
                 await asyncio.sleep(0.02)
             started = time.monotonic()
