@@ -45,6 +45,8 @@ class WorkerContext:
     # The hardware encoder probe, started with the worker (it runs in a media child, off the
     # event loop); jobs await it instead of probing again.
     _hardware: asyncio.Task[HardwareReport] | None = field(default=None, repr=False)
+    # The scratch directories (names) this process's attempts are running in: never swept.
+    scratch_in_use: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -78,7 +80,11 @@ class WorkerContext:
         # The first sweep before any job of ours starts: what a killed predecessor left.
         await scratch.sweep(settings.temp_dir, context.store)
         sweeper = scratch.sweep_forever(
-            settings.temp_dir, context.store, settings.reconcile_interval_s
+            settings.temp_dir,
+            context.store,
+            settings.reconcile_interval_s,
+            context.scratch_in_use,
+            settings.lease_ttl_s,
         )
         for task in (
             asyncio.create_task(context._heartbeat(), name="worker-heartbeat"),

@@ -128,6 +128,7 @@ class ExportJob:
         self.workdir = scratch.attempt_dir(
             self.worker.settings.temp_dir, self.export_id, self.attempt
         )
+        self.worker.scratch_in_use.add(self.workdir.name)
         work = asyncio.current_task()
         assert work is not None
         keeper = asyncio.create_task(self._keep(work), name=f"lease-{self.export_id}")
@@ -158,6 +159,7 @@ class ExportJob:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             await asyncio.shield(self._remove_workdir())
+            self.worker.scratch_in_use.discard(self.workdir.name)
             if not self._lease_released:
                 with contextlib.suppress(Exception):
                     await self.worker.store.release_lease(self.export_id, self.lease)
