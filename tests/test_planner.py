@@ -120,21 +120,26 @@ def test_codec_table_matches_this_pyav_build() -> None:
         assert (family in available) == (family in offered), family
 
 
-def test_validation_does_not_import_pyav_or_pillow() -> None:
-    code = (
-        "import sys; import sparc_video.api.exports.requests, sparc_video.exports.plan;"
-        "import sparc_video.api.exports.mapping;"
-        "bad = {'av', 'PIL', 'numpy'} & set(sys.modules); assert not bad, bad"
-    )
+def _python_passes(code: str, *, timeout_s: float) -> None:
+    """`code` passes in a fresh interpreter (only what it imports is loaded there)."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
         env={"PYTHONPATH": f"{ROOT}:{ROOT / 'generated'}"},
-        timeout=60,
+        timeout=timeout_s,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_validation_does_not_import_pyav_or_pillow() -> None:
+    code = (
+        "import sys; import sparc_video.api.exports.requests, sparc_video.exports.plan;"
+        "import sparc_video.api.exports.mapping;"
+        "bad = {'av', 'PIL', 'numpy'} & set(sys.modules); assert not bad, bad"
+    )
+    _python_passes(code, timeout_s=60)
 
 
 def test_media_child_runs_a_plan_without_the_settings_model(tmp_path: Path) -> None:
@@ -152,15 +157,7 @@ def test_media_child_runs_a_plan_without_the_settings_model(tmp_path: Path) -> N
         "bad = {'sparc_video.core.settings', 'pydantic_settings'} & set(sys.modules);"
         "assert not bad, bad"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'generated'}"},
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    _python_passes(code, timeout_s=120)
 
 
 # --- composition ---------------------------------------------------------------------------
