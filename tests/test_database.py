@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -381,6 +383,33 @@ def test_the_embedded_postgres_starts_when_the_url_does_not_answer(
         asyncio.run(lose_it())
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(180)
+def test_the_embedded_postgres_is_started_and_stopped_outside_this_process(
+    world_traversable_dir: Path,
+) -> None:
+    """pgserver forks pg_ctl (as another user, when root); forking a process with gRPC threads
+    crashed the child in CI (pg_ctl "died with SIGSEGV"). So a fresh helper interpreter does it,
+    and pgserver is never loaded here: checked in a fresh interpreter with threads running."""
+    data_dir = world_traversable_dir / "postgres"
+    script = f"""
+import sys, threading
+from pathlib import Path
+from sparc_video.database.embedded import EmbeddedPostgres, answers
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+server = EmbeddedPostgres(Path({str(data_dir)!r}))
+url = server.start()
+assert answers(url)
+EmbeddedPostgres(Path({str(data_dir)!r})).stop()  # another handle stops it too
+assert not answers(url)
+server.stop()  # and stopping a stopped one is quiet
+assert "pgserver" not in sys.modules, "pgserver was loaded in this process"
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=170
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as another user only for root")

@@ -16,17 +16,15 @@ import contextlib
 import logging
 import os
 import stat
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from sparc_video.database.urls import asyncpg_dsn, redacted, with_database
-
-if TYPE_CHECKING:
-    from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -82,25 +80,20 @@ def answers(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> bool:
 
 
 class EmbeddedPostgres:
+    """pgserver's PostgreSQL with its data under `data_dir`, started and stopped by a helper
+    process (`python -m sparc_video.database.embedded start|stop DIR`).
+
+    Why a helper: as root, pgserver runs `pg_ctl` as its own user (`subprocess.run(user=...)`),
+    which makes CPython fork() rather than vfork(). Forking a process that runs gRPC and asyncio
+    threads can crash the child before it execs (seen in CI: pg_ctl "died with SIGSEGV" and
+    never wrote its log). The helper is a fresh single-threaded interpreter, so its fork is
+    safe, and ours is a plain spawn."""
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
-        self.server: PostgresServer | None = None
         self.url = ""
 
     def start(self) -> str:
-        try:
-            with warnings.catch_warnings():
-                # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI)
-                # and falls back to /tmp, which serves pgserver's lock file as well.
-                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-                from pgserver.postgres_server import get_server
-        except ImportError:
-            raise EmbeddedPostgresError(
-                "no PostgreSQL: DATABASE_URL is unset or does not answer, and the pgserver "
-                "package is missing. Start PostgreSQL and set DATABASE_URL (e.g. "
-                "postgresql://user:password@127.0.0.1:5432/sparc_video), or `pip install "
-                "pgserver`."
-            ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         widened = directories_to_open_for_postgres(self.data_dir)
         if widened:
@@ -112,21 +105,10 @@ class EmbeddedPostgres:
                 ", ".join(str(path) for path in widened),
             )
         try:
-            # pgserver narrates every step at INFO; its warnings and errors still show.
-            logging.getLogger("pgserver").setLevel(logging.WARNING)
-            self.server = server = get_server(self.data_dir, cleanup_mode="stop")
-            found = server.psql(
-                f"SELECT 'found' FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
-            )
-            if "found" not in found:
-                server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
-            self.url = server.get_uri(database=EMBEDDED_DATABASE)
-        except Exception as exc:
+            self.url = _helper("start", self.data_dir)
+        except EmbeddedPostgresError:
             self.stop()
-            raise EmbeddedPostgresError(
-                f"the embedded PostgreSQL did not start ({type(exc).__name__}: {exc}); see "
-                f"{self.data_dir / 'log'}. Set DATABASE_URL to a running PostgreSQL instead."
-            ) from exc
+            raise
         if not answers(self.url, timeout_s=10):
             self.stop()
             raise EmbeddedPostgresError(
@@ -136,9 +118,87 @@ class EmbeddedPostgres:
         return self.url
 
     def stop(self) -> None:
-        if self.server is not None:
-            server, self.server = self.server, None
-            server.cleanup()
+        """Stops the PostgreSQL of `data_dir` if one runs (whoever started it)."""
+        if (self.data_dir / "postmaster.pid").exists():
+            _helper("stop", self.data_dir)
+
+
+HELPER_TIMEOUT_S = 120.0
+
+
+def _helper(action: str, data_dir: Path) -> str:
+    """Runs `action` in a helper interpreter; the last line it prints (the URL on start)."""
+    command = [sys.executable, "-m", __name__, action, str(data_dir)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=HELPER_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise EmbeddedPostgresError(
+            f"the embedded PostgreSQL did not {action} within {HELPER_TIMEOUT_S:.0f} s; see "
+            f"{data_dir / 'log'}. Set DATABASE_URL to a running PostgreSQL instead."
+        ) from None
+    if done.returncode != 0:
+        log.warning("the embedded PostgreSQL helper (%s) said:\n%s", action, done.stderr[-4000:])
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise EmbeddedPostgresError(
+            f"the embedded PostgreSQL did not {action} ({reason}); see {data_dir / 'log'}. "
+            "Set DATABASE_URL to a running PostgreSQL instead."
+        )
+    return (done.stdout.strip().splitlines() or [""])[-1]
+
+
+def _serve_start(data_dir: Path) -> str:
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI)
+            # and falls back to /tmp, which serves pgserver's lock file as well.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from pgserver.postgres_server import get_server
+    except ImportError:
+        raise EmbeddedPostgresError(
+            "no PostgreSQL: DATABASE_URL is unset or does not answer, and the pgserver "
+            "package is missing. Start PostgreSQL and set DATABASE_URL (e.g. "
+            "postgresql://user:password@127.0.0.1:5432/sparc_video), or `pip install "
+            "pgserver`."
+        ) from None
+    # cleanup_mode=None: the server outlives this helper; `stop` ends it.
+    server = get_server(data_dir, cleanup_mode=None)
+    found = server.psql(f"SELECT 'found' FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
+    if "found" not in found:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return str(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+def _serve_stop(data_dir: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from pgserver import pg_ctl  # type: ignore[attr-defined]  # defined at import
+    user = POSTGRES_SYSTEM_USER if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user, timeout=60)
+    except subprocess.CalledProcessError:
+        if (data_dir / "postmaster.pid").exists():
+            raise  # it did not stop; otherwise it was not running, which is what we wanted
+
+
+def _main(argv: list[str]) -> int:
+    """The helper: `start DIR` prints the URL of a running server; `stop DIR` stops it."""
+    action, data_dir = argv[0], Path(argv[1])
+    # pgserver narrates every step at INFO; its warnings and errors still show.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        if action == "start":
+            print(_serve_start(data_dir))
+        else:
+            _serve_stop(data_dir)
+    except EmbeddedPostgresError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except Exception as exc:  # the parent shows the last line
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 @contextlib.contextmanager
@@ -173,3 +233,7 @@ __all__ = [
     "ensure_database",
     "with_database",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
