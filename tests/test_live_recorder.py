@@ -33,12 +33,12 @@ from sparc_video.live.hub import LiveHubs
 from sparc_video.live.links import LiveLinkSigner
 from sparc_video.recording.leases import LiveAddress
 from sparc_video.simulator import TestCamera
+from tests.auth_helpers import TOKENS, auth_settings, bearer
 from tests.camera_helpers import expect_error
 from tests.fixtures.redis import free_port
 from tests.fixtures.service import settings_env, start_service
 from tests.live_helpers import frame_indices, watch
 from tests.recorder_helpers import FAST, ROOT, add_recorded_camera, start_recorder, wait_for
-from tests.test_auth import TOKENS, auth_settings, bearer
 
 FRAGMENTS = 20
 

@@ -22,8 +22,8 @@ from sparc_video.core.settings import Settings
 from sparc_video.recording.fencing import PendingGap, register_segment, take_over
 from sparc_video.recording.reasons import GapReason
 from sparc_video.recording.status import RecordingState, RecordingStatus, StatusBoard
+from tests.auth_helpers import as_static, auth_settings, service_with
 from tests.camera_helpers import camera_service, expect_error, violations_of
-from tests.test_auth import as_static, auth_settings, service_with
 from tests.test_cli import SPARC_VIDEO, client_env, sparc_video
 from tests.test_recorder_catalog import T0, S, segment
 
