@@ -4,7 +4,8 @@
 Commands that live outside `sparc_video` (`worker` and `dev`, in `workers/commands.py`) are
 added through the `sparc_video.commands` entry points: each names a `register(cli, host)` that
 adds its commands to the group, with `host` (a `CommandHost`) for what they share with
-`serve`. `sparc_video` never imports them.
+`serve`. `sparc_video` never imports them. The other commands' modules, and the entry points,
+are imported only when a command needs them (sparc_video/cli/lazy.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ log = logging.getLogger("sparc_video")
 
 # The commands of their own modules, each imported only when named: a command needs the gRPC
 # client, the simulator or the settings model, not all of them. `--help` lists them from these
-# summaries, which tests/test_cli_options.py holds equal to each command's own short help.
+# summaries, which tests/test_cli_imports.py holds equal to each command's own short help.
 COMMANDS = {
     "audit": (
         "sparc_video.cli.audit:audit",
