@@ -26,11 +26,18 @@ from tests.test_cli import SPARC_VIDEO, client_env, sparc_video
 def commands(
     command: click.Command = cli.cli, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """Every command of the tree, groups included, with its path of names."""
+    """Every command of the tree, groups included, with its path of names (importing the
+    lazily loaded ones)."""
     yield path, command
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        for name, sub in subcommands(command, path).items():
             yield from commands(sub, (*path, name))
+
+
+def subcommands(group: click.Group, path: tuple[str, ...] = ()) -> dict[str, click.Command]:
+    ctx = click.Context(group, info_name=path[-1] if path else "sparc-video")
+    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
 
 
 LEAVES = [path for path, command in commands() if not isinstance(command, click.Group)]
@@ -217,9 +224,9 @@ def test_every_option_and_argument_is_explained() -> None:
 
 def test_camera_create_and_update_share_the_enable_disable_pair() -> None:
     def flags(name: str) -> dict[str, tuple[list[str], list[str]]]:
-        command = cli.cli.commands["camera"]
+        command = subcommands(cli.cli)["camera"]
         assert isinstance(command, click.Group)
-        params = command.commands[name].params
+        params = subcommands(command, ("camera",))[name].params
         return {p.name or "": (p.opts, p.secondary_opts) for p in params if p.name == "enabled"}
 
     assert flags("create") == flags("update") == {"enabled": (["--enable"], ["--disable"])}
@@ -236,7 +243,7 @@ def test_the_format_option_is_not_a_case_of_the_output_file() -> None:
 def test_worker_commands_come_from_an_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
     names = {e.value for e in entry_points(group=cli.COMMANDS_GROUP)}
     assert "workers.commands:register" in names
-    assert {"worker", "dev"} <= set(cli.cli.commands)
+    assert {"worker", "dev"} <= set(subcommands(cli.cli))
     assert "--data-dir" in help_text(("dev",), capsys)
     ctx = cli.parse_args(["--log-level", "WARNING", "worker"])
     assert resolve(ctx, "log_level") == "WARNING"

@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from sparc_video.core.settings import Settings, reveal
-from sparc_video.core.settings.fields import spec
-
 if TYPE_CHECKING:
     from sparc_video.core.embedded_redis import EmbeddedRedis
+    from sparc_video.core.settings import Settings
     from sparc_video.live.hub import LiveHubs
 
 log = logging.getLogger("sparc_video")
@@ -89,6 +87,11 @@ def register(cli: click.Group, host: Host) -> None:
 def loopback_unless_configured(settings: Settings, environ: Mapping[str, str]) -> Settings:
     """`dev` serves this machine only: authentication is off by default there, so it listens on
     loopback unless GRPC_HOST or HTTP_HOST say otherwise (a container sets them)."""
+    # Imported in the functions: `sparc-video --help` registers these commands, and the
+    # settings model takes longer to import than the rest of the help.
+    from sparc_video.core.settings import Settings
+    from sparc_video.core.settings.fields import spec
+
     fields = Settings.model_fields
     changes = {
         name: "127.0.0.1"
@@ -100,6 +103,7 @@ def loopback_unless_configured(settings: Settings, environ: Mapping[str, str]) -
 
 def _dev(host: Host, settings: Settings, data_dir: Path) -> None:
     from sparc_video.core.embedded_redis import EmbeddedRedis, answers
+    from sparc_video.core.settings import reveal
     from sparc_video.database.embedded import ensure_database
 
     embedded: EmbeddedRedis | None = None
@@ -134,6 +138,7 @@ async def _migrate(url: str) -> str:
 
 async def _run_dev(host: Host, settings: Settings, database_where: str = "") -> None:
     from sparc_video.app import run_recorder
+    from sparc_video.core.settings import reveal
     from sparc_video.database.urls import redacted
     from sparc_video.evidence.signing import ManifestSigner
     from sparc_video.live.hub import LiveHubs

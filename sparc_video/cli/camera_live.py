@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from sparc_video.cli.cameras import camera, name_argument
-from sparc_video.cli.options import ExitCode, client_exits
+from sparc_video.cli.cameras import name_argument
+from sparc_video.cli.options import ExitCode, SparcCommand, client_exits
 from sparc_video.cli.progress import utc
 from sparc_video.cli.runner import Session, UsageError, client_command
 from sparc_video.client.cameras import AsyncCameraClient
 
 
-@camera.command("live", exit_codes=client_exits())
+@click.command("live", cls=SparcCommand, exit_codes=client_exits())
 @name_argument
 @click.option(
     "--output",

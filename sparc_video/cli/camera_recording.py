@@ -10,9 +10,9 @@ import click
 from google.protobuf import timestamp_pb2
 from sparc.video.v1 import camera_pb2, camera_service_pb2
 
-from sparc_video.cli.cameras import camera, name_argument
+from sparc_video.cli.cameras import name_argument
 from sparc_video.cli.operations import timestamp_option
-from sparc_video.cli.options import ExitCode, client_exits
+from sparc_video.cli.options import ExitCode, SparcCommand, client_exits
 from sparc_video.cli.output import print_json, print_table
 from sparc_video.cli.progress import seconds, utc
 from sparc_video.cli.runner import Session, UsageError, client_command
@@ -32,7 +32,7 @@ def duration_option(ctx: click.Context, param: click.Parameter, value: str | Non
     return float(found.group(1)) * _UNITS[found.group(2) or "s"]
 
 
-@camera.command("record", exit_codes=client_exits())
+@click.command("record", cls=SparcCommand, exit_codes=client_exits())
 @name_argument
 @click.option("--on/--off", "on", default=None, help="record continuously, or stop")
 @click.option(
@@ -66,7 +66,7 @@ async def record(
     return ExitCode.OK
 
 
-@camera.command("status", exit_codes=client_exits())
+@click.command("status", cls=SparcCommand, exit_codes=client_exits())
 @name_argument
 @click.option(
     "--watch", is_flag=True, help="then print every change the recorder reports, until Ctrl-C"
@@ -116,7 +116,7 @@ def describe_status(state: camera_pb2.RecordingStatus) -> str:
     return "  ".join(parts)
 
 
-@camera.command("timeline", exit_codes=client_exits())
+@click.command("timeline", cls=SparcCommand, exit_codes=client_exits())
 @name_argument
 @click.option(
     "--from",

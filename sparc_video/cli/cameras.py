@@ -17,7 +17,8 @@ import click
 from google.protobuf import timestamp_pb2
 from sparc.video.v1 import camera_service_pb2
 
-from sparc_video.cli.options import ExitCode, SparcGroup, client_exits, connection_options
+from sparc_video.cli.lazy import LazyGroup
+from sparc_video.cli.options import ExitCode, client_exits, connection_options
 from sparc_video.cli.output import more, notice, print_json, print_table
 from sparc_video.cli.progress import seconds, size, utc
 from sparc_video.cli.runner import Session, UsageError, client_command
@@ -27,7 +28,17 @@ PASSWORD_ENV = "SPARC_VIDEO_CAMERA_PASSWORD"
 F = Callable[..., Any]
 
 
-@click.group("camera", cls=SparcGroup)
+@click.group(
+    "camera",
+    cls=LazyGroup,
+    # In modules of their own, which import this one (listed in help by importing them).
+    lazy={
+        "live": "sparc_video.cli.camera_live:live",
+        "record": "sparc_video.cli.camera_recording:record",
+        "status": "sparc_video.cli.camera_recording:status",
+        "timeline": "sparc_video.cli.camera_recording:timeline",
+    },
+)
 @connection_options
 def camera(**_: Any) -> None:
     """Register, inspect, probe and snapshot cameras on a server (at --target).

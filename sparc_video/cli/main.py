@@ -4,7 +4,8 @@
 Commands that live outside `sparc_video` (`worker` and `dev`, in `workers/commands.py`) are
 added through the `sparc_video.commands` entry points: each names a `register(cli, host)` that
 adds its commands to the group, with `host` (a `CommandHost`) for what they share with
-`serve`. `sparc_video` never imports them.
+`serve`. `sparc_video` never imports them. The other commands' modules, and the entry points,
+are imported only when a command needs them (sparc_video/cli/lazy.py).
 """
 
 from __future__ import annotations
@@ -16,50 +17,79 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from sparc_video.cli import (
-    camera_live,  # noqa: F401  (adds `camera live`)
-    camera_recording,  # noqa: F401  (adds `camera record|status|timeline`)
-)
-from sparc_video.cli.audit import audit
-from sparc_video.cli.cameras import camera
-from sparc_video.cli.exports import export
-from sparc_video.cli.migrate import migrate_command
+from sparc_video.cli.lazy import LazyGroup
 from sparc_video.cli.options import (
     LOG_LEVEL,
     SERVICE_EXITS,
     ExitCode,
     SparcCommand,
-    SparcGroup,
+    configure_logging,
     connection_options,
     log_level_option,
     resolve,
 )
-from sparc_video.cli.output import silence_stdout
-from sparc_video.cli.queue import queue
-from sparc_video.cli.recordings import recording
-from sparc_video.cli.runner import configure_logging
-from sparc_video.cli.test_camera import test_camera_command
-from sparc_video.cli.uploads import upload
-from sparc_video.cli.verify import verify
-from sparc_video.core.settings import Settings, SettingsError, reveal
 
 if TYPE_CHECKING:
+    from sparc_video.core.settings import Settings
     from sparc_video.live.hub import LiveHubs
 
 COMMANDS_GROUP = "sparc_video.commands"
 log = logging.getLogger("sparc_video")
 
 
+# The commands of their own modules, each imported only when named: a command needs the gRPC
+# client, the simulator or the settings model, not all of them. `--help` lists them from these
+# summaries, which tests/test_cli_imports.py holds equal to each command's own short help.
+COMMANDS = {
+    "audit": (
+        "sparc_video.cli.audit:audit",
+        "Who did what, oldest first: the audit trail of CASE_ID, or of --resource (admins).",
+    ),
+    "camera": (
+        "sparc_video.cli.cameras:camera",
+        "Register, inspect, probe and snapshot cameras on a server (at --target).",
+    ),
+    "export": (
+        "sparc_video.cli.exports:export",
+        "Create, inspect, watch and download exports on a server (at --target).",
+    ),
+    "migrate": (
+        "sparc_video.cli.migrate:migrate_command",
+        "Upgrade the PostgreSQL schema at DATABASE_URL to the newest revision, then print the "
+        "revision.",
+    ),
+    "queue": ("sparc_video.cli.queue:queue", "Queue statistics of a server (at --target)."),
+    "recording": (
+        "sparc_video.cli.recordings:recording",
+        "Register, list and delete recordings of cameras on a server (at --target).",
+    ),
+    "test-camera": (
+        "sparc_video.cli.test_camera:test_camera_command",
+        "Serve a test camera over RTSP (RTP interleaved on TCP) until stopped.",
+    ),
+    "upload": (
+        "sparc_video.cli.uploads:upload",
+        "Upload FILE through the API (UploadService) as a source for exports, with its SHA-256 "
+        "recorded; prints the object key to give `export create`.",
+    ),
+    "verify": (
+        "sparc_video.cli.verify:verify",
+        "Check a downloaded export bundle against its signed manifest.",
+    ),
+}
+
+
 @click.group(
     "sparc-video",
-    cls=SparcGroup,
+    cls=LazyGroup,
     environment=True,
+    lazy={name: target for name, (target, _) in COMMANDS.items()},
+    summaries={name: summary for name, (_, summary) in COMMANDS.items()},
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @connection_options
@@ -69,15 +99,6 @@ def cli(**_: Any) -> None:
 
     Global options (--log-level, --target, --format, ...) may come before or after the
     command."""
-
-
-for group in (export, queue, camera, recording):
-    cli.add_command(group)
-cli.add_command(verify)
-cli.add_command(upload)
-cli.add_command(migrate_command)
-cli.add_command(audit)
-cli.add_command(test_camera_command)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +118,7 @@ class CommandHost:
         """The settings from the environment; a bad one ends the command with exit 2. A `serve`
         or `worker` role also needs the shared manifest signing key and DATABASE_URL (`dev`
         starts a PostgreSQL itself)."""
+        from sparc_video.core.settings import Settings, SettingsError, reveal
         from sparc_video.evidence.signing import SigningKeyNotConfigured, require_configured_key
 
         try:
@@ -132,6 +154,8 @@ class CommandHost:
         """Local storage under `data_dir/storage` and the recorder's buffer under
         `data_dir/recorder-buffer`, unless LOCAL_STORAGE_DIR or RECORDER_BUFFER_DIR say
         otherwise."""
+        from sparc_video.core.settings import Settings
+
         defaults = Settings()
         changes: dict[str, Any] = {}
         if settings.local_storage_dir == defaults.local_storage_dir:
@@ -204,6 +228,7 @@ def recorder(log_level: str) -> int:
 
 async def _record(settings: Settings) -> None:
     from sparc_video.app import run_recorder
+    from sparc_video.core.settings import reveal
 
     if settings.recorder_metrics_port:
         from prometheus_client import start_http_server
@@ -310,12 +335,16 @@ async def _upload(settings: Settings, path: Path, key: str) -> None:
 
 def load_commands(group: click.Group, host: CommandHost) -> None:
     """Let each installed `sparc_video.commands` entry point add its commands."""
+    # Imported here: scanning the installed packages' metadata is slow, and only `worker`,
+    # `dev`, a name no other command has, and the listing of all commands need it.
+    from importlib.metadata import entry_points
+
     for entry in entry_points(group=COMMANDS_GROUP):
         register: Callable[[click.Group, CommandHost], None] = entry.load()
         register(group, host)
 
 
-load_commands(cli, HOST)
+cli.plugins = lambda group: load_commands(group, HOST)
 
 
 def parse_args(argv: Sequence[str]) -> click.Context:
@@ -349,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
+        from sparc_video.cli.output import silence_stdout
+
         silence_stdout()
         return ExitCode.BROKEN_PIPE
     except SystemExit:

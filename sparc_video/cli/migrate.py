@@ -14,8 +14,14 @@ from collections.abc import Mapping
 
 import click
 
-from sparc_video.cli.options import LOG_LEVEL, ExitCode, SparcCommand, log_level_option, resolve
-from sparc_video.cli.runner import configure_logging
+from sparc_video.cli.options import (
+    LOG_LEVEL,
+    ExitCode,
+    SparcCommand,
+    configure_logging,
+    log_level_option,
+    resolve,
+)
 from sparc_video.core.errors import Unavailable
 from sparc_video.core.settings import Settings, SettingsError, reveal
 

@@ -10,6 +10,7 @@ command wins when it is given twice; otherwise its environment variable, otherwi
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from sparc_video.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from sparc_video.core.defaults import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -230,6 +231,13 @@ def resolve(ctx: click.Context, name: str) -> Any:
             return here.params[name]
         here = here.parent
     return ctx.params.get(name)
+
+
+def configure_logging(level: str) -> None:
+    """Plain logging at `level` (--log-level) for a command that runs briefly."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def resolve_all(ctx: click.Context, options: Iterable[Global]) -> dict[str, Any]:

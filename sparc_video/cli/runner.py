@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sparc_video.cli.options import (
     LOG_LEVEL,
     TOKEN_ENV,
     ExitCode,
+    configure_logging,
     connection_options,
     resolve,
     resolve_all,
@@ -132,12 +132,6 @@ def run(ctx: click.Context, output: Output, main: Callable[[], Coroutine[Any, An
     except BrokenPipeError:
         silence_stdout()
         return ExitCode.BROKEN_PIPE
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def report_error(session: Session, error: ServiceError) -> None:

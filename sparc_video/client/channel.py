@@ -24,9 +24,9 @@ from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack
 import grpc
 
 from sparc_video import __version__
+from sparc_video.core.defaults import DEFAULT_TARGET as DEFAULT_TARGET
+from sparc_video.core.defaults import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S
 
-DEFAULT_TARGET = "localhost:50051"
-DEFAULT_TIMEOUT_S = 10.0
 SERVICE_NAME = "sparc.video.v1.ExportService"
 CAMERA_SERVICE_NAME = "sparc.video.v1.CameraService"
 
