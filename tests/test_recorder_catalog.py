@@ -19,6 +19,7 @@ from sparc_video.media.probe import StreamInfo
 from sparc_video.recording.fencing import (
     Fenced,
     PendingGap,
+    register_refused,
     register_segment,
     release,
     take_over,
@@ -110,6 +111,37 @@ async def test_a_fenced_recorder_registers_nothing_and_the_failover_gap_is_exact
     assert await release(database, "cam", second.token, GapReason.POLICY_OFF)
     third = await take_over(database, "cam", "r1")
     assert third.gap_reason is GapReason.POLICY_OFF
+
+
+async def test_a_refused_segment_is_a_gap_of_exactly_its_span_between_the_gaps_around_it(
+    database: Database,
+) -> None:
+    """A segment refused because its file changed is stored as a segment_changed gap of its
+    own span, after the gap it would have closed; the next segment's gap starts at its end
+    (not at the last footage, which would cover it). Stored once, and fenced."""
+    await add_camera(database, "cam")
+    held = await take_over(database, "cam", "r1")
+    await register_segment(database, segment("cam", 0, 2), held.token, None, "system:r")
+    before = PendingGap(GapReason.STREAM_ENDED, "closed")
+    changed = PendingGap(GapReason.SEGMENT_CHANGED, "kept as .changed/x.mp4")
+    start, end = T0 + 3 * S, T0 + 5 * S
+    args = ("cam", start, end, held.token, before, changed, "r1")
+    assert await register_refused(database, *args) == S
+    assert await register_refused(database, *args) is None  # a restart refusing it again
+    after = PendingGap(GapReason.STREAM_STALLED, "no packet")
+    # Stored from the refused span's end: the gap's length counts only the time it explains.
+    assert await register_segment(database, segment("cam", 6, 8), held.token, after, "r") == S
+    found = await timeline(database, "cam", T0, T0 + 8 * S)
+    assert found.gaps == (
+        TimelineGap(T0 + 2 * S, start, GapReason.STREAM_ENDED, "closed", "r1"),
+        TimelineGap(start, end, GapReason.SEGMENT_CHANGED, changed.detail, "r1"),
+        TimelineGap(end, T0 + 6 * S, GapReason.STREAM_STALLED, "no packet", "r1"),
+    )
+    await take_over(database, "cam", "r2")
+    with pytest.raises(Fenced):
+        await register_refused(
+            database, "cam", T0 + 8 * S, T0 + 9 * S, held.token, None, changed, "r1"
+        )
 
 
 async def test_registrations_racing_a_takeover_end_before_the_takeover_reads(

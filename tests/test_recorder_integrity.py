@@ -20,6 +20,8 @@ from sparc_video.database.pool import Database
 from sparc_video.recording import buffer as buffer_module
 from sparc_video.recording import fencing
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
+from sparc_video.recording.reasons import GapReason
+from sparc_video.recording.timeline import timeline
 from sparc_video.recording.uploader import Uploader, object_key
 from sparc_video.storage import LocalStorage, ObjectInfo
 from tests.recorder_helpers import add_recorded_camera, wait_for
@@ -142,3 +144,9 @@ async def test_a_segment_changed_while_storage_is_away_is_refused_and_kept(
     # Out of the buffer's count, and not uploaded again by the next start.
     assert buffer.used_bytes == 0
     assert await asyncio.to_thread(buffer.leftovers) == []
+    # Its time is explained: a gap of exactly its span, naming where the file is kept.
+    line = await timeline(database, "cam", first.start_ns, second.end_ns)
+    assert [(g.start_ns, g.end_ns, g.reason) for g in line.gaps] == [
+        (first.start_ns, first.end_ns, GapReason.SEGMENT_CHANGED)
+    ], line.gaps
+    assert str(kept) in line.gaps[0].detail and line.gaps[0].recorder_id == "rec"

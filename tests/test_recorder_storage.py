@@ -319,6 +319,19 @@ async def test_a_segment_changed_while_storage_is_away_is_not_catalogued_and_is_
     keys = {o["Key"] for o in listed}
     assert keys and all(k.endswith(".mp4") for k in keys)
     assert f"cameras/cam/recorder/{victim.stem}.mp4" not in keys
+    # Its time is explained by a gap of exactly its span, not left an unexplained hole.
+    start = int(victim.stem)
+    end = int(recorded_description(kept)["end_ns"])
+    line = await timeline(database, "cam", found[0].start_ns, found[-1].end_ns)
+    changed_gaps = [g for g in line.gaps if g.reason is GapReason.SEGMENT_CHANGED]
+    assert [(g.start_ns, g.end_ns) for g in changed_gaps] == [(start, end)], line.gaps
+    assert str(kept) in changed_gaps[0].detail
+    assert all(g.reason is not None for g in line.gaps), line.gaps
+
+
+def recorded_description(kept: Path) -> dict[str, object]:
+    description: dict[str, object] = json.loads(kept.with_suffix(".json").read_text())
+    return description
 
 
 def _changed() -> float:

@@ -188,7 +188,7 @@ recording_gaps = Table(
     CheckConstraint(
         "reason IN ('camera_unreachable', 'authentication_failed', 'stream_ended', "
         "'stream_stalled', 'no_keyframe', 'recorder_failover', 'storage_unavailable', "
-        "'policy_off')",
+        "'policy_off', 'segment_changed')",
         name="reason",
     ),
     Index(None, "camera_id", "end_ns"),

@@ -121,10 +121,14 @@ class SegmentBuffer:
         os.replace(partial, description)
         return digest
 
+    def changed_dir(self, camera_id: str) -> Path:
+        """Where the camera's segments whose bytes changed while buffered are kept."""
+        return self.root / camera_id / CHANGED
+
     def set_aside(self, segment: BufferedSegment) -> Path:
         """Move a segment whose bytes changed while buffered, with its description, out of the
         way to `<camera>/.changed` (no longer counted in the buffer's use); the folder."""
-        folder = self.root / segment.camera_id / CHANGED
+        folder = self.changed_dir(segment.camera_id)
         folder.mkdir(parents=True, exist_ok=True)
         description = segment.path.with_suffix(".json")
         os.replace(description, folder / description.name)

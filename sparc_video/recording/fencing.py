@@ -99,32 +99,90 @@ async def register_segment(
     none). Fenced if the camera was taken over since `token` was issued."""
     record.create_time = time.time()
     async with database.transaction() as connection:
-        held = await connection.fetchval(
-            "SELECT 1 FROM cameras WHERE id = $1 AND recorder_fence = $2 FOR SHARE",
-            record.camera_id,
-            token,
-        )
-        if held is None:
-            raise Fenced(
-                f"camera cameras/{record.camera_id} was taken over (fence {token} is stale)"
-            )
+        await _check_held(connection, record.camera_id, token)
         gap_ns = 0
         if gap is not None:
-            last_end = await newest_end(connection, record.camera_id)
-            if last_end is not None and last_end < record.start_ns:
-                gap_ns = record.start_ns - last_end
-                await connection.execute(
-                    "INSERT INTO recording_gaps (camera_id, start_ns, end_ns, reason, detail, "
-                    "recorder_id) VALUES ($1, $2, $3, $4, $5, $6)",
-                    record.camera_id,
-                    last_end,
-                    record.start_ns,
-                    gap.reason.value,
-                    gap.detail,
-                    record.recorder_id,
-                )
+            gap_ns = await _store_gap_before(
+                connection, record.camera_id, record.start_ns, gap, record.recorder_id
+            )
         await connection.execute(INSERT_RECORDING, *recording_row(record, principal))
     return gap_ns
+
+
+async def register_refused(
+    database: Database,
+    camera_id: str,
+    start_ns: int,
+    end_ns: int,
+    token: int,
+    gap: PendingGap | None,
+    refused: PendingGap,
+    recorder_id: str,
+) -> int | None:
+    """Store a recorded segment that was refused (not catalogued) as a gap of its own span
+    [start_ns, end_ns) explained by `refused`, after the gap `gap` it would have closed, so
+    its time is explained exactly: the length of the gap before it (ns, 0: none; None: stored
+    already, by a run that died before setting the segment aside). Fenced as
+    `register_segment`."""
+    async with database.transaction() as connection:
+        await _check_held(connection, camera_id, token)
+        stored = await connection.fetchval(
+            "SELECT 1 FROM recording_gaps WHERE camera_id = $1 AND end_ns = $2 "
+            "AND start_ns = $3 AND reason = $4",
+            camera_id,
+            end_ns,
+            start_ns,
+            refused.reason.value,
+        )
+        if stored is not None:
+            return None
+        gap_ns = 0
+        if gap is not None:
+            gap_ns = await _store_gap_before(connection, camera_id, start_ns, gap, recorder_id)
+        await _insert_gap(connection, camera_id, start_ns, end_ns, refused, recorder_id)
+    return gap_ns
+
+
+async def _check_held(connection: Connection, camera_id: str, token: int) -> None:
+    held = await connection.fetchval(
+        "SELECT 1 FROM cameras WHERE id = $1 AND recorder_fence = $2 FOR SHARE",
+        camera_id,
+        token,
+    )
+    if held is None:
+        raise Fenced(f"camera cameras/{camera_id} was taken over (fence {token} is stale)")
+
+
+async def _store_gap_before(
+    connection: Connection, camera_id: str, start_ns: int, gap: PendingGap, recorder_id: str
+) -> int:
+    """The gap `gap` explains, from where the camera's time is accounted for up to
+    `start_ns`, if it ends earlier; its length (ns, 0: none)."""
+    last_end = await accounted_end(connection, camera_id)
+    if last_end is None or last_end >= start_ns:
+        return 0
+    await _insert_gap(connection, camera_id, last_end, start_ns, gap, recorder_id)
+    return start_ns - last_end
+
+
+async def _insert_gap(
+    connection: Connection,
+    camera_id: str,
+    start_ns: int,
+    end_ns: int,
+    gap: PendingGap,
+    recorder_id: str,
+) -> None:
+    await connection.execute(
+        "INSERT INTO recording_gaps (camera_id, start_ns, end_ns, reason, detail, "
+        "recorder_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        camera_id,
+        start_ns,
+        end_ns,
+        gap.reason.value,
+        gap.detail,
+        recorder_id,
+    )
 
 
 async def superseded(database: Database, camera_id: str, start_ns: int) -> bool:
@@ -139,6 +197,19 @@ async def newest_end(connection: Connection | Database, camera_id: str) -> int |
     """The end of the camera's newest registered segment (None: it has none)."""
     end = await connection.fetchval(
         "SELECT end_ns FROM recordings WHERE camera_id = $1 ORDER BY start_ns DESC LIMIT 1",
+        camera_id,
+    )
+    return None if end is None else int(end)
+
+
+async def accounted_end(connection: Connection | Database, camera_id: str) -> int | None:
+    """Where the camera's accounted-for time ends: its newest registered segment, or a stored
+    gap ending later (a refused segment's, `register_refused`); None: neither. A later gap
+    starts here, so it never covers (and hides) a refused segment's own gap."""
+    end = await connection.fetchval(
+        "SELECT GREATEST((SELECT end_ns FROM recordings WHERE camera_id = $1 "
+        "ORDER BY start_ns DESC LIMIT 1), "
+        "(SELECT max(end_ns) FROM recording_gaps WHERE camera_id = $1))",
         camera_id,
     )
     return None if end is None else int(end)

@@ -15,3 +15,6 @@ class GapReason(StrEnum):
     RECORDER_FAILOVER = "recorder_failover"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     POLICY_OFF = "policy_off"
+    # The recorded segment was refused: its file changed on disk before it was uploaded (kept
+    # under RECORDER_BUFFER_DIR/<camera>/.changed for inspection).
+    SEGMENT_CHANGED = "segment_changed"

@@ -2,9 +2,10 @@
 gaps between them with the reason the recorder stored (`reasons.py`); a hole nobody explained
 (the recorder is down, or footage was deleted) is a gap without a reason.
 
-A gap is stored only with the segment that ends it. While a camera is still down, its recorder's
-live status names the failure: given as `ongoing`, it explains the time from the camera's last
-recorded second up to now.
+A gap is stored only with the segment that ends it, or as the span of a recorded segment
+refused because its file changed on disk (`fencing.register_refused`). While a camera is still
+down, its recorder's live status names the failure: given as `ongoing`, it explains the time
+from the camera's last recorded second up to now.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ segment stored right away needs nothing more. One that has to wait (its first at
 or it was queued behind another) is hashed as it starts waiting, into its description
 (`SegmentBuffer.pin_hash`: a second read, only for segments that wait). When it goes up, a
 stored hash that differs (the file changed on disk while it waited) is refused: the object is
-deleted, the segment not catalogued, the refusal logged as an error and counted, and the file
-moved aside for inspection. Its time is left without a recording (no gap reason names it yet).
+deleted, the segment not catalogued, the refusal logged as an error and counted, and its span
+stored as a segment_changed gap (`fencing.register_refused`, retried like a registration while
+PostgreSQL is away) before the file is moved aside for inspection: a restart before that finds
+the segment still buffered and refuses it again, so neither the gap nor the file is lost.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from sparc_video.database.pool import Database
 from sparc_video.media.probe import StreamInfo
 from sparc_video.observability import recorder_metrics as metrics
 from sparc_video.recording.buffer import BufferedSegment, SegmentBuffer
-from sparc_video.recording.fencing import Fenced, register_segment, superseded
+from sparc_video.recording.fencing import (
+    Fenced,
+    PendingGap,
+    register_refused,
+    register_segment,
+    superseded,
+)
+from sparc_video.recording.reasons import GapReason
 from sparc_video.storage import ManagedStorage
 
 log = logging.getLogger(__name__)
@@ -130,27 +139,36 @@ class Uploader:
             segment = queue[0]
             delay = RETRY_FIRST_S
             set_aside = False
+            # Set when storage refused the segment's bytes: its gap is stored next.
+            refused: SegmentChanged | None = None
             while True:
                 token = self._tokens[camera_id]
                 try:
-                    if segment.token != token and await superseded(
-                        self._database, camera_id, segment.start_ns
-                    ):
-                        log.warning(
-                            "segment %s of camera %s, recorded under fence %d, is older than "
-                            "footage registered since; discarding it",
-                            segment.start_ns,
-                            camera_id,
-                            segment.token,
-                        )
-                        metrics.FENCED_SEGMENTS.inc()
-                        break
-                    await self._store(segment, token)
-                    break
-                except SegmentChanged as changed:
+                    if refused is None:
+                        if segment.token != token and await superseded(
+                            self._database, camera_id, segment.start_ns
+                        ):
+                            log.warning(
+                                "segment %s of camera %s, recorded under fence %d, is older "
+                                "than footage registered since; discarding it",
+                                segment.start_ns,
+                                camera_id,
+                                segment.token,
+                            )
+                            metrics.FENCED_SEGMENTS.inc()
+                            break
+                        try:
+                            await self._store(segment, token)
+                            break
+                        except SegmentChanged as changed:
+                            log.error("%s; not catalogued, the file is kept aside", changed)
+                            metrics.CHANGED_SEGMENTS.inc()
+                            refused = changed
+                    await self._explain_refused(segment, token)
                     folder = await asyncio.to_thread(self._buffer.set_aside, segment)
-                    log.error("%s; not catalogued, the file is kept in %s", changed, folder)
-                    metrics.CHANGED_SEGMENTS.inc()
+                    log.error(
+                        "segment %s of camera %s kept in %s", segment.start_ns, camera_id, folder
+                    )
                     set_aside = True
                     break
                 except Fenced:
@@ -158,6 +176,10 @@ class Uploader:
                         "camera %s was taken over; discarding its buffered segments", camera_id
                     )
                     self._tokens.pop(camera_id, None)
+                    if refused is not None:  # never deleted: kept for inspection, unexplained
+                        await asyncio.to_thread(self._buffer.set_aside, queue.popleft())
+                        self._hashes.pop(segment.path, None)
+                        set_aside = True
                     while queue:
                         self._hashes.pop(queue[0].path, None)
                         self._buffer.remove(queue.popleft())
@@ -183,6 +205,32 @@ class Uploader:
             metrics.BUFFER_BYTES.set(self._buffer.used_bytes)
         if not queue:
             self._idle.setdefault(camera_id, asyncio.Event()).set()
+
+    async def _explain_refused(self, segment: BufferedSegment, token: int) -> None:
+        """Store the refused segment's span as a segment_changed gap, after the gap it would
+        have closed."""
+        kept = self._buffer.changed_dir(segment.camera_id) / segment.path.name
+        reason = PendingGap(
+            GapReason.SEGMENT_CHANGED,
+            f"the segment's file changed on disk before upload; kept as {kept} on recorder "
+            f"{segment.recorder_id}",
+        )
+        gap_ns = await register_refused(
+            self._database,
+            segment.camera_id,
+            segment.start_ns,
+            segment.end_ns,
+            token,
+            segment.gap,
+            reason,
+            segment.recorder_id,
+        )
+        if gap_ns is None:
+            return
+        if gap_ns and segment.gap is not None:
+            metrics.GAP_SECONDS.labels(segment.gap.reason.value).inc(gap_ns / 1e9)
+        span_s = (segment.end_ns - segment.start_ns) / 1e9
+        metrics.GAP_SECONDS.labels(GapReason.SEGMENT_CHANGED.value).inc(span_s)
 
     async def _pin(self, segment: BufferedSegment) -> None:
         """Hash a segment about to wait, unless it was already, so what goes up later must be

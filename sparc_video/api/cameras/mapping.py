@@ -53,6 +53,7 @@ GAP_REASONS: ProtoEnum[camera_service_pb2.TimelineGap.Reason.ValueType, GapReaso
         GapReason.RECORDER_FAILOVER: _Gap.REASON_RECORDER_FAILOVER,
         GapReason.STORAGE_UNAVAILABLE: _Gap.REASON_STORAGE_UNAVAILABLE,
         GapReason.POLICY_OFF: _Gap.REASON_POLICY_OFF,
+        GapReason.SEGMENT_CHANGED: _Gap.REASON_SEGMENT_CHANGED,
     }
 )
 

@@ -501,6 +501,8 @@ class TimelineGap(_message.Message):
         """Segments could not be written to storage."""
         REASON_POLICY_OFF: TimelineGap._Reason.ValueType  # 8
         """The recording policy was off."""
+        REASON_SEGMENT_CHANGED: TimelineGap._Reason.ValueType  # 9
+        """The recorded segment was refused: its file changed on disk before it was uploaded."""
 
     class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
         """Why there is no footage."""
@@ -523,6 +525,8 @@ class TimelineGap(_message.Message):
     """Segments could not be written to storage."""
     REASON_POLICY_OFF: TimelineGap.Reason.ValueType  # 8
     """The recording policy was off."""
+    REASON_SEGMENT_CHANGED: TimelineGap.Reason.ValueType  # 9
+    """The recorded segment was refused: its file changed on disk before it was uploaded."""
 
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
