@@ -144,6 +144,27 @@ async def test_a_refused_segment_is_a_gap_of_exactly_its_span_between_the_gaps_a
         )
 
 
+async def test_a_reason_this_release_does_not_know_reads_as_no_reason_naming_it(
+    database: Database,
+) -> None:
+    """A newer recorder may store a reason an older server (mid rolling upgrade) lacks: its
+    timeline still answers, the gap unexplained but naming the stored reason."""
+    await add_camera(database, "cam")
+    held = await take_over(database, "cam", "r1")
+    await register_segment(database, segment("cam", 0, 1), held.token, None, "system:r")
+    await database.execute(
+        "ALTER TABLE recording_gaps DROP CONSTRAINT ck_recording_gaps_reason"
+    )  # as the newer release's migration would have widened it
+    await database.execute(
+        "INSERT INTO recording_gaps (camera_id, start_ns, end_ns, reason, detail, recorder_id) "
+        "VALUES ('cam', $1, $2, 'lens_on_fire', 'smoke', 'r9')",
+        T0 + S,
+        T0 + 2 * S,
+    )
+    found = await timeline(database, "cam", T0, T0 + 2 * S)
+    assert found.gaps == (TimelineGap(T0 + S, T0 + 2 * S, None, "lens_on_fire: smoke", "r9"),)
+
+
 async def test_registrations_racing_a_takeover_end_before_the_takeover_reads(
     database: Database,
 ) -> None:

@@ -58,12 +58,20 @@ async def stored_gaps(
         TimelineGap(
             max(row["start_ns"], start_ns),
             min(row["end_ns"], end_ns),
-            GapReason(row["reason"]),
-            row["detail"],
+            *_explained(row["reason"], row["detail"]),
             row["recorder_id"],
         )
         for row in rows
     ]
+
+
+def _explained(reason: str, detail: str) -> tuple[GapReason | None, str]:
+    """A stored reason this release does not know (a newer recorder wrote it during a rolling
+    upgrade) reads as no reason, named in the detail, rather than failing the whole timeline."""
+    try:
+        return GapReason(reason), detail
+    except ValueError:
+        return None, f"{reason}: {detail}" if detail else reason
 
 
 async def timeline(
