@@ -181,10 +181,14 @@ async def test_the_timeline_returns_spans_and_gaps_with_their_reasons(
         await register_segment(database, segment("cam", 2, 4), held.token, None, "system:r")
         gap = PendingGap(GapReason.CAMERA_UNREACHABLE, "connection refused")
         await register_segment(database, segment("cam", 6, 8), held.token, gap, "system:r")
+        kept = PendingGap(GapReason.SEGMENT_CHANGED, "kept as .changed/x.mp4")
+        await register_refused(
+            database, "cam", T0 + 10 * S, T0 + 12 * S, held.token, None, kept, "r1"
+        )
 
         found = await stub.GetCameraTimeline(
             svc.GetCameraTimelineRequest(
-                name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + 10 * S)
+                name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + 12 * S)
             )
         )
         spans = [
@@ -199,6 +203,7 @@ async def test_the_timeline_returns_spans_and_gaps_with_their_reasons(
         assert gaps == [
             (T0 + 4 * S, T0 + 6 * S, Gap.REASON_CAMERA_UNREACHABLE, "connection refused"),
             (T0 + 8 * S, T0 + 10 * S, Gap.REASON_UNSPECIFIED, ""),
+            (T0 + 10 * S, T0 + 12 * S, Gap.REASON_SEGMENT_CHANGED, kept.detail),
         ]
         assert found.gaps[0].recorder == "r1"
 
@@ -229,34 +234,6 @@ async def test_the_timeline_returns_spans_and_gaps_with_their_reasons(
             ),
             grpc.StatusCode.NOT_FOUND,
         )
-
-
-async def test_the_timeline_names_a_refused_segment_s_span_segment_changed(
-    service_settings: Callable[..., Settings],
-) -> None:
-    async with camera_service(service_settings()) as cams:
-        stub = cams.stub
-        await stub.CreateCamera(
-            svc.CreateCameraRequest(camera_id="cam", camera=Camera(stream_url="rtsp://cam/x"))
-        )
-        database = cams.service.app.database
-        held = await take_over(database, "cam", "r1")
-        await register_segment(database, segment("cam", 0, 2), held.token, None, "system:r")
-        kept = PendingGap(GapReason.SEGMENT_CHANGED, "kept as .changed/x.mp4")
-        await register_refused(
-            database, "cam", T0 + 2 * S, T0 + 4 * S, held.token, None, kept, "r1"
-        )
-        await register_segment(database, segment("cam", 4, 6), held.token, None, "system:r")
-        found = await stub.GetCameraTimeline(
-            svc.GetCameraTimelineRequest(
-                name="cameras/cam", start_time=ts(T0), end_time=ts(T0 + 6 * S)
-            )
-        )
-        gaps = [
-            (g.start_time.ToNanoseconds(), g.end_time.ToNanoseconds(), g.reason, g.detail)
-            for g in found.gaps
-        ]
-        assert gaps == [(T0 + 2 * S, T0 + 4 * S, Gap.REASON_SEGMENT_CHANGED, kept.detail)]
 
 
 @pytest.mark.parametrize(("principal", "may_update"), [("viewer-1", False), ("op-a", True)])
