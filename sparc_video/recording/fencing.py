@@ -193,12 +193,13 @@ async def superseded(database: Database, camera_id: str, start_ns: int) -> bool:
     return end is not None and end > start_ns
 
 
+# The end of camera $1's newest registered segment (NULL: it has none).
+_NEWEST_END = "SELECT end_ns FROM recordings WHERE camera_id = $1 ORDER BY start_ns DESC LIMIT 1"
+
+
 async def newest_end(connection: Connection | Database, camera_id: str) -> int | None:
     """The end of the camera's newest registered segment (None: it has none)."""
-    end = await connection.fetchval(
-        "SELECT end_ns FROM recordings WHERE camera_id = $1 ORDER BY start_ns DESC LIMIT 1",
-        camera_id,
-    )
+    end = await connection.fetchval(_NEWEST_END, camera_id)
     return None if end is None else int(end)
 
 
@@ -207,8 +208,7 @@ async def accounted_end(connection: Connection | Database, camera_id: str) -> in
     gap ending later (a refused segment's, `register_refused`); None: neither. A later gap
     starts here, so it never covers (and hides) a refused segment's own gap."""
     end = await connection.fetchval(
-        "SELECT GREATEST((SELECT end_ns FROM recordings WHERE camera_id = $1 "
-        "ORDER BY start_ns DESC LIMIT 1), "
+        f"SELECT GREATEST(({_NEWEST_END}), "
         "(SELECT max(end_ns) FROM recording_gaps WHERE camera_id = $1))",
         camera_id,
     )

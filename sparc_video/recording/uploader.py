@@ -227,10 +227,8 @@ class Uploader:
         )
         if gap_ns is None:
             return
-        if gap_ns and segment.gap is not None:
-            metrics.GAP_SECONDS.labels(segment.gap.reason.value).inc(gap_ns / 1e9)
-        span_s = (segment.end_ns - segment.start_ns) / 1e9
-        metrics.GAP_SECONDS.labels(GapReason.SEGMENT_CHANGED.value).inc(span_s)
+        _count_gap(segment.gap, gap_ns)
+        _count_gap(reason, segment.end_ns - segment.start_ns)
 
     async def _pin(self, segment: BufferedSegment) -> None:
         """Hash a segment about to wait, unless it was already, so what goes up later must be
@@ -286,11 +284,15 @@ class Uploader:
         )
         try:
             gap_ns = await register_segment(self._database, record, token, segment.gap, PRINCIPAL)
-            if gap_ns and segment.gap is not None:
-                metrics.GAP_SECONDS.labels(segment.gap.reason.value).inc(gap_ns / 1e9)
+            _count_gap(segment.gap, gap_ns)
         except asyncpg.UniqueViolationError:
             # Registered by an earlier run that died before removing the local files.
             log.info("segment %s was registered already", key)
         metrics.SEGMENTS_WRITTEN.inc()
         metrics.BYTES_WRITTEN.inc(segment.size_bytes)
         metrics.UPLOAD_LATENCY.observe(max(0.0, time.time() - segment.end_ns / 1e9))
+
+
+def _count_gap(gap: PendingGap | None, gap_ns: int) -> None:
+    if gap is not None and gap_ns:
+        metrics.GAP_SECONDS.labels(gap.reason.value).inc(gap_ns / 1e9)
